@@ -1,0 +1,33 @@
+# Two commands do all the setup on a fresh machine:
+#   make demo   - a real end-to-end sync on the embedded defaults
+#   make test   - the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install benchmark sandbox clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -e . --no-deps
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m localdev.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/sync_benchmark.py $(BENCH_ARGS)
+
+sandbox: $(STAMP)
+	$(PY) -m crm_sandbox --port 8765 --state-file .local/sandbox-state.json
+
+clean:
+	rm -rf .local

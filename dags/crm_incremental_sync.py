@@ -1,0 +1,53 @@
+"""Every 15 minutes: new, edited, unfinished and requeued check-ins into each company's CRMs.
+
+discover_<crm> -> sync_<crm> (one mapped task per company, pool crm_<crm>) -> summarize
+check_configurations (malformed JSON, unknown CRM types)                    -> summarize
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Param, task
+
+from crm_hooks.registry import HOOKS
+from crm_sync.operators import CrmSyncOperator
+from crm_sync.tasks import check_configurations, discover_companies, summarize_run
+
+with DAG(
+    dag_id="crm_incremental_sync",
+    schedule="*/15 * * * *",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": 2.0},
+    tags=["crm", "sync"],
+    doc_md=__doc__,
+    params={
+        "company_ids": Param([], type="array", title="Company ids",
+                             description="Only these companies (empty: every company with an active integration)."),
+        "crm_types": Param([], type="array", title="CRM types",
+                           description=f"Only these CRMs (empty: all). One of: {', '.join(HOOKS)}."),
+        "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=200, title="Batch size",
+                            description="Check-ins per CRM batch call (empty: the CRM's own batch limit)."),
+        "lookback_days": Param(7, type="integer", minimum=0, maximum=90, title="Edit look-back (days)",
+                               description="Synced check-ins created this recently are re-checked for edits."),
+        "rate_share": Param(1.0, type="number", minimum=0.05, maximum=1.0, title="Rate-limit share",
+                            description="Share of each CRM's documented rate limit this run may use."),
+    },
+) as dag:
+    checked = task(task_id="check_configurations")(check_configurations)()
+    summary = task(task_id="summarize", trigger_rule="all_done")(summarize_run)()
+    for crm_type in HOOKS:
+        companies = task(task_id=f"discover_{crm_type}")(discover_companies)(crm_type=crm_type)
+        sync = CrmSyncOperator.partial(
+            task_id=f"sync_{crm_type}",
+            crm_type=crm_type,
+            pool=f"crm_{crm_type}",
+            batch_size="{{ params.batch_size or '' }}",
+            lookback_days="{{ params.lookback_days }}",
+            rate_share="{{ params.rate_share }}",
+            map_index_template="company {{ task.company_id }}",
+        ).expand(company_id=companies)
+        sync >> summary
+    checked >> summary

@@ -1,0 +1,1 @@
+SELECT crm_integrations FROM public.companies WHERE id = :company_id

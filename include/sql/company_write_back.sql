@@ -1,0 +1,2 @@
+UPDATE public.companies SET crm_integrations = :crm_integrations, crm_sync_history = :crm_sync_history
+WHERE id = :company_id

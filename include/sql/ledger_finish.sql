@@ -1,0 +1,11 @@
+-- The outcome of one check-in's attempt. Only the attempt that claimed the row may finish it.
+UPDATE crm_sync.ledger
+   SET status = :status,
+       crm_customer_id = COALESCE(:crm_customer_id, crm_customer_id),
+       crm_visit_id = COALESCE(:crm_visit_id, crm_visit_id),
+       synced_hash = CASE WHEN :status = 'synced' THEN source_hash ELSE synced_hash END,
+       synced_at = CASE WHEN :status = 'synced' THEN now() ELSE synced_at END,
+       error_kind = :error_kind,
+       last_error = :last_error
+ WHERE company_id = :company_id AND crm_type = :crm_type AND check_in_id = :check_in_id
+   AND attempt_id = :attempt_id

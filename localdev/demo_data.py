@@ -1,0 +1,222 @@
+"""Generated Rank It Pro data for the demo, the tests and the benchmarks.
+
+Check-ins look like what technicians type on a phone: names as "LAST, FIRST" or
+missing, emails in capitals or with two addresses, phones in every US format,
+HTML and very long notes, photos in each shape the column has held. Repeat
+customers come back. Everything is deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+FIRST = ["Ann", "Bob", "Carla", "Dmitri", "Elena", "Frank", "Grace", "Hector", "Ivy", "José", "Kim", "Liam",
+         "Maria", "Nina", "Owen", "Priya", "Quinn", "Rosa", "Sam", "Tara", "Uma", "Victor", "Wen", "Zoë"]
+LAST = ["Smith", "Nguyen", "Garcia", "Okafor", "Müller", "Johnson", "Patel", "Kowalski", "Brown", "Núñez",
+        "O'Brien", "Lee", "Martinez", "Davis", "Chen", "Wilson"]
+JOBS = ["AC Repair", "Furnace Tune-up", "Water Heater Install", "Drain Cleaning", "Panel Upgrade", "Leak Repair"]
+STREETS = ["Oak St", "Maple Ave", "Congress Ave", "Elm Dr", "Lamar Blvd", "Cedar Ln"]
+
+
+@dataclass
+class DemoCompany:
+    """A company of the demo, with its integrations and the sandbox accounts behind them."""
+
+    name: str
+    integrations: Any                      # dict, or raw text for broken rows
+    accounts: list[dict[str, Any]] = field(default_factory=list)
+    check_ins: int = 40
+
+
+def hubspot_integration(base_url: str, token: str, **settings: Any) -> dict[str, Any]:
+    return {"name": "HubSpot", "status": "active", "lastConfigured": "2026-10-02T14:11:09.120Z",
+            "credentials": {"accessToken": token, "baseUrl": f"{base_url}/hubspot"},
+            "syncSettings": {"syncCustomers": True, "createNewCustomers": True, "updateExistingCustomers": True,
+                             "syncCheckInsAsJobs": True, "syncPhotos": True, "customerMatchStrategy": "all",
+                             "customFieldMapping": {}, **settings}}
+
+
+def salesforce_integration(base_url: str, *, client_id: str, client_secret: str, username: str | None = None,
+                           password: str | None = None, security_token: str | None = None,
+                           **settings: Any) -> dict[str, Any]:
+    creds: dict[str, Any] = {"clientId": client_id, "clientSecret": client_secret}
+    if username:
+        creds.update(username=username, password=password, securityToken=security_token,
+                     authUrl=f"{base_url}/salesforce")
+    else:
+        creds["myDomainUrl"] = f"{base_url}/salesforce"
+    return {"name": "Salesforce", "status": "active", "credentials": creds,
+            "syncSettings": {"customerMatchStrategy": "all", **settings}}
+
+
+def demo_companies(base_url: str) -> list[DemoCompany]:
+    """The demo's companies: healthy ones on each CRM, one on two CRMs, and broken configurations."""
+    hs1 = "pat-na1-demo-lonestar-7f3a9c2e-51d4-4e0b-9a61"
+    hs3 = "pat-na1-demo-peak-0c8d2b7a-93e1-4f6c-b2d0"
+    sf2 = {"client_id": "3MVG9demo.bayplumbing", "client_secret": "sf-secret-bay-4b1e9d7c2a"}
+    sf3 = {"client_id": "3MVG9demo.peak", "client_secret": "sf-secret-peak-77aa01fe",
+           "username": "ops@peakelectric.example", "password": "Peak-Pass-2026!", "security_token": "TOKpeak9931"}
+    return [
+        DemoCompany("Lone Star HVAC", {"hubspot": hubspot_integration(
+            base_url, hs1, customFieldMapping={"customerFeedback": "rip_customer_feedback"})},
+            [{"crm": "hubspot", "account": "lonestar", "credentials": {"accessToken": hs1}}]),
+        DemoCompany("Bay Plumbing", {"salesforce": salesforce_integration(base_url, **sf2)},
+                    [{"crm": "salesforce", "account": "bay", "credentials": {"clientId": sf2["client_id"],
+                                                                            "clientSecret": sf2["client_secret"]}}]),
+        DemoCompany("Peak Electric", {
+            "hubspot": hubspot_integration(base_url, hs3),
+            "salesforce": salesforce_integration(base_url, **sf3)},
+            [{"crm": "hubspot", "account": "peak", "credentials": {"accessToken": hs3}},
+             {"crm": "salesforce", "account": "peak", "credentials": {
+                 "clientId": sf3["client_id"], "clientSecret": sf3["client_secret"], "username": sf3["username"],
+                 "password": sf3["password"], "securityToken": sf3["security_token"]}}]),
+        DemoCompany("Broken JSON Roofing", '{"hubspot": {"status": "active", "credentials": {"accessToken": ',
+                    check_ins=3),
+        DemoCompany("Mystery CRM Pools", {"zoho": {"status": "active", "credentials": {"apiKey": "zz-secret-1"}}},
+                    check_ins=3),
+        DemoCompany("No Credentials Garage Doors", {"hubspot": {"name": "HubSpot", "status": "active",
+                                                                "credentials": {}}}, check_ins=3),
+        DemoCompany("Paused Landscaping", {"hubspot": {**hubspot_integration(base_url, "pat-na1-demo-paused-x1"),
+                                                       "status": "inactive"}}, check_ins=3),
+    ]
+
+
+def _phone(rng: random.Random, digits: str) -> str:
+    a, b, c = digits[:3], digits[3:6], digits[6:]
+    return rng.choice([f"({a}) {b}-{c}", f"{a}-{b}-{c}", f"{a}.{b}.{c}", f"{a}{b}{c}", f"+1 {a} {b} {c}",
+                       f"1-{a}-{b}-{c}", f"{a} {b} {c} x{rng.randint(10, 99)}"])
+
+
+def customer_pool(rng: random.Random, size: int) -> list[dict[str, str | None]]:
+    pool = []
+    for i in range(size):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        digits = f"512555{i % 10000:04d}" if i < 10000 else f"{rng.randint(201, 989)}555{rng.randint(0, 9999):04d}"
+        pool.append({"first": first, "last": last, "email": f"{first}.{last}.{i}@example.com".lower()
+                     .replace("'", "").replace("ü", "u").replace("ñ", "n").replace("é", "e").replace("ë", "e"),
+                     "digits": digits})
+    return pool
+
+
+def check_in_rows(company_id: int, technician_id: int, n: int, *, seed: int = 7, repeat_share: float = 0.4,
+                  messy: bool = True, start: datetime | None = None) -> Iterator[dict[str, Any]]:
+    """``n`` check-ins for one company; ``repeat_share`` of them for customers seen before."""
+    rng = random.Random(seed * 1000 + company_id)
+    pool = customer_pool(rng, max(1, int(n * (1 - repeat_share)) + 1))
+    start = start or (datetime.now(UTC) - timedelta(days=3)).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+    for i in range(n):
+        c = pool[i] if i < len(pool) and rng.random() > repeat_share else rng.choice(pool[: max(1, min(i, len(pool)))])
+        name = f"{c['first']} {c['last']}"
+        email: str | None = c["email"]
+        phone: str | None = _phone(rng, c["digits"])
+        notes = f"Replaced capacitor and checked refrigerant for {c['first']}."
+        photos: Any = [f"https://cdn.rankitpro.example/p/{company_id}/{i}-a.jpg"]
+        if messy:
+            roll = rng.random()
+            if roll < 0.08:
+                name = f"{c['last'].upper()}, {c['first'].upper()}"
+            elif roll < 0.12:
+                email = f"  {c['email'].upper()} "
+            elif roll < 0.15:
+                email = f"{c['email']}, office@example.com"
+            elif roll < 0.18:
+                notes = f"<p>Customer said <b>thanks</b> &amp; paid.</p><script>x()</script>{notes}"
+            elif roll < 0.20:
+                photos = [{"url": f"https://cdn.rankitpro.example/p/{company_id}/{i}-b.jpg"}, "not a url"]
+            elif roll < 0.22:
+                photos = f"https://cdn.rankitpro.example/p/{company_id}/{i}-c.jpg"
+        if messy and i % 17 == 5:
+            # A row nobody can match: no name, a broken email, no phone.
+            name, email, phone = None, "not-an-email@", None
+        if messy and i % 23 == 7:
+            notes = "Long install log. " + ("All joints pressure-tested; no leaks found. " * 1700)
+        yield {
+            "job_type": rng.choice(JOBS), "notes": notes, "customer_name": name, "customer_email": email,
+            "customer_phone": phone, "work_performed": "Diagnosed and repaired.", "materials_used": "Capacitor 45/5",
+            "address": f"{rng.randint(100, 9999)} {rng.choice(STREETS)}", "city": "Austin", "state": "TX",
+            "zip": "78701", "photos": json.dumps(photos), "customer_feedback": rng.choice(["Great job", None]),
+            "follow_up_required": rng.random() < 0.1, "technician_id": technician_id, "company_id": company_id,
+            "created_at": start + timedelta(minutes=7 * i),
+        }
+
+
+INSERT_CHECK_IN = sa.text(
+    "INSERT INTO check_ins (job_type, notes, customer_name, customer_email, customer_phone, work_performed, "
+    "materials_used, address, city, state, zip, photos, customer_feedback, follow_up_required, technician_id, "
+    "company_id, created_at) VALUES (:job_type, :notes, :customer_name, :customer_email, :customer_phone, "
+    ":work_performed, :materials_used, :address, :city, :state, :zip, CAST(:photos AS jsonb), :customer_feedback, "
+    ":follow_up_required, :technician_id, :company_id, :created_at)")
+
+
+def create_company(engine: Engine, name: str, integrations: Any) -> tuple[int, int]:
+    """Insert a company with one technician; returns (company_id, technician_id)."""
+    raw = integrations if isinstance(integrations, str) or integrations is None else json.dumps(integrations)
+    with engine.begin() as conn:
+        company_id = conn.execute(sa.text(
+            "INSERT INTO companies (name, plan, crm_integrations, crm_sync_history) "
+            "VALUES (:n, 'pro', :i, '[]') RETURNING id"), {"n": name, "i": raw}).scalar_one()
+        technician_id = conn.execute(sa.text(
+            "INSERT INTO technicians (name, email, phone, location, company_id) "
+            "VALUES ('Alex Tech', 'alex@example.com', '5125550000', 'Austin', :c) RETURNING id"),
+            {"c": company_id}).scalar_one()
+    return company_id, technician_id
+
+
+def insert_check_ins(engine: Engine, rows: Iterator[dict[str, Any]], chunk: int = 5000) -> int:
+    """Insert generated rows in chunks; returns how many."""
+    count = 0
+    buf: list[dict[str, Any]] = []
+    for row in rows:
+        buf.append(row)
+        if len(buf) >= chunk:
+            with engine.begin() as conn:
+                conn.execute(INSERT_CHECK_IN, buf)
+            count += len(buf)
+            buf = []
+    if buf:
+        with engine.begin() as conn:
+            conn.execute(INSERT_CHECK_IN, buf)
+        count += len(buf)
+    return count
+
+
+def seed_demo(engine: Engine, base_url: str) -> list[DemoCompany]:
+    """Create the demo companies and their check-ins (once: does nothing if companies exist)."""
+    companies = demo_companies(base_url)
+    with engine.connect() as conn:
+        if conn.execute(sa.text("SELECT count(*) FROM companies")).scalar():
+            return companies
+    for company in companies:
+        company_id, technician_id = create_company(engine, company.name, company.integrations)
+        insert_check_ins(engine, check_in_rows(company_id, technician_id, company.check_ins))
+    return companies
+
+
+def point_integrations_at(engine: Engine, base_url: str) -> None:
+    """Demo only: rewrite the sandbox URLs in every integration (the sandbox port may change)."""
+    with engine.begin() as conn:
+        rows = conn.execute(sa.text("SELECT id, crm_integrations FROM companies FOR UPDATE")).all()
+        for company_id, raw in rows:
+            try:
+                data = json.loads(raw or "")
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(data, dict):
+                continue
+            for crm, integ in data.items():
+                creds = integ.get("credentials") if isinstance(integ, dict) else None
+                if not isinstance(creds, dict):
+                    continue
+                for key in ("baseUrl", "myDomainUrl", "authUrl"):
+                    if creds.get(key):
+                        creds[key] = f"{base_url}/{crm}"
+            conn.execute(sa.text("UPDATE companies SET crm_integrations = :i WHERE id = :id"),
+                         {"i": json.dumps(data), "id": company_id})

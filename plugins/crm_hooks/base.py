@@ -1,0 +1,450 @@
+"""The shared base of every CRM hook: session, auth tokens, rate limits, retries, errors.
+
+A concrete hook (one module per CRM) declares its vendor facts as class
+attributes and implements three small methods:
+
+* ``fetch_token()`` -> ``(token, expires_in_seconds)`` for OAuth CRMs, or nothing
+  for static keys; :meth:`CrmHook.access_token` caches it and refreshes it a minute
+  before expiry and after a 401.
+* ``auth_headers()`` -> the headers that authenticate one request.
+* ``classify_error(response)`` -> the :mod:`crm_hooks.errors` class for a failed
+  response, read from the vendor's documented error body.
+
+Everything else (timeouts, ``Retry-After``, exponential backoff with jitter,
+client-side token buckets, call accounting, secret masking, the
+``CRM_SYNC_ALLOWED_HOSTS`` rule for URL overrides) lives here once.
+
+A hook is built either from a company's integration JSON exactly as the Rank It
+Pro app stores it (:meth:`CrmHook.from_integration`, the multi-tenant path the
+DAGs use) or from an Airflow connection of the hook's own ``conn_type``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import requests
+import tenacity
+from airflow.sdk import BaseHook
+
+from crm_hooks.errors import (
+    BadCredentialsError,
+    BadRecordError,
+    ConfigurationError,
+    CrmError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    RetryableError,
+)
+from crm_hooks.hosts import check_url
+from crm_hooks.rate_limit import RateLimit, bucket_for
+from crm_hooks.redaction import redact, register_secrets
+
+log = logging.getLogger(__name__)
+
+#: Longest ``Retry-After`` the hook sleeps through inside one call; longer waits
+#: fail the call as retryable so the rows are retried next run instead.
+MAX_RETRY_AFTER_SECONDS = 120.0
+
+
+@dataclass
+class CallStats:
+    """What one hook instance spent talking to its CRM (for run summaries and benchmarks)."""
+
+    api_calls: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    server_errors: int = 0
+    token_refreshes: int = 0
+    waited_seconds: float = 0.0
+    by_endpoint: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "api_calls": self.api_calls,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "server_errors": self.server_errors,
+            "token_refreshes": self.token_refreshes,
+            "rate_limit_wait_seconds": round(self.waited_seconds, 3),
+        }
+
+
+class CrmHook(BaseHook):
+    """Base class for the CRM hooks.
+
+    :param conn_id: an Airflow connection of this hook's ``conn_type``; used when
+        ``credentials`` is not given.
+    :param credentials: the integration's ``credentials`` object (the app's keys).
+    :param settings: the integration's non-secret settings (``crmSettings``).
+    :param account_key: identifies the CRM account for shared rate-limit buckets;
+        defaults to a value derived from the credentials' base URL and id.
+    :param rate_share: share (0-1] of the documented limit this hook may use.
+    :param max_attempts: attempts per request before a retryable error is raised.
+    :param credentials_writer: called with the full new credentials when the CRM
+        rotates a refresh token, before the new token is used (Jobber).
+    """
+
+    conn_name_attr = "conn_id"
+    #: The key the Rank It Pro app uses for this CRM in ``crm_integrations``.
+    crm_type: ClassVar[str] = ""
+    #: Vendor-owned domain suffixes; URL overrides elsewhere need CRM_SYNC_ALLOWED_HOSTS.
+    vendor_domains: ClassVar[tuple[str, ...]] = ()
+    default_base_url: ClassVar[str] = ""
+    #: Named client-side limits (``default`` applies unless a call names another).
+    rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(None)}
+    #: Records per batch call the CRM accepts (1 where it has no batch endpoint).
+    batch_size: ClassVar[int] = 1
+    #: Credential keys that hold secrets (masked, redacted).
+    secret_keys: ClassVar[tuple[str, ...]] = ()
+    timeout: ClassVar[tuple[float, float]] = (10.0, 60.0)
+    max_attempts_default: ClassVar[int] = 5
+    #: Multiplier of the exponential backoff (seconds); tests lower it.
+    backoff_seconds: ClassVar[float] = 0.5
+    backoff_max_seconds: ClassVar[float] = 30.0
+
+    def __init__(
+        self,
+        conn_id: str | None = None,
+        *,
+        credentials: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
+        account_key: str | None = None,
+        rate_share: float = 1.0,
+        max_attempts: int | None = None,
+        credentials_writer: Callable[[dict[str, Any]], None] | None = None,
+    ):
+        super().__init__()
+        self.conn_id = conn_id or getattr(self, "default_conn_name", None)
+        self._credentials = dict(credentials) if credentials is not None else None
+        self._settings: dict[str, Any] = dict(settings or {})
+        self._account_key = account_key
+        self.rate_share = rate_share
+        self.max_attempts = max_attempts or self.max_attempts_default
+        self.credentials_writer = credentials_writer
+        self.stats = CallStats()
+        self._session: requests.Session | None = None
+        self._token: str | None = None
+        self._token_expires_at = 0.0
+        self._token_lock = threading.Lock()
+        self._runtime_secrets: list[str] = []
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_integration(cls, integration: Mapping[str, Any], **kwargs: Any) -> CrmHook:
+        """Build from one entry of ``companies.crm_integrations`` (the app's JSON)."""
+        creds = integration.get("credentials")
+        if not isinstance(creds, Mapping) or not creds:
+            raise ConfigurationError(f"{cls.crm_type}: integration has no credentials object")
+        settings = integration.get("crmSettings") or {}
+        if not isinstance(settings, Mapping):
+            raise ConfigurationError(f"{cls.crm_type}: crmSettings must be a JSON object")
+        return cls(credentials=creds, settings=settings, **kwargs)
+
+    @classmethod
+    def credentials_from_connection(cls, conn: Any) -> dict[str, Any]:
+        """Map an Airflow connection of this type to the app's credential keys."""
+        raise NotImplementedError
+
+    @property
+    def credentials(self) -> dict[str, Any]:
+        if self._credentials is None:
+            conn = self.get_connection(self.conn_id)
+            self._credentials = self.credentials_from_connection(conn)
+            extra = conn.extra_dejson or {}
+            self._settings = {**extra.get("crmSettings", {}), **self._settings}
+        return self._credentials
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The non-secret settings; a connection-built hook loads its connection first,
+        so ``extra.crmSettings`` is there even before any credential was read."""
+        if self._credentials is None:
+            self.credentials  # noqa: B018 - merges the connection's crmSettings
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: Mapping[str, Any]) -> None:
+        self._settings = dict(value)
+
+    def cred(self, key: str, default: Any = None) -> Any:
+        """One credential value; blank strings count as missing (UI forms send '')."""
+        value = self.credentials.get(key)
+        if isinstance(value, str):
+            value = value.strip()
+        return value if value not in (None, "") else default
+
+    def require(self, *keys: str) -> list[Any]:
+        """The values of ``keys``; a :class:`ConfigurationError` names every missing one."""
+        missing = [k for k in keys if self.cred(k) is None]
+        if missing:
+            raise ConfigurationError(
+                f"{self.crm_type}: credentials are missing {', '.join(missing)}"
+            )
+        return [self.cred(k) for k in keys]
+
+    def override_url(self, key: str, default: str) -> str:
+        """``credentials[key]`` if set and allowed, else ``default``."""
+        value = self.cred(key)
+        if not value:
+            return default.rstrip("/")
+        return check_url(str(value), self.vendor_domains, what=f"{self.crm_type} {key}")
+
+    @property
+    def base_url(self) -> str:
+        return self.override_url("baseUrl", self.default_base_url)
+
+    @property
+    def account_key(self) -> str:
+        return self._account_key or f"{self.crm_type}:{self.base_url}:{self.account_id()}"
+
+    def account_id(self) -> str:
+        """Something that tells CRM accounts apart (tenant id, org URL); not a secret."""
+        return ""
+
+    # ------------------------------------------------------------------ secrets
+    def secrets(self) -> list[str]:
+        """Every secret value this hook knows: credential values and fetched tokens."""
+        values = [str(self.credentials.get(k)) for k in self.secret_keys if self.credentials.get(k)]
+        return values + self._runtime_secrets
+
+    def add_runtime_secret(self, value: str | None) -> None:
+        if value:
+            self._runtime_secrets.append(value)
+            register_secrets([value])
+
+    def redact(self, text: str | None) -> str:
+        return redact(text, self.secrets())
+
+    # ------------------------------------------------------------------ auth
+    def fetch_token(self) -> tuple[str, float]:
+        """Obtain a new access token; return ``(token, expires_in_seconds)``."""
+        raise NotImplementedError
+
+    def access_token(self) -> str:
+        """The cached token, refreshed a minute before expiry (thread-safe)."""
+        with self._token_lock:
+            if self._token is None or time.monotonic() > self._token_expires_at - 60:
+                token, expires_in = self.fetch_token()
+                self.add_runtime_secret(token)
+                self.stats.token_refreshes += 1
+                self._token = token
+                self._token_expires_at = time.monotonic() + max(float(expires_in), 61.0)
+            return self._token
+
+    def invalidate_token(self) -> None:
+        with self._token_lock:
+            self._token = None
+
+    def auth_headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ HTTP
+    def get_conn(self) -> requests.Session:
+        """A pooled ``requests.Session``; secrets are registered with the masker first."""
+        if self._session is None:
+            register_secrets(self.secrets())
+            session = requests.Session()
+            adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers.update({"Accept": "application/json", "User-Agent": "rankitpro-crm-sync/1.0"})
+            self._session = session
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def classify_error(self, response: requests.Response) -> CrmError:
+        """Map a failed response to a typed error. Subclasses read the vendor body."""
+        return self.default_error(response, self.redact(response.text[:500]))
+
+    def default_error(self, response: requests.Response, message: str, code: str | None = None) -> CrmError:
+        """The class an HTTP status implies, with ``message`` (already redacted)."""
+        status = response.status_code
+        text = f"{self.crm_type} HTTP {status}: {message}"
+        if status == 429:
+            return RateLimitedError(text, status=status, code=code, retry_after=_retry_after(response))
+        if status >= 500 or status in (408, 423):
+            return RetryableError(text, status=status, code=code)
+        if status == 401:
+            return BadCredentialsError(text, status=status, code=code)
+        if status == 403:
+            return BadCredentialsError(text, status=status, code=code)
+        return BadRecordError(text, status=status, code=code)
+
+    def url(self, path_or_url: str) -> str:
+        """An absolute URL; absolute ones (token hosts, next-page links) pass the allowed-hosts rule too."""
+        if path_or_url.startswith(("http://", "https://")):
+            return check_url(path_or_url, self.vendor_domains, what=f"{self.crm_type} request URL")
+        return f"{self.base_url}/{path_or_url.lstrip('/')}"
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        limit: str = "default",
+        authenticated: bool = True,
+        endpoint: str | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send one API request with rate limiting, retries and token refresh.
+
+        :param limit: the name of the rate limit bucket this endpoint counts against.
+        :param endpoint: a label for call accounting (defaults to the method + path).
+        :returns: the successful response (2xx).
+        :raises CrmError: a typed error once retries are exhausted or not applicable.
+        """
+        url = self.url(path_or_url)
+        label = endpoint or f"{method} {path_or_url.split('?')[0]}"
+        auth_retry = {"done": False}
+        extra_headers = dict(kwargs.pop("headers", None) or {})
+
+        def attempt() -> requests.Response:
+            bucket = bucket_for(self.account_key, limit,
+                                self.rate_limits.get(limit, self.rate_limits["default"]).scaled(self.rate_share))
+            self.stats.waited_seconds += bucket.acquire()
+            try:
+                auth = self.auth_headers() if authenticated else {}
+            except RetryableError as exc:
+                # The token request already had its own retries: do not multiply them here.
+                raise _TokenUnavailable(exc) from None
+            send_headers = {**extra_headers, **auth}
+            self.stats.api_calls += 1
+            self.stats.by_endpoint[label] = self.stats.by_endpoint.get(label, 0) + 1
+            try:
+                response = self.get_conn().request(method, url, headers=send_headers, timeout=self.timeout,
+                                                   **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise RetryableError(f"{self.crm_type} {label}: {type(exc).__name__}") from None
+            log.debug("%s -> %s", label, response.status_code)
+            if response.status_code < 400 and response.status_code != 300:
+                self.observe_response(response)
+                return response
+            error = self.classify_error(response)
+            if isinstance(error, RateLimitedError):
+                self.stats.rate_limited += 1
+                bucket.drain()
+            elif isinstance(error, RetryableError):
+                self.stats.server_errors += 1
+            if isinstance(error, BadCredentialsError) and authenticated and not auth_retry["done"] \
+                    and response.status_code == 401:
+                # One refresh per call: a token can expire between our clock and theirs.
+                auth_retry["done"] = True
+                self.invalidate_token()
+                raise _RefreshAndRetry()
+            raise error
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((RetryableError, _RefreshAndRetry)),
+            # max_attempts real attempts; the one token-refresh resend comes on top of them.
+            stop=lambda rs: rs.attempt_number >= self.max_attempts + (1 if auth_retry["done"] else 0),
+            wait=self._wait,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _TokenUnavailable as wrapped:
+            raise wrapped.error from None
+        except _RefreshAndRetry:  # pragma: no cover - only if attempts run out on refresh
+            raise BadCredentialsError(f"{self.crm_type}: authentication failed after token refresh")
+
+    def observe_response(self, response: requests.Response) -> None:
+        """Hook for subclasses that read usage headers (Salesforce ``Sforce-Limit-Info``)."""
+
+    def _wait(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, _RefreshAndRetry):
+            return 0.0
+        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+            if exc.retry_after > MAX_RETRY_AFTER_SECONDS:
+                raise exc
+            return exc.retry_after
+        n = retry_state.attempt_number
+        # CRM_SYNC_BACKOFF_SECONDS lets a deployment (or a test) change the backoff base.
+        first = float(os.environ.get("CRM_SYNC_BACKOFF_SECONDS") or self.backoff_seconds)
+        base = min(self.backoff_max_seconds, first * (2 ** (n - 1)))
+        return base * (0.5 + random.random() / 2)
+
+    def _before_sleep(self, retry_state: tenacity.RetryCallState) -> None:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, _RefreshAndRetry):
+            return
+        self.stats.retries += 1
+        log.warning("%s: retrying after %s (attempt %d of %d)", self.crm_type, exc,
+                    retry_state.attempt_number, self.max_attempts)
+
+    def request_json(self, method: str, path_or_url: str, **kwargs: Any) -> Any:
+        """:meth:`request` and decode the JSON body (``None`` for an empty body)."""
+        response = self.request(method, path_or_url, **kwargs)
+        if not response.content:
+            return None
+        return response.json()
+
+    @staticmethod
+    def paginate(fetch_page: Callable[[Any], tuple[list[Any], Any]]) -> Iterator[Any]:
+        """Yield items from ``fetch_page(cursor) -> (items, next_cursor)`` until no cursor."""
+        cursor = None
+        while True:
+            items, cursor = fetch_page(cursor)
+            yield from items
+            if not cursor:
+                return
+
+    # ------------------------------------------------------------------ UI
+    def test_connection(self) -> tuple[bool, str]:
+        """Make one real authenticated call (the Airflow UI's Test button)."""
+        try:
+            return True, self.check_access()
+        except CrmError as exc:
+            return False, self.redact(str(exc))
+        except Exception as exc:  # anything else: still a clean message, never a traceback with secrets
+            return False, self.redact(f"{type(exc).__name__}: {exc}")
+
+    def check_access(self) -> str:
+        """One cheap authenticated read; return a success message."""
+        raise NotImplementedError
+
+
+class _RefreshAndRetry(Exception):
+    """Internal signal: the token was refreshed, send the request again."""
+
+
+class _TokenUnavailable(Exception):
+    """Internal: fetching a token failed after its own retries; carries that error out unretried."""
+
+    def __init__(self, error: CrmError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+__all__ = [
+    "CallStats", "CrmHook", "RateLimit", "BadCredentialsError", "BadRecordError", "ConfigurationError",
+    "CrmError", "QuotaExhaustedError", "RateLimitedError", "RetryableError",
+]

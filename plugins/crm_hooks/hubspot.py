@@ -1,0 +1,519 @@
+"""HubSpot CRM hook: contacts, notes and properties through the v3 CRM API.
+
+Vendor facts this module relies on (each method's docstring names its endpoint):
+
+* Base URL ``https://api.hubapi.com``; paths ``/crm/v3/objects/{objectType}/...`` and
+  ``/crm/v3/properties/{objectType}``
+  (https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/batch/upsert-contacts,
+  https://developers.hubspot.com/docs/api/crm/properties; OpenAPI files in
+  https://github.com/HubSpot/HubSpot-public-api-spec-collection, ``PublicApiSpecs/CRM``).
+* Auth: a private-app ("static") token sent as ``Authorization: Bearer``, or OAuth with
+  a refresh token: ``POST /oauth/v1/token`` (form, ``grant_type=refresh_token``)
+  returns an access token that lives 30 minutes (``expires_in``)
+  (https://developers.hubspot.com/docs/api-reference/legacy/authentication/oauth-tokens/v1/refresh-oauth-token.md,
+  https://developers.hubspot.com/changelog/upcoming-expiration-of-oauth-access-tokens-is-changing).
+  OAuth v1 is announced as deprecated on 2027-02-16 in favour of ``/oauth/v3/token``.
+* Limits: 100 (Free/Starter) or 190 (Professional/Enterprise) requests per 10 s per
+  private app, CRM search 5 requests/s per account, batches of at most 100 inputs
+  (https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines.md,
+  https://developers.hubspot.com/changelog/crm-search-api-rate-limit-increase).
+  A 429 body carries ``policyName`` (``TEN_SECONDLY_ROLLING``, ``SECONDLY``, ``DAILY``);
+  HubSpot sends no ``Retry-After``, and its own Node client waits 10 s / 1 s
+  (``@hubspot/api-client`` ``RetryDecorator``).
+* Errors: ``{"status": "error", "message", "correlationId", "category", "errors"?,
+  "policyName"?, "errorType"?}``; a duplicate single create answers 409 ``CONFLICT``
+  with ``"... Existing ID: <id>"``; batch calls answer 207 with ``results`` and
+  ``errors`` (``StandardError``, ``context.objectWriteTraceId`` when the input set it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import requests
+
+from crm_hooks.base import CrmHook
+from crm_hooks.errors import (
+    BadCredentialsError,
+    BadRecordError,
+    ConfigurationError,
+    CrmError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    RetryableError,
+)
+from crm_hooks.rate_limit import RateLimit
+
+#: Object types and property names go into URL paths: allow only what HubSpot uses
+#: (``contacts``, ``notes``, ``p_custom``, ``0-1``, ``2-123456``).
+_OBJECT_TYPE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+_EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)", re.IGNORECASE)
+#: Seconds to wait per 429 policy when HubSpot sends no Retry-After (as HubSpot's SDK does).
+_POLICY_WAIT = {"TEN_SECONDLY_ROLLING": 10.0, "SECONDLY": 1.0}
+#: Default property group per standard object (``create_property``).
+_DEFAULT_PROPERTY_GROUPS = {
+    "contacts": "contactinformation",
+    "companies": "companyinformation",
+    "deals": "dealinformation",
+    "tickets": "ticketinformation",
+}
+TOKEN_PATH = "/oauth/v1/token"
+
+
+class HubSpotConflictError(BadRecordError):
+    """HTTP 409 ``CONFLICT``: the record already exists.
+
+    ``existing_id`` is the id parsed from HubSpot's message
+    ``"Contact already exists. Existing ID: 123"`` (``None`` when the message has none).
+    The message itself is kept (redacted) so callers can also read it.
+    """
+
+    def __init__(self, message: str, *, existing_id: str | None = None, **kw: Any):
+        super().__init__(message, **kw)
+        self.existing_id = existing_id
+
+
+@dataclass
+class BatchOutcome:
+    """The outcome of one batch create/update/upsert call (HTTP 200, 201 or 207).
+
+    :ivar results: HubSpot's ``results`` (``SimplePublicObject``; upserts add ``new``).
+    :ivar errors: HubSpot ``StandardError`` dicts for the inputs that failed; each has
+        ``category``, ``message`` and ``context`` (``context.objectWriteTraceId`` is a
+        one-element list when the caller set ``objectWriteTraceId`` on the input).
+    """
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def errors_by_trace_id(self) -> dict[str, dict[str, Any]]:
+        """``objectWriteTraceId`` -> error, for errors whose context carries one."""
+        out: dict[str, dict[str, Any]] = {}
+        for error in self.errors:
+            ids = (error.get("context") or {}).get("objectWriteTraceId") or []
+            for trace_id in ids if isinstance(ids, list) else [ids]:
+                out[str(trace_id)] = error
+        return out
+
+
+def _object_path(object_type: str) -> str:
+    if not isinstance(object_type, str) or not _OBJECT_TYPE.match(object_type):
+        raise ValueError(f"invalid HubSpot object type {object_type!r}")
+    return object_type
+
+
+def _json_body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+class HubSpotHook(CrmHook):
+    """HubSpot (private app token or OAuth refresh token).
+
+    Credentials (the app's keys): ``accessToken`` (private-app token, used as is), or
+    ``refreshToken`` + ``clientId`` + ``clientSecret`` (OAuth; preferred when both are
+    present); optional ``baseUrl`` (must be a HubSpot host or allowed by
+    ``CRM_SYNC_ALLOWED_HOSTS``).
+
+    Settings (``crmSettings``): ``rateLimitPer10s`` -- the account's burst limit per
+    10 s (default 190, Professional/Enterprise; 100 for Free/Starter, 110 for public
+    marketplace apps).
+
+    :param conn_id: see :class:`crm_hooks.base.CrmHook` (all arguments are the base's).
+    """
+
+    conn_type = "crm_hubspot"
+    hook_name = "HubSpot (Rank It Pro sync)"
+    default_conn_name = "crm_hubspot_default"
+    crm_type = "hubspot"
+    vendor_domains = ("hubapi.com", "hubspot.com")
+    default_base_url = "https://api.hubapi.com"
+    batch_size = 100
+    secret_keys = ("accessToken", "refreshToken", "clientSecret")
+    #: Documented defaults; the instance's ``rate_limits`` applies ``rateLimitPer10s``.
+    default_rate_limits: ClassVar[dict[str, RateLimit]] = {
+        "default": RateLimit(190, 10.0),
+        "search": RateLimit(5, 1.0),
+    }
+    #: Connection form fields (``conn-fields`` in provider info); keys are extra keys.
+    conn_fields: ClassVar[dict[str, dict[str, Any]]] = {
+        "clientId": {
+            "label": "OAuth client ID",
+            "description": "Only for OAuth apps (with client secret and refresh token).",
+            "schema": {"type": ["string", "null"]},
+        },
+        "clientSecret": {
+            "label": "OAuth client secret",
+            "schema": {"type": ["string", "null"], "format": "password"},
+        },
+        "refreshToken": {
+            "label": "OAuth refresh token",
+            "description": "When set, access tokens are refreshed with it (preferred over a static token).",
+            "schema": {"type": ["string", "null"], "format": "password"},
+        },
+        "baseUrl": {
+            "label": "API base URL",
+            "description": "Default https://api.hubapi.com; other hosts need CRM_SYNC_ALLOWED_HOSTS.",
+            "schema": {"type": ["string", "null"]},
+        },
+    }
+    ui_field_behaviour: ClassVar[dict[str, Any]] = {
+        "hidden-fields": ["host", "schema", "login", "port"],
+        "relabeling": {"password": "Private app access token"},
+        "placeholders": {
+            "password": "pat-na1-... (leave empty for OAuth)",
+            "baseUrl": "https://api.hubapi.com",
+            "extra": '{"crmSettings": {"rateLimitPer10s": 190}}',
+        },
+    }
+
+    # ------------------------------------------------------------------ config
+    @property
+    def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
+        """``default``: ``rateLimitPer10s`` per 10 s (190 unless set); ``search``: 5 per second."""
+        per_10s = self.settings.get("rateLimitPer10s")
+        try:
+            per_10s = float(per_10s) if per_10s not in (None, "") else 190.0
+        except (TypeError, ValueError):
+            per_10s = 190.0
+        if per_10s <= 0:
+            per_10s = 190.0
+        return {"default": RateLimit(per_10s, 10.0), "search": self.default_rate_limits["search"]}
+
+    @classmethod
+    def credentials_from_connection(cls, conn: Any) -> dict[str, Any]:
+        """Connection -> app keys: password -> ``accessToken``; extra ``clientId``,
+        ``clientSecret``, ``refreshToken``, ``baseUrl`` (plain or ``extra__crm_hubspot__`` prefixed)."""
+        extra = conn.extra_dejson or {}
+        creds: dict[str, Any] = {"accessToken": conn.password}
+        for key in ("clientId", "clientSecret", "refreshToken", "baseUrl"):
+            creds[key] = extra.get(key) or extra.get(f"extra__{cls.conn_type}__{key}")
+        return {k: v for k, v in creds.items() if v not in (None, "")}
+
+    @property
+    def uses_oauth(self) -> bool:
+        """True when a refresh token is configured (OAuth is then preferred)."""
+        return self.cred("refreshToken") is not None
+
+    def account_id(self) -> str:
+        """A short non-secret fingerprint of the portal's credential (sha256, 12 hex).
+
+        The refresh token (OAuth, one per installed portal) or the private-app token
+        tells portals apart; the client id is the fallback.
+        """
+        basis = self.cred("refreshToken") or self.cred("accessToken") or self.cred("clientId") or ""
+        return hashlib.sha256(str(basis).encode()).hexdigest()[:12]
+
+    # ------------------------------------------------------------------ auth
+    def _check_auth_config(self) -> None:
+        if self.uses_oauth:
+            missing = [k for k in ("clientId", "clientSecret") if self.cred(k) is None]
+            if missing:
+                raise ConfigurationError(
+                    f"hubspot: credentials are missing {', '.join(missing)} "
+                    "(needed with refreshToken for the OAuth refresh flow)"
+                )
+        elif self.cred("accessToken") is None:
+            raise ConfigurationError(
+                "hubspot: credentials are missing accessToken (private app token) "
+                "or refreshToken + clientId + clientSecret (OAuth)"
+            )
+
+    def fetch_token(self) -> tuple[str, float]:
+        """OAuth refresh: ``POST {baseUrl}/oauth/v1/token`` (form-encoded
+        ``grant_type=refresh_token, client_id, client_secret, refresh_token``).
+
+        https://developers.hubspot.com/docs/api-reference/legacy/authentication/oauth-tokens/v1/refresh-oauth-token.md
+        A private-app token is returned as is with a long lifetime (it does not expire).
+        """
+        self._check_auth_config()
+        if not self.uses_oauth:
+            return str(self.cred("accessToken")), 365 * 86400.0
+        client_id, client_secret, refresh_token = self.require("clientId", "clientSecret", "refreshToken")
+        body = self.request_json(
+            "POST",
+            f"{self.base_url}{TOKEN_PATH}",
+            authenticated=False,
+            endpoint=f"POST {TOKEN_PATH}",
+            data={
+                "grant_type": "refresh_token",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "refresh_token": refresh_token,
+            },
+        ) or {}
+        token = body.get("access_token")
+        if not token:
+            raise BadCredentialsError("hubspot: token response has no access_token")
+        new_refresh = body.get("refresh_token")
+        if new_refresh and new_refresh != refresh_token:
+            # HubSpot normally returns the same refresh token; store a rotated one.
+            self.add_runtime_secret(new_refresh)
+            self._credentials = {**self.credentials, "refreshToken": new_refresh}
+            if self.credentials_writer is not None:
+                self.credentials_writer(dict(self._credentials))
+        return str(token), float(body.get("expires_in") or 1800)
+
+    def auth_headers(self) -> dict[str, str]:
+        """``Authorization: Bearer <private-app token or OAuth access token>``."""
+        return {"Authorization": f"Bearer {self.access_token()}"}
+
+    # ------------------------------------------------------------------ errors
+    def classify_error(self, response: requests.Response) -> CrmError:
+        """Map HubSpot's error body to a typed error (message = category + message, redacted).
+
+        401/403 -> :class:`BadCredentialsError` (403 usually means missing scopes);
+        429 ``DAILY`` -> :class:`QuotaExhaustedError`, other 429 -> :class:`RateLimitedError`
+        (``retry_after``: the header if any, else 10 s for ``TEN_SECONDLY_ROLLING`` and 1 s
+        for ``SECONDLY``); 409 -> :class:`HubSpotConflictError` (``existing_id``);
+        400/404 -> :class:`BadRecordError`; 423/477/5xx -> :class:`RetryableError`;
+        a 4xx from the token endpoint -> :class:`BadCredentialsError`.
+        """
+        status = response.status_code
+        body = _json_body(response)
+        body = body if isinstance(body, Mapping) else {}
+        category = body.get("category") or body.get("status") or body.get("error")
+        message = body.get("message") or body.get("error_description")
+        if not isinstance(category, str) or category == "error":
+            category = None
+        if message is None and not body:
+            message = (response.reason or "").strip() or None
+        detail = self.redact(": ".join(str(p) for p in (category, message) if p) or f"HTTP {status}")
+        text = f"hubspot HTTP {status}: {detail}"
+
+        if _is_token_request(response) and 400 <= status < 500 and status != 429:
+            return BadCredentialsError(f"hubspot OAuth token refresh failed: {detail}", status=status,
+                                       code=category)
+        if status == 429:
+            policy = str(body.get("policyName") or "").upper()
+            if policy == "DAILY":
+                return QuotaExhaustedError(text, status=status, code=policy)
+            error = self.default_error(response, detail, code=policy or category)
+            if isinstance(error, RateLimitedError) and error.retry_after is None:
+                error.retry_after = _POLICY_WAIT.get(policy)
+            return error
+        if status == 409:
+            match = _EXISTING_ID.search(str(message or ""))
+            return HubSpotConflictError(text, status=status, code=category or "CONFLICT",
+                                        existing_id=match.group(1) if match else None)
+        if status == 477:  # portal migration in progress (community-documented): try later
+            return RetryableError(text, status=status, code=category)
+        return self.default_error(response, detail, code=category)
+
+    # ------------------------------------------------------------------ properties
+    def get_properties(self, object_type: str) -> list[dict[str, Any]]:
+        """All properties of an object type: ``GET /crm/v3/properties/{objectType}``.
+
+        https://developers.hubspot.com/docs/api/crm/properties
+        """
+        o = _object_path(object_type)
+        body = self.request_json("GET", f"/crm/v3/properties/{o}", endpoint=f"GET /crm/v3/properties/{o}")
+        return list((body or {}).get("results") or [])
+
+    def create_property(
+        self,
+        object_type: str,
+        name: str,
+        label: str,
+        *,
+        unique: bool = False,
+        type: str = "string",  # noqa: A002 - HubSpot's field name
+        field_type: str = "text",
+        group_name: str | None = None,
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a custom property: ``POST /crm/v3/properties/{objectType}``
+        with ``{name, label, type, fieldType, groupName, hasUniqueValue}``.
+
+        https://developers.hubspot.com/docs/api/crm/properties (type and fieldType are
+        required; ``hasUniqueValue`` cannot be changed later).
+
+        :param group_name: defaults to the object's standard group (``contactinformation``
+            for contacts, ``companyinformation``, ...); for other objects (notes, custom
+            objects) a group the object's existing properties already use, read with
+            :meth:`get_properties` (one extra call), so the group is known to exist.
+        :returns: the created property, or ``{}`` when it already exists (409).
+        """
+        o = _object_path(object_type)
+        group = group_name or self._default_property_group(o)
+        payload: dict[str, Any] = {
+            "name": name,
+            "label": label,
+            "type": type,
+            "fieldType": field_type,
+            "groupName": group,
+            "hasUniqueValue": bool(unique),
+        }
+        if description:
+            payload["description"] = description
+        try:
+            return self.request_json("POST", f"/crm/v3/properties/{o}", json=payload,
+                                     endpoint=f"POST /crm/v3/properties/{o}") or {}
+        except BadRecordError as exc:
+            if exc.status == 409:
+                return {}
+            raise
+
+    def _default_property_group(self, object_type: str) -> str:
+        if object_type in _DEFAULT_PROPERTY_GROUPS:
+            return _DEFAULT_PROPERTY_GROUPS[object_type]
+        groups = [str(p["groupName"]) for p in self.get_properties(object_type) if p.get("groupName")]
+        if not groups:
+            singular = object_type[:-1] if object_type.endswith("s") else object_type
+            return f"{singular}information"
+        # prefer the object's own "<x>information" group, else the most used one
+        informational = [g for g in groups if g.endswith("information")]
+        pool = informational or groups
+        return max(dict.fromkeys(pool), key=pool.count)
+
+    # ------------------------------------------------------------------ objects
+    def batch_read(
+        self,
+        object_type: str,
+        ids: Iterable[str],
+        *,
+        id_property: str | None = None,
+        properties: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        """Read objects by id or unique property: ``POST /crm/v3/objects/{objectType}/batch/read``.
+
+        Sends ``{inputs: [{id}], properties, propertiesWithHistory: [], idProperty?}`` in
+        chunks of 100. A 207 whose errors are ids that do not exist is normal: only the
+        found objects are returned.
+        https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/batch/read-contacts
+        """
+        o = _object_path(object_type)
+        id_list = [str(i) for i in ids]
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(id_list), self.batch_size):
+            payload: dict[str, Any] = {
+                "inputs": [{"id": i} for i in id_list[start:start + self.batch_size]],
+                "properties": list(properties),
+                "propertiesWithHistory": [],
+            }
+            if id_property:
+                payload["idProperty"] = id_property
+            body = self.request_json("POST", f"/crm/v3/objects/{o}/batch/read", json=payload,
+                                     params={"archived": "false"},
+                                     endpoint=f"POST /crm/v3/objects/{o}/batch/read") or {}
+            found.extend(body.get("results") or [])
+        return found
+
+    def search(
+        self,
+        object_type: str,
+        filter_groups: list[dict[str, Any]],
+        *,
+        properties: Sequence[str] = (),
+        limit: int = 100,
+        sorts: Sequence[Any] = (),
+    ) -> list[dict[str, Any]]:
+        """Search objects: ``POST /crm/v3/objects/{objectType}/search``, every page.
+
+        Body ``{filterGroups, properties, limit, sorts, after?}``; pages follow
+        ``paging.next.after``. Counts against the separate search limit (5/s), not the
+        ten-secondly one. HubSpot's search index lags behind writes, and a query returns at
+        most 10,000 results.
+        https://developers.hubspot.com/docs/api/crm/search
+        """
+        o = _object_path(object_type)
+        if not 1 <= int(limit) <= 200:
+            raise ValueError("HubSpot search limit must be between 1 and 200")
+
+        def fetch_page(after: Any) -> tuple[list[Any], Any]:
+            payload: dict[str, Any] = {
+                "filterGroups": filter_groups,
+                "properties": list(properties),
+                "limit": int(limit),
+                "sorts": list(sorts),
+            }
+            if after:
+                payload["after"] = str(after)
+            body = self.request_json("POST", f"/crm/v3/objects/{o}/search", json=payload, limit="search",
+                                     endpoint=f"POST /crm/v3/objects/{o}/search") or {}
+            next_after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            return list(body.get("results") or []), next_after
+
+        return list(self.paginate(fetch_page))
+
+    def _batch_write(self, operation: str, object_type: str, inputs: Sequence[Mapping[str, Any]]) -> BatchOutcome:
+        o = _object_path(object_type)
+        inputs = list(inputs)
+        if len(inputs) > self.batch_size:
+            raise ValueError(f"HubSpot batch/{operation} takes at most {self.batch_size} inputs, got {len(inputs)}")
+        if not inputs:
+            return BatchOutcome()
+        body = self.request_json("POST", f"/crm/v3/objects/{o}/batch/{operation}", json={"inputs": inputs},
+                                 endpoint=f"POST /crm/v3/objects/{o}/batch/{operation}") or {}
+        return BatchOutcome(results=list(body.get("results") or []), errors=list(body.get("errors") or []))
+
+    def batch_upsert(self, object_type: str, inputs: Sequence[Mapping[str, Any]]) -> BatchOutcome:
+        """Create or update by unique property: ``POST /crm/v3/objects/{objectType}/batch/upsert``.
+
+        ``inputs``: ``[{idProperty, id, properties, objectWriteTraceId?}]`` (at most 100;
+        the caller chunks). Each result carries ``new: true|false``; a 207 lists failed
+        inputs in ``errors``; a whole-batch 400/409 raises :class:`BadRecordError`.
+        https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/batch/upsert-contacts
+        """
+        return self._batch_write("upsert", object_type, inputs)
+
+    def batch_create(self, object_type: str, inputs: Sequence[Mapping[str, Any]]) -> BatchOutcome:
+        """Create objects: ``POST /crm/v3/objects/{objectType}/batch/create``.
+
+        ``inputs``: ``[{properties, associations?, objectWriteTraceId?}]`` (at most 100),
+        e.g. notes associated to contacts with type 202.
+        https://developers.hubspot.com/docs/api-reference/crm-notes-v3/guide
+        """
+        return self._batch_write("create", object_type, inputs)
+
+    def batch_update(self, object_type: str, inputs: Sequence[Mapping[str, Any]]) -> BatchOutcome:
+        """Update objects: ``POST /crm/v3/objects/{objectType}/batch/update``.
+
+        ``inputs``: ``[{id, idProperty?, properties, objectWriteTraceId?}]`` (at most 100).
+        https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/batch/update-contacts
+        """
+        return self._batch_write("update", object_type, inputs)
+
+    def create_object(
+        self,
+        object_type: str,
+        properties: Mapping[str, Any],
+        associations: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Create one object: ``POST /crm/v3/objects/{objectType}`` with ``{properties, associations}``.
+
+        :raises HubSpotConflictError: 409, e.g. a contact with that email exists;
+            ``.existing_id`` holds the id from ``"Existing ID: 123"``.
+        https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/create-contact
+        """
+        o = _object_path(object_type)
+        return self.request_json(
+            "POST", f"/crm/v3/objects/{o}",
+            json={"properties": dict(properties), "associations": list(associations or [])},
+            endpoint=f"POST /crm/v3/objects/{o}",
+        ) or {}
+
+    def check_access(self) -> str:
+        """``GET /crm/v3/objects/contacts?limit=1`` (needs the contacts read scope)."""
+        self._check_auth_config()
+        self.request("GET", "/crm/v3/objects/contacts", params={"limit": 1},
+                     endpoint="GET /crm/v3/objects/contacts")
+        return "Connected to HubSpot (contacts readable)"
+
+
+def _is_token_request(response: requests.Response) -> bool:
+    url = response.url or (response.request.url if response.request is not None else "") or ""
+    return url.split("?")[0].rstrip("/").endswith(TOKEN_PATH)
+
+
+__all__ = ["BatchOutcome", "HubSpotConflictError", "HubSpotHook"]

@@ -1,0 +1,571 @@
+"""Salesforce hook: SOQL, describe and sObject Collections through the REST API.
+
+Vendor facts this module relies on (each method's docstring names its endpoint):
+
+* Data API ``{instance_url}/services/data/vXX.X/...``; ``instance_url`` comes from the
+  OAuth token response (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/quickstart_oauth.htm).
+* Auth, two flows, both ``POST .../services/oauth2/token`` (form-encoded):
+
+  - **client credentials** (recommended for server-to-server): at the org's My Domain
+    host, ``grant_type=client_credentials``, the External Client App's id/secret as HTTP
+    Basic auth, as simple-salesforce sends them (``simple_salesforce/login.py``,
+    https://github.com/simple-salesforce/simple-salesforce); needs a run-as user.
+  - **username-password** (``grant_type=password``, password + security token):
+    Salesforce recommends against it and is deprecating it (it bypasses MFA); orgs may
+    block it (https://help.salesforce.com/apex/HTViewHelpDoc?id=remoteaccess_oauth_username_password_flow.htm,
+    knowledge article 000886201 "Migrate from OAuth Username-Password to Client
+    Credentials Flow", https://help.salesforce.com/s/articleView?id=000886201&language=en_US&type=1).
+    Kept only because the Rank It Pro form collects these keys.
+
+  Neither flow returns ``expires_in`` nor a refresh token: the session is cached for
+  ``sessionSeconds`` (default 3600) and re-requested after a 401 ``INVALID_SESSION_ID``.
+* Errors: a JSON array ``[{"message", "errorCode", "fields"?}]``; 401
+  ``INVALID_SESSION_ID``, 403 ``REQUEST_LIMIT_EXCEEDED`` (daily allocation, not 429),
+  404 ``NOT_FOUND``, 300 for an upsert whose external id matches several records,
+  410 for a retired API version
+  (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm).
+* Usage: every response carries ``Sforce-Limit-Info: api-usage=USED/MAX``
+  (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_api_usage.htm).
+* sObject Collections: create ``POST /composite/sobjects``, update ``PATCH
+  /composite/sobjects``, upsert ``PATCH /composite/sobjects/{Object}/{ExtIdField}``;
+  at most 200 records, one API call each, per-record ``success``/``errors`` with HTTP 200
+  (https://developer.salesforce.com/docs/platform/api-rest/guide/resources-composite-sobjects-collections-upsert.html,
+  https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_create.htm).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import requests
+
+from crm_hooks.base import CrmHook
+from crm_hooks.errors import (
+    BadCredentialsError,
+    BadRecordError,
+    ConfigurationError,
+    CrmError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    RetryableError,
+)
+from crm_hooks.hosts import check_url
+from crm_hooks.rate_limit import RateLimit
+
+DEFAULT_LOGIN_URL = "https://login.salesforce.com"
+TOKEN_PATH = "/services/oauth2/token"
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
+_FIELD_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
+_API_VERSION = re.compile(r"^v?(\d{2,3}\.\d)$")
+_LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
+
+# ---------------------------------------------------------------------- SOQL helpers
+_SOQL_ESCAPES = {
+    "\\": "\\\\",
+    "'": "\\'",
+    '"': '\\"',
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
+}
+
+
+def soql_quote(value: Any, *, like: bool = False) -> str:
+    """A SOQL literal for ``value``: strings quoted and escaped, others as SOQL spells them.
+
+    Escapes per "Quoted String Escape Sequences" -- backslash, single and double quote,
+    ``\\n \\r \\t \\b \\f``; other control characters as ``\\uXXXX``
+    (https://developer.salesforce.com/docs/platform/salesforce-soql-sosl/guide/sforce-api-calls-soql-select-quotedstringescapes.html,
+    https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_reservedcharacters.htm).
+    Other unicode passes through unchanged.
+
+    :param like: also escape ``_`` and ``%`` (only valid inside a ``LIKE`` pattern).
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    out = []
+    for ch in text:
+        if ch in _SOQL_ESCAPES:
+            out.append(_SOQL_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        elif like and ch in "_%":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "'" + "".join(out) + "'"
+
+
+def soql_in(field: str, values: Iterable[Any]) -> str:
+    """``Field IN ('a','b')`` with each value quoted by :func:`soql_quote` (duplicates dropped).
+
+    :raises ValueError: no values (``IN ()`` is a SOQL syntax error) or an invalid field name.
+    """
+    if not isinstance(field, str) or not _FIELD_PATH.match(field):
+        raise ValueError(f"invalid SOQL field name {field!r}")
+    literals = list(dict.fromkeys(soql_quote(v) for v in values))
+    if not literals:
+        raise ValueError("soql_in needs at least one value")
+    return f"{field} IN ({', '.join(literals)})"
+
+
+def _name(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(f"invalid Salesforce {what} {value!r}")
+    return value
+
+
+def _json_body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+class SalesforceHook(CrmHook):
+    """Salesforce (client credentials at My Domain, or the deprecated username-password flow).
+
+    Credentials (the app's keys): ``clientId``, ``clientSecret``; then either
+    ``myDomainUrl`` (client credentials, chosen when username/password are absent) or
+    ``username`` + ``password`` (+ optional ``securityToken``; token URL from ``authUrl``,
+    ``myDomainUrl``, ``instanceUrl`` or https://login.salesforce.com). ``instanceUrl``
+    is the fallback data host when the token response has no ``instance_url``. Every
+    URL, including the token response's ``instance_url``, must be a Salesforce host or
+    allowed by ``CRM_SYNC_ALLOWED_HOSTS``.
+
+    Settings (``crmSettings``): ``apiVersion`` (default ``62.0``), ``sessionSeconds``
+    (default 3600), ``dailyBudgetShare`` (default 0.9, see :meth:`budget_exhausted`),
+    ``requestsPerSecond`` (default unlimited: Salesforce documents no per-second limit).
+
+    :ivar api_usage: ``(used, max)`` from the last ``Sforce-Limit-Info`` header, or ``None``.
+    """
+
+    conn_type = "crm_salesforce"
+    hook_name = "Salesforce (Rank It Pro sync)"
+    default_conn_name = "crm_salesforce_default"
+    crm_type = "salesforce"
+    vendor_domains = ("salesforce.com", "force.com", "cloudforce.com")
+    #: The login host; the data host is the token response's ``instance_url``.
+    default_base_url = DEFAULT_LOGIN_URL
+    default_api_version: ClassVar[str] = "62.0"
+    batch_size = 200
+    secret_keys = ("clientSecret", "password", "securityToken")
+    default_rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(None)}
+    conn_fields: ClassVar[dict[str, dict[str, Any]]] = {
+        "clientId": {
+            "label": "Consumer key (client ID)",
+            "description": "Of the External Client App / connected app.",
+            "schema": {"type": ["string", "null"]},
+        },
+        "clientSecret": {
+            "label": "Consumer secret (client secret)",
+            "schema": {"type": ["string", "null"], "format": "password"},
+        },
+        "myDomainUrl": {
+            "label": "My Domain URL",
+            "description": "https://<MyDomain>.my.salesforce.com -- enables the client credentials flow "
+                           "when username and password are empty.",
+            "schema": {"type": ["string", "null"]},
+        },
+        "securityToken": {
+            "label": "Security token",
+            "description": "Username-password flow only (deprecated by Salesforce).",
+            "schema": {"type": ["string", "null"], "format": "password"},
+        },
+        "authUrl": {
+            "label": "Login URL",
+            "description": "Username-password flow token host, e.g. https://test.salesforce.com for sandboxes.",
+            "schema": {"type": ["string", "null"]},
+        },
+    }
+    ui_field_behaviour: ClassVar[dict[str, Any]] = {
+        "hidden-fields": ["schema", "port"],
+        "relabeling": {
+            "host": "Instance URL",
+            "login": "Username (username-password flow)",
+            "password": "Password (username-password flow)",
+        },
+        "placeholders": {
+            "host": "https://acme.my.salesforce.com",
+            "myDomainUrl": "https://acme.my.salesforce.com",
+            "authUrl": "https://login.salesforce.com",
+            "extra": '{"crmSettings": {"apiVersion": "62.0"}}',
+        },
+    }
+
+    def __init__(self, conn_id: str | None = None, **kwargs: Any):
+        super().__init__(conn_id, **kwargs)
+        self._instance_url: str | None = None
+        self._describe_cache: dict[str, dict[str, Any]] = {}
+        self.api_usage: tuple[int, int] | None = None
+
+    # ------------------------------------------------------------------ config
+    @classmethod
+    def credentials_from_connection(cls, conn: Any) -> dict[str, Any]:
+        """Connection -> app keys: login -> ``username``, password -> ``password``, host ->
+        ``instanceUrl`` (or ``myDomainUrl`` when there is no login and no ``myDomainUrl``
+        extra); extra ``clientId``, ``clientSecret``, ``securityToken``, ``myDomainUrl``,
+        ``authUrl``, ``instanceUrl`` (plain or ``extra__crm_salesforce__`` prefixed)."""
+        extra = conn.extra_dejson or {}
+        creds: dict[str, Any] = {"username": conn.login, "password": conn.password}
+        for key in ("clientId", "clientSecret", "securityToken", "myDomainUrl", "authUrl", "instanceUrl"):
+            creds[key] = extra.get(key) or extra.get(f"extra__{cls.conn_type}__{key}")
+        host = (conn.host or "").strip()
+        if host:
+            if "://" not in host:
+                host = f"https://{host}"
+            if getattr(conn, "port", None) and urlsplit(host).port is None:
+                parts = urlsplit(host)
+                host = f"{parts.scheme}://{parts.hostname}:{conn.port}{parts.path}"
+            if not creds.get("myDomainUrl") and not conn.login:
+                creds["myDomainUrl"] = host
+            elif not creds.get("instanceUrl"):
+                creds["instanceUrl"] = host
+        return {k: v for k, v in creds.items() if v not in (None, "")}
+
+    @property
+    def api_version(self) -> str:
+        """``apiVersion`` setting (``"62.0"``; a leading ``v`` is accepted)."""
+        raw = str(self.settings.get("apiVersion") or self.default_api_version).strip()
+        match = _API_VERSION.match(raw)
+        if not match:
+            raise ConfigurationError(f"salesforce: apiVersion {raw!r} is not like '62.0'")
+        return match.group(1)
+
+    def data_path(self, suffix: str) -> str:
+        """``/services/data/vXX.X/<suffix>``."""
+        return f"/services/data/v{self.api_version}/{suffix.lstrip('/')}"
+
+    @property
+    def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
+        """Unlimited unless ``requestsPerSecond`` is set; the daily allocation is watched
+        through ``Sforce-Limit-Info`` instead (:meth:`budget_exhausted`)."""
+        rps = self.settings.get("requestsPerSecond")
+        try:
+            rps = float(rps) if rps not in (None, "") else None
+        except (TypeError, ValueError):
+            rps = None
+        return {"default": RateLimit(rps if rps and rps > 0 else None, 1.0)}
+
+    @property
+    def auth_flow(self) -> str:
+        """``"client_credentials"`` or ``"password"``, from which keys are present.
+
+        :raises ConfigurationError: naming what each flow is missing.
+        """
+        has_user = self.cred("username") is not None or self.cred("password") is not None
+        if self.cred("myDomainUrl") is not None and not has_user:
+            return "client_credentials"
+        if has_user:
+            return "password"
+        cc_missing = [k for k in ("myDomainUrl", "clientId", "clientSecret") if self.cred(k) is None]
+        pw_missing = [k for k in ("clientId", "clientSecret", "username", "password") if self.cred(k) is None]
+        raise ConfigurationError(
+            "salesforce: credentials fit no OAuth flow; client credentials flow is missing "
+            f"{', '.join(cc_missing)}; username-password flow is missing {', '.join(pw_missing)}"
+        )
+
+    def _url_setting(self, key: str) -> str | None:
+        if self.cred(key) is None:
+            return None
+        return self.override_url(key, "") or None
+
+    @property
+    def token_url(self) -> str:
+        """Where :meth:`fetch_token` posts (My Domain for client credentials)."""
+        if self.auth_flow == "client_credentials":
+            base = self._url_setting("myDomainUrl")
+        else:
+            base = (self._url_setting("authUrl") or self._url_setting("myDomainUrl")
+                    or self._url_setting("instanceUrl") or DEFAULT_LOGIN_URL)
+        return f"{base}{TOKEN_PATH}"
+
+    @property
+    def base_url(self) -> str:
+        """The org's instance URL (from the token response); fetches a token if needed."""
+        if self._instance_url is None:
+            self.access_token()
+        assert self._instance_url is not None
+        return self._instance_url
+
+    @property
+    def account_key(self) -> str:
+        """Per-org bucket key that does not need a token (the base's uses ``base_url``)."""
+        if self._account_key:
+            return self._account_key
+        host = self.cred("myDomainUrl") or self.cred("instanceUrl") or self.cred("authUrl") or DEFAULT_LOGIN_URL
+        return f"{self.crm_type}:{str(host).rstrip('/')}:{self.account_id()}"
+
+    def account_id(self) -> str:
+        """A short non-secret fingerprint of client id + user + My Domain (sha256, 12 hex)."""
+        basis = "|".join(str(self.cred(k) or "") for k in ("clientId", "username", "myDomainUrl"))
+        return hashlib.sha256(basis.encode()).hexdigest()[:12]
+
+    # ------------------------------------------------------------------ auth
+    def fetch_token(self) -> tuple[str, float]:
+        """``POST {token host}/services/oauth2/token`` for the configured flow.
+
+        Client credentials: form ``grant_type=client_credentials`` with
+        ``Authorization: Basic base64(clientId:clientSecret)``. Username-password: form
+        ``grant_type=password, client_id, client_secret, username, password`` (password +
+        security token). The response's ``instance_url`` becomes the data host after
+        passing :func:`crm_hooks.hosts.check_url`; the session is cached for
+        ``sessionSeconds``.
+        https://developer.salesforce.com/blogs/2024/02/invoke-rest-apis-with-the-salesforce-integration-user-and-oauth-client-credentials,
+        https://help.salesforce.com/s/articleView?id=000886201&language=en_US&type=1
+        """
+        flow = self.auth_flow
+        if flow == "client_credentials":
+            client_id, client_secret, _ = self.require("clientId", "clientSecret", "myDomainUrl")
+            kwargs: dict[str, Any] = {"data": {"grant_type": "client_credentials"},
+                                      "auth": (str(client_id), str(client_secret))}
+        else:
+            client_id, client_secret, username, password = self.require(
+                "clientId", "clientSecret", "username", "password")
+            kwargs = {"data": {
+                "grant_type": "password",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "username": username,
+                "password": f"{password}{self.cred('securityToken') or ''}",
+            }}
+        body = self.request_json("POST", self.token_url, authenticated=False,
+                                 endpoint=f"POST {TOKEN_PATH}", **kwargs) or {}
+        token = body.get("access_token") if isinstance(body, Mapping) else None
+        if not token:
+            raise BadCredentialsError("salesforce: token response has no access_token")
+        instance = body.get("instance_url")
+        if instance:
+            self._instance_url = check_url(str(instance), self.vendor_domains,
+                                           what="salesforce token response instance_url")
+        else:
+            fallback = self._url_setting("instanceUrl") or self._url_setting("myDomainUrl")
+            if not fallback:
+                raise ConfigurationError("salesforce: token response has no instance_url and instanceUrl is not set")
+            self._instance_url = fallback
+        try:
+            seconds = float(self.settings.get("sessionSeconds") or 3600)
+        except (TypeError, ValueError):
+            seconds = 3600.0
+        return str(token), seconds
+
+    def auth_headers(self) -> dict[str, str]:
+        """``Authorization: Bearer <session>``."""
+        return {"Authorization": f"Bearer {self.access_token()}"}
+
+    # ------------------------------------------------------------------ errors
+    def classify_error(self, response: requests.Response) -> CrmError:
+        """Map Salesforce's error array (or an OAuth error object) to a typed error.
+
+        OAuth ``{"error", "error_description"}`` (4xx) -> :class:`BadCredentialsError` with
+        the description; 401 ``INVALID_SESSION_ID`` -> :class:`BadCredentialsError` (the base
+        refreshes once); 403 ``REQUEST_LIMIT_EXCEEDED`` -> :class:`QuotaExhaustedError`
+        (never retried), except the concurrent long-running request limit
+        (``ConcurrentPerOrgLongTxn``) -> :class:`RateLimitedError`; other 403 ->
+        :class:`BadCredentialsError`; 300 (external id matches several records), 400, 404
+        -> :class:`BadRecordError`; 410 (API version retired) -> :class:`ConfigurationError`;
+        429 -> :class:`RateLimitedError`; 5xx -> :class:`RetryableError`.
+        """
+        status = response.status_code
+        body = _json_body(response)
+        if isinstance(body, Mapping) and "error" in body:
+            detail = self.redact(f"{body.get('error')}: {body.get('error_description') or ''}".rstrip(": "))
+            if status >= 500:
+                return RetryableError(f"salesforce HTTP {status}: {detail}", status=status)
+            if status == 429:
+                return self.default_error(response, detail, code=str(body.get("error")))
+            return BadCredentialsError(f"salesforce authentication failed: {detail}", status=status,
+                                       code=str(body.get("error")))
+        code: str | None = None
+        message: str | None = None
+        if isinstance(body, list) and body and isinstance(body[0], Mapping):
+            code = body[0].get("errorCode")
+            message = body[0].get("message")
+            fields = body[0].get("fields")
+            if fields:
+                message = f"{message} (fields: {', '.join(map(str, fields))})"
+        if status == 300:
+            matches = len(body) if isinstance(body, list) else "several"
+            return BadRecordError(f"salesforce HTTP 300: external ID matches {matches} records",
+                                  status=status, code="MULTIPLE_EXTERNAL_ID_MATCHES")
+        detail = self.redact(": ".join(str(p) for p in (code, message) if p)
+                             or (response.reason or "").strip() or f"HTTP {status}")
+        text = f"salesforce HTTP {status}: {detail}"
+        if code == "REQUEST_LIMIT_EXCEEDED":
+            if "concurrent" in str(message or "").lower():
+                return RateLimitedError(text, status=status, code=code)
+            return QuotaExhaustedError(text, status=status, code=code)
+        if status == 410:
+            version = self.settings.get("apiVersion") or self.default_api_version
+            return ConfigurationError(f"{text} (API version {version} is retired; set crmSettings.apiVersion)",
+                                      status=status, code=code)
+        return self.default_error(response, detail, code=code)
+
+    def observe_response(self, response: requests.Response) -> None:
+        """Read ``Sforce-Limit-Info: api-usage=USED/MAX`` into :attr:`api_usage`."""
+        match = _LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info", ""))
+        if match:
+            self.api_usage = (int(match.group(1)), int(match.group(2)))
+
+    def budget_exhausted(self) -> bool:
+        """True once ``dailyBudgetShare`` (default 0.9) of the org's daily API allocation
+        is used, per the last ``Sforce-Limit-Info``; the engine stops the run then."""
+        if not self.api_usage or not self.api_usage[1]:
+            return False
+        try:
+            share = float(self.settings.get("dailyBudgetShare", 0.9))
+        except (TypeError, ValueError):
+            share = 0.9
+        used, maximum = self.api_usage
+        return used >= share * maximum
+
+    # ------------------------------------------------------------------ API
+    def _resolve_next(self, next_url: str) -> str:
+        """A ``nextRecordsUrl`` is a path from the instance root (``/services/data/...``)."""
+        if next_url.startswith(("http://", "https://")):
+            return check_url(next_url, self.vendor_domains, what="salesforce nextRecordsUrl")
+        base = urlsplit(self.base_url)
+        prefix = base.path.rstrip("/")
+        if prefix and next_url.startswith(prefix + "/"):
+            return f"{base.scheme}://{base.netloc}{next_url}"
+        return f"{self.base_url}/{next_url.lstrip('/')}"
+
+    def query(self, soql: str) -> Iterator[dict[str, Any]]:
+        """Run SOQL: ``GET /services/data/vXX.X/query?q=...``, following ``nextRecordsUrl``.
+
+        Lazily yields records (each with its ``attributes``). Build literals with
+        :func:`soql_quote` / :func:`soql_in`.
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_query.htm
+        """
+        def fetch_page(next_url: Any) -> tuple[list[Any], Any]:
+            if next_url:
+                body = self.request_json("GET", self._resolve_next(str(next_url)), endpoint="GET query (next)")
+            else:
+                body = self.request_json("GET", self.data_path("query"), params={"q": soql}, endpoint="GET query")
+            body = body or {}
+            more = None if body.get("done", True) else body.get("nextRecordsUrl")
+            return list(body.get("records") or []), more
+
+        return self.paginate(fetch_page)
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        """``GET /services/data/vXX.X/sobjects/{sobject}/describe`` (cached per hook instance).
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm
+        """
+        name = _name(sobject, "sObject name")
+        if name not in self._describe_cache:
+            self._describe_cache[name] = self.request_json(
+                "GET", self.data_path(f"sobjects/{name}/describe"), endpoint=f"GET sobjects/{name}/describe") or {}
+        return self._describe_cache[name]
+
+    @staticmethod
+    def _typed(record: Mapping[str, Any], sobject: str | None, index: int) -> dict[str, Any]:
+        rec = dict(record)
+        attrs = dict(rec.get("attributes") or {})
+        if sobject is not None:
+            if attrs.get("type") not in (None, sobject):
+                raise ValueError(f"record {index} has type {attrs.get('type')!r}, expected {sobject!r}")
+            attrs["type"] = sobject
+        elif not attrs.get("type"):
+            raise ValueError(f"record {index} has no attributes.type")
+        rec["attributes"] = attrs
+        return rec
+
+    def _check_size(self, records: Sequence[Any]) -> None:
+        if len(records) > self.batch_size:
+            raise ValueError(f"sObject Collections take at most {self.batch_size} records, got {len(records)}")
+
+    def upsert_records(
+        self,
+        sobject: str,
+        external_id_field: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        all_or_none: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Upsert by external id: ``PATCH /services/data/vXX.X/composite/sobjects/{sobject}/{field}``.
+
+        Body ``{allOrNone, records: [{attributes: {type}, <field>: value, ...}]}`` (at most
+        200; ``attributes.type`` is filled in). Returns Salesforce's per-record results in
+        request order: ``{id, success, created, errors: [{statusCode, message, fields}]}``.
+        https://developer.salesforce.com/docs/platform/api-rest/guide/resources-composite-sobjects-collections-upsert.html
+        """
+        name = _name(sobject, "sObject name")
+        ext = _name(external_id_field, "external ID field")
+        self._check_size(records)
+        if not records:
+            return []
+        typed = []
+        for i, record in enumerate(records):
+            if record.get(ext) in (None, ""):
+                raise ValueError(f"record {i} has no value for external ID field {ext}")
+            typed.append(self._typed(record, name, i))
+        return list(self.request_json(
+            "PATCH", self.data_path(f"composite/sobjects/{name}/{ext}"),
+            json={"allOrNone": bool(all_or_none), "records": typed},
+            endpoint=f"PATCH composite/sobjects/{name}/{ext}") or [])
+
+    def create_records(
+        self, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
+    ) -> list[dict[str, Any]]:
+        """Create records: ``POST /services/data/vXX.X/composite/sobjects``.
+
+        Each record needs ``attributes.type`` (types may be mixed); at most 200. Returns
+        ``[{id, success, errors}]`` in request order.
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_create.htm
+        """
+        self._check_size(records)
+        if not records:
+            return []
+        typed = [self._typed(r, None, i) for i, r in enumerate(records)]
+        return list(self.request_json("POST", self.data_path("composite/sobjects"),
+                                      json={"allOrNone": bool(all_or_none), "records": typed},
+                                      endpoint="POST composite/sobjects") or [])
+
+    def update_records(
+        self, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
+    ) -> list[dict[str, Any]]:
+        """Update records: ``PATCH /services/data/vXX.X/composite/sobjects``.
+
+        Each record needs ``attributes.type`` and ``id``; at most 200. Returns
+        ``[{id, success, errors}]`` in request order.
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_update.htm
+        """
+        self._check_size(records)
+        if not records:
+            return []
+        typed = []
+        for i, record in enumerate(records):
+            if not (record.get("id") or record.get("Id")):
+                raise ValueError(f"record {i} has no id")
+            typed.append(self._typed(record, None, i))
+        return list(self.request_json("PATCH", self.data_path("composite/sobjects"),
+                                      json={"allOrNone": bool(all_or_none), "records": typed},
+                                      endpoint="PATCH composite/sobjects") or [])
+
+    def limits(self) -> dict[str, Any]:
+        """The org's limits: ``GET /services/data/vXX.X/limits`` (``DailyApiRequests`` etc.).
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm
+        """
+        return self.request_json("GET", self.data_path("limits"), endpoint="GET limits") or {}
+
+    def check_access(self) -> str:
+        """Describe ``Account`` (as Airflow's Salesforce hook does) and report the API usage."""
+        self.describe("Account")
+        usage = f"{self.api_usage[0]}/{self.api_usage[1]}" if self.api_usage else "unknown"
+        host = urlsplit(self.base_url).netloc
+        return f"Connected to Salesforce {host} (API v{self.api_version}, Account readable; API usage {usage})"
+
+
+__all__ = ["SalesforceHook", "soql_in", "soql_quote"]

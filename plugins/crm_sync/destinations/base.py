@@ -1,0 +1,109 @@
+"""What the sync engine needs from a CRM, whatever its API looks like.
+
+A destination turns prepared check-ins into calls of one CRM hook: find existing
+customers, create or update customers, and create, update or find visit records
+(note, case, job, lead...). Each method takes a whole batch so that CRMs with
+batch endpoints make one call per batch; the engine never loops per record.
+
+Idempotency contract every destination keeps:
+
+* ``create_customers`` is keyed by the sync's customer key and must not create a
+  second record for a key it already created (upsert by an external id, or a
+  lookup of the marker before create).
+* ``find_visits`` finds visit records by the marker the sync writes on them
+  (``PreparedCheckIn.visit_key``); the engine calls it for every row whose last
+  attempt may have reached the CRM before it creates anything again.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from crm_hooks.base import CrmHook
+from crm_hooks.errors import BadRecordError
+from crm_sync.models import Customer, PreparedCheckIn, RecordResult, SyncSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CustomerRef:
+    """A customer in the CRM: its id, and its parent record where the CRM has one."""
+
+    crm_id: str
+    parent_id: str | None = None
+
+
+class Destination(ABC):
+    """Base class of the per-CRM destinations (one module each under ``crm_sync.destinations``)."""
+
+    crm_type: ClassVar[str] = ""
+
+    def __init__(self, hook: CrmHook, settings: SyncSettings, crm_settings: dict[str, Any] | None = None):
+        self.hook = hook
+        self.settings = settings
+        self.crm_settings = dict(crm_settings or {})
+        self.warnings: list[str] = []
+
+    @property
+    def batch_size(self) -> int:
+        return self.hook.batch_size
+
+    def prepare(self) -> None:
+        """Run-start checks and setup (marker fields, custom field discovery). Warnings go to ``self.warnings``."""
+
+    @abstractmethod
+    def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
+        """Existing CRM customers for ``(match_key, customer)`` pairs; returns match_key -> ref for those found."""
+
+    @abstractmethod
+    def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
+        """Create one customer per distinct ``customer_key``; returns customer_key -> result."""
+
+    @abstractmethod
+    def update_customers(self, items: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
+        """Update existing customers with the check-in's customer fields; returns crm_id -> result."""
+
+    @abstractmethod
+    def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
+        """Visit records the sync already wrote for these rows; returns visit_key -> CRM id."""
+
+    @abstractmethod
+    def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
+        """Create one visit record per row, attached to its customer; returns visit_key -> result."""
+
+    @abstractmethod
+    def update_visits(self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
+        """Update visit records (edited check-ins) by CRM id; returns visit_key -> result."""
+
+    def close(self) -> None:
+        self.hook.close()
+
+
+def isolate_bad_records(
+    items: Sequence[T],
+    send: Callable[[Sequence[T]], dict[str, RecordResult]],
+    key: Callable[[T], str],
+) -> dict[str, RecordResult]:
+    """Send ``items``; when the CRM refuses the whole batch for one bad record, split and retry.
+
+    Batch endpoints that are all-or-nothing (HubSpot batch create) answer 400/409
+    for the batch. Halving until the refused record stands alone lands every
+    good record and quarantines only the bad one, at the cost of about
+    ``2 * log2(n)`` extra calls per bad record.
+    """
+    if not items:
+        return {}
+    try:
+        return send(items)
+    except BadRecordError as exc:
+        if len(items) == 1:
+            return {key(items[0]): RecordResult(key=key(items[0]), error=str(exc))}
+        mid = len(items) // 2
+        log.info("batch of %d refused (%s); splitting to isolate the record", len(items), exc.code or exc.status)
+        return {**isolate_bad_records(items[:mid], send, key), **isolate_bad_records(items[mid:], send, key)}

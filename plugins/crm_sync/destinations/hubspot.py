@@ -1,0 +1,222 @@
+"""Check-ins into HubSpot: contacts for customers, a note associated to the contact for each visit.
+
+Calls per batch of up to 100 check-ins (HubSpot's batch size): one batch read
+by email, at most one search for phones (the search endpoint has its own, lower
+limit), one batch upsert for new customers, one batch create for the notes.
+Repeat customers come from the customer map and cost nothing.
+
+Idempotency: contacts are upserted by ``email`` (HubSpot's unique identifier) or,
+without an email, by the unique custom property ``rankitpro_customer_key``; each
+note carries the unique property ``rankitpro_checkin_key`` (the visit key), by
+which an uncertain earlier attempt is looked up before anything is created.
+Both properties are created at run start if the portal lacks them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import phonenumbers
+
+from crm_hooks.hubspot import HubSpotHook
+from crm_sync.destinations.base import CustomerRef, Destination, isolate_bad_records
+from crm_sync.mapping import hubspot as mapping
+from crm_sync.models import Customer, PreparedCheckIn, RecordResult
+
+CUSTOMER_KEY_PROPERTY = "rankitpro_customer_key"
+VISIT_KEY_PROPERTY = mapping.VISIT_KEY_PROPERTY
+NOTE_TO_CONTACT = 202  # HUBSPOT_DEFINED association type note -> contact
+SEARCH_VALUES_PER_CALL = 100
+NAME_GROUPS_PER_SEARCH = 5
+
+
+class HubSpotDestination(Destination):
+    crm_type = "hubspot"
+    hook: HubSpotHook
+
+    def prepare(self) -> None:
+        """Create the sync's marker properties if missing; learn the note properties for custom fields."""
+        contact_props = {p["name"] for p in self.hook.get_properties("contacts")}
+        if CUSTOMER_KEY_PROPERTY not in contact_props:
+            self.hook.create_property("contacts", CUSTOMER_KEY_PROPERTY, "Rank It Pro customer key", unique=True)
+        note_props = {p["name"] for p in self.hook.get_properties("notes")}
+        if VISIT_KEY_PROPERTY not in note_props:
+            self.hook.create_property("notes", VISIT_KEY_PROPERTY, "Rank It Pro check-in key", unique=True)
+        self.note_properties = note_props | {VISIT_KEY_PROPERTY}
+        for field, prop in self.settings.custom_field_mapping.items():
+            if prop not in self.note_properties:
+                self.warnings.append(f"customFieldMapping: HubSpot note property '{prop}' (for {field}) does not "
+                                     "exist in this portal; the field is not sent")
+
+    # ------------------------------------------------------------------ customers
+    def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
+        found: dict[str, CustomerRef] = {}
+        emails = sorted({k.split(":", 1)[1] for k, _ in wanted if k.startswith("email:")})
+        phones = sorted({k.split(":", 1)[1] for k, _ in wanted if k.startswith("phone:")})
+        names = [(k, c) for k, c in wanted if k.startswith("name:")]
+        for start in range(0, len(emails), self.batch_size):
+            for obj in self.hook.batch_read("contacts", emails[start:start + self.batch_size], id_property="email",
+                                            properties=["email"]):
+                email = (obj.get("properties", {}).get("email") or "").strip().lower()
+                found.setdefault(f"email:{email}", CustomerRef(str(obj["id"])))
+        for start in range(0, len(phones), SEARCH_VALUES_PER_CALL):
+            chunk = phones[start:start + SEARCH_VALUES_PER_CALL]
+            groups = [{"filters": [{"propertyName": "phone", "operator": "IN", "values": chunk}]}]
+            for obj in self.hook.search("contacts", groups, properties=["phone"]):
+                e164 = _e164(obj.get("properties", {}).get("phone"))
+                if e164 in chunk:
+                    found.setdefault(f"phone:{e164}", CustomerRef(str(obj["id"])))
+        for start in range(0, len(names), NAME_GROUPS_PER_SEARCH):
+            chunk = names[start:start + NAME_GROUPS_PER_SEARCH]
+            groups = [{"filters": [{"propertyName": "firstname", "operator": "EQ", "value": c.first_name or ""},
+                                   {"propertyName": "lastname", "operator": "EQ", "value": c.last_name or ""}]}
+                      for _, c in chunk]
+            wanted_keys = {k for k, _ in chunk}
+            for obj in self.hook.search("contacts", groups, properties=["firstname", "lastname"]):
+                props = obj.get("properties", {})
+                key = "name:" + " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p).lower()
+                if key in wanted_keys:
+                    found.setdefault(key, CustomerRef(str(obj["id"])))
+        return found
+
+    def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
+        """Batch upsert: by email when there is one, else by the sync's customer key."""
+        unique = list({r.customer_key: r for r in rows}.values())
+        results: dict[str, RecordResult] = {}
+        for start in range(0, len(unique), self.batch_size):
+            chunk = unique[start:start + self.batch_size]
+            results.update(isolate_bad_records(chunk, self._upsert_contacts, lambda r: r.customer_key))
+        return results
+
+    def _upsert_contacts(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
+        inputs = []
+        by_identity: dict[str, str] = {}
+        for row in rows:
+            props = mapping.contact_properties(row.customer)
+            if row.customer.email:
+                inputs.append({"idProperty": "email", "id": row.customer.email, "properties": props,
+                               "objectWriteTraceId": row.customer_key})
+                by_identity[f"email:{row.customer.email}"] = row.customer_key
+            else:
+                props[CUSTOMER_KEY_PROPERTY] = row.customer_key
+                inputs.append({"idProperty": CUSTOMER_KEY_PROPERTY, "id": row.customer_key, "properties": props,
+                               "objectWriteTraceId": row.customer_key})
+                by_identity[f"key:{row.customer_key}"] = row.customer_key
+        outcome = self.hook.batch_upsert("contacts", inputs)
+        results: dict[str, RecordResult] = {}
+        for obj in outcome.results:
+            props = obj.get("properties", {})
+            email = (props.get("email") or "").strip().lower()
+            ckey = by_identity.get(f"email:{email}") or by_identity.get(f"key:{props.get(CUSTOMER_KEY_PROPERTY)}")
+            if ckey:
+                results[ckey] = RecordResult(ckey, crm_id=str(obj["id"]), created=bool(obj.get("new")))
+        for error in outcome.errors:
+            for ckey in _trace_ids(error):
+                results[ckey] = RecordResult(ckey, error=_error_text(error))
+        return results
+
+    def update_customers(self, items: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
+        results: dict[str, RecordResult] = {}
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start:start + self.batch_size]
+
+            def send(part: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
+                # Email is the contact's identity in HubSpot: never rewritten by an update.
+                inputs = [{"id": ref.crm_id, "properties": {k: v for k, v in
+                                                            mapping.contact_properties(row.customer).items()
+                                                            if k != "email"}} for ref, row in part]
+                outcome = self.hook.batch_update("contacts", inputs)
+                out = {str(o["id"]): RecordResult(str(o["id"]), crm_id=str(o["id"])) for o in outcome.results}
+                for error in outcome.errors:
+                    for crm_id in (error.get("context") or {}).get("ids", []):
+                        out[str(crm_id)] = RecordResult(str(crm_id), error=_error_text(error))
+                return out
+
+            results.update(isolate_bad_records(chunk, send, lambda item: item[0].crm_id))
+        return results
+
+    # ------------------------------------------------------------------ visits
+    def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
+        keys = [r.visit_key for r in rows]
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), self.batch_size):
+            for obj in self.hook.batch_read("notes", keys[start:start + self.batch_size],
+                                            id_property=VISIT_KEY_PROPERTY, properties=[VISIT_KEY_PROPERTY]):
+                key = obj.get("properties", {}).get(VISIT_KEY_PROPERTY)
+                if key:
+                    found[key] = str(obj["id"])
+        return found
+
+    def _note(self, row: PreparedCheckIn) -> dict[str, str]:
+        props, warnings = mapping.note_properties(row, self.settings.custom_field_mapping, self.note_properties)
+        row.warnings.extend(w for w in warnings if w not in row.warnings)
+        return props
+
+    def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
+        def send(part: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
+            inputs = []
+            for row, ref in part:
+                note = {"properties": self._note(row), "objectWriteTraceId": row.visit_key}
+                if ref is not None:
+                    note["associations"] = [{"to": {"id": ref.crm_id}, "types": [
+                        {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": NOTE_TO_CONTACT}]}]
+                inputs.append(note)
+            outcome = self.hook.batch_create("notes", inputs)
+            out: dict[str, RecordResult] = {}
+            for obj in outcome.results:
+                key = obj.get("properties", {}).get(VISIT_KEY_PROPERTY)
+                if key:
+                    out[key] = RecordResult(key, crm_id=str(obj["id"]), created=True)
+            for error in outcome.errors:
+                for key in _trace_ids(error):
+                    out[key] = RecordResult(key, error=_error_text(error))
+            return out
+
+        results: dict[str, RecordResult] = {}
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start:start + self.batch_size]
+            results.update(isolate_bad_records(chunk, send, lambda item: item[0].visit_key))
+        # A refused create may be a note an earlier attempt already wrote (unique key): look it up.
+        refused = [row for row, _ in items if not results.get(row.visit_key, RecordResult("")).ok]
+        for key, crm_id in (self.find_visits(refused) if refused else {}).items():
+            results[key] = RecordResult(key, crm_id=crm_id)
+        return results
+
+    def update_visits(self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
+        by_id = {crm_id: row.visit_key for row, crm_id, _ in items}
+
+        def send(part: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
+            outcome = self.hook.batch_update("notes", [{"id": crm_id, "properties": self._note(row)}
+                                                       for row, crm_id, _ in part])
+            out = {by_id[str(o["id"])]: RecordResult(by_id[str(o["id"])], crm_id=str(o["id"]))
+                   for o in outcome.results if str(o["id"]) in by_id}
+            for error in outcome.errors:
+                for crm_id in (error.get("context") or {}).get("ids", []):
+                    if str(crm_id) in by_id:
+                        out[by_id[str(crm_id)]] = RecordResult(by_id[str(crm_id)], error=_error_text(error))
+            return out
+
+        results: dict[str, RecordResult] = {}
+        for start in range(0, len(items), self.batch_size):
+            results.update(isolate_bad_records(items[start:start + self.batch_size], send,
+                                               lambda item: item[0].visit_key))
+        return results
+
+
+def _e164(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        number = phonenumbers.parse(raw, "US")
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _trace_ids(error: dict) -> list[str]:
+    return list((error.get("context") or {}).get("objectWriteTraceId", []))
+
+
+def _error_text(error: dict) -> str:
+    category = error.get("category") or "ERROR"
+    return f"HubSpot {category}: {str(error.get('message') or '')[:300]}"

@@ -1,0 +1,511 @@
+"""The sync of one company x CRM: extract, match or create customers, write visits, record every row.
+
+Exactly once, step by step:
+
+1. An advisory lock per company x CRM: two runs (a retry, a backfill) never sync
+   the same integration at the same time.
+2. Candidates come from :mod:`crm_sync.extract` (streamed, never ``fetchall``).
+3. Before any CRM call for a row, its ledger row is set ``in_flight`` with a new
+   ``attempt_id`` and committed (the intent).
+4. Customers: the customer map first, then the CRM's own lookup, then create
+   (idempotent by the sync's customer key). Each mapping is committed at once.
+5. Rows whose previous attempt was ``in_flight`` may already have a visit record
+   in the CRM: :meth:`Destination.find_visits` looks for the sync's marker before
+   anything is created again.
+6. Every row ends ``synced``, ``quarantined`` (with a specific reason) or
+   ``failed`` (transient; retried next run). A process killed at any point leaves
+   rows ``in_flight``; the next run resolves them by step 5.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from crm_hooks.errors import (
+    BadCredentialsError,
+    ConfigurationError,
+    CrmError,
+    QuotaExhaustedError,
+    RetryableError,
+)
+from crm_sync import extract
+from crm_sync.db import sql
+from crm_sync.destinations import destination_for
+from crm_sync.destinations.base import CustomerRef, Destination
+from crm_sync.history import write_back
+from crm_sync.models import PreparedCheckIn, RecordResult
+from crm_sync.normalize import prepare_check_in
+from crm_sync.settings import parse_sync_settings
+
+log = logging.getLogger(__name__)
+
+#: Integration-level errors: nothing more can be sent for this company x CRM in this run.
+STOPPING_ERRORS = (BadCredentialsError, ConfigurationError, QuotaExhaustedError)
+MAX_CONSECUTIVE_FAILED_BATCHES = 3
+
+
+@dataclass
+class SyncOptions:
+    """Knobs of one integration run (DAG params map onto these)."""
+
+    batch_size: int | None = None          # default: the CRM's batch endpoint size
+    lookback_days: int = 7                 # window in which edited check-ins are detected
+    rate_share: float = 1.0                # share of the CRM's rate limit this run may use
+    max_attempts: int | None = None        # per request, before a transient error fails the rows
+    dry_run: bool = False
+
+
+@dataclass
+class IntegrationResult:
+    """What one company x CRM run did; one row of ``crm_sync.runs``."""
+
+    run_id: str
+    company_id: int
+    crm_type: str
+    dag_id: str | None = None
+    status: str = "success"
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    finished_at: datetime | None = None
+    seconds: float = 0.0
+    candidates: int = 0
+    unchanged: int = 0
+    synced: int = 0
+    customers_found: int = 0
+    customers_created: int = 0
+    customers_updated: int = 0
+    visits_created: int = 0
+    visits_updated: int = 0
+    visits_recovered: int = 0
+    quarantined: int = 0
+    failed: int = 0
+    api_calls: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    error: str | None = None
+    quarantine_reasons: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def quarantine(self, kind: str, reason: str, check_in_id: int) -> None:
+        self.quarantined += 1
+        entry = self.quarantine_reasons.setdefault(f"{kind}: {reason[:160]}", {"count": 0, "examples": []})
+        entry["count"] += 1
+        if len(entry["examples"]) < 5:
+            entry["examples"].append(check_in_id)
+
+    def as_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["quarantine_reasons"] = json.dumps(self.quarantine_reasons)
+        row["warnings"] = json.dumps(self.warnings[:50])
+        return row
+
+
+class _StopIntegration(Exception):
+    """Internal: an integration-level error ended the run for this company x CRM."""
+
+
+class IntegrationSync:
+    """Sync one company's check-ins into one CRM.
+
+    :param engine: the Rank It Pro database.
+    :param integration: the company's integration object from ``crm_integrations``.
+    :param destination: the CRM destination; built from the integration when omitted.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        company_id: int,
+        crm_type: str,
+        integration: dict[str, Any],
+        run_id: str,
+        dag_id: str | None = None,
+        options: SyncOptions | None = None,
+        destination: Destination | None = None,
+    ):
+        self.engine = engine
+        self.company_id = company_id
+        self.crm_type = crm_type
+        self.integration = integration
+        self.options = options or SyncOptions()
+        self.result = IntegrationResult(run_id=run_id, company_id=company_id, crm_type=crm_type, dag_id=dag_id)
+        self.settings, warnings = parse_sync_settings(integration.get("syncSettings"))
+        self.result.warnings.extend(warnings)
+        self._destination = destination
+        self._failed_batches_in_a_row = 0
+
+    # ------------------------------------------------------------------ entry point
+    def run(self) -> IntegrationResult:
+        clock = time.monotonic()
+        result = self.result
+        completed = False
+        destination: Destination | None = None
+        lock_conn = self.engine.connect()
+        try:
+            if not self._try_lock(lock_conn):
+                result.status = "skipped"
+                result.error = "another sync of this company and CRM is running; skipped"
+                return result
+            destination = self._destination or destination_for(
+                self.crm_type, self.integration, self.settings, rate_share=self.options.rate_share,
+                max_attempts=self.options.max_attempts,
+                credentials_writer=self._credentials_writer())
+            destination.prepare()
+            result.warnings.extend(destination.warnings)
+            settled_id = extract.settled_horizon(self.engine)
+            batch_size = self.options.batch_size or destination.batch_size
+            for batch in extract.iter_candidate_batches(self.engine, self.company_id, self.crm_type,
+                                                        batch_size=batch_size,
+                                                        lookback_days=self.options.lookback_days):
+                self._process_batch(destination, batch)
+            completed = True
+            extract.advance_integration(self.engine, self.company_id, self.crm_type, settled_id)
+        except _StopIntegration:
+            pass
+        except STOPPING_ERRORS as exc:
+            self._stop(exc)
+        finally:
+            if destination is not None:
+                stats = destination.hook.stats
+                result.api_calls, result.retries, result.rate_limited = (
+                    stats.api_calls, stats.retries, stats.rate_limited)
+                destination.close()
+            self._unlock(lock_conn)
+            lock_conn.close()
+            result.finished_at = datetime.now(UTC)
+            result.seconds = round(time.monotonic() - clock, 3)
+            if result.status != "skipped":
+                result.status = self._final_status(completed)
+            self._record()
+        return result
+
+    # ------------------------------------------------------------------ batches
+    def _process_batch(self, destination: Destination, rows: Sequence[dict[str, Any]]) -> None:
+        result = self.result
+        result.candidates += len(rows)
+        prepared: list[PreparedCheckIn] = []
+        previous: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            item = prepare_check_in(row, self.settings)
+            status = row.get("ledger_status")
+            if status and not row.get("requeue"):
+                # Already handled and unchanged since: nothing to do.
+                if (status == "synced" and item.source_hash == row.get("synced_hash")) or (
+                        status == "quarantined" and item.source_hash == row.get("ledger_source_hash")):
+                    result.unchanged += 1
+                    continue
+            if item.error:
+                self._quarantine_unsent(item)
+                continue
+            prepared.append(item)
+            previous[item.check_in_id] = row
+        if not prepared:
+            return
+        attempt_id = str(uuid.uuid4())
+        self._claim(prepared, attempt_id)
+        outcomes: dict[int, dict[str, Any]] = {}
+        try:
+            refs = self._resolve_customers(destination, prepared, outcomes) if self.settings.sync_customers else {}
+            self._write_visits(destination, prepared, previous, refs, outcomes)
+            self._failed_batches_in_a_row = 0
+        except STOPPING_ERRORS as exc:
+            # Nothing of this batch is uncertain: these errors come back before a record is written.
+            for item in prepared:
+                outcomes.setdefault(item.check_in_id, self._outcome("pending", kind="stopped", error=str(exc)))
+            self._finish(prepared, outcomes, attempt_id)
+            self._stop(exc)
+            raise _StopIntegration() from None
+        except RetryableError as exc:
+            # A transient failure that outlived the retries: rows whose visit call may have been sent
+            # stay in_flight (resolved by lookup next time), the others are failed and retried.
+            for item in prepared:
+                outcomes.setdefault(item.check_in_id, self._outcome("failed", kind="transient", error=str(exc)))
+            self._failed_batches_in_a_row += 1
+            if self._failed_batches_in_a_row >= MAX_CONSECUTIVE_FAILED_BATCHES:
+                self._finish(prepared, outcomes, attempt_id)
+                result.error = f"stopped after {MAX_CONSECUTIVE_FAILED_BATCHES} failed batches in a row: {exc}"
+                raise _StopIntegration() from None
+        self._finish(prepared, outcomes, attempt_id)
+
+    def _outcome(self, status: str, *, kind: str | None = None, error: str | None = None,
+                 customer_id: str | None = None, visit_id: str | None = None) -> dict[str, Any]:
+        return {"status": status, "error_kind": kind, "last_error": error, "crm_customer_id": customer_id,
+                "crm_visit_id": visit_id}
+
+    # ------------------------------------------------------------------ customers
+    def _resolve_customers(self, destination: Destination, rows: list[PreparedCheckIn],
+                           outcomes: dict[int, dict[str, Any]]) -> dict[str, CustomerRef]:
+        """customer_key -> CRM customer for every row that has one; failures fill ``outcomes``."""
+        result = self.result
+        all_keys = sorted({k for r in rows for k in r.match_keys})
+        mapped = self._map_lookup(all_keys)
+        refs: dict[str, CustomerRef] = {}
+        unresolved: dict[str, PreparedCheckIn] = {}
+        for row in rows:
+            hit = next((k for k in row.match_keys if k in mapped), None)
+            if hit:
+                refs[row.customer_key] = mapped[hit][0]
+            else:
+                unresolved.setdefault(row.customer_key, row)
+        found_now: set[str] = set()
+        if unresolved:
+            # Try each strategy key in order, asking the CRM only for rows still unresolved.
+            depth = max(len(r.match_keys) for r in unresolved.values())
+            for i in range(depth):
+                wanted = [(r.match_keys[i], r.customer) for r in unresolved.values() if len(r.match_keys) > i]
+                if not wanted:
+                    continue
+                hits = destination.match_customers(wanted)
+                for ckey, row in list(unresolved.items()):
+                    if len(row.match_keys) > i and row.match_keys[i] in hits:
+                        refs[ckey] = hits[row.match_keys[i]]
+                        found_now.add(ckey)
+                        del unresolved[ckey]
+            result.customers_found += len(found_now)
+        created: set[str] = set()
+        if unresolved:
+            if self.settings.create_new_customers:
+                outcome = destination.create_customers(list(unresolved.values()))
+                for ckey, row in unresolved.items():
+                    res = outcome.get(ckey)
+                    if res is not None and res.ok:
+                        refs[ckey] = CustomerRef(res.crm_id, res.extra.get("parent_id"))
+                        if res.created:
+                            created.add(ckey)
+                result.customers_created += len(created)
+            for ckey, row in unresolved.items():
+                if ckey in refs:
+                    continue
+                if not self.settings.create_new_customers:
+                    reason = ("no existing customer in the CRM matches "
+                              f"{', '.join(row.match_keys)} and createNewCustomers is off")
+                    kind = "no_match"
+                else:
+                    res = outcome.get(ckey)
+                    reason = res.error if res and res.error else "the CRM returned no customer id"
+                    kind = "crm_rejected"
+                for r in rows:
+                    if r.customer_key == ckey:
+                        outcomes[r.check_in_id] = self._outcome("quarantined", kind=kind, error=reason)
+        # Remember every key of every resolved row, so a returning customer costs no lookup.
+        new_map: dict[str, tuple[CustomerRef, str | None, bool]] = {}
+        for row in rows:
+            ref = refs.get(row.customer_key)
+            if ref is None:
+                continue
+            for key in row.match_keys:
+                if key not in mapped or mapped[key][0] != ref:
+                    payload = _customer_hash(row) if row.customer_key in created else None
+                    new_map[key] = (ref, payload, row.customer_key in created)
+        self._map_save(new_map)
+        if self.settings.update_existing_customers:
+            self._update_customers(destination, rows, refs, mapped, created, outcomes)
+        return refs
+
+    def _update_customers(self, destination: Destination, rows: list[PreparedCheckIn],
+                          refs: dict[str, CustomerRef], mapped: dict[str, tuple[CustomerRef, str | None]],
+                          created: set[str], outcomes: dict[int, dict[str, Any]]) -> None:
+        """Push changed customer fields for customers that existed before this batch."""
+        todo: dict[str, tuple[CustomerRef, PreparedCheckIn]] = {}
+        for row in rows:
+            ref = refs.get(row.customer_key)
+            if ref is None or row.customer_key in created or row.check_in_id in outcomes:
+                continue
+            if mapped.get(row.customer_key, (None, None))[1] == _customer_hash(row):
+                continue
+            todo[ref.crm_id] = (ref, row)  # the newest check-in of a customer wins
+        if not todo:
+            return
+        results = destination.update_customers(list(todo.values()))
+        saved: dict[str, tuple[CustomerRef, str | None, bool]] = {}
+        for crm_id, (ref, row) in todo.items():
+            res = results.get(crm_id)
+            if res is not None and res.ok:
+                self.result.customers_updated += 1
+                saved[row.customer_key] = (ref, _customer_hash(row), False)
+            elif res is not None and res.error:
+                # The visit can still be recorded; the customer update problem is a warning.
+                row.warnings.append(f"customer update refused by the CRM: {res.error[:200]}")
+        self._map_save(saved)
+
+    # ------------------------------------------------------------------ visits
+    def _write_visits(self, destination: Destination, rows: list[PreparedCheckIn],
+                      previous: dict[int, dict[str, Any]], refs: dict[str, CustomerRef],
+                      outcomes: dict[int, dict[str, Any]]) -> None:
+        result = self.result
+        ready = [r for r in rows if r.check_in_id not in outcomes]
+        if not self.settings.sync_check_ins_as_jobs:
+            for row in ready:
+                ref = refs.get(row.customer_key)
+                outcomes[row.check_in_id] = self._outcome("synced", customer_id=ref.crm_id if ref else None)
+                result.synced += 1
+            return
+        to_update = [r for r in ready if previous[r.check_in_id].get("crm_visit_id")]
+        uncertain = [r for r in ready if r not in to_update and previous[r.check_in_id].get("ledger_status")
+                     in ("in_flight", "failed")]
+        found = destination.find_visits(uncertain) if uncertain else {}
+        to_create = [r for r in ready if r not in to_update and r.visit_key not in found]
+
+        if to_update:
+            updated = destination.update_visits(
+                [(r, previous[r.check_in_id]["crm_visit_id"], refs.get(r.customer_key)) for r in to_update])
+            self._apply(to_update, updated, refs, outcomes, counter="visits_updated")
+        for row in ready:
+            if row.visit_key in found:
+                ref = refs.get(row.customer_key)
+                outcomes[row.check_in_id] = self._outcome("synced", customer_id=ref.crm_id if ref else None,
+                                                          visit_id=found[row.visit_key])
+                result.visits_recovered += 1
+                result.synced += 1
+        if to_create:
+            try:
+                created = destination.create_visits([(r, refs.get(r.customer_key)) for r in to_create])
+            except RetryableError as exc:
+                # The request may have reached the CRM: keep in_flight, resolve by lookup next run.
+                for r in to_create:
+                    outcomes[r.check_in_id] = self._outcome("in_flight", kind="transient", error=str(exc))
+                raise
+            self._apply(to_create, created, refs, outcomes, counter="visits_created")
+
+    def _apply(self, rows: list[PreparedCheckIn], results: dict[str, RecordResult], refs: dict[str, CustomerRef],
+               outcomes: dict[int, dict[str, Any]], *, counter: str) -> None:
+        result = self.result
+        for row in rows:
+            res = results.get(row.visit_key)
+            ref = refs.get(row.customer_key)
+            if res is not None and res.ok:
+                outcomes[row.check_in_id] = self._outcome("synced", customer_id=ref.crm_id if ref else None,
+                                                          visit_id=res.crm_id)
+                setattr(result, counter, getattr(result, counter) + 1)
+                result.synced += 1
+            else:
+                reason = res.error if res is not None and res.error else "the CRM returned no record for this row"
+                outcomes[row.check_in_id] = self._outcome("quarantined", kind="crm_rejected", error=reason,
+                                                          customer_id=ref.crm_id if ref else None)
+
+    # ------------------------------------------------------------------ ledger
+    def _claim(self, rows: list[PreparedCheckIn], attempt_id: str) -> None:
+        params = [{"company_id": self.company_id, "crm_type": self.crm_type, "check_in_id": r.check_in_id,
+                   "customer_key": r.customer_key, "source_hash": r.source_hash, "attempt_id": attempt_id,
+                   "run_id": self.result.run_id, "warnings": json.dumps(r.warnings[:20])} for r in rows]
+        with self.engine.begin() as conn:
+            conn.execute(sql("ledger_claim"), params)
+
+    def _finish(self, rows: list[PreparedCheckIn], outcomes: dict[int, dict[str, Any]], attempt_id: str) -> None:
+        params = []
+        for row in rows:
+            outcome = outcomes.get(row.check_in_id) or self._outcome(
+                "failed", kind="transient", error="no outcome recorded for this row")
+            if outcome["status"] == "quarantined":
+                self.result.quarantine(outcome["error_kind"], outcome["last_error"] or "", row.check_in_id)
+            elif outcome["status"] in ("failed", "in_flight"):
+                self.result.failed += 1
+            params.append({"company_id": self.company_id, "crm_type": self.crm_type,
+                           "check_in_id": row.check_in_id, "attempt_id": attempt_id, **outcome})
+        with self.engine.begin() as conn:
+            conn.execute(sql("ledger_finish"), params)
+
+    def _quarantine_unsent(self, row: PreparedCheckIn) -> None:
+        self.result.quarantine("no_identity", row.error or "", row.check_in_id)
+        with self.engine.begin() as conn:
+            conn.execute(sql("ledger_quarantine_unsent"), {
+                "company_id": self.company_id, "crm_type": self.crm_type, "check_in_id": row.check_in_id,
+                "source_hash": row.source_hash, "run_id": self.result.run_id,
+                "warnings": json.dumps(row.warnings[:20]), "error_kind": "no_identity", "last_error": row.error})
+
+    def _map_lookup(self, keys: list[str]) -> dict[str, tuple[CustomerRef, str | None]]:
+        if not keys:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(sql("customer_map_lookup"), {"company_id": self.company_id,
+                                                             "crm_type": self.crm_type, "keys": keys})
+            return {r.match_key: (CustomerRef(r.crm_customer_id, r.crm_parent_id), r.payload_hash) for r in rows}
+
+    def _map_save(self, entries: dict[str, tuple[CustomerRef, str | None, bool]]) -> None:
+        if not entries:
+            return
+        params = [{"company_id": self.company_id, "crm_type": self.crm_type, "match_key": key,
+                   "crm_customer_id": ref.crm_id, "crm_parent_id": ref.parent_id, "payload_hash": payload,
+                   "created_by_sync": created} for key, (ref, payload, created) in entries.items()]
+        with self.engine.begin() as conn:
+            conn.execute(sql("customer_map_upsert"), params)
+
+    # ------------------------------------------------------------------ run bookkeeping
+    def _stop(self, exc: CrmError) -> None:
+        kind = {BadCredentialsError: "bad credentials", ConfigurationError: "configuration",
+                QuotaExhaustedError: "CRM request quota exhausted"}.get(type(exc), type(exc).__name__)
+        self.result.error = f"{kind}: {exc}"
+        if isinstance(exc, ConfigurationError):
+            self.result.status = "config_error"
+
+    def _final_status(self, completed: bool) -> str:
+        """The app's vocabulary: success, partial (some synced), failed (nothing synced)."""
+        r = self.result
+        if r.status == "config_error":
+            return r.status
+        if r.error or r.quarantined or r.failed or not completed:
+            return "partial" if r.synced else "failed"
+        return "success"
+
+    def _record(self) -> None:
+        r = self.result
+        row = r.as_row()
+        with self.engine.begin() as conn:
+            conn.execute(sql("run_insert"), row)
+        processed = r.synced + r.quarantined + r.failed
+        errors = r.quarantined + r.failed
+        # The app's history shows work done and problems; an idle run adds no entry (it would
+        # push real entries out of the 100 kept) but still proves freshness via lastSyncedAt.
+        if r.status == "skipped":
+            return
+        write_back(self.engine, self.company_id, self.crm_type, synced=r.synced,
+                   errors=errors + (1 if r.error and processed == 0 else 0),
+                   at=r.finished_at or datetime.now(UTC),
+                   set_last_synced=r.status in ("success", "partial"),
+                   add_history=processed > 0 or bool(r.error))
+
+    def _credentials_writer(self):
+        from crm_sync.integrations import credentials_writer
+
+        return credentials_writer(self.engine, self.company_id, self.crm_type)
+
+    def _try_lock(self, conn: sa.Connection) -> bool:
+        got = conn.execute(sa.text("SELECT pg_try_advisory_lock(hashtext(:crm), :company)"),
+                           {"crm": self.crm_type, "company": self.company_id}).scalar()
+        conn.commit()
+        return bool(got)
+
+    def _unlock(self, conn: sa.Connection) -> None:
+        try:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:crm), :company)"),
+                         {"crm": self.crm_type, "company": self.company_id})
+            conn.commit()
+        except Exception:  # the connection is closed right after; the lock dies with it
+            log.debug("advisory unlock failed", exc_info=True)
+
+
+def _customer_hash(row: PreparedCheckIn) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(asdict(row.customer), sort_keys=True).encode()).hexdigest()[:32]
+
+
+def summarize_reasons(results: Sequence[IntegrationResult]) -> Counter:
+    counts: Counter = Counter()
+    for r in results:
+        for reason, entry in r.quarantine_reasons.items():
+            counts[reason] += entry["count"]
+    return counts
+
+

@@ -1,0 +1,67 @@
+"""Which check-ins a run looks at, streamed in batches.
+
+``check_ins`` has no ``updated_at`` and its ids are not committed in order (a
+transaction can hold id 100 while 101 commits), so two mechanisms work together:
+
+* **New rows**: a settled id horizon. Each run records the sequence's current
+  maximum with its snapshot's ``xmax`` (``crm_sync.id_horizon``). A recorded
+  ``max_id`` is *settled* once every transaction that was running when the next
+  horizon was taken has ended: no row with a smaller id can appear after that.
+  A run reads every row above the integration's last settled id that has no
+  ledger row yet, and afterwards stores the id that was settled when it
+  started. Rows committed late are therefore read by a later run, never skipped.
+* **Edited rows**: synced or quarantined rows created within the look-back
+  window (default 7 days) are re-read and their hash compared with the
+  ledger's; only changed rows are sent again.
+
+Unfinished rows (pending, in_flight, failed) and rows an operator requeued are
+always read, whatever their age.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from crm_sync.db import sql
+
+
+def settled_horizon(engine: Engine) -> int:
+    """Record a horizon now and return the highest id that is settled as of now."""
+    with engine.begin() as conn:
+        conn.execute(sql("record_id_horizon"))
+        conn.execute(sql("prune_id_horizon"))
+    with engine.begin() as conn:
+        return int(conn.execute(sql("settled_id_horizon")).scalar() or 0)
+
+
+def integration_settled_id(engine: Engine, company_id: int, crm_type: str) -> int:
+    with engine.connect() as conn:
+        value = conn.execute(sql("integration_state_get"), {"company_id": company_id, "crm_type": crm_type}).scalar()
+    return int(value or 0)
+
+
+def advance_integration(engine: Engine, company_id: int, crm_type: str, settled_id: int) -> None:
+    """After a complete run: every row up to ``settled_id`` has been considered."""
+    with engine.begin() as conn:
+        conn.execute(sql("integration_state_advance"),
+                     {"company_id": company_id, "crm_type": crm_type, "settled_id": settled_id})
+
+
+def iter_candidate_batches(
+    engine: Engine, company_id: int, crm_type: str, *, batch_size: int, lookback_days: int
+) -> Iterator[list[dict[str, Any]]]:
+    """Candidate rows in id order, ``batch_size`` at a time, from a server-side cursor."""
+    params = {
+        "company_id": company_id,
+        "crm_type": crm_type,
+        "settled_id": integration_settled_id(engine, company_id, crm_type),
+        "lookback_since": (datetime.now(UTC) - timedelta(days=lookback_days)).replace(tzinfo=None),
+    }
+    with engine.connect().execution_options(stream_results=True, yield_per=batch_size) as conn:
+        result = conn.execute(sql("extract_candidates"), params)
+        for partition in result.mappings().partitions(batch_size):
+            yield [dict(row) for row in partition]

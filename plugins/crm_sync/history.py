@@ -1,0 +1,111 @@
+"""Write-back into the app: ``companies.crm_sync_history`` and ``lastSyncedAt``.
+
+The app's "Sync history" page reads ``crm_sync_history`` (a JSON array in a TEXT
+column, newest first, at most 100 entries) and its integration page shows
+``crm_integrations.<crm>.lastSyncedAt``. Both are written in one transaction
+that locks the company row, so an admin saving other keys at the same moment is
+never overwritten: we re-read the current JSON under the lock and change only
+our two values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from crm_sync.db import sql
+
+log = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 100
+CRM_NAMES = {
+    "servicetitan": "ServiceTitan",
+    "housecallpro": "Housecall Pro",
+    "jobber": "Jobber",
+    "fieldedge": "FieldEdge",
+    "hubspot": "HubSpot",
+    "salesforce": "Salesforce",
+}
+
+
+def iso_millis(moment: datetime) -> str:
+    """``2026-11-20T08:00:03.004Z``, the format the app writes."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def history_status(synced: int, errors: int) -> str:
+    """``success`` (no errors), ``partial`` (some synced, some not) or ``failed`` (nothing synced)."""
+    if errors == 0:
+        return "success"
+    return "partial" if synced > 0 else "failed"
+
+
+def history_entry(crm_type: str, crm_name: str | None, *, synced: int, errors: int, at: datetime) -> dict[str, Any]:
+    return {
+        "id": int(at.timestamp() * 1000),
+        "crmType": crm_type,
+        "crmName": crm_name or CRM_NAMES.get(crm_type, crm_type),
+        "status": history_status(synced, errors),
+        "itemsProcessed": synced + errors,
+        "errorCount": errors,
+        "timestamp": iso_millis(at),
+    }
+
+
+def with_entry(history_text: str | None, entry: dict[str, Any]) -> str:
+    """The history JSON with ``entry`` prepended and at most 100 entries kept.
+
+    A column the app cannot read as a JSON array is replaced by a fresh array (the
+    old text is logged, it held nothing the app could show).
+    """
+    try:
+        history = json.loads(history_text) if history_text and history_text.strip() else []
+    except json.JSONDecodeError:
+        history = None
+    if not isinstance(history, list):
+        log.warning("crm_sync_history was not a JSON array; starting a new one")
+        history = []
+    return json.dumps([entry, *history][:HISTORY_LIMIT])
+
+
+def write_back(
+    engine: Engine,
+    company_id: int,
+    crm_type: str,
+    *,
+    synced: int,
+    errors: int,
+    at: datetime,
+    set_last_synced: bool,
+    add_history: bool,
+) -> bool:
+    """Record one company x CRM sync in the app; returns False when the JSON could not be updated."""
+    with engine.begin() as conn:
+        row = conn.execute(sql("company_for_update"), {"company_id": company_id}).first()
+        if row is None:
+            return False
+        integrations_text, history_text = row
+        new_integrations = integrations_text
+        crm_name = None
+        try:
+            integrations = json.loads(integrations_text) if integrations_text else None
+        except json.JSONDecodeError:
+            integrations = None
+        if isinstance(integrations, dict) and isinstance(integrations.get(crm_type), dict):
+            crm_name = integrations[crm_type].get("name")
+            if set_last_synced:
+                integrations[crm_type]["lastSyncedAt"] = iso_millis(at)
+                new_integrations = json.dumps(integrations)
+        elif set_last_synced:
+            return False
+        new_history = history_text
+        if add_history:
+            new_history = with_entry(history_text, history_entry(crm_type, crm_name, synced=synced,
+                                                                 errors=errors, at=at))
+        conn.execute(sql("company_write_back"), {"company_id": company_id, "crm_integrations": new_integrations,
+                                                 "crm_sync_history": new_history})
+    return True

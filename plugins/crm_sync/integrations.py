@@ -1,0 +1,112 @@
+"""Finding the integrations to sync in ``companies.crm_integrations``, and writing credentials back.
+
+Discovery never lets one company's bad settings stop another's: malformed JSON,
+an unknown CRM type or missing credentials become a :class:`ConfigProblem` with
+a specific message, reported in the run summary, and the others go on.
+Only ids and CRM types leave this module; credentials are re-read from the
+database by the task that uses them, so they never travel through XCom.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from crm_hooks.errors import ConfigurationError
+from crm_hooks.registry import HOOKS
+from crm_sync.db import sql
+from crm_sync.settings import KNOWN_CRM_TYPES, parse_integrations
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    company_id: int
+    crm_type: str
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    company_id: int
+    company_name: str
+    crm_type: str | None
+    error: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_integration(crm_type: str, integration: Any) -> str | None:
+    """Why this integration cannot be synced, or None when it can be attempted."""
+    if crm_type not in KNOWN_CRM_TYPES:
+        return f"unknown CRM type '{crm_type[:40]}'"
+    if crm_type not in HOOKS:
+        return f"CRM type '{crm_type}' is not supported by this version of the sync yet"
+    if not isinstance(integration, Mapping):
+        return f"the '{crm_type}' integration is not a JSON object"
+    credentials = integration.get("credentials")
+    if not isinstance(credentials, Mapping) or not any(v not in (None, "") for v in credentials.values()):
+        return f"the '{crm_type}' integration has no credentials"
+    return None
+
+
+def discover(engine: Engine, crm_types: list[str] | None = None,
+             company_ids: list[int] | None = None) -> tuple[list[WorkItem], list[ConfigProblem]]:
+    """Active integrations to sync, and the configuration problems found on the way."""
+    items: list[WorkItem] = []
+    problems: list[ConfigProblem] = []
+    with engine.connect() as conn:
+        rows = conn.execute(sql("active_companies")).all()
+    for company_id, name, raw in rows:
+        if company_ids and company_id not in company_ids:
+            continue
+        integrations, error = parse_integrations(raw)
+        if error:
+            problems.append(ConfigProblem(company_id, name, None, error))
+            continue
+        for crm_type, integration in integrations.items():
+            if crm_types and crm_type not in crm_types:
+                continue
+            if isinstance(integration, Mapping) and integration.get("status") != "active":
+                continue
+            problem = check_integration(crm_type, integration)
+            if problem:
+                problems.append(ConfigProblem(company_id, name, crm_type, problem))
+            else:
+                items.append(WorkItem(company_id, crm_type))
+    return items, problems
+
+
+def load_integration(engine: Engine, company_id: int, crm_type: str) -> dict[str, Any]:
+    """The current integration object of one company (credentials included; never log it)."""
+    with engine.connect() as conn:
+        raw = conn.execute(sql("company_integrations"), {"company_id": company_id}).scalar()
+    integrations, error = parse_integrations(raw)
+    if error:
+        raise ConfigurationError(error)
+    integration = integrations.get(crm_type)
+    problem = check_integration(crm_type, integration)
+    if problem:
+        raise ConfigurationError(problem)
+    return dict(integration)
+
+
+def credentials_writer(engine: Engine, company_id: int, crm_type: str) -> Callable[[dict[str, Any]], None]:
+    """A callback that stores rotated credentials (e.g. a new refresh token) at once, atomically.
+
+    The company row is locked and re-read, and only ``credentials`` of this CRM
+    changes, so an admin's concurrent edit of other keys is kept.
+    """
+
+    def write(credentials: dict[str, Any]) -> None:
+        with engine.begin() as conn:
+            raw = conn.execute(sql("company_for_update"), {"company_id": company_id}).first()[0]
+            data = json.loads(raw)
+            data[crm_type]["credentials"] = {**data[crm_type].get("credentials", {}), **credentials}
+            conn.execute(sql("company_set_integrations"), {"company_id": company_id,
+                                                          "crm_integrations": json.dumps(data)})
+
+    return write

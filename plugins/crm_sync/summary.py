@@ -1,0 +1,80 @@
+"""Run summaries: what each company x CRM did in one DAG run, as rows and as a printable table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from crm_sync.db import sql
+from crm_sync.history import write_back
+
+SUMMARY_FIELDS = ("status", "candidates", "unchanged", "synced", "customers_found", "customers_created",
+                  "customers_updated", "visits_created", "visits_updated", "visits_recovered", "quarantined",
+                  "failed", "api_calls", "retries", "rate_limited", "seconds", "error")
+
+
+def result_summary(result: Any) -> dict[str, Any]:
+    """The XCom-safe part of an integration result: counts and redacted messages."""
+    out = {"company_id": result.company_id, "crm_type": result.crm_type}
+    out.update({k: getattr(result, k) for k in SUMMARY_FIELDS})
+    out["seconds"] = float(out["seconds"] or 0)
+    out["quarantine_reasons"] = {k: v["count"] for k, v in result.quarantine_reasons.items()}
+    out["warnings"] = result.warnings[:10]
+    return out
+
+
+def record_config_problem(engine: Engine, run_id: str, dag_id: str | None, company_id: int, crm_type: str | None,
+                          error: str) -> None:
+    """A company x CRM that could not even start: a ``config_error`` run row (and app history when we can)."""
+    now = datetime.now(UTC)
+    row = {k: 0 for k in SUMMARY_FIELDS if k not in ("status", "error", "seconds")}
+    row.update(run_id=run_id, dag_id=dag_id, company_id=company_id, crm_type=crm_type, status="config_error",
+               started_at=now, finished_at=now, seconds=0, error=error, quarantine_reasons="{}", warnings="[]")
+    with engine.begin() as conn:
+        conn.execute(sql("run_insert"), row)
+    if crm_type:
+        # The company's admin sees "failed" on the app's sync history page, not a silent nothing.
+        write_back(engine, company_id, crm_type, synced=0, errors=1, at=now, set_last_synced=False,
+                   add_history=True)
+
+
+def runs_for(engine: Engine, run_id: str) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sql("runs_for_run_id"), {"run_id": run_id}).mappings()]
+
+
+def format_table(rows: Iterable[Mapping[str, Any]]) -> str:
+    """A fixed-width table, one line per company x CRM, then the quarantine reasons and errors."""
+    rows = list(rows)
+    header = (f"{'company':<28} {'crm':<11} {'status':<12} {'found':>5} {'created':>7} {'updated':>7} "
+              f"{'jobs':>5} {'quar.':>5} {'failed':>6} {'unchg':>5} {'calls':>6} {'secs':>7}")
+    lines = [header, "-" * len(header)]
+    notes: list[str] = []
+    for r in rows:
+        name = f"{r.get('company_id')} {r.get('company_name') or ''}".strip()[:28]
+        lines.append(
+            f"{name:<28} {str(r.get('crm_type') or '-'):<11} {r['status']:<12} {r['customers_found']:>5} "
+            f"{r['customers_created']:>7} {r['customers_updated']:>7} "
+            f"{r['visits_created'] + r['visits_recovered']:>5} {r['quarantined']:>5} {r['failed']:>6} "
+            f"{r['unchanged']:>5} {r['api_calls']:>6} {float(r['seconds'] or 0):>7.2f}")
+        if r.get("error"):
+            notes.append(f"  ! {name} / {r.get('crm_type') or '-'}: {r['error']}")
+        reasons = r.get("quarantine_reasons") or {}
+        if isinstance(reasons, str):
+            reasons = json.loads(reasons)
+        for reason, entry in reasons.items():
+            count = entry["count"] if isinstance(entry, Mapping) else entry
+            examples = entry.get("examples", []) if isinstance(entry, Mapping) else []
+            notes.append(f"  quarantined x{count} ({name} / {r.get('crm_type')}): {reason}"
+                         + (f" e.g. check-ins {examples}" if examples else ""))
+    totals = {k: sum(int(r[k] or 0) for r in rows) for k in ("customers_created", "visits_created", "synced",
+                                                               "quarantined", "failed", "api_calls")}
+    lines.append("-" * len(header))
+    lines.append(f"total: {totals['synced']} check-ins synced, {totals['customers_created']} customers and "
+                 f"{totals['visits_created']} visit records created, {totals['quarantined']} quarantined, "
+                 f"{totals['failed']} failed (retried next run), {totals['api_calls']} API calls")
+    return "\n".join(lines + notes)

@@ -1,0 +1,99 @@
+"""Test-session setup. Airflow reads its settings at import, so the environment is set first."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_HOME = Path(os.environ.get("CRM_SYNC_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="crm-sync-airflow-"))
+os.environ.setdefault("AIRFLOW_HOME", str(_HOME))
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+os.environ.setdefault("CRM_SYNC_ALLOWED_HOSTS", "127.0.0.1:*,localhost:*")
+for p in (ROOT, ROOT / "plugins"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+import subprocess  # noqa: E402
+import uuid  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory):
+    """A PostgreSQL server: ``CRM_SYNC_TEST_DATABASE_URL`` if set, else an embedded one (never skipped)."""
+    from sqlalchemy.engine import make_url
+
+    raw = os.environ.get("CRM_SYNC_TEST_DATABASE_URL")
+    server = None
+    if not raw:
+        from localdev.pg import start_embedded
+
+        server = start_embedded(tmp_path_factory.mktemp("pg"))
+        raw = server.get_uri()
+    yield make_url(raw).set(drivername="postgresql+psycopg")
+    if server is not None:
+        server.cleanup()
+
+
+@pytest.fixture
+def db_url(pg_server_url):
+    """A fresh database holding the app's schema and the sync schema, dropped afterwards."""
+    import sqlalchemy as sa
+
+    from crm_sync.db import create_app_schema, make_engine, migrate
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = pg_server_url.set(database=name)
+    engine = make_engine(url)
+    create_app_schema(engine)
+    migrate(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def db(db_url):
+    from crm_sync.db import make_engine
+
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sandbox():
+    """The CRM sandbox over real HTTP on a free loopback port."""
+    from crm_sandbox.server import SandboxServer
+
+    server = SandboxServer(port=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory):
+    """A migrated Airflow metadata DB (SQLite) with the CRM pools, shared by the session's DAG runs."""
+    from localdev.airflow_env import ensure_airflow_db
+
+    home = tmp_path_factory.mktemp("airflow-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__LOAD_EXAMPLES="False",
+               AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
+               AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"), AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins")]))
+    ensure_airflow_db(env)
+    return home
