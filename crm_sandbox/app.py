@@ -17,22 +17,42 @@ Admin API (no auth; never subject to rate limits, and to faults only via ``path_
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from crm_sandbox import hubspot, salesforce
-from crm_sandbox.common import AdminError, CrmAdapter, VendorError, json_response
+from crm_sandbox.common import AdminError, CrmAdapter, VendorError, fault_error, json_response
 from crm_sandbox.state import Account, ConflictError, Fault, SandboxState
 
 ADAPTERS: dict[str, CrmAdapter] = {a.crm: a for a in (hubspot.ADAPTER, salesforce.ADAPTER)}
 
-admin = APIRouter(prefix="/_sandbox", tags=["sandbox admin"])
 
 
 def _state(request: Request) -> SandboxState:
     return request.app.state.sandbox
+
+
+async def _admin_fault(request: Request) -> None:
+    """Admin routes fail only for a CRM-less fault whose ``path_contains`` names them.
+
+    ``/_sandbox/faults`` itself is never faulted, so faults can always be cleared.
+    """
+    path = request.url.path
+    if path.startswith("/_sandbox/faults"):
+        return
+    fault = _state(request).take_fault("_sandbox", None, path, exempt=True)
+    if fault is None:
+        return
+    if fault.latency_ms:
+        await asyncio.sleep(fault.latency_ms / 1000.0)
+    if fault.status:
+        raise fault_error(fault, {"error": "rate limited (injected fault)"})
+
+
+admin = APIRouter(prefix="/_sandbox", tags=["sandbox admin"], dependencies=[Depends(_admin_fault)])
 
 
 async def _body(request: Request, *, optional: bool = False) -> Any:

@@ -20,6 +20,8 @@ Vendor facts used (see shared/crm-apis.md §5 and the HubSpot OpenAPI specs):
   static tokens; none on search); 429 ``{errorType: RATE_LIMIT, policyName}``, no Retry-After.
 * Errors: ``{status: "error", message, correlationId, category, context?, errors?}``.
 
+The daily quota is a rolling 24 h window here (HubSpot resets it at midnight).
+
 Sandbox choices (UNCONFIRMED vendor wording): a duplicate value of a custom unique
 property is a 400 VALIDATION_ERROR naming the existing id; batch/create of a contact
 whose email exists (or repeats in the batch) fails the whole batch with 409 CONFLICT.
@@ -757,6 +759,8 @@ async def batch_upsert(objectType: str, ctx: Ctx = Depends(_api)) -> Any:
             id_prop = item.get("idProperty")
             if not id_prop or item.get("id") in (None, ""):
                 raise _invalid("Every upsert input needs idProperty and id")
+            if id_prop == "hs_object_id":
+                raise _invalid("Upsert needs a unique idProperty (email or a property with hasUniqueValue=true)")
             _finder(table, obj, defs, id_prop)
         _no_duplicates([f"{i['idProperty']}:{_normalizer(defs.get(i['idProperty']))(i['id'])}" for i in inputs])
         results: list[dict[str, Any]] = []
@@ -777,7 +781,7 @@ async def batch_upsert(objectType: str, ctx: Ctx = Depends(_api)) -> Any:
                 results.append(_render(_create(account, table, props, [], now), trace=trace, new=True))
             else:
                 results.append(_render(_update(table, existing, props, now), trace=trace, new=False))
-    return ctx.reply(_batch_body(results, errors, started))
+    return ctx.reply(_batch_body(results, errors, started), 207 if errors else 200)
 
 
 def _batch_body(results: list[dict[str, Any]], errors: list[dict[str, Any]], started: str) -> dict[str, Any]:

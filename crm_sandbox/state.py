@@ -399,6 +399,10 @@ class Fault:
             raise ValueError("rate must be a number in [0, 1]")
         if count is not None and not (isinstance(count, int) and count > 0):
             raise ValueError("count must be a positive integer")
+        retry_after = body.get("retry_after")
+        if retry_after is not None and (isinstance(retry_after, bool) or not isinstance(retry_after, (int, float))
+                                        or retry_after < 0):
+            raise ValueError("retry_after must be a non-negative number of seconds")
         latency = body.get("latency_ms") or 0
         if not isinstance(latency, int) or latency < 0:
             raise ValueError("latency_ms must be a non-negative integer")
@@ -411,7 +415,7 @@ class Fault:
             status=status,
             rate=float(rate) if rate is not None else None,
             count=count,
-            retry_after=body.get("retry_after"),
+            retry_after=retry_after,
             latency_ms=latency,
             path_contains=body.get("path_contains"),
         )
