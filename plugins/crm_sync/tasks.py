@@ -40,6 +40,8 @@ def discover_companies(crm_type: str, db_conn_id: str = "rankitpro_db", **contex
     if wanted and crm_type not in wanted:
         return []
     engine, items, problems = _discover(db_conn_id, context, [crm_type])
+    # Problems without a CRM type (malformed JSON) are check_configurations' to report, once.
+    problems = [p for p in problems if p.crm_type == crm_type]
     try:
         _record(engine, context, problems)
     finally:
