@@ -27,7 +27,7 @@ from crm_hooks.errors import (
     RateLimitedError,
     RetryableError,
 )
-from crm_hooks.rate_limit import RateLimit, TokenBucket
+from crm_hooks.rate_limit import RateLimit, RollingWindowLimiter
 
 BASE = "https://api.example-crm.com"
 TOKEN_URL = f"{BASE}/oauth/token"
@@ -263,23 +263,26 @@ class FakeClock:
         self.now += seconds
 
 
-def test_bucket_capacity_then_spacing(monkeypatch):
+def test_rolling_window_allows_the_limit_per_window_and_no_more(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(rate_limit, "time", clock)
-    bucket = TokenBucket(RateLimit(2, 1.0))
-    waits = [bucket.acquire() for _ in range(5)]
-    assert waits[:2] == [0.0, 0.0]  # the burst capacity
-    assert all(w > 0 for w in waits[2:])  # then one token per 0.5 s
-    assert sum(waits) == pytest.approx(1.5)
-    bucket.drain()
-    assert bucket.acquire() == pytest.approx(0.5)
+    limiter = RollingWindowLimiter(RateLimit(2, 1.0))
+    times = []
+    for _ in range(7):
+        limiter.acquire()
+        times.append(clock.now - 1000.0)
+    assert times == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 3.0]
+    # Never more than 2 calls in any 1-second window (the vendor's rule), yet the full rate is used.
+    assert all(sum(1 for t in times if start <= t < start + 1.0) <= 2 for start in times)
+    limiter.drain()
+    assert limiter.acquire() == pytest.approx(1.0)
 
 
 def test_unlimited_bucket_never_waits(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(rate_limit, "time", clock)
-    bucket = TokenBucket(RateLimit(None))
-    assert [bucket.acquire() for _ in range(50)] == [0.0] * 50
+    limiter = RollingWindowLimiter(RateLimit(None))
+    assert [limiter.acquire() for _ in range(50)] == [0.0] * 50
 
 
 def test_hook_calls_are_spaced_by_their_named_bucket(rsps, monkeypatch):
@@ -290,7 +293,7 @@ def test_hook_calls_are_spaced_by_their_named_bucket(rsps, monkeypatch):
     hook = make_hook()
     for _ in range(4):
         hook.request("GET", "/items", limit="slow")
-    assert len(clock.sleeps) >= 2  # calls 3 and 4 waited for tokens
+    assert len(clock.sleeps) == 1  # calls 3 and 4 waited for the window to roll on
     assert hook.stats.waited_seconds == pytest.approx(1.0)
     for _ in range(4):
         hook.request("GET", "/items")  # the unlimited default bucket
@@ -299,13 +302,13 @@ def test_hook_calls_are_spaced_by_their_named_bucket(rsps, monkeypatch):
 
 def test_buckets_are_shared_per_account_and_scaled(monkeypatch):
     key = f"acct-{uuid.uuid4()}"
-    a = rate_limit.bucket_for(key, "default", RateLimit(10, 1.0).scaled(0.5))
-    b = rate_limit.bucket_for(key, "default", RateLimit(10, 1.0).scaled(0.5))
+    a = rate_limit.limiter_for(key, "default", RateLimit(10, 1.0).scaled(0.5))
+    b = rate_limit.limiter_for(key, "default", RateLimit(10, 1.0).scaled(0.5))
     assert a is b and a.capacity == 5
-    assert rate_limit.bucket_for(key, "search", RateLimit(5, 1.0)) is not a
+    assert rate_limit.limiter_for(key, "search", RateLimit(5, 1.0)) is not a
 
 
-def test_429_drains_the_bucket(rsps, monkeypatch, sleeps):
+def test_429_drains_the_limiter(rsps, monkeypatch, sleeps):
     clock = FakeClock()
     monkeypatch.setattr(rate_limit, "time", clock)
     token_ok(rsps)
@@ -313,7 +316,7 @@ def test_429_drains_the_bucket(rsps, monkeypatch, sleeps):
     rsps.add(responses.GET, f"{BASE}/items", json={})
     hook = make_hook()
     hook.request("GET", "/items", limit="slow")
-    assert hook.stats.waited_seconds == pytest.approx(0.5)  # the retry waited for a fresh token
+    assert hook.stats.waited_seconds == pytest.approx(1.0)  # the retry waited a whole window
 
 
 # ---------------------------------------------------------------------- stats
@@ -372,6 +375,18 @@ def test_provider_info_matches_airflow_schema():
                 assert spec["schema"].get("format") == "password", field_name
         assert hasattr(cls, "test_connection") and cls.default_conn_name.startswith("crm_")
     json.dumps(info)  # plain data only
+
+
+def test_hooks_import_first_in_a_fresh_interpreter():
+    """Airflow calls get_provider_info while it initialises: importing a hook before Airflow must work."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    code = f"import sys; sys.path[:0] = [{str(root / 'plugins')!r}]; import crm_hooks.registry as r; print(sorted(r.HOOKS))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "hubspot" in out.stdout
 
 
 def test_token_refresh_resend_comes_on_top_of_max_attempts(rsps, sleeps):

@@ -11,7 +11,7 @@ attributes and implements three small methods:
   response, read from the vendor's documented error body.
 
 Everything else (timeouts, ``Retry-After``, exponential backoff with jitter,
-client-side token buckets, call accounting, secret masking, the
+client-side rolling-window rate limiters, call accounting, secret masking, the
 ``CRM_SYNC_ALLOWED_HOSTS`` rule for URL overrides) lives here once.
 
 A hook is built either from a company's integration JSON exactly as the Rank It
@@ -44,7 +44,7 @@ from crm_hooks.errors import (
     RetryableError,
 )
 from crm_hooks.hosts import check_url
-from crm_hooks.rate_limit import RateLimit, bucket_for
+from crm_hooks.rate_limit import RateLimit, limiter_for
 from crm_hooks.redaction import redact, register_secrets
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class CrmHook(BaseHook):
         ``credentials`` is not given.
     :param credentials: the integration's ``credentials`` object (the app's keys).
     :param settings: the integration's non-secret settings (``crmSettings``).
-    :param account_key: identifies the CRM account for shared rate-limit buckets;
+    :param account_key: identifies the CRM account for shared rate limiters;
         defaults to a value derived from the credentials' base URL and id.
     :param rate_share: share (0-1] of the documented limit this hook may use.
     :param max_attempts: attempts per request before a retryable error is raised.
@@ -300,7 +300,7 @@ class CrmHook(BaseHook):
     ) -> requests.Response:
         """Send one API request with rate limiting, retries and token refresh.
 
-        :param limit: the name of the rate limit bucket this endpoint counts against.
+        :param limit: the name of the rate limit this endpoint counts against.
         :param endpoint: a label for call accounting (defaults to the method + path).
         :returns: the successful response (2xx).
         :raises CrmError: a typed error once retries are exhausted or not applicable.
@@ -311,9 +311,9 @@ class CrmHook(BaseHook):
         extra_headers = dict(kwargs.pop("headers", None) or {})
 
         def attempt() -> requests.Response:
-            bucket = bucket_for(self.account_key, limit,
+            limiter = limiter_for(self.account_key, limit,
                                 self.rate_limits.get(limit, self.rate_limits["default"]).scaled(self.rate_share))
-            self.stats.waited_seconds += bucket.acquire()
+            self.stats.waited_seconds += limiter.acquire()
             try:
                 auth = self.auth_headers() if authenticated else {}
             except RetryableError as exc:
@@ -334,7 +334,7 @@ class CrmHook(BaseHook):
             error = self.classify_error(response)
             if isinstance(error, RateLimitedError):
                 self.stats.rate_limited += 1
-                bucket.drain()
+                limiter.drain()
             elif isinstance(error, RetryableError):
                 self.stats.server_errors += 1
             if isinstance(error, BadCredentialsError) and authenticated and not auth_retry["done"] \
@@ -427,6 +427,14 @@ class _TokenUnavailable(Exception):
     def __init__(self, error: CrmError):
         super().__init__(str(error))
         self.error = error
+
+
+def json_body(response: requests.Response) -> Any:
+    """The decoded JSON body, or None when the body is not JSON (a proxy's HTML error page)."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 import requests
 
-from crm_hooks.base import CrmHook
+from crm_hooks.base import CrmHook, json_body
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -110,13 +110,6 @@ def _object_path(object_type: str) -> str:
     return object_type
 
 
-def _json_body(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
 class HubSpotHook(CrmHook):
     """HubSpot (private app token or OAuth refresh token).
 
@@ -144,37 +137,6 @@ class HubSpotHook(CrmHook):
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {
         "default": RateLimit(190, 10.0),
         "search": RateLimit(5, 1.0),
-    }
-    #: Connection form fields (``conn-fields`` in provider info); keys are extra keys.
-    conn_fields: ClassVar[dict[str, dict[str, Any]]] = {
-        "clientId": {
-            "label": "OAuth client ID",
-            "description": "Only for OAuth apps (with client secret and refresh token).",
-            "schema": {"type": ["string", "null"]},
-        },
-        "clientSecret": {
-            "label": "OAuth client secret",
-            "schema": {"type": ["string", "null"], "format": "password"},
-        },
-        "refreshToken": {
-            "label": "OAuth refresh token",
-            "description": "When set, access tokens are refreshed with it (preferred over a static token).",
-            "schema": {"type": ["string", "null"], "format": "password"},
-        },
-        "baseUrl": {
-            "label": "API base URL",
-            "description": "Default https://api.hubapi.com; other hosts need CRM_SYNC_ALLOWED_HOSTS.",
-            "schema": {"type": ["string", "null"]},
-        },
-    }
-    ui_field_behaviour: ClassVar[dict[str, Any]] = {
-        "hidden-fields": ["host", "schema", "login", "port"],
-        "relabeling": {"password": "Private app access token"},
-        "placeholders": {
-            "password": "pat-na1-... (leave empty for OAuth)",
-            "baseUrl": "https://api.hubapi.com",
-            "extra": '{"crmSettings": {"rateLimitPer10s": 190}}',
-        },
     }
 
     # ------------------------------------------------------------------ config
@@ -280,7 +242,7 @@ class HubSpotHook(CrmHook):
         a 4xx from the token endpoint -> :class:`BadCredentialsError`.
         """
         status = response.status_code
-        body = _json_body(response)
+        body = json_body(response)
         body = body if isinstance(body, Mapping) else {}
         category = body.get("category") or body.get("status") or body.get("error")
         message = body.get("message") or body.get("error_description")

@@ -1,19 +1,22 @@
 """Client-side rate limiting, sized to each CRM's documented limit.
 
-A token bucket per (CRM account, limit name): HubSpot's ten-secondly burst limit
-and its separate search limit are two buckets for one portal. Buckets are shared
-by every hook instance in the process that talks to the same account, so two
-tasks on one worker never add up to more than the limit. Across workers the
-per-CRM Airflow pool bounds concurrency.
+CRMs state their limits as "N requests per rolling window" (HubSpot: 190 per 10
+seconds, search 5 per second). A rolling-window limiter keeps the time of the
+last N calls and lets a call through only when fewer than N fell inside the
+window: exactly the vendor's rule, so a sync can run at the full limit without
+ever drawing a 429 (a token bucket of N would allow up to 2N in the first window).
 
-Waiting for a token is not a failure and is not retried: it is counted in
-``waited_seconds`` so the run summary can show how much time limits cost.
+One limiter per (CRM account, limit name), shared by every hook instance in the
+process that talks to the same account. Across workers, the per-CRM Airflow pool
+bounds concurrency. Waiting for a slot is not a failure and is not retried: it is
+counted in ``waited_seconds`` so summaries can show what limits cost.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 
@@ -32,55 +35,54 @@ class RateLimit:
         """This limit times ``share`` (0 < share <= 1), for runs that must leave headroom."""
         if not self.requests:
             return self
-        return RateLimit(max(self.requests * share, 0.01), self.per_seconds)
+        return RateLimit(max(self.requests * share, 1.0), self.per_seconds)
 
 
-class TokenBucket:
-    """Thread-safe token bucket. ``acquire`` blocks until a token is free."""
+class RollingWindowLimiter:
+    """Thread-safe: at most ``limit.requests`` calls in any ``limit.per_seconds`` window."""
 
     def __init__(self, limit: RateLimit):
         self.limit = limit
-        self.capacity = max(1.0, float(limit.requests or 1))
-        self._tokens = self.capacity
-        self._updated = time.monotonic()
+        self.capacity = max(1, int(limit.requests or 1))
+        self._calls: deque[float] = deque()
         self._lock = threading.Lock()
         self.waited_seconds = 0.0
 
     def acquire(self) -> float:
-        """Take one token; return the seconds spent waiting for it."""
-        rate = self.limit.rate
-        if rate is None:
+        """Wait for a free slot and take it; return the seconds spent waiting."""
+        if self.limit.rate is None:
             return 0.0
+        window = self.limit.per_seconds
         waited = 0.0
         while True:
             with self._lock:
                 now = time.monotonic()
-                self._tokens = min(self.capacity, self._tokens + (now - self._updated) * rate)
-                self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                while self._calls and self._calls[0] <= now - window:
+                    self._calls.popleft()
+                if len(self._calls) < self.capacity:
+                    self._calls.append(now)
                     self.waited_seconds += waited
                     return waited
-                sleep_for = (1 - self._tokens) / rate
+                sleep_for = self._calls[0] + window - now
             time.sleep(sleep_for)
             waited += sleep_for
 
     def drain(self) -> None:
-        """Empty the bucket, e.g. after a 429, so the next call waits a full refill."""
+        """After a 429: treat the window as full, so the next call waits a whole window."""
         with self._lock:
-            self._tokens = 0.0
-            self._updated = time.monotonic()
+            now = time.monotonic()
+            self._calls = deque([now] * self.capacity)
 
 
-_BUCKETS: dict[tuple[str, str], TokenBucket] = {}
-_BUCKETS_LOCK = threading.Lock()
+_LIMITERS: dict[tuple[str, str], RollingWindowLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
 
 
-def bucket_for(account_key: str, name: str, limit: RateLimit) -> TokenBucket:
-    """The process-wide bucket for one CRM account and one named limit."""
+def limiter_for(account_key: str, name: str, limit: RateLimit) -> RollingWindowLimiter:
+    """The process-wide limiter for one CRM account and one named limit."""
     key = (account_key, name)
-    with _BUCKETS_LOCK:
-        bucket = _BUCKETS.get(key)
-        if bucket is None or bucket.limit != limit:
-            bucket = _BUCKETS[key] = TokenBucket(limit)
-        return bucket
+    with _LIMITERS_LOCK:
+        limiter = _LIMITERS.get(key)
+        if limiter is None or limiter.limit != limit:
+            limiter = _LIMITERS[key] = RollingWindowLimiter(limit)
+        return limiter

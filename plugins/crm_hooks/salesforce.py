@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from crm_hooks.base import CrmHook
+from crm_hooks.base import CrmHook, json_body
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -126,13 +126,6 @@ def _name(value: str, what: str) -> str:
     return value
 
 
-def _json_body(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
 class SalesforceHook(CrmHook):
     """Salesforce (client credentials at My Domain, or the deprecated username-password flow).
 
@@ -162,48 +155,6 @@ class SalesforceHook(CrmHook):
     batch_size = 200
     secret_keys = ("clientSecret", "password", "securityToken")
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(None)}
-    conn_fields: ClassVar[dict[str, dict[str, Any]]] = {
-        "clientId": {
-            "label": "Consumer key (client ID)",
-            "description": "Of the External Client App / connected app.",
-            "schema": {"type": ["string", "null"]},
-        },
-        "clientSecret": {
-            "label": "Consumer secret (client secret)",
-            "schema": {"type": ["string", "null"], "format": "password"},
-        },
-        "myDomainUrl": {
-            "label": "My Domain URL",
-            "description": "https://<MyDomain>.my.salesforce.com -- enables the client credentials flow "
-                           "when username and password are empty.",
-            "schema": {"type": ["string", "null"]},
-        },
-        "securityToken": {
-            "label": "Security token",
-            "description": "Username-password flow only (deprecated by Salesforce).",
-            "schema": {"type": ["string", "null"], "format": "password"},
-        },
-        "authUrl": {
-            "label": "Login URL",
-            "description": "Username-password flow token host, e.g. https://test.salesforce.com for sandboxes.",
-            "schema": {"type": ["string", "null"]},
-        },
-    }
-    ui_field_behaviour: ClassVar[dict[str, Any]] = {
-        "hidden-fields": ["schema", "port"],
-        "relabeling": {
-            "host": "Instance URL",
-            "login": "Username (username-password flow)",
-            "password": "Password (username-password flow)",
-        },
-        "placeholders": {
-            "host": "https://acme.my.salesforce.com",
-            "myDomainUrl": "https://acme.my.salesforce.com",
-            "authUrl": "https://login.salesforce.com",
-            "extra": '{"crmSettings": {"apiVersion": "62.0"}}',
-        },
-    }
-
     def __init__(self, conn_id: str | None = None, **kwargs: Any):
         super().__init__(conn_id, **kwargs)
         self._instance_url: str | None = None
@@ -378,7 +329,7 @@ class SalesforceHook(CrmHook):
         429 -> :class:`RateLimitedError`; 5xx -> :class:`RetryableError`.
         """
         status = response.status_code
-        body = _json_body(response)
+        body = json_body(response)
         if isinstance(body, Mapping) and "error" in body:
             detail = self.redact(f"{body.get('error')}: {body.get('error_description') or ''}".rstrip(": "))
             if status >= 500:

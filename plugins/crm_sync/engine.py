@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 
 from crm_hooks.errors import (
     BadCredentialsError,
+    BadRecordError,
     ConfigurationError,
     CrmError,
     QuotaExhaustedError,
@@ -226,11 +227,13 @@ class IntegrationSync:
             self._finish(prepared, outcomes, attempt_id)
             self._stop(exc)
             raise _StopIntegration() from None
-        except RetryableError as exc:
-            # A transient failure that outlived the retries: rows whose visit call may have been sent
-            # stay in_flight (resolved by lookup next time), the others are failed and retried.
+        except (RetryableError, BadRecordError) as exc:
+            # A transient failure that outlived the retries, or a call the CRM refused as a whole:
+            # rows whose visit call may have been sent stay in_flight (resolved by lookup next time),
+            # the others are failed and retried next run.
             for item in prepared:
-                outcomes.setdefault(item.check_in_id, self._outcome("failed", kind="transient", error=str(exc)))
+                kind = "transient" if isinstance(exc, RetryableError) else "crm_refused_batch"
+                outcomes.setdefault(item.check_in_id, self._outcome("failed", kind=kind, error=str(exc)))
             self._failed_batches_in_a_row += 1
             if self._failed_batches_in_a_row >= MAX_CONSECUTIVE_FAILED_BATCHES:
                 self._finish(prepared, outcomes, attempt_id)

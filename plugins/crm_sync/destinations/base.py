@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -107,3 +107,14 @@ def isolate_bad_records(
         mid = len(items) // 2
         log.info("batch of %d refused (%s); splitting to isolate the record", len(items), exc.code or exc.status)
         return {**isolate_bad_records(items[:mid], send, key), **isolate_bad_records(items[mid:], send, key)}
+
+
+def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """``items`` in consecutive slices of at most ``size`` (a CRM's per-call limit)."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def distinct_customers(rows: Sequence[PreparedCheckIn]) -> list[PreparedCheckIn]:
+    """One row per customer key (the newest check-in of a customer carries its latest data)."""
+    return list({r.customer_key: r for r in rows}.values())

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import phonenumbers
 
 from crm_hooks.hubspot import HubSpotHook
-from crm_sync.destinations.base import CustomerRef, Destination, isolate_bad_records
+from crm_sync.destinations.base import CustomerRef, Destination, chunked, distinct_customers, isolate_bad_records
 from crm_sync.mapping import hubspot as mapping
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
 
@@ -54,20 +54,17 @@ class HubSpotDestination(Destination):
         emails = sorted({k.split(":", 1)[1] for k, _ in wanted if k.startswith("email:")})
         phones = sorted({k.split(":", 1)[1] for k, _ in wanted if k.startswith("phone:")})
         names = [(k, c) for k, c in wanted if k.startswith("name:")]
-        for start in range(0, len(emails), self.batch_size):
-            for obj in self.hook.batch_read("contacts", emails[start:start + self.batch_size], id_property="email",
-                                            properties=["email"]):
+        for chunk in chunked(emails, self.batch_size):
+            for obj in self.hook.batch_read("contacts", chunk, id_property="email", properties=["email"]):
                 email = (obj.get("properties", {}).get("email") or "").strip().lower()
                 found.setdefault(f"email:{email}", CustomerRef(str(obj["id"])))
-        for start in range(0, len(phones), SEARCH_VALUES_PER_CALL):
-            chunk = phones[start:start + SEARCH_VALUES_PER_CALL]
+        for chunk in chunked(phones, SEARCH_VALUES_PER_CALL):
             groups = [{"filters": [{"propertyName": "phone", "operator": "IN", "values": chunk}]}]
             for obj in self.hook.search("contacts", groups, properties=["phone"]):
                 e164 = _e164(obj.get("properties", {}).get("phone"))
                 if e164 in chunk:
                     found.setdefault(f"phone:{e164}", CustomerRef(str(obj["id"])))
-        for start in range(0, len(names), NAME_GROUPS_PER_SEARCH):
-            chunk = names[start:start + NAME_GROUPS_PER_SEARCH]
+        for chunk in chunked(names, NAME_GROUPS_PER_SEARCH):
             groups = [{"filters": [{"propertyName": "firstname", "operator": "EQ", "value": c.first_name or ""},
                                    {"propertyName": "lastname", "operator": "EQ", "value": c.last_name or ""}]}
                       for _, c in chunk]
@@ -81,10 +78,8 @@ class HubSpotDestination(Destination):
 
     def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
         """Batch upsert: by email when there is one, else by the sync's customer key."""
-        unique = list({r.customer_key: r for r in rows}.values())
         results: dict[str, RecordResult] = {}
-        for start in range(0, len(unique), self.batch_size):
-            chunk = unique[start:start + self.batch_size]
+        for chunk in chunked(distinct_customers(rows), self.batch_size):
             results.update(isolate_bad_records(chunk, self._upsert_contacts, lambda r: r.customer_key))
         return results
 
@@ -117,8 +112,7 @@ class HubSpotDestination(Destination):
 
     def update_customers(self, items: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
         results: dict[str, RecordResult] = {}
-        for start in range(0, len(items), self.batch_size):
-            chunk = items[start:start + self.batch_size]
+        for chunk in chunked(items, self.batch_size):
 
             def send(part: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
                 # Email is the contact's identity in HubSpot: never rewritten by an update.
@@ -139,9 +133,9 @@ class HubSpotDestination(Destination):
     def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
         keys = [r.visit_key for r in rows]
         found: dict[str, str] = {}
-        for start in range(0, len(keys), self.batch_size):
-            for obj in self.hook.batch_read("notes", keys[start:start + self.batch_size],
-                                            id_property=VISIT_KEY_PROPERTY, properties=[VISIT_KEY_PROPERTY]):
+        for chunk in chunked(keys, self.batch_size):
+            for obj in self.hook.batch_read("notes", chunk, id_property=VISIT_KEY_PROPERTY,
+                                            properties=[VISIT_KEY_PROPERTY]):
                 key = obj.get("properties", {}).get(VISIT_KEY_PROPERTY)
                 if key:
                     found[key] = str(obj["id"])
@@ -173,8 +167,7 @@ class HubSpotDestination(Destination):
             return out
 
         results: dict[str, RecordResult] = {}
-        for start in range(0, len(items), self.batch_size):
-            chunk = items[start:start + self.batch_size]
+        for chunk in chunked(items, self.batch_size):
             results.update(isolate_bad_records(chunk, send, lambda item: item[0].visit_key))
         # A refused create may be a note an earlier attempt already wrote (unique key): look it up.
         refused = [row for row, _ in items if not results.get(row.visit_key, RecordResult("")).ok]
@@ -197,9 +190,8 @@ class HubSpotDestination(Destination):
             return out
 
         results: dict[str, RecordResult] = {}
-        for start in range(0, len(items), self.batch_size):
-            results.update(isolate_bad_records(items[start:start + self.batch_size], send,
-                                               lambda item: item[0].visit_key))
+        for chunk in chunked(items, self.batch_size):
+            results.update(isolate_bad_records(chunk, send, lambda item: item[0].visit_key))
         return results
 
 

@@ -22,7 +22,7 @@ import phonenumbers
 
 from crm_hooks.errors import ConfigurationError, QuotaExhaustedError
 from crm_hooks.salesforce import SalesforceHook, soql_in
-from crm_sync.destinations.base import CustomerRef, Destination
+from crm_sync.destinations.base import CustomerRef, Destination, chunked, distinct_customers
 from crm_sync.mapping import salesforce as mapping
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
 
@@ -70,9 +70,7 @@ class SalesforceDestination(Destination):
             by_kind.setdefault(kind, []).append(value)
         select = f"SELECT Id, AccountId, Email, Phone, FirstName, LastName, {CUSTOMER_KEY_FIELD} FROM Contact WHERE "
         for kind, values in by_kind.items():
-            step = VALUES_PER_QUERY.get(kind, 100)
-            for start in range(0, len(values), step):
-                chunk = values[start:start + step]
+            for chunk in chunked(values, VALUES_PER_QUERY.get(kind, 100)):
                 if kind == "email":
                     where = soql_in("Email", chunk)
                 elif kind == "phone":
@@ -90,10 +88,8 @@ class SalesforceDestination(Destination):
         return found
 
     def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
-        unique = list({r.customer_key: r for r in rows}.values())
         results: dict[str, RecordResult] = {}
-        for start in range(0, len(unique), self.batch_size):
-            chunk = unique[start:start + self.batch_size]
+        for chunk in chunked(distinct_customers(rows), self.batch_size):
             self._guard()
             accounts = self.hook.upsert_records(
                 "Account", CUSTOMER_KEY_FIELD, [mapping.account_record(r.customer, r.customer_key) for r in chunk])
@@ -123,8 +119,7 @@ class SalesforceDestination(Destination):
 
     def update_customers(self, items: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
         results: dict[str, RecordResult] = {}
-        for start in range(0, len(items), self.batch_size):
-            chunk = items[start:start + self.batch_size]
+        for chunk in chunked(items, self.batch_size):
             records = []
             for ref, row in chunk:
                 record, _ = mapping.contact_record(row.customer, row.customer_key, ref.parent_id)
@@ -141,10 +136,9 @@ class SalesforceDestination(Destination):
     def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
         found: dict[str, str] = {}
         keys = [r.visit_key for r in rows]
-        step = VALUES_PER_QUERY["key"]
-        for start in range(0, len(keys), step):
+        for chunk in chunked(keys, VALUES_PER_QUERY["key"]):
             self._guard()
-            soql = f"SELECT Id, {CHECKIN_KEY_FIELD} FROM Case WHERE {soql_in(CHECKIN_KEY_FIELD, keys[start:start + step])}"
+            soql = f"SELECT Id, {CHECKIN_KEY_FIELD} FROM Case WHERE {soql_in(CHECKIN_KEY_FIELD, chunk)}"
             for rec in self.hook.query(soql):
                 found[rec[CHECKIN_KEY_FIELD]] = rec["Id"]
         return found
@@ -152,8 +146,7 @@ class SalesforceDestination(Destination):
     def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
         """Upsert by the check-in key: creating twice is impossible by construction."""
         results: dict[str, RecordResult] = {}
-        for start in range(0, len(items), self.batch_size):
-            chunk = items[start:start + self.batch_size]
+        for chunk in chunked(items, self.batch_size):
             records = []
             for row, ref in chunk:
                 record, warnings = mapping.case_record(
