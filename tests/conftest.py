@@ -19,7 +19,6 @@ for p in (ROOT, ROOT / "plugins"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-import subprocess  # noqa: E402
 import uuid  # noqa: E402
 
 import pytest  # noqa: E402

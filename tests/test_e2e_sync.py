@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import Counter
@@ -93,6 +94,10 @@ def test_incremental_sync_end_to_end(db, db_url, sandbox, airflow_home, tmp_path
         dump = " ".join(str(r) for r in conn.execute(sa.text(
             "SELECT l.*, r.* FROM crm_sync.ledger l FULL JOIN crm_sync.runs r ON false")).all())
     assert not any(s in dump for s in SECRETS)
+    with sqlite3.connect(airflow_home / "airflow.db") as meta:
+        xcoms = " ".join(str(v) for (v,) in meta.execute("SELECT value FROM xcom"))
+    assert "visits_created" in xcoms  # the sync tasks' counts are there ...
+    assert not any(s in xcoms for s in SECRETS)  # ... and nothing else
 
     # Second run: nothing is sent again.
     before = requests.get(f"{sandbox.url}/_sandbox/stats", timeout=10).json()
