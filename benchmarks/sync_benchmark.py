@@ -38,11 +38,16 @@ def run_one(crm: str, rows: int, repeat_share: float, salesforce_rps: float) -> 
     """One measurement in this process: returns the figures as a dict."""
     import requests
     import sqlalchemy as sa
-
     from crm_sync.db import create_app_schema, make_engine, migrate
     from crm_sync.engine import IntegrationSync, SyncOptions
-    from localdev.demo_data import check_in_rows, create_company, hubspot_integration, insert_check_ins, \
-        salesforce_integration
+
+    from localdev.demo_data import (
+        check_in_rows,
+        create_company,
+        hubspot_integration,
+        insert_check_ins,
+        salesforce_integration,
+    )
     from localdev.pg import start_embedded
 
     tmp = Path(tempfile.mkdtemp(prefix="crm-bench-"))

@@ -24,7 +24,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from crm_sandbox import hubspot, salesforce
-from crm_sandbox.common import AdminError, CrmAdapter, VendorError, fault_error, json_response
+from crm_sandbox.common import (
+    AdminError,
+    CrmAdapter,
+    VendorError,
+    fault_error,
+    json_response,
+)
 from crm_sandbox.state import Account, ConflictError, Fault, SandboxState
 
 ADAPTERS: dict[str, CrmAdapter] = {a.crm: a for a in (hubspot.ADAPTER, salesforce.ADAPTER)}

@@ -57,7 +57,16 @@ from crm_sandbox.common import (
     read_json,
     sandbox_state,
 )
-from crm_sandbox.state import Account, BucketCounter, Fault, Record, SlidingWindow, Table, fold, phone_digits
+from crm_sandbox.state import (
+    Account,
+    BucketCounter,
+    Fault,
+    Record,
+    SlidingWindow,
+    Table,
+    fold,
+    phone_digits,
+)
 
 CRM = "hubspot"
 MAX_BATCH = 100

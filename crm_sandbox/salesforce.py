@@ -58,7 +58,15 @@ from crm_sandbox.common import (
     read_json,
     sandbox_state,
 )
-from crm_sandbox.state import Account, BucketCounter, Fault, Journal, Pacer, Record, Table
+from crm_sandbox.state import (
+    Account,
+    BucketCounter,
+    Fault,
+    Journal,
+    Pacer,
+    Record,
+    Table,
+)
 
 CRM = "salesforce"
 PREFIX = "/salesforce"

@@ -47,6 +47,21 @@ def start_sandbox(port: int, state_file: Path, log_file: Path) -> tuple[subproce
     raise SystemExit(f"the CRM sandbox did not answer on {url}; see {log_file}")
 
 
+def seed_existing_crm_customers(engine: sa.Engine, url: str) -> None:
+    """Lone Star's HubSpot portal already knows a few of its customers, typed differently (first run only)."""
+    if requests.get(f"{url}/_sandbox/records/hubspot/lonestar/contacts", timeout=10).json():
+        return
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT DISTINCT ON (ci.customer_email) ci.customer_email, ci.customer_name FROM check_ins ci "
+            "JOIN companies c ON c.id = ci.company_id WHERE c.name = 'Lone Star HVAC' "
+            "AND ci.customer_email LIKE '%@example.com' ORDER BY ci.customer_email LIMIT 3")).all()
+    for email, name in rows:
+        first, _, last = (name or "").partition(" ")
+        requests.post(f"{url}/_sandbox/records/hubspot/lonestar/contacts", timeout=10, json={
+            "properties": {"email": email.strip().upper(), "firstname": first, "lastname": last}}).raise_for_status()
+
+
 def object_counts(url: str) -> dict[str, int]:
     """crm/object -> records held by the sandbox, over all accounts."""
     counts: dict[str, int] = {}
@@ -74,6 +89,7 @@ def main() -> int:
         for company in companies:
             for account in company.accounts:
                 requests.post(f"{sandbox_url}/_sandbox/accounts", json=account, timeout=10).raise_for_status()
+        seed_existing_crm_customers(engine, sandbox_url)
         before = object_counts(sandbox_url)
         env = airflow_env(LOCAL / "airflow", db_url, allowed_hosts=f"127.0.0.1:{port}")
         print(f"Rank It Pro database: {db_url.render_as_string(hide_password=True)}")

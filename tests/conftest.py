@@ -45,7 +45,6 @@ def pg_server_url(tmp_path_factory):
 def db_url(pg_server_url):
     """A fresh database holding the app's schema and the sync schema, dropped afterwards."""
     import sqlalchemy as sa
-
     from crm_sync.db import create_app_schema, make_engine, migrate
 
     name = f"t_{uuid.uuid4().hex[:12]}"
@@ -96,3 +95,39 @@ def airflow_home(tmp_path_factory):
                PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins")]))
     ensure_airflow_db(env)
     return home
+
+
+# ---------------------------------------------------------------------- unit tests of the hooks
+@pytest.fixture
+def rsps():
+    """``responses`` intercepting every request made with ``requests``."""
+    import responses
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as r:
+        yield r
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    """Record tenacity's backoff sleeps (``tenacity.nap`` calls ``time.sleep``) instead of sleeping."""
+    import types
+
+    import tenacity.nap
+
+    recorded: list[float] = []
+    monkeypatch.setattr(tenacity.nap, "time", types.SimpleNamespace(sleep=recorded.append))
+    return recorded
+
+
+@pytest.fixture
+def instant_rate_limits(monkeypatch):
+    """Rate-limit waits advance a fake clock instead of real time."""
+    import types
+
+    from crm_hooks import rate_limit
+
+    clock = types.SimpleNamespace(now=1000.0)
+    clock.monotonic = lambda: clock.now
+    clock.sleep = lambda s: setattr(clock, "now", clock.now + s)
+    monkeypatch.setattr(rate_limit, "time", clock)
+    return clock

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
-
 from conftest import ROOT
 
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))

@@ -7,8 +7,14 @@ import threading
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from crm_sync.history import (
+    HISTORY_LIMIT,
+    history_entry,
+    iso_millis,
+    with_entry,
+    write_back,
+)
 
-from crm_sync.history import HISTORY_LIMIT, history_entry, iso_millis, with_entry, write_back
 from localdev.demo_data import create_company
 
 

@@ -6,17 +6,14 @@ Also the registry and the Airflow provider info. No network: ``responses`` inter
 from __future__ import annotations
 
 import json
-import types
 import uuid
 from pathlib import Path
 
+import airflow
 import jsonschema
 import pytest
 import requests
 import responses
-import tenacity.nap
-
-import airflow
 from crm_hooks import rate_limit
 from crm_hooks.base import CrmHook
 from crm_hooks.errors import (
@@ -81,18 +78,6 @@ def token_ok(rsps, token="tok-1111"):
     rsps.add(responses.POST, TOKEN_URL, json={"access_token": token, "expires_in": 3600})
 
 
-@pytest.fixture
-def rsps():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as r:
-        yield r
-
-
-@pytest.fixture
-def sleeps(monkeypatch):
-    """Record tenacity's backoff sleeps (``tenacity.nap`` calls ``time.sleep``) instead of sleeping."""
-    recorded: list[float] = []
-    monkeypatch.setattr(tenacity.nap, "time", types.SimpleNamespace(sleep=recorded.append))
-    return recorded
 
 
 def calls_to(rsps, url):

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import types
 import uuid
 from urllib.parse import parse_qs
 
 import pytest
-import responses
-import tenacity.nap
 import requests
+import responses
 from airflow.sdk import Connection
-
-from crm_hooks import rate_limit
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -24,6 +20,8 @@ from crm_hooks.errors import (
 )
 from crm_hooks.hubspot import BatchOutcome, HubSpotConflictError, HubSpotHook
 from crm_hooks.rate_limit import RateLimit
+
+pytestmark = pytest.mark.usefixtures("instant_rate_limits")
 
 API = "https://api.hubapi.com"
 PAT = "pat-na1-11111111-2222-3333-4444-555555555555"
@@ -45,27 +43,7 @@ def oauth_hook(**extra) -> FastHubSpot:
     return hook({"refreshToken": REFRESH, "clientId": "client-id-1", "clientSecret": CLIENT_SECRET, **extra})
 
 
-@pytest.fixture
-def rsps():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as r:
-        yield r
 
-
-@pytest.fixture(autouse=True)
-def instant_rate_limits(monkeypatch):
-    """Bucket waits advance a fake clock instead of real time (a 429 drains the bucket)."""
-    clock = types.SimpleNamespace(now=1000.0)
-    clock.monotonic = lambda: clock.now
-    clock.sleep = lambda s: setattr(clock, "now", clock.now + s)
-    monkeypatch.setattr(rate_limit, "time", clock)
-    return clock
-
-
-@pytest.fixture
-def sleeps(monkeypatch):
-    recorded: list[float] = []
-    monkeypatch.setattr(tenacity.nap, "time", types.SimpleNamespace(sleep=recorded.append))
-    return recorded
 
 
 def body(call) -> dict:

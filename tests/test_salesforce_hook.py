@@ -5,17 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import time
-import types
 import uuid
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import pytest
 import requests
 import responses
-import tenacity.nap
 from airflow.sdk import Connection
-
-from crm_hooks import rate_limit
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -26,6 +22,8 @@ from crm_hooks.errors import (
 )
 from crm_hooks.rate_limit import RateLimit
 from crm_hooks.salesforce import SalesforceHook, soql_in, soql_quote
+
+pytestmark = pytest.mark.usefixtures("instant_rate_limits")
 
 MY_DOMAIN = "https://acme.my.salesforce.com"
 INSTANCE = "https://acme.my.salesforce.com"
@@ -61,25 +59,7 @@ def token_ok(rsps, url=f"{MY_DOMAIN}/services/oauth2/token", token="00Dxx!sessio
     rsps.add(responses.POST, url, json=payload)
 
 
-@pytest.fixture
-def rsps():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as r:
-        yield r
 
-
-@pytest.fixture(autouse=True)
-def instant_rate_limits(monkeypatch):
-    clock = types.SimpleNamespace(now=1000.0)
-    clock.monotonic = lambda: clock.now
-    clock.sleep = lambda s: setattr(clock, "now", clock.now + s)
-    monkeypatch.setattr(rate_limit, "time", clock)
-
-
-@pytest.fixture
-def sleeps(monkeypatch):
-    recorded: list[float] = []
-    monkeypatch.setattr(tenacity.nap, "time", types.SimpleNamespace(sleep=recorded.append))
-    return recorded
 
 
 def token_calls(rsps):
@@ -276,6 +256,10 @@ def test_classify_error_mapping():
     h = cc_hook()
     e = _classify(h, 403, sf_error("REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded."))
     assert isinstance(e, RateLimitedError)  # the concurrency limit clears by itself
+    e = _classify(h, 429, sf_error("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."))
+    assert isinstance(e, RateLimitedError)  # only a 403 means the daily allocation is gone
+    e = _classify(h, 403, sf_error("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."))
+    assert isinstance(e, QuotaExhaustedError)
     e = _classify(h, 403, sf_error("INSUFFICIENT_ACCESS", "no access"))
     assert isinstance(e, BadCredentialsError)
     e = _classify(h, 300, ["/services/data/v62.0/sobjects/Account/001A", "/services/data/v62.0/sobjects/Account/001B"])

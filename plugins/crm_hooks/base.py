@@ -127,7 +127,8 @@ class CrmHook(BaseHook):
         self._settings: dict[str, Any] = dict(settings or {})
         self._account_key = account_key
         self.rate_share = rate_share
-        self.max_attempts = max_attempts or self.max_attempts_default
+        # CRM_SYNC_MAX_ATTEMPTS: a deployment-wide override of the attempts per request.
+        self.max_attempts = max_attempts or int(os.environ.get("CRM_SYNC_MAX_ATTEMPTS") or self.max_attempts_default)
         self.credentials_writer = credentials_writer
         self.stats = CallStats()
         self._session: requests.Session | None = None

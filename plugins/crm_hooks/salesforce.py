@@ -354,7 +354,8 @@ class SalesforceHook(CrmHook):
                              or (response.reason or "").strip() or f"HTTP {status}")
         text = f"salesforce HTTP {status}: {detail}"
         if code == "REQUEST_LIMIT_EXCEEDED":
-            if "concurrent" in str(message or "").lower():
+            # Only the daily allocation (a 403) is final; a 429 or the concurrency limit clears by itself.
+            if status == 429 or "concurrent" in str(message or "").lower():
                 return RateLimitedError(text, status=status, code=code)
             return QuotaExhaustedError(text, status=status, code=code)
         if status == 410:

@@ -30,8 +30,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -40,6 +38,8 @@ from crm_hooks.errors import (
     QuotaExhaustedError,
     RetryableError,
 )
+from sqlalchemy.engine import Engine
+
 from crm_sync import extract
 from crm_sync.db import sql
 from crm_sync.destinations import destination_for
@@ -176,6 +176,10 @@ class IntegrationSync:
             pass
         except STOPPING_ERRORS as exc:
             self._stop(exc)
+        except RetryableError as exc:
+            # The CRM stayed unreachable through every retry (at run start, or while streaming):
+            # recorded and reported; the rows wait for the next run.
+            result.error = f"CRM unavailable: {exc}"
         finally:
             if destination is not None:
                 stats = destination.hook.stats

@@ -55,7 +55,13 @@ from urllib.parse import urlsplit
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from crm_sync.models import MATCH_STRATEGIES, Customer, PreparedCheckIn, SyncSettings, Visit
+from crm_sync.models import (
+    MATCH_STRATEGIES,
+    Customer,
+    PreparedCheckIn,
+    SyncSettings,
+    Visit,
+)
 
 __all__ = [
     "CHECK_IN_COLUMNS",

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
-
 from crm_hooks.errors import ConfigurationError
 
 

@@ -63,6 +63,10 @@ def format_table(rows: Iterable[Mapping[str, Any]]) -> str:
             f"{r['unchanged']:>5} {r['api_calls']:>6} {float(r['seconds'] or 0):>7.2f}")
         if r.get("error"):
             notes.append(f"  ! {name} / {r.get('crm_type') or '-'}: {r['error']}")
+        warnings = r.get("warnings") or []
+        if isinstance(warnings, str):
+            warnings = json.loads(warnings)
+        notes.extend(f"  warning ({name} / {r.get('crm_type')}): {w}" for w in warnings[:3])
         reasons = r.get("quarantine_reasons") or {}
         if isinstance(reasons, str):
             reasons = json.loads(reasons)

@@ -7,6 +7,7 @@ from typing import Any
 
 from crm_hooks.errors import ConfigurationError
 from crm_hooks.registry import hook_class
+
 from crm_sync.destinations.base import CustomerRef, Destination
 from crm_sync.models import SyncSettings
 

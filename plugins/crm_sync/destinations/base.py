@@ -25,6 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 from crm_hooks.base import CrmHook
 from crm_hooks.errors import BadRecordError
+
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult, SyncSettings
 
 log = logging.getLogger(__name__)

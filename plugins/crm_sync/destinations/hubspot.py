@@ -17,9 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import phonenumbers
-
 from crm_hooks.hubspot import HubSpotHook
-from crm_sync.destinations.base import CustomerRef, Destination, chunked, distinct_customers, isolate_bad_records
+
+from crm_sync.destinations.base import (
+    CustomerRef,
+    Destination,
+    chunked,
+    distinct_customers,
+    isolate_bad_records,
+)
 from crm_sync.mapping import hubspot as mapping
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
 

@@ -19,10 +19,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import phonenumbers
-
 from crm_hooks.errors import ConfigurationError, QuotaExhaustedError
 from crm_hooks.salesforce import SalesforceHook, soql_in
-from crm_sync.destinations.base import CustomerRef, Destination, chunked, distinct_customers
+
+from crm_sync.destinations.base import (
+    CustomerRef,
+    Destination,
+    chunked,
+    distinct_customers,
+)
 from crm_sync.mapping import salesforce as mapping
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
 
