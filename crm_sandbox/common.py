@@ -27,6 +27,16 @@ from crm_sandbox.state import Account, Fault, Record, SandboxState
 #: Deliberately loose (like most CRMs): something@domain.tld, no spaces.
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
 
+#: A record with a text value containing this marker fails the CRM's validation, with that
+#: CRM's own validation error for the field: tests use it to make exactly one record of a
+#: batch invalid (every CRM module honours it via :func:`poisoned_fields`).
+INVALID_MARKER = "SANDBOX-INVALID"
+
+
+def poisoned_fields(values: dict[str, Any]) -> list[str]:
+    """Names of the fields whose text contains :data:`INVALID_MARKER`."""
+    return [k for k, v in values.items() if isinstance(v, str) and INVALID_MARKER in v]
+
 #: Path parameters substituted into the per-endpoint stats key (others stay as {name}).
 STAT_PARAMS = frozenset({"objectType", "sobject", "field"})
 

@@ -53,6 +53,7 @@ from crm_sandbox.common import (
     iso,
     json_response,
     open_request,
+    poisoned_fields,
     read_form,
     read_json,
     sandbox_state,
@@ -296,7 +297,8 @@ def _timestamp(value: str) -> str | None:
 
 def _check_values(obj: str, props: dict[str, str], merged: dict[str, str], creating: bool) -> list[Problem]:
     """Record-level rules (mutates ``props`` to normalise ``hs_timestamp``)."""
-    problems: list[Problem] = []
+    problems: list[Problem] = [_prop_problem(name, "INVALID_VALUE", f"Property value for {name} is not valid")
+                               for name in poisoned_fields(props)]
     email = props.get("email")
     if email and not EMAIL_RE.match(email):
         problems.append(_prop_problem("email", "INVALID_EMAIL", f"Email address {email} is invalid"))

@@ -54,6 +54,7 @@ from crm_sandbox.common import (
     iso,
     json_response,
     open_request,
+    poisoned_fields,
     read_form,
     read_json,
     sandbox_state,
@@ -309,6 +310,9 @@ def _validate(account: Account, obj: SObject, raw: dict[str, Any], existing: Rec
         if value is not None and (fld.type in TEXT_TYPES or fld.type == "reference"):
             value = str(value) if not isinstance(value, bool) else str(value).lower()
         values[fld.name] = None if value == "" else value
+    for name in poisoned_fields(values):
+        errors.append(_rec_error("FIELD_CUSTOM_VALIDATION_EXCEPTION", f"{name}: value rejected by a validation rule",
+                                 [name]))
     for name, value in values.items():
         fld = obj.fields[name]
         if value is None:

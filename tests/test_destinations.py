@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from crm_hooks.errors import BadRecordError
-from crm_sync.destinations.base import chunked, distinct_customers, isolate_bad_records
+from crm_hooks.errors import BadRecordError, RetryableError
+from crm_sync.destinations.base import chunked, distinct_customers, isolate_bad_records, per_record
 from crm_sync.destinations.salesforce import phone_variants
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
 
@@ -36,3 +36,17 @@ def test_phone_variants_cover_common_typings():
     for typed in ("+15125550100", "(512) 555-0100", "512-555-0100", "5125550100", "512.555.0100"):
         assert typed in variants
     assert phone_variants("+442079460958")[0] == "+442079460958"
+
+
+def test_per_record_loop_keeps_what_landed_and_marks_the_rest_uncertain():
+    def send_one(i):
+        if i == 2:
+            raise BadRecordError("refused", status=400)
+        if i == 4:
+            raise RetryableError("timed out")
+        return RecordResult(str(i), crm_id=f"id{i}")
+
+    results = per_record([1, 2, 3, 4, 5], send_one, key=str)
+    assert results["1"].ok and results["3"].ok
+    assert results["2"].error == "refused" and not results["2"].uncertain
+    assert results["4"].uncertain and results["5"].uncertain and not results["5"].ok

@@ -353,9 +353,11 @@ class SalesforceHook(CrmHook):
         detail = self.redact(": ".join(str(p) for p in (code, message) if p)
                              or (response.reason or "").strip() or f"HTTP {status}")
         text = f"salesforce HTTP {status}: {detail}"
+        if status == 429:  # not a Salesforce status, but proxies send it: a rate limit, Retry-After honoured
+            return self.default_error(response, detail, code=code)
         if code == "REQUEST_LIMIT_EXCEEDED":
-            # Only the daily allocation (a 403) is final; a 429 or the concurrency limit clears by itself.
-            if status == 429 or "concurrent" in str(message or "").lower():
+            # Only the daily allocation is final; the concurrency limit clears by itself.
+            if "concurrent" in str(message or "").lower():
                 return RateLimitedError(text, status=status, code=code)
             return QuotaExhaustedError(text, status=status, code=code)
         if status == 410:

@@ -294,6 +294,7 @@ class IntegrationSync:
             for ckey, row in unresolved.items():
                 if ckey in refs:
                     continue
+                status = "quarantined"
                 if not self.settings.create_new_customers:
                     reason = ("no existing customer in the CRM matches "
                               f"{', '.join(row.match_keys)} and createNewCustomers is off")
@@ -302,9 +303,12 @@ class IntegrationSync:
                     res = outcome.get(ckey)
                     reason = res.error if res and res.error else "the CRM returned no customer id"
                     kind = "crm_rejected"
+                    if res is not None and res.uncertain:
+                        # Customer creates are idempotent by the customer key: simply retried next run.
+                        status, kind = "failed", "transient"
                 for r in rows:
                     if r.customer_key == ckey:
-                        outcomes[r.check_in_id] = self._outcome("quarantined", kind=kind, error=reason)
+                        outcomes[r.check_in_id] = self._outcome(status, kind=kind, error=reason)
         # Remember every key of every resolved row, so a returning customer costs no lookup.
         new_map: dict[str, tuple[CustomerRef, str | None, bool]] = {}
         for row in rows:
@@ -396,6 +400,10 @@ class IntegrationSync:
                                                           visit_id=res.crm_id)
                 setattr(result, counter, getattr(result, counter) + 1)
                 result.synced += 1
+            elif res is not None and res.uncertain:
+                outcomes[row.check_in_id] = self._outcome("in_flight", kind="transient",
+                                                          error=res.error or "outcome unknown; resolved next run",
+                                                          customer_id=ref.crm_id if ref else None)
             else:
                 reason = res.error if res is not None and res.error else "the CRM returned no record for this row"
                 outcomes[row.check_in_id] = self._outcome("quarantined", kind="crm_rejected", error=reason,

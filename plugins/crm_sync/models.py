@@ -91,7 +91,10 @@ class RecordResult:
     error: str | None = None          # set for a record the CRM refused (quarantine it)
     created: bool = False
     extra: dict[str, Any] = field(default_factory=dict)   # e.g. Salesforce AccountId
+    #: the write may or may not have reached the CRM (a per-record loop cut short by a transient
+    #: error): the row stays in_flight and the next run resolves it by the marker lookup
+    uncertain: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.crm_id is not None
+        return self.error is None and self.crm_id is not None and not self.uncertain

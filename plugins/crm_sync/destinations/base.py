@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from crm_hooks.base import CrmHook
-from crm_hooks.errors import BadRecordError
+from crm_hooks.errors import BadRecordError, RetryableError
 
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult, SyncSettings
 
@@ -51,9 +51,13 @@ class Destination(ABC):
         self.crm_settings = dict(crm_settings or {})
         self.warnings: list[str] = []
 
+    #: Rows per engine batch for CRMs without batch endpoints (the destination loops per record;
+    #: the ledger is still written per batch, not per row).
+    per_record_batch: ClassVar[int] = 25
+
     @property
     def batch_size(self) -> int:
-        return self.hook.batch_size
+        return self.hook.batch_size if self.hook.batch_size > 1 else self.per_record_batch
 
     def prepare(self) -> None:
         """Run-start checks and setup (marker fields, custom field discovery). Warnings go to ``self.warnings``."""
@@ -119,3 +123,28 @@ def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 def distinct_customers(rows: Sequence[PreparedCheckIn]) -> list[PreparedCheckIn]:
     """One row per customer key (the newest check-in of a customer carries its latest data)."""
     return list({r.customer_key: r for r in rows}.values())
+
+
+def per_record(
+    items: Sequence[T],
+    send_one: Callable[[T], RecordResult],
+    key: Callable[[T], str],
+) -> dict[str, RecordResult]:
+    """Write ``items`` one call each, for CRMs without batch endpoints.
+
+    A refused record (:class:`BadRecordError`) is that record's error only. A transient
+    failure that outlived the hook's retries ends the loop: that record and the ones not
+    yet sent come back ``uncertain``, so the engine keeps them ``in_flight`` and the next
+    run looks their markers up before writing again. What was written stays recorded.
+    """
+    results: dict[str, RecordResult] = {}
+    for index, item in enumerate(items):
+        try:
+            results[key(item)] = send_one(item)
+        except BadRecordError as exc:
+            results[key(item)] = RecordResult(key(item), error=str(exc))
+        except RetryableError as exc:
+            for rest in items[index:]:
+                results[key(rest)] = RecordResult(key(rest), error=str(exc), uncertain=True)
+            break
+    return results

@@ -1,0 +1,47 @@
+"""One :class:`CrmCase` per CRM, collected from the modules of this package.
+
+A new CRM adds ``tests/crm_cases/<crm>.py`` defining ``CASE``; the conformance suite
+(``tests/test_conformance.py``) then runs every check against it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CrmCase:
+    """How to drive one CRM through the sandbox."""
+
+    crm_type: str
+    #: sandbox account name and the credentials registered for it
+    account: str
+    sandbox_credentials: dict[str, Any]
+    #: sandbox_url -> the integration object as the app stores it (credentials point at the sandbox)
+    integration: Callable[[str], dict[str, Any]]
+    #: sandbox_url -> the same integration with a wrong secret
+    bad_integration: Callable[[str], dict[str, Any]]
+    #: the sandbox object that holds visit records, and how to read the sync's marker from one
+    visit_object: str
+    visit_marker: Callable[[dict[str, Any]], str | None]
+    #: the sandbox object that holds customers
+    customer_object: str
+    #: every secret value in the integration (must never appear anywhere)
+    secrets: tuple[str, ...]
+    #: sandbox account limits that make issued tokens expire quickly; None: the key never expires
+    short_token_limits: dict[str, Any] | None = None
+    #: extra sandbox account options (e.g. settings a CRM needs)
+    sandbox_options: dict[str, Any] = field(default_factory=dict)
+    #: the URL override key in credentials used by the allowed-hosts check
+    base_url_key: str = "baseUrl"
+
+
+def all_cases() -> list[CrmCase]:
+    cases = []
+    for module in pkgutil.iter_modules(__path__):
+        cases.append(importlib.import_module(f"{__name__}.{module.name}").CASE)
+    return sorted(cases, key=lambda c: c.crm_type)

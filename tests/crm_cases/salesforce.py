@@ -1,0 +1,19 @@
+from crm_cases import CrmCase
+from localdev.demo_data import salesforce_integration
+
+CLIENT = {"client_id": "3MVG9conf.client", "client_secret": "sf-conf-secret-4e5f6a"}
+
+CASE = CrmCase(
+    crm_type="salesforce",
+    account="conf",
+    sandbox_credentials={"clientId": CLIENT["client_id"], "clientSecret": CLIENT["client_secret"]},
+    integration=lambda url: salesforce_integration(url, **CLIENT),
+    bad_integration=lambda url: salesforce_integration(url, client_id=CLIENT["client_id"],
+                                                       client_secret="wrong-secret-000"),
+    visit_object="Case",
+    visit_marker=lambda rec: rec.get("RankItPro_CheckIn_Key__c"),
+    customer_object="Contact",
+    secrets=(CLIENT["client_secret"],),
+    short_token_limits={"token_ttl_seconds": 1},
+    base_url_key="myDomainUrl",
+)
