@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -34,11 +35,15 @@ def pg_server_url(tmp_path_factory):
     if not raw:
         from localdev.pg import start_embedded
 
-        server = start_embedded(tmp_path_factory.mktemp("pg"))
+        # Not under pytest's basetemp: pytest prunes old basetemp folders, which would pull the data
+        # directory from under a server still used by a concurrent session.
+        data_dir = tempfile.mkdtemp(prefix="crm-sync-pg-")
+        server = start_embedded(data_dir)
         raw = server.get_uri()
     yield make_url(raw).set(drivername="postgresql+psycopg")
     if server is not None:
         server.cleanup()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -87,14 +92,15 @@ def airflow_home(tmp_path_factory):
     """A migrated Airflow metadata DB (SQLite) with the CRM pools, shared by the session's DAG runs."""
     from localdev.airflow_env import ensure_airflow_db
 
-    home = tmp_path_factory.mktemp("airflow-home")
+    home = Path(tempfile.mkdtemp(prefix="crm-sync-airflow-home-"))  # outside basetemp, as above
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__LOAD_EXAMPLES="False",
                AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
                AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"), AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
                PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins")]))
     ensure_airflow_db(env)
-    return home
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- unit tests of the hooks
