@@ -23,7 +23,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
-from crm_sandbox import hubspot, salesforce
+import importlib
+import pkgutil
+
+import crm_sandbox
 from crm_sandbox.common import (
     AdminError,
     CrmAdapter,
@@ -33,7 +36,21 @@ from crm_sandbox.common import (
 )
 from crm_sandbox.state import Account, ConflictError, Fault, SandboxState
 
-ADAPTERS: dict[str, CrmAdapter] = {a.crm: a for a in (hubspot.ADAPTER, salesforce.ADAPTER)}
+
+
+def _adapters() -> dict[str, CrmAdapter]:
+    """Every module of the package with an ``ADAPTER`` serves one CRM: a new CRM is one module."""
+    found = {}
+    for module in pkgutil.iter_modules(crm_sandbox.__path__):
+        if module.name.startswith("_") or module.name in ("app", "server"):
+            continue
+        adapter = getattr(importlib.import_module(f"crm_sandbox.{module.name}"), "ADAPTER", None)
+        if isinstance(adapter, CrmAdapter):
+            found[adapter.crm] = adapter
+    return dict(sorted(found.items()))
+
+
+ADAPTERS: dict[str, CrmAdapter] = _adapters()
 
 
 

@@ -14,8 +14,15 @@ from sqlalchemy.engine import URL
 from localdev.pg import airflow_conn_json
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Pools per CRM type, sized so concurrent tasks stay inside each CRM's documented limits.
-POOLS = {"crm_hubspot": 4, "crm_salesforce": 4}
+#: Slots of each ``crm_<type>`` pool (one per CRM type the registry knows).
+POOL_SLOTS = 4
+
+
+def pools() -> dict[str, int]:
+    """The pools the sync DAGs use, one per CRM type."""
+    from crm_hooks.registry import HOOKS
+
+    return {f"crm_{crm_type}": POOL_SLOTS for crm_type in HOOKS}
 
 
 def airflow_env(home: Path, db_url: URL, *, allowed_hosts: str = "127.0.0.1:*,localhost:*",
@@ -48,9 +55,9 @@ def ensure_airflow_db(env: dict[str, str]) -> None:
     marker = home / ".migrated"
     if not marker.exists():
         subprocess.run([airflow_bin(), "db", "migrate"], env=env, check=True, capture_output=True, text=True)
-        pools = {name: {"slots": slots, "description": f"concurrent {name[4:]} syncs", "include_deferred": False}
-                 for name, slots in POOLS.items()}
-        (home / "pools.json").write_text(json.dumps(pools))
+        spec = {name: {"slots": slots, "description": f"concurrent {name[4:]} syncs", "include_deferred": False}
+                 for name, slots in pools().items()}
+        (home / "pools.json").write_text(json.dumps(spec))
         subprocess.run([airflow_bin(), "pools", "import", str(home / "pools.json")], env=env, check=True,
                        capture_output=True, text=True)
         marker.write_text("ok")

@@ -1,21 +1,32 @@
 """Which hook class serves which CRM type (the keys of ``companies.crm_integrations``).
 
-Adding a CRM is one module with a :class:`crm_hooks.base.CrmHook` subclass plus one line
-here; :mod:`crm_hooks.provider_info` builds the Airflow connection types from this map.
+Every module of this package that defines a :class:`crm_hooks.base.CrmHook` subclass with
+a ``crm_type`` is found here, so adding a CRM is one new module (plus its connection form
+in ``connection_types/<crm>.json``); nothing else lists the CRMs.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
+import crm_hooks
 from crm_hooks.base import CrmHook
 from crm_hooks.errors import ConfigurationError
-from crm_hooks.hubspot import HubSpotHook
-from crm_hooks.salesforce import SalesforceHook
+
+
+def _discover() -> dict[str, type[CrmHook]]:
+    found: dict[str, type[CrmHook]] = {}
+    for module in pkgutil.iter_modules(crm_hooks.__path__):
+        mod = importlib.import_module(f"crm_hooks.{module.name}")
+        for obj in vars(mod).values():
+            if isinstance(obj, type) and issubclass(obj, CrmHook) and obj.crm_type and obj.__module__ == mod.__name__:
+                found[obj.crm_type] = obj
+    return dict(sorted(found.items()))
+
 
 #: The app's CRM type -> hook class.
-HOOKS: dict[str, type[CrmHook]] = {
-    cls.crm_type: cls
-    for cls in (HubSpotHook, SalesforceHook)
-}
+HOOKS: dict[str, type[CrmHook]] = _discover()
 
 
 def hook_class(crm_type: str) -> type[CrmHook]:
