@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from crm_cases import CrmCase, all_cases
 from crm_hooks.base import CrmHook
 from crm_sync.engine import IntegrationSync, SyncOptions
+from crm_sync.integrations import load_integration
 from e2e_helpers import check_in_ids, ledger, records, recent
 from localdev.demo_data import check_in_rows, create_company, insert_check_ins
 
@@ -51,7 +52,9 @@ def insert(db, rows) -> None:
     insert_check_ins(db, iter(rows))
 
 
-def sync(db, case: CrmCase, company_id: int, integration: dict, run_id: str = "c1", **options):
+def sync(db, case: CrmCase, company_id: int, integration: dict | None = None, run_id: str = "c1", **options):
+    """One engine run; the integration is re-read from the database, as the DAG does (rotated tokens)."""
+    integration = integration or load_integration(db, company_id, case.crm_type)
     return IntegrationSync(db, company_id=company_id, crm_type=case.crm_type, integration=integration,
                            run_id=run_id, options=SyncOptions(**options)).run()
 
@@ -76,14 +79,14 @@ def assert_exactly_once(db, sandbox, case: CrmCase, company_id: int, quarantined
 
 
 def test_auth_success_then_rerun_sends_nothing(db, sandbox, case):
-    company_id, integration, rows = company(db, sandbox, case)
+    company_id, _, rows = company(db, sandbox, case)
     insert(db, rows)
-    first = sync(db, case, company_id, integration)
+    first = sync(db, case, company_id)
     assert first.status == "success", first.error
     assert first.synced == 8 and first.visits_created == 8
     assert_exactly_once(db, sandbox, case, company_id)
     customers = len(records(sandbox.url, case.crm_type, case.account, case.customer_object))
-    second = sync(db, case, company_id, integration, run_id="c2")
+    second = sync(db, case, company_id, run_id="c2")
     assert second.unchanged == 8 and second.synced == 0 and second.customers_created == 0
     assert len(records(sandbox.url, case.crm_type, case.account, case.customer_object)) == customers
     assert_exactly_once(db, sandbox, case, company_id)
@@ -101,20 +104,20 @@ def test_bad_credentials_stop_only_this_integration(db, sandbox, case):
 def test_token_refresh_mid_run(db, sandbox, case):
     if case.short_token_limits is None:
         pytest.skip(f"{case.crm_type} authenticates with a static key that does not expire")
-    company_id, integration, rows = company(db, sandbox, case, 10, **case.short_token_limits)
+    company_id, _, rows = company(db, sandbox, case, 10, **case.short_token_limits)
     insert(db, rows)
     faults(sandbox, latency_ms=250, rate=1.0)  # the run outlives several 1-second tokens
-    result = sync(db, case, company_id, integration, batch_size=2)
+    result = sync(db, case, company_id, batch_size=2)
     assert result.status == "success", result.error
     assert_exactly_once(db, sandbox, case, company_id)
 
 
 @pytest.mark.parametrize("retry_after", [0.05, None], ids=["with-retry-after", "without-retry-after"])
 def test_429_is_waited_out(db, sandbox, case, retry_after, sleeps, instant_rate_limits):
-    company_id, integration, rows = company(db, sandbox, case)
+    company_id, _, rows = company(db, sandbox, case)
     insert(db, rows)
     faults(sandbox, status=429, count=3, **({"retry_after": retry_after} if retry_after is not None else {}))
-    result = sync(db, case, company_id, integration)
+    result = sync(db, case, company_id)
     assert result.status == "success", result.error
     assert result.rate_limited >= 3 and result.retries >= 3
     if retry_after is not None:
@@ -123,10 +126,10 @@ def test_429_is_waited_out(db, sandbox, case, retry_after, sleeps, instant_rate_
 
 
 def test_5xx_then_success(db, sandbox, case, sleeps):
-    company_id, integration, rows = company(db, sandbox, case)
+    company_id, _, rows = company(db, sandbox, case)
     insert(db, rows)
     faults(sandbox, status=503, count=2)
-    result = sync(db, case, company_id, integration)
+    result = sync(db, case, company_id)
     assert result.status == "success", result.error
     assert result.retries >= 2
     assert_exactly_once(db, sandbox, case, company_id)
@@ -134,20 +137,20 @@ def test_5xx_then_success(db, sandbox, case, sleeps):
 
 def test_timeout_is_retried(db, sandbox, case, sleeps, monkeypatch):
     monkeypatch.setattr(CrmHook, "timeout", (2.0, 0.3))
-    company_id, integration, rows = company(db, sandbox, case)
+    company_id, _, rows = company(db, sandbox, case)
     insert(db, rows)
     faults(sandbox, latency_ms=900, count=1)
-    result = sync(db, case, company_id, integration)
+    result = sync(db, case, company_id)
     assert result.status == "success", result.error
     assert result.retries >= 1
     assert_exactly_once(db, sandbox, case, company_id)
 
 
 def test_one_invalid_record_is_quarantined_alone(db, sandbox, case):
-    company_id, integration, rows = company(db, sandbox, case)
+    company_id, _, rows = company(db, sandbox, case)
     rows[3]["notes"] = "Customer asked for SANDBOX-INVALID paperwork."
     insert(db, rows)
-    result = sync(db, case, company_id, integration)
+    result = sync(db, case, company_id)
     assert result.synced == 7 and result.quarantined == 1 and result.status == "partial"
     bad = [r for r in ledger(db, company_id, case.crm_type).values() if r["status"] == "quarantined"]
     assert len(bad) == 1 and bad[0]["error_kind"] == "crm_rejected" and bad[0]["last_error"]
@@ -155,7 +158,7 @@ def test_one_invalid_record_is_quarantined_alone(db, sandbox, case):
 
 
 def test_worker_dying_between_crm_write_and_ledger_is_recovered(db, sandbox, case, monkeypatch):
-    company_id, integration, rows = company(db, sandbox, case, 6)
+    company_id, _, rows = company(db, sandbox, case, 6)
     insert(db, rows)
     real_finish = IntegrationSync._finish
 
@@ -164,11 +167,11 @@ def test_worker_dying_between_crm_write_and_ledger_is_recovered(db, sandbox, cas
 
     monkeypatch.setattr(IntegrationSync, "_finish", die_after_the_crm_write)
     with pytest.raises(SystemExit):
-        sync(db, case, company_id, integration, batch_size=3)
+        sync(db, case, company_id, batch_size=3)
     assert sum(markers(sandbox, case).values()) == 3  # written to the CRM, not to the ledger
     assert {r["status"] for r in ledger(db, company_id, case.crm_type).values()} == {"in_flight"}
     monkeypatch.setattr(IntegrationSync, "_finish", real_finish)
-    result = sync(db, case, company_id, integration, run_id="c2", batch_size=3)
+    result = sync(db, case, company_id, run_id="c2", batch_size=3)
     assert result.status == "success", result.error
     assert result.visits_recovered == 3 and result.visits_created == 3
     assert_exactly_once(db, sandbox, case, company_id)
@@ -176,10 +179,10 @@ def test_worker_dying_between_crm_write_and_ledger_is_recovered(db, sandbox, cas
 
 def test_secrets_never_leave_the_hook(db, sandbox, case, caplog):
     caplog.set_level(logging.DEBUG)
-    company_id, integration, rows = company(db, sandbox, case, 4)
+    company_id, _, rows = company(db, sandbox, case, 4)
     rows[1]["notes"] = "SANDBOX-INVALID"
     insert(db, rows)
-    results = [sync(db, case, company_id, integration),
+    results = [sync(db, case, company_id),
                sync(db, case, company_id, case.bad_integration(sandbox.url), run_id="c2")]
     with db.connect() as conn:
         stored = json.dumps([[str(v) for v in r] for r in conn.execute(sa.text(
@@ -190,10 +193,10 @@ def test_secrets_never_leave_the_hook(db, sandbox, case, caplog):
 
 
 def test_foreign_override_host_is_refused_before_any_request(db, sandbox, case, monkeypatch):
-    company_id, integration, rows = company(db, sandbox, case, 2)
+    company_id, _, rows = company(db, sandbox, case, 2)
     insert(db, rows)
     monkeypatch.setenv("CRM_SYNC_ALLOWED_HOSTS", "crm-sandbox.internal:8765")
-    result = sync(db, case, company_id, integration)
+    result = sync(db, case, company_id)
     assert result.status == "config_error" and "CRM_SYNC_ALLOWED_HOSTS" in result.error, result.error
     stats = requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()[case.crm_type][case.account]
     assert stats["requests"] == 0
