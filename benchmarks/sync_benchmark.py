@@ -1,6 +1,6 @@
 """Sync N generated check-ins per CRM to the sandbox with the CRMs' limits on; print the figures.
 
-    python benchmarks/sync_benchmark.py [--rows 20000] [--crm hubspot,salesforce] [--repeat-share 0.4]
+    python benchmarks/sync_benchmark.py [--rows 20000] [--crm hubspot,salesforce,...] [--repeat-share 0.4]
 
 For each CRM it prints check-ins/second, API calls per check-in, the bound the
 rate limit puts on throughput at that call pattern (limit in requests/s divided
@@ -8,11 +8,12 @@ by calls per check-in), the ratio achieved / bound, and the process's peak
 memory for N/4 and N rows (run in separate processes: flat means streaming works).
 
 The sandbox runs as its own process (as in production the CRM is remote), the
-database is an embedded PostgreSQL in a temporary folder. Salesforce documents no
-per-second limit (its allocation is per day), so the benchmark gives its sandbox
-org a per-second throttle (``--salesforce-rps``, default 10) as a stand-in and
-sets the hook to the same pace; HubSpot runs at its documented 190 requests per
-10 seconds. Nothing here is asserted: machines are noisy.
+database is an embedded PostgreSQL in a temporary folder. Each CRM runs at its
+hook's documented default limit (HubSpot 190 requests per 10 s, ...). A CRM that
+documents no per-second limit (Salesforce: its allocation is per day) gets a
+stand-in pace on both the sandbox and the hook (``--stand-in-rps``, default from
+its profile in ``localdev/crm_profiles.py``). Nothing here is asserted: machines
+are noisy.
 """
 
 from __future__ import annotations
@@ -31,25 +32,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 os.environ.setdefault("CRM_SYNC_ALLOWED_HOSTS", "127.0.0.1:*")
 
-LIMITS_RPS = {"hubspot": 19.0}  # 190 per 10 s
+def documented_rps(crm: str, integration: dict) -> float | None:
+    """The hook's own default limit, in requests per second (None when the CRM has no such limit)."""
+    from crm_hooks.registry import hook_class
+
+    hook = hook_class(crm).from_integration(integration)
+    return hook.rate_limits["default"].rate
 
 
-def run_one(crm: str, rows: int, repeat_share: float, salesforce_rps: float) -> dict:
+def run_one(crm: str, rows: int, repeat_share: float, stand_in_rps: float | None) -> dict:
     """One measurement in this process: returns the figures as a dict."""
     import requests
     import sqlalchemy as sa
+
     from crm_sync.db import create_app_schema, make_engine, migrate
     from crm_sync.engine import IntegrationSync, SyncOptions
-
-    from localdev.demo_data import (
-        check_in_rows,
-        create_company,
-        hubspot_integration,
-        insert_check_ins,
-        salesforce_integration,
-    )
+    from localdev.crm_profiles import PROFILES
+    from localdev.demo_data import check_in_rows, create_company, insert_check_ins
     from localdev.pg import start_embedded
 
+    profile = PROFILES[crm]
     tmp = Path(tempfile.mkdtemp(prefix="crm-bench-"))
     server = start_embedded(tmp / "pg")
     engine = make_engine(server.get_uri())
@@ -61,22 +63,15 @@ def run_one(crm: str, rows: int, repeat_share: float, salesforce_rps: float) -> 
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(url)
-        if crm == "hubspot":
-            token = "pat-na1-bench-0000-1111"
-            requests.post(f"{url}/_sandbox/accounts", json={"crm": "hubspot", "account": "bench",
-                                                            "credentials": {"accessToken": token}}).raise_for_status()
-            integration = hubspot_integration(url, token)
-            limit_rps = LIMITS_RPS["hubspot"]
-        else:
-            creds = {"client_id": "bench-client", "client_secret": "bench-secret-123"}
-            requests.post(f"{url}/_sandbox/accounts", json={
-                "crm": "salesforce", "account": "bench",
-                "credentials": {"clientId": creds["client_id"], "clientSecret": creds["client_secret"]},
-                "limits": {"per_second": salesforce_rps}}).raise_for_status()
-            integration = salesforce_integration(url, **creds)
-            integration["crmSettings"] = {"requestsPerSecond": salesforce_rps}
-            limit_rps = salesforce_rps
-        integration["syncSettings"]["syncPhotos"] = True
+        integration = profile.integration(url)
+        limit_rps = documented_rps(crm, integration)
+        limits = {}
+        if limit_rps is None:
+            # No per-second limit documented: pace sandbox and hook at a stand-in rate.
+            limit_rps = stand_in_rps or profile.stand_in_rps or 10.0
+            limits = {"per_second": limit_rps}
+            integration.setdefault("crmSettings", {})["requestsPerSecond"] = limit_rps
+        requests.post(f"{url}/_sandbox/accounts", json=profile.account_body("bench", **limits)).raise_for_status()
         company_id, tech = create_company(engine, f"Bench {crm}", {crm: integration})
         insert_check_ins(engine, check_in_rows(company_id, tech, rows, repeat_share=repeat_share, messy=False))
         rss_before = _peak_rss_mb()
@@ -91,10 +86,11 @@ def run_one(crm: str, rows: int, repeat_share: float, salesforce_rps: float) -> 
         bound = limit_rps / calls_per if calls_per else float("inf")
         return {"crm": crm, "rows": rows, "synced": synced, "status": result.status, "seconds": round(seconds, 2),
                 "checkins_per_s": round(achieved, 1), "api_calls": result.api_calls,
-                "calls_per_checkin": round(calls_per, 4), "limit_rps": limit_rps, "bound_per_s": round(bound, 1),
-                "ratio": round(achieved / bound, 3) if bound else None, "customers_created": result.customers_created,
-                "customers_found": result.customers_found, "rate_limited": result.rate_limited,
-                "peak_rss_mb": round(_peak_rss_mb(), 1), "rss_before_sync_mb": round(rss_before, 1)}
+                "calls_per_checkin": round(calls_per, 4), "limit_rps": round(limit_rps, 2),
+                "bound_per_s": round(bound, 1), "ratio": round(achieved / bound, 3) if bound else None,
+                "customers_created": result.customers_created, "customers_found": result.customers_found,
+                "rate_limited": result.rate_limited, "peak_rss_mb": round(_peak_rss_mb(), 1),
+                "rss_before_sync_mb": round(rss_before, 1)}
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=30)
@@ -129,21 +125,25 @@ def _peak_rss_mb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20000)
-    parser.add_argument("--crm", default="hubspot,salesforce")
+    parser.add_argument("--crm", default="", help="comma-separated CRM types (default: every profile)")
     parser.add_argument("--repeat-share", type=float, default=0.4, help="share of check-ins by returning customers")
-    parser.add_argument("--salesforce-rps", type=float, default=10.0)
+    parser.add_argument("--stand-in-rps", type=float, default=None,
+                        help="pace for CRMs that document no per-second limit (default: the profile's)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.crm, args.rows, args.repeat_share, args.salesforce_rps)))
+        print(json.dumps(run_one(args.crm, args.rows, args.repeat_share, args.stand_in_rps)))
         return
     print(f"{'crm':<11} {'rows':>7} {'synced':>7} {'secs':>7} {'chk-ins/s':>9} {'calls':>6} {'calls/chk':>9} "
           f"{'limit r/s':>9} {'bound/s':>8} {'ratio':>6} {'peak MB':>8}")
-    for crm in args.crm.split(","):
+    from localdev.crm_profiles import PROFILES
+
+    for crm in [c for c in args.crm.split(",") if c] or list(PROFILES):
         for rows in (max(1, args.rows // 4), args.rows):
             out = subprocess.run([sys.executable, __file__, "--one", "--crm", crm, "--rows", str(rows),
-                                  "--repeat-share", str(args.repeat_share), "--salesforce-rps",
-                                  str(args.salesforce_rps)], capture_output=True, text=True, cwd=ROOT)
+                                  "--repeat-share", str(args.repeat_share)]
+                                 + (["--stand-in-rps", str(args.stand_in_rps)] if args.stand_in_rps else []),
+                                 capture_output=True, text=True, cwd=ROOT)
             if out.returncode != 0:
                 print(f"{crm} {rows}: failed\n{out.stderr[-2000:]}")
                 continue
