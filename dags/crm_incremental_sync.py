@@ -23,10 +23,10 @@ with DAG(
     tags=["crm", "sync"],
     doc_md=__doc__,
     params={
-        "company_ids": Param([], type="array", title="Company ids",
+        "company_ids": Param([], type="array", items={"type": "integer"}, title="Company ids",
                              description="Only these companies (empty: every company with an active integration)."),
-        "crm_types": Param([], type="array", title="CRM types",
-                           description=f"Only these CRMs (empty: all). One of: {', '.join(HOOKS)}."),
+        "crm_types": Param([], type="array", items={"type": "string", "enum": list(HOOKS)}, examples=list(HOOKS),
+                           title="CRM types", description="Only these CRM types (empty: all)."),
         "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=200, title="Batch size",
                             description="Check-ins per CRM batch call (empty: the CRM's own batch limit)."),
         "lookback_days": Param(7, type="integer", minimum=0, maximum=90, title="Edit look-back (days)",

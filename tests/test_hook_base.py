@@ -326,7 +326,8 @@ def test_registry():
     from crm_hooks.registry import HOOKS, hook_class
     from crm_hooks.salesforce import SalesforceHook
 
-    assert HOOKS == {"hubspot": HubSpotHook, "salesforce": SalesforceHook}
+    assert HOOKS["hubspot"] is HubSpotHook and HOOKS["salesforce"] is SalesforceHook
+    assert set(HOOKS) <= {"servicetitan", "housecallpro", "jobber", "fieldedge", "hubspot", "salesforce"}
     assert hook_class("salesforce") is SalesforceHook
     with pytest.raises(ConfigurationError, match="unknown CRM type 'zoho'"):
         hook_class("zoho")

@@ -1,0 +1,517 @@
+"""FieldEdge hook: customers and leads through FieldEdge's Open API (Azure API Management + Gobo OAuth2).
+
+Vendor facts this module relies on (each method's docstring names its endpoint; the collected
+facts with sources are in shared/crm-apis.md section 4):
+
+* Auth (member guide, https://docs.gravitee-fe.dev/member-authentication-guide-1981868m0 and
+  https://fieldedge-global-dev-apimanagement.developer.azure-api.net/docs/authentication-for-members):
+  ``POST <Gobo>/oauth/token`` with the JSON body ``{client_id, client_secret, target_id,
+  grant_type: "client_credentials"}`` returns a JWT ``access_token``; APIs are then called
+  "through Azure APIM using the JWT token" (``Authorization: Bearer``). ``target_id`` is the
+  FieldEdge Tenant ID. The production token endpoint ``https://fieldedge.withgobo.com/oauth/token``
+  (with ``target_id`` required) is from compwright/oauth2-fieldedge ``src/ProviderFactory.php``
+  (``TOKEN_ENDPOINT``) and ``src/ClientCredentialsWithTargetId.php``; that library's v3.0.0
+  (2026-08-24) dropped the legacy ``https://api.fieldedge.com/token`` API-key flow.
+* Customers (https://docs.gravitee-fe.dev/customer-1981961m0,
+  https://docs.gravitee-fe.dev/search-customers-by-phone-email-or-first-name-28355557e0,
+  https://docs.gravitee-fe.dev/creates-a-new-customer-28355556e0):
+  ``GET /v1/customers/search?phone=&email=&firstName=`` "retrieves customers that match one or
+  more of the provided search criteria" -> 200 ``{"customers": [...]}`` or **204** when none;
+  ``POST /v1/customers`` -> 201 ``{"data": {"customerId", "createdAt"}}``; ``PUT
+  /v1/customers/{customerId}``; ``GET /v1/customers/{customerId}``. No external-id field and no
+  documented de-duplication on create.
+* Leads (https://docs.gravitee-fe.dev/creates-a-new-lead-with-customer-details-appointment-preferences-and-service-information-28355560e0,
+  https://docs.gravitee-fe.dev/fetches-lead-details-based-on-the-provided-lead-identifier-28355561e0):
+  ``POST /v1/leads`` (client-supplied ``trackingId``, ``source``, ``customer{...}``,
+  ``appointment{...}``) -> 201 with a lead id; ``GET /v1/leads/{leadId}`` -> 200 ``{"data":
+  {leadId, trackingId, status, ...}}`` or 204. There is no lead update. Work orders are
+  retrieve-by-id only (https://docs-dev.fieldedge.com/dev/retrieve-customers-by-phone-email-or-first-name-32803946e0),
+  so a visit can only land as a lead.
+* Errors: the reference lists 400 "Invalid input", 401, 500 (body shapes not published). Azure
+  APIM's own answers are ``{"statusCode", "message"}``: its rate-limit policy answers 429 with a
+  ``Retry-After`` header ("Rate limit is exceeded. Try again in N seconds.") and its quota policy
+  403 "Out of call volume quota"
+  (https://learn.microsoft.com/en-us/azure/api-management/rate-limit-policy,
+  https://learn.microsoft.com/microsoft-cloud/dev/dev-proxy/concepts/implement-rate-limiting-azure-api-management).
+
+UNCONFIRMED, and therefore kept in the marked block of constants below (each overridable): the
+production API host, the token lifetime, any published rate limit, an APIM subscription-key
+header, and the lead look-up by ``trackingId`` (the public reference documents only
+``GET /v1/leads/{leadId}``; see :meth:`FieldEdgeHook.find_leads`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import phonenumbers
+import requests
+import tenacity
+
+from crm_hooks.base import CrmHook, json_body
+from crm_hooks.errors import (
+    BadCredentialsError,
+    BadRecordError,
+    ConfigurationError,
+    CrmError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    RetryableError,
+)
+from crm_hooks.rate_limit import RateLimit
+
+# =============================================================================================
+# Hosts, paths and unpublished numbers: the ONE place they are defined.
+# FieldEdge publishes only its dev hosts; every production value marked UNCONFIRMED is a best
+# reading of public material, overridable per integration (credentials.baseUrl / authUrl,
+# crmSettings.rateLimitPer10s / tokenSeconds).
+# =============================================================================================
+#: API base (APIM). Dev reference: https://dev.api.fieldedge.com/leads/v1/... .
+#: UNCONFIRMED for production: set credentials.baseUrl (e.g. https://dev.api.fieldedge.com/leads).
+DEFAULT_BASE_URL = "https://api.fieldedge.com/leads"
+#: Gobo identity provider; the token endpoint is DEFAULT_AUTH_URL + TOKEN_PATH. Production value
+#: from compwright/oauth2-fieldedge; dev: https://dev.marketplace.fieldedge.com (credentials.authUrl).
+DEFAULT_AUTH_URL = "https://fieldedge.withgobo.com"
+TOKEN_PATH = "/oauth/token"
+CUSTOMERS_PATH = "/v1/customers"
+CUSTOMER_SEARCH_PATH = "/v1/customers/search"
+LEADS_PATH = "/v1/leads"
+#: UNCONFIRMED: the marker look-up ``GET {LEADS_PATH}?trackingId=<visit key>``. The public
+#: reference has no lead search; a 404/405 here stops the integration with an explanation.
+LEAD_TRACKING_PARAM = "trackingId"
+#: Azure APIM's default subscription-key header, sent only when credentials.subscriptionKey is
+#: set (whether FieldEdge's APIM products require one is UNCONFIRMED).
+SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
+#: UNCONFIRMED: FieldEdge publishes no rate limit (its APIM rate-limit policy counts calls per
+#: renewal period); client-side pace per rolling 10 s (crmSettings.rateLimitPer10s).
+DEFAULT_REQUESTS_PER_10S = 100.0
+#: UNCONFIRMED: token lifetime when the response has neither expires_in nor a JWT exp claim.
+DEFAULT_TOKEN_SECONDS = 3600.0
+# =============================================================================================
+
+#: Keys of FieldEdge's Open API (OAuth2 client credentials + tenant).
+OAUTH_KEYS = ("clientId", "clientSecret", "targetId")
+#: What the Rank It Pro form collected for FieldEdge's retired API (kept only to explain).
+LEGACY_KEYS = ("apiKey", "username", "password")
+_PATH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
+
+
+def record_email(record: Mapping[str, Any]) -> str | None:
+    """A FieldEdge customer's email, lower-cased (``primaryEmail`` in search results)."""
+    value = str(record.get("primaryEmail") or record.get("email") or "").strip().lower()
+    return value or None
+
+
+def record_phone(record: Mapping[str, Any]) -> str | None:
+    """A FieldEdge customer's phone as E.164 (FieldEdge shows e.g. ``+1-214-555-0198``)."""
+    return e164(record.get("primaryPhone") or record.get("phoneNumber") or record.get("phone"))
+
+
+def record_id(record: Mapping[str, Any], *keys: str) -> str | None:
+    """The first present id among ``keys`` (``id`` in search results, ``customerId`` elsewhere)."""
+    for key in keys:
+        if record.get(key) not in (None, ""):
+            return str(record[key])
+    return None
+
+
+def e164(raw: Any) -> str | None:
+    """A phone as E.164, or None when it does not parse (US default region)."""
+    if not raw:
+        return None
+    try:
+        number = phonenumbers.parse(str(raw), "US")
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _data(body: Any) -> Any:
+    """FieldEdge wraps single records in ``{"data": ...}``; accept a bare object too."""
+    if isinstance(body, Mapping) and "data" in body:
+        return body["data"]
+    return body
+
+
+def _path_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _PATH_ID.match(value):
+        raise ValueError(f"invalid FieldEdge {what} {value!r}")
+    return quote(value, safe="")
+
+
+class FieldEdgeHook(CrmHook):
+    """FieldEdge Open API (OAuth2 client credentials for one tenant).
+
+    Credentials (the app's keys): ``clientId``, ``clientSecret`` (the app in the FieldEdge
+    Marketplace), ``targetId`` (the FieldEdge Tenant ID); optional ``subscriptionKey`` (an APIM
+    subscription key, sent as ``Ocp-Apim-Subscription-Key``), ``baseUrl`` (API base, default
+    :data:`DEFAULT_BASE_URL`), ``authUrl`` (token host, default :data:`DEFAULT_AUTH_URL`; a full
+    ``.../oauth/token`` URL is accepted too). Overrides must be FieldEdge/Gobo hosts or allowed
+    by ``CRM_SYNC_ALLOWED_HOSTS``. Rows holding only the older ``apiKey`` / ``username`` /
+    ``password`` fail with a :class:`ConfigurationError` that says what FieldEdge needs now.
+
+    Settings (``crmSettings``): ``rateLimitPer10s`` (default 100, UNCONFIRMED), ``tokenSeconds``
+    (token lifetime when FieldEdge states none, default 3600).
+
+    Creates are not idempotent at FieldEdge, so :meth:`create_customer` and :meth:`create_lead`
+    never resend blindly: a failure that may have stored the record is resolved by looking the
+    record up first (see :meth:`_create`).
+    """
+
+    conn_type = "crm_fieldedge"
+    hook_name = "FieldEdge (Rank It Pro sync)"
+    default_conn_name = "crm_fieldedge_default"
+    crm_type = "fieldedge"
+    vendor_domains = ("fieldedge.com", "fieldedge.withgobo.com", "fieldedge-staging.withgobo.com",
+                      "fieldedge-staging.withgobo.dev")
+    default_base_url = DEFAULT_BASE_URL
+    batch_size = 1
+    secret_keys = ("clientSecret", "subscriptionKey", "apiKey", "password")
+    default_rate_limits: ClassVar[dict[str, RateLimit]] = {
+        "default": RateLimit(DEFAULT_REQUESTS_PER_10S, 10.0),
+        "token": RateLimit(None),
+    }
+
+    def __init__(self, conn_id: str | None = None, **kwargs: Any):
+        super().__init__(conn_id, **kwargs)
+        self._single = threading.local()
+
+    # ------------------------------------------------------------------ config
+    @property
+    def max_attempts(self) -> int:
+        """Attempts per request; 1 inside :meth:`_send_once` (creates are resent by :meth:`_create`)."""
+        single = getattr(self, "_single", None)
+        return 1 if single is not None and getattr(single, "on", False) else self._max_attempts
+
+    @max_attempts.setter
+    def max_attempts(self, value: int) -> None:
+        self._max_attempts = value
+
+    @property
+    def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
+        """``default``: ``rateLimitPer10s`` per rolling 10 s (100 unless set); the Gobo token endpoint is not paced."""
+        raw = self.settings.get("rateLimitPer10s")
+        try:
+            per_10s = float(raw) if raw not in (None, "") else DEFAULT_REQUESTS_PER_10S
+        except (TypeError, ValueError):
+            per_10s = DEFAULT_REQUESTS_PER_10S
+        if per_10s <= 0:
+            per_10s = DEFAULT_REQUESTS_PER_10S
+        return {"default": RateLimit(per_10s, 10.0), "token": self.default_rate_limits["token"]}
+
+    @classmethod
+    def credentials_from_connection(cls, conn: Any) -> dict[str, Any]:
+        """Connection -> app keys: login -> ``clientId``, password -> ``clientSecret``; extra
+        ``targetId``, ``subscriptionKey``, ``baseUrl``, ``authUrl`` (plain or ``extra__crm_fieldedge__`` prefixed)."""
+        extra = conn.extra_dejson or {}
+        creds: dict[str, Any] = {"clientId": conn.login, "clientSecret": conn.password}
+        for key in ("targetId", "subscriptionKey", "baseUrl", "authUrl"):
+            creds[key] = extra.get(key) or extra.get(f"extra__{cls.conn_type}__{key}")
+        return {k: v for k, v in creds.items() if v not in (None, "")}
+
+    def oauth_keys(self) -> tuple[str, str, str]:
+        """``(clientId, clientSecret, targetId)``; no request is made.
+
+        :raises ConfigurationError: naming the missing keys, or explaining that the older
+            ``apiKey`` / ``username`` / ``password`` keys no longer reach FieldEdge.
+        """
+        missing = [k for k in OAUTH_KEYS if self.cred(k) is None]
+        legacy = [k for k in LEGACY_KEYS if self.cred(k) is not None]
+        if missing and legacy:
+            raise ConfigurationError(
+                f"fieldedge: the credentials hold {', '.join(legacy)} (FieldEdge's retired API, which the sync "
+                "cannot use) but not " + ", ".join(missing) + ". FieldEdge's Open API needs clientId and "
+                "clientSecret (from your app in the FieldEdge Marketplace) and targetId (your FieldEdge Tenant ID, "
+                "shown in the FieldEdge web portal): add them to the FieldEdge integration's credentials")
+        client_id, client_secret, target_id = self.require(*OAUTH_KEYS)
+        return str(client_id), str(client_secret), str(target_id)
+
+    @property
+    def token_url(self) -> str:
+        """``authUrl`` (or :data:`DEFAULT_AUTH_URL`) + :data:`TOKEN_PATH`, after the allowed-hosts check."""
+        base = self.override_url("authUrl", DEFAULT_AUTH_URL)
+        return base if base.endswith(TOKEN_PATH) else f"{base}{TOKEN_PATH}"
+
+    def validate(self) -> None:
+        """Every check that needs no request: credential keys, then both hosts."""
+        self.oauth_keys()
+        self.base_url  # noqa: B018 - raises for a base URL that may not receive the token
+        self.token_url  # noqa: B018
+
+    def account_id(self) -> str:
+        """A short non-secret fingerprint of client id + tenant (sha256, 12 hex)."""
+        basis = f"{self.cred('clientId') or ''}|{self.cred('targetId') or ''}"
+        return hashlib.sha256(basis.encode()).hexdigest()[:12]
+
+    # ------------------------------------------------------------------ auth
+    def fetch_token(self) -> tuple[str, float]:
+        """``POST {authUrl}/oauth/token`` with JSON ``{grant_type: "client_credentials", client_id,
+        client_secret, target_id}`` (FieldEdge member authentication guide).
+
+        The lifetime is ``expires_in`` when given, else the JWT's ``exp`` claim, else
+        ``crmSettings.tokenSeconds`` (default :data:`DEFAULT_TOKEN_SECONDS`).
+        """
+        client_id, client_secret, target_id = self.oauth_keys()
+        body = self.request_json(
+            "POST", self.token_url, authenticated=False, limit="token", endpoint=f"POST {TOKEN_PATH}",
+            json={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
+                  "target_id": target_id},
+        )
+        token = body.get("access_token") if isinstance(body, Mapping) else None
+        if not token:
+            raise BadCredentialsError("fieldedge: the token response has no access_token")
+        return str(token), self._token_lifetime(body, str(token))
+
+    def _token_lifetime(self, body: Mapping[str, Any], token: str) -> float:
+        try:
+            if body.get("expires_in") not in (None, ""):
+                return float(body["expires_in"])
+        except (TypeError, ValueError):
+            pass
+        left = _jwt_seconds_left(token)
+        if left is not None:
+            return left
+        try:
+            return float(self.settings.get("tokenSeconds") or DEFAULT_TOKEN_SECONDS)
+        except (TypeError, ValueError):
+            return DEFAULT_TOKEN_SECONDS
+
+    def auth_headers(self) -> dict[str, str]:
+        """``Authorization: Bearer <JWT>``, plus the APIM subscription key when configured."""
+        headers = {"Authorization": f"Bearer {self.access_token()}"}
+        key = self.cred("subscriptionKey")
+        if key:
+            headers[SUBSCRIPTION_KEY_HEADER] = str(key)
+        return headers
+
+    # ------------------------------------------------------------------ errors
+    def classify_error(self, response: requests.Response) -> CrmError:
+        """Map FieldEdge / APIM / OAuth error bodies to typed errors (messages redacted).
+
+        Token endpoint 4xx (OAuth ``{error, error_description}``) -> :class:`BadCredentialsError`;
+        403 "quota" (APIM quota policy) -> :class:`QuotaExhaustedError`; 429 ->
+        :class:`RateLimitedError` with APIM's ``Retry-After``; 401/403 ->
+        :class:`BadCredentialsError` (a 401 refreshes the token once first); 400/404/409/422 ->
+        :class:`BadRecordError`; 5xx -> :class:`RetryableError`.
+        """
+        status = response.status_code
+        body = json_body(response)
+        detail = self.redact(_error_detail(body) or (response.reason or "").strip() or f"HTTP {status}")[:500]
+        code = str(body.get("error")) if isinstance(body, Mapping) and body.get("error") else None
+        if _is_token_request(response) and status < 500 and status != 429:
+            return BadCredentialsError(f"fieldedge OAuth token request failed (HTTP {status}): {detail}",
+                                       status=status, code=code)
+        if status == 403 and "quota" in detail.lower():
+            return QuotaExhaustedError(f"fieldedge HTTP 403: {detail}", status=status, code="QUOTA")
+        return self.default_error(response, detail, code=code)
+
+    # ------------------------------------------------------------------ writes FieldEdge does not deduplicate
+    def _send_once(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One attempt (plus the token-refresh resend after a 401): the base retries every
+        transient failure, which for a create could store the record twice."""
+        self._single.on = True
+        try:
+            return self.request_json(method, path, **kwargs)
+        finally:
+            self._single.on = False
+
+    def _create(self, path: str, payload: Mapping[str, Any], *, id_keys: tuple[str, ...],
+                landed: Callable[[], str | None]) -> str:
+        """``POST`` a new record and return its id, never leaving two records behind.
+
+        A 429 (APIM answers it before FieldEdge sees the request) is resent after its
+        ``Retry-After``. A 5xx, a timeout or a dropped connection may have stored the record: the
+        next attempt first calls ``landed()`` (a look-up by the sync's own marker) and returns
+        the id found there instead of posting again. Attempts, waits and logging are the base's.
+        """
+        uncertain = False
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(RetryableError),
+            stop=tenacity.stop_after_attempt(self._max_attempts),
+            wait=self._wait, before_sleep=self._before_sleep, reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                if uncertain:
+                    found = landed()
+                    if found:
+                        return found
+                try:
+                    body = self._send_once("POST", path, json=dict(payload), endpoint=f"POST {path}")
+                except RateLimitedError:
+                    raise
+                except RetryableError:
+                    uncertain = True
+                    raise
+                data = _data(body)
+                created = record_id(data, *id_keys) if isinstance(data, Mapping) else None
+                if created is None:
+                    # Stored (2xx) but no id to refer to it: find it by its marker on the next attempt.
+                    uncertain = True
+                    raise RetryableError(f"fieldedge POST {path}: the response has no {id_keys[0]}")
+                return created
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    # ------------------------------------------------------------------ customers
+    def search_customers(self, *, email: str | None = None, phone: str | None = None,
+                         first_name: str | None = None) -> list[dict[str, Any]]:
+        """``GET /v1/customers/search?email=&phone=&firstName=`` -> the ``customers`` list.
+
+        FieldEdge returns customers matching *one or more* of the given criteria, and 204 (here
+        ``[]``) when none does. Phones go out as given (E.164 is FieldEdge's documented format).
+        """
+        params = {k: v for k, v in (("email", email), ("phone", phone), ("firstName", first_name)) if v}
+        if not params:
+            raise ValueError("FieldEdge customer search needs an email, a phone or a first name")
+        body = self.request_json("GET", CUSTOMER_SEARCH_PATH, params=params, endpoint=f"GET {CUSTOMER_SEARCH_PATH}")
+        if not isinstance(body, Mapping):
+            return []
+        items = body.get("customers")
+        if items is None:
+            items = _data(body)
+        return [c for c in items or [] if isinstance(c, Mapping)] if isinstance(items, list) else []
+
+    def get_customer(self, customer_id: str) -> dict[str, Any] | None:
+        """``GET /v1/customers/{customerId}`` -> the customer, or None (204)."""
+        path = f"{CUSTOMERS_PATH}/{_path_id(customer_id, 'customer id')}"
+        record = _data(self.request_json("GET", path, endpoint=f"GET {CUSTOMERS_PATH}/{{customerId}}"))
+        return dict(record) if isinstance(record, Mapping) else None
+
+    def create_customer(self, payload: Mapping[str, Any]) -> str:
+        """``POST /v1/customers`` -> the new ``customerId`` (201 ``{"data": {"customerId", "createdAt"}}``).
+
+        ``payload``: ``{firstName, lastName, email, phoneNumber, preferredContactMethods, address1,
+        city, state, zip, marketingEmailOptIn, marketingSmsOptIn}`` (no ``customerId``). After an
+        ambiguous failure the customer is looked up by the payload's email / phone first.
+        """
+        email = str(payload.get("email") or "").strip().lower() or None
+        phone = e164(payload.get("phoneNumber"))
+
+        def landed() -> str | None:
+            if not (email or phone):
+                return None
+            for record in self.search_customers(email=email, phone=phone):
+                if (email and record_email(record) == email) or (phone and record_phone(record) == phone):
+                    return record_id(record, "id", "customerId")
+            return None
+
+        return self._create(CUSTOMERS_PATH, payload, id_keys=("customerId", "id"), landed=landed)
+
+    def update_customer(self, customer_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """``PUT /v1/customers/{customerId}`` with the full customer body (idempotent, so retried)."""
+        path = f"{CUSTOMERS_PATH}/{_path_id(customer_id, 'customer id')}"
+        body = _data(self.request_json("PUT", path, json=dict(payload), endpoint=f"PUT {CUSTOMERS_PATH}/{{customerId}}"))
+        return dict(body) if isinstance(body, Mapping) else {}
+
+    # ------------------------------------------------------------------ leads
+    def create_lead(self, payload: Mapping[str, Any], *, look_up: bool = True) -> str:
+        """``POST /v1/leads`` -> the new lead id (``data.leadId``).
+
+        After an ambiguous failure the lead is looked up by ``payload["trackingId"]``
+        (:meth:`find_leads`) before another attempt; with ``look_up=False`` (the operator turned
+        the UNCONFIRMED look-up off) it is resent, which may leave a duplicate lead.
+        """
+        tracking_id = payload.get("trackingId")
+
+        def landed() -> str | None:
+            if not look_up or not tracking_id:
+                return None
+            leads = self.find_leads(str(tracking_id))
+            return record_id(leads[0], "leadId", "id") if leads else None
+
+        return self._create(LEADS_PATH, payload, id_keys=("leadId", "id"), landed=landed)
+
+    def get_lead(self, lead_id: str) -> dict[str, Any] | None:
+        """``GET /v1/leads/{leadId}`` -> the lead (``data``), or None (204)."""
+        path = f"{LEADS_PATH}/{_path_id(lead_id, 'lead id')}"
+        record = _data(self.request_json("GET", path, endpoint=f"GET {LEADS_PATH}/{{leadId}}"))
+        return dict(record) if isinstance(record, Mapping) else None
+
+    def find_leads(self, tracking_id: str) -> list[dict[str, Any]]:
+        """Leads whose ``trackingId`` equals ``tracking_id``: ``GET /v1/leads?trackingId=...``.
+
+        UNCONFIRMED endpoint (:data:`LEAD_TRACKING_PARAM`): FieldEdge documents ``trackingId`` on
+        create and in ``GET /v1/leads/{leadId}``, but no search. The answer is read like the
+        customer search: a list under ``leads`` (or ``data``), 204 for none; leads with another
+        ``trackingId`` are ignored, so an endpoint that ignores the filter cannot mislead.
+
+        :raises ConfigurationError: FieldEdge answers 404/405/501 (no such look-up on this API).
+        """
+        try:
+            body = self.request_json("GET", LEADS_PATH, params={LEAD_TRACKING_PARAM: tracking_id},
+                                     endpoint=f"GET {LEADS_PATH}?{LEAD_TRACKING_PARAM}")
+        except BadRecordError as exc:
+            if exc.status in (404, 405, 501):
+                raise ConfigurationError(
+                    f"fieldedge: the API did not accept the lead look-up GET {LEADS_PATH}?{LEAD_TRACKING_PARAM}= "
+                    f"(HTTP {exc.status}), so the sync cannot check whether an interrupted attempt already created "
+                    "a lead; it stops rather than risk duplicates. Set crmSettings.leadLookup to false to resend "
+                    "such rows anyway (a crash may then leave a duplicate lead)", status=exc.status) from None
+            raise
+        if not isinstance(body, Mapping):
+            return []
+        items = body.get("leads")
+        if items is None:
+            items = _data(body)
+        if isinstance(items, Mapping):
+            items = [items]
+        return [dict(lead) for lead in items or [] if isinstance(lead, Mapping)
+                and str(lead.get("trackingId") or "") == tracking_id] if isinstance(items, list) else []
+
+    # ------------------------------------------------------------------ UI
+    def check_access(self) -> str:
+        """Authenticate, then one customer search (``GET /v1/customers/search``; 204 is success)."""
+        self.validate()
+        self.search_customers(email="connection-test@rankitpro.invalid")
+        return "Connected to FieldEdge (token issued for the tenant; customer search answered)"
+
+
+def _jwt_seconds_left(token: str) -> float | None:
+    """Seconds until the JWT's ``exp`` (read, not verified: only to schedule the refresh)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        return float(claims["exp"]) - time.time()
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None
+
+
+def _error_detail(body: Any) -> str:
+    """Readable text from OAuth ``{error, error_description}``, APIM ``{statusCode, message}``,
+    RFC 7807 / ASP.NET ``{title, detail, errors: {field: [..]}}`` or a list of messages."""
+    if isinstance(body, list):
+        return "; ".join(_error_detail(item) if not isinstance(item, str) else item for item in body[:5])
+    if not isinstance(body, Mapping):
+        return ""
+    parts: list[str] = []
+    if isinstance(body.get("error"), str):
+        parts.append(body["error"])
+    for key in ("error_description", "message", "title", "detail"):
+        if isinstance(body.get(key), str) and body[key] not in parts:
+            parts.append(body[key])
+    errors = body.get("errors")
+    if isinstance(errors, Mapping):
+        parts += [f"{field}: {'; '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+                  for field, msgs in list(errors.items())[:10]]
+    elif isinstance(errors, list):
+        parts += [e if isinstance(e, str) else str((e or {}).get("message") or e) for e in errors[:10]]
+    return parts[0] + (": " + "; ".join(parts[1:]) if len(parts) > 1 else "") if parts else ""
+
+
+def _is_token_request(response: requests.Response) -> bool:
+    url = response.url or (response.request.url if response.request is not None else "") or ""
+    return url.split("?")[0].rstrip("/").endswith(TOKEN_PATH)
+
+
+__all__ = ["FieldEdgeHook", "e164", "record_email", "record_id", "record_phone"]

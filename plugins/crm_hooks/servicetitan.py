@@ -1,0 +1,456 @@
+"""ServiceTitan hook: customers, locations and jobs through the tenant-scoped v2 REST API.
+
+Vendor facts this module relies on (each method's docstring names its endpoint):
+
+* Hosts: API ``https://api.servicetitan.io``, token endpoint ``https://auth.servicetitan.io/connect/token``;
+  the integration (test) environment is ``api-integration.servicetitan.io`` /
+  ``auth-integration.servicetitan.io``. Client id/secret are per tenant *and* per environment, the app
+  key is neither (https://developer.servicetitan.io/docs/get-going-environments,
+  https://developer.servicetitan.io/docs/faqs-apis-app-keys-client-keys).
+* Auth: OAuth 2.0 client credentials only: ``POST /connect/token`` form ``grant_type=client_credentials,
+  client_id, client_secret``; access tokens expire after 900 s and there is no refresh token; cache them,
+  since token requests are throttled (https://developer.servicetitan.io/docs/oauth20,
+  https://developer.servicetitan.io/docs/get-going-first-api-call). Every API call sends
+  ``Authorization: Bearer <token>`` **and** ``ST-App-Key: <app key>`` (OpenAPI ``securitySchemes``
+  ``appKey`` + ``bearerToken`` of ServiceTitan's v2 exports, ``shared/crm-specs/servicetitan/``).
+* Paths ``/{module}/v2/tenant/{tenant}/{resource}``: ``/crm/v2/tenant/{t}/customers``, ``.../locations``,
+  ``/jpm/v2/tenant/{t}/jobs``, ``/jpm/v2/tenant/{t}/job-types/{id}``, ``/settings/v2/tenant/{t}/business-units/{id}``,
+  ``/marketing/v2/tenant/{t}/campaigns/{id}`` (``tenant-{crm,jpm,settings,marketing}-v2.yml``).
+  Lists are paged with ``page`` (1-based) / ``pageSize`` (50 by default) and answer
+  ``{page, pageSize, hasMore, totalCount?, data}``.
+* ``externalData``: key/value pairs scoped by an ``applicationGuid`` ("items created with a specific guid
+  can be fetched/updated/removed only when the same application guid is provided") on customers,
+  locations and jobs; the list filters ``externalDataApplicationGuid`` + ``externalDataKey`` +
+  ``externalDataValues`` (comma-separated) exist on ``GET customers`` and ``GET jobs`` in the current API
+  (generated types of the newer ServiceTitan spec, ``Customers_GetList``; MindCloud's native reference
+  for ``GET /jpm/v2/tenant/{tenant}/jobs``). This is the sync's idempotency marker.
+* No batch create/upsert for customers or jobs, no idempotency-key header.
+* Limit: "60 calls per second per application per tenant for all APIs except reporting APIs"
+  (https://developer.servicetitan.io/docs/faqs-apis-app-keys-client-keys); over it: HTTP 429.
+* Errors 400/403/404/409: ``ApiErrorResponse`` "following RFC 7807":
+  ``{type, title, status, traceId, errors: {field: [messages]}, data}``.
+
+**UNCONFIRMED** (not in a primary source; everything below is kept in this block and in
+:data:`_UNCONFIRMED_DEFAULTS`): the 429 body and whether ``Retry-After`` is sent (api-evangelist's
+profile says it is; without it the hook waits one second, the limit's window); 401 bodies and the token
+endpoint's error body (an IdentityServer-style ``{"error": "invalid_client"}`` is assumed); how the
+``phone`` filter normalises numbers (national digits are sent for NANP numbers, as stored by the sync);
+the largest ``pageSize`` and how many ``externalDataValues`` one call takes (50 / 25 are used).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, ClassVar
+
+import requests
+import tenacity
+
+from crm_hooks.base import CrmHook, json_body
+from crm_hooks.errors import (
+    BadCredentialsError,
+    BadRecordError,
+    ConfigurationError,
+    CrmError,
+    RateLimitedError,
+    RetryableError,
+)
+from crm_hooks.rate_limit import RateLimit
+
+#: Default hosts per environment (credentials / crmSettings ``environment``).
+HOSTS: dict[str, tuple[str, str]] = {
+    "production": ("https://api.servicetitan.io", "https://auth.servicetitan.io"),
+    "integration": ("https://api-integration.servicetitan.io", "https://auth-integration.servicetitan.io"),
+}
+TOKEN_PATH = "/connect/token"
+#: The sync's externalData application guid unless ``applicationGuid`` is configured
+#: (uuid5 of the URL namespace and "https://rankitpro.com/crm-sync/servicetitan").
+DEFAULT_APPLICATION_GUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://rankitpro.com/crm-sync/servicetitan"))
+
+_UNCONFIRMED_DEFAULTS = {
+    "retry_after_seconds": 1.0,   # 429 without Retry-After: wait out the one-second window
+    "page_size": 50,              # the documented default; the maximum is not documented
+    "values_per_call": 25,        # externalDataValues per list call
+}
+PAGE_SIZE = _UNCONFIRMED_DEFAULTS["page_size"]
+VALUES_PER_CALL = _UNCONFIRMED_DEFAULTS["values_per_call"]
+_TENANT = re.compile(r"^\d{1,19}$")
+#: The client-side window for the documented "60 calls per second": 10% longer (see ``rate_limits``).
+WINDOW_SECONDS = 1.1
+
+
+class ServiceTitanHook(CrmHook):
+    """ServiceTitan (OAuth2 client credentials + app key, one tenant per integration).
+
+    Credentials (the app's keys): ``clientId``, ``clientSecret``, ``tenantId`` (what the Rank It Pro form
+    collects) and ``appKey`` (the ``ST-App-Key`` header; not collected by the form yet: a missing app key
+    is a :class:`ConfigurationError` naming it). Optional ``environment`` (``production`` |
+    ``integration``), ``baseUrl`` and ``authUrl`` (the auth host, or the full token URL), each a
+    ServiceTitan host or allowed by ``CRM_SYNC_ALLOWED_HOSTS``.
+
+    Settings (``crmSettings``): ``applicationGuid`` (the externalData guid; default
+    :data:`DEFAULT_APPLICATION_GUID`), ``requestsPerSecond`` (default 60, the documented limit);
+    ``environment`` is read here too. The job defaults are the destination's.
+    """
+
+    conn_type = "crm_servicetitan"
+    hook_name = "ServiceTitan (Rank It Pro sync)"
+    default_conn_name = "crm_servicetitan_default"
+    crm_type = "servicetitan"
+    vendor_domains = ("servicetitan.io",)
+    default_base_url = HOSTS["production"][0]
+    batch_size = 1
+    secret_keys = ("clientSecret", "appKey")
+    default_rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(60, 1.0)}
+
+    # ------------------------------------------------------------------ config
+    @classmethod
+    def credentials_from_connection(cls, conn: Any) -> dict[str, Any]:
+        """Connection -> app keys: login -> ``clientId``, password -> ``clientSecret``; extra
+        ``tenantId``, ``appKey``, ``environment``, ``baseUrl``, ``authUrl``, ``applicationGuid``
+        (plain or ``extra__crm_servicetitan__`` prefixed)."""
+        extra = conn.extra_dejson or {}
+        creds: dict[str, Any] = {"clientId": conn.login, "clientSecret": conn.password}
+        for key in ("tenantId", "appKey", "environment", "baseUrl", "authUrl", "applicationGuid"):
+            creds[key] = extra.get(key) or extra.get(f"extra__{cls.conn_type}__{key}")
+        return {k: v for k, v in creds.items() if v not in (None, "")}
+
+    @property
+    def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
+        """60 requests (``requestsPerSecond`` may lower it) in any window of :data:`WINDOW_SECONDS`.
+
+        ServiceTitan counts requests when they arrive, the limiter when they leave: a window slightly
+        longer than the documented second keeps network jitter from drawing 429s at full speed.
+        """
+        raw = self.settings.get("requestsPerSecond")
+        try:
+            rps = float(raw) if raw not in (None, "") else 60.0
+        except (TypeError, ValueError):
+            rps = 60.0
+        return {"default": RateLimit(rps if 0 < rps <= 60 else 60.0, WINDOW_SECONDS)}
+
+    @property
+    def environment(self) -> str:
+        """``production`` (default) or ``integration``, from credentials or crmSettings."""
+        value = str(self.cred("environment") or self.settings.get("environment") or "production").strip().lower()
+        if value not in HOSTS:
+            raise ConfigurationError(f"servicetitan: environment must be one of {', '.join(HOSTS)}, not {value!r}")
+        return value
+
+    @property
+    def base_url(self) -> str:
+        """``baseUrl`` if set (allowed hosts only), else the environment's API host."""
+        return self.override_url("baseUrl", HOSTS[self.environment][0])
+
+    @property
+    def token_url(self) -> str:
+        """``authUrl`` (an auth host, or a full ``.../connect/token`` URL), else the environment's."""
+        base = self.override_url("authUrl", HOSTS[self.environment][1])
+        return base if base.endswith(TOKEN_PATH) else f"{base}{TOKEN_PATH}"
+
+    @property
+    def tenant(self) -> str:
+        """The numeric tenant id (a path segment of every call)."""
+        (tenant,) = self.require("tenantId")
+        text = str(tenant).strip()
+        if not _TENANT.match(text):
+            raise ConfigurationError("servicetitan: tenantId must be the numeric ServiceTitan tenant id")
+        return text
+
+    @property
+    def application_guid(self) -> str:
+        """The externalData ``applicationGuid`` (``crmSettings.applicationGuid`` or credentials)."""
+        raw = self.settings.get("applicationGuid") or self.cred("applicationGuid") or DEFAULT_APPLICATION_GUID
+        try:
+            return str(uuid.UUID(str(raw)))
+        except ValueError:
+            raise ConfigurationError("servicetitan: applicationGuid must be a GUID "
+                                     "(e.g. 3f2b...-...; leave it unset for the sync's default)") from None
+
+    def account_id(self) -> str:
+        """Tenant id plus a short fingerprint of the app key (the limit is per app per tenant)."""
+        app = hashlib.sha256(str(self.cred("appKey") or "").encode()).hexdigest()[:8]
+        return f"{self.cred('tenantId') or ''}-{app}"
+
+    def tenant_path(self, module: str, resource: str) -> str:
+        """``/{module}/v2/tenant/{tenant}/{resource}``."""
+        return f"/{module}/v2/tenant/{self.tenant}/{resource.lstrip('/')}"
+
+    def check_config(self) -> None:
+        """Every credential key a call needs, named at once when missing (before any request)."""
+        missing = [k for k in ("clientId", "clientSecret", "tenantId", "appKey") if self.cred(k) is None]
+        if missing:
+            hint = (" (appKey is the ST-App-Key of the Rank It Pro ServiceTitan app; the admin form does not "
+                    "collect it yet: add it to the integration's credentials)") if "appKey" in missing else ""
+            raise ConfigurationError(f"servicetitan: credentials are missing {', '.join(missing)}{hint}")
+        self.tenant  # noqa: B018 - validates the id
+        self.base_url  # noqa: B018 - validates the override host
+        self.token_url  # noqa: B018
+
+    # ------------------------------------------------------------------ auth
+    def fetch_token(self) -> tuple[str, float]:
+        """``POST {auth host}/connect/token`` form ``grant_type=client_credentials, client_id,
+        client_secret``; answers ``{access_token, expires_in (900), token_type}``.
+
+        https://developer.servicetitan.io/docs/get-going-first-api-call, https://developer.servicetitan.io/docs/oauth20
+        """
+        self.check_config()
+        client_id, client_secret = self.require("clientId", "clientSecret")
+        body = self.request_json(
+            "POST", self.token_url, authenticated=False, endpoint=f"POST {TOKEN_PATH}",
+            data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
+        ) or {}
+        token = body.get("access_token") if isinstance(body, Mapping) else None
+        if not token:
+            raise BadCredentialsError("servicetitan: token response has no access_token")
+        return str(token), float(body.get("expires_in") or 900)
+
+    def auth_headers(self) -> dict[str, str]:
+        """``Authorization: Bearer <token>`` and ``ST-App-Key: <appKey>`` (both required on every call)."""
+        token = self.access_token()  # checks every credential key first (check_config)
+        return {"Authorization": f"Bearer {token}", "ST-App-Key": str(self.cred("appKey"))}
+
+    # ------------------------------------------------------------------ errors
+    def classify_error(self, response: requests.Response) -> CrmError:
+        """Map ServiceTitan's RFC 7807 body (or an OAuth error) to a typed error.
+
+        A 4xx from the token endpoint -> :class:`BadCredentialsError` (``invalid_client``: wrong client
+        id/secret or environment); 401 -> :class:`BadCredentialsError` (the base refreshes the token
+        once first); 403 -> :class:`BadCredentialsError` (app not connected to the tenant or scope
+        missing); 429 -> :class:`RateLimitedError` (``Retry-After``, else one second); 400/404/409 ->
+        :class:`BadRecordError` with the ``errors`` messages; 5xx -> :class:`RetryableError`.
+        """
+        status = response.status_code
+        body = json_body(response)
+        body = body if isinstance(body, Mapping) else {}
+        detail = self.redact(_problem_text(body) or (response.reason or "").strip() or f"HTTP {status}")
+        if _is_token_request(response) and 400 <= status < 500 and status != 429:
+            return BadCredentialsError(
+                f"servicetitan OAuth token request failed: {detail} (check clientId/clientSecret and that they "
+                f"belong to the {self.environment} environment)", status=status, code=str(body.get("error") or ""))
+        if status == 401:
+            return BadCredentialsError(f"servicetitan HTTP 401: {detail} (check the access token and credentials.appKey)",
+                                       status=status)
+        if status == 403:
+            return BadCredentialsError(f"servicetitan HTTP 403: {detail} (is the app connected to tenant "
+                                       f"{self.cred('tenantId')} with the CRM and Job Planning scopes?)", status=status)
+        error = self.default_error(response, detail, code=str(body.get("title") or "") or None)
+        if isinstance(error, RateLimitedError) and error.retry_after is None:
+            error.retry_after = _UNCONFIRMED_DEFAULTS["retry_after_seconds"]
+        return error
+
+    # ------------------------------------------------------------------ paging & safe writes
+    def _list(self, path: str, params: Mapping[str, Any], *, endpoint: str) -> Iterator[dict[str, Any]]:
+        """Every item of a paged list (``page`` from 1 while ``hasMore``)."""
+        def fetch_page(page: Any) -> tuple[list[Any], Any]:
+            number = int(page or 1)
+            body = self.request_json("GET", path, params={**params, "page": number, "pageSize": PAGE_SIZE},
+                                     endpoint=endpoint) or {}
+            return list(body.get("data") or []), (number + 1 if body.get("hasMore") else None)
+
+        return self.paginate(fetch_page)
+
+    @contextlib.contextmanager
+    def _one_attempt(self) -> Iterator[None]:
+        """Within the block, :meth:`request` makes one attempt (plus the token-refresh resend)."""
+        saved = self.max_attempts
+        self.max_attempts = 1
+        try:
+            yield
+        finally:
+            self.max_attempts = saved
+
+    def _post_once(self, path: str, payload: Mapping[str, Any], lookup: Callable[[], dict[str, Any] | None],
+                   *, endpoint: str) -> dict[str, Any]:
+        """POST a create that must not happen twice; ServiceTitan has no idempotency key.
+
+        A timeout, dropped connection or 5xx may come after ServiceTitan stored the record, so before
+        sending again ``lookup()`` searches the sync's externalData marker and returns what it finds.
+        A 429 is refused before processing and is simply retried after its wait.
+        """
+        ambiguous = {"sent": False}
+
+        def attempt() -> dict[str, Any]:
+            if ambiguous["sent"]:
+                existing = lookup()
+                if existing is not None:
+                    return existing
+            try:
+                with self._one_attempt():
+                    return self.request_json("POST", path, json=dict(payload), endpoint=endpoint) or {}
+            except RateLimitedError:
+                raise
+            except RetryableError:
+                ambiguous["sent"] = True
+                raise
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(RetryableError),
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=self._wait, before_sleep=self._before_sleep, reraise=True)
+        return retrying(attempt)
+
+    def _by_marker(self, path: str, key: str, values: Iterable[str], *, endpoint: str) -> dict[str, dict[str, Any]]:
+        """Records carrying ``externalData`` ``key`` = one of ``values`` (this guid), by value."""
+        wanted = list(dict.fromkeys(v for v in values if v))
+        bad = [v for v in wanted if "," in v]
+        if bad:
+            raise ValueError("externalData values for a list filter cannot contain commas")
+        found: dict[str, dict[str, Any]] = {}
+        guid = self.application_guid
+        for start in range(0, len(wanted), VALUES_PER_CALL):
+            chunk = wanted[start:start + VALUES_PER_CALL]
+            params = {"externalDataApplicationGuid": guid, "externalDataKey": key,
+                      "externalDataValues": ",".join(chunk)}
+            for item in self._list(path, params, endpoint=endpoint):
+                for value in external_values(item, key):
+                    if value in chunk:
+                        found.setdefault(value, item)
+        return found
+
+    # ------------------------------------------------------------------ customers
+    def find_customers_by_marker(self, key: str, values: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """``GET /crm/v2/tenant/{t}/customers?externalDataApplicationGuid=&externalDataKey=&externalDataValues=``
+        (comma-separated; chunks of 25, every page); returns marker value -> customer."""
+        return self._by_marker(self.tenant_path("crm", "customers"), key, values,
+                               endpoint="GET /crm/v2/tenant/{t}/customers (externalData)")
+
+    def find_customers_by_phone(self, phone: str) -> list[dict[str, Any]]:
+        """``GET /crm/v2/tenant/{t}/customers?phone=&sort=+Id`` (first page: "by phone number of contacts";
+        active customers only, ServiceTitan's default)."""
+        body = self.request_json("GET", self.tenant_path("crm", "customers"),
+                                 params={"phone": phone, "sort": "+Id", "page": 1, "pageSize": PAGE_SIZE},
+                                 endpoint="GET /crm/v2/tenant/{t}/customers (phone)") or {}
+        return list(body.get("data") or [])
+
+    def find_customers_by_name(self, name: str) -> list[dict[str, Any]]:
+        """``GET /crm/v2/tenant/{t}/customers?name=&sort=+Id`` (first page; ServiceTitan's matching rule for
+        ``name`` is not documented: callers compare names themselves)."""
+        body = self.request_json("GET", self.tenant_path("crm", "customers"),
+                                 params={"name": name, "sort": "+Id", "page": 1, "pageSize": PAGE_SIZE},
+                                 endpoint="GET /crm/v2/tenant/{t}/customers (name)") or {}
+        return list(body.get("data") or [])
+
+    def create_customer(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /crm/v2/tenant/{t}/customers`` (``CreateCustomerRequest``: ``name``, bill-to ``address``,
+        ``locations[]`` required; ``contacts``, ``externalData``) -> ``CreatedCustomerResponse`` with the new
+        ``locations[].id``. A possibly-sent create is resolved by its externalData marker first; the
+        customer found that way has no ``locations`` key (read them with :meth:`list_locations`)."""
+        key, value = _marker_of(payload)
+        return self._post_once(
+            self.tenant_path("crm", "customers"), payload,
+            lambda: self.find_customers_by_marker(key, [value]).get(value) if key else None,
+            endpoint="POST /crm/v2/tenant/{t}/customers")
+
+    def update_customer(self, customer_id: int | str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """``PATCH /crm/v2/tenant/{t}/customers/{id}`` (``UpdateCustomerRequest``, e.g. ``{name}``)."""
+        return self.request_json("PATCH", self.tenant_path("crm", f"customers/{int(customer_id)}"),
+                                 json=dict(payload), endpoint="PATCH /crm/v2/tenant/{t}/customers/{id}") or {}
+
+    def list_locations(self, customer_id: int | str) -> list[dict[str, Any]]:
+        """``GET /crm/v2/tenant/{t}/locations?customerId=&sort=+Id`` (active locations, every page)."""
+        return list(self._list(self.tenant_path("crm", "locations"), {"customerId": int(customer_id), "sort": "+Id"},
+                               endpoint="GET /crm/v2/tenant/{t}/locations"))
+
+    def create_location(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /crm/v2/tenant/{t}/locations`` (``CreateLocationRequest``: ``name``, ``address``,
+        ``customerId``). Only used for a matched customer that has no active location."""
+        return self.request_json("POST", self.tenant_path("crm", "locations"), json=dict(payload),
+                                 endpoint="POST /crm/v2/tenant/{t}/locations") or {}
+
+    # ------------------------------------------------------------------ jobs
+    def find_jobs_by_marker(self, key: str, values: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """``GET /jpm/v2/tenant/{t}/jobs?externalDataApplicationGuid=&externalDataKey=&externalDataValues=``
+        (chunks of 25, every page); returns marker value -> job."""
+        return self._by_marker(self.tenant_path("jpm", "jobs"), key, values,
+                               endpoint="GET /jpm/v2/tenant/{t}/jobs (externalData)")
+
+    def create_job(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /jpm/v2/tenant/{t}/jobs`` (``JobCreateRequest``: ``customerId, locationId,
+        businessUnitId, jobTypeId, priority, campaignId, appointments[{start, end}]`` required;
+        ``summary`` (HTML), ``customFields``, ``externalData``) -> ``JobResponse``. A possibly-sent
+        create is resolved by its externalData marker before it is sent again."""
+        key, value = _marker_of(payload)
+        return self._post_once(
+            self.tenant_path("jpm", "jobs"), payload,
+            lambda: self.find_jobs_by_marker(key, [value]).get(value) if key else None,
+            endpoint="POST /jpm/v2/tenant/{t}/jobs")
+
+    def update_job(self, job_id: int | str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """``PATCH /jpm/v2/tenant/{t}/jobs/{id}`` (``UpdateJobRequest``, e.g. ``{summary, customFields}``;
+        externalData is left out so the marker stays)."""
+        return self.request_json("PATCH", self.tenant_path("jpm", f"jobs/{int(job_id)}"), json=dict(payload),
+                                 endpoint="PATCH /jpm/v2/tenant/{t}/jobs/{id}") or {}
+
+    # ------------------------------------------------------------------ reference data
+    def _get_or_none(self, path: str, endpoint: str) -> dict[str, Any] | None:
+        try:
+            return self.request_json("GET", path, endpoint=endpoint) or {}
+        except BadRecordError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def get_business_unit(self, unit_id: int) -> dict[str, Any] | None:
+        """``GET /settings/v2/tenant/{t}/business-units/{id}``; ``None`` when it does not exist."""
+        return self._get_or_none(self.tenant_path("settings", f"business-units/{int(unit_id)}"),
+                                 "GET /settings/v2/tenant/{t}/business-units/{id}")
+
+    def get_job_type(self, job_type_id: int) -> dict[str, Any] | None:
+        """``GET /jpm/v2/tenant/{t}/job-types/{id}``; ``None`` when it does not exist."""
+        return self._get_or_none(self.tenant_path("jpm", f"job-types/{int(job_type_id)}"),
+                                 "GET /jpm/v2/tenant/{t}/job-types/{id}")
+
+    def get_campaign(self, campaign_id: int) -> dict[str, Any] | None:
+        """``GET /marketing/v2/tenant/{t}/campaigns/{id}``; ``None`` when it does not exist."""
+        return self._get_or_none(self.tenant_path("marketing", f"campaigns/{int(campaign_id)}"),
+                                 "GET /marketing/v2/tenant/{t}/campaigns/{id}")
+
+    def check_access(self) -> str:
+        """``GET /crm/v2/tenant/{t}/customers?pageSize=1`` (token, app key, tenant and CRM scope)."""
+        self.check_config()
+        self.request("GET", self.tenant_path("crm", "customers"), params={"page": 1, "pageSize": 1},
+                     endpoint="GET /crm/v2/tenant/{t}/customers")
+        return f"Connected to ServiceTitan tenant {self.tenant} ({self.environment}; customers readable)"
+
+
+def external_values(item: Mapping[str, Any], key: str) -> list[str]:
+    """The values of ``key`` in a response's ``externalData`` list (``[{key, value}]``)."""
+    entries = item.get("externalData") or []
+    return [str(e.get("value")) for e in entries if isinstance(e, Mapping) and e.get("key") == key]
+
+
+def _marker_of(payload: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The first externalData ``(key, value)`` of a create request (the sync's marker)."""
+    entries = ((payload.get("externalData") or {}).get("externalData") or [])
+    if entries:
+        return str(entries[0]["key"]), str(entries[0]["value"])
+    return None, None
+
+
+def _problem_text(body: Mapping[str, Any]) -> str:
+    """``title - field: message; ...`` from an RFC 7807 body, or ``error: description`` from an OAuth one."""
+    if "error" in body and "title" not in body:
+        return ": ".join(str(p) for p in (body.get("error"), body.get("error_description")) if p)
+    details = []
+    errors = body.get("errors")
+    if isinstance(errors, Mapping):
+        for field, messages in list(errors.items())[:5]:
+            text = "; ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
+            details.append(f"{field}: {text}" if field else text)
+    title = str(body.get("title") or "")
+    if title and details:
+        return f"{title} - {'; '.join(details)}"
+    return title or "; ".join(details)
+
+
+def _is_token_request(response: requests.Response) -> bool:
+    url = response.url or (response.request.url if response.request is not None else "") or ""
+    return url.split("?")[0].rstrip("/").endswith(TOKEN_PATH)
+
+
+__all__ = ["DEFAULT_APPLICATION_GUID", "HOSTS", "ServiceTitanHook", "external_values"]

@@ -1,0 +1,257 @@
+"""Check-ins into FieldEdge: a customer for the customer, a lead (service request) for each visit.
+
+FieldEdge's Open API has no batch endpoints and no way to create or complete a work
+order, so every record is one call (:func:`per_record`) and a visit becomes a lead.
+
+Calls per check-in: a customer already in the customer map costs nothing, so a new check-in
+of a repeat customer is **1 call** (``POST /v1/leads``). A customer the map does not know
+costs one search (email and phone in the same query: FieldEdge returns customers matching
+"one or more" of the criteria, and one answer settles both keys), then either a create or,
+when found and changed, a ``PUT`` built from the search result (no extra read): 3 calls
+with the lead. A mapped customer whose details changed since costs ``GET`` + ``PUT`` once
+(PUT replaces the record, so it is read first). Tokens are cached for their lifetime.
+
+Idempotency:
+
+* **Customers** carry no external id at FieldEdge. The engine searches every match key before
+  it asks for a create, and the customer is created with exactly those keys (email, phone,
+  name), so an attempt interrupted after the create finds that customer on the next run.
+  A create whose outcome is unknown (5xx, timeout) is looked up by email/phone before it is
+  sent again (:meth:`FieldEdgeHook.create_customer`).
+* **Leads** carry the visit key in ``trackingId`` (a documented, client-supplied field that
+  ``GET /v1/leads/{id}`` echoes) and in ``metaData.rankitproCheckInKey``. :meth:`find_visits`
+  asks ``GET /v1/leads?trackingId=<key>``, one call per row whose previous attempt may have
+  reached FieldEdge (rows left ``in_flight`` / ``failed``; never for new rows). That look-up is
+  UNCONFIRMED (the public reference documents only the get-by-id); if FieldEdge refuses it
+  the integration stops with an explanation, unless ``crmSettings.leadLookup`` is false, in
+  which case such rows are re-sent and a crash can leave a duplicate lead.
+* Leads cannot be updated through the API: an edited check-in updates the customer only and
+  keeps its first lead (a warning says so).
+
+Settings (``crmSettings``): ``timezone`` (IANA name for the lead's date/time, default UTC),
+``leadSource`` (lead ``source``, default ``rankitpro``), ``leadLookup`` (default true), and
+the hook's ``rateLimitPer10s`` / ``tokenSeconds``. ``customFieldMapping`` targets are lead
+``metaData`` keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from crm_hooks.errors import (
+    BadCredentialsError,
+    ConfigurationError,
+    QuotaExhaustedError,
+    RetryableError,
+)
+from crm_hooks.fieldedge import FieldEdgeHook, record_email, record_id, record_phone
+
+from crm_sync.destinations.base import CustomerRef, Destination, distinct_customers, per_record
+from crm_sync.mapping import fieldedge as mapping
+from crm_sync.models import Customer, PreparedCheckIn, RecordResult
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: Remembered search answers per run (bounded: a long run forgets and searches again).
+MAX_REMEMBERED = 20_000
+
+
+class FieldEdgeDestination(Destination):
+    crm_type = "fieldedge"
+    hook: FieldEdgeHook
+
+    def __init__(self, hook: FieldEdgeHook, settings: Any, crm_settings: dict[str, Any] | None = None):
+        super().__init__(hook, settings, crm_settings)
+        #: match key -> customer found (None: searched, not there) since the last write
+        self._known: dict[str, CustomerRef | None] = {}
+        #: customer id -> the record a search returned (the base of a PUT)
+        self._records: dict[str, dict[str, Any]] = {}
+        self.lead_lookup = True
+        self.zone = ZoneInfo("UTC")
+        self.lead_source = mapping.DEFAULT_SOURCE
+        self._warned_update = False
+
+    def prepare(self) -> None:
+        """Check credentials and hosts (no request) and read the lead settings."""
+        self.hook.validate()
+        name = str(self.crm_settings.get("timezone") or "UTC")
+        try:
+            self.zone = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigurationError(f"fieldedge: crmSettings.timezone {name!r} is not an IANA time zone "
+                                     "(e.g. America/Chicago)") from None
+        self.lead_source = str(self.crm_settings.get("leadSource") or mapping.DEFAULT_SOURCE)
+        self.lead_lookup = _flag(self.crm_settings.get("leadLookup"), default=True)
+        if not self.lead_lookup:
+            self.warnings.append("fieldedge: crmSettings.leadLookup is off: a row interrupted after its lead was "
+                                 "sent is sent again, which can leave a duplicate lead")
+
+    # ------------------------------------------------------------------ customers
+    def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
+        """One ``GET /v1/customers/search`` per customer not answered yet (email + phone together)."""
+        if len(self._known) > MAX_REMEMBERED:
+            self._known.clear()
+            self._records.clear()
+        for key, customer in wanted:
+            if key not in self._known:
+                self._search(key, customer)
+        return {key: ref for key, _ in wanted if (ref := self._known.get(key)) is not None}
+
+    def _search(self, key: str, customer: Customer) -> None:
+        kind = key.split(":", 1)[0]
+        if kind in ("email", "phone"):
+            covered = [k for k in (f"email:{customer.email}" if customer.email else None,
+                                   f"phone:{customer.phone}" if customer.phone else None) if k]
+            criteria = {"email": customer.email, "phone": customer.phone}
+        elif kind == "name" and customer.first_name:
+            covered, criteria = [key], {"first_name": customer.first_name}
+        else:
+            # A name without a first name cannot be searched (FieldEdge searches first names).
+            self._known[key] = None
+            return
+        if key not in covered:
+            covered.append(key)
+        hits: dict[str, CustomerRef] = {}
+        for record in self.hook.search_customers(**criteria):
+            crm_id = record_id(record, "id", "customerId")
+            if crm_id is None:
+                continue
+            self._records[crm_id] = record
+            for found_key in _record_keys(record):
+                if found_key in covered:
+                    hits.setdefault(found_key, CustomerRef(crm_id))
+        for k in covered:
+            self._known[k] = hits.get(k) or self._known.get(k)
+
+    def _forget_misses(self) -> None:
+        """After a write, "not in FieldEdge" may no longer be true."""
+        self._known = {k: v for k, v in self._known.items() if v is not None}
+
+    def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
+        """``POST /v1/customers`` per distinct customer key (the engine searched every key first)."""
+        self._forget_misses()
+
+        def send(row: PreparedCheckIn) -> RecordResult:
+            payload, warnings, error = mapping.customer_payload(row.customer)
+            _warn(row, warnings)
+            if error:
+                return RecordResult(row.customer_key, error=error)
+            crm_id = self.hook.create_customer(payload)
+            for key in row.match_keys:
+                self._known[key] = CustomerRef(crm_id)
+            return RecordResult(row.customer_key, crm_id=crm_id, created=True)
+
+        return self._each(distinct_customers(rows), send, lambda r: r.customer_key)
+
+    def update_customers(self, items: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
+        """``PUT /v1/customers/{id}`` when the check-in changes what FieldEdge holds.
+
+        The body starts from the record a search just returned, else from ``GET /v1/customers/{id}``
+        (PUT replaces the customer: fields the check-in lacks are kept as they are).
+        """
+        def send(item: tuple[CustomerRef, PreparedCheckIn]) -> RecordResult:
+            ref, row = item
+            record = self._records.get(ref.crm_id) or self.hook.get_customer(ref.crm_id)
+            if record is None:
+                return RecordResult(ref.crm_id, error=f"FieldEdge has no customer {ref.crm_id} any more")
+            payload, warnings = mapping.customer_update(record, row.customer)
+            _warn(row, warnings)
+            if payload is not None:
+                self.hook.update_customer(ref.crm_id, payload)
+                self._records.pop(ref.crm_id, None)
+            return RecordResult(ref.crm_id, crm_id=ref.crm_id)
+
+        results = self._each(items, send, lambda item: item[0].crm_id)
+        self._forget_misses()
+        return results
+
+    # ------------------------------------------------------------------ visits (leads)
+    def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
+        """Leads by ``trackingId`` (one look-up per row whose last attempt may have written one)."""
+        if not self.lead_lookup:
+            return {}
+        found: dict[str, str] = {}
+        for row in rows:
+            for lead in self.hook.find_leads(row.visit_key):
+                lead_id = record_id(lead, "leadId", "id")
+                if lead_id:
+                    found[row.visit_key] = lead_id
+                    break
+        return found
+
+    def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
+        """``POST /v1/leads`` per check-in, for its customer."""
+        def send(item: tuple[PreparedCheckIn, CustomerRef | None]) -> RecordResult:
+            row, ref = item
+            payload, warnings = mapping.lead_payload(row, ref.crm_id if ref else None,
+                                                     self.settings.custom_field_mapping,
+                                                     source=self.lead_source, zone=self.zone)
+            _warn(row, warnings)
+            lead_id = self.hook.create_lead(payload, look_up=self.lead_lookup)
+            return RecordResult(row.visit_key, crm_id=lead_id, created=True)
+
+        return self._each(items, send, lambda item: item[0].visit_key)
+
+    def update_visits(self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
+        """No call: FieldEdge's Open API cannot update a lead, so the first lead stays as it was."""
+        if items and not self._warned_update:
+            log.warning("fieldedge: leads cannot be updated through FieldEdge's Open API; %d edited check-in(s) "
+                        "keep their first lead (the customer is still updated)", len(items))
+            self._warned_update = True
+        results: dict[str, RecordResult] = {}
+        for row, lead_id, _ in items:
+            note = f"FieldEdge leads cannot be updated through the Open API: lead {lead_id} keeps the first version"
+            _warn(row, [note])
+            results[row.visit_key] = RecordResult(row.visit_key, crm_id=lead_id)
+        return results
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _each(items: Sequence[T], send_one: Callable[[T], RecordResult], key: Callable[[T], str]
+              ) -> dict[str, RecordResult]:
+        """:func:`per_record`, where an integration-stopping error after a write leaves the rest
+        ``uncertain``: raised, it would make the engine mark the whole batch ``pending``, and the
+        records already written would never be looked up before being sent again."""
+        wrote = False
+
+        def guarded(item: T) -> RecordResult:
+            nonlocal wrote
+            try:
+                result = send_one(item)
+            except (BadCredentialsError, ConfigurationError, QuotaExhaustedError) as exc:
+                if not wrote:
+                    raise
+                raise RetryableError(f"stopped after earlier writes of this batch: {exc}") from None
+            wrote = wrote or result.crm_id is not None
+            return result
+
+        return per_record(items, guarded, key)
+
+
+def _record_keys(record: dict[str, Any]) -> list[str]:
+    """The sync's match keys a FieldEdge customer answers to (as :mod:`crm_sync.normalize` builds them)."""
+    keys = []
+    email, phone = record_email(record), record_phone(record)
+    if email:
+        keys.append(f"email:{email}")
+    if phone:
+        keys.append(f"phone:{phone}")
+    name = " ".join(str(p) for p in (record.get("firstName"), record.get("lastName")) if p)
+    if name.strip():
+        keys.append("name:" + " ".join(name.split()).lower())
+    return keys
+
+
+def _warn(row: PreparedCheckIn, warnings: Sequence[str]) -> None:
+    row.warnings.extend(w for w in warnings if w not in row.warnings)
+
+
+def _flag(value: Any, *, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "off")
+    return bool(value)

@@ -1,0 +1,270 @@
+"""Check-ins into ServiceTitan: a customer (with a location) per customer, a job per visit.
+
+ServiceTitan has no batch endpoints, so writes go one record per call (:func:`per_record`):
+
+* customers: looked up by the sync's externalData marker (``rankitpro_customer_key`` = the customer
+  key, many keys per call), then by ``phone`` (one call per phone; ServiceTitan has no email
+  filter) or ``name``; created with the visit address as bill-to address and location. The
+  customer map stores ``CustomerRef(customer id, location id)``, so a repeat customer costs nothing.
+* jobs: one ``POST /jpm/v2/tenant/{t}/jobs`` per check-in, with the job defaults from ``crmSettings``
+  and the marker ``rankitpro_checkin_key`` = the visit key; :meth:`find_visits` looks markers up
+  (many per call) for every row whose previous attempt may have reached ServiceTitan.
+
+Idempotency: :meth:`create_customers` never creates a customer whose marker it has not looked up in
+this run, and the hook resolves a create whose answer was lost (timeout, 5xx) by the marker before
+sending it again. Calls for a new check-in of a repeat customer: 1 (the job); of a new customer:
+about 3 (phone lookup, customer, job) plus a share of a marker lookup. Per run: a token and three
+reads that check the job defaults exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from crm_hooks.errors import BadCredentialsError, ConfigurationError
+from crm_hooks.servicetitan import ServiceTitanHook
+
+from crm_sync.destinations.base import (
+    CustomerRef,
+    Destination,
+    chunked,
+    distinct_customers,
+    per_record,
+)
+from crm_sync.mapping import servicetitan as mapping
+from crm_sync.models import Customer, PreparedCheckIn, RecordResult, SyncSettings
+from crm_sync.normalize import echo
+
+#: crmSettings keys of the job defaults every ServiceTitan job needs.
+REQUIRED_JOB_SETTINGS = ("businessUnitId", "jobTypeId", "campaignId", "priority")
+MARKERS_PER_LOOKUP = 25
+
+
+def parse_job_defaults(settings: dict[str, Any]) -> mapping.JobDefaults:
+    """``crmSettings`` -> :class:`JobDefaults`.
+
+    :raises ConfigurationError: naming every missing or malformed key.
+    """
+    missing = [k for k in REQUIRED_JOB_SETTINGS if settings.get(k) in (None, "")]
+    if missing:
+        raise ConfigurationError(
+            f"servicetitan: crmSettings is missing {', '.join(missing)} (every ServiceTitan job needs a business "
+            "unit, job type, campaign and priority; set the tenant's ids under crmSettings)")
+    ids: dict[str, int] = {}
+    bad = []
+    for key in ("businessUnitId", "jobTypeId", "campaignId"):
+        try:
+            ids[key] = int(str(settings[key]).strip())
+        except ValueError:
+            bad.append(key)
+    minutes = settings.get("appointmentMinutes", 60)
+    try:
+        minutes = int(minutes)
+    except (TypeError, ValueError):
+        bad.append("appointmentMinutes")
+    technicians = settings.get("technicianIds") or []
+    try:
+        technician_ids = tuple(int(t) for t in (technicians if isinstance(technicians, list) else [technicians]))
+    except (TypeError, ValueError):
+        bad.append("technicianIds")
+    if bad or not 1 <= minutes <= 24 * 60:
+        raise ConfigurationError(f"servicetitan: crmSettings {', '.join(bad) or 'appointmentMinutes'} must be "
+                                 "numeric ServiceTitan ids (appointmentMinutes: 1-1440)")
+    return mapping.JobDefaults(ids["businessUnitId"], ids["jobTypeId"], ids["campaignId"],
+                               str(settings["priority"]).strip(), minutes, technician_ids)
+
+
+class ServiceTitanDestination(Destination):
+    crm_type = "servicetitan"
+    hook: ServiceTitanHook
+
+    def __init__(self, hook: ServiceTitanHook, settings: SyncSettings, crm_settings: dict[str, Any] | None = None):
+        super().__init__(hook, settings, crm_settings)
+        self.country = str(self.crm_settings.get("defaultCountry") or "USA")
+        self.customer_type = str(self.crm_settings.get("customerType") or "Residential")
+        self.job_defaults: mapping.JobDefaults | None = None
+        #: marker values looked up in this run (found or not), so a create always follows a lookup
+        self._markers_checked: set[str] = set()
+        self._marker_hits: dict[str, dict[str, Any]] = {}
+        #: customer id -> its name as last read, created or set in this run: the engine asks for an update
+        #: whenever any customer field changed (the visit address included) and only the name is sent
+        self._names: dict[str, str] = {}
+        #: check-in field -> job custom field type id (from customFieldMapping, numeric targets only)
+        self.custom_fields: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ run start
+    def prepare(self) -> None:
+        """Check credentials and job defaults before anything is written (the job defaults must exist)."""
+        self.hook.check_config()
+        self.hook.application_guid  # noqa: B018 - a malformed guid is a configuration error now
+        for field_name, target in self.settings.custom_field_mapping.items():
+            if isinstance(target, str) and target.strip().isdigit():
+                self.custom_fields[field_name] = target.strip()
+            else:
+                self.warnings.append(f"customFieldMapping: {echo(target)} (for {field_name}) is not a ServiceTitan "
+                                     "job custom field type id (a number); the field is not sent")
+        if not self.settings.sync_check_ins_as_jobs:
+            return
+        defaults = parse_job_defaults(self.crm_settings)
+        checks = (("businessUnitId", defaults.business_unit_id, self.hook.get_business_unit, "business unit"),
+                  ("jobTypeId", defaults.job_type_id, self.hook.get_job_type, "job type"),
+                  ("campaignId", defaults.campaign_id, self.hook.get_campaign, "campaign"))
+        for key, value, read, what in checks:
+            try:
+                found = read(value)
+            except BadCredentialsError as exc:
+                if exc.status != 403:
+                    raise
+                # The app may lack the settings/marketing read scopes: the job create will tell.
+                self.warnings.append(f"crmSettings.{key}: could not verify {what} {value} (HTTP 403: the app may "
+                                     "lack that API scope)")
+                continue
+            if found is None:
+                raise ConfigurationError(f"servicetitan: crmSettings.{key} {value} is not a {what} of tenant "
+                                         f"{self.hook.tenant}")
+        self.job_defaults = defaults
+
+    # ------------------------------------------------------------------ customers
+    def _lookup_markers(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Customers carrying the sync's marker for ``keys`` (sync keys, not yet hashed); remembered."""
+        values = [mapping.marker_value(k) for k in keys]
+        todo = [v for v in dict.fromkeys(values) if v not in self._markers_checked]
+        for chunk in chunked(todo, MARKERS_PER_LOOKUP):
+            hits = self.hook.find_customers_by_marker(mapping.CUSTOMER_MARKER_KEY, chunk)
+            self._marker_hits.update(hits)
+            self._markers_checked.update(chunk)
+            self._remember_names(hits.values())
+        return {k: self._marker_hits[v] for k, v in zip(keys, values, strict=True) if v in self._marker_hits}
+
+    def _remember_names(self, customers: Any) -> None:
+        for customer in customers:
+            if customer.get("name"):
+                self._names.setdefault(str(customer["id"]), str(customer["name"]))
+
+    def _location_for(self, customer_id: int, customer: Customer) -> str | None:
+        """The location a job for this customer goes to: the visit's street if the customer has it, else the
+        oldest active location; a customer without any gets one at the visit address."""
+        locations = [loc for loc in self.hook.list_locations(customer_id) if loc.get("active", True)]
+        street = (customer.street or "").strip().casefold()
+        for loc in locations:
+            if street and str((loc.get("address") or {}).get("street") or "").strip().casefold() == street:
+                return str(loc["id"])
+        if locations:
+            return str(locations[0]["id"])
+        payload = mapping.location_payload(customer_id, customer, self.country)
+        return str(self.hook.create_location(payload)["id"]) if payload else None
+
+    def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
+        """Marker first (customers the sync created), then ``phone`` / ``name`` for the rest."""
+        found: dict[str, tuple[int, Customer]] = {}
+        by_marker = self._lookup_markers([k for k, _ in wanted if not k.startswith("phone:")])
+        for key, customer in wanted:
+            if key in by_marker:
+                found[key] = (int(by_marker[key]["id"]), customer)
+        for key, customer in wanted:
+            if key in found:
+                continue
+            kind, _, value = key.partition(":")
+            if kind == "phone":
+                hits = self.hook.find_customers_by_phone(mapping.phone_value(value) or value)
+            elif kind == "name" and customer.full_name:
+                hits = [c for c in self.hook.find_customers_by_name(customer.full_name)
+                        if " ".join(str(c.get("name") or "").split()).lower() == value]
+            else:
+                continue
+            if hits:
+                found[key] = (int(hits[0]["id"]), customer)
+                self._remember_names(hits[:1])
+        refs: dict[str, CustomerRef] = {}
+        locations: dict[int, str | None] = {}
+        for key, (customer_id, customer) in found.items():
+            if customer_id not in locations:
+                locations[customer_id] = self._location_for(customer_id, customer)
+            refs[key] = CustomerRef(str(customer_id), locations[customer_id])
+        return refs
+
+    def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
+        """One customer per customer key, each after its marker was looked up (no second customer)."""
+        distinct = distinct_customers(rows)
+        existing = self._lookup_markers([r.customer_key for r in distinct])
+
+        def send(row: PreparedCheckIn) -> RecordResult:
+            key = row.customer_key
+            if key in existing:
+                customer_id = int(existing[key]["id"])
+                return RecordResult(key, crm_id=str(customer_id),
+                                    extra={"parent_id": self._location_for(customer_id, row.customer)})
+            payload, warnings, error = mapping.customer_payload(row, self.hook.application_guid, country=self.country,
+                                                                customer_type=self.customer_type)
+            row.warnings.extend(w for w in warnings if w not in row.warnings)
+            if payload is None:
+                return RecordResult(key, error=error)
+            marker = mapping.marker_value(key)
+            try:
+                created = self.hook.create_customer(payload)
+            except Exception:
+                # The create may have landed after all: look the marker up again before any retry.
+                self._markers_checked.discard(marker)
+                raise
+            self._marker_hits[marker] = created
+            customer_id = int(created["id"])
+            self._names[str(customer_id)] = payload["name"]
+            locations = created.get("locations")
+            location = (str(locations[0]["id"]) if locations
+                        else self._location_for(customer_id, row.customer))  # found by its marker after a lost answer
+            return RecordResult(key, crm_id=str(customer_id), created=locations is not None,
+                                extra={"parent_id": location})
+
+        return per_record(distinct, send, lambda r: r.customer_key)
+
+    def update_customers(self, items: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
+        """The customer's name, when the check-in has a full one (nothing else is rewritten)."""
+        def send(item: tuple[CustomerRef, PreparedCheckIn]) -> RecordResult:
+            ref, row = item
+            payload = mapping.customer_update(row.customer)
+            if payload and self._names.get(ref.crm_id) != payload["name"]:
+                self.hook.update_customer(ref.crm_id, payload)
+                self._names[ref.crm_id] = payload["name"]
+            return RecordResult(ref.crm_id, crm_id=ref.crm_id)
+
+        return per_record(items, send, lambda item: item[0].crm_id)
+
+    # ------------------------------------------------------------------ visits
+    def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
+        by_value = {mapping.marker_value(r.visit_key): r.visit_key for r in rows}
+        found: dict[str, str] = {}
+        for chunk in chunked(list(by_value), MARKERS_PER_LOOKUP):
+            for value, job in self.hook.find_jobs_by_marker(mapping.VISIT_MARKER_KEY, chunk).items():
+                found[by_value[value]] = str(job["id"])
+        return found
+
+    def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
+        """One job per check-in at the customer's location, marked with the visit key."""
+        def send(item: tuple[PreparedCheckIn, CustomerRef | None]) -> RecordResult:
+            row, ref = item
+            if ref is None:
+                return RecordResult(row.visit_key, error="ServiceTitan jobs need a customer and location; "
+                                                         "syncCustomers is off for this integration")
+            if not ref.parent_id:
+                return RecordResult(row.visit_key, error=f"ServiceTitan customer {ref.crm_id} has no active location "
+                                                         "and the check-in has no complete address to add one")
+            assert self.job_defaults is not None, "prepare() reads the job defaults"
+            payload, warnings = mapping.job_payload(row, int(ref.crm_id), int(ref.parent_id), self.job_defaults,
+                                                    self.hook.application_guid, self.custom_fields)
+            row.warnings.extend(w for w in warnings if w not in row.warnings)
+            job = self.hook.create_job(payload)
+            return RecordResult(row.visit_key, crm_id=str(job["id"]), created=True)
+
+        return per_record(items, send, lambda item: item[0].visit_key)
+
+    def update_visits(self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
+        """The job's summary and custom fields (an edited check-in); its customer, location and time stay."""
+        def send(item: tuple[PreparedCheckIn, str, CustomerRef | None]) -> RecordResult:
+            row, job_id, _ = item
+            payload, warnings = mapping.job_update(row, self.custom_fields)
+            row.warnings.extend(w for w in warnings if w not in row.warnings)
+            self.hook.update_job(job_id, payload)
+            return RecordResult(row.visit_key, crm_id=str(job_id))
+
+        return per_record(items, send, lambda item: item[0].visit_key)

@@ -1,0 +1,672 @@
+"""A real distributed Airflow deployment on this machine, driven through the REST API like an operator.
+
+Metadata in PostgreSQL (127.0.0.1:5432), CeleryExecutor with Redis (127.0.0.1:6379) as the broker and
+PostgreSQL as the result backend, a scheduler, a dag-processor, an api-server on a loopback port and two
+Celery workers (``w1``, ``w2``, two slots each); the Rank It Pro database is another fresh PostgreSQL
+database and the CRMs are the sandbox. The module starts all of it once, and stops every process it
+started. Without PostgreSQL or Redis it skips locally and fails under CI (``.ci/run`` starts both).
+
+Checked: mapped sync tasks ran on both workers, the per-CRM pools held concurrency at their size across
+workers (``crm_salesforce`` has 1 slot: no two of its task instances overlap), the end state is exactly
+once; the operators' path: trigger with params as the UI does, run state and task logs read back through
+the API, the trigger form's params equal the README's params table; a headless Chromium screenshot of
+the trigger form (``docs/trigger-form.png``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import sqlalchemy as sa
+from e2e_helpers import HS_TOKEN, check_in_ids, ledger, recent, records, register, seed
+
+from localdev.airflow_env import ROOT
+from localdev.demo_data import (
+    check_in_rows,
+    create_company,
+    hubspot_integration,
+    insert_check_ins,
+    salesforce_integration,
+)
+
+DAG_ID = "crm_incremental_sync"
+PG_SERVER = os.environ.get("CRM_SYNC_TEST_PG_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("CRM_SYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")  # a db number of its own
+#: Pool sizes for the deployment: Salesforce at 1 slot proves a pool serialises across workers.
+POOL_SLOTS = {"crm_hubspot": 2, "crm_salesforce": 1}
+WORKERS = ("w1", "w2")
+CHECK_INS = 8  # per company
+
+
+def _require(url: str, what: str) -> None:
+    parsed = sa.engine.make_url(url)
+    host, port = parsed.host or "127.0.0.1", parsed.port
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as exc:
+        msg = f"{what} is not reachable at {host}:{port} ({exc}); the distributed deployment test needs it"
+        if os.environ.get("CI"):
+            pytest.fail(f"{msg}. CI must provide it (.ci/run starts PostgreSQL and Redis).")
+        pytest.skip(msg)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class Deployment:
+    """The processes of one Airflow deployment, their environment, and an authenticated API client."""
+
+    def __init__(self, home: Path, env: dict[str, str], api_url: str, password: str) -> None:
+        self.home, self.env, self.api_url, self.password = home, env, api_url, password
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.session = requests.Session()
+
+    # ------------------------------------------------------------------ processes
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        proc = subprocess.run(args, env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        return proc
+
+    def start(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> None:
+        log = open(self.home / f"{name}.log", "w")
+        self.procs[name] = subprocess.Popen(args, env={**self.env, **(extra_env or {})}, cwd=self.home, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+    def log(self, name: str) -> str:
+        path = self.home / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            assert proc.poll() is None, f"{name} exited with {proc.returncode}:\n{self.log(name)[-4000:]}"
+
+    def stop(self) -> list[int]:
+        """SIGTERM every process group, SIGKILL what is left; returns the pids still alive (none)."""
+        import psutil
+
+        tree: set[int] = set()
+        for proc in self.procs.values():
+            try:
+                tree |= {p.pid for p in psutil.Process(proc.pid).children(recursive=True)} | {proc.pid}
+            except psutil.NoSuchProcess:
+                pass
+        for proc in self.procs.values():  # workers first: they stop taking tasks, then the rest
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 30
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+        # Children that left the group (uvicorn workers, task supervisors) go too.
+        for pid in tree:
+            try:
+                psutil.Process(pid).kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs([p for p in (self._proc(pid) for pid in tree) if p], timeout=10)
+        return [pid for pid in tree if self._proc(pid) and self._proc(pid).status() != psutil.STATUS_ZOMBIE]
+
+    @staticmethod
+    def _proc(pid: int):
+        import psutil
+
+        try:
+            return psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            return None
+
+    # ------------------------------------------------------------------ REST API
+    def login(self) -> None:
+        r = requests.post(f"{self.api_url}/auth/token", json={"username": "admin", "password": self.password},
+                          timeout=30)
+        assert r.status_code == 201, r.text
+        self.token = r.json()["access_token"]
+        self.session.headers["Authorization"] = f"Bearer {self.token}"
+
+    def api(self, method: str, path: str, expect: int | None = 200, **kwargs: Any) -> requests.Response:
+        r = self.session.request(method, f"{self.api_url}/api/v2{path}", timeout=60, **kwargs)
+        if expect is not None:
+            assert r.status_code == expect, f"{method} {path}: {r.status_code} {r.text[:2000]}"
+        return r
+
+    def wait_for(self, what: str, check, timeout: float = 180, interval: float = 1.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            try:
+                result = check()
+            except requests.RequestException:
+                result = None
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"--- {n}\n{self.log(n)[-3000:]}" for n in self.procs)
+                raise AssertionError(f"timed out waiting for {what}\n{logs}")
+            time.sleep(interval)
+
+    def trigger(self, conf: dict[str, Any]) -> str:
+        body = {"dag_run_id": f"test__{uuid.uuid4().hex[:10]}", "logical_date": None, "conf": conf}
+        return self.api("POST", f"/dags/{DAG_ID}/dagRuns", json=body).json()["dag_run_id"]
+
+    def wait_run(self, run_id: str, timeout: float = 300) -> dict[str, Any]:
+        def done():
+            run = self.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}").json()
+            return run if run["state"] in ("success", "failed") else None
+
+        return self.wait_for(f"run {run_id}", done, timeout=timeout)
+
+    def task_instances(self, run_id: str) -> list[dict[str, Any]]:
+        return self.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}).json()[
+            "task_instances"]
+
+
+# ---------------------------------------------------------------------- the deployment
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    _require(PG_SERVER, "PostgreSQL")
+    _require(REDIS_URL, "Redis")
+    import redis
+    from crm_sync.db import create_app_schema, make_engine, migrate
+
+    from crm_sandbox.server import SandboxServer
+    from localdev.pg import airflow_conn_json
+
+    started = time.monotonic()
+    home = tmp_path_factory.mktemp("distributed")
+    suffix = uuid.uuid4().hex[:10]
+    meta_db, app_db, queue = f"crm_dist_meta_{suffix}", f"crm_dist_app_{suffix}", f"crm_dist_{suffix}"
+    server = sa.engine.make_url(PG_SERVER)
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in (meta_db, app_db):
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    app_url = server.set(database=app_db)
+    meta = server.set(database=meta_db)
+    meta_url = meta.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    sandbox = SandboxServer(port=0).start()
+    engine = make_engine(app_url)
+    dep = None
+    try:
+        create_app_schema(engine)
+        migrate(engine)
+        ids = seed_companies(engine, sandbox.url)
+
+        port = _free_port()
+        password = secrets.token_urlsafe(12)
+        (home / "passwords.json").write_text(json.dumps({"admin": password}))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
+        env.update({
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__AUTH_MANAGER":
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__CORE__FERNET_KEY": _fernet_key(),
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta_url,
+            "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{meta_url}",
+            # A queue of this session's own: nothing else on the shared Redis takes (or gives) its tasks.
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(16),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            # Runs come from the REST API only: no scheduled run of the */15 schedule gets in between.
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "AIRFLOW_CONN_RANKITPRO_DB": airflow_conn_json(app_url),
+            "CRM_SYNC_ALLOWED_HOSTS": "127.0.0.1:*",
+            "CRM_SYNC_POOL_SLOTS": ",".join(f"{k}={v}" for k, v in POOL_SLOTS.items()),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), str(ROOT / "tests")]),
+        })
+        dep = Deployment(home, env, f"http://127.0.0.1:{port}", password)
+        dep.ids, dep.engine, dep.sandbox, dep.timings = ids, engine, sandbox, {}
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        dep.run(airflow, "db", "migrate")
+        dep.pools_output = dep.run(sys.executable, "-m", "crm_sync.pools").stdout  # as airflow-init does
+        dep.timings["migrate + pools"] = time.monotonic() - started
+
+        dep.start("api-server", airflow, "api-server")
+        dep.start("scheduler", airflow, "scheduler")
+        dep.start("dag-processor", airflow, "dag-processor")
+        for name in WORKERS:
+            dep.start(name, airflow, "celery", "worker", "-H", f"{name}@%h", "-c", "2", "-q", queue,
+                      "--skip-serve-logs", "--without-mingle", "--without-gossip",
+                      extra_env={"CRM_SYNC_TEST_WORKER_NAME": name,
+                                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": "distributed_worker_name.hostname"})
+        dep.wait_for("the api-server", lambda: requests.get(f"{dep.api_url}/api/v2/monitor/health",
+                                                            timeout=5).status_code == 200)
+        dep.login()
+        dep.wait_for(f"{DAG_ID} parsed by the dag-processor",
+                     lambda: dep.api("GET", f"/dags/{DAG_ID}", expect=None).status_code == 200)
+        for name in WORKERS:
+            dep.wait_for(f"worker {name}", lambda n=name: re.search(rf"{n}@\S+ ready", dep.log(n)))
+        dep.timings["deployment up"] = time.monotonic() - started
+        yield dep
+    finally:
+        leftovers = dep.stop() if dep else []
+        sandbox.stop()
+        engine.dispose()
+        try:
+            client = redis.Redis.from_url(REDIS_URL)
+            for key in client.scan_iter(f"*{queue}*"):
+                client.delete(key)
+            for key in client.scan_iter("_kombu.binding.*"):
+                client.srem(key, *[m for m in client.smembers(key) if queue.encode() in m] or [b"-"])
+        except redis.RedisError:
+            pass
+        with admin.connect() as conn:
+            for name in (meta_db, app_db):
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+        if dep:
+            print(f"deployment timings: {dep.timings}")
+        assert not leftovers, f"processes still running after stop: {leftovers}"
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+def seed_companies(engine: sa.Engine, sandbox_url: str) -> dict[str, list[int]]:
+    """Four HubSpot and four Salesforce companies (each its own CRM account), plus broken configurations."""
+    base = seed(engine, sandbox_url, hubspot=CHECK_INS, salesforce=CHECK_INS, broken=True)
+    ids: dict[str, list[int]] = {"hubspot": [base["hubspot"]], "salesforce": [base["salesforce"]],
+                                 "accounts": {base["hubspot"]: "hs", base["salesforce"]: "sf"}}
+    for i in range(2, 5):
+        token = f"{HS_TOKEN}-{i}"
+        register(sandbox_url, "hubspot", f"hs{i}", {"accessToken": token})
+        cid, tid = create_company(engine, f"HubSpot Co {i}", {"hubspot": hubspot_integration(sandbox_url, token)})
+        insert_check_ins(engine, check_in_rows(cid, tid, CHECK_INS, seed=i, start=recent()))
+        ids["hubspot"].append(cid)
+        ids["accounts"][cid] = f"hs{i}"
+        creds = {"client_id": f"3MVG9dist.{i}", "client_secret": f"sf-dist-secret-{i}-{secrets.token_hex(4)}"}
+        register(sandbox_url, "salesforce", f"sf{i}", {"clientId": creds["client_id"],
+                                                       "clientSecret": creds["client_secret"]})
+        cid, tid = create_company(engine, f"Salesforce Co {i}",
+                                  {"salesforce": salesforce_integration(sandbox_url, **creds)})
+        insert_check_ins(engine, check_in_rows(cid, tid, CHECK_INS, seed=i, start=recent()))
+        ids["salesforce"].append(cid)
+        ids["accounts"][cid] = f"sf{i}"
+    return ids
+
+
+def visit_markers(sandbox_url: str, accounts: dict[int, str]) -> Counter:
+    """How many CRM visit records carry each sync marker, over every company's account."""
+    keys: Counter = Counter()
+    for account in sorted(set(accounts.values())):
+        if account.startswith("hs"):
+            for note in records(sandbox_url, "hubspot", account, "notes"):
+                keys[note["properties"].get("rankitpro_checkin_key")] += 1
+        else:
+            for case in records(sandbox_url, "salesforce", account, "Case"):
+                keys[case.get("RankItPro_CheckIn_Key__c")] += 1
+    return keys
+
+
+def assert_exactly_once(dep: Deployment) -> Counter:
+    """Every check-in has one ledger row; synced ones have exactly one CRM record, quarantined ones none."""
+    keys = visit_markers(dep.sandbox.url, dep.ids["accounts"])
+    assert all(n == 1 for n in keys.values()), [k for k, n in keys.items() if n > 1]
+    for crm in ("hubspot", "salesforce"):
+        for company_id in dep.ids[crm]:
+            rows = ledger(dep.engine, company_id, crm)
+            assert set(rows) == check_in_ids(dep.engine, company_id), "every check-in has a ledger row"
+            assert {r["status"] for r in rows.values()} <= {"synced", "quarantined"}
+            for cid, r in rows.items():
+                key = f"rankitpro-{company_id}-{cid}"
+                if r["status"] == "synced":
+                    assert keys[key] == 1 and r["crm_visit_id"], (cid, r)
+                else:
+                    assert keys[key] == 0 and r["last_error"], (cid, r)
+    return keys
+
+
+def max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
+    """The most intervals open at one instant (an end at the same instant as a start does not overlap)."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1]))
+    most = open_ = 0
+    for _, delta in events:
+        open_ += delta
+        most = max(most, open_)
+    return most
+
+
+# ---------------------------------------------------------------------- distributed execution
+def test_sync_runs_on_both_workers_within_pools_exactly_once(deployment):
+    dep = deployment
+    assert "crm_salesforce: created (1 slots)" in dep.pools_output, dep.pools_output
+    pools = {p["name"]: p["slots"] for p in dep.api("GET", "/pools").json()["pools"]}
+    assert {k: pools.get(k) for k in POOL_SLOTS} == POOL_SLOTS
+
+    assert dep.api("GET", f"/dags/{DAG_ID}").json()["is_paused"] is True  # paused at creation
+    dep.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+    # A slower CRM, so syncs of one pool are in flight together and the pool limit is what holds them.
+    requests.post(f"{dep.sandbox.url}/_sandbox/faults", json={"latency_ms": 150, "rate": 1.0},
+                  timeout=5).raise_for_status()
+    started = time.monotonic()
+    try:
+        run_id = dep.trigger({})
+        run = dep.wait_run(run_id)
+    finally:
+        requests.delete(f"{dep.sandbox.url}/_sandbox/faults", timeout=5)
+    dep.timings["first run"] = time.monotonic() - started
+    tis = dep.task_instances(run_id)
+    # CRM types no company uses expand to nothing: their sync task is skipped, everything else succeeded.
+    failed = [(t["task_id"], t["map_index"], t["state"]) for t in tis if t["state"] != "success"
+              and not (t["state"] == "skipped" and t["task_id"].startswith("sync_") and t["map_index"] == -1)]
+    assert run["state"] == "success" and not failed, failed
+
+    mapped = [t for t in tis if t["task_id"].startswith("sync_") and t["map_index"] >= 0]
+    per_crm = Counter(t["task_id"] for t in mapped)
+    assert per_crm == {"sync_hubspot": 4, "sync_salesforce": 4}, per_crm
+    hosts = Counter(t["hostname"].split(".")[0] for t in mapped)
+    assert set(hosts) == set(WORKERS), f"mapped task instances per worker: {dict(hosts)}"
+
+    for pool, slots in POOL_SLOTS.items():
+        spans = [(_ts(t["start_date"]), _ts(t["end_date"])) for t in mapped if t["pool"] == pool]
+        assert len(spans) == 4
+        assert max_overlap(spans) <= slots, f"{pool} ({slots} slots) ran {max_overlap(spans)} at once: {spans}"
+    sf_hosts = {t["hostname"] for t in mapped if t["pool"] == "crm_salesforce"}
+    hs_spans = [(_ts(t["start_date"]), _ts(t["end_date"])) for t in mapped if t["pool"] == "crm_hubspot"]
+    print(f"per worker: {dict(hosts)}; salesforce pool ran on {sorted(sf_hosts)}; "
+          f"hubspot max concurrency {max_overlap(hs_spans)}")
+
+    keys = assert_exactly_once(dep)
+    assert sum(keys.values()) >= 6 * CHECK_INS  # a few rows per company are quarantined for bad data
+    with dep.engine.connect() as conn:
+        problems = conn.execute(sa.text(
+            "SELECT count(*) FROM crm_sync.runs WHERE status = 'config_error' AND run_id = :r"), {"r": run_id}).scalar()
+    assert problems == 3  # broken JSON, unknown CRM, no credentials: reported, the rest synced
+
+
+# ---------------------------------------------------------------------- the operators' path
+def test_trigger_with_params_and_read_state_and_logs_through_the_api(deployment):
+    dep = deployment
+    dep.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+    company = dep.ids["hubspot"][1]
+    # New check-ins for one company; the run is limited to it and to HubSpot, as an operator would.
+    with dep.engine.connect() as conn:
+        tid = conn.execute(sa.text("SELECT id FROM technicians WHERE company_id = :c"), {"c": company}).scalar()
+    insert_check_ins(dep.engine, check_in_rows(company, tid, 6, seed=99, start=recent()))
+
+    # The form validates like the API does: a value outside the documented range is refused.
+    bad = dep.api("POST", f"/dags/{DAG_ID}/dagRuns", expect=400,
+                  json={"logical_date": None, "conf": {"batch_size": 500}})
+    assert "batch_size" in bad.text
+
+    conf = {"company_ids": [company], "crm_types": ["hubspot"], "batch_size": 5, "lookback_days": 3,
+            "rate_share": 0.5}
+    run_id = dep.trigger(conf)
+    run = dep.wait_run(run_id)
+    assert run["state"] == "success", run
+    assert run["conf"] == conf and run["triggered_by"] == "rest_api"
+
+    tis = {(t["task_id"], t["map_index"]): t for t in dep.task_instances(run_id)}
+    synced = [t for (task, idx), t in tis.items() if task == "sync_hubspot" and idx >= 0]
+    assert len(synced) == 1 and synced[0]["rendered_map_index"] == f"company {company}", synced
+    assert synced[0]["rendered_fields"]["batch_size"] == "5"
+    assert synced[0]["rendered_fields"]["rate_share"] == "0.5"
+    assert not [t for (task, idx), t in tis.items() if task == "sync_salesforce" and idx >= 0]
+
+    ti = synced[0]
+    log = dep.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/sync_hubspot/logs/{ti['try_number']}",
+                  params={"map_index": ti["map_index"]}, headers={"Accept": "application/json"}).json()
+    text = "\n".join(line if isinstance(line, str) else json.dumps(line) for line in log["content"])
+    assert f"company {company} -> hubspot" in text, text[-3000:]
+    counts = re.search(r"'visits_created': (\d+)", text)
+    assert counts and int(counts.group(1)) >= 5, text[-3000:]  # the 6 new check-ins, less any quarantined
+    discover = dep.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/discover_salesforce/logs/1",
+                       headers={"Accept": "application/json"}).json()
+    assert discover["content"]
+    assert_exactly_once(dep)
+
+
+def readme_params(dag_id: str) -> dict[str, dict[str, Any]]:
+    """The params table of ``### `dag_id` `` in README.md: name -> {type, default, meaning} as written."""
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(rf"^### `{re.escape(dag_id)}`\n(.*?)(?=^#{{1,3}} )", readme, re.DOTALL | re.MULTILINE)
+    assert section, f"README.md has no section ### `{dag_id}`"
+    table = re.search(r"^\| param \| type \| default \| meaning \|\n\|[-| ]+\|\n((?:\|.*\|\n)+)", section.group(1),
+                      re.MULTILINE)
+    assert table, f"README.md section {dag_id} has no params table (| param | type | default | meaning |)"
+    rows = {}
+    for line in table.group(1).splitlines():
+        name, type_, default, meaning = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[name.strip("`")] = {"type": type_, "default": default, "meaning": meaning}
+    return rows
+
+
+def schema_from_readme(type_text: str) -> dict[str, Any]:
+    """``integer 1–200 or empty`` -> the JSON schema the trigger form uses."""
+    m = re.fullmatch(r"(array of (integers|strings)|integer|number|string|boolean)(?: ([\d.]+)–([\d.]+))?"
+                     r"( or empty)?", type_text)
+    assert m, f"README type {type_text!r} is not one of the documented forms"
+    base, items, lo, hi, nullable = m.groups()
+    schema: dict[str, Any] = {}
+    if items:
+        schema = {"type": "array", "items": {"type": items[:-1]}}
+    else:
+        schema = {"type": base}
+    if lo is not None:
+        cast = int if base == "integer" else float
+        schema.update(minimum=cast(lo), maximum=cast(hi))
+    if nullable:
+        schema["type"] = ["null", schema["type"]]
+    return schema
+
+
+def test_trigger_form_params_are_what_the_readme_documents(deployment):
+    dag_ids = [d["dag_id"] for d in deployment.api("GET", "/dags").json()["dags"]]
+    assert DAG_ID in dag_ids
+    for dag_id in dag_ids:
+        documented = readme_params(dag_id)
+        form = deployment.api("GET", f"/dags/{dag_id}/details").json()["params"]
+        assert list(form) == list(documented), f"{dag_id}: form fields {list(form)} vs README {list(documented)}"
+        for name, doc in documented.items():
+            schema, value = form[name]["schema"], form[name]["value"]
+            want = schema_from_readme(doc["type"])
+            got = {k: schema[k] for k in want if k in schema}
+            if "items" in want:
+                got["items"] = {"type": schema.get("items", {}).get("type")}
+            assert got == want, f"{dag_id}.{name}: form schema {schema} vs README {doc['type']!r}"
+            default = doc["default"].strip("`")
+            expected_default = json.loads(default) if re.fullmatch(r"[\[\]\d.\-\"truefalsn,]+", default) else None
+            assert value == expected_default, f"{dag_id}.{name}: form default {value!r} vs README {doc['default']!r}"
+            description = form[name]["description"] or ""
+            assert description.rstrip(".") == doc["meaning"].rstrip("."), \
+                f"{dag_id}.{name}: form description {description!r} vs README meaning {doc['meaning']!r}"
+            assert schema.get("title"), f"{dag_id}.{name} has no title in the form"
+
+
+# ---------------------------------------------------------------------- the trigger form, as operators see it
+SCREENSHOT = ROOT / "docs" / "trigger-form.png"
+FORM_LABELS = ("Company ids", "CRM types", "Batch size", "Edit look-back (days)", "Rate-limit share")
+
+
+def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
+    """Decode an 8-bit, non-interlaced RGB(A) PNG: (width, height, rows of raw pixel bytes)."""
+    import struct
+    import zlib
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", chunk)
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + length
+    width, height, depth, color, _, _, interlace = header
+    assert depth == 8 and color in (2, 6) and interlace == 0, header
+    bpp = 3 if color == 2 else 4
+    raw, stride, rows, prev = zlib.decompress(idat), width * bpp, [], bytearray(width * bpp)
+    for y in range(height):
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 0xFF
+            elif f == 2:
+                line[i] = (line[i] + b) & 0xFF
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 0xFF
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+        rows.append(bytes(line))
+        prev = line
+    return width, height, rows
+
+
+def assert_not_blank(data: bytes) -> None:
+    width, height, rows = png_pixels(data)
+    assert width >= 800 and height >= 600, (width, height)
+    bpp = len(rows[0]) // width
+    colours = Counter(row[x * bpp:x * bpp + 3] for row in rows[::4] for x in range(0, width, 4))
+    background = colours.most_common(1)[0][1] / sum(colours.values())
+    assert len(colours) > 50 and background < 0.97, f"{len(colours)} colours, background {background:.1%}"
+
+
+def chromium_screenshot(url: str, token: str, user_data_dir: Path, *, wait_for: tuple[str, ...],
+                        click: str | None = None, size: tuple[int, int] = (1280, 1300),
+                        timeout: float = 90) -> tuple[bytes, str]:
+    """Open ``url`` in headless Chromium with the API token as the UI's ``_token`` cookie (the login page
+    sets the same cookie), click the element ``click`` (a CSS selector) once it is there, wait until every
+    text of ``wait_for`` is on the page; returns (PNG, page text)."""
+    import base64
+    import itertools
+    import shutil
+
+    from websockets.sync.client import connect
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={user_data_dir}",
+         f"--remote-debugging-port={port}", f"--window-size={size[0]},{size[1]}", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                pages = [t for t in requests.get(f"http://127.0.0.1:{port}/json/list", timeout=2).json()
+                         if t["type"] == "page"]
+                if pages:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "chromium did not start"
+            time.sleep(0.2)
+        ids = itertools.count(1)
+        with connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=20) as ws:
+            def cdp(method: str, **params: Any) -> dict[str, Any]:
+                msg_id = next(ids)
+                ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+                while True:
+                    msg = json.loads(ws.recv(timeout=max(1.0, deadline - time.monotonic())))
+                    if msg.get("id") == msg_id:
+                        assert "error" not in msg, msg
+                        return msg["result"]
+
+            cdp("Network.enable")
+            cdp("Network.setCookie", name="_token", value=token, url=url, path="/")
+            cdp("Emulation.setDeviceMetricsOverride", width=size[0], height=size[1], deviceScaleFactor=1,
+                mobile=False)
+            cdp("Page.navigate", url=url)
+            text = ""
+            while click and time.monotonic() < deadline:
+                found = cdp("Runtime.evaluate", returnByValue=True, expression=(
+                    f"(() => {{ const e = document.querySelector({json.dumps(click)}); if (e) e.click(); "
+                    f"return !!e; }})()"))["result"].get("value")
+                if found:
+                    break
+                time.sleep(0.5)
+            while time.monotonic() < deadline:
+                text = cdp("Runtime.evaluate", expression="document.body ? document.body.innerText : ''",
+                           returnByValue=True)["result"].get("value") or ""
+                if all(w in text for w in wait_for):
+                    break
+                time.sleep(0.5)
+            else:
+                raise AssertionError(f"{url} never showed {wait_for}; page text:\n{text[:3000]}")
+            time.sleep(1.5)  # let transitions and fonts settle
+            png = base64.b64decode(cdp("Page.captureScreenshot", format="png")["data"])
+        return png, text
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def test_trigger_form_screenshot(deployment, tmp_path):
+    import shutil
+
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        msg = "chromium is not installed (apt-get install -y chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(msg + "; .ci/run installs it")
+        pytest.skip(msg)
+    # The DAG page's Trigger button opens the trigger form (Airflow 3.3 has no URL of its own for it).
+    png, text = chromium_screenshot(f"{deployment.api_url}/dags/{DAG_ID}", deployment.token, tmp_path / "chromium",
+                                    click='[data-testid="trigger-dag-button"]', wait_for=FORM_LABELS)
+    assert "Trigger" in text
+    assert_not_blank(png)
+    (tmp_path / "trigger-form.png").write_bytes(png)
+    if os.environ.get("CRM_SYNC_UPDATE_SCREENSHOT"):
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        SCREENSHOT.write_bytes(png)
+
+
+def test_committed_trigger_form_screenshot_is_a_real_picture():
+    assert SCREENSHOT.exists(), "docs/trigger-form.png: run CRM_SYNC_UPDATE_SCREENSHOT=1 make test"
+    assert SCREENSHOT.stat().st_size > 20_000
+    assert_not_blank(SCREENSHOT.read_bytes())
