@@ -145,6 +145,7 @@ class IntegrationSync:
         self.result.warnings.extend(warnings)
         self._destination = destination
         self._failed_batches_in_a_row = 0
+        self._visit_writes_started = False
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> IntegrationResult:
@@ -219,15 +220,19 @@ class IntegrationSync:
             return
         attempt_id = str(uuid.uuid4())
         self._claim(prepared, attempt_id)
+        self._visit_writes_started = False
         outcomes: dict[int, dict[str, Any]] = {}
         try:
             refs = self._resolve_customers(destination, prepared, outcomes) if self.settings.sync_customers else {}
             self._write_visits(destination, prepared, previous, refs, outcomes)
             self._failed_batches_in_a_row = 0
         except STOPPING_ERRORS as exc:
-            # Nothing of this batch is uncertain: these errors come back before a record is written.
+            # Before any visit write nothing of this batch is uncertain: back to pending. Once visit
+            # writes began (a per-record CRM, or a token refresh failing mid-batch), rows without an
+            # outcome may be in the CRM: in_flight, so the next run looks them up first.
+            unsent = "in_flight" if self._visit_writes_started else "pending"
             for item in prepared:
-                outcomes.setdefault(item.check_in_id, self._outcome("pending", kind="stopped", error=str(exc)))
+                outcomes.setdefault(item.check_in_id, self._outcome(unsent, kind="stopped", error=str(exc)))
             self._finish(prepared, outcomes, attempt_id)
             self._stop(exc)
             raise _StopIntegration() from None
@@ -368,6 +373,7 @@ class IntegrationSync:
         found = destination.find_visits(uncertain) if uncertain else {}
         to_create = [r for r in ready if r not in to_update and r.visit_key not in found]
 
+        self._visit_writes_started = bool(to_update or to_create)
         if to_update:
             updated = destination.update_visits(
                 [(r, previous[r.check_in_id]["crm_visit_id"], refs.get(r.customer_key)) for r in to_update])
@@ -427,7 +433,8 @@ class IntegrationSync:
             elif outcome["status"] in ("failed", "in_flight"):
                 self.result.failed += 1
             params.append({"company_id": self.company_id, "crm_type": self.crm_type,
-                           "check_in_id": row.check_in_id, "attempt_id": attempt_id, **outcome})
+                           "check_in_id": row.check_in_id, "attempt_id": attempt_id,
+                           "warnings": json.dumps(row.warnings[:20]), **outcome})
         with self.engine.begin() as conn:
             conn.execute(sql("ledger_finish"), params)
 
