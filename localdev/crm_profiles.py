@@ -10,7 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from localdev.demo_data import hubspot_integration, salesforce_integration
+from localdev.demo_data import (
+    FE,
+    HCP_KEY,
+    JB,
+    ST,
+    fieldedge_integration,
+    housecallpro_integration,
+    hubspot_integration,
+    jobber_integration,
+    salesforce_integration,
+    servicetitan_integration,
+)
 
 
 @dataclass(frozen=True)
@@ -44,4 +55,15 @@ PROFILES: dict[str, CrmProfile] = {
     "salesforce": CrmProfile(
         "salesforce", {"clientId": _SF["client_id"], "clientSecret": _SF["client_secret"]},
         lambda url: salesforce_integration(url, **_SF), stand_in_rps=10.0),
+    "servicetitan": CrmProfile(
+        "servicetitan", {"clientId": ST["client_id"], "clientSecret": ST["client_secret"],
+                         "tenantId": ST["tenant_id"], "appKey": ST["app_key"]},
+        lambda url: servicetitan_integration(url, **ST)),
+    "housecallpro": CrmProfile("housecallpro", {"apiKey": HCP_KEY}, lambda url: housecallpro_integration(url, HCP_KEY)),
+    "jobber": CrmProfile(
+        "jobber", {"clientId": JB["client_id"], "clientSecret": JB["client_secret"],
+                   "refreshToken": JB["refresh_token"]}, lambda url: jobber_integration(url, **JB)),
+    "fieldedge": CrmProfile(
+        "fieldedge", {"clientId": FE["client_id"], "clientSecret": FE["client_secret"], "targetId": FE["target_id"]},
+        lambda url: fieldedge_integration(url, **FE)),
 }

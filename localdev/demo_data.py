@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -57,6 +58,48 @@ def salesforce_integration(base_url: str, *, client_id: str, client_secret: str,
             "syncSettings": {"customerMatchStrategy": "all", **settings}}
 
 
+def servicetitan_integration(base_url: str, *, client_id: str, client_secret: str, tenant_id: str, app_key: str,
+                             **settings: Any) -> dict[str, Any]:
+    """Job defaults are the sandbox's reference data (business unit 1001, job type 2001, campaign 3001)."""
+    return {"name": "ServiceTitan", "status": "active",
+            "credentials": {"clientId": client_id, "clientSecret": client_secret, "tenantId": tenant_id,
+                            "appKey": app_key, "baseUrl": f"{base_url}/servicetitan",
+                            "authUrl": f"{base_url}/servicetitan"},
+            "crmSettings": {"businessUnitId": 1001, "jobTypeId": 2001, "campaignId": 3001, "priority": "Normal"},
+            "syncSettings": {"customerMatchStrategy": "all", **settings}}
+
+
+def housecallpro_integration(base_url: str, api_key: str, **settings: Any) -> dict[str, Any]:
+    return {"name": "Housecall Pro", "status": "active",
+            "credentials": {"apiKey": api_key, "baseUrl": f"{base_url}/housecallpro"},
+            "syncSettings": {"customerMatchStrategy": "all", **settings}}
+
+
+def jobber_integration(base_url: str, *, client_id: str, client_secret: str, refresh_token: str,
+                       **settings: Any) -> dict[str, Any]:
+    return {"name": "Jobber", "status": "active",
+            "credentials": {"clientId": client_id, "clientSecret": client_secret, "refreshToken": refresh_token,
+                            "baseUrl": f"{base_url}/jobber/api"},
+            "syncSettings": {"customerMatchStrategy": "all", **settings}}
+
+
+def fieldedge_integration(base_url: str, *, client_id: str, client_secret: str, target_id: str,
+                          **settings: Any) -> dict[str, Any]:
+    return {"name": "FieldEdge", "status": "active",
+            "credentials": {"clientId": client_id, "clientSecret": client_secret, "targetId": target_id,
+                            "baseUrl": f"{base_url}/fieldedge/leads", "authUrl": f"{base_url}/fieldedge"},
+            "crmSettings": {"timezone": "America/Chicago"},
+            "syncSettings": {"customerMatchStrategy": "all", **settings}}
+
+
+#: Made-up credentials of the demo's field-service CRM accounts (sandbox only).
+ST = {"client_id": "cid.demo-metro", "client_secret": "cs1.demo-metro-secret-91", "tenant_id": "7654321",
+      "app_key": "ak1.demo-metro-appkey-33"}
+HCP_KEY = "hcp-demo-key-sunrise-4c2e9a71"
+JB = {"client_id": "jb-demo-client", "client_secret": "jb-demo-secret-6b1f", "refresh_token": "jb-demo-refresh-0a9d"}
+FE = {"client_id": "fe-demo-client", "client_secret": "fe-demo-secret-2c8e40", "target_id": "fe-demo-tenant-5521"}
+
+
 def demo_companies(base_url: str) -> list[DemoCompany]:
     """The demo's companies: healthy ones on each CRM, one on two CRMs, and broken configurations."""
     hs1 = "pat-na1-demo-lonestar-7f3a9c2e-51d4-4e0b-9a61"
@@ -78,6 +121,20 @@ def demo_companies(base_url: str) -> list[DemoCompany]:
              {"crm": "salesforce", "account": "peak", "credentials": {
                  "clientId": sf3["client_id"], "clientSecret": sf3["client_secret"], "username": sf3["username"],
                  "password": sf3["password"], "securityToken": sf3["security_token"]}}]),
+        DemoCompany("Metro Heating & Air", {"servicetitan": servicetitan_integration(base_url, **ST)},
+                    [{"crm": "servicetitan", "account": "metro", "credentials": {
+                        "clientId": ST["client_id"], "clientSecret": ST["client_secret"],
+                        "tenantId": ST["tenant_id"], "appKey": ST["app_key"]}}]),
+        DemoCompany("Sunrise Plumbing", {"housecallpro": housecallpro_integration(base_url, HCP_KEY)},
+                    [{"crm": "housecallpro", "account": "sunrise", "credentials": {"apiKey": HCP_KEY}}]),
+        DemoCompany("Green Valley Lawn & Irrigation", {"jobber": jobber_integration(base_url, **JB)},
+                    [{"crm": "jobber", "account": "greenvalley", "credentials": {
+                        "clientId": JB["client_id"], "clientSecret": JB["client_secret"],
+                        "refreshToken": JB["refresh_token"]}}]),
+        DemoCompany("Lakeside Electric", {"fieldedge": fieldedge_integration(base_url, **FE)},
+                    [{"crm": "fieldedge", "account": "lakeside", "credentials": {
+                        "clientId": FE["client_id"], "clientSecret": FE["client_secret"],
+                        "targetId": FE["target_id"]}}]),
         DemoCompany("Broken JSON Roofing", '{"hubspot": {"status": "active", "credentials": {"accessToken": ',
                     check_ins=3),
         DemoCompany("Mystery CRM Pools", {"zoho": {"status": "active", "credentials": {"apiKey": "zz-secret-1"}}},
@@ -217,6 +274,7 @@ def point_integrations_at(engine: Engine, base_url: str) -> None:
                     continue
                 for key in ("baseUrl", "myDomainUrl", "authUrl"):
                     if creds.get(key):
-                        creds[key] = f"{base_url}/{crm}"
+                        # Keep the CRM's path under the sandbox, change only scheme, host and port.
+                        creds[key] = base_url + urlsplit(creds[key]).path
             conn.execute(sa.text("UPDATE companies SET crm_integrations = :i WHERE id = :id"),
                          {"i": json.dumps(data), "id": company_id})

@@ -50,14 +50,14 @@ def runs_for(engine: Engine, run_id: str) -> list[dict[str, Any]]:
 def format_table(rows: Iterable[Mapping[str, Any]]) -> str:
     """A fixed-width table, one line per company x CRM, then the quarantine reasons and errors."""
     rows = list(rows)
-    header = (f"{'company':<28} {'crm':<11} {'status':<12} {'found':>5} {'created':>7} {'updated':>7} "
+    header = (f"{'company':<28} {'crm':<13} {'status':<12} {'found':>5} {'created':>7} {'updated':>7} "
               f"{'jobs':>5} {'quar.':>5} {'failed':>6} {'unchg':>5} {'calls':>6} {'secs':>7}")
     lines = [header, "-" * len(header)]
     notes: list[str] = []
     for r in rows:
         name = f"{r.get('company_id')} {r.get('company_name') or ''}".strip()[:28]
         lines.append(
-            f"{name:<28} {str(r.get('crm_type') or '-'):<11} {r['status']:<12} {r['customers_found']:>5} "
+            f"{name:<28} {str(r.get('crm_type') or '-'):<13} {r['status']:<12} {r['customers_found']:>5} "
             f"{r['customers_created']:>7} {r['customers_updated']:>7} "
             f"{r['visits_created'] + r['visits_recovered']:>5} {r['quarantined']:>5} {r['failed']:>6} "
             f"{r['unchanged']:>5} {r['api_calls']:>6} {float(r['seconds'] or 0):>7.2f}")
