@@ -18,13 +18,12 @@ Admin API (no auth; never subject to rate limits, and to faults only via ``path_
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import pkgutil
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-
-import importlib
-import pkgutil
 
 import crm_sandbox
 from crm_sandbox.common import (
@@ -35,7 +34,6 @@ from crm_sandbox.common import (
     json_response,
 )
 from crm_sandbox.state import Account, ConflictError, Fault, SandboxState
-
 
 
 def _adapters() -> dict[str, CrmAdapter]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, task
+
 from crm_hooks.registry import HOOKS
 from crm_sync.operators import CrmSyncOperator
 from crm_sync.tasks import check_configurations, discover_companies, summarize_run

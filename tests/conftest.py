@@ -50,6 +50,7 @@ def pg_server_url(tmp_path_factory):
 def db_url(pg_server_url):
     """A fresh database holding the app's schema and the sync schema, dropped afterwards."""
     import sqlalchemy as sa
+
     from crm_sync.db import create_app_schema, make_engine, migrate
 
     name = f"t_{uuid.uuid4().hex[:12]}"

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 import requests
-from e2e_helpers import SF_CREDS
 
+from e2e_helpers import SF_CREDS
 from localdev.airflow_env import airflow_bin
 
 TOKEN = "pat-na1-conntest-1b2c3d4e-5f60"

@@ -149,6 +149,7 @@ def _literals(paths: list[Path]) -> str:
 
 def test_compose_sets_only_variables_something_reads_and_all_the_sync_reads():
     from airflow.configuration import conf
+
     from crm_sync.db import RANKITPRO_CONN_ID
 
     code = _literals([ROOT / "plugins", ROOT / "dags"])
@@ -181,6 +182,7 @@ def _mounts(service: dict) -> dict[str, PurePosixPath]:
 
 def test_mounts_put_dags_plugins_and_include_where_the_code_looks():
     from airflow.dag_processing.dagbag import DagBag
+
     from crm_sync import db
 
     doc = compose()
@@ -201,6 +203,7 @@ def test_mounts_put_dags_plugins_and_include_where_the_code_looks():
 
 def test_init_creates_the_pools_the_dag_tasks_use():
     from airflow.dag_processing.dagbag import DagBag
+
     from crm_sync.pools import DEFAULT_SLOTS, crm_pools, parse_slots
 
     init = " ".join(compose()["services"]["airflow-init"]["command"])

@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 import requests
 import sqlalchemy as sa
-from e2e_helpers import HS_TOKEN, check_in_ids, ledger, recent, records, register, seed
 
+from e2e_helpers import HS_TOKEN, check_in_ids, ledger, recent, records, register, seed
 from localdev.airflow_env import ROOT
 from localdev.demo_data import (
     check_in_rows,
@@ -198,9 +198,9 @@ def deployment(tmp_path_factory):
     _require(PG_SERVER, "PostgreSQL")
     _require(REDIS_URL, "Redis")
     import redis
-    from crm_sync.db import create_app_schema, make_engine, migrate
 
     from crm_sandbox.server import SandboxServer
+    from crm_sync.db import create_app_schema, make_engine, migrate
     from localdev.pg import airflow_conn_json
 
     started = time.monotonic()

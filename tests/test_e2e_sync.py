@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 import requests
 import sqlalchemy as sa
+
 from e2e_helpers import (
     SECRETS,
     check_in_ids,
@@ -21,7 +22,6 @@ from e2e_helpers import (
     run_dag,
     seed,
 )
-
 from localdev.airflow_env import ROOT, airflow_env, dags_test_command
 
 pytestmark = pytest.mark.e2e

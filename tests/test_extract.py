@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+
 from crm_sync.extract import (
     advance_integration,
     iter_candidate_batches,
     settled_horizon,
 )
-
 from localdev.demo_data import INSERT_CHECK_IN, check_in_rows, create_company
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from crm_sync.mapping import fieldedge
 from crm_sync.models import Customer, PreparedCheckIn, SyncSettings, Visit
 from crm_sync.normalize import prepare_check_in

@@ -7,6 +7,7 @@ import threading
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+
 from crm_sync.history import (
     HISTORY_LIMIT,
     history_entry,
@@ -14,7 +15,6 @@ from crm_sync.history import (
     with_entry,
     write_back,
 )
-
 from localdev.demo_data import create_company
 
 

@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 import requests
 import responses
+
 from crm_hooks import rate_limit
 from crm_hooks.base import CrmHook
 from crm_hooks.errors import (

@@ -12,6 +12,7 @@ import pytest
 import requests
 import responses
 from airflow.sdk import Connection
+
 from crm_hooks.base import CrmHook
 from crm_hooks.errors import BadCredentialsError, BadRecordError, ConfigurationError, RateLimitedError, RetryableError
 from crm_hooks.housecallpro import HousecallProHook, HousecallProUnconfirmedWrite

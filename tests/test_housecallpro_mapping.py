@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from crm_hooks.housecallpro import NOTE_LIMIT, TEXT_FIELD_LIMIT
 from crm_sync.mapping import housecallpro as m
 from crm_sync.models import Customer, SyncSettings

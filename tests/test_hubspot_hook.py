@@ -10,6 +10,7 @@ import pytest
 import requests
 import responses
 from airflow.sdk import Connection
+
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,

@@ -18,6 +18,7 @@ import pytest
 import requests
 import responses
 from airflow.sdk import Connection
+
 from crm_hooks import jobber as jobber_module
 from crm_hooks.errors import (
     BadCredentialsError,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+
 from crm_sync.mapping import common, hubspot, salesforce
 from crm_sync.models import Customer, PreparedCheckIn, SyncSettings, Visit
 from crm_sync.normalize import prepare_check_in, utf16_len

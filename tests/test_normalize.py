@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+
 from crm_sync.models import SyncSettings
 from crm_sync.normalize import (
     CHECK_IN_COLUMNS,

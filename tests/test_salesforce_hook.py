@@ -12,6 +12,7 @@ import pytest
 import requests
 import responses
 from airflow.sdk import Connection
+
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,

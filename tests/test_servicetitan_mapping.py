@@ -6,6 +6,7 @@ import re
 from datetime import datetime
 
 import pytest
+
 from crm_hooks.errors import ConfigurationError
 from crm_sync.destinations.servicetitan import parse_job_defaults
 from crm_sync.mapping import servicetitan as st

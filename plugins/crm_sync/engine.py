@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -38,8 +40,6 @@ from crm_hooks.errors import (
     QuotaExhaustedError,
     RetryableError,
 )
-from sqlalchemy.engine import Engine
-
 from crm_sync import extract
 from crm_sync.db import sql
 from crm_sync.destinations import destination_for

@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from crm_hooks.errors import ConfigurationError
-from crm_hooks.registry import HOOKS
 from sqlalchemy.engine import Engine
 
+from crm_hooks.errors import ConfigurationError
+from crm_hooks.registry import HOOKS
 from crm_sync.db import sql
 from crm_sync.settings import KNOWN_CRM_TYPES, parse_integrations
 

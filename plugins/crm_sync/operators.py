@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
+
 from crm_hooks.errors import ConfigurationError
 
 

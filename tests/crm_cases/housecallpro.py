@@ -1,6 +1,5 @@
-from crm_sync.mapping.housecallpro import markers_in
-
 from crm_cases import CrmCase
+from crm_sync.mapping.housecallpro import markers_in
 
 API_KEY = "hcp-conf-key-5b7e2c91d04a4f3e"
 

@@ -25,7 +25,6 @@ from typing import Any, ClassVar, TypeVar
 
 from crm_hooks.base import CrmHook
 from crm_hooks.errors import BadRecordError, RetryableError
-
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult, SyncSettings
 
 log = logging.getLogger(__name__)

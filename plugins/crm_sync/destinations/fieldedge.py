@@ -48,8 +48,12 @@ from crm_hooks.errors import (
     RetryableError,
 )
 from crm_hooks.fieldedge import FieldEdgeHook, record_email, record_id, record_phone
-
-from crm_sync.destinations.base import CustomerRef, Destination, distinct_customers, per_record
+from crm_sync.destinations.base import (
+    CustomerRef,
+    Destination,
+    distinct_customers,
+    per_record,
+)
 from crm_sync.mapping import fieldedge as mapping
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
 

@@ -38,9 +38,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from crm_hooks.errors import BadCredentialsError, BadRecordError
-from crm_hooks.housecallpro import DEFAULT_COUNTRY, HousecallProHook, HousecallProUnconfirmedWrite
-
-from crm_sync.destinations.base import CustomerRef, Destination, distinct_customers, per_record
+from crm_hooks.housecallpro import (
+    DEFAULT_COUNTRY,
+    HousecallProHook,
+    HousecallProUnconfirmedWrite,
+)
+from crm_sync.destinations.base import (
+    CustomerRef,
+    Destination,
+    distinct_customers,
+    per_record,
+)
 from crm_sync.mapping import housecallpro as mapping
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
 from crm_sync.normalize import echo

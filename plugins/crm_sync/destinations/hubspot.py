@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import phonenumbers
 from crm_hooks.hubspot import HubSpotHook
-
 from crm_sync.destinations.base import (
     CustomerRef,
     Destination,
@@ -27,6 +25,7 @@ from crm_sync.destinations.base import (
     isolate_bad_records,
 )
 from crm_sync.mapping import hubspot as mapping
+from crm_sync.mapping.common import stored_phone_e164
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
 
 CUSTOMER_KEY_PROPERTY = "rankitpro_customer_key"
@@ -67,7 +66,7 @@ class HubSpotDestination(Destination):
         for chunk in chunked(phones, SEARCH_VALUES_PER_CALL):
             groups = [{"filters": [{"propertyName": "phone", "operator": "IN", "values": chunk}]}]
             for obj in self.hook.search("contacts", groups, properties=["phone"]):
-                e164 = _e164(obj.get("properties", {}).get("phone"))
+                e164 = stored_phone_e164(obj.get("properties", {}).get("phone"))
                 if e164 in chunk:
                     found.setdefault(f"phone:{e164}", CustomerRef(str(obj["id"])))
         for chunk in chunked(names, NAME_GROUPS_PER_SEARCH):
@@ -200,15 +199,6 @@ class HubSpotDestination(Destination):
             results.update(isolate_bad_records(chunk, send, lambda item: item[0].visit_key))
         return results
 
-
-def _e164(raw: str | None) -> str | None:
-    if not raw:
-        return None
-    try:
-        number = phonenumbers.parse(raw, "US")
-    except phonenumbers.NumberParseException:
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _trace_ids(error: dict) -> list[str]:

@@ -37,9 +37,9 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import phonenumbers
+
 from crm_hooks.errors import ConfigurationError, CrmError
 from crm_hooks.jobber import JobberHook, MutationOutcome
-
 from crm_sync.destinations.base import CustomerRef, Destination, distinct_customers
 from crm_sync.mapping import jobber as mapping
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import phonenumbers
+
 from crm_hooks.errors import ConfigurationError, QuotaExhaustedError
 from crm_hooks.salesforce import SalesforceHook, soql_in
-
 from crm_sync.destinations.base import (
     CustomerRef,
     Destination,

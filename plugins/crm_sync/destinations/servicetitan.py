@@ -24,7 +24,6 @@ from typing import Any
 
 from crm_hooks.errors import BadCredentialsError, ConfigurationError
 from crm_hooks.servicetitan import ServiceTitanHook
-
 from crm_sync.destinations.base import (
     CustomerRef,
     Destination,

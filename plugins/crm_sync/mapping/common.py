@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import phonenumbers
+
 from crm_sync.normalize import echo, resolve_check_in_field, truncate_visibly, utf16_len
 
 __all__ = ["fit_text", "iso_utc", "map_custom_fields", "to_json_value", "to_text"]
@@ -132,3 +134,27 @@ def map_custom_fields(
                             f"truncated for {target_label} {echo(target, 60)}")
         out[target] = value
     return out, warnings
+
+
+def stored_phone_e164(raw: Any) -> str | None:
+    """A phone as a CRM stores it (any format) -> E.164, or None when it does not parse (US default)."""
+    if not raw:
+        return None
+    try:
+        number = phonenumbers.parse(str(raw), "US")
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def national_digits(e164: str | None) -> str | None:
+    """``+15125550100`` -> ``5125550100`` for North American numbers (how field-service CRMs show
+    phones); any other number stays E.164."""
+    if not e164:
+        return None
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    national = str(number.national_number)
+    return national if number.country_code == 1 and len(national) == 10 else e164

@@ -30,7 +30,12 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 
-from crm_sync.mapping.common import fit_text, map_custom_fields, to_text
+from crm_sync.mapping.common import (
+    fit_text,
+    map_custom_fields,
+    national_digits,
+    to_text,
+)
 from crm_sync.models import Customer, PreparedCheckIn
 from crm_sync.normalize import echo
 
@@ -54,6 +59,8 @@ _OVERLAID = ("firstName", "lastName", "email", "phoneNumber", "address1", "city"
 CUSTOMER_KEYS = ("firstName", "lastName", "companyName", "email", "phoneNumber", "preferredContactMethods",
                  "address1", "address2", "city", "state", "zip", "marketingEmailOptIn", "marketingSmsOptIn")
 
+
+lead_phone = national_digits
 
 def fit_name(value: str | None, label: str, warnings: list[str]) -> str | None:
     """A first/last name FieldEdge accepts (2-50 characters, no digits), or None with a warning."""
@@ -143,17 +150,6 @@ def _same(a: Any, b: Any) -> bool:
         return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
     return a == b
 
-
-def lead_phone(e164: str | None) -> str | None:
-    """A phone as FieldEdge's lead example writes it: 10 digits for NANP numbers, else E.164."""
-    if not e164:
-        return None
-    try:
-        number = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException:
-        return e164
-    national = str(number.national_number)
-    return national if number.country_code == 1 and len(national) == 10 else e164
 
 
 def _e164(raw: Any) -> str | None:

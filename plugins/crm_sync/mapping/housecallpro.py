@@ -19,10 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, timedelta
 from typing import Any
 
-import phonenumbers
 from crm_hooks.housecallpro import DEFAULT_COUNTRY, NOTE_LIMIT, TEXT_FIELD_LIMIT
-
-from crm_sync.mapping.common import fit_text
+from crm_sync.mapping.common import fit_text, national_digits, stored_phone_e164
 from crm_sync.models import Customer, PreparedCheckIn
 from crm_sync.normalize import echo, utf16_len, utf16_prefix
 
@@ -39,6 +37,9 @@ _STREET_NOISE = re.compile(r"[.,#]")
 
 
 # --------------------------------------------------------------------------- text helpers
+hcp_phone = national_digits
+_e164 = stored_phone_e164
+
 def _fit(name: str, value: str | None, warnings: list[str]) -> str | None:
     if not value:
         return None
@@ -48,27 +49,6 @@ def _fit(name: str, value: str | None, warnings: list[str]) -> str | None:
     return utf16_prefix(value, TEXT_FIELD_LIMIT - 1).rstrip() + "…"
 
 
-def hcp_phone(e164: str | None) -> str | None:
-    """``+15125550100`` -> ``5125550100`` (North America); other numbers stay E.164."""
-    if not e164:
-        return None
-    try:
-        number = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException:
-        return e164
-    if number.country_code == 1:
-        return phonenumbers.national_significant_number(number)
-    return e164
-
-
-def _e164(raw: Any) -> str | None:
-    if not raw:
-        return None
-    try:
-        number = phonenumbers.parse(str(raw), "US")
-    except phonenumbers.NumberParseException:
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 # --------------------------------------------------------------------------- customers

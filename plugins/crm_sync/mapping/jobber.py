@@ -24,7 +24,12 @@ from typing import Any
 
 import phonenumbers
 
-from crm_sync.mapping.common import fit_text, map_custom_fields, to_text
+from crm_sync.mapping.common import (
+    fit_text,
+    map_custom_fields,
+    stored_phone_e164,
+    to_text,
+)
 from crm_sync.models import Customer, PreparedCheckIn
 
 __all__ = ["INSTRUCTIONS_LIMIT", "NAME_LIMIT", "TITLE_LIMIT", "address_attributes", "address_key",
@@ -46,6 +51,8 @@ _WS = re.compile(r"\s+")
 
 # ----------------------------------------------------------------------------- markers
 
+e164 = stored_phone_e164
+
 def job_title(prepared: PreparedCheckIn) -> tuple[str, bool]:
     """``"<visit title> (rankitpro-<company>-<check-in>)"`` within :data:`TITLE_LIMIT`; (title, truncated)."""
     suffix = f" ({prepared.visit_key})"
@@ -65,16 +72,6 @@ def markers_in(text: Any) -> set[str]:
 
 
 # ----------------------------------------------------------------------------- customers
-
-def e164(raw: Any) -> str | None:
-    """A phone as Jobber stores it (any format) -> E.164, or None (US default region)."""
-    if not raw:
-        return None
-    try:
-        number = phonenumbers.parse(str(raw), "US")
-    except phonenumbers.NumberParseException:
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def phone_text(phone: str, extension: str | None = None) -> str:

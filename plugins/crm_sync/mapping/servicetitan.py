@@ -26,9 +26,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import phonenumbers
-
-from crm_sync.mapping.common import fit_text, iso_utc, map_custom_fields, to_text
+from crm_sync.mapping.common import (
+    fit_text,
+    iso_utc,
+    map_custom_fields,
+    national_digits,
+    to_text,
+)
 from crm_sync.models import Customer, PreparedCheckIn
 from crm_sync.normalize import echo, utf16_len, utf16_prefix
 
@@ -76,6 +80,8 @@ class JobDefaults:
     technician_ids: tuple[int, ...] = field(default=())
 
 
+phone_value = national_digits
+
 def _fit(name: str, value: str | None, warnings: list[str]) -> str | None:
     if value is None:
         return None
@@ -98,18 +104,6 @@ def external_data(guid: str, key: str, value: str) -> dict[str, Any]:
     """``ExternalDataUpdateRequest`` with one item (the sync's marker)."""
     return {"applicationGuid": guid, "externalData": [{"key": key, "value": marker_value(value)}]}
 
-
-def phone_value(e164: str | None) -> str | None:
-    """A phone as ServiceTitan shows it: 10 national digits for NANP numbers, E.164 otherwise."""
-    if not e164:
-        return None
-    try:
-        number = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException:
-        return e164
-    if number.country_code == 1:
-        return str(number.national_number)
-    return e164
 
 
 def customer_name(customer: Customer) -> str:
