@@ -159,7 +159,7 @@ def customer_pool(rng: random.Random, size: int) -> list[dict[str, str | None]]:
         digits = f"512555{i % 10000:04d}" if i < 10000 else f"{rng.randint(201, 989)}555{rng.randint(0, 9999):04d}"
         pool.append({"first": first, "last": last, "email": f"{first}.{last}.{i}@example.com".lower()
                      .replace("'", "").replace("ü", "u").replace("ñ", "n").replace("é", "e").replace("ë", "e"),
-                     "digits": digits})
+                     "digits": digits, "street": f"{rng.randint(100, 9999)} {rng.choice(STREETS)}"})
     return pool
 
 
@@ -198,7 +198,8 @@ def check_in_rows(company_id: int, technician_id: int, n: int, *, seed: int = 7,
         yield {
             "job_type": rng.choice(JOBS), "notes": notes, "customer_name": name, "customer_email": email,
             "customer_phone": phone, "work_performed": "Diagnosed and repaired.", "materials_used": "Capacitor 45/5",
-            "address": f"{rng.randint(100, 9999)} {rng.choice(STREETS)}", "city": "Austin", "state": "TX",
+            # A returning customer is visited at home: the same address as before.
+            "address": c["street"], "city": "Austin", "state": "TX",
             "zip": "78701", "photos": json.dumps(photos), "customer_feedback": rng.choice(["Great job", None]),
             "follow_up_required": rng.random() < 0.1, "technician_id": technician_id, "company_id": company_id,
             "created_at": start + timedelta(minutes=7 * i),
