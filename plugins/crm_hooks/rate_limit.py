@@ -41,8 +41,15 @@ class RateLimit:
 class RollingWindowLimiter:
     """Thread-safe: at most ``limit.requests`` calls in any ``limit.per_seconds`` window."""
 
+    #: The CRM counts a call when it arrives, we when it leaves: a window 5% (+50 ms) longer than
+    #: the vendor's keeps network jitter from tipping a full window into a 429 (which costs a
+    #: whole window of waiting).
+    MARGIN = 1.05
+    SLACK_SECONDS = 0.05
+
     def __init__(self, limit: RateLimit):
         self.limit = limit
+        self.window = limit.per_seconds * self.MARGIN + self.SLACK_SECONDS
         self.capacity = max(1, int(limit.requests or 1))
         self._calls: deque[float] = deque()
         self._lock = threading.Lock()
@@ -52,7 +59,7 @@ class RollingWindowLimiter:
         """Wait for a free slot and take it; return the seconds spent waiting."""
         if self.limit.rate is None:
             return 0.0
-        window = self.limit.per_seconds
+        window = self.window
         waited = 0.0
         while True:
             with self._lock:
