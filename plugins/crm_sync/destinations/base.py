@@ -39,6 +39,22 @@ class CustomerRef:
     parent_id: str | None = None
 
 
+@dataclass(frozen=True)
+class CrmCustomerRecord:
+    """A customer as it exists in the CRM, read back by :meth:`Destination.iter_customers`.
+
+    ``email`` and ``phone`` are raw as the CRM holds them (the caller normalises);
+    ``sync_key`` is the sync's customer key when the record carries the sync's marker.
+    """
+
+    crm_id: str
+    parent_id: str | None = None
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    sync_key: str | None = None
+
+
 class Destination(ABC):
     """Base class of the per-CRM destinations (one module each under ``crm_sync.destinations``)."""
 
@@ -84,6 +100,19 @@ class Destination(ABC):
     @abstractmethod
     def update_visits(self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
         """Update visit records (edited check-ins) by CRM id; returns visit_key -> result."""
+
+    # ------------------------------------------------------------------ read-back (import, reconciliation)
+    def iter_customers(self, page_size: int | None = None) -> Iterator[CrmCustomerRecord]:
+        """Every customer in the CRM, page by page (the CRM's list/search endpoint, its largest page)."""
+        raise NotImplementedError(f"{self.crm_type}: iter_customers is not implemented")
+
+    def read_visits(self, crm_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The visit records with these CRM ids as they are now (batched reads where the CRM has them).
+
+        Returns crm_id -> the record's fields that the sync writes; an id missing from
+        the result does not exist in the CRM any more.
+        """
+        raise NotImplementedError(f"{self.crm_type}: read_visits is not implemented")
 
     def close(self) -> None:
         self.hook.close()
