@@ -4,7 +4,8 @@
 
 For each CRM it prints check-ins/second, API calls per check-in, the bound the
 rate limit puts on throughput at that call pattern (limit in requests/s divided
-by calls per check-in), the ratio achieved / bound, and the process's peak
+by calls per check-in; for a CRM with a query-cost budget too, Jobber, the lower of
+that and restore rate / points per check-in), the ratio achieved / bound, and the process's peak
 memory for N/4 and N rows (run in separate processes: flat means streaming works).
 
 The sandbox runs as its own process (as in production the CRM is remote), the
@@ -46,7 +47,10 @@ def run_one(crm: str, rows: int, repeat_share: float, stand_in_rps: float | None
     import sqlalchemy as sa
 
     from crm_sync.db import create_app_schema, make_engine, migrate
+    from crm_sync.destinations import destination_for
     from crm_sync.engine import IntegrationSync, SyncOptions
+    from crm_sync.integrations import credentials_writer
+    from crm_sync.settings import parse_sync_settings
     from localdev.crm_profiles import PROFILES
     from localdev.demo_data import check_in_rows, create_company, insert_check_ins
     from localdev.pg import start_embedded
@@ -76,17 +80,26 @@ def run_one(crm: str, rows: int, repeat_share: float, stand_in_rps: float | None
         insert_check_ins(engine, check_in_rows(company_id, tech, rows, repeat_share=repeat_share, messy=False))
         rss_before = _peak_rss_mb()
         started = time.monotonic()
+        settings, _ = parse_sync_settings(integration.get("syncSettings"))
+        destination = destination_for(crm, integration, settings,
+                                      credentials_writer=credentials_writer(engine, company_id, crm))
         result = IntegrationSync(engine, company_id=company_id, crm_type=crm, integration=integration,
-                                 run_id=f"bench-{crm}-{rows}", options=SyncOptions()).run()
+                                 run_id=f"bench-{crm}-{rows}", options=SyncOptions(), destination=destination).run()
         seconds = time.monotonic() - started
         with engine.connect() as conn:
             synced = conn.execute(sa.text("SELECT count(*) FROM crm_sync.ledger WHERE status = 'synced'")).scalar()
         calls_per = result.api_calls / max(synced, 1)
         achieved = synced / seconds
         bound = limit_rps / calls_per if calls_per else float("inf")
+        stats = destination.hook.stats
+        points_per = stats.quota_points / max(synced, 1)
+        if points_per and stats.quota_restore_rate:
+            # A cost budget (Jobber) binds too: the lower of the two bounds is the real one.
+            bound = min(bound, stats.quota_restore_rate / points_per)
         return {"crm": crm, "rows": rows, "synced": synced, "status": result.status, "seconds": round(seconds, 2),
                 "checkins_per_s": round(achieved, 1), "api_calls": result.api_calls,
-                "calls_per_checkin": round(calls_per, 4), "limit_rps": round(limit_rps, 2),
+                "calls_per_checkin": round(calls_per, 4), "points_per_checkin": round(points_per, 1),
+                "limit_rps": round(limit_rps, 2),
                 "bound_per_s": round(bound, 1), "ratio": round(achieved / bound, 3) if bound else None,
                 "customers_created": result.customers_created, "customers_found": result.customers_found,
                 "rate_limited": result.rate_limited, "peak_rss_mb": round(_peak_rss_mb(), 1),
@@ -135,7 +148,7 @@ def main() -> None:
         print(json.dumps(run_one(args.crm, args.rows, args.repeat_share, args.stand_in_rps)))
         return
     print(f"{'crm':<11} {'rows':>7} {'synced':>7} {'secs':>7} {'chk-ins/s':>9} {'calls':>6} {'calls/chk':>9} "
-          f"{'limit r/s':>9} {'bound/s':>8} {'ratio':>6} {'peak MB':>8}")
+          f"{'pts/chk':>7} {'limit r/s':>9} {'bound/s':>8} {'ratio':>6} {'peak MB':>8}")
     from localdev.crm_profiles import PROFILES
 
     for crm in [c for c in args.crm.split(",") if c] or list(PROFILES):
@@ -149,7 +162,7 @@ def main() -> None:
                 continue
             r = json.loads(next(line for line in reversed(out.stdout.splitlines()) if line.startswith('{"crm"')))
             print(f"{r['crm']:<11} {r['rows']:>7} {r['synced']:>7} {r['seconds']:>7} {r['checkins_per_s']:>9} "
-                  f"{r['api_calls']:>6} {r['calls_per_checkin']:>9} {r['limit_rps']:>9} {r['bound_per_s']:>8} "
+                  f"{r['api_calls']:>6} {r['calls_per_checkin']:>9} {r['points_per_checkin']:>7} {r['limit_rps']:>9} {r['bound_per_s']:>8} "
                   f"{r['ratio']:>6} {r['peak_rss_mb']:>8}", flush=True)
 
 

@@ -247,6 +247,16 @@ def test_graphql_request_shape_version_header_and_aliases(rsps):
            "phones { number } } }" in body["query"]
 
 
+def test_query_points_spent_are_counted_beside_the_requests(rsps):
+    rsps.add(responses.POST, GRAPHQL, json=gql({"s0": {"nodes": []}}, actual=7))
+    rsps.add(responses.POST, GRAPHQL, json=gql({"s0": {"nodes": []}}, actual=12))
+    h = hook({"apiKey": "legacy-bearer-token-123"})
+    h.search_clients(["a@x.com"], first=3)
+    h.search_clients(["b@x.com"], first=3)
+    assert (h.stats.api_calls, h.stats.quota_points) == (2, 19.0)
+    assert h.stats.quota_restore_rate == THROTTLE["restoreRate"]
+
+
 def test_invalid_api_version_setting_is_a_configuration_error(rsps):
     with pytest.raises(ConfigurationError, match="apiVersion"):
         hook({"apiKey": "t0k3n-legacy"}, settings={"apiVersion": "latest"}).account()

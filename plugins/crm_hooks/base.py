@@ -64,6 +64,10 @@ class CallStats:
     server_errors: int = 0
     token_refreshes: int = 0
     waited_seconds: float = 0.0
+    #: points of a cost-based budget the calls spent (Jobber's GraphQL query cost), beside the request count
+    quota_points: float = 0.0
+    #: points that budget restores per second (None: the CRM limits requests only)
+    quota_restore_rate: float | None = None
     by_endpoint: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

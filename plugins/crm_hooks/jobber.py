@@ -514,7 +514,11 @@ class JobberHook(CrmHook):
         cost = extensions.get("cost") if isinstance(extensions.get("cost"), Mapping) else {}
         status = cost.get("throttleStatus")
         if isinstance(status, Mapping):
-            cost_budget(self.account_key).observe(status, time.monotonic())
+            budget = cost_budget(self.account_key)
+            budget.observe(status, time.monotonic())
+            self.stats.quota_restore_rate = budget.restore
+        if isinstance(cost.get("actualQueryCost"), (int, float)):
+            self.stats.quota_points += float(cost["actualQueryCost"])
         versioning = extensions.get("versioning")
         if isinstance(versioning, Mapping) and versioning.get("warning") and not self._version_warned:
             self._version_warned = True
