@@ -3,44 +3,29 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from check_in_rows import prepare_valid, row_factory
+from check_in_rows import with_body as replace_body
 from crm_sync.mapping import fieldedge
-from crm_sync.models import Customer, PreparedCheckIn, SyncSettings, Visit
-from crm_sync.normalize import prepare_check_in
+from crm_sync.models import Customer, PreparedCheckIn
 
 MARKER = re.compile(r"…\[truncated by Rank It Pro sync: [\d,]+ characters, [\d,]+ not shown\]")
 FULL = Customer(email="ann@example.com", phone="+15125550100", first_name="Ann", last_name="Lee",
                 street="100 Congress Ave", city="Austin", state="TX", zip="78701", country="US")
 
 
-def make_row(**overrides):
-    row = {
-        "id": 42, "company_id": 9, "job_type": "Water Heater Install", "notes": "Installed 50 gal unit.",
-        "customer_name": "Ann Lee", "customer_email": "ann@example.com", "customer_phone": "(512) 555-0100",
-        "work_performed": "Removed old tank", "materials_used": "Flex lines", "address": "100 Congress Ave",
-        "city": "Austin", "state": "TX", "zip": "78701", "photos": ["https://cdn.example.com/1.jpg"],
-        "customer_feedback": "Fast & friendly", "follow_up_required": False,
-        "created_at": datetime(2026, 11, 20, 14, 5, 9), "technician_id": 3, "technician_name": "Bob Tech",
-    }
-    row.update(overrides)
-    return row
+make_row = row_factory(materials_used="Flex lines", follow_up_required=False)
 
 
 def prepared(**overrides) -> PreparedCheckIn:
-    item = prepare_check_in(make_row(**overrides), SyncSettings())
-    assert item.error is None
-    return item
+    return prepare_valid(make_row(**overrides))
 
 
 def with_body(body: str) -> PreparedCheckIn:
-    item = prepared()
-    item.visit = Visit(title=item.visit.title, body=body, occurred_at=item.visit.occurred_at,
-                       job_type=item.visit.job_type, fields=item.visit.fields)
-    return item
+    return replace_body(prepared(), body)
 
 
 # =========================================================================== customers

@@ -4,31 +4,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import datetime
 
+from check_in_rows import prepare_valid, row_factory
 from crm_sync.mapping import jobber as mapping
 from crm_sync.models import Customer, PreparedCheckIn, SyncSettings
-from crm_sync.normalize import prepare_check_in, utf16_len
+from crm_sync.normalize import utf16_len
 
 TRUNCATED = re.compile(r"…\[truncated by Rank It Pro sync: [\d,]+ characters, [\d,]+ not shown\]")
 
 
-def make_row(**overrides):
-    row = {
-        "id": 42, "company_id": 9, "job_type": "Water Heater Install", "notes": "Installed 50 gal unit.",
-        "customer_name": "Ann Lee", "customer_email": "Ann@Example.com ", "customer_phone": "(512) 555-0100",
-        "work_performed": "Removed old tank", "address": "100 Congress Ave", "city": "Austin", "state": "TX",
-        "zip": "78701", "photos": ["https://cdn.example.com/1.jpg"], "customer_feedback": "Fast & friendly",
-        "created_at": datetime(2026, 11, 20, 14, 5, 9), "technician_id": 3, "technician_name": "Bob Tech",
-    }
-    row.update(overrides)
-    return row
+make_row = row_factory(customer_email="Ann@Example.com ")
 
 
 def prepared(settings: SyncSettings | None = None, **overrides) -> PreparedCheckIn:
-    item = prepare_check_in(make_row(**overrides), settings or SyncSettings())
-    assert item.error is None, item.error
-    return item
+    return prepare_valid(make_row(**overrides), settings)
 
 
 # ----------------------------------------------------------------------------- clients

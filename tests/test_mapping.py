@@ -8,40 +8,28 @@ from decimal import Decimal
 
 import pytest
 
+from check_in_rows import prepare_valid, row_factory
+from check_in_rows import with_body as replace_body
 from crm_sync.mapping import common, hubspot, salesforce
-from crm_sync.models import Customer, PreparedCheckIn, SyncSettings, Visit
+from crm_sync.models import Customer, PreparedCheckIn, SyncSettings
 from crm_sync.normalize import prepare_check_in, utf16_len
 
 MARKER = re.compile(r"…\[truncated by Rank It Pro sync: [\d,]+ characters, [\d,]+ not shown\]")
 
 
-def make_row(**overrides):
-    row = {
-        "id": 42, "company_id": 9, "job_type": "Water Heater Install", "notes": "Installed 50 gal unit.",
-        "customer_name": "Ann Lee", "customer_email": "ann@example.com", "customer_phone": "(512) 555-0100",
-        "work_performed": "Removed old tank", "materials_used": "Flex lines", "address": "100 Congress Ave",
-        "city": "Austin", "state": "TX", "zip": "78701", "photos": ["https://cdn.example.com/1.jpg"],
-        "before_photos": [], "after_photos": [], "problem_description": "Leaking tank",
-        "solution_description": "Replaced", "customer_feedback": "Fast & friendly", "follow_up_required": True,
-        "follow_up_notes": None, "latitude": Decimal("30.2672"), "created_at": datetime(2026, 11, 20, 14, 5, 9, 123456),
-        "technician_id": 3, "technician_name": "Bob Tech",
-    }
-    row.update(overrides)
-    return row
+make_row = row_factory(
+    materials_used="Flex lines", before_photos=[], after_photos=[], problem_description="Leaking tank",
+    solution_description="Replaced", follow_up_required=True, follow_up_notes=None, latitude=Decimal("30.2672"),
+    created_at=datetime(2026, 11, 20, 14, 5, 9, 123456))
 
 
 def prepared(**overrides) -> PreparedCheckIn:
-    item = prepare_check_in(make_row(**overrides), SyncSettings())
-    assert item.error is None
-    return item
+    return prepare_valid(make_row(**overrides))
 
 
 def with_body(body: str) -> PreparedCheckIn:
     """A prepared check-in whose visit body is exactly ``body`` (to test the mappers' own limits)."""
-    item = prepared()
-    item.visit = Visit(title=item.visit.title, body=body, occurred_at=item.visit.occurred_at,
-                       job_type=item.visit.job_type, fields=item.visit.fields)
-    return item
+    return replace_body(prepared(), body)
 
 
 FULL = Customer(email="ann@example.com", phone="+15125550100", phone_extension="23", first_name="Ann",

@@ -3,44 +3,34 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
 import pytest
 
+from check_in_rows import prepare_valid, row_factory
+from check_in_rows import with_body as replace_body
 from crm_hooks.errors import ConfigurationError
 from crm_sync.destinations.servicetitan import parse_job_defaults
 from crm_sync.mapping import servicetitan as st
-from crm_sync.models import Customer, PreparedCheckIn, SyncSettings, Visit
-from crm_sync.normalize import prepare_check_in, utf16_len
+from crm_sync.models import Customer, PreparedCheckIn
+from crm_sync.normalize import utf16_len
 
 GUID = "d19cfe73-bca1-5bdf-9620-6e8180f1b112"
 MARKER = re.compile(r"…\[truncated by Rank It Pro sync: [\d,]+ characters, [\d,]+ not shown\]")
 DEFAULTS = st.JobDefaults(business_unit_id=1001, job_type_id=2001, campaign_id=3001, priority="Normal")
 
 
-def make_row(**overrides):
-    row = {
-        "id": 42, "company_id": 9, "job_type": "Water Heater Install", "notes": "Installed <50 gal> unit & tested.",
-        "customer_name": "LEE, ANN", "customer_email": " Ann@Example.com ", "customer_phone": "(512) 555-0100 x23",
-        "work_performed": "Removed old tank", "address": "100 Congress Ave", "city": "Austin", "state": "TX",
-        "zip": "78701", "photos": [], "customer_feedback": "Great", "created_at": datetime(2026, 11, 20, 14, 5, 9),
-        "technician_id": 3, "technician_name": "Bob Tech",
-    }
-    row.update(overrides)
-    return row
+make_row = row_factory(notes="Installed <50 gal> unit & tested.", customer_name="LEE, ANN",
+                       customer_email=" Ann@Example.com ", customer_phone="(512) 555-0100 x23", photos=[],
+                       customer_feedback="Great")
 
 
 def prepared(**overrides) -> PreparedCheckIn:
-    item = prepare_check_in(make_row(**overrides), SyncSettings())
-    assert item.error is None
-    return item
+    return prepare_valid(make_row(**overrides))
 
 
 def with_body(body: str) -> PreparedCheckIn:
-    item = prepared()
-    item.visit = Visit(title=item.visit.title, body=body, occurred_at=item.visit.occurred_at,
-                       job_type=item.visit.job_type, fields=item.visit.fields)
-    return item
+    """A prepared check-in whose visit body is exactly ``body`` (to test the mappers' own limits)."""
+    return replace_body(prepared(), body)
 
 
 # ---------------------------------------------------------------------- customers
