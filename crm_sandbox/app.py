@@ -11,7 +11,7 @@ Admin API (no auth; never subject to rate limits, and to faults only via ``path_
 * ``POST /_sandbox/accounts/{crm}/{account}/expire-tokens``
 * ``POST /_sandbox/faults`` / ``GET`` / ``DELETE /_sandbox/faults[/{id}]``
 * ``GET  /_sandbox/stats``
-* ``GET|POST /_sandbox/records/{crm}/{account}/{object}``, ``DELETE .../{id}``
+* ``GET|POST /_sandbox/records/{crm}/{account}/{object}``, ``DELETE .../{id}``, ``PATCH .../{id}`` (edit fields)
 * ``POST /_sandbox/reset`` ``{"keep_accounts": false}``, ``POST /_sandbox/save`` ``{"path"?}``
 """
 
@@ -262,6 +262,25 @@ async def delete_record(crm: str, account: str, obj: str, record_id: str, reques
         if acct.tables[name].remove(adapter.record_key(record_id)) is None:
             raise AdminError(404, f"no {name} {record_id!r}")
     return Response(status_code=204)
+
+
+@admin.patch("/records/{crm}/{account}/{obj}/{record_id}")
+async def edit_record(crm: str, account: str, obj: str, record_id: str, request: Request) -> Any:
+    """Change stored fields of one record behind the client's back (tests of drift detection):
+    ``{"field": value, ...}`` is merged into the record's stored fields, skipping vendor validation."""
+    adapter, state = _adapter(crm), _state(request)
+    body = await _body(request)
+    if not isinstance(body, dict) or not body:
+        raise AdminError(400, "body must be an object of fields to change")
+    with state.lock:
+        acct = _account(state, crm, account)
+        name = _object(adapter, acct, obj)
+        table = acct.tables[name]
+        record = table.get(adapter.record_key(record_id))
+        if record is None or not isinstance(record.get("fields"), dict):
+            raise AdminError(404, f"no {name} {record_id!r}")
+        table.put({**record, "fields": {**record["fields"], **body}})  # records are immutable: put a new dict
+        return adapter.export(acct, name, table.get(adapter.record_key(record_id)))
 
 
 @admin.post("/reset")

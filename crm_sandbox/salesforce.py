@@ -27,8 +27,10 @@ Paths in ``nextRecordsUrl`` and ``attributes.url`` are host-relative and include
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import hmac
+import io
 import re
 import secrets
 import time
@@ -37,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from crm_sandbox import soql
 from crm_sandbox.common import (
@@ -928,3 +930,168 @@ async def query_more(version: str, cursor: str, ctx: Ctx = Depends(_api)) -> Any
             raise _api_error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         rows, batch = entry
         return _page(ctx, version, rows, len(rows), batch, int(offset), locator)
+
+
+# --------------------------------------------------------------------------- Bulk API 2.0 ingest
+# https://developer.salesforce.com/docs/platform/api-asynch/guide/walkthrough-upsert.html: create a job (JSON),
+# PUT the CSV to .../batches (201, no body), PATCH {"state": "UploadComplete"}, poll GET until JobComplete,
+# then successfulResults (sf__Id, sf__Created + fields), failedResults (sf__Id, sf__Error + fields) and
+# unprocessedrecords (fields) as CSV. Here the job is processed when it is closed (the close answers
+# UploadComplete, the next GET JobComplete); each row goes through the Collections upsert's validation, so
+# the invalid marker fails exactly that row. An empty cell leaves a field unchanged, #N/A sets it to null.
+
+BULK_OPERATIONS = ("insert", "upsert")
+BULK_JOB_PREFIX = "750"
+
+
+def _bulk_error(status: int, message: str, code: str = "INVALIDJOB") -> VendorError:
+    return VendorError(status, [{"errorCode": code, "message": message}])
+
+
+def _bulk_jobs(account: Account) -> dict[str, dict[str, Any]]:
+    return account.runtime.setdefault("sf_bulk_jobs", {})
+
+
+def _bulk_job(ctx: Ctx, job_id: str) -> dict[str, Any]:
+    job = _bulk_jobs(ctx.account).get(to18(job_id) or "")
+    if job is None:
+        raise VendorError(404, NOT_FOUND)
+    return job
+
+
+def _job_info(job: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in job.items() if not k.startswith("_")}
+
+
+def _csv_reply(ctx: Ctx, columns: list[str], rows: list[dict[str, Any]]) -> Response:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return Response(out.getvalue(), status_code=200, media_type="text/csv", headers=ctx.headers)
+
+
+def _process_bulk_job(account: Account, job: dict[str, Any]) -> None:
+    sobj = _sobject(account, job["object"])
+    assert sobj is not None
+    ext = job.get("externalIdFieldName")
+    for row in job["_rows"]:
+        raw = {k: (None if v == "#N/A" else v) for k, v in row.items() if v != ""}
+        if job["operation"] == "upsert":
+            key = next((v for k, v in raw.items() if k.lower() == ext.lower()), None)
+            if key in (None, ""):
+                result = _failure([_rec_error("MISSING_ARGUMENT", f"{ext} not specified", [ext])])
+            else:
+                result = _upsert_one(account, sobj, ext, key, raw, Journal())
+        else:
+            values, errors = _validate(account, sobj, raw, None)
+            result = _failure(errors) if errors else {
+                "id": _insert(account, sobj, values)["id"], "success": True, "errors": [], "created": True}
+        if result["success"]:
+            job["_ok"].append({"sf__Id": result["id"], "sf__Created": "true" if result["created"] else "false", **row})
+        else:
+            error = "; ".join(f"{e['statusCode']}:{e['message']}:{','.join(e['fields'])} --" for e in result["errors"])
+            job["_failed"].append({"sf__Id": "", "sf__Error": error, **row})
+    job["numberRecordsProcessed"] = len(job["_rows"])
+    job["numberRecordsFailed"] = len(job["_failed"])
+    job["_rows"] = []
+
+
+@router.post(DATA + "/jobs/ingest")
+async def bulk_create_job(version: str, ctx: Ctx = Depends(_api)) -> Any:
+    body = await read_json(ctx.request, _bad_json)
+    if not isinstance(body, dict):
+        raise _bad_json("Request body must be a JSON object")
+    operation, name = body.get("operation"), body.get("object")
+    if operation not in BULK_OPERATIONS:
+        raise _bulk_error(400, f"operation must be one of {', '.join(BULK_OPERATIONS)} in this sandbox")
+    if (body.get("contentType") or "CSV") != "CSV" or (body.get("columnDelimiter") or "COMMA") != "COMMA" \
+            or (body.get("lineEnding") or "LF") != "LF":
+        raise _bulk_error(400, "this sandbox accepts contentType CSV, columnDelimiter COMMA, lineEnding LF")
+    with ctx.state.lock:
+        sobj = _sobject(ctx.account, str(name or ""))
+        if sobj is None:
+            raise _bulk_error(400, f"sObject type '{name}' is not supported", "INVALIDENTITY")
+        ext = None
+        if operation == "upsert":
+            ext = _external_field(sobj, str(body.get("externalIdFieldName") or ""))
+        job_id = make_id(BULK_JOB_PREFIX, ctx.account.next_seq())
+        stamp = iso().replace("Z", "+0000")
+        job = {"id": job_id, "operation": operation, "object": sobj.name, "createdById": ctx.account.meta["user_id"],
+               "createdDate": stamp, "systemModstamp": stamp, "state": "Open", "externalIdFieldName": ext,
+               "concurrencyMode": "Parallel", "contentType": "CSV", "apiVersion": float(version.lstrip("v")),
+               "contentUrl": f"services/data/{version}/jobs/ingest/{job_id}/batches", "lineEnding": "LF",
+               "columnDelimiter": "COMMA", "numberRecordsProcessed": 0, "numberRecordsFailed": 0, "retries": 0,
+               "totalProcessingTime": 0, "_columns": [], "_rows": [], "_ok": [], "_failed": [], "_uploads": 0}
+        if ext is None:
+            job.pop("externalIdFieldName")
+        _bulk_jobs(ctx.account)[job_id] = job
+        return ctx.reply(_job_info(job))
+
+
+@router.put(DATA + "/jobs/ingest/{job_id}/batches")
+async def bulk_upload(version: str, job_id: str, ctx: Ctx = Depends(_api)) -> Any:
+    if not ctx.request.headers.get("content-type", "").lower().startswith("text/csv"):
+        raise _bulk_error(400, "Content-Type must be text/csv", "INVALIDREQUEST")
+    text = (await ctx.request.body()).decode("utf-8-sig")
+    with ctx.state.lock:
+        job = _bulk_job(ctx, job_id)
+        if job["state"] != "Open":
+            raise _bulk_error(409, f"Job {job['id']} is {job['state']}: data can only be uploaded to an Open job",
+                              "INVALIDJOBSTATE")
+        reader = csv.DictReader(io.StringIO(text))
+        job["_columns"] = job["_columns"] or list(reader.fieldnames or [])
+        job["_rows"].extend(reader)
+        job["_uploads"] += 1
+    return Response(status_code=201, headers=ctx.headers)
+
+
+@router.patch(DATA + "/jobs/ingest/{job_id}")
+async def bulk_set_state(version: str, job_id: str, ctx: Ctx = Depends(_api)) -> Any:
+    body = await read_json(ctx.request, _bad_json)
+    state = body.get("state") if isinstance(body, dict) else None
+    if state not in ("UploadComplete", "Aborted"):
+        raise _bulk_error(400, "state must be UploadComplete or Aborted", "INVALIDREQUEST")
+    with ctx.state.lock:
+        job = _bulk_job(ctx, job_id)
+        if job["state"] in ("JobComplete", "Failed", "Aborted") or (state == "UploadComplete" and job["state"] != "Open"):
+            raise _bulk_error(409, f"Job {job['id']} is {job['state']}", "INVALIDJOBSTATE")
+        if state == "Aborted":
+            job["state"] = "Aborted"
+            return ctx.reply(_job_info(job))
+        sobj = _sobject(ctx.account, job["object"])
+        unknown = [c for c in job["_columns"] if sobj is None or sobj.field(c) is None]
+        if not job["_uploads"]:
+            job.update(state="Failed", errorMessage="InvalidBatch : no data was uploaded")
+        elif unknown:
+            # A header Salesforce cannot map fails the whole job; its rows stay unprocessed.
+            job.update(state="Failed", errorMessage=f"InvalidBatch : Field name not found : {unknown[0]}")
+        else:
+            _process_bulk_job(ctx.account, job)
+            job["state"] = "JobComplete"
+        job["systemModstamp"] = iso().replace("Z", "+0000")
+        # The close itself answers UploadComplete; processing shows on the next GET.
+        return ctx.reply({**_job_info(job), "state": "UploadComplete"})
+
+
+@router.get(DATA + "/jobs/ingest/{job_id}")
+async def bulk_job_info(version: str, job_id: str, ctx: Ctx = Depends(_api)) -> Any:
+    with ctx.state.lock:
+        return ctx.reply(_job_info(_bulk_job(ctx, job_id)))
+
+
+@router.get(DATA + "/jobs/ingest/{job_id}/{kind}")
+async def bulk_results(version: str, job_id: str, kind: str, ctx: Ctx = Depends(_api)) -> Any:
+    with ctx.state.lock:
+        job = _bulk_job(ctx, job_id)
+        if job["state"] not in ("JobComplete", "Failed", "Aborted"):
+            raise _bulk_error(409, f"Job {job['id']} is {job['state']}: results are available once it ends",
+                              "INVALIDJOBSTATE")
+        columns = job["_columns"]
+        if kind == "successfulResults":
+            return _csv_reply(ctx, ["sf__Id", "sf__Created", *columns], job["_ok"])
+        if kind == "failedResults":
+            return _csv_reply(ctx, ["sf__Id", "sf__Error", *columns], job["_failed"])
+        if kind == "unprocessedrecords":
+            return _csv_reply(ctx, columns, job["_rows"])
+    raise VendorError(404, NOT_FOUND)

@@ -9,7 +9,9 @@ Vendor facts used (shared/crm-apis.md §1, ``shared/crm-specs/servicetitan/*.yml
 * ``/crm/v2/tenant/{t}/customers`` (GET list with ``ids, name, phone, active, page, pageSize, includeTotal,
   sort, externalDataApplicationGuid, externalDataKey, externalDataValues``; POST
   ``CreateCustomerRequest`` -> ``CreatedCustomerResponse`` with location and contact ids),
-  ``/customers/{id}`` (GET, PATCH), ``/crm/v2/tenant/{t}/locations`` (GET by ``customerId``, POST),
+  ``/customers/{id}`` (GET, PATCH), ``/customers/contacts`` (GET, every customer's contacts modified in a
+  date range: ``Customers_GetModifiedContactsList``), ``/crm/v2/tenant/{t}/locations`` (GET by ``customerId``,
+  POST),
   ``/jpm/v2/tenant/{t}/jobs`` (GET list incl. the externalData filters, POST ``JobCreateRequest``),
   ``/jobs/{id}`` (GET, PATCH), ``/jpm/v2/tenant/{t}/job-types/{id}``,
   ``/settings/v2/tenant/{t}/business-units/{id}``, ``/marketing/v2/tenant/{t}/campaigns/{id}``.
@@ -532,6 +534,37 @@ async def list_customers(ctx: Ctx = Depends(_api)) -> Any:
                 continue
             kept.append(rid)
         return ctx.reply(_page(request, table, _sorted(request, table, kept), _customer_out(guid)))
+
+
+@router.get(CRM_PATH + "/customers/contacts")
+async def list_modified_contacts(ctx: Ctx = Depends(_api)) -> Any:
+    """``Customers_GetModifiedContactsList``: every customer's contacts modified in a date range (one bound
+    required), paged like the other lists; items ``{modifiedOn, phoneSettings, id, type, value, memo,
+    customerId}``. Registered before ``/customers/{customer_id}`` so the path is not read as an id."""
+    query = ctx.request.query_params
+    before, after = query.get("modifiedBefore"), query.get("modifiedOnOrAfter")
+    if not before and not after:
+        raise _invalid({"modifiedBefore": ["Either modifiedBefore or modifiedOnOrAfter parameter must be specified"]})
+    with ctx.state.lock:
+        table = _table(ctx.account, "customers")
+        items = []
+        for rid in table.ordered(list(table.records)):
+            f = table.records[rid]["fields"]
+            stamp = str(f.get("modifiedOn") or "")
+            if (before and not stamp < before) or (after and not stamp >= after):
+                continue
+            for c in f.get("contacts") or []:
+                phone = {"phoneNumber": c["value"], "doNotText": False} if c.get("type") in PHONE_TYPES else None
+                items.append({"modifiedOn": stamp, "phoneSettings": phone, "id": c.get("id"), "type": c.get("type"),
+                              "value": c.get("value"), "memo": c.get("memo"), "customerId": f["id"]})
+        page = _int(query.get("page"), "page", 1, minimum=1)
+        size = _int(query.get("pageSize"), "pageSize", 50, minimum=1, maximum=MAX_PAGE_SIZE)
+        start = (page - 1) * size
+        body: dict[str, Any] = {"page": page, "pageSize": size, "hasMore": start + size < len(items),
+                                "data": items[start:start + size]}
+        if str(query.get("includeTotal", "")).lower() == "true":
+            body["totalCount"] = len(items)
+    return ctx.reply(body)
 
 
 def _check_customer(body: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param, task
 
 from crm_hooks.registry import HOOKS
+from crm_sync.assets import CRM_SYNC_LEDGER
 from crm_sync.operators import CrmSyncOperator
 from crm_sync.tasks import check_configurations, discover_companies, summarize_run
 
@@ -37,7 +38,8 @@ with DAG(
     },
 ) as dag:
     checked = task(task_id="check_configurations")(check_configurations)()
-    summary = task(task_id="summarize", trigger_rule="all_done")(summarize_run)()
+    # One asset event per run (a mapped task would emit one per company): crm_reconciliation_report can follow it.
+    summary = task(task_id="summarize", trigger_rule="all_done", outlets=[CRM_SYNC_LEDGER])(summarize_run)()
     for crm_type in HOOKS:
         companies = task(task_id=f"discover_{crm_type}")(discover_companies)(crm_type=crm_type)
         sync = CrmSyncOperator.partial(

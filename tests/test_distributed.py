@@ -34,6 +34,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from browser import Chromium, assert_not_blank, require_chromium
 from e2e_helpers import HS_TOKEN, check_in_ids, ledger, recent, records, register, seed
 from localdev.airflow_env import ROOT
 from localdev.demo_data import (
@@ -527,134 +528,36 @@ SCREENSHOT = ROOT / "docs" / "trigger-form.png"
 FORM_LABELS = ("Company ids", "CRM types", "Batch size", "Edit look-back (days)", "Rate-limit share")
 
 
-def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
-    """Decode an 8-bit, non-interlaced RGB(A) PNG: (width, height, rows of raw pixel bytes)."""
-    import struct
-    import zlib
-
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    pos, idat, header = 8, b"", None
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunk = data[pos + 8:pos + 8 + length]
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", chunk)
-        elif kind == b"IDAT":
-            idat += chunk
-        pos += 12 + length
-    width, height, depth, color, _, _, interlace = header
-    assert depth == 8 and color in (2, 6) and interlace == 0, header
-    bpp = 3 if color == 2 else 4
-    raw, stride, rows, prev = zlib.decompress(idat), width * bpp, [], bytearray(width * bpp)
-    for y in range(height):
-        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - bpp] if i >= bpp else 0
-            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
-            if f == 1:
-                line[i] = (line[i] + a) & 0xFF
-            elif f == 2:
-                line[i] = (line[i] + b) & 0xFF
-            elif f == 3:
-                line[i] = (line[i] + (a + b) // 2) & 0xFF
-            elif f == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
-        rows.append(bytes(line))
-        prev = line
-    return width, height, rows
-
-
-def assert_not_blank(data: bytes) -> None:
-    width, height, rows = png_pixels(data)
-    assert width >= 800 and height >= 600, (width, height)
-    bpp = len(rows[0]) // width
-    colours = Counter(row[x * bpp:x * bpp + 3] for row in rows[::4] for x in range(0, width, 4))
-    background = colours.most_common(1)[0][1] / sum(colours.values())
-    assert len(colours) > 50 and background < 0.97, f"{len(colours)} colours, background {background:.1%}"
-
-
 def chromium_screenshot(url: str, token: str, user_data_dir: Path, *, wait_for: tuple[str, ...],
                         click: str | None = None, size: tuple[int, int] = (1280, 1300),
                         timeout: float = 90) -> tuple[bytes, str]:
     """Open ``url`` in headless Chromium with the API token as the UI's ``_token`` cookie (the login page
     sets the same cookie), click the element ``click`` (a CSS selector) once it is there, wait until every
     text of ``wait_for`` is on the page; returns (PNG, page text)."""
-    import base64
-    import itertools
-    import shutil
-
-    from websockets.sync.client import connect
-
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={user_data_dir}",
-         f"--remote-debugging-port={port}", f"--window-size={size[0]},{size[1]}", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
+    with Chromium(user_data_dir, size=size, timeout=timeout) as browser:
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                pages = [t for t in requests.get(f"http://127.0.0.1:{port}/json/list", timeout=2).json()
-                         if t["type"] == "page"]
-                if pages:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "chromium did not start"
-            time.sleep(0.2)
-        ids = itertools.count(1)
-        with connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=20) as ws:
-            def cdp(method: str, **params: Any) -> dict[str, Any]:
-                msg_id = next(ids)
-                ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
-                while True:
-                    msg = json.loads(ws.recv(timeout=max(1.0, deadline - time.monotonic())))
-                    if msg.get("id") == msg_id:
-                        assert "error" not in msg, msg
-                        return msg["result"]
-
-            cdp("Network.enable")
-            cdp("Network.setCookie", name="_token", value=token, url=url, path="/")
-            cdp("Emulation.setDeviceMetricsOverride", width=size[0], height=size[1], deviceScaleFactor=1,
-                mobile=False)
-            cdp("Page.navigate", url=url)
-            text = ""
-            while click and time.monotonic() < deadline:
-                found = cdp("Runtime.evaluate", returnByValue=True, expression=(
-                    f"(() => {{ const e = document.querySelector({json.dumps(click)}); if (e) e.click(); "
-                    f"return !!e; }})()"))["result"].get("value")
-                if found:
-                    break
-                time.sleep(0.5)
-            while time.monotonic() < deadline:
-                text = cdp("Runtime.evaluate", expression="document.body ? document.body.innerText : ''",
-                           returnByValue=True)["result"].get("value") or ""
-                if all(w in text for w in wait_for):
-                    break
-                time.sleep(0.5)
-            else:
-                raise AssertionError(f"{url} never showed {wait_for}; page text:\n{text[:3000]}")
-            time.sleep(1.5)  # let transitions and fonts settle
-            png = base64.b64decode(cdp("Page.captureScreenshot", format="png")["data"])
-        return png, text
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        browser.cdp("Network.enable")
+        browser.cdp("Network.setCookie", name="_token", value=token, url=url, path="/")
+        browser.navigate(url, wait_load=False)
+        text = ""
+        while click and time.monotonic() < deadline:
+            if browser.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(click)}); "
+                                f"if (e) e.click(); return !!e; }})()"):
+                break
+            time.sleep(0.5)
+        while time.monotonic() < deadline:
+            text = browser.evaluate("document.body ? document.body.innerText : ''") or ""
+            if all(w in text for w in wait_for):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"{url} never showed {wait_for}; page text:\n{text[:3000]}")
+        time.sleep(1.5)  # let transitions and fonts settle
+        return browser.screenshot(), text
 
 
 def test_trigger_form_screenshot(deployment, tmp_path):
-    import shutil
-
-    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
-        msg = "chromium is not installed (apt-get install -y chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(msg + "; .ci/run installs it")
-        pytest.skip(msg)
+    require_chromium()
     # The DAG page's Trigger button opens the trigger form (Airflow 3.3 has no URL of its own for it).
     png, text = chromium_screenshot(f"{deployment.api_url}/dags/{DAG_ID}", deployment.token, tmp_path / "chromium",
                                     click='[data-testid="trigger-dag-button"]', wait_for=FORM_LABELS)

@@ -254,6 +254,14 @@ class HousecallProHook(CrmHook):
         return self._pages("/customers", "customers", {"q": q, "sort_direction": "desc"},
                            page_size=page_size, max_pages=max_pages)
 
+    def iter_customers(self, page_size: int = MAX_PAGE_SIZE) -> Iterator[dict[str, Any]]:
+        """Every customer, oldest first: ``GET /customers?sort_by=created_at&sort_direction=asc&page=&page_size=``
+        until ``page`` reaches ``total_pages`` (``PaginatedList`` ``{page, page_size, total_pages, total_items,
+        customers}``); lazily. [HCP-spec ``get-v1-customers``, /work/shared/crm-specs/housecallpro/housecall.v1.yaml]
+        """
+        return self._pages("/customers", "customers", {"sort_by": "created_at", "sort_direction": "asc"},
+                           page_size=page_size)
+
     def get_customer(self, customer_id: str) -> dict[str, Any]:
         """``GET /customers/{customer_id}`` (``Customer`` with ``addresses[]``) [HCP-spec]."""
         cid = _id(customer_id, "customer id")

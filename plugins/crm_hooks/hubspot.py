@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -407,6 +407,39 @@ class HubSpotHook(CrmHook):
             return list(body.get("results") or []), next_after
 
         return list(self.paginate(fetch_page))
+
+    def iter_objects(
+        self,
+        object_type: str,
+        *,
+        properties: Sequence[str] = (),
+        limit: int = 100,
+    ) -> Iterator[dict[str, Any]]:
+        """Every (unarchived) object, page by page: ``GET /crm/v3/objects/{objectType}``.
+
+        Query ``limit`` (at most 100), ``after`` (``paging.next.after`` of the previous page),
+        ``properties`` (comma-separated), ``archived=false``; counts against the ten-secondly limit.
+        Lazy: a page is requested only when the previous one is consumed.
+        Spec: HubSpot-public-api-spec-collection contacts v3 ``get-/crm/v3/objects/contacts_getPage``
+        (/work/shared/crm-specs/hubspot/contacts-v3.json);
+        https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/get-contacts
+        """
+        o = _object_path(object_type)
+        if not 1 <= int(limit) <= 100:
+            raise ValueError("HubSpot list limit must be between 1 and 100")
+
+        def fetch_page(after: Any) -> tuple[list[Any], Any]:
+            params: dict[str, Any] = {"limit": int(limit), "archived": "false"}
+            if properties:
+                params["properties"] = ",".join(properties)
+            if after:
+                params["after"] = str(after)
+            body = self.request_json("GET", f"/crm/v3/objects/{o}", params=params,
+                                     endpoint=f"GET /crm/v3/objects/{o}") or {}
+            next_after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            return list(body.get("results") or []), next_after
+
+        return self.paginate(fetch_page)
 
     def _batch_write(self, operation: str, object_type: str, inputs: Sequence[Mapping[str, Any]]) -> BatchOutcome:
         o = _object_path(object_type)

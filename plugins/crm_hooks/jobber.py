@@ -706,6 +706,35 @@ class JobberHook(CrmHook):
                 out[cid] = dict(node) if isinstance(node, Mapping) else None
         return out
 
+    def iter_all_clients(self, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Every client, page by page: ``clients(first: N, after: $cursor) { nodes { id firstName lastName
+        companyName emails { address } phones { number } } pageInfo { hasNextPage endCursor } }``.
+
+        Relay cursors (``first``/``after``, ``pageInfo{hasNextPage, endCursor}``) as in the schema excerpt
+        (/work/shared/crm-specs/jobber/jobber-schema-2022-03-10-excerpt.json, ``ClientConnection``) and
+        https://developer.getjobber.com/docs/using_jobbers_api/api_queries_and_mutations . ``N`` is lowered
+        so one page's requested cost (N x the node's cost) stays within the per-request cap of :meth:`chunks`;
+        :meth:`graphql` waits for the points in the account's cost bucket before each page.
+        """
+        unit = f("nodes", *CLIENT_MATCH_FIELDS).cost()
+        cap = min(MAX_REQUEST_COST, int(cost_budget(self.account_key).maximum // 2))
+        first = max(1, min(int(page_size), cap // max(1, unit)))
+
+        def fetch_page(cursor: Any) -> tuple[list[Any], Any]:
+            variables: dict[str, tuple[str, Any]] = {}
+            args: dict[str, Any] = {"first": first}
+            if cursor:
+                variables["cursor"] = ("String", cursor)
+                args["after"] = "$cursor"
+            fld = f("clients", f("nodes", *CLIENT_MATCH_FIELDS), f("pageInfo", "hasNextPage", "endCursor"), **args)
+            result = self.graphql("query", "RipClientPage", variables, [fld])
+            page = (result.data or {}).get("clients") or {}
+            info = page.get("pageInfo") or {}
+            nodes = [n for n in page.get("nodes") or [] if isinstance(n, Mapping)]
+            return nodes, info.get("endCursor") if info.get("hasNextPage") else None
+
+        return self.paginate(fetch_page)
+
     def create_clients(self, inputs: Sequence[Mapping[str, Any]], *, properties: int = 5) -> list[MutationOutcome]:
         """``clientCreate(input: ClientCreateInput!) { client { id clientProperties { nodes { id } } }
         userErrors { message path } }`` for every input, in ONE document (use :meth:`chunks`).
@@ -792,6 +821,23 @@ class JobberHook(CrmHook):
             for term, alias in zip(chunk, aliases, strict=True):
                 found = ((result.data or {}).get(alias) or {}).get("nodes") or []
                 out[term] = [n for n in found if isinstance(n, Mapping)]
+        return out
+
+    def get_jobs(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``job(id: $j) { id title instructions }`` per id, many aliased in one request within the query-cost
+        budget (Jobber's GraphQL has no list-by-ids argument on ``jobs``; ``job(id: EncodedId!)`` is the documented
+        root field, /work/shared/crm-specs/jobber/jobber-schema-2022-03-10-excerpt.json). Returns id -> job for the
+        jobs that exist; a deleted job resolves to null and is left out."""
+        unique = list(dict.fromkeys(str(i) for i in job_ids))
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in self.chunks(unique, f("job", "id", "title", "instructions").cost()):
+            result, aliases = self._aliased("query", "RipJobsRead", chunk, {"j": "EncodedId!"},
+                                            lambda i, jid: (f("job", "id", "title", "instructions", alias=f"j{i}",
+                                                              id=f"$j{i}"), {"j": jid}))
+            for jid, alias in zip(chunk, aliases, strict=True):
+                node = (result.data or {}).get(alias)
+                if isinstance(node, Mapping):
+                    out[jid] = dict(node)
         return out
 
     def jobs_created_after(self, moment: datetime, *, page_size: int = 100) -> Iterator[dict[str, Any]]:

@@ -78,6 +78,8 @@ _UNCONFIRMED_DEFAULTS = {
 }
 PAGE_SIZE = _UNCONFIRMED_DEFAULTS["page_size"]
 VALUES_PER_CALL = _UNCONFIRMED_DEFAULTS["values_per_call"]
+#: ``ids`` list filters take at most 50 ids (tenant-jpm-v2 / tenant-crm-v2 ``ids`` parameter).
+IDS_PER_CALL = 50
 _TENANT = re.compile(r"^\d{1,19}$")
 #: The client-side window for the documented "60 calls per second": 10% longer (see ``rate_limits``).
 WINDOW_SECONDS = 1.1
@@ -244,11 +246,14 @@ class ServiceTitanHook(CrmHook):
         return error
 
     # ------------------------------------------------------------------ paging & safe writes
-    def _list(self, path: str, params: Mapping[str, Any], *, endpoint: str) -> Iterator[dict[str, Any]]:
+    def _list(self, path: str, params: Mapping[str, Any], *, endpoint: str,
+              page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Every item of a paged list (``page`` from 1 while ``hasMore``)."""
+        size = int(page_size or PAGE_SIZE)
+
         def fetch_page(page: Any) -> tuple[list[Any], Any]:
             number = int(page or 1)
-            body = self.request_json("GET", path, params={**params, "page": number, "pageSize": PAGE_SIZE},
+            body = self.request_json("GET", path, params={**params, "page": number, "pageSize": size},
                                      endpoint=endpoint) or {}
             return list(body.get("data") or []), (number + 1 if body.get("hasMore") else None)
 
@@ -295,12 +300,17 @@ class ServiceTitanHook(CrmHook):
         return retrying(attempt)
 
     def _by_marker(self, path: str, key: str, values: Iterable[str], *, endpoint: str) -> dict[str, dict[str, Any]]:
-        """Records carrying ``externalData`` ``key`` = one of ``values`` (this guid), by value."""
+        """Records carrying ``externalData`` ``key`` = one of ``values`` (this guid), by value (the first one)."""
+        return {value: items[0] for value, items in self._all_by_marker(path, key, values, endpoint=endpoint).items()}
+
+    def _all_by_marker(self, path: str, key: str, values: Iterable[str], *, endpoint: str
+                       ) -> dict[str, list[dict[str, Any]]]:
+        """Every record carrying ``externalData`` ``key`` = one of ``values`` (this guid), by value."""
         wanted = list(dict.fromkeys(v for v in values if v))
         bad = [v for v in wanted if "," in v]
         if bad:
             raise ValueError("externalData values for a list filter cannot contain commas")
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, list[dict[str, Any]]] = {}
         guid = self.application_guid
         for start in range(0, len(wanted), VALUES_PER_CALL):
             chunk = wanted[start:start + VALUES_PER_CALL]
@@ -309,7 +319,7 @@ class ServiceTitanHook(CrmHook):
             for item in self._list(path, params, endpoint=endpoint):
                 for value in external_values(item, key):
                     if value in chunk:
-                        found.setdefault(value, item)
+                        found.setdefault(value, []).append(item)
         return found
 
     # ------------------------------------------------------------------ customers
@@ -356,6 +366,29 @@ class ServiceTitanHook(CrmHook):
         return list(self._list(self.tenant_path("crm", "locations"), {"customerId": int(customer_id), "sort": "+Id"},
                                endpoint="GET /crm/v2/tenant/{t}/locations"))
 
+    # ------------------------------------------------------------------ read-back (customer import)
+    def iter_all_customers(self, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        """``GET /crm/v2/tenant/{t}/customers?sort=+Id&page=&pageSize=`` while ``hasMore`` (active customers,
+        ServiceTitan's default). ``CustomerResponse`` has no email or phone: see :meth:`iter_customer_contacts`.
+        Spec: tenant-crm-v2.yml ``Customers_GetList``, ``PaginatedResponse_Of_Crm.V2.Customers.CustomerResponse``
+        (/work/shared/crm-specs/servicetitan/)."""
+        return self._list(self.tenant_path("crm", "customers"), {"sort": "+Id"}, page_size=page_size,
+                          endpoint="GET /crm/v2/tenant/{t}/customers (list)")
+
+    def iter_customer_contacts(self, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every customer contact: ``GET /crm/v2/tenant/{t}/customers/contacts?modifiedOnOrAfter=2000-01-01T00:00:00Z``
+        (one date bound is required; this one covers every contact), items ``{id, type, value, memo, customerId,
+        modifiedOn, phoneSettings}``; the only way to read customers' emails and phones in bulk.
+        Spec: tenant-crm-v2.yml ``Customers_GetModifiedContactsList``."""
+        return self._list(self.tenant_path("crm", "customers/contacts"), {"modifiedOnOrAfter": "2000-01-01T00:00:00Z"},
+                          page_size=page_size, endpoint="GET /crm/v2/tenant/{t}/customers/contacts")
+
+    def iter_all_locations(self, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        """``GET /crm/v2/tenant/{t}/locations?sort=+Id`` every page (active locations; ``customerId`` on each).
+        Spec: tenant-crm-v2.yml ``Locations_GetList``."""
+        return self._list(self.tenant_path("crm", "locations"), {"sort": "+Id"}, page_size=page_size,
+                          endpoint="GET /crm/v2/tenant/{t}/locations (list)")
+
     def create_location(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /crm/v2/tenant/{t}/locations`` (``CreateLocationRequest``: ``name``, ``address``,
         ``customerId``). Only used for a matched customer that has no active location."""
@@ -368,6 +401,27 @@ class ServiceTitanHook(CrmHook):
         (chunks of 25, every page); returns marker value -> job."""
         return self._by_marker(self.tenant_path("jpm", "jobs"), key, values,
                                endpoint="GET /jpm/v2/tenant/{t}/jobs (externalData)")
+
+    def get_jobs(self, job_ids: Iterable[int | str]) -> dict[str, dict[str, Any]]:
+        """Jobs by id: ``GET /jpm/v2/tenant/{t}/jobs?ids=1,2,...`` ("Perform lookup by multiple IDs (maximum
+        50)", tenant-jpm-v2 ``Jobs_GetList``, /work/shared/crm-specs/servicetitan/tenant-jpm-v2.yml), every page.
+        Returns id -> job; ids ServiceTitan does not return do not exist (or are not visible to the app)."""
+        wanted = list(dict.fromkeys(str(int(i)) for i in job_ids))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), IDS_PER_CALL):
+            chunk = wanted[start:start + IDS_PER_CALL]
+            # The guid makes ServiceTitan return this app's externalData (the marker) with each job.
+            params = {"ids": ",".join(chunk), "externalDataApplicationGuid": self.application_guid}
+            for job in self._list(self.tenant_path("jpm", "jobs"), params,
+                                  endpoint="GET /jpm/v2/tenant/{t}/jobs (ids)"):
+                if str(job.get("id")) in chunk:
+                    found[str(job["id"])] = job
+        return found
+
+    def find_all_jobs_by_marker(self, key: str, values: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """As :meth:`find_jobs_by_marker`, but every job per marker value (the reconciliation's duplicate check)."""
+        return self._all_by_marker(self.tenant_path("jpm", "jobs"), key, values,
+                                   endpoint="GET /jpm/v2/tenant/{t}/jobs (externalData)")
 
     def create_job(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /jpm/v2/tenant/{t}/jobs`` (``JobCreateRequest``: ``customerId, locationId,

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -64,7 +64,13 @@ class SyncOptions:
     lookback_days: int = 7                 # window in which edited check-ins are detected
     rate_share: float = 1.0                # share of the CRM's rate limit this run may use
     max_attempts: int | None = None        # per request, before a transient error fails the rows
+    #: nothing is sent and nothing in the ledger changes: the run counts what it would do (``result.report``)
     dry_run: bool = False
+    #: a dated range (backfill): every check-in created in [created_from, created_to) instead of the
+    #: incremental candidates; the integration's id horizon is not moved
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    resync_quarantined: bool = False       # range runs: retry quarantined rows as if requeued
 
 
 @dataclass
@@ -96,6 +102,8 @@ class IntegrationResult:
     error: str | None = None
     quarantine_reasons: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: dry runs only: counts per outcome and sample payloads (see :class:`DryRunReport`)
+    report: dict[str, Any] | None = None
 
     def quarantine(self, kind: str, reason: str, check_in_id: int) -> None:
         self.quarantined += 1
@@ -106,9 +114,45 @@ class IntegrationResult:
 
     def as_row(self) -> dict[str, Any]:
         row = asdict(self)
+        row.pop("report", None)
         row["quarantine_reasons"] = json.dumps(self.quarantine_reasons)
         row["warnings"] = json.dumps(self.warnings[:50])
         return row
+
+
+@dataclass
+class DryRunReport:
+    """What a run would do, row by row, without a CRM call or a ledger write.
+
+    Customers are judged from ``crm_sync.customer_map`` only (a dry run asks the CRM
+    nothing): a customer the map does not know counts as ``would_create_customers``
+    (the real run looks it up in the CRM first and may find it).
+    """
+
+    SAMPLES: ClassVar[int] = 3
+    counts: Counter = field(default_factory=Counter)
+    invalid_reasons: Counter = field(default_factory=Counter)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    customers_seen: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict[str, Any]:
+        outcomes = ("would_create_customers", "would_match_customers", "would_quarantine_no_match",
+                    "would_create_visits", "would_update_visits", "would_look_up_visits", "already_synced",
+                    "already_quarantined", "invalid")
+        return {"counts": {k: self.counts.get(k, 0) for k in outcomes},
+                "invalid_reasons": dict(self.invalid_reasons.most_common(20)), "samples": self.samples}
+
+    def add_sample(self, item: PreparedCheckIn) -> None:
+        if len(self.samples) >= self.SAMPLES or item.visit is None:
+            return
+        # The sync's normalised payload (what every CRM mapping starts from); never credentials.
+        self.samples.append({
+            "check_in_id": item.check_in_id, "visit_key": item.visit_key, "match_keys": item.match_keys,
+            "customer": {k: v for k, v in asdict(item.customer).items() if v is not None},
+            "visit": {"title": item.visit.title, "job_type": item.visit.job_type,
+                      "occurred_at": item.visit.occurred_at.isoformat(), "body": item.visit.body[:300],
+                      "photo_urls": list(item.visit.photo_urls[:3])},
+            "warnings": item.warnings[:5]})
 
 
 class _StopIntegration(Exception):
@@ -146,9 +190,12 @@ class IntegrationSync:
         self._destination = destination
         self._failed_batches_in_a_row = 0
         self._visit_writes_started = False
+        self._dry = DryRunReport() if self.options.dry_run else None
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> IntegrationResult:
+        if self._dry is not None:
+            return self._dry_run()
         clock = time.monotonic()
         result = self.result
         completed = False
@@ -165,14 +212,13 @@ class IntegrationSync:
                 credentials_writer=self._credentials_writer())
             destination.prepare()
             result.warnings.extend(destination.warnings)
-            settled_id = extract.settled_horizon(self.engine)
-            batch_size = self.options.batch_size or destination.batch_size
-            for batch in extract.iter_candidate_batches(self.engine, self.company_id, self.crm_type,
-                                                        batch_size=batch_size,
-                                                        lookback_days=self.options.lookback_days):
+            ranged = self.options.created_from is not None
+            settled_id = None if ranged else extract.settled_horizon(self.engine)
+            for batch in self._batches(self.options.batch_size or destination.batch_size):
                 self._process_batch(destination, batch)
             completed = True
-            extract.advance_integration(self.engine, self.company_id, self.crm_type, settled_id)
+            if settled_id is not None:
+                extract.advance_integration(self.engine, self.company_id, self.crm_type, settled_id)
         except _StopIntegration:
             pass
         except STOPPING_ERRORS as exc:
@@ -196,7 +242,73 @@ class IntegrationSync:
             self._record()
         return result
 
+    def _dry_run(self) -> IntegrationResult:
+        """Count what :meth:`run` would do: no lock, no destination, no CRM call, no ledger write."""
+        clock = time.monotonic()
+        report, result = self._dry, self.result
+        assert report is not None
+        batch_size = self.options.batch_size or 500
+        for rows in self._batches(batch_size):
+            result.candidates += len(rows)
+            ready: list[PreparedCheckIn] = []
+            for row in rows:
+                item = prepare_check_in(row, self.settings)
+                status = row.get("ledger_status")
+                if self._unchanged(row, item):
+                    result.unchanged += 1
+                    report.counts["already_synced" if status == "synced" else "already_quarantined"] += 1
+                elif item.error:
+                    report.counts["invalid"] += 1
+                    report.invalid_reasons[item.error[:160]] += 1
+                    result.quarantine("no_identity", item.error, item.check_in_id)
+                else:
+                    # in_flight: the last attempt may have landed; the real run looks the marker up first.
+                    report.counts[{"synced": "would_update_visits",
+                                   "in_flight": "would_look_up_visits"}.get(status, "would_create_visits")] += 1
+                    report.add_sample(item)
+                    ready.append(item)
+            if self.settings.sync_customers:
+                mapped = self._map_lookup(sorted({k for r in ready for k in r.match_keys}))
+                for item in ready:
+                    if item.customer_key in report.customers_seen:
+                        continue
+                    report.customers_seen.add(item.customer_key)
+                    if any(k in mapped for k in item.match_keys):
+                        report.counts["would_match_customers"] += 1
+                    elif self.settings.create_new_customers:
+                        report.counts["would_create_customers"] += 1
+                    else:
+                        report.counts["would_quarantine_no_match"] += 1
+        result.report = report.as_dict()
+        # The counters of a real run stay zero; the reasons are kept for crm_sync.runs.
+        result.quarantined = 0
+        result.status = "dry_run"
+        result.finished_at = datetime.now(UTC)
+        result.seconds = round(time.monotonic() - clock, 3)
+        self._record()
+        return result
+
     # ------------------------------------------------------------------ batches
+    def _batches(self, batch_size: int):
+        """The rows this run looks at: a dated range (backfill) or the incremental candidates."""
+        opts = self.options
+        if opts.created_from is not None:
+            return extract.iter_range_batches(
+                self.engine, self.company_id, self.crm_type, created_from=opts.created_from,
+                created_to=opts.created_to or datetime.now(UTC), batch_size=batch_size,
+                resync_quarantined=opts.resync_quarantined)
+        return extract.iter_candidate_batches(self.engine, self.company_id, self.crm_type, batch_size=batch_size,
+                                              lookback_days=opts.lookback_days)
+
+    @staticmethod
+    def _unchanged(row: dict[str, Any], item: PreparedCheckIn) -> bool:
+        """Already handled (synced or quarantined) and not changed or requeued since: nothing to do."""
+        status = row.get("ledger_status")
+        if not status or row.get("requeue"):
+            return False
+        return (status == "synced" and item.source_hash == row.get("synced_hash")) or (
+            status == "quarantined" and item.source_hash == row.get("ledger_source_hash"))
+
     def _process_batch(self, destination: Destination, rows: Sequence[dict[str, Any]]) -> None:
         result = self.result
         result.candidates += len(rows)
@@ -204,13 +316,9 @@ class IntegrationSync:
         previous: dict[int, dict[str, Any]] = {}
         for row in rows:
             item = prepare_check_in(row, self.settings)
-            status = row.get("ledger_status")
-            if status and not row.get("requeue"):
-                # Already handled and unchanged since: nothing to do.
-                if (status == "synced" and item.source_hash == row.get("synced_hash")) or (
-                        status == "quarantined" and item.source_hash == row.get("ledger_source_hash")):
-                    result.unchanged += 1
-                    continue
+            if self._unchanged(row, item):
+                result.unchanged += 1
+                continue
             if item.error:
                 self._quarantine_unsent(item)
                 continue
@@ -474,7 +582,7 @@ class IntegrationSync:
     def _final_status(self, completed: bool) -> str:
         """The app's vocabulary: success, partial (some synced), failed (nothing synced)."""
         r = self.result
-        if r.status == "config_error":
+        if r.status in ("config_error", "dry_run"):
             return r.status
         if r.error or r.quarantined or r.failed or not completed:
             return "partial" if r.synced else "failed"
@@ -489,7 +597,7 @@ class IntegrationSync:
         errors = r.quarantined + r.failed
         # The app's history shows work done and problems; an idle run adds no entry (it would
         # push real entries out of the 100 kept) but still proves freshness via lastSyncedAt.
-        if r.status == "skipped":
+        if r.status in ("skipped", "dry_run"):
             return
         write_back(self.engine, self.company_id, self.crm_type, synced=r.synced,
                    errors=errors + (1 if r.error and processed == 0 else 0),

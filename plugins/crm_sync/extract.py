@@ -61,7 +61,30 @@ def iter_candidate_batches(
         "settled_id": integration_settled_id(engine, company_id, crm_type),
         "lookback_since": (datetime.now(UTC) - timedelta(days=lookback_days)).replace(tzinfo=None),
     }
+    yield from _stream(engine, "extract_candidates", params, batch_size)
+
+
+def iter_range_batches(
+    engine: Engine, company_id: int, crm_type: str, *, created_from: datetime, created_to: datetime,
+    batch_size: int, resync_quarantined: bool = False,
+) -> Iterator[list[dict[str, Any]]]:
+    """Every check-in created in ``[created_from, created_to)`` (a dated backfill), in id order.
+
+    Rows already synced or quarantined come back too (the engine counts them unchanged and
+    never sends them again); ``resync_quarantined`` marks quarantined rows as requeued.
+    """
+    params = {"company_id": company_id, "crm_type": crm_type, "resync_quarantined": resync_quarantined,
+              "created_from": _naive_utc(created_from), "created_to": _naive_utc(created_to)}
+    yield from _stream(engine, "extract_range", params, batch_size)
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    """check_ins.created_at is naive UTC."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _stream(engine: Engine, name: str, params: dict[str, Any], batch_size: int) -> Iterator[list[dict[str, Any]]]:
     with engine.connect().execution_options(stream_results=True, yield_per=batch_size) as conn:
-        result = conn.execute(sql("extract_candidates"), params)
+        result = conn.execute(sql(name), params)
         for partition in result.mappings().partitions(batch_size):
             yield [dict(row) for row in partition]

@@ -57,6 +57,11 @@ class CrmSyncOperator(BaseOperator):
                                                         error=str(exc)))
             options = SyncOptions(batch_size=int(self.batch_size) if self.batch_size else None,
                                   lookback_days=int(self.lookback_days), rate_share=float(self.rate_share))
+            # First sync of this company x CRM: index the CRM's existing customers first (never raises).
+            from crm_sync.customer_import import ensure_customer_index
+
+            ensure_customer_index(engine, company_id, self.crm_type, integration, run_id=run_id, dag_id=dag_id,
+                                  rate_share=float(self.rate_share))
             result = IntegrationSync(engine, company_id=company_id, crm_type=self.crm_type,
                                      integration=integration, run_id=run_id, dag_id=dag_id, options=options).run()
         finally:

@@ -38,6 +38,18 @@ class CrmCase:
     sandbox_options: dict[str, Any] = field(default_factory=dict)
     #: the URL override key in credentials used by the allowed-hosts check
     base_url_key: str = "baseUrl"
+    #: (sandbox_url, first name, last name, phone as typed) -> CRM id: a customer seeded straight into the
+    #: sandbox (admin route), as if typed into the CRM before the sync; None: the CRM cannot list customers
+    seed_customer: Callable[[str, str, str, str], str] | None = None
+
+
+def seed_record(sandbox_url: str, crm: str, account: str, obj: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One record straight into a sandbox account (admin route: no vendor validation, no API call counted)."""
+    import requests
+
+    resp = requests.post(f"{sandbox_url}/_sandbox/records/{crm}/{account}/{obj}", json=body, timeout=10)
+    resp.raise_for_status()
+    return resp.json()
 
 
 def all_cases() -> list[CrmCase]:

@@ -1,4 +1,4 @@
-from crm_cases import CrmCase
+from crm_cases import CrmCase, seed_record
 from crm_sync.mapping.housecallpro import markers_in
 
 API_KEY = "hcp-conf-key-5b7e2c91d04a4f3e"
@@ -17,6 +17,11 @@ def _marker(job: dict) -> str | None:
     return next(iter(keys), None)
 
 
+def _seed_customer(url: str, first: str, last: str, phone: str) -> str:
+    body = {"first_name": first, "last_name": last, "mobile_number": phone}
+    return seed_record(url, "housecallpro", "conf", "customers", body)["id"]
+
+
 # Housecall Pro API keys never expire (no token endpoint): the token-refresh check is skipped.
 CASE = CrmCase(
     crm_type="housecallpro",
@@ -29,4 +34,5 @@ CASE = CrmCase(
     customer_object="customers",
     secrets=(API_KEY,),
     short_token_limits=None,
+    seed_customer=_seed_customer,
 )

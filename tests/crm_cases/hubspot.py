@@ -1,4 +1,4 @@
-from crm_cases import CrmCase
+from crm_cases import CrmCase, seed_record
 from localdev.demo_data import hubspot_integration
 
 TOKEN = "pat-na1-conf-8c1d2e3f-4a5b-6c7d"
@@ -11,6 +11,11 @@ def _oauth(url: str, secret: str = CLIENT_SECRET) -> dict:
     integration["credentials"] = {"clientId": "hs-conf-client", "clientSecret": secret, "refreshToken": REFRESH,
                                   "baseUrl": f"{url}/hubspot"}
     return integration
+
+
+def _seed_customer(url: str, first: str, last: str, phone: str) -> str:
+    body = {"properties": {"firstname": first, "lastname": last, "phone": phone}}
+    return seed_record(url, "hubspot", "conf", "contacts", body)["id"]
 
 
 # OAuth (30-minute tokens in production) so token expiry mid-run is exercised; the private-app
@@ -26,4 +31,5 @@ CASE = CrmCase(
     customer_object="contacts",
     secrets=(CLIENT_SECRET, REFRESH),
     short_token_limits={"token_ttl_seconds": 1},
+    seed_customer=_seed_customer,
 )

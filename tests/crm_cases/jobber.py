@@ -7,7 +7,7 @@ them: the conformance ``sync()`` re-reads the integration from the database each
 
 import re
 
-from crm_cases import CrmCase
+from crm_cases import CrmCase, seed_record
 
 CLIENT_ID = "jb-conf-client-7d1e"
 CLIENT_SECRET = "jb-conf-client-secret-5a9c"
@@ -29,6 +29,11 @@ def _marker(record: dict) -> str | None:
     return found[0] if found else None
 
 
+def _seed_customer(url: str, first: str, last: str, phone: str) -> str:
+    body = {"firstName": first, "lastName": last, "phones": [phone]}
+    return seed_record(url, "jobber", "conf", "clients", body)["id"]
+
+
 CASE = CrmCase(
     crm_type="jobber",
     account="conf",
@@ -40,4 +45,5 @@ CASE = CrmCase(
     customer_object="clients",
     secrets=(CLIENT_SECRET, REFRESH),
     short_token_limits={"token_ttl_seconds": 1},
+    seed_customer=_seed_customer,
 )

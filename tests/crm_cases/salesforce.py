@@ -1,7 +1,14 @@
-from crm_cases import CrmCase
+from crm_cases import CrmCase, seed_record
 from localdev.demo_data import salesforce_integration
 
 CLIENT = {"client_id": "3MVG9conf.client", "client_secret": "sf-conf-secret-4e5f6a"}
+
+
+def _seed_customer(url: str, first: str, last: str, phone: str) -> str:
+    account = seed_record(url, "salesforce", "conf", "Account", {"Name": f"{first} {last}"})["Id"]
+    body = {"FirstName": first, "LastName": last, "Phone": phone, "AccountId": account}
+    return seed_record(url, "salesforce", "conf", "Contact", body)["Id"]
+
 
 CASE = CrmCase(
     crm_type="salesforce",
@@ -16,4 +23,5 @@ CASE = CrmCase(
     secrets=(CLIENT["client_secret"],),
     short_token_limits={"token_ttl_seconds": 1},
     base_url_key="myDomainUrl",
+    seed_customer=_seed_customer,
 )

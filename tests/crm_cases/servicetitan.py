@@ -1,4 +1,4 @@
-from crm_cases import CrmCase
+from crm_cases import CrmCase, seed_record
 
 CREDS = {"clientId": "cid.conf-st-client", "clientSecret": "cs1.conf-st-secret-5a6b7c", "tenantId": "1234567",
          "appKey": "ak1.conf-st-appkey-8d9e0f"}
@@ -18,6 +18,17 @@ def _marker(record: dict) -> str | None:
     return next((e["value"] for e in record.get("externalData") or [] if e["key"] == "rankitpro_checkin_key"), None)
 
 
+def _seed_customer(url: str, first: str, last: str, phone: str) -> str:
+    """A customer with a phone contact and one service location (jobs need a location)."""
+    address = {"street": "4100 Burnet Rd", "city": "Austin", "state": "TX", "zip": "78756", "country": "USA"}
+    customer = seed_record(url, "servicetitan", "conf", "customers", {
+        "name": f"{first} {last}", "type": "Residential", "address": address,
+        "contacts": [{"type": "Phone", "value": phone}]})
+    seed_record(url, "servicetitan", "conf", "locations", {"customerId": customer["id"], "name": "Home",
+                                                           "address": address})
+    return str(customer["id"])
+
+
 # ServiceTitan access tokens live 900 s; the sandbox account's 1-second tokens make them expire mid-run.
 CASE = CrmCase(
     crm_type="servicetitan",
@@ -30,4 +41,5 @@ CASE = CrmCase(
     customer_object="customers",
     secrets=(CREDS["clientSecret"], CREDS["appKey"]),
     short_token_limits={"token_ttl_seconds": 1},
+    seed_customer=_seed_customer,
 )

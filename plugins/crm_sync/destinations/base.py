@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from crm_hooks.base import CrmHook
-from crm_hooks.errors import BadRecordError, RetryableError
+from crm_hooks.errors import BadRecordError, ConfigurationError, RetryableError
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult, SyncSettings
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,10 @@ class CrmCustomerRecord:
     email: str | None = None
     phone: str | None = None
     sync_key: str | None = None
+
+
+class ReadNotSupported(ConfigurationError):
+    """The CRM's API offers no way to do this read (e.g. no endpoint that lists every customer)."""
 
 
 class Destination(ABC):
@@ -114,6 +118,19 @@ class Destination(ABC):
         """
         raise NotImplementedError(f"{self.crm_type}: read_visits is not implemented")
 
+    #: The CRM itself refuses a second visit record with one marker (a unique property / External ID field):
+    #: two visit records for one check-in cannot exist, so the reconciliation does not look for them.
+    unique_visit_marker: ClassVar[bool] = False
+
+    def find_visit_records(self, visit_keys: Sequence[str]) -> dict[str, list[str]]:
+        """Every visit record carrying each marker (visit_key -> CRM ids), to find two records for one check-in."""
+        raise NotImplementedError(f"{self.crm_type}: find_visit_records is not implemented")
+
+    def visit_fields(self, row: PreparedCheckIn) -> dict[str, Any]:
+        """The fields of ``row``'s visit record as the sync writes them, keyed and shaped as :meth:`read_visits`
+        returns them, so the reconciliation can tell drift (a CRM record edited behind the sync's back)."""
+        raise NotImplementedError(f"{self.crm_type}: visit_fields is not implemented")
+
     def close(self) -> None:
         self.hook.close()
 
@@ -141,6 +158,21 @@ def isolate_bad_records(
         log.info("batch of %d refused (%s); splitting to isolate the record", len(items), exc.code or exc.status)
         return {**isolate_bad_records(items[:mid], send, key), **isolate_bad_records(items[mid:], send, key)}
 
+
+def read_each(crm_ids: Sequence[str], get_one: Callable[[str], dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
+    """``get_one(id)`` per id, for CRMs without a batch read; an id the CRM answers 404 (or nothing) for is
+    left out of the result: it does not exist any more. Other errors propagate."""
+    found: dict[str, dict[str, Any]] = {}
+    for crm_id in dict.fromkeys(str(i) for i in crm_ids):
+        try:
+            record = get_one(crm_id)
+        except BadRecordError as exc:
+            if exc.status in (404, 410):
+                continue
+            raise
+        if record:
+            found[crm_id] = record
+    return found
 
 def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """``items`` in consecutive slices of at most ``size`` (a CRM's per-call limit)."""

@@ -37,7 +37,7 @@ the hook's ``rateLimitPer10s`` / ``tokenSeconds``. ``customFieldMapping`` target
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -49,10 +49,13 @@ from crm_hooks.errors import (
 )
 from crm_hooks.fieldedge import FieldEdgeHook, record_email, record_id, record_phone
 from crm_sync.destinations.base import (
+    CrmCustomerRecord,
     CustomerRef,
     Destination,
+    ReadNotSupported,
     distinct_customers,
     per_record,
+    read_each,
 )
 from crm_sync.mapping import fieldedge as mapping
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
@@ -211,6 +214,30 @@ class FieldEdgeDestination(Destination):
             _warn(row, [note])
             results[row.visit_key] = RecordResult(row.visit_key, crm_id=lead_id)
         return results
+
+    # ------------------------------------------------------------------ read-back
+    def read_visits(self, crm_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Leads one call each (the Open API has no batch read): ``GET /v1/leads/{leadId}``, 404 or 204 = gone
+        (FieldEdge lead API pages, see /work/shared/crm-apis.md). Leads cannot be updated through the API, so
+        only the sync's ``trackingId`` is compared: an edited check-in's lead legitimately keeps its first text."""
+        return {lead_id: {"trackingId": lead.get("trackingId")}
+                for lead_id, lead in read_each(crm_ids, self.hook.get_lead).items()}
+
+    def iter_customers(self, page_size: int | None = None) -> Iterator[CrmCustomerRecord]:
+        """FieldEdge's Open API cannot list customers: its Customer resource offers create, update, get by id,
+        search by phone / email / first name (``GET /v1/customers/search``, a value required) and search by
+        address, and nothing that pages through all of them
+        (https://docs-dev.fieldedge.com/dev/retrieve-customers-by-phone-email-or-first-name-32803946e0, the
+        API list on that page; /work/shared/crm-apis.md 4.1, 4.4). Raised before any request; the sync keeps
+        finding FieldEdge customers with that search, by email and phone, one customer at a time.
+        """
+        raise ReadNotSupported("fieldedge: the FieldEdge Open API has no endpoint that lists customers (only "
+                               "searches by phone, email, first name or address), so existing customers cannot "
+                               "be imported; the sync still finds them by email and phone search")
+        yield  # pragma: no cover - makes this a generator, like the other destinations'
+
+    def visit_fields(self, row: PreparedCheckIn) -> dict[str, Any]:
+        return {"trackingId": row.visit_key}
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

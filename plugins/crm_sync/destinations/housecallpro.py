@@ -33,21 +33,24 @@ public API: jobs cannot be marked completed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from crm_hooks.errors import BadCredentialsError, BadRecordError
 from crm_hooks.housecallpro import (
     DEFAULT_COUNTRY,
+    MAX_PAGE_SIZE,
     HousecallProHook,
     HousecallProUnconfirmedWrite,
 )
 from crm_sync.destinations.base import (
+    CrmCustomerRecord,
     CustomerRef,
     Destination,
     distinct_customers,
     per_record,
+    read_each,
 )
 from crm_sync.mapping import housecallpro as mapping
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
@@ -306,6 +309,37 @@ class HousecallProDestination(Destination):
 
     def update_visits(self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
         return per_record(items, self._update_job, lambda item: item[0].visit_key)
+
+    # ------------------------------------------------------------------ read-back
+    def read_visits(self, crm_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Jobs one call each (Housecall Pro has no batch read): ``GET /jobs/{id}``, 404 = gone
+        [HCP-spec ``get-jobs-id``, /work/shared/crm-specs/housecallpro/housecall.v1.yaml]. The fields are the
+        sync's marker note (its content) and the marker it carries."""
+        found: dict[str, dict[str, Any]] = {}
+        for job_id, job in read_each(crm_ids, self.hook.get_job).items():
+            notes = [n for n in job.get("notes") or [] if isinstance(n, dict) and mapping.markers_in(n.get("content"))]
+            note = notes[-1] if notes else {}
+            markers = sorted(mapping.markers_in(note.get("content")))
+            found[job_id] = {"note": note.get("content"), "marker": markers[0] if markers else None}
+        return found
+
+    def iter_customers(self, page_size: int | None = None) -> Iterator[CrmCustomerRecord]:
+        """Every customer, oldest first (``GET /customers`` by ``page``/``page_size``/``total_pages``, 100 per
+        page); the first of mobile / home / work number is the phone, the customer's first service address
+        the parent (where a job goes when the check-in names no street)."""
+        for record in self.hook.iter_customers(page_size=page_size or MAX_PAGE_SIZE):
+            if not record.get("id"):
+                continue
+            name = " ".join(str(record[k]) for k in ("first_name", "last_name") if record.get(k)) or None
+            phone = next((str(record[k]) for k in ("mobile_number", "home_number", "work_number") if record.get(k)),
+                         None)
+            yield CrmCustomerRecord(crm_id=str(record["id"]), name=name, email=record.get("email") or None,
+                                    phone=phone, parent_id=mapping.pick_address(record.get("addresses") or [],
+                                                                                Customer()))
+
+    def visit_fields(self, row: PreparedCheckIn) -> dict[str, Any]:
+        note, _ = mapping.job_note(row)
+        return {"note": note, "marker": row.visit_key}
 
 
 def _create_once(send: Callable[[], dict[str, Any]], lookup: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -40,7 +40,7 @@ import phonenumbers
 
 from crm_hooks.errors import ConfigurationError, CrmError
 from crm_hooks.jobber import JobberHook, MutationOutcome
-from crm_sync.destinations.base import CustomerRef, Destination, distinct_customers
+from crm_sync.destinations.base import CrmCustomerRecord, CustomerRef, Destination, distinct_customers
 from crm_sync.mapping import jobber as mapping
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
 
@@ -301,6 +301,31 @@ class JobberDestination(Destination):
             failed = [o.error for o in outcomes if not o.ok]
             if failed:
                 log.warning("jobber: %d new jobs stay open: %s", len(failed), failed[0])
+
+    # ------------------------------------------------------------------ read-back
+    def read_visits(self, crm_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Jobs by id, many per GraphQL request (aliased ``job(id:)``): title (with the marker) and instructions."""
+        return {jid: {"title": job.get("title"), "instructions": job.get("instructions")}
+                for jid, job in self.hook.get_jobs(list(crm_ids)).items()}
+
+    def iter_customers(self, page_size: int | None = None) -> Iterator[CrmCustomerRecord]:
+        """Every client through the ``clients`` connection (``first``/``after``, 100 per page or fewer when
+        the query-cost budget demands it); the first email and phone of each."""
+        for client in self.hook.iter_all_clients(page_size or 100):
+            emails = [e.get("address") for e in client.get("emails") or [] if isinstance(e, dict) and e.get("address")]
+            phones = [p.get("number") for p in client.get("phones") or [] if isinstance(p, dict) and p.get("number")]
+            name = " ".join(str(client[k]) for k in ("firstName", "lastName") if client.get(k)) or None
+            yield CrmCustomerRecord(crm_id=str(client["id"]), name=name,
+                                    email=emails[0] if emails else None, phone=phones[0] if phones else None)
+
+    def find_visit_records(self, visit_keys: Sequence[str]) -> dict[str, list[str]]:
+        """Every job whose title carries the marker: aliased ``jobs(searchTerm:)`` (hits verified on the title)."""
+        return {key: sorted({str(j["id"]) for j in jobs if mapping.has_marker(j.get("title"), key)})
+                for key, jobs in self.hook.search_jobs(list(visit_keys)).items()}
+
+    def visit_fields(self, row: PreparedCheckIn) -> dict[str, Any]:
+        data, _ = mapping.job_edit_input(row, self.settings.custom_field_mapping)
+        return {"title": data["title"], "instructions": data["instructions"]}
 
     def update_visits(self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
         """``jobEdit`` title and instructions of the jobs of edited check-ins."""

@@ -8,6 +8,11 @@ never creates a second record: ``RankItPro_Customer_Key__c`` on Account and
 Contact, ``RankItPro_CheckIn_Key__c`` on Case. :meth:`prepare` checks they exist
 and fails the integration with the list of missing fields otherwise.
 
+From :attr:`SalesforceDestination.BULK_THRESHOLD` records in one batch on (crm_backfill's
+Salesforce batches are 5,000), new Accounts, their Contacts and the Cases each go in one Bulk
+API 2.0 upsert job keyed by the same External IDs instead: about 7 calls per job instead of
+one per 200 records.
+
 The org's daily API allocation is shared with every other integration: the hook
 reads ``Sforce-Limit-Info`` and this destination stops the run cleanly once the
 configured share (``crmSettings.dailyBudgetShare``, default 0.9) is used.
@@ -15,7 +20,7 @@ configured share (``crmSettings.dailyBudgetShare``, default 0.9) is used.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import phonenumbers
@@ -23,6 +28,7 @@ import phonenumbers
 from crm_hooks.errors import ConfigurationError, QuotaExhaustedError
 from crm_hooks.salesforce import SalesforceHook, soql_in
 from crm_sync.destinations.base import (
+    CrmCustomerRecord,
     CustomerRef,
     Destination,
     chunked,
@@ -92,9 +98,45 @@ class SalesforceDestination(Destination):
                         found.setdefault(key, ref)
         return found
 
-    def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
+    def _create_customers_bulk(self, customers: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
+        """Accounts, then their Contacts, each with one Bulk API 2.0 upsert job keyed by
+        ``RankItPro_Customer_Key__c`` (idempotent like the Collections upserts). A refused row is that
+        customer's error; a row a job never processed is uncertain (retried next run, by the same key)."""
         results: dict[str, RecordResult] = {}
-        for chunk in chunked(distinct_customers(rows), self.batch_size):
+        self._guard()
+        accounts = self.hook.bulk_upsert("Account", CUSTOMER_KEY_FIELD,
+                                         [mapping.account_record(r.customer, r.customer_key) for r in customers])
+        account_ids = {rec.get(CUSTOMER_KEY_FIELD): rec.get("sf__Id") for rec in accounts.successful}
+        for rec in accounts.failed:
+            key = rec.get(CUSTOMER_KEY_FIELD, "")
+            results[key] = RecordResult(key, error=f"Salesforce Account refused: {rec.get('sf__Error')}"[:400])
+        contacts = []
+        for row in customers:
+            if account_ids.get(row.customer_key):
+                record, warnings = mapping.contact_record(row.customer, row.customer_key, account_ids[row.customer_key])
+                row.warnings.extend(warnings)
+                contacts.append(record)
+        if contacts:
+            self._guard()
+            outcome = self.hook.bulk_upsert("Contact", CUSTOMER_KEY_FIELD, contacts)
+            for rec in outcome.successful:
+                key = rec.get(CUSTOMER_KEY_FIELD, "")
+                results[key] = RecordResult(key, crm_id=rec.get("sf__Id") or None, created=rec.get("sf__Created") == "true",
+                                            extra={"parent_id": account_ids.get(key)})
+            for rec in outcome.failed:
+                key = rec.get(CUSTOMER_KEY_FIELD, "")
+                results[key] = RecordResult(key, error=f"Salesforce Contact refused: {rec.get('sf__Error')}"[:400])
+        for row in customers:
+            results.setdefault(row.customer_key, RecordResult(row.customer_key, uncertain=True,
+                                                              error="not processed by the Bulk API job"))
+        return results
+
+    def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
+        customers = distinct_customers(rows)
+        if len(customers) >= self.bulk_threshold:
+            return self._create_customers_bulk(customers)
+        results: dict[str, RecordResult] = {}
+        for chunk in chunked(customers, self.batch_size):
             self._guard()
             accounts = self.hook.upsert_records(
                 "Account", CUSTOMER_KEY_FIELD, [mapping.account_record(r.customer, r.customer_key) for r in chunk])
@@ -148,18 +190,59 @@ class SalesforceDestination(Destination):
                 found[rec[CHECKIN_KEY_FIELD]] = rec["Id"]
         return found
 
+    #: From this many Cases (or new customers) in one engine batch on, they go in Bulk API 2.0 upsert jobs instead of
+    #: sObject Collections (Salesforce advises Bulk API above 2,000 records:
+    #: https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/bulk_api_2_limits.htm).
+    #: ``crmSettings.bulkThreshold`` overrides it per integration.
+    BULK_THRESHOLD = 2000
+    #: crm_backfill's default batch for Salesforce: big enough for the bulk path.
+    backfill_batch_size = 5000
+
+    @property
+    def bulk_threshold(self) -> int:
+        try:
+            return max(1, int(self.crm_settings.get("bulkThreshold") or self.BULK_THRESHOLD))
+        except (TypeError, ValueError):
+            return self.BULK_THRESHOLD
+
+    def _case_record(self, row: PreparedCheckIn, ref: CustomerRef | None) -> dict[str, Any]:
+        record, warnings = mapping.case_record(
+            row, ref.parent_id if ref else None, ref.crm_id if ref else None,
+            self.settings.custom_field_mapping, self.case_fields,
+            status=self.crm_settings.get("caseStatus", "Closed"), origin=self.crm_settings.get("caseOrigin"))
+        row.warnings.extend(w for w in warnings if w not in row.warnings)
+        return record
+
+    def _create_visits_bulk(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]
+                            ) -> dict[str, RecordResult]:
+        """One Bulk API 2.0 upsert job keyed by ``RankItPro_CheckIn_Key__c`` (idempotent like the
+        Collections upsert). Each failed row is that row's error (quarantined); a row the job never
+        reached (failed, aborted or still running job) is uncertain: the next run looks it up first."""
+        records = [self._case_record(row, ref) for row, ref in items]
+        self._guard()
+        outcome = self.hook.bulk_upsert("Case", CHECKIN_KEY_FIELD, records)
+        results: dict[str, RecordResult] = {}
+        for rec in outcome.successful:
+            key = rec.get(CHECKIN_KEY_FIELD, "")
+            results[key] = RecordResult(key, crm_id=rec.get("sf__Id") or None, created=rec.get("sf__Created") == "true")
+        for rec in outcome.failed:
+            key = rec.get(CHECKIN_KEY_FIELD, "")
+            results[key] = RecordResult(key, error=f"Salesforce Case refused: {rec.get('sf__Error') or 'no reason'}"[:400])
+        state = outcome.job.get("state")
+        for row, _ in items:
+            if row.visit_key not in results:
+                why = outcome.job.get("errorMessage") or f"job {outcome.job.get('id')} ended {state}"
+                results[row.visit_key] = RecordResult(row.visit_key, uncertain=True,
+                                                      error=f"not processed by the Bulk API job ({why})"[:400])
+        return results
+
     def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
         """Upsert by the check-in key: creating twice is impossible by construction."""
+        if len(items) >= self.bulk_threshold:
+            return self._create_visits_bulk(items)
         results: dict[str, RecordResult] = {}
         for chunk in chunked(items, self.batch_size):
-            records = []
-            for row, ref in chunk:
-                record, warnings = mapping.case_record(
-                    row, ref.parent_id if ref else None, ref.crm_id if ref else None,
-                    self.settings.custom_field_mapping, self.case_fields,
-                    status=self.crm_settings.get("caseStatus", "Closed"), origin=self.crm_settings.get("caseOrigin"))
-                row.warnings.extend(w for w in warnings if w not in row.warnings)
-                records.append(record)
+            records = [self._case_record(row, ref) for row, ref in chunk]
             self._guard()
             for (row, _), res in zip(chunk, self.hook.upsert_records("Case", CHECKIN_KEY_FIELD, records), strict=True):
                 results[row.visit_key] = (
@@ -169,6 +252,55 @@ class SalesforceDestination(Destination):
 
     def update_visits(self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
         return self.create_visits([(row, ref) for row, _, ref in items])
+
+
+    # ------------------------------------------------------------------ read-back
+    unique_visit_marker = True  # Case.RankItPro_CheckIn_Key__c is a unique External ID
+
+    #: The Case fields the sync owns and the reconciliation compares (Status is the org's to change).
+    READ_BACK_FIELDS = ("Subject", "Description", CHECKIN_KEY_FIELD)
+
+    def read_visits(self, crm_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Cases by id with SOQL ``SELECT Id, Subject, ... FROM Case WHERE Id IN (...)`` (200 ids per query,
+        about 4,500 characters of URL), following ``nextRecordsUrl``. A deleted Case is simply not returned.
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_query.htm ;
+        SOQL ``IN``: https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/
+        sforce_api_calls_soql_select_comparisonoperators.htm
+        """
+        # Ids may be 15 (case-sensitive) or 18 characters; the first 15 identify the record.
+        wanted = {str(i)[:15]: str(i) for i in crm_ids}
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in chunked(list(wanted.values()), VALUES_PER_QUERY["key"]):
+            self._guard()
+            soql = f"SELECT Id, {', '.join(self.READ_BACK_FIELDS)} FROM Case WHERE {soql_in('Id', chunk)}"
+            for rec in self.hook.query(soql):
+                asked = wanted.get(str(rec.get("Id") or "")[:15])
+                if asked:
+                    found[asked] = {k: rec.get(k) for k in self.READ_BACK_FIELDS}
+        return found
+
+    def iter_customers(self, page_size: int | None = None) -> Iterator[CrmCustomerRecord]:
+        """Every Contact, its Account as parent: SOQL ``SELECT Id, AccountId, FirstName, LastName, Email, Phone
+        [, RankItPro_Customer_Key__c] FROM Contact ORDER BY CreatedDate, Id`` following ``nextRecordsUrl``
+        (Salesforce sizes the pages, 2,000 records by default; ``page_size`` does not apply). The marker field
+        is selected only when the org has it (one describe call), since an unknown field fails the query.
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_query.htm ;
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_query.htm
+        """
+        fields = {f.get("name") for f in self.hook.describe("Contact").get("fields", [])}
+        select = ["Id", "AccountId", "FirstName", "LastName", "Email", "Phone"]
+        if CUSTOMER_KEY_FIELD in fields:
+            select.append(CUSTOMER_KEY_FIELD)
+        self._guard()
+        for rec in self.hook.query(f"SELECT {', '.join(select)} FROM Contact ORDER BY CreatedDate, Id"):
+            name = " ".join(p for p in (rec.get("FirstName"), rec.get("LastName")) if p) or None
+            yield CrmCustomerRecord(crm_id=rec["Id"], parent_id=rec.get("AccountId") or None, name=name,
+                                    email=rec.get("Email") or None, phone=rec.get("Phone") or None,
+                                    sync_key=rec.get(CUSTOMER_KEY_FIELD) or None)
+
+    def visit_fields(self, row: PreparedCheckIn) -> dict[str, Any]:
+        record, _ = mapping.case_record(row, None, None, {}, None)
+        return {k: record.get(k) for k in self.READ_BACK_FIELDS}
 
 
 def phone_variants(e164: str) -> list[str]:

@@ -19,12 +19,13 @@ reads that check the job defaults exist.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from crm_hooks.errors import BadCredentialsError, ConfigurationError
-from crm_hooks.servicetitan import ServiceTitanHook
+from crm_hooks.servicetitan import ServiceTitanHook, external_values
 from crm_sync.destinations.base import (
+    CrmCustomerRecord,
     CustomerRef,
     Destination,
     chunked,
@@ -267,3 +268,51 @@ class ServiceTitanDestination(Destination):
             return RecordResult(row.visit_key, crm_id=str(job_id))
 
         return per_record(items, send, lambda item: item[0].visit_key)
+
+    # ------------------------------------------------------------------ read-back
+    def read_visits(self, crm_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Jobs by id, 50 per call (``GET /jpm/v2/tenant/{t}/jobs?ids=``); the summary and the sync's marker."""
+        found: dict[str, dict[str, Any]] = {}
+        for job_id, job in self.hook.get_jobs(i for i in crm_ids if str(i).isdigit()).items():
+            markers = external_values(job, mapping.VISIT_MARKER_KEY)
+            found[job_id] = {"summary": job.get("summary"), "marker": markers[0] if markers else None}
+        return found
+
+    def iter_customers(self, page_size: int | None = None) -> Iterator[CrmCustomerRecord]:
+        """Every active customer, with its first email and phone contact and its oldest active location as
+        parent (where the sync's jobs go, as :meth:`match_customers` would choose without a street match).
+
+        Three paged lists (``page``/``pageSize``/``hasMore``): contacts, locations, then customers streamed.
+        The customer marker is a hash of the sync's key, so no ``sync_key`` can be read back.
+        """
+        emails: dict[int, str] = {}
+        phones: dict[int, str] = {}
+        for contact in self.hook.iter_customer_contacts(page_size):
+            owner, kind, value = contact.get("customerId"), contact.get("type"), contact.get("value")
+            if owner is None or not value:
+                continue
+            if kind == "Email":
+                emails.setdefault(int(owner), str(value))
+            elif kind in ("Phone", "MobilePhone"):
+                phones.setdefault(int(owner), str(value))
+        locations: dict[int, str] = {}
+        for location in self.hook.iter_all_locations(page_size):
+            if location.get("customerId") is not None and location.get("active", True):
+                locations.setdefault(int(location["customerId"]), str(location["id"]))
+        for customer in self.hook.iter_all_customers(page_size):
+            cid = int(customer["id"])
+            yield CrmCustomerRecord(crm_id=str(cid), parent_id=locations.get(cid), name=customer.get("name") or None,
+                                    email=emails.get(cid), phone=phones.get(cid))
+
+    def find_visit_records(self, visit_keys: Sequence[str]) -> dict[str, list[str]]:
+        """Every job per externalData marker (25 markers per list call)."""
+        by_value = {mapping.marker_value(k): k for k in visit_keys}
+        found: dict[str, list[str]] = {}
+        for chunk in chunked(list(by_value), MARKERS_PER_LOOKUP):
+            for value, jobs in self.hook.find_all_jobs_by_marker(mapping.VISIT_MARKER_KEY, chunk).items():
+                found[by_value[value]] = sorted({str(j["id"]) for j in jobs})
+        return found
+
+    def visit_fields(self, row: PreparedCheckIn) -> dict[str, Any]:
+        payload, _ = mapping.job_update(row, {})
+        return {"summary": payload["summary"], "marker": mapping.marker_value(row.visit_key)}

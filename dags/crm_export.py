@@ -1,0 +1,47 @@
+"""Check-ins with their sync status per CRM, exported to CSV and Parquet with a manifest.
+
+Manual trigger with a date range; also scheduled daily (the previous day), but **paused at creation**:
+unpause it to get a daily export. See docs/drafts/export-import.md.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG, Param, task
+
+from crm_sync.export import DEFAULT_CHUNK_SIZE, FORMATS, export_task
+from crm_sync.settings import KNOWN_CRM_TYPES
+
+with DAG(
+    dag_id="crm_export",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    is_paused_upon_creation=True,   # the daily export is opt-in: unpause the DAG to switch it on
+    max_active_runs=2,
+    default_args={"retries": 1},
+    tags=["crm", "export"],
+    doc_md=__doc__,
+    params={
+        "company_ids": Param([], type="array", items={"type": "integer"}, title="Company ids",
+                             description="Only these companies (empty: every company)."),
+        "date_from": Param(None, type=["null", "string"], format="date", title="From (date)",
+                           description="First day of check-ins to export, UTC (empty: the same day as date_to)."),
+        "date_to": Param(None, type=["null", "string"], format="date", title="To (date, inclusive)",
+                         description="Last day of check-ins to export, UTC (empty: the day before the run)."),
+        "formats": Param([], type="array", items={"type": "string", "enum": list(FORMATS)},
+                         examples=list(FORMATS), title="Formats",
+                         description="Files to write: csv, parquet (empty: both)."),
+        "crm_types": Param([], type="array", items={"type": "string", "enum": list(KNOWN_CRM_TYPES)},
+                           examples=list(KNOWN_CRM_TYPES), title="CRM types",
+                           description="Only the sync status of these CRMs (empty: every CRM with a ledger row)."),
+        "output_dir": Param(None, type=["null", "string"], title="Output folder",
+                            description="Folder on the worker for the export folder (empty: CRM_SYNC_EXPORT_DIR, "
+                                        "else AIRFLOW_HOME/crm_exports)."),
+        "chunk_size": Param(DEFAULT_CHUNK_SIZE, type="integer", minimum=1, maximum=500000, title="Chunk size",
+                            description="Rows per chunk (and Parquet row group); memory grows with it, not with "
+                                        "the range."),
+    },
+) as dag:
+    task(task_id="export_check_ins")(export_task)()

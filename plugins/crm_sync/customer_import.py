@@ -1,0 +1,407 @@
+"""Index the customers that already exist in a company's CRM, so the sync finds them instead of creating twins.
+
+The sync resolves a check-in's customer through ``crm_sync.customer_map`` first, then
+the CRM's own lookup. A CRM's lookup can be exact on the text it stores (Salesforce keeps
+phones as typed: a customer typed as ``(512) 555-0142`` can be missed by a search for
+``+15125550142`` in a format nobody guessed), free-text or fuzzy (Housecall Pro, Jobber),
+or lag behind writes (HubSpot's search index); a miss creates a duplicate. The import reads every CRM customer
+(:meth:`Destination.iter_customers`, the CRM's list endpoint), normalises its email
+and phone with the very functions the sync applies to check-ins, builds the match
+keys the sync will look up (``email:...``, ``phone:+1...``, ``name:...`` per the
+integration's ``customerMatchStrategy``) and adds them to the customer map.
+
+Rules worth knowing:
+
+* A mapping that already exists is never overwritten (the sync's own mappings and
+  earlier imports win; ``INSERT ... ON CONFLICT DO NOTHING``). Imported rows have
+  ``created_by_sync = false``.
+* Several CRM customers sharing a normalised email or phone are already duplicates
+  of each other: the first one listed (the CRMs list oldest first) gets the key, and
+  the report counts the groups with masked examples and their CRM ids.
+* Keys are written page by page, so a crash keeps what was indexed and a re-run
+  completes it.
+* A CRM whose API cannot list customers (FieldEdge) is recorded as ``unsupported``, once.
+* :func:`ensure_customer_index` runs the import once per company x CRM before its
+  first sync (no successful import recorded yet) and is one indexed query afterwards.
+  It never raises: a failed import is recorded in ``crm_sync.customer_imports`` and
+  logged, and the sync goes on as it would have without it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from crm_hooks.errors import CrmError
+from crm_sync.db import sql
+from crm_sync.destinations.base import CrmCustomerRecord, Destination, ReadNotSupported
+from crm_sync.models import Customer
+from crm_sync.normalize import _match_keys, normalize_email, normalize_phone, split_name
+from crm_sync.settings import parse_sync_settings
+
+log = logging.getLogger(__name__)
+
+#: Keys written per statement (one round trip per chunk, committed as it goes).
+WRITE_CHUNK = 1000
+#: Duplicate groups quoted in a report.
+MAX_EXAMPLES = 10
+
+
+# --------------------------------------------------------------------------- pure part
+def customer_match_keys(record: CrmCustomerRecord, strategy: str) -> list[str]:
+    """The match keys the sync would build for this CRM customer, plus its sync key when it carries one.
+
+    Uses the sync's own normalisers and key builder (``crm_sync.normalize``), so a key
+    written here is byte for byte the key a check-in of the same person looks up.
+    """
+    email, _ = normalize_email(record.email)
+    phone, _, _ = normalize_phone(record.phone)
+    first, last, _ = split_name(record.name)
+    keys = _match_keys(strategy, Customer(email=email, phone=phone, first_name=first, last_name=last))
+    if record.sync_key and record.sync_key not in keys:
+        keys.append(record.sync_key)
+    return keys
+
+
+def identity_keys(keys: Iterable[str]) -> list[str]:
+    """The keys that identify a person (email, phone): two customers sharing one are duplicates.
+
+    Names are left out: two "John Smith" are usually two people.
+    """
+    return [k for k in keys if k.startswith(("email:", "phone:"))]
+
+
+def mask_key(key: str) -> str:
+    """A match key for a report: enough to recognise it, not the whole address or number."""
+    kind, _, value = key.partition(":")
+    if kind == "email" and "@" in value:
+        local, _, domain = value.partition("@")
+        return f"email:{local[:1]}***@{domain}"
+    if kind == "phone":
+        return f"phone:{value[:2]}***{value[-4:]}"
+    return f"{kind}:{value[:1]}***"
+
+
+@dataclass
+class DuplicateTracker:
+    """CRM ids per identity key, to find customers that already share an email or phone."""
+
+    ids_by_key: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, crm_id: str, keys: Iterable[str]) -> None:
+        for key in identity_keys(keys):
+            ids = self.ids_by_key.setdefault(key, [])
+            if crm_id not in ids:
+                ids.append(crm_id)
+
+    def report(self, max_examples: int = MAX_EXAMPLES) -> tuple[int, int, list[dict[str, Any]]]:
+        """(groups, customers in any group, examples): a group is a key shared by 2+ CRM customers."""
+        groups = {k: ids for k, ids in self.ids_by_key.items() if len(ids) > 1}
+        customers = {i for ids in groups.values() for i in ids}
+        examples = [{"key": mask_key(k), "crm_ids": ids[:5], "customers": len(ids)}
+                    for k, ids in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:max_examples]]
+        return len(groups), len(customers), examples
+
+
+# --------------------------------------------------------------------------- result
+@dataclass
+class ImportResult:
+    """One company x CRM import; one row of ``crm_sync.customer_imports``."""
+
+    company_id: int
+    crm_type: str
+    trigger: str = "dag"
+    run_id: str | None = None
+    dag_id: str | None = None
+    status: str = "running"
+    customers_indexed: int = 0
+    customers_without_keys: int = 0
+    keys_added: int = 0
+    keys_already_mapped: int = 0
+    duplicate_groups: int = 0
+    duplicate_customers: int = 0
+    duplicate_examples: list[dict[str, Any]] = field(default_factory=list)
+    api_calls: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """XCom- and log-safe: counts, masked examples, the redacted error."""
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- the import
+def import_customers(engine: Engine, company_id: int, crm_type: str, integration: dict[str, Any], *,
+                     destination: Destination | None = None, trigger: str = "dag", run_id: str | None = None,
+                     dag_id: str | None = None, rate_share: float = 1.0,
+                     page_size: int | None = None) -> ImportResult:
+    """Read every customer of the company's CRM into ``crm_sync.customer_map``; record and return the outcome.
+
+    CRM errors (bad credentials, CRM down after retries, quota) end the import with
+    ``status = 'failed'`` and the reason; keys written before the error stay. Any other
+    exception is recorded the same way and re-raised (a bug must not look like success).
+    """
+    result = ImportResult(company_id=company_id, crm_type=crm_type, trigger=trigger, run_id=run_id, dag_id=dag_id)
+    with engine.begin() as conn:
+        import_id = conn.execute(sql("customer_import_start"), {
+            "run_id": run_id, "dag_id": dag_id, "trigger": trigger, "company_id": company_id,
+            "crm_type": crm_type}).first()[0]
+    clock = time.monotonic()
+    settings, _ = parse_sync_settings(integration.get("syncSettings"))
+    built = destination is None
+    unexpected: BaseException | None = None
+    try:
+        if destination is None:
+            destination = _destination(engine, company_id, crm_type, integration, settings, rate_share)
+        _index(engine, destination, result, settings.customer_match_strategy, page_size)
+        result.status = "success"
+    except ReadNotSupported as exc:
+        result.status, result.error = "unsupported", str(exc)
+    except CrmError as exc:
+        result.status, result.error = "failed", _redact(destination, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        result.status, result.error = "failed", _redact(destination, f"{type(exc).__name__}: {exc}")
+        unexpected = exc
+    finally:
+        if destination is not None:
+            result.api_calls = destination.hook.stats.api_calls
+            if built:
+                destination.close()
+        result.seconds = round(time.monotonic() - clock, 3)
+        _finish(engine, import_id, result)
+    level = logging.INFO if result.status == "success" else logging.WARNING
+    log.log(level, "customer import company %s -> %s: %s, %d CRM customers, %d keys added, %d already mapped, "
+            "%d duplicate groups (%d customers)%s", company_id, crm_type, result.status, result.customers_indexed,
+            result.keys_added, result.keys_already_mapped, result.duplicate_groups, result.duplicate_customers,
+            f": {result.error}" if result.error else "")
+    if unexpected is not None:
+        raise unexpected
+    return result
+
+
+def ensure_customer_index(engine: Engine, company_id: int, crm_type: str, integration: dict[str, Any],
+                          **kwargs: Any) -> ImportResult | None:
+    """Import the CRM's customers once, before the first sync of this company x CRM; never raises.
+
+    Returns None (one indexed query, no CRM call) once a successful import is recorded (or one that
+    found the CRM cannot list customers: ``unsupported`` is final);
+    otherwise the import's result, failed or not. A failure is logged and recorded, and
+    the caller's sync goes on: the import is an improvement, never a precondition.
+
+    After an import, ``integration["credentials"]`` is replaced in place by the stored ones: the
+    import may have rotated the CRM's tokens (Jobber kills the old refresh token at once), and the
+    caller is about to sync with this very object.
+    """
+    try:
+        with engine.connect() as conn:
+            done = conn.execute(sql("customer_import_done"), {"company_id": company_id, "crm_type": crm_type}).scalar()
+        if done:
+            return None
+        result = import_customers(engine, company_id, crm_type, integration, trigger=kwargs.pop("trigger", "auto"),
+                                  **kwargs)
+        _reload_credentials(engine, company_id, crm_type, integration)
+        return result
+    except Exception as exc:  # the sync must run whatever happened here
+        log.warning("customer import before the first sync of company %s -> %s failed (%s); syncing anyway",
+                    company_id, crm_type, type(exc).__name__, exc_info=True)
+        return None
+
+
+def _reload_credentials(engine: Engine, company_id: int, crm_type: str, integration: dict[str, Any]) -> None:
+    from crm_sync.integrations import load_integration
+
+    stored = load_integration(engine, company_id, crm_type)
+    integration["credentials"] = dict(stored.get("credentials") or {})
+
+
+def imports_for(engine: Engine, run_id: str) -> list[dict[str, Any]]:
+    """The import rows of one DAG run (for the summary task)."""
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sql("customer_imports_for_run"), {"run_id": run_id}).mappings()]
+
+
+def format_imports(rows: Iterable[dict[str, Any]]) -> str:
+    """A fixed-width table of import rows, then the duplicate examples and errors."""
+    header = (f"{'company':<28} {'crm':<13} {'status':<8} {'customers':>9} {'keys added':>10} "
+              f"{'already':>7} {'no keys':>7} {'dup groups':>10} {'dup cust.':>9} {'calls':>6}")
+    lines = [header, "-" * len(header)]
+    notes: list[str] = []
+    for r in rows:
+        name = f"{r['company_id']} {r.get('company_name') or ''}".strip()[:28]
+        lines.append(f"{name:<28} {r['crm_type']:<13} {r['status']:<8} {r['customers_indexed']:>9} "
+                     f"{r['keys_added']:>10} {r['keys_already_mapped']:>7} {r['customers_without_keys']:>7} "
+                     f"{r['duplicate_groups']:>10} {r['duplicate_customers']:>9} {r['api_calls']:>6}")
+        if r.get("error"):
+            notes.append(f"  {name} {r['crm_type']}: {r['error']}")
+        examples = r.get("duplicate_examples") or []
+        if isinstance(examples, str):
+            examples = json.loads(examples)
+        for ex in examples:
+            notes.append(f"  {name} {r['crm_type']}: {ex['customers']} CRM customers share {ex['key']} "
+                         f"(ids {', '.join(ex['crm_ids'])})")
+    return "\n".join(lines + (["", "Notes:"] + notes if notes else []))
+
+
+# --------------------------------------------------------------------------- internals
+def _destination(engine: Engine, company_id: int, crm_type: str, integration: dict[str, Any], settings: Any,
+                 rate_share: float) -> Destination:
+    from crm_sync.destinations import destination_for
+    from crm_sync.integrations import credentials_writer
+
+    # Rotating refresh tokens (Jobber) are written back before use, as in the sync.
+    return destination_for(crm_type, integration, settings, rate_share=rate_share,
+                           credentials_writer=credentials_writer(engine, company_id, crm_type))
+
+
+def _index(engine: Engine, destination: Destination, result: ImportResult, strategy: str,
+           page_size: int | None) -> None:
+    duplicates = DuplicateTracker()
+    seen: set[str] = set()
+    pending: dict[str, tuple[str, str | None]] = {}
+    try:
+        for record in destination.iter_customers(page_size=page_size):
+            result.customers_indexed += 1
+            keys = customer_match_keys(record, strategy)
+            # Duplicates are judged on email and phone whatever the strategy: they are what a person is.
+            duplicates.add(record.crm_id, customer_match_keys(record, "all"))
+            if not keys:
+                result.customers_without_keys += 1
+                continue
+            for key in keys:
+                if key not in seen:  # the first customer listed with a key gets it
+                    seen.add(key)
+                    pending[key] = (record.crm_id, record.parent_id)
+            if len(pending) >= WRITE_CHUNK:
+                _write(engine, result, pending)
+    finally:
+        _write(engine, result, pending)
+        result.duplicate_groups, result.duplicate_customers, result.duplicate_examples = duplicates.report()
+
+
+def _write(engine: Engine, result: ImportResult, pending: dict[str, tuple[str, str | None]]) -> None:
+    if not pending:
+        return
+    keys = list(pending)
+    with engine.begin() as conn:
+        added = conn.execute(sql("customer_import_map_insert"), {
+            "company_id": result.company_id, "crm_type": result.crm_type, "match_keys": keys,
+            "crm_customer_ids": [pending[k][0] for k in keys],
+            "crm_parent_ids": [pending[k][1] for k in keys]}).scalars().all()
+    result.keys_added += len(added)
+    result.keys_already_mapped += len(keys) - len(added)
+    pending.clear()
+
+
+def _finish(engine: Engine, import_id: int, result: ImportResult) -> None:
+    row = {k: v for k, v in result.summary().items() if k not in ("company_id", "crm_type", "trigger", "run_id",
+                                                                   "dag_id")}
+    row.update(id=import_id, finished_at=datetime.now(UTC),
+               duplicate_examples=json.dumps(result.duplicate_examples))
+    with engine.begin() as conn:
+        conn.execute(sql("customer_import_finish"), row)
+
+
+def _redact(destination: Destination | None, text: str) -> str:
+    text = text[:1000]
+    return destination.hook.redact(text) if destination is not None else text
+
+
+__all__ = ["DuplicateTracker", "ImportResult", "customer_match_keys", "ensure_customer_index", "format_imports",
+           "import_customers", "imports_for", "mask_key"]
+
+
+
+# --------------------------------------------------------------------------- Airflow task callables
+def import_company(company_id: int, crm_type: str, db_conn_id: str = "rankitpro_db", **context: Any
+                   ) -> dict[str, Any]:
+    """Task of ``crm_customer_import``: import one company x CRM; its XCom is the counts (no credentials).
+
+    Credentials are read from the database here, never passed through XCom. A configuration
+    problem is recorded as a failed import, like a CRM error; the other companies go on.
+    """
+    from crm_hooks.errors import ConfigurationError
+    from crm_sync.db import make_engine, url_from_connection
+    from crm_sync.integrations import load_integration
+
+    params = context.get("params") or {}
+    run_id, dag_id = context["run_id"], context["dag"].dag_id
+    engine = make_engine(url_from_connection(db_conn_id))
+    try:
+        try:
+            integration = load_integration(engine, int(company_id), crm_type)
+        except ConfigurationError as exc:
+            result = record_failure(engine, int(company_id), crm_type, str(exc), run_id=run_id, dag_id=dag_id)
+        else:
+            result = import_customers(engine, int(company_id), crm_type, integration, run_id=run_id, dag_id=dag_id,
+                                      rate_share=float(params.get("rate_share") or 1.0),
+                                      page_size=params.get("page_size") or None)
+    finally:
+        engine.dispose()
+    return result.summary()
+
+
+def record_failure(engine: Engine, company_id: int, crm_type: str, error: str, *, trigger: str = "dag",
+                   run_id: str | None = None, dag_id: str | None = None) -> ImportResult:
+    """An import that could not start (e.g. the integration's settings changed since discovery)."""
+    result = ImportResult(company_id=company_id, crm_type=crm_type, trigger=trigger, run_id=run_id, dag_id=dag_id,
+                          status="failed", error=error)
+    with engine.begin() as conn:
+        import_id = conn.execute(sql("customer_import_start"), {
+            "run_id": run_id, "dag_id": dag_id, "trigger": trigger, "company_id": company_id,
+            "crm_type": crm_type}).first()[0]
+    _finish(engine, import_id, result)
+    log.warning("customer import company %s -> %s not started: %s", company_id, crm_type, error)
+    return result
+
+
+def summarize_imports(db_conn_id: str = "rankitpro_db", **context: Any) -> dict[str, Any]:
+    """Task of ``crm_customer_import``: log the run's table and return its totals."""
+    from crm_sync.db import make_engine, url_from_connection
+
+    engine = make_engine(url_from_connection(db_conn_id))
+    try:
+        rows = imports_for(engine, context["run_id"])
+    finally:
+        engine.dispose()
+    log.info("CRM customer import summary for run %s\n%s", context["run_id"], format_imports(rows))
+    return {"imports": len(rows),
+            "failed": sum(r["status"] != "success" for r in rows),
+            "customers_indexed": sum(r["customers_indexed"] for r in rows),
+            "keys_added": sum(r["keys_added"] for r in rows),
+            "duplicate_groups": sum(r["duplicate_groups"] for r in rows)}
+
+
+def discover_import_companies(crm_type: str, db_conn_id: str = "rankitpro_db", **context: Any) -> list[int]:
+    """Task of ``crm_customer_import``: ids of the companies with an active, usable ``crm_type`` integration.
+
+    The sync's discovery (:func:`crm_sync.integrations.discover`), with the DAG's ``company_ids`` /
+    ``crm_types`` params. A company whose settings for this CRM are unusable gets a failed import
+    row with the reason (not an entry in the app's sync history: nothing was synced).
+    """
+    from crm_sync.db import make_engine, migrate, url_from_connection
+    from crm_sync.integrations import discover
+
+    params = context.get("params") or {}
+    wanted = params.get("crm_types") or None
+    if wanted and crm_type not in wanted:
+        return []
+    engine = make_engine(url_from_connection(db_conn_id))
+    try:
+        migrate(engine)
+        items, problems = discover(engine, crm_types=[crm_type], company_ids=params.get("company_ids") or None)
+        for p in problems:
+            if p.crm_type == crm_type:
+                record_failure(engine, p.company_id, crm_type, p.error, run_id=context["run_id"],
+                               dag_id=context["dag"].dag_id)
+    finally:
+        engine.dispose()
+    ids = [item.company_id for item in items]
+    log.info("%d companies to import from %s", len(ids), crm_type)
+    return ids
