@@ -188,8 +188,8 @@ def test_a_failed_import_is_recorded_and_ensure_never_raises(db, sandbox):
 
 
 # ---------------------------------------------------------------------- the DAG and its documented params
-def test_dag_params_are_what_the_draft_documents():
-    """The draft's params table (the format tests/test_distributed.py checks in README.md) equals the form."""
+def test_dag_params_are_what_the_readme_documents():
+    """README.md's params table (the format tests/test_distributed.py checks) equals the form."""
     import json
     import re
     import runpy
@@ -197,7 +197,7 @@ def test_dag_params_are_what_the_draft_documents():
     from conftest import ROOT
 
     dag = runpy.run_path(str(ROOT / "dags" / "crm_customer_import.py"))["dag"]
-    text = (ROOT / "docs" / "drafts" / "customer-import.md").read_text()
+    text = (ROOT / "README.md").read_text()
     section = re.search(r"^### `crm_customer_import`\n(.*?)(?=^#{1,3} )", text, re.DOTALL | re.MULTILINE).group(1)
     table = re.search(r"^\| param \| type \| default \| meaning \|\n\|[-| ]+\|\n((?:\|.*\|\n)+)", section,
                       re.MULTILINE).group(1)
