@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param, task
 
 from crm_hooks.registry import HOOKS
+from crm_sync import dag_params
 from crm_sync.backfill import plan_backfill, report_backfill, run_chunk
 
 with DAG(
@@ -29,13 +30,10 @@ with DAG(
         # No default on purpose: a backfill names its CRM (the run fails at plan time without one).
         "crm_type": Param(None, type=["null", "string"], enum=[None, *HOOKS], title="CRM type",
                           description="The CRM to backfill (one per run; required)."),
-        "company_ids": Param([], type="array", items={"type": "integer"}, title="Company ids",
-                             description="Only these companies (empty: every company with an active integration "
-                                         "of this CRM)."),
-        "date_from": Param(None, type=["null", "string"], format="date", title="From (day, UTC)",
-                           description="First day of check-ins to backfill (empty: the first check-in)."),
-        "date_to": Param(None, type=["null", "string"], format="date", title="To (day, UTC)",
-                         description="Last day of check-ins to backfill, included (empty: today)."),
+        "company_ids": dag_params.company_ids(
+            "Only these companies (empty: every company with an active integration of this CRM)."),
+        "date_from": dag_params.day("From (day, UTC)", "First day of check-ins to backfill (empty: the first check-in)."),
+        "date_to": dag_params.day("To (day, UTC)", "Last day of check-ins to backfill, included (empty: today)."),
         "dry_run": Param(True, type="boolean", title="Dry run",
                          description="Only count and sample what would be sent; nothing goes to the CRM and the "
                                      "ledger is not changed."),
@@ -46,9 +44,8 @@ with DAG(
         "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=10000, title="Batch size",
                             description="Check-ins per batch (empty: the CRM's default; Salesforce backfills use "
                                         "5,000 and write Cases through Bulk API 2.0)."),
-        "rate_share": Param(0.5, type="number", minimum=0.05, maximum=1.0, title="Rate-limit share",
-                            description="Share of the CRM's documented rate limit this backfill may use (the rest "
-                                        "stays for the scheduled sync)."),
+        "rate_share": dag_params.rate_share(
+            0.5, "Share of the CRM's documented rate limit this backfill may use (the rest stays for the scheduled sync)."),
     },
 ) as dag:
     report = task(task_id="report", trigger_rule="all_done")(report_backfill)()

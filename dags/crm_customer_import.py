@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param, task
 
 from crm_hooks.registry import HOOKS
+from crm_sync import dag_params
 from crm_sync.customer_import import discover_import_companies, import_company, summarize_imports
 
 with DAG(
@@ -25,14 +26,11 @@ with DAG(
     tags=["crm", "import"],
     doc_md=__doc__,
     params={
-        "company_ids": Param([], type="array", items={"type": "integer"}, title="Company ids",
-                             description="Only these companies (empty: every company with an active integration)."),
-        "crm_types": Param([], type="array", items={"type": "string", "enum": list(HOOKS)}, examples=list(HOOKS),
-                           title="CRM types", description="Only these CRM types (empty: all)."),
+        "company_ids": dag_params.company_ids(),
+        "crm_types": dag_params.crm_types(),
         "page_size": Param(None, type=["null", "integer"], minimum=1, maximum=500, title="Page size",
                            description="CRM customers per list request (empty: the CRM's largest page)."),
-        "rate_share": Param(1.0, type="number", minimum=0.05, maximum=1.0, title="Rate-limit share",
-                            description="Share of each CRM's documented rate limit this run may use."),
+        "rate_share": dag_params.rate_share(),
     },
 ) as dag:
     summary = task(task_id="summarize", trigger_rule="all_done")(summarize_imports)()

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param, task
 
+from crm_sync import dag_params
 from crm_sync.export import DEFAULT_CHUNK_SIZE, FORMATS, export_task
 from crm_sync.settings import KNOWN_CRM_TYPES
 
@@ -24,18 +25,16 @@ with DAG(
     tags=["crm", "export"],
     doc_md=__doc__,
     params={
-        "company_ids": Param([], type="array", items={"type": "integer"}, title="Company ids",
-                             description="Only these companies (empty: every company)."),
-        "date_from": Param(None, type=["null", "string"], format="date", title="From (date)",
-                           description="First day of check-ins to export, UTC (empty: the same day as date_to)."),
-        "date_to": Param(None, type=["null", "string"], format="date", title="To (date, inclusive)",
-                         description="Last day of check-ins to export, UTC (empty: the day before the run)."),
+        "company_ids": dag_params.company_ids("Only these companies (empty: every company)."),
+        "date_from": dag_params.day("From (date)",
+                                    "First day of check-ins to export, UTC (empty: the same day as date_to)."),
+        "date_to": dag_params.day("To (date, inclusive)",
+                                  "Last day of check-ins to export, UTC (empty: the day before the run)."),
         "formats": Param([], type="array", items={"type": "string", "enum": list(FORMATS)},
                          examples=list(FORMATS), title="Formats",
                          description="Files to write: csv, parquet (empty: both)."),
-        "crm_types": Param([], type="array", items={"type": "string", "enum": list(KNOWN_CRM_TYPES)},
-                           examples=list(KNOWN_CRM_TYPES), title="CRM types",
-                           description="Only the sync status of these CRMs (empty: every CRM with a ledger row)."),
+        "crm_types": dag_params.crm_types("Only the sync status of these CRMs (empty: every CRM with a ledger row).",
+                                          choices=KNOWN_CRM_TYPES),
         "output_dir": Param(None, type=["null", "string"], title="Output folder",
                             description="Folder on the worker for the export folder (empty: CRM_SYNC_EXPORT_DIR, "
                                         "else AIRFLOW_HOME/crm_exports)."),

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param, task
 
 from crm_hooks.registry import HOOKS
+from crm_sync import dag_params
 from crm_sync.assets import CRM_SYNC_LEDGER
 from crm_sync.operators import CrmSyncOperator
 from crm_sync.tasks import check_configurations, discover_companies, summarize_run
@@ -25,16 +26,13 @@ with DAG(
     tags=["crm", "sync"],
     doc_md=__doc__,
     params={
-        "company_ids": Param([], type="array", items={"type": "integer"}, title="Company ids",
-                             description="Only these companies (empty: every company with an active integration)."),
-        "crm_types": Param([], type="array", items={"type": "string", "enum": list(HOOKS)}, examples=list(HOOKS),
-                           title="CRM types", description="Only these CRM types (empty: all)."),
+        "company_ids": dag_params.company_ids(),
+        "crm_types": dag_params.crm_types(),
         "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=200, title="Batch size",
                             description="Check-ins per CRM batch call (empty: the CRM's own batch limit)."),
         "lookback_days": Param(7, type="integer", minimum=0, maximum=90, title="Edit look-back (days)",
                                description="Synced check-ins created this recently are re-checked for edits."),
-        "rate_share": Param(1.0, type="number", minimum=0.05, maximum=1.0, title="Rate-limit share",
-                            description="Share of each CRM's documented rate limit this run may use."),
+        "rate_share": dag_params.rate_share(),
     },
 ) as dag:
     checked = task(task_id="check_configurations")(check_configurations)()

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
 from crm_hooks.registry import HOOKS
+from crm_sync import dag_params
 from crm_sync.assets import CRM_SYNC_LEDGER, reconcile_on_ledger_update
 from crm_sync.reconcile_tasks import (
     DEFAULT_DAYS,
@@ -37,14 +38,10 @@ with DAG(
     tags=["crm", "report"],
     doc_md=__doc__,
     params={
-        "company_ids": Param([], type="array", items={"type": "integer"}, title="Company ids",
-                             description="Only these companies (empty: every company with an active integration)."),
-        "crm_types": Param([], type="array", items={"type": "string", "enum": list(HOOKS)}, examples=list(HOOKS),
-                           title="CRM types", description="Only these CRM types (empty: all)."),
-        "date_from": Param(None, type=["null", "string"], format="date", title="From (date)",
-                           description="First day of check-ins compared (empty: days before date_to)."),
-        "date_to": Param(None, type=["null", "string"], format="date", title="To (date)",
-                         description="Last day of check-ins compared, inclusive (empty: today, UTC)."),
+        "company_ids": dag_params.company_ids(),
+        "crm_types": dag_params.crm_types(),
+        "date_from": dag_params.day("From (date)", "First day of check-ins compared (empty: days before date_to)."),
+        "date_to": dag_params.day("To (date)", "Last day of check-ins compared, inclusive (empty: today, UTC)."),
         "days": Param(DEFAULT_DAYS, type="integer", minimum=1, maximum=366, title="Days",
                       description="Days compared when date_from is empty."),
         "sample_size": Param(DEFAULT_SAMPLE_SIZE, type="integer", minimum=0, maximum=100000,
