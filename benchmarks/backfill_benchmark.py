@@ -10,7 +10,7 @@ batches of 5,000 take the Bulk API 2.0 path for Cases). Rows are seeded with ``C
 
 Printed per run: check-ins/second, API calls per 1,000 check-ins, the rate-limit bound at that call pattern
 (the CRM's limit x ``rate_share`` / calls per check-in; limits and the Salesforce stand-in pace come from
-:mod:`benchmarks.sync_benchmark` and :mod:`localdev.crm_profiles`), the ratio achieved / bound, the process's
+:mod:`benchmarks.bench_env` and :mod:`localdev.crm_profiles`), the ratio achieved / bound, the process's
 resident memory after 1/4 of the rows and at the end, and its peak. Nothing is asserted.
 """
 
@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -29,18 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
-from benchmarks.sync_benchmark import _free_port, _peak_rss_mb, _wait, documented_rps
+from benchmarks.bench_env import crm_bench, peak_rss_mb, rss_mb
 
 ROWS_PER_DAY = 500
 CHUNK_DAYS = 30
-
-
-def _rss_mb() -> float:
-    """Current resident memory (not the peak), from /proc."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def run_one(crm: str, rows: int, rate_share: float, stand_in_rps: float | None) -> dict:
@@ -48,43 +38,20 @@ def run_one(crm: str, rows: int, rate_share: float, stand_in_rps: float | None) 
     import sqlalchemy as sa
 
     from crm_sync.backfill import backfill_key, execute_chunk, parse_params, plan_chunks
-    from crm_sync.db import create_app_schema, make_engine, migrate
     from localdev.bulk_data import seed_check_ins
-    from localdev.crm_profiles import PROFILES
-    from localdev.demo_data import create_company
-    from localdev.pg import start_embedded
 
-    profile = PROFILES[crm]
-    tmp = Path(tempfile.mkdtemp(prefix="crm-backfill-bench-"))
-    server = start_embedded(tmp / "pg")
-    engine = make_engine(server.get_uri())
-    create_app_schema(engine)
-    migrate(engine)
-    port = _free_port()
-    sandbox = subprocess.Popen([sys.executable, "-m", "crm_sandbox", "--host", "127.0.0.1", "--port", str(port)],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait(url)
-        integration = profile.integration(url)
-        limit_rps = documented_rps(crm, integration)
-        limits = {}
-        if limit_rps is None:
-            # Salesforce documents no per-second limit: the sandbox and the hook pace at a stand-in rate.
-            limit_rps = stand_in_rps or profile.stand_in_rps or 10.0
-            limits = {"per_second": limit_rps}
-            integration.setdefault("crmSettings", {})["requestsPerSecond"] = limit_rps
-        requests.post(f"{url}/_sandbox/accounts", json=profile.account_body("bench", **limits)).raise_for_status()
-        company_id, tech = create_company(engine, f"Bench {crm}", {crm: integration})
+    with crm_bench(crm, stand_in_rps, prefix="crm-backfill-bench-") as bench:
+        engine, url, limit_rps, company_id = bench.engine, bench.url, bench.limit_rps, bench.company_id
         days = max(1, rows // ROWS_PER_DAY)
         first = date(2025, 1, 1)
-        seed_check_ins(engine, company_id, tech, rows, start=datetime(first.year, first.month, first.day), days=days)
+        seed_check_ins(engine, company_id, bench.technician_id, rows,
+                       start=datetime(first.year, first.month, first.day), days=days)
         params = {"crm_type": crm, "company_ids": [company_id], "date_from": first.isoformat(),
                   "date_to": (first + timedelta(days=days)).isoformat(), "chunk_days": CHUNK_DAYS, "dry_run": False,
                   "rate_share": rate_share}
         key = backfill_key(parse_params(params))
         chunks = plan_chunks([company_id], first, first + timedelta(days=days), CHUNK_DAYS)
-        rss_before = _rss_mb()
+        rss_before = rss_mb()
         rss_quarter = None
         done_rows = api_calls = 0
         started = time.monotonic()
@@ -94,7 +61,7 @@ def run_one(crm: str, rows: int, rate_share: float, stand_in_rps: float | None) 
             done_rows += out["candidates"]
             api_calls += out["api_calls"]
             if rss_quarter is None and done_rows >= rows // 4:
-                rss_quarter = _rss_mb()
+                rss_quarter = rss_mb()
         seconds = time.monotonic() - started
         with engine.connect() as conn:
             synced = conn.execute(sa.text("SELECT count(*) FROM crm_sync.ledger WHERE status = 'synced'")).scalar()
@@ -109,13 +76,7 @@ def run_one(crm: str, rows: int, rate_share: float, stand_in_rps: float | None) 
                 "bound_per_s": round(bound, 1), "ratio": round(achieved / bound, 3) if bound else None,
                 "bulk_jobs": stats["by_endpoint"].get("POST /salesforce/services/data/{version}/jobs/ingest", 0),
                 "rss_before_mb": round(rss_before, 1), "rss_quarter_mb": round(rss_quarter or 0, 1),
-                "rss_end_mb": round(_rss_mb(), 1), "peak_rss_mb": round(_peak_rss_mb(), 1)}
-    finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=30)
-        engine.dispose()
-        server.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
+                "rss_end_mb": round(rss_mb(), 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 def main() -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,12 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
+from benchmarks.bench_env import peak_rss_mb
+
 START = datetime(2026, 1, 1)
 DAYS = 100
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def seed(url: str, rows: int) -> dict:
@@ -71,13 +68,13 @@ def run_one(url: str, company_id: int, days: int, chunk_size: int, formats: list
     params = resolve_params({"company_ids": [company_id], "date_from": START.date().isoformat(),
                              "date_to": (START.date() + timedelta(days=days - 1)).isoformat(),
                              "chunk_size": chunk_size, "formats": formats}, run_date=date.today())
-    rss_before = _peak_rss_mb()
+    rss_before = peak_rss_mb()
     t0 = time.perf_counter()
     manifest = run_export(engine, params, Path(out), run_id=f"bench_{days}")
     seconds = time.perf_counter() - t0
     engine.dispose()
     return {"rows": manifest["row_count"], "check_ins": manifest["check_in_count"], "seconds": round(seconds, 1),
-            "rows_per_s": round(manifest["row_count"] / seconds), "peak_rss_mb": round(_peak_rss_mb(), 1),
+            "rows_per_s": round(manifest["row_count"] / seconds), "peak_rss_mb": round(peak_rss_mb(), 1),
             "rss_before_mb": round(rss_before, 1),
             "files_mb": {f["format"]: round(f["bytes"] / 2**20, 1) for f in manifest["files"]}}
 

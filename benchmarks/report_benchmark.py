@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
+
+from benchmarks.bench_env import peak_rss_mb
 
 DAY_TO = date(2026, 11, 24)
 DAYS = 30
@@ -81,10 +82,6 @@ WHERE l.status = 'quarantined' OR (l.status = 'synced' AND (l.check_in_id % 200 
 """
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def seed(engine, company_id: int, technician_id: int, n: int, seed_no: int) -> float:
     """Add ``n`` check-ins over the 30 days with their ledger rows; rebuild the reconciliation. Returns seconds."""
     import sqlalchemy as sa
@@ -117,11 +114,11 @@ def run_one(url: str, out: str) -> dict:
     from crm_sync.report import build_report
 
     engine = make_engine(url)
-    rss_start = _peak_rss_mb()
+    rss_start = peak_rss_mb()
     t0 = time.perf_counter()
     rows = compute_quality_metrics(engine, day_from=DAY_FROM, day_to=DAY_TO)
     metrics_s = time.perf_counter() - t0
-    rss_metrics = _peak_rss_mb()
+    rss_metrics = peak_rss_mb()
     t0 = time.perf_counter()
     result = build_report(engine, run_id="bench_report", output_dir=Path(out), day_from=DAY_FROM, day_to=DAY_TO)
     report_s = time.perf_counter() - t0
@@ -129,7 +126,7 @@ def run_one(url: str, out: str) -> dict:
     return {"metric_rows": rows, "metrics_s": round(metrics_s, 1), "report_s": round(report_s, 1),
             "csv_rows": result["csv_rows"], "html_kb": round(Path(result["html"]).stat().st_size / 1024),
             "eligible": result["headline"]["eligible"], "rss_start_mb": round(rss_start, 1),
-            "rss_after_metrics_mb": round(rss_metrics, 1), "peak_rss_mb": round(_peak_rss_mb(), 1)}
+            "rss_after_metrics_mb": round(rss_metrics, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 def main() -> None:

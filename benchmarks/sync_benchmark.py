@@ -21,64 +21,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
-os.environ.setdefault("CRM_SYNC_ALLOWED_HOSTS", "127.0.0.1:*")
+sys.path[:0] = [str(ROOT)]
 
-def documented_rps(crm: str, integration: dict) -> float | None:
-    """The hook's own default limit, in requests per second (None when the CRM has no such limit)."""
-    from crm_hooks.registry import hook_class
-
-    hook = hook_class(crm).from_integration(integration)
-    return hook.rate_limits["default"].rate
+from benchmarks.bench_env import crm_bench, peak_rss_mb
 
 
 def run_one(crm: str, rows: int, repeat_share: float, stand_in_rps: float | None) -> dict:
     """One measurement in this process: returns the figures as a dict."""
-    import requests
     import sqlalchemy as sa
 
-    from crm_sync.db import create_app_schema, make_engine, migrate
     from crm_sync.destinations import destination_for
     from crm_sync.engine import IntegrationSync, SyncOptions
     from crm_sync.integrations import credentials_writer
     from crm_sync.settings import parse_sync_settings
-    from localdev.crm_profiles import PROFILES
-    from localdev.demo_data import check_in_rows, create_company, insert_check_ins
-    from localdev.pg import start_embedded
+    from localdev.demo_data import check_in_rows, insert_check_ins
 
-    profile = PROFILES[crm]
-    tmp = Path(tempfile.mkdtemp(prefix="crm-bench-"))
-    server = start_embedded(tmp / "pg")
-    engine = make_engine(server.get_uri())
-    create_app_schema(engine)
-    migrate(engine)
-    port = _free_port()
-    sandbox = subprocess.Popen([sys.executable, "-m", "crm_sandbox", "--host", "127.0.0.1", "--port", str(port)],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait(url)
-        integration = profile.integration(url)
-        limit_rps = documented_rps(crm, integration)
-        limits = {}
-        if limit_rps is None:
-            # No per-second limit documented: pace sandbox and hook at a stand-in rate.
-            limit_rps = stand_in_rps or profile.stand_in_rps or 10.0
-            limits = {"per_second": limit_rps}
-            integration.setdefault("crmSettings", {})["requestsPerSecond"] = limit_rps
-        requests.post(f"{url}/_sandbox/accounts", json=profile.account_body("bench", **limits)).raise_for_status()
-        company_id, tech = create_company(engine, f"Bench {crm}", {crm: integration})
+    with crm_bench(crm, stand_in_rps) as bench:
+        engine, integration, limit_rps = bench.engine, bench.integration, bench.limit_rps
+        company_id, tech = bench.company_id, bench.technician_id
         insert_check_ins(engine, check_in_rows(company_id, tech, rows, repeat_share=repeat_share, messy=False))
-        rss_before = _peak_rss_mb()
+        rss_before = peak_rss_mb()
         started = time.monotonic()
         settings, _ = parse_sync_settings(integration.get("syncSettings"))
         destination = destination_for(crm, integration, settings,
@@ -102,37 +70,8 @@ def run_one(crm: str, rows: int, repeat_share: float, stand_in_rps: float | None
                 "limit_rps": round(limit_rps, 2),
                 "bound_per_s": round(bound, 1), "ratio": round(achieved / bound, 3) if bound else None,
                 "customers_created": result.customers_created, "customers_found": result.customers_found,
-                "rate_limited": result.rate_limited, "peak_rss_mb": round(_peak_rss_mb(), 1),
+                "rate_limited": result.rate_limited, "peak_rss_mb": round(peak_rss_mb(), 1),
                 "rss_before_sync_mb": round(rss_before, 1)}
-    finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=30)
-        engine.dispose()
-        server.cleanup()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str) -> None:
-    import requests
-
-    for _ in range(200):
-        try:
-            requests.get(f"{url}/_sandbox/stats", timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.05)
-    raise RuntimeError("sandbox did not start")
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
