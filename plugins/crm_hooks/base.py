@@ -43,7 +43,7 @@ from crm_hooks.errors import (
     RateLimitedError,
     RetryableError,
 )
-from crm_hooks.hosts import check_url
+from crm_hooks.hosts import GuardedSession, check_url
 from crm_hooks.rate_limit import RateLimit, limiter_for
 from crm_hooks.redaction import redact, register_secrets
 
@@ -253,13 +253,13 @@ class CrmHook(BaseHook):
 
     # ------------------------------------------------------------------ HTTP
     def get_conn(self) -> requests.Session:
-        """A pooled ``requests.Session``; secrets are registered with the masker first."""
+        """A pooled session that sends only to this CRM's vendor hosts or ``CRM_SYNC_ALLOWED_HOSTS`` and
+        never follows a redirect (:class:`crm_hooks.hosts.GuardedSession`); secrets are registered with
+        the masker first."""
         if self._session is None:
             register_secrets(self.secrets())
-            session = requests.Session()
-            adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+            session = GuardedSession(self.crm_type, self.vendor_domains, pool_connections=4, pool_maxsize=16,
+                                     max_retries=0)
             session.headers.update({"Accept": "application/json", "User-Agent": "rankitpro-crm-sync/1.0"})
             self._session = session
         return self._session
