@@ -342,3 +342,41 @@ def test_a_redirect_is_refused_and_carries_nothing(crm, redirect_token, redirect
     assert "steal" not in message and "token=abc" not in message and SECRET not in message
     asked = redirector.paths
     assert asked and (("token" in asked[-1]) if redirect_token else ("token" not in asked[-1])), asked
+
+
+# ---------------------------------------------------------------------- a malformed override in a real run
+@pytest.mark.parametrize(("crm", "key", "url", "problem"), [
+    ("hubspot", "baseUrl", "http://127.0.0.1:99999", "invalid port"),
+    ("hubspot", "baseUrl", "http://[::1", "malformed IPv6"),
+    ("fieldedge", "authUrl", "http://127.0.0.1:99999/fieldedge", "invalid port"),
+    ("salesforce", "myDomainUrl", "http://[::1", "malformed IPv6"),
+])
+def test_a_malformed_override_is_a_config_error_of_the_run(db, crm, key, url, problem):
+    """Issue #10 section 7: no ValueError out of the engine; the run row and the app's history say why."""
+    import sqlalchemy as sa
+
+    from crm_sync.engine import IntegrationSync
+    from crm_sync.history import CRM_NAMES
+    from e2e_helpers import company_json
+    from localdev.demo_data import check_in_rows, create_company, insert_check_ins
+
+    creds = dict(HOOK_SETUPS[crm][0])
+    if key == "myDomainUrl":
+        creds.pop("username"), creds.pop("password")
+    creds[key] = url
+    integration = {"name": CRM_NAMES[crm], "status": "active", "credentials": creds,
+                   "syncSettings": {"customerMatchStrategy": "all"}}
+    company_id, tech = create_company(db, "Malformed URL Co", {crm: integration})
+    insert_check_ins(db, check_in_rows(company_id, tech, 2, messy=False))
+
+    result = IntegrationSync(db, company_id=company_id, crm_type=crm, integration=integration,
+                             run_id="malformed-url").run()
+
+    assert result.status == "config_error" and problem in (result.error or ""), result.error
+    assert f"{crm} {key}" in result.error and url not in result.error
+    with db.connect() as conn:
+        row = conn.execute(sa.text("SELECT status, error FROM crm_sync.runs WHERE run_id = 'malformed-url' "
+                                   "AND company_id = :c AND crm_type = :t"), {"c": company_id, "t": crm}).one()
+    assert row.status == "config_error" and problem in row.error
+    _, history = company_json(db, company_id)
+    assert history and history[0]["crmType"] == crm and history[0]["status"] == "failed"
