@@ -210,6 +210,9 @@ def test_refusals_never_echo_the_url(allow_only):
     with pytest.raises(ConfigurationError) as info:
         check_url(f"http://127.0.0.1:99999/?token={SECRET}", ("hubapi.com",), what="hubspot baseUrl")
     assert SECRET not in str(info.value) and "port" in str(info.value)
+    with pytest.raises(ConfigurationError) as info:
+        check_url(f"http://127.0.0.1:{SECRET}/", ("hubapi.com",), what="hubspot baseUrl")
+    assert SECRET[:4] not in str(info.value) and "invalid port" in str(info.value)
 
 
 # ---------------------------------------------------------------------- every hook, every URL setting
@@ -269,6 +272,31 @@ def test_session_refuses_a_foreign_host_even_without_the_validator(crm, listener
         with pytest.raises(ConfigurationError, match=f"{crm} request"):
             send()
     assert listener.connections == before
+
+
+def test_no_product_code_sends_http_outside_the_guarded_session():
+    """Every send goes through ``CrmHook.get_conn`` (a :class:`GuardedSession`): no module-level
+    ``requests.post``, no bare ``requests.Session()``, no other HTTP client in the hooks, the sync or the DAGs."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    senders = {"get", "post", "put", "patch", "delete", "head", "options", "request", "Session", "session"}
+    found = []
+    for path in [*(root / "plugins").rglob("*.py"), *(root / "dags").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                owner = node.func.value
+                name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+                if (name == "requests" and node.func.attr in senders) or name in ("httpx", "urllib3") \
+                        or node.func.attr in ("urlopen", "HTTPConnection", "HTTPSConnection", "PoolManager"):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                mods = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                if any(m.split(".")[0] in ("httpx", "aiohttp", "urllib3") or m in ("http.client", "urllib.request")
+                       for m in mods) and path.name != "hosts.py":
+                    found.append(f"{path.relative_to(root)}:{node.lineno} (import)")
+    assert found == []
 
 
 # ---------------------------------------------------------------------- redirects

@@ -120,8 +120,11 @@ def _split_authority(authority: str, scheme: str, what: str) -> tuple[str, int]:
     if not rest:
         return host, _DEFAULT_PORTS[scheme]
     port_text = rest[1:] if rest.startswith(":") else ""
-    if not port_text.isdigit() or not port_text.isascii() or not 0 < int(port_text) <= 65535:
-        raise _refuse(what, f"invalid port {port_text[:8]!r} (a port is 1-65535)")
+    if not (port_text.isascii() and port_text.isdigit()):
+        # Not echoed: "host:secret" is a common slip for userinfo.
+        raise _refuse(what, "invalid port: not a number (a port is 1-65535)")
+    if not 0 < int(port_text) <= 65535:
+        raise _refuse(what, f"invalid port {port_text[:12]} (a port is 1-65535)")
     return host, int(port_text)
 
 
