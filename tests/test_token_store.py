@@ -24,7 +24,6 @@ from crm_sync.destinations import destination_for
 from crm_sync.engine import IntegrationSync, SyncOptions
 from crm_sync.integrations import credentials_writer, load_integration
 from crm_sync.settings import parse_sync_settings
-from crm_sync.token_store import TokenStore, fingerprint
 from e2e_helpers import recent
 from localdev.demo_data import check_in_rows, create_company, insert_check_ins
 
@@ -80,7 +79,8 @@ def stored_row(db, company_id: int) -> dict | None:
     return dict(row) if row else None
 
 
-def jobber_company(db, sandbox, n: int = 4) -> int:
+def jobber_company(db, sandbox, n: int = 4) -> tuple[int, int]:
+    """A company with an active Jobber integration (the app's first connection) and ``n`` check-ins."""
     authorize(sandbox, FIRST_REFRESH)
     integration = {"name": "Jobber", "status": "active",
                    "credentials": {"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET, "refreshToken": FIRST_REFRESH,
@@ -90,13 +90,11 @@ def jobber_company(db, sandbox, n: int = 4) -> int:
                                     "customerMatchStrategy": "all"}}
     company_id, tech = create_company(db, f"Rotation Roofing {uuid.uuid4().hex[:6]}", {"jobber": integration})
     insert_check_ins(db, check_in_rows(company_id, tech, n, messy=False, start=recent()))
-    jobber_company.technician = tech  # type: ignore[attr-defined]
-    return company_id
+    return company_id, tech
 
 
-def more_check_ins(db, company_id: int, n: int, seed: int) -> None:
-    insert_check_ins(db, check_in_rows(company_id, jobber_company.technician, n, seed=seed, messy=False,  # type: ignore[attr-defined]
-                                       start=recent()))
+def more_check_ins(db, company_id: int, tech: int, n: int, seed: int) -> None:
+    insert_check_ins(db, check_in_rows(company_id, tech, n, seed=seed, messy=False, start=recent()))
 
 
 def sync(db, company_id: int, run_id: str):
@@ -107,13 +105,15 @@ def sync(db, company_id: int, run_id: str):
 
 
 def live_pair(db, company_id: int) -> dict:
+    from crm_sync.token_store import TokenStore
+
     return TokenStore(db, company_id, "jobber").live()
 
 
 # ---------------------------------------------------------------------- race 1: the app saves a stale copy
 def test_an_app_save_from_a_stale_copy_does_not_bring_back_the_invalidated_refresh_token(db, sandbox, caplog):
     caplog.set_level(logging.DEBUG)
-    company_id = jobber_company(db, sandbox)
+    company_id, tech = jobber_company(db, sandbox)
     stale_copy = app_json(db, company_id)  # the admin's settings page, opened before the sync runs
 
     first = sync(db, company_id, "r1")
@@ -126,7 +126,7 @@ def test_an_app_save_from_a_stale_copy_does_not_bring_back_the_invalidated_refre
     edited["jobber"]["crmSettings"]["aliasesPerRequest"] = 10
     app_saves(db, company_id, json.dumps(edited))
     expire_access_tokens(sandbox)  # the next run must refresh, with the live refresh token
-    more_check_ins(db, company_id, 3, seed=8)
+    more_check_ins(db, company_id, tech, 3, seed=8)
 
     second = sync(db, company_id, "r2")
     assert second.status == "success" and second.synced == 3, second.error
@@ -143,7 +143,7 @@ def test_an_app_save_from_a_stale_copy_does_not_bring_back_the_invalidated_refre
 
 # ---------------------------------------------------------------------- race 2: concurrent refresh
 def test_the_customer_index_and_a_sync_refreshing_at_once_spend_the_refresh_token_once(db, sandbox):
-    company_id = jobber_company(db, sandbox, n=3)
+    company_id, _ = jobber_company(db, sandbox, n=3)
     # Every token request is slow: whichever task refreshes first still holds the lock when the other asks.
     requests.post(f"{sandbox.url}/_sandbox/faults", timeout=5, json={
         "crm": "jobber", "path_contains": "/oauth/token", "latency_ms": 700, "count": 2}).raise_for_status()
@@ -181,7 +181,7 @@ def test_the_customer_index_and_a_sync_refreshing_at_once_spend_the_refresh_toke
 
 
 def test_two_hooks_in_two_threads_refresh_once_and_both_work(db, sandbox):
-    company_id = jobber_company(db, sandbox, n=0)
+    company_id, _ = jobber_company(db, sandbox, n=0)
     requests.post(f"{sandbox.url}/_sandbox/faults", timeout=5, json={
         "crm": "jobber", "path_contains": "/oauth/token", "latency_ms": 700, "count": 2}).raise_for_status()
     hooks = [_hook(db, company_id), _hook(db, company_id)]
@@ -207,7 +207,7 @@ def test_two_hooks_in_two_threads_refresh_once_and_both_work(db, sandbox):
 
 # ---------------------------------------------------------------------- admin reconnect
 def test_an_admin_reconnect_is_adopted_and_then_protected_like_the_first_connection(db, sandbox):
-    company_id = jobber_company(db, sandbox, n=2)
+    company_id, tech = jobber_company(db, sandbox, n=2)
     assert sync(db, company_id, "r1").status == "success"
     old_live = live_pair(db, company_id)["refreshToken"]
 
@@ -219,10 +219,12 @@ def test_an_admin_reconnect_is_adopted_and_then_protected_like_the_first_connect
     data["jobber"]["credentials"]["refreshToken"] = reconnected
     app_saves(db, company_id, json.dumps(data))
     stale_copy = app_json(db, company_id)
-    more_check_ins(db, company_id, 2, seed=8)
+    more_check_ins(db, company_id, tech, 2, seed=8)
 
     result = sync(db, company_id, "r2")
     assert result.status == "success" and result.synced == 2, result.error
+    from crm_sync.token_store import fingerprint
+
     row = stored_row(db, company_id)
     assert row["app_fingerprint"] == fingerprint(reconnected)  # the live pair now descends from the reconnect
     assert live_pair(db, company_id)["refreshToken"] not in (old_live, reconnected)
@@ -230,7 +232,7 @@ def test_an_admin_reconnect_is_adopted_and_then_protected_like_the_first_connect
     # The new chain is protected like the first: a stale save of the reconnect's JSON loses nothing.
     app_saves(db, company_id, stale_copy)
     expire_access_tokens(sandbox)
-    more_check_ins(db, company_id, 2, seed=9)
+    more_check_ins(db, company_id, tech, 2, seed=9)
     again = sync(db, company_id, "r3")
     assert again.status == "success" and again.synced == 2, again.error
 
@@ -239,7 +241,7 @@ def test_an_admin_reconnect_is_adopted_and_then_protected_like_the_first_connect
 def test_the_stored_pair_is_encrypted_with_airflows_fernet_key(db, sandbox):
     from cryptography.fernet import Fernet, MultiFernet
 
-    company_id = jobber_company(db, sandbox, n=0)
+    company_id, _ = jobber_company(db, sandbox, n=0)
     assert _hook(db, company_id).account()["id"]
     live = live_pair(db, company_id)
     row = stored_row(db, company_id)
@@ -252,7 +254,7 @@ def test_the_stored_pair_is_encrypted_with_airflows_fernet_key(db, sandbox):
 def test_without_a_fernet_key_nothing_is_refreshed_or_stored(db, sandbox, monkeypatch):
     from airflow.sdk.crypto import get_fernet
 
-    company_id = jobber_company(db, sandbox, n=0)
+    company_id, _ = jobber_company(db, sandbox, n=0)
     monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "")
     get_fernet.cache_clear()
     try:
@@ -266,9 +268,11 @@ def test_without_a_fernet_key_nothing_is_refreshed_or_stored(db, sandbox, monkey
 
 
 def test_a_write_that_did_not_read_the_current_version_is_refused(db, sandbox):
-    company_id = jobber_company(db, sandbox, n=0)
+    company_id, _ = jobber_company(db, sandbox, n=0)
     assert _hook(db, company_id).account()["id"]
     before = stored_row(db, company_id)
+    from crm_sync.token_store import TokenStore
+
     store = TokenStore(db, company_id, "jobber")
     with store.exclusive():
         with db.begin() as conn:  # a writer that bypassed the lock
