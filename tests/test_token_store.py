@@ -290,3 +290,17 @@ def _hook(db, company_id: int):
     settings, _ = parse_sync_settings(integration.get("syncSettings"))
     return destination_for("jobber", integration, settings,
                            credentials_writer=credentials_writer(db, company_id, "jobber")).hook
+
+
+def test_a_task_that_cannot_get_the_refresh_lock_gets_a_retryable_error_without_secrets(db, sandbox, monkeypatch):
+    from crm_hooks.errors import RetryableError
+    from crm_sync import token_store
+
+    company_id, _ = jobber_company(db, sandbox, n=0)
+    monkeypatch.setattr(token_store, "LOCK_TIMEOUT_SECONDS", 1)
+    with token_store.TokenStore(db, company_id, "jobber").exclusive():  # another task is refreshing
+        with pytest.raises(RetryableError, match="refresh lock") as caught:
+            _hook(db, company_id).account()
+    assert FIRST_REFRESH not in str(caught.value) and CLIENT_SECRET not in str(caught.value)
+    assert token_refreshes(sandbox) == 0
+    assert _hook(db, company_id).account()["id"]  # the lock was released
