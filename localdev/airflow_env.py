@@ -37,11 +37,32 @@ def airflow_env(home: Path, db_url: URL, *, allowed_hosts: str = "127.0.0.1:*,lo
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW_CONN_RANKITPRO_DB": airflow_conn_json(db_url),
+        "AIRFLOW__CORE__FERNET_KEY": fernet_key(home),
         "CRM_SYNC_ALLOWED_HOSTS": allowed_hosts,
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
     })
     env.update(extra or {})
     return env
+
+
+def fernet_key(home: Path) -> str:
+    """``AIRFLOW__CORE__FERNET_KEY`` if set, else a key generated once into ``home/fernet.key`` (owner-only).
+
+    Airflow encrypts connections with it and the sync its stored CRM tokens (it refuses to store them
+    unencrypted), so the demo needs one out of the box; keeping it in the home keeps stored tokens readable
+    on the next run.
+    """
+    if os.environ.get("AIRFLOW__CORE__FERNET_KEY"):
+        return os.environ["AIRFLOW__CORE__FERNET_KEY"]
+    from cryptography.fernet import Fernet
+
+    path = home / "fernet.key"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(Fernet.generate_key().decode())
+    return path.read_text().strip()
 
 
 def airflow_bin() -> str:

@@ -16,6 +16,11 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ.setdefault("CRM_SYNC_ALLOWED_HOSTS", "127.0.0.1:*,localhost:*")
+if not os.environ.get("AIRFLOW__CORE__FERNET_KEY"):
+    # The sync stores rotated CRM tokens only encrypted; DAG runs in subprocesses get the same key (airflow_env).
+    from cryptography.fernet import Fernet
+
+    os.environ["AIRFLOW__CORE__FERNET_KEY"] = Fernet.generate_key().decode()
 for p in (ROOT, ROOT / "plugins"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))

@@ -21,6 +21,7 @@ DAGs use) or from an Airflow connection of the hook's own ``conn_type``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -92,8 +93,11 @@ class CrmHook(BaseHook):
         defaults to a value derived from the credentials' base URL and id.
     :param rate_share: share (0-1] of the documented limit this hook may use.
     :param max_attempts: attempts per request before a retryable error is raised.
-    :param credentials_writer: called with the full new credentials when the CRM
-        rotates a refresh token, before the new token is used (Jobber).
+    :param credentials_writer: called with the new tokens when the CRM rotates a
+        refresh token, before the new token is used (Jobber). It may also offer
+        ``exclusive()``, a context manager yielding the live token pair while it holds
+        the integration's refresh lock (:meth:`credential_rotation`); the sync's is
+        :class:`crm_sync.token_store.TokenStore`.
     """
 
     conn_name_attr = "conn_id"
@@ -247,6 +251,33 @@ class CrmHook(BaseHook):
     def invalidate_token(self) -> None:
         with self._token_lock:
             self._token = None
+
+    @contextlib.contextmanager
+    def credential_rotation(self) -> Iterator[None]:
+        """Wrap a refresh that may rotate the refresh token: with a writer that offers ``exclusive()``,
+        hold its lock and take its live ``accessToken``/``refreshToken`` first.
+
+        Another task may have rotated the pair, or the admin reconnected, since this hook was built
+        from the app's JSON; without the lock two tasks would redeem the same refresh token and,
+        with rotation, the second would fail. The replaced values stay registered as secrets.
+        """
+        exclusive = getattr(self.credentials_writer, "exclusive", None)
+        if exclusive is None:
+            yield
+            return
+        with exclusive() as live:
+            credentials = dict(self.credentials)
+            for key, value in live.items():
+                if value == credentials.get(key):
+                    continue
+                self.add_runtime_secret(credentials.get(key))
+                self.add_runtime_secret(value)
+                if value is None:
+                    credentials.pop(key, None)
+                else:
+                    credentials[key] = value
+            self._credentials = credentials
+            yield
 
     def auth_headers(self) -> dict[str, str]:
         raise NotImplementedError

@@ -201,6 +201,10 @@ class HubSpotHook(CrmHook):
         self._check_auth_config()
         if not self.uses_oauth:
             return str(self.cred("accessToken")), 365 * 86400.0
+        with self.credential_rotation():  # the live refresh token, should HubSpot ever have rotated it
+            return self._redeem_refresh_token()
+
+    def _redeem_refresh_token(self) -> tuple[str, float]:
         client_id, client_secret, refresh_token = self.require("clientId", "clientSecret", "refreshToken")
         body = self.request_json(
             "POST",

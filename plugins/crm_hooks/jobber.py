@@ -286,9 +286,11 @@ class JobberHook(CrmHook):
     Jobber hosts or allowed by ``CRM_SYNC_ALLOWED_HOSTS``.
 
     A refresh rotates the refresh token and kills the old one, so the new tokens are handed
-    to ``credentials_writer`` (the engine's writes them into the company's
-    ``crm_integrations`` in one locked transaction) *before* they are used; a hook without
-    a writer refuses to redeem the refresh token rather than lock the company out.
+    to ``credentials_writer`` (the sync's keeps the live pair in its own encrypted store,
+    :mod:`crm_sync.token_store`) *before* they are used, and the refresh runs inside
+    :meth:`~crm_hooks.base.CrmHook.credential_rotation` (one refresh per integration at a
+    time, starting from the live pair); a hook without a writer refuses to redeem the
+    refresh token rather than lock the company out.
 
     Settings (``crmSettings``): ``apiVersion`` (``YYYY-MM-DD``, default
     :data:`DEFAULT_API_VERSION`), ``aliasesPerRequest`` (mutations or searches per GraphQL
@@ -428,6 +430,16 @@ class JobberHook(CrmHook):
                 "jobber: the access token must be refreshed, but this hook has no credentials writer; Jobber "
                 "rotates refresh tokens (the old one dies at once), so redeeming it here would lock the company "
                 "out. Refresh through the sync (it stores the new tokens) or set a valid accessToken")
+        with self.credential_rotation():
+            # The live pair: another task may have refreshed while this one waited; its token serves.
+            stored = self.cred("accessToken")
+            left = self._usable(stored, margin=120.0)
+            if left:
+                return str(stored), left
+            return self._redeem_refresh_token()
+
+    def _redeem_refresh_token(self) -> tuple[str, float]:
+        """``POST {authUrl}/oauth/token`` with the refresh token; the rotated pair is stored before it is used."""
         client_id, client_secret, refresh_token = self.require("clientId", "clientSecret", "refreshToken")
         body = self.request_json(
             "POST", self.token_url, authenticated=False, endpoint=f"POST {TOKEN_PATH}",

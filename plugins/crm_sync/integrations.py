@@ -1,4 +1,4 @@
-"""Finding the integrations to sync in ``companies.crm_integrations``, and writing credentials back.
+"""Finding the integrations to sync in ``companies.crm_integrations``, and the store of rotated credentials.
 
 Discovery never lets one company's bad settings stop another's: malformed JSON,
 an unknown CRM type or missing credentials become a :class:`ConfigProblem` with
@@ -9,7 +9,6 @@ database by the task that uses them, so they never travel through XCom.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -95,18 +94,12 @@ def load_integration(engine: Engine, company_id: int, crm_type: str) -> dict[str
 
 
 def credentials_writer(engine: Engine, company_id: int, crm_type: str) -> Callable[[dict[str, Any]], None]:
-    """A callback that stores rotated credentials (e.g. a new refresh token) at once, atomically.
+    """The store of rotated credentials (e.g. Jobber's refresh token) of one company x CRM.
 
-    The company row is locked and re-read, and only ``credentials`` of this CRM
-    changes, so an admin's concurrent edit of other keys is kept.
+    The live pair is kept in the sync's own encrypted table, never written into
+    ``crm_integrations``: the app saves that JSON from copies read earlier, which would
+    bring back a refresh token the CRM has already invalidated (see :mod:`crm_sync.token_store`).
     """
+    from crm_sync.token_store import TokenStore
 
-    def write(credentials: dict[str, Any]) -> None:
-        with engine.begin() as conn:
-            raw = conn.execute(sql("company_for_update"), {"company_id": company_id}).first()[0]
-            data = json.loads(raw)
-            data[crm_type]["credentials"] = {**data[crm_type].get("credentials", {}), **credentials}
-            conn.execute(sql("company_set_integrations"), {"company_id": company_id,
-                                                          "crm_integrations": json.dumps(data)})
-
-    return write
+    return TokenStore(engine, company_id, crm_type)

@@ -1,8 +1,8 @@
 """Jobber through the sandbox: OAuth with rotating refresh tokens and 1-second access tokens.
 
 Every refresh kills the previous refresh token, so a run only survives token expiry when
-the hook writes the new tokens back into the company's ``crm_integrations`` before using
-them: the conformance ``sync()`` re-reads the integration from the database each run.
+the hook stores the new tokens (the sync's encrypted token store) before using them: the
+conformance ``sync()`` builds each run's hook from the app's JSON, whose refresh token is dead.
 """
 
 import re
