@@ -36,8 +36,13 @@ with DAG(
         "crm_types": dag_params.crm_types("Only the sync status of these CRMs (empty: every CRM with a ledger row).",
                                           choices=KNOWN_CRM_TYPES),
         "output_dir": Param(None, type=["null", "string"], title="Output folder",
-                            description="Folder on the worker for the export folder (empty: CRM_SYNC_EXPORT_DIR, "
-                                        "else AIRFLOW_HOME/crm_exports)."),
+                            description="Folder for the export folder, relative to the export folder "
+                                        "CRM_SYNC_EXPORT_DIR (empty: that folder; a path leading out of it is "
+                                        "refused)."),
+        "csv_escape_formulas": Param(True, type="boolean", title="Escape formulas in the CSV",
+                                     description="Prefix CSV text cells starting with = + - @ tab or CR with ' so "
+                                                 "a spreadsheet does not run them (off: values as they are, for "
+                                                 "programs reading the file; Parquet is never escaped)."),
         "chunk_size": Param(DEFAULT_CHUNK_SIZE, type="integer", minimum=1, maximum=500000, title="Chunk size",
                             description="Rows per chunk (and Parquet row group); memory grows with it, not with "
                                         "the range."),

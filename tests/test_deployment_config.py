@@ -201,6 +201,19 @@ def test_mounts_put_dags_plugins_and_include_where_the_code_looks():
     assert (ROOT / "include" / "sql" / "extract_candidates.sql").exists()
 
 
+def test_file_roots_are_mounted_folders_every_worker_shares():
+    """crm_import, crm_export and the report read and write only inside these roots (crm_sync.paths): each is
+    set for every Airflow service and is a mounted host folder, so any worker sees the same files."""
+    from crm_sync.paths import ROOT_SETTINGS
+
+    for name, service in airflow_services(compose()).items():
+        env, mounts = service["environment"], _mounts(service)
+        for setting, _ in ROOT_SETTINGS.values():
+            assert env.get(setting), f"{name} does not set {setting}"
+            assert PurePosixPath(env[setting]) in mounts.values(), f"{setting} of {name} is not a mounted folder"
+        assert len({env[s] for s, _ in ROOT_SETTINGS.values()}) == len(ROOT_SETTINGS), "one folder per kind"
+
+
 def test_init_creates_the_pools_the_dag_tasks_use():
     from airflow.dag_processing.dagbag import DagBag
 

@@ -22,6 +22,8 @@ from crm_sync.export import (
     run_date_of,
     run_export,
 )
+from crm_sync.csv_escape import csv_safe
+from crm_sync.paths import PathRefused
 from e2e_helpers import HS_TOKEN, run_dag
 from localdev.bulk_data import seed_check_ins
 from localdev.demo_data import create_company, hubspot_integration
@@ -55,9 +57,12 @@ def test_bad_parameters_are_refused_with_the_reason(raw, message):
 
 
 def test_output_folder_and_run_date():
-    assert str(default_export_root(" /x/y ", {})) == "/x/y"
+    # output_dir is a folder inside the export root (crm_sync.paths); one leading out of it is refused.
+    assert str(default_export_root(" x/y ", {"CRM_SYNC_EXPORT_DIR": "/e"})) == "/e/x/y"
     assert str(default_export_root(None, {"CRM_SYNC_EXPORT_DIR": "/e", "AIRFLOW_HOME": "/h"})) == "/e"
     assert str(default_export_root("", {"AIRFLOW_HOME": "/h"})) == "/h/crm_exports"
+    with pytest.raises(PathRefused, match="output_dir '/x/y' is outside the export folder /e"):
+        default_export_root(" /x/y ", {"CRM_SYNC_EXPORT_DIR": "/e"})
     p = resolve_params({"date_from": "2026-03-01", "date_to": "2026-03-02"}, run_date=date(2026, 3, 10))
     assert export_folder_name(p, "manual__2026-03-10T10:00:00+00:00") == \
         "check_ins_20260301_20260302_manual__2026-03-10T10_00_00_00_00"
@@ -155,8 +160,9 @@ def as_tuples(df: pd.DataFrame) -> list[tuple]:
 
 def test_chunked_export_round_trips(db, tmp_path):
     ids = seed(db)
-    params = resolve_params({"company_ids": [ids["company"]], "date_from": "2026-03-03", "date_to": "2026-03-06",
-                             "chunk_size": 7}, run_date=date(2026, 3, 20))
+    raw_params = {"company_ids": [ids["company"]], "date_from": "2026-03-03", "date_to": "2026-03-06",
+                  "chunk_size": 7}
+    params = resolve_params(raw_params, run_date=date(2026, 3, 20))
     manifest = run_export(db, params, tmp_path, run_id="manual__t1")
     folder = tmp_path / manifest["export"]
     assert sorted(p.name for p in folder.iterdir()) == ["check_ins.csv", "check_ins.parquet", "manifest.json"]
@@ -182,10 +188,21 @@ def test_chunked_export_round_trips(db, tmp_path):
     assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) == 7
 
     csv_df = read_csv(folder / "check_ins.csv")
-    parquet_df = pd.read_parquet(folder / "check_ins.parquet")
+    parquet_df = pd.read_parquet(folder / "check_ins.parquet").astype(csv_df.dtypes.to_dict())
     assert list(csv_df.columns) == list(parquet_df.columns) == NAMES
-    pd.testing.assert_frame_equal(csv_df, parquet_df.astype(csv_df.dtypes.to_dict()))
+    # The CSV is the Parquet data with formula-like text cells escaped (here: phones such as "+1 512 ...").
+    text = [name for name in NAMES if csv_df[name].dtype == "string"]
+    escaped = parquet_df.assign(**{name: parquet_df[name].map(csv_safe).astype("string") for name in text})
+    assert (escaped["customer_phone"] != parquet_df["customer_phone"]).any()
+    pd.testing.assert_frame_equal(csv_df, escaped)
     assert as_tuples(csv_df) == want
+    # Escaping off (for programs): the CSV is the Parquet data exactly; the manifest's checksums still hold.
+    plain = run_export(db, resolve_params({**raw_params, "csv_escape_formulas": False}, run_date=date(2026, 3, 20)),
+                       tmp_path, run_id="manual__t1_plain")
+    plain_folder = tmp_path / plain["export"]
+    pd.testing.assert_frame_equal(read_csv(plain_folder / "check_ins.csv"), parquet_df)
+    for f in plain["files"]:
+        assert hashlib.sha256((plain_folder / f["name"]).read_bytes()).hexdigest() == f["sha256"]
     # A timestamptz from the ledger arrives as naive UTC with its microseconds.
     assert csv_df["synced_at"].dropna().iloc[0] == pd.Timestamp("2026-03-11 10:00:00.123456")
     # Nothing of crm_integrations (the HubSpot token) is in any file.
@@ -221,10 +238,11 @@ def test_empty_range_writes_headers_only(db, tmp_path):
 @pytest.mark.e2e
 def test_export_dag_run(db, db_url, airflow_home, tmp_path):
     ids = seed(db)
-    out_dir = tmp_path / "exports"
+    out_dir = tmp_path / "exports"     # a folder inside the export root, named relative to it
     conf = {"company_ids": [ids["company"]], "date_from": "2026-03-02", "date_to": "2026-03-04",
-            "output_dir": str(out_dir), "chunk_size": 10}
-    code, out = run_dag(airflow_home, db_url, tmp_path, dag_id="crm_export", conf=conf)
+            "output_dir": "exports", "chunk_size": 10}
+    code, out = run_dag(airflow_home, db_url, tmp_path, dag_id="crm_export", conf=conf,
+                        extra_env={"CRM_SYNC_EXPORT_DIR": str(tmp_path)})
     assert code == 0, out[-3000:]
     folders = list(out_dir.iterdir())
     assert len(folders) == 1

@@ -267,7 +267,8 @@ def test_imported_check_ins_reach_the_crm_with_the_next_incremental_sync(db, db_
     cid = company(db, {"hubspot": hubspot_integration(sandbox.url, HS_TOKEN)})
     path = write_csv(tmp_path / "previous_system.csv", [good(n) for n in range(1, 9)] + [good(9, job_type="")])
     code, out = run_dag(airflow_home, db_url, tmp_path, dag_id="crm_import",
-                        conf={"company_id": cid, "file_path": str(path)})
+                        conf={"company_id": cid, "file_path": path.name},    # relative to the import folder
+                        extra_env={"CRM_SYNC_IMPORT_DIR": str(tmp_path)})
     assert code == 0, out[-3000:]
     with sqlite3.connect(airflow_home / "airflow.db") as meta:
         value = meta.execute("SELECT value FROM xcom WHERE dag_id = 'crm_import' AND task_id = 'import_check_ins' "

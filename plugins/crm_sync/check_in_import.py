@@ -15,12 +15,20 @@ identical row is then a duplicate).
 
 Imported check-ins are ordinary new check-ins: the next ``crm_incremental_sync`` run carries them
 to the company's CRMs.
+
+The file is untrusted (and ``file_path`` is chosen by whoever triggers the DAG): the task reads only a
+regular file inside ``CRM_SYNC_IMPORT_DIR`` (:mod:`crm_sync.paths`), and no error message or log line quotes
+the file's content; a header cell is named only when it looks like a column name
+(:func:`column_label`). Row values appear only in ``rejects.csv``, written owner-only beside the file,
+with formula cells escaped (:mod:`crm_sync.csv_escape`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
+import io
 import json
 import logging
 import re
@@ -29,12 +37,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import Engine
 
+from crm_sync import paths
+from crm_sync.csv_escape import csv_safe
 from crm_sync.db import sql
 from crm_sync.normalize import echo, normalize_phone, shorten
 
@@ -114,15 +124,34 @@ def _norm_header(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
 
 
+#: A header cell is quoted in a message only if it looks like a column name (not a line of some other file).
+_SHOWABLE_COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_ ]{0,63}")
+
+
+def column_label(name: str, position: int) -> str:
+    """``'name'`` if it passes :data:`_SHOWABLE_COLUMN`, else ``column <position>`` (content never echoed)."""
+    name = name.strip()
+    if not name:
+        return f"an unnamed column (column {position})"
+    return repr(name) if _SHOWABLE_COLUMN.fullmatch(name) else f"column {position} (name not shown)"
+
+
 def resolve_header(header: list[str]) -> list[str]:
-    """The header's column names (normalised); raises :class:`ImportFileError` naming every problem."""
+    """The header's column names (normalised); raises :class:`ImportFileError` naming every problem.
+
+    A first line with no known column at all is most likely not an import file (or a file that was never meant
+    to be read): the message then names none of its cells.
+    """
     names = [_norm_header(h) for h in header]
+    if not any(n in SPECS for n in names):
+        raise ImportFileError(f"header (line 1): none of its {len(header)} cells is a known column, is this a "
+                              f"check-in CSV file? (known: {', '.join(SPECS)})")
     problems = []
-    unknown = [h for h, n in zip(header, names, strict=True) if n not in SPECS]
+    unknown = [column_label(h, i) for i, (h, n) in enumerate(zip(header, names, strict=True), 1) if n not in SPECS]
     if unknown:
-        problems.append(f"unknown columns {', '.join(repr(u) for u in unknown)} "
+        problems.append(f"unknown columns {', '.join(unknown)} "
                         f"(known: {', '.join(SPECS)})")
-    repeated = sorted(n for n, c in Counter(names).items() if c > 1)
+    repeated = sorted(n for n, c in Counter(names).items() if c > 1 and n in SPECS)
     if repeated:
         problems.append(f"columns given twice: {', '.join(repeated)}")
     missing = [s.name for s in COLUMN_SPECS if s.required and s.name not in names]
@@ -303,11 +332,23 @@ def source_key(values: Mapping[str, Any], external_id: str | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the file
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str], str | None]]:
-    """(line where the record starts, column -> text, the reason the record cannot be used or None)."""
-    if not path.is_file():
-        raise ImportFileError(f"file not found: {path}" if not path.exists() else f"{path} is not a file")
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+def _open_file(path: Path, where: paths.Root | None = None) -> IO[bytes]:
+    """The import file, only if it is a regular file (:func:`crm_sync.paths.open_regular`)."""
+    try:
+        return paths.open_regular(path, param="file_path", where=where)
+    except paths.PathRefused as exc:
+        raise ImportFileError(str(exc)) from None
+
+
+def read_rows(source: Path | IO[bytes]) -> Iterator[tuple[int, dict[str, str], str | None]]:
+    """(line where the record starts, column -> text, the reason the record cannot be used or None).
+
+    ``source``: a path (opened as a regular file) or an open binary file, read from its current position.
+    """
+    raw = _open_file(source) if isinstance(source, Path) else source
+    reader: Any = None
+    handle = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    try:
         try:
             reader = csv.reader(handle, strict=True)
             header = next(reader, None)
@@ -325,11 +366,17 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str], str | None]]:
                         f"has {len(record)} fields, the header has {len(names)}"
                     continue
                 yield start, dict(zip(names, record, strict=True)), None
-        except UnicodeDecodeError as exc:
-            raise ImportFileError(f"not UTF-8 text (byte {exc.start} of a read block: "
-                                  f"{exc.object[exc.start:exc.start + 4]!r}); save the file as UTF-8") from None
-        except csv.Error as exc:
+        except UnicodeDecodeError:
+            # Neither the bytes nor the text around them: the file may be anything.
+            near = f" (near line {reader.line_num + 1})" if reader is not None else ""
+            raise ImportFileError(f"not UTF-8 text{near}; save the file as UTF-8") from None
+        except csv.Error as exc:    # the csv module's messages name the problem, never the data
             raise ImportFileError(f"not a readable CSV file near line {reader.line_num}: {exc}") from None
+    finally:
+        if isinstance(source, Path):
+            handle.close()
+        else:
+            handle.detach()         # the caller's file stays open
 
 
 @dataclass
@@ -353,38 +400,55 @@ class ImportReport:
         return dict(self.__dict__)
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(source: Path | IO[bytes]) -> str:
+    """SHA-256 of a file, or of an open binary file from its start (left at its start again)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with contextlib.ExitStack() as stack:
+        f = stack.enter_context(open(source, "rb")) if isinstance(source, Path) else source
+        f.seek(0)
         while chunk := f.read(1 << 20):
             digest.update(chunk)
+        f.seek(0)
     return digest.hexdigest()
 
 
-def report_folder(path: Path, output_dir: str | None, run_id: str) -> Path:
-    """``<output_dir or the file's folder>/<file stem>.import-<run id>``."""
-    safe_run = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_") or "run"
-    parent = Path(output_dir.strip()).expanduser() if output_dir and output_dir.strip() else path.parent
-    return parent / f"{path.stem}.import-{safe_run}"
+def report_folder(path: Path, output_dir: str | Path | None, run_id: str) -> Path:
+    """``<output_dir or the file's folder>/<file stem>.import-<run id>`` (one safe name: :func:`paths.safe_component`).
+
+    ``output_dir`` is taken as given: the task confines it to the import folder first.
+    """
+    text = str(output_dir).strip() if output_dir is not None else ""
+    parent = Path(text).expanduser() if text else path.parent
+    return paths.child(parent, f"{path.stem}.import-{run_id}")
 
 
 def _write_rejects(folder: Path, rejects: list[Reject]) -> Path:
     path = folder / "rejects.csv"
-    with open(path, "w", encoding="utf-8", newline="") as f:
+    with paths.open_private(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(REJECT_COLUMNS)
         for r in sorted(rejects, key=lambda r: r.line):
-            writer.writerow([r.line, r.external_id, r.column, r.value, r.reason])
+            writer.writerow([csv_safe(v) for v in (r.line, r.external_id, r.column, r.value, r.reason)])
     return path
 
 
 def run_import(engine: Engine, company_id: int, path: Path, *, run_id: str, dry_run: bool = False,
-               output_dir: str | None = None, now: datetime | None = None) -> ImportReport:
-    """Validate ``path`` and insert its valid rows in one transaction; see the module docstring."""
+               output_dir: str | Path | None = None, now: datetime | None = None,
+               root: paths.Root | None = None) -> ImportReport:
+    """Validate ``path`` and insert its valid rows in one transaction; see the module docstring.
+
+    ``root``: the import folder ``path`` was confined to (the task's); the file is then opened from it without
+    following any symlink. The file is opened once: its checksum and its rows come from the same descriptor.
+    """
     now = now or datetime.now(UTC).replace(tzinfo=None)
     path = Path(path)
-    if not path.is_file():
-        raise ImportFileError(f"file not found: {path}" if not path.exists() else f"{path} is not a file")
+    with _open_file(path, root) as handle:
+        return _run_import(engine, company_id, path, handle, run_id=run_id, dry_run=dry_run, output_dir=output_dir,
+                           now=now)
+
+
+def _run_import(engine: Engine, company_id: int, path: Path, handle: IO[bytes], *, run_id: str, dry_run: bool,
+                output_dir: str | Path | None, now: datetime) -> ImportReport:
     with engine.connect() as conn:
         if conn.execute(sql("import_company_exists"), {"company_id": company_id}).scalar() is None:
             raise ImportFileError(f"company {company_id} does not exist")
@@ -394,7 +458,8 @@ def run_import(engine: Engine, company_id: int, path: Path, *, run_id: str, dry_
     valid: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     rows_read = duplicates = invalid = 0
-    for line, raw, problem in read_rows(path):
+    file_sha256 = sha256_file(handle)
+    for line, raw, problem in read_rows(handle):
         rows_read += 1
         external_id = raw.get("external_id")
         shown_id = (external_id or "").strip()[:200]
@@ -418,7 +483,7 @@ def run_import(engine: Engine, company_id: int, path: Path, *, run_id: str, dry_
         seen[key] = line
         valid.append({**values, "company_id": company_id, "source_key": key, "line": line})
 
-    report = ImportReport(import_id=0, company_id=company_id, file_name=path.name, file_sha256=sha256_file(path),
+    report = ImportReport(import_id=0, company_id=company_id, file_name=path.name, file_sha256=file_sha256,
                           dry_run=dry_run, rows_read=rows_read, duplicates_in_file=duplicates, rejected=invalid)
     with engine.begin() as conn:   # on record at once, so a failed import is still listed
         report.import_id = int(conn.execute(sql("import_start"), {
@@ -458,10 +523,10 @@ def run_import(engine: Engine, company_id: int, path: Path, *, run_id: str, dry_
         raise
     report.errors_by_column = dict(Counter(r.column or "(row)" for r in rejects
                                            if not r.reason.startswith(("already imported", "duplicate of"))))
-    folder.mkdir(parents=True, exist_ok=True)
+    paths.make_private_dir(folder)
     report.rejects_file = str(_write_rejects(folder, rejects))
     report.report_file = str(folder / "report.json")
-    Path(report.report_file).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    paths.write_private_text(Path(report.report_file), json.dumps(report.as_dict(), indent=2) + "\n")
     _finish(engine, report)
     log.info("import %s of %s for company %s: %d rows read, %d inserted, %d rejected, %d duplicates in the file, "
              "%d already imported%s", report.import_id, path.name, company_id, rows_read, report.inserted,
@@ -477,21 +542,38 @@ def _finish(engine: Engine, report: ImportReport, error: str | None = None) -> N
 
 
 def import_task(db_conn_id: str = "rankitpro_db", **context: Any) -> dict[str, Any]:
-    """The ``crm_import`` task: its XCom is the report (counts and file paths, no row data)."""
+    """The ``crm_import`` task: its XCom is the report (counts and file paths, no row data).
+
+    ``file_path`` and ``output_dir`` are relative to ``CRM_SYNC_IMPORT_DIR`` (:mod:`crm_sync.paths`). A bad
+    param or a file that cannot be imported as a whole fails the task without a retry.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
     from crm_sync.db import make_engine, migrate, url_from_connection
 
     params = context.get("params") or {}
     company_id = params.get("company_id")
     file_path = (params.get("file_path") or "").strip()
-    if not isinstance(company_id, int) or isinstance(company_id, bool):
-        raise ImportFileError("company_id is required (the company the check-ins belong to)")
-    if not file_path:
-        raise ImportFileError("file_path is required (the CSV file on the worker)")
-    engine = make_engine(url_from_connection(db_conn_id))
     try:
-        migrate(engine)
-        report = run_import(engine, company_id, Path(file_path).expanduser(), run_id=context["run_id"],
-                            dry_run=bool(params.get("dry_run")), output_dir=params.get("output_dir"))
-    finally:
-        engine.dispose()
+        if not isinstance(company_id, int) or isinstance(company_id, bool):
+            raise ImportFileError("company_id is required (the company the check-ins belong to)")
+        if not file_path:
+            raise ImportFileError("file_path is required (the CSV file, relative to the import folder "
+                                  "CRM_SYNC_IMPORT_DIR)")
+        with paths.task_errors():
+            where = paths.root("import")
+            path = paths.confine("file_path", file_path, where, must_exist=True)
+            paths.open_regular(path, where=where).close()    # a FIFO or folder fails here, before any DB work
+            output_dir = paths.confine("output_dir", params.get("output_dir"), where) \
+                if (params.get("output_dir") or "").strip() else None
+        # hide_parameters: a failed INSERT must not print the file's rows (the statement's parameters) in the log.
+        engine = make_engine(url_from_connection(db_conn_id), hide_parameters=True)
+        try:
+            migrate(engine)
+            report = run_import(engine, company_id, path, run_id=context["run_id"],
+                                dry_run=bool(params.get("dry_run")), output_dir=output_dir, root=where)
+        finally:
+            engine.dispose()
+    except ImportFileError as exc:
+        raise AirflowFailException(str(exc)) from None
     return report.as_dict()

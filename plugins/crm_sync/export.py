@@ -5,6 +5,11 @@ Memory stays flat in the number of rows: rows come from a server-side cursor
 each chunk becomes one pandas frame, one Parquet row group (``pyarrow.parquet.ParquetWriter``) and
 one append to the CSV. Nothing but the chunk is held.
 
+Where: ``output_dir`` is a folder inside ``CRM_SYNC_EXPORT_DIR`` (:mod:`crm_sync.paths`; a path leading out of
+it fails the task, not retried). Files are owner-only (0o600, folders 0o700; ``CRM_SYNC_FILE_MODE``). CSV text
+cells a spreadsheet would run as a formula are prefixed with ``'`` unless ``csv_escape_formulas`` is false
+(:mod:`crm_sync.csv_escape`); Parquet is written as it is.
+
 An export is written into ``<folder>.partial`` and renamed to its final name only when every file
 and the manifest are complete, so a folder without that suffix is always a whole export; a retried
 task replaces its own folder (the name comes from the run id).
@@ -17,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 from collections import Counter
@@ -33,6 +37,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
 
+from crm_sync import paths
+from crm_sync.csv_escape import escape_formulas
 from crm_sync.db import sql
 from crm_sync.settings import KNOWN_CRM_TYPES
 
@@ -41,7 +47,6 @@ __all__ = ["COLUMNS", "FORMATS", "ExportError", "ExportParams", "default_export_
 
 FORMATS = ("csv", "parquet")
 DEFAULT_CHUNK_SIZE = 20_000
-EXPORT_DIR_ENV = "CRM_SYNC_EXPORT_DIR"
 #: How Arrow's CSV writer prints timestamps (always with microseconds, whatever a chunk holds).
 CSV_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -104,6 +109,7 @@ class ExportParams:
     formats: tuple[str, ...]
     crm_types: tuple[str, ...]
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    csv_escape_formulas: bool = True    # False: CSV text cells as they are (for programs, not spreadsheets)
 
     def query_params(self) -> dict[str, Any]:
         """The bind parameters of ``export_check_ins.sql``: created_at in [date_from, date_to + 1 day)."""
@@ -165,25 +171,24 @@ def resolve_params(raw: Mapping[str, Any], *, run_date: date) -> ExportParams:
     chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ExportError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    escape = raw.get("csv_escape_formulas")
+    escape = True if escape is None else escape
+    if not isinstance(escape, bool):
+        raise ExportError(f"csv_escape_formulas must be true or false, got {str(escape)[:20]!r}")
     return ExportParams(company_ids=tuple(sorted(set(ids))), date_from=date_from, date_to=date_to,
                         formats=tuple(dict.fromkeys(formats)), crm_types=tuple(dict.fromkeys(crm_types)),
-                        chunk_size=chunk_size)
+                        chunk_size=chunk_size, csv_escape_formulas=escape)
 
 
 def default_export_root(output_dir: str | None = None, env: Mapping[str, str] | None = None) -> Path:
-    """``output_dir`` if given, else ``$CRM_SYNC_EXPORT_DIR``, else ``$AIRFLOW_HOME/crm_exports``."""
-    env = os.environ if env is None else env
-    if output_dir and output_dir.strip():
-        return Path(output_dir.strip()).expanduser()
-    if env.get(EXPORT_DIR_ENV):
-        return Path(env[EXPORT_DIR_ENV]).expanduser()
-    return Path(env.get("AIRFLOW_HOME") or Path.home() / "airflow") / "crm_exports"
+    """The export folder: ``output_dir`` inside ``$CRM_SYNC_EXPORT_DIR`` (else ``$AIRFLOW_HOME/crm_exports``),
+    the root itself when empty. Raises :class:`crm_sync.paths.PathRefused` for a path leading out of it."""
+    return paths.confine("output_dir", output_dir, paths.root("export", env))
 
 
 def export_folder_name(params: ExportParams, run_id: str) -> str:
     """``check_ins_<from>_<to>_<run id>``, filesystem-safe; the same run gives the same name (retries replace it)."""
-    safe_run = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id).strip("_") or "run"
-    return f"check_ins_{params.date_from:%Y%m%d}_{params.date_to:%Y%m%d}_{safe_run}"
+    return f"check_ins_{params.date_from:%Y%m%d}_{params.date_to:%Y%m%d}_{paths.safe_component(run_id)}"
 
 
 def sha256_file(path: Path, block: int = 1 << 20) -> str:
@@ -215,22 +220,26 @@ def iter_chunks(engine: Engine, params: ExportParams) -> Iterator[pd.DataFrame]:
 class _Writers:
     """The open output files of one export; each chunk goes to every format."""
 
-    def __init__(self, folder: Path, formats: Iterable[str]):
+    def __init__(self, folder: Path, formats: Iterable[str], *, escape_formulas: bool = True):
         self.paths: dict[str, Path] = {}
         self._csv: pacsv.CSVWriter | None = None
         self._parquet: pq.ParquetWriter | None = None
+        self._escape = escape_formulas
+        for fmt, name in (("csv", "check_ins.csv"), ("parquet", "check_ins.parquet")):
+            if fmt in formats:
+                self.paths[fmt] = folder / name
+                paths.open_private(self.paths[fmt], "wb").close()   # owner-only before Arrow writes a byte
         if "csv" in formats:
-            self.paths["csv"] = folder / "check_ins.csv"
             # Arrow's writer: RFC 4180 quoting, null = empty field, ~3x faster than DataFrame.to_csv.
             self._csv = pacsv.CSVWriter(self.paths["csv"], SCHEMA)
         if "parquet" in formats:
-            self.paths["parquet"] = folder / "check_ins.parquet"
             self._parquet = pq.ParquetWriter(self.paths["parquet"], SCHEMA)
 
     def write(self, df: pd.DataFrame) -> None:
         table = pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False)
         if self._csv is not None:
-            self._csv.write_table(table)       # appended: the header was written once
+            # appended: the header was written once
+            self._csv.write_table(escape_formulas(table) if self._escape else table)
         if self._parquet is not None:
             self._parquet.write_table(table)   # one row group per chunk
 
@@ -255,13 +264,13 @@ def run_export(engine: Engine, params: ExportParams, root: Path, *, run_id: str,
                generated_at: datetime | None = None) -> dict[str, Any]:
     """Write one export folder under ``root``; returns the manifest (also written as ``manifest.json``)."""
     generated_at = generated_at or datetime.now(UTC)
-    root.mkdir(parents=True, exist_ok=True)
+    paths.make_private_dir(root)
     final = root / export_folder_name(params, run_id)
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
+    paths.make_private_dir(partial)
     counts = _Counts()
-    writers = _Writers(partial, params.formats)
+    writers = _Writers(partial, params.formats, escape_formulas=params.csv_escape_formulas)
     try:
         for df in iter_chunks(engine, params):
             writers.write(df)
@@ -304,9 +313,11 @@ def run_export(engine: Engine, params: ExportParams, root: Path, *, run_id: str,
         "columns": [{"name": name, "type": str(type_)} for name, type_ in COLUMNS],
         "files": files,
         "timestamps": "naive UTC",
-        "csv": {"encoding": "utf-8", "header": True, "null": "empty field", "timestamp_format": CSV_TIMESTAMP},
+        "csv": {"encoding": "utf-8", "header": True, "null": "empty field", "timestamp_format": CSV_TIMESTAMP,
+                "formula_escaping": "text cells starting with = + - @ tab or CR are prefixed with '"
+                                    if params.csv_escape_formulas else "off"},
     }
-    (partial / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    paths.write_private_text(partial / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     if final.exists():               # a retry of the same run: its own earlier folder
         shutil.rmtree(final)
     partial.rename(final)
@@ -341,9 +352,15 @@ def export_task(db_conn_id: str = "rankitpro_db", **context: Any) -> dict[str, A
 
     from crm_sync.db import make_engine, migrate, url_from_connection
 
+    from airflow.sdk.exceptions import AirflowFailException
+
     raw = dict(context.get("params") or {})
-    params = resolve_params(raw, run_date=run_date_of(context))
-    root = default_export_root(raw.get("output_dir"))
+    with paths.task_errors():
+        try:
+            params = resolve_params(raw, run_date=run_date_of(context))
+        except ExportError as exc:      # a bad param stays bad: no retry
+            raise AirflowFailException(str(exc)) from None
+        root = default_export_root(raw.get("output_dir"))
     engine = make_engine(url_from_connection(db_conn_id))
     try:
         migrate(engine)     # the ledger must exist even before the first sync

@@ -92,13 +92,12 @@ def requeue_task(db_conn_id: str = "rankitpro_db", **context: Any) -> dict[str, 
 
 def report_task(db_conn_id: str = "rankitpro_db", **context: Any) -> dict[str, Any]:
     """Sync-quality metrics (``crm_sync.quality_daily``) and the HTML/CSV report of this run, for the same
-    companies, CRMs and days as the comparison. The report goes to ``$AIRFLOW_HOME/reports/<run id>/``; its XCom
-    is the paths and headline figures (no customer data)."""
-    import os
-    import re
+    companies, CRMs and days as the comparison. The report goes to ``<CRM_SYNC_REPORT_DIR>/<run id>/`` (the run
+    id made a safe folder name: :func:`crm_sync.paths.child`); its XCom is the paths and headline figures (no
+    customer data)."""
     from datetime import timedelta
-    from pathlib import Path
 
+    from crm_sync import paths
     from crm_sync.quality import compute_quality_metrics
     from crm_sync.reconcile import date_range
     from crm_sync.report import DEFAULT_MIN_SUCCESS_RATE, build_report
@@ -107,8 +106,8 @@ def report_task(db_conn_id: str = "rankitpro_db", **context: Any) -> dict[str, A
     start, end = date_range(params.get("date_from"), params.get("date_to"), int(params.get("days") or DEFAULT_DAYS))
     scope = {"day_from": start, "day_to": end - timedelta(days=1),
              "company_ids": params.get("company_ids") or None, "crm_types": params.get("crm_types") or None}
-    run_dir = re.sub(r"[^A-Za-z0-9_.-]+", "_", context["run_id"])
-    target = Path(os.environ.get("AIRFLOW_HOME") or ".") / "reports" / run_dir
+    with paths.task_errors():
+        target = paths.child(paths.root("report").path, context["run_id"])
     min_rate = params.get("min_success_rate")
     engine = _engine(db_conn_id)
     try:

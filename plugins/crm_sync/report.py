@@ -28,7 +28,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from crm_sync.csv_escape import csv_safe
 from crm_sync.db import SQL_DIR, sql
+from crm_sync.paths import make_private_dir, open_private, write_private_text
 from crm_sync.quality import metric_params
 
 TEMPLATE_DIR = SQL_DIR.parent / "templates"
@@ -137,13 +139,6 @@ def format_utc(value: datetime | None) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%d %H:%M")
-
-
-def csv_safe(value: Any) -> Any:
-    """A text cell a spreadsheet will not evaluate (``=``, ``+``, ``-``, ``@``, tab, CR lead a formula)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 # ---------------------------------------------------------------------- charts: inline SVG
@@ -263,7 +258,7 @@ def _stream_csv(engine: Engine, name: str, params: Mapping[str, Any], path: Path
     """Write the query's rows to ``path`` as CSV from a server-side cursor; returns rows written."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     count = 0
-    with open(tmp, "w", newline="", encoding="utf-8") as fh, \
+    with open_private(tmp, "w", newline="", encoding="utf-8") as fh, \
             engine.connect().execution_options(stream_results=True, yield_per=2000) as conn:
         writer = csv.writer(fh)
         writer.writerow(columns)
@@ -287,8 +282,7 @@ def build_report(engine: Engine, *, run_id: str, output_dir: Path, day_from: dat
     quarantine reasons, and the latest reconciliation per company x CRM. Returns the paths and the headline
     figures (JSON-serialisable, no customer data: fit for an XCom).
     """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = make_private_dir(Path(output_dir))
     params = metric_params(day_from, day_to, company_ids, crm_types)
     trend_from = day_to - timedelta(days=TREND_DAYS - 1)
     trend_params = metric_params(trend_from, day_to, company_ids, crm_types)
@@ -433,7 +427,7 @@ def build_report(engine: Engine, *, run_id: str, output_dir: Path, day_from: dat
     })
     html_path = output_dir / HTML_NAME
     tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
+    write_private_text(tmp, page)
     os.replace(tmp, html_path)
     return {"html": str(html_path), "csv": str(csv_path), "metrics_csv": str(metrics_path), "csv_rows": csv_rows,
             "metrics_rows": metrics_rows, "headline": headline}
@@ -444,7 +438,7 @@ def _minutes(seconds: Any) -> float | None:
 
 
 def _write_header_only(path: Path, columns: Sequence[str]) -> int:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with open_private(path, "w", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerow(columns)
     return 0
 
