@@ -9,6 +9,7 @@ SELECT ci.*,
 FROM crm_sync.sync_check_ins ci  -- the check-in as the sync reads it (migration 0006)
 LEFT JOIN crm_sync.ledger l
        ON l.company_id = ci.company_id AND l.crm_type = :crm_type AND l.check_in_id = ci.id
+       AND (CAST(:crm_account AS text) IS NULL OR l.crm_account = :crm_account)  -- this CRM account's rows only
 WHERE ci.company_id = :company_id
   AND ci.created_at >= :created_from
   AND ci.created_at < :created_to

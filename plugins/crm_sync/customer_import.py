@@ -131,6 +131,8 @@ class ImportResult:
     api_calls: int = 0
     seconds: float = 0.0
     error: str | None = None
+    #: the CRM account read (as the CRM reports it); its keys are bound to it (crm_sync.accounts)
+    crm_account: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """XCom- and log-safe: counts, masked examples, the redacted error."""
@@ -152,7 +154,7 @@ def import_customers(engine: Engine, company_id: int, crm_type: str, integration
     with engine.begin() as conn:
         import_id = conn.execute(sql("customer_import_start"), {
             "run_id": run_id, "dag_id": dag_id, "trigger": trigger, "company_id": company_id,
-            "crm_type": crm_type}).first()[0]
+            "crm_type": crm_type, "crm_account": None}).first()[0]
     clock = time.monotonic()
     settings, _ = parse_sync_settings(integration.get("syncSettings"))
     built = destination is None
@@ -160,6 +162,10 @@ def import_customers(engine: Engine, company_id: int, crm_type: str, integration
     try:
         if destination is None:
             destination = _destination(engine, company_id, crm_type, integration, settings, rate_share)
+        # The keys are the account's: bind first (an account change archives the old account's map).
+        from crm_sync.accounts import bind_account
+
+        result.crm_account = bind_account(engine, company_id, crm_type, destination.account_identity()).account
         _index(engine, destination, result, settings.customer_match_strategy, page_size)
         result.status = "success"
     except ReadNotSupported as exc:
@@ -292,6 +298,7 @@ def _write(engine: Engine, result: ImportResult, pending: dict[str, tuple[str, s
     with engine.begin() as conn:
         added = conn.execute(sql("customer_import_map_insert"), {
             "company_id": result.company_id, "crm_type": result.crm_type, "match_keys": keys,
+            "crm_account": result.crm_account,
             "crm_customer_ids": [pending[k][0] for k in keys],
             "crm_parent_ids": [pending[k][1] for k in keys]}).scalars().all()
     result.keys_added += len(added)
@@ -355,7 +362,7 @@ def record_failure(engine: Engine, company_id: int, crm_type: str, error: str, *
     with engine.begin() as conn:
         import_id = conn.execute(sql("customer_import_start"), {
             "run_id": run_id, "dag_id": dag_id, "trigger": trigger, "company_id": company_id,
-            "crm_type": crm_type}).first()[0]
+            "crm_type": crm_type, "crm_account": None}).first()[0]
     _finish(engine, import_id, result)
     log.warning("customer import company %s -> %s not started: %s", company_id, crm_type, error)
     return result
