@@ -165,3 +165,28 @@ def test_reconnect_to_another_account_syncs_it_as_a_first_sync_and_never_touches
     third = run(db, company_id, s.crm, "r3")
     assert third.previous_crm_account is None and not any("account changed" in w for w in third.warnings)
     assert third.synced == 0 and third.unchanged == len(rows)
+
+
+def test_rows_written_before_accounts_were_recorded_are_adopted_by_the_first_run(db, sandbox):
+    """Rows from before migration 0007 (no account) belong to the account the integration reports on the
+    first run afterwards: nothing is re-sent, nothing is reported as a change."""
+    s, url = SWITCHES[0], sandbox.url
+    requests.post(f"{url}/_sandbox/accounts", json={"crm": s.crm, "account": "acct-a", "credentials": s.credentials[0]},
+                  timeout=10).raise_for_status()
+    company_id, tech = create_company(db, "legacy", {s.crm: s.integration(url, s.credentials[0])})
+    insert_check_ins(db, check_in_rows(company_id, tech, 4, messy=False, start=recent(), repeat_share=0.0))
+    first = run(db, company_id, s.crm, "r1")
+    assert first.synced == 4
+    with db.begin() as conn:  # as if written before 0007
+        for table in ("ledger", "customer_map", "customer_imports"):
+            conn.execute(sa.text(f"UPDATE crm_sync.{table} SET crm_account = NULL WHERE company_id = :c"),
+                         {"c": company_id})
+        conn.execute(sa.text("DELETE FROM crm_sync.crm_accounts WHERE company_id = :c"), {"c": company_id})
+    again = run(db, company_id, s.crm, "r2")
+    assert again.synced == 0 and again.unchanged == 4 and again.previous_crm_account is None
+    with db.connect() as conn:
+        for table in ("ledger", "customer_map", "customer_imports"):
+            accounts = set(conn.execute(sa.text(f"SELECT DISTINCT crm_account FROM crm_sync.{table} "
+                                                "WHERE company_id = :c"), {"c": company_id}).scalars())
+            assert accounts == {first.crm_account}, table
+    assert len(records(url, s.crm, "acct-a", s.visits)) == 4

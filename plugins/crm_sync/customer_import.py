@@ -29,6 +29,7 @@ Rules worth knowing:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -40,6 +41,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from crm_hooks.errors import CrmError
+from crm_sync.accounts import bind_account
 from crm_sync.db import sql
 from crm_sync.destinations.base import CrmCustomerRecord, Destination, ReadNotSupported
 from crm_sync.models import Customer
@@ -162,14 +164,14 @@ def import_customers(engine: Engine, company_id: int, crm_type: str, integration
     try:
         if destination is None:
             destination = _destination(engine, company_id, crm_type, integration, settings, rate_share)
-        # The keys are the account's: bind first (an account change archives the old account's map).
-        from crm_sync.accounts import bind_account
-
-        result.crm_account = bind_account(engine, company_id, crm_type, destination.account_identity()).account
         _index(engine, destination, result, settings.customer_match_strategy, page_size)
         result.status = "success"
     except ReadNotSupported as exc:
+        from crm_sync.accounts import bound_account
+
+        # Final for the account the company x CRM is bound to (no CRM call was needed to learn this).
         result.status, result.error = "unsupported", str(exc)
+        result.crm_account = bound_account(engine, company_id, crm_type)
     except CrmError as exc:
         result.status, result.error = "failed", _redact(destination, f"{type(exc).__name__}: {exc}")
     except Exception as exc:
@@ -271,8 +273,14 @@ def _index(engine: Engine, destination: Destination, result: ImportResult, strat
     duplicates = DuplicateTracker()
     seen: set[str] = set()
     pending: dict[str, tuple[str, str | None]] = {}
+    records = iter(destination.iter_customers(page_size=page_size))
+    # A CRM that cannot list customers says so on the first read, before any other call is made.
+    first = next(records, None)
+    # The keys are the account's: bind first (an account change archives the old account's map).
+    result.crm_account = bind_account(engine, result.company_id, result.crm_type,
+                                      destination.account_identity()).account
     try:
-        for record in destination.iter_customers(page_size=page_size):
+        for record in itertools.chain([first] if first is not None else [], records):
             result.customers_indexed += 1
             keys = customer_match_keys(record, strategy)
             # Duplicates are judged on email and phone whatever the strategy: they are what a person is.

@@ -393,7 +393,10 @@ class Reconciler:
         bound = bound_account(self.engine, self.company_id, self.crm_type)
         if bound is None:
             return None
-        current = self.destination.account_identity()
+        try:
+            current = self.destination.account_identity()
+        except CrmError:
+            return None  # the CRM cannot be read at all: the read-back records why, nothing is compared
         if current == bound:
             return None
         return (f"the CRM answers for account {current} but the ledger belongs to account {bound} (the company "
