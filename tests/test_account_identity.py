@@ -1,6 +1,7 @@
 """Request shapes of the account-identity calls (issue #10 section 4): the value comes from the CRM's answer.
 
-The sandbox-level check for all six CRMs is ``test_conformance.py::test_account_identity_is_read_from_the_crm_once_per_hook``;
+The sandbox-level check for all six CRMs is
+``test_conformance.py::test_account_identity_is_read_from_the_crm_once_per_hook``;
 two accounts of one CRM end to end are in ``test_crm_account_switch.py``.
 """
 

@@ -1,7 +1,8 @@
 -- Record the intent to send one check-in (before any CRM call). Returns the status it had,
 -- so a row that was already in_flight is known to have an uncertain outcome.
 INSERT INTO crm_sync.ledger AS l (company_id, crm_type, check_in_id, status, customer_key, source_hash,
-                                  attempts, attempt_id, first_attempt_at, last_attempt_at, run_id, warnings, crm_account)
+                                  attempts, attempt_id, first_attempt_at, last_attempt_at, run_id, warnings,
+                                  crm_account)
 VALUES (:company_id, :crm_type, :check_in_id, 'in_flight', :customer_key, :source_hash,
         1, :attempt_id, now(), now(), :run_id, CAST(:warnings AS jsonb), :crm_account)
 ON CONFLICT (company_id, crm_type, check_in_id) DO UPDATE
