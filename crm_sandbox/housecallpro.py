@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
+import uuid
 from collections import deque
 from datetime import datetime
 from typing import Any
@@ -389,6 +390,17 @@ def _job(ctx: Ctx, job_id: str) -> Record:
     if record is None:
         raise _not_found("job")
     return record
+
+
+# --------------------------------------------------------------------------- company
+
+
+@router.get("/company")
+async def get_company(ctx: Ctx = Depends(_api)) -> Any:
+    """The company the API key belongs to (``get-company``); ``id`` is stable per sandbox account."""
+    company_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox:housecallpro:{ctx.account.name}"))
+    return ctx.reply({"id": company_id, "name": ctx.account.name, "support_email": None,
+                      "phone_number": None, "time_zone": "America/Chicago"})
 
 
 # --------------------------------------------------------------------------- customers

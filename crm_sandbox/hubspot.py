@@ -504,7 +504,8 @@ class HubSpotAdapter(CrmAdapter):
     """Accounts are HubSpot portals; tokens, limits and admin seeding."""
 
     crm = CRM
-    settings = frozenset({"enabled", "token_ttl_seconds", "ten_secondly", "daily", "search_per_second"})
+    settings = frozenset({"enabled", "token_ttl_seconds", "ten_secondly", "daily", "search_per_second",
+                          "portal_id"})
     numeric_settings = settings - {"enabled"}
 
     def identity(self, credentials: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -642,6 +643,20 @@ async def oauth_token(request: Request) -> Any:
         token = state.issue_token(account, "CO" + secrets.token_urlsafe(32), ttl)
         account.stats.by_endpoint[endpoint_key(request)] += 1
     return json_response({"token_type": "bearer", "refresh_token": refresh, "access_token": token.value, "expires_in": ttl})
+
+
+# --------------------------------------------------------------------------- account
+
+
+@router.get("/account-info/v3/details")
+async def account_details(ctx: Ctx = Depends(_api)) -> Any:
+    """The portal the token belongs to (HubSpot's account information API): ``portalId`` is stable per
+    sandbox account (``options.portal_id`` sets it)."""
+    with ctx.state.lock:
+        portal = int(ctx.account.setting("portal_id") or ctx.account.fixed_number("portal_id"))
+    return ctx.reply({"portalId": portal, "accountType": "STANDARD", "timeZone": "US/Central",
+                      "companyCurrency": "USD", "additionalCurrencies": [], "utcOffset": "-06:00",
+                      "utcOffsetMilliseconds": -21600000, "uiDomain": "app.hubspot.com", "dataHostingLocation": "na1"})
 
 
 # --------------------------------------------------------------------------- objects

@@ -1362,7 +1362,9 @@ class JobberAdapter(CrmAdapter):
         if registered != account.meta.get("jb_registered_refresh"):
             account.meta["jb_registered_refresh"] = registered
             account.meta["jb_refresh_token"] = registered
-        account.meta.setdefault("jb_account_id", encode_id(account.next_seq()))
+        account.next_seq()  # still drawn, so record ids stay where they always were
+        # Unique per account (two sandbox accounts of Jobber are two Jobber accounts): derived from the name.
+        account.meta.setdefault("jb_account_id", encode_id(account.fixed_number("account_id")))
         ttl = float(account.setting("token_ttl_seconds", DEFAULT_TOKEN_TTL))
         # prepare() cannot reach the token store: bare tokens are issued on first use (_issue_bare_tokens).
         account.meta["jb_bare_pending"] = [account.credentials[k] for k in ("apiKey", "accessToken")

@@ -11,6 +11,7 @@ phone digits) so that look-ups by email / unique property / external id are O(1)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -308,6 +309,13 @@ class Account:
             for fname, kind in (indexes or {}).items():
                 table.add_index(fname, kind)
         return table
+
+    def fixed_number(self, purpose: str, digits: int = 8) -> int:
+        """A stable number derived from the account's name (portal id, company id, ...): two accounts of
+        one CRM get different identities, and an account keeps its identity across restarts."""
+        seed = hashlib.sha256(f"{self.crm}:{self.name}:{purpose}".encode()).digest()
+        low = 10 ** (digits - 1)
+        return low + int.from_bytes(seed[:8], "big") % (9 * low)
 
     def next_seq(self) -> int:
         self.counter += 1

@@ -200,3 +200,28 @@ def test_foreign_override_host_is_refused_before_any_request(db, sandbox, case, 
     assert result.status == "config_error" and "CRM_SYNC_ALLOWED_HOSTS" in result.error, result.error
     stats = requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()[case.crm_type][case.account]
     assert stats["requests"] == 0
+
+
+def test_account_identity_is_read_from_the_crm_once_per_hook(sandbox, case):
+    """Every hook learns its CRM account from the CRM (issue #10 section 4), once per hook instance."""
+    from crm_sync.destinations import destination_for
+    from crm_sync.settings import parse_sync_settings
+
+    register(sandbox, case)
+    integration = case.integration(sandbox.url)
+    settings, _ = parse_sync_settings(integration.get("syncSettings"))
+    # A throw-away writer: Jobber rotates its refresh token on the first call.
+    destination = destination_for(case.crm_type, integration, settings, credentials_writer=lambda creds: None)
+    try:
+        identity = destination.account_identity()
+        calls = destination.hook.stats.api_calls
+        assert identity and destination.account_identity() == identity
+        assert destination.hook.stats.api_calls == calls  # cached per hook instance
+        secrets_and_keys = [str(v) for v in case.sandbox_credentials.values()]
+        if case.crm_type in ("servicetitan", "fieldedge"):
+            # No "who am I" endpoint: the configured tenant, accepted only after the CRM answered for it.
+            assert identity in secrets_and_keys and calls >= 1
+        else:
+            assert all(identity not in v for v in secrets_and_keys)  # read from the CRM's answer
+    finally:
+        destination.close()

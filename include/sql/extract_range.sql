@@ -9,6 +9,9 @@ SELECT ci.*,
 FROM crm_sync.sync_check_ins ci  -- the check-in as the sync reads it (migration 0006)
 LEFT JOIN crm_sync.ledger l
        ON l.company_id = ci.company_id AND l.crm_type = :crm_type AND l.check_in_id = ci.id
+       AND (CAST(:crm_account AS text) IS NULL OR l.crm_account IS NULL OR l.crm_account = :crm_account)
+       -- this CRM account's rows (no account: written by a task that does not know it, e.g. a requeue; the live
+       -- ledger holds the bound account's rows only, see crm_sync/accounts.py)
 WHERE ci.company_id = :company_id
   AND ci.created_at >= :created_from
   AND ci.created_at < :created_to

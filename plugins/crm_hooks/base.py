@@ -144,6 +144,7 @@ class CrmHook(BaseHook):
         self._token_expires_at = 0.0
         self._token_lock = threading.Lock()
         self._runtime_secrets: list[str] = []
+        self._account_identity: str | None = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -217,6 +218,25 @@ class CrmHook(BaseHook):
     def account_id(self) -> str:
         """Something that tells CRM accounts apart (tenant id, org URL); not a secret."""
         return ""
+
+    def account_identity(self) -> str:
+        """The CRM account these credentials reach, as the CRM itself reports it (one call, cached).
+
+        The sync binds every CRM record id it stores to this value (``crm_sync.accounts``): ids of
+        one HubSpot portal / Salesforce org / ServiceTitan tenant mean nothing in another. It is
+        read from the CRM's answer, never trusted from the integration JSON alone, so a company
+        that reconnects to another account is noticed even when nothing else in its settings changed.
+        """
+        if self._account_identity is None:
+            value = str(self.fetch_account_identity() or "").strip()
+            if not value:
+                raise ConfigurationError(f"{self.crm_type}: the CRM did not say which account these credentials reach")
+            self._account_identity = value
+        return self._account_identity
+
+    def fetch_account_identity(self) -> str:
+        """One cheap authenticated call that returns the account id (per hook; see :meth:`account_identity`)."""
+        raise NotImplementedError(f"{self.crm_type}: account identity is not implemented")
 
     # ------------------------------------------------------------------ secrets
     def secrets(self) -> list[str]:

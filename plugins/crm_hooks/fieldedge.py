@@ -468,6 +468,18 @@ class FieldEdgeHook(CrmHook):
                 and str(lead.get("trackingId") or "") == tracking_id] if isinstance(items, list) else []
 
     # ------------------------------------------------------------------ UI
+    def fetch_account_identity(self) -> str:
+        """The FieldEdge tenant (``target_id``) the token was issued for.
+
+        The token endpoint issues a JWT only for a ``target_id`` the app is installed in (FieldEdge member
+        authentication guide, https://docs.gravitee-fe.dev/member-authentication-guide-1981868m0); the
+        Open API documents a Company resource but not its path or shape, so the configured tenant id,
+        confirmed by a successful token request, is the identity. UNCONFIRMED: whether the JWT itself
+        names the tenant (not relied on).
+        """
+        self.access_token()
+        return self.oauth_keys()[2]
+
     def check_access(self) -> str:
         """Authenticate, then one customer search (``GET /v1/customers/search``; 204 is success)."""
         self.validate()

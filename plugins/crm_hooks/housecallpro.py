@@ -335,6 +335,14 @@ class HousecallProHook(CrmHook):
         [HCP-spec ``get-job_fields-job_types``]."""
         return list(self._pages("/job_fields/job_types", "job_types", {}, page_size=MAX_PAGE_SIZE))
 
+    def fetch_account_identity(self) -> str:
+        """The Housecall Pro company id: ``GET /company`` -> ``id`` (``get-company``, "Get general company
+        information": https://docs.housecallpro.com/docs/housecall-public-api/)."""
+        self.require("apiKey")
+        body = self.request_json("GET", "/company", endpoint="GET /company")
+        company = body.get("id") if isinstance(body, Mapping) else None
+        return str(company) if company not in (None, "") else ""
+
     def check_access(self) -> str:
         """``GET /customers?page=1&page_size=1`` (one cheap authenticated read)."""
         self.require("apiKey")

@@ -502,6 +502,19 @@ class HubSpotHook(CrmHook):
             endpoint=f"POST /crm/v3/objects/{o}",
         ) or {}
 
+    def fetch_account_identity(self) -> str:
+        """The portal (hub) id: ``GET /account-info/v3/details`` -> ``portalId``.
+
+        HubSpot's account information API answers for private-app and OAuth tokens alike
+        (https://developers.hubspot.com/docs/api-reference/legacy/settings/account-information-api;
+        for OAuth, ``GET /oauth/v1/access-tokens/{token}`` -> ``hub_id`` is the same number). The
+        response shape is from HubSpot's public docs, not from a stored OpenAPI file: UNCONFIRMED.
+        """
+        self._check_auth_config()
+        body = self.request_json("GET", "/account-info/v3/details", endpoint="GET /account-info/v3/details")
+        portal = body.get("portalId") if isinstance(body, Mapping) else None
+        return str(portal) if isinstance(portal, (int, str)) and not isinstance(portal, bool) else ""
+
     def check_access(self) -> str:
         """``GET /crm/v3/objects/contacts?limit=1`` (needs the contacts read scope)."""
         self._check_auth_config()

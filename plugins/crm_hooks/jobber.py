@@ -682,6 +682,11 @@ class JobberHook(CrmHook):
         result = self.graphql("query", "RipAccount", {}, [f("account", "id", "name")])
         return dict((result.data or {}).get("account") or {})
 
+    def fetch_account_identity(self) -> str:
+        """The Jobber account id: ``query { account { id name } }`` (the account the token belongs to;
+        https://developer.getjobber.com/docs/, ``Query.account``)."""
+        return str(self.account().get("id") or "")
+
     def search_clients(self, terms: Sequence[str], *, first: int = 10) -> dict[str, list[dict[str, Any]]]:
         """``clients(searchTerm: $t, first: N) { nodes { id firstName lastName companyName emails { address }
         phones { number } } }``, one alias per term, as few documents as the cost allows.

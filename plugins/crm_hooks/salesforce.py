@@ -202,6 +202,7 @@ class SalesforceHook(CrmHook):
     def __init__(self, conn_id: str | None = None, **kwargs: Any):
         super().__init__(conn_id, **kwargs)
         self._instance_url: str | None = None
+        self._identity_url: str | None = None  # the token response's ``id`` (names the org)
         self._describe_cache: dict[str, dict[str, Any]] = {}
         self.api_usage: tuple[int, int] | None = None
 
@@ -340,6 +341,7 @@ class SalesforceHook(CrmHook):
         token = body.get("access_token") if isinstance(body, Mapping) else None
         if not token:
             raise BadCredentialsError("salesforce: token response has no access_token")
+        self._identity_url = str(body.get("id") or "") or None
         instance = body.get("instance_url")
         if instance:
             self._instance_url = check_url(str(instance), self.vendor_domains,
@@ -354,6 +356,20 @@ class SalesforceHook(CrmHook):
         except (TypeError, ValueError):
             seconds = 3600.0
         return str(token), seconds
+
+    def fetch_account_identity(self) -> str:
+        """The org id: from the token response's ``id`` (``https://login.salesforce.com/id/<orgId>/<userId>``),
+        else ``GET /services/oauth2/userinfo`` -> ``organization_id``.
+
+        https://help.salesforce.com/s/articleView?id=sf.remoteaccess_using_openid.htm (identity URL),
+        https://help.salesforce.com/s/articleView?id=sf.remoteaccess_using_userinfo_endpoint.htm (UserInfo).
+        """
+        self.access_token()
+        org = _org_from_identity_url(self._identity_url)
+        if org is None:
+            body = self.request_json("GET", "/services/oauth2/userinfo", endpoint="GET /services/oauth2/userinfo")
+            org = str(body.get("organization_id") or "") if isinstance(body, Mapping) else ""
+        return org
 
     def auth_headers(self) -> dict[str, str]:
         """``Authorization: Bearer <session>``."""
@@ -683,6 +699,14 @@ class SalesforceHook(CrmHook):
         usage = f"{self.api_usage[0]}/{self.api_usage[1]}" if self.api_usage else "unknown"
         host = urlsplit(self.base_url).netloc
         return f"Connected to Salesforce {host} (API v{self.api_version}, Account readable; API usage {usage})"
+
+
+def _org_from_identity_url(url: str | None) -> str | None:
+    """``<orgId>`` of an identity URL ``.../id/<orgId>/<userId>``; None when it is not one."""
+    parts = urlsplit(url or "").path.strip("/").split("/")
+    if len(parts) >= 3 and parts[-3] == "id" and re.fullmatch(r"00D[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?", parts[-2]):
+        return parts[-2]
+    return None
 
 
 __all__ = ["BulkOutcome", "SalesforceHook", "records_to_csv", "soql_in", "soql_quote"]

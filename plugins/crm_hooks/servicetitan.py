@@ -464,6 +464,17 @@ class ServiceTitanHook(CrmHook):
         return self._get_or_none(self.tenant_path("marketing", f"campaigns/{int(campaign_id)}"),
                                  "GET /marketing/v2/tenant/{t}/campaigns/{id}")
 
+    def fetch_account_identity(self) -> str:
+        """The tenant id, as confirmed by the API.
+
+        ServiceTitan's tenant APIs have no "which tenant am I" endpoint (none in tenant-crm/jpm/settings v2,
+        https://developer.servicetitan.io/apis/); a token is issued per tenant and a tenant-scoped call
+        for any other tenant answers 403. So the identity is the configured tenant id, accepted only
+        after one tenant-scoped read (``GET /crm/v2/tenant/{t}/customers?pageSize=1``) succeeded.
+        """
+        self.check_access()
+        return self.tenant
+
     def check_access(self) -> str:
         """``GET /crm/v2/tenant/{t}/customers?pageSize=1`` (token, app key, tenant and CRM scope)."""
         self.check_config()

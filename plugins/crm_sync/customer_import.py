@@ -29,6 +29,7 @@ Rules worth knowing:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -40,6 +41,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from crm_hooks.errors import CrmError
+from crm_sync.accounts import bind_account
 from crm_sync.db import sql
 from crm_sync.destinations.base import CrmCustomerRecord, Destination, ReadNotSupported
 from crm_sync.models import Customer
@@ -131,6 +133,8 @@ class ImportResult:
     api_calls: int = 0
     seconds: float = 0.0
     error: str | None = None
+    #: the CRM account read (as the CRM reports it); its keys are bound to it (crm_sync.accounts)
+    crm_account: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """XCom- and log-safe: counts, masked examples, the redacted error."""
@@ -152,7 +156,7 @@ def import_customers(engine: Engine, company_id: int, crm_type: str, integration
     with engine.begin() as conn:
         import_id = conn.execute(sql("customer_import_start"), {
             "run_id": run_id, "dag_id": dag_id, "trigger": trigger, "company_id": company_id,
-            "crm_type": crm_type}).first()[0]
+            "crm_type": crm_type, "crm_account": None}).first()[0]
     clock = time.monotonic()
     settings, _ = parse_sync_settings(integration.get("syncSettings"))
     built = destination is None
@@ -163,7 +167,11 @@ def import_customers(engine: Engine, company_id: int, crm_type: str, integration
         _index(engine, destination, result, settings.customer_match_strategy, page_size)
         result.status = "success"
     except ReadNotSupported as exc:
+        from crm_sync.accounts import bound_account
+
+        # Final for the account the company x CRM is bound to (no CRM call was needed to learn this).
         result.status, result.error = "unsupported", str(exc)
+        result.crm_account = bound_account(engine, company_id, crm_type)
     except CrmError as exc:
         result.status, result.error = "failed", _redact(destination, f"{type(exc).__name__}: {exc}")
     except Exception as exc:
@@ -265,8 +273,14 @@ def _index(engine: Engine, destination: Destination, result: ImportResult, strat
     duplicates = DuplicateTracker()
     seen: set[str] = set()
     pending: dict[str, tuple[str, str | None]] = {}
+    records = iter(destination.iter_customers(page_size=page_size))
+    # A CRM that cannot list customers says so on the first read, before any other call is made.
+    first = next(records, None)
+    # The keys are the account's: bind first (an account change archives the old account's map).
+    result.crm_account = bind_account(engine, result.company_id, result.crm_type,
+                                      destination.account_identity()).account
     try:
-        for record in destination.iter_customers(page_size=page_size):
+        for record in itertools.chain([first] if first is not None else [], records):
             result.customers_indexed += 1
             keys = customer_match_keys(record, strategy)
             # Duplicates are judged on email and phone whatever the strategy: they are what a person is.
@@ -292,6 +306,7 @@ def _write(engine: Engine, result: ImportResult, pending: dict[str, tuple[str, s
     with engine.begin() as conn:
         added = conn.execute(sql("customer_import_map_insert"), {
             "company_id": result.company_id, "crm_type": result.crm_type, "match_keys": keys,
+            "crm_account": result.crm_account,
             "crm_customer_ids": [pending[k][0] for k in keys],
             "crm_parent_ids": [pending[k][1] for k in keys]}).scalars().all()
     result.keys_added += len(added)
@@ -355,7 +370,7 @@ def record_failure(engine: Engine, company_id: int, crm_type: str, error: str, *
     with engine.begin() as conn:
         import_id = conn.execute(sql("customer_import_start"), {
             "run_id": run_id, "dag_id": dag_id, "trigger": trigger, "company_id": company_id,
-            "crm_type": crm_type}).first()[0]
+            "crm_type": crm_type, "crm_account": None}).first()[0]
     _finish(engine, import_id, result)
     log.warning("customer import company %s -> %s not started: %s", company_id, crm_type, error)
     return result

@@ -102,6 +102,9 @@ class IntegrationResult:
     error: str | None = None
     quarantine_reasons: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: the CRM account written into (as the CRM reports it) and, when this run met a change, the one before
+    crm_account: str | None = None
+    previous_crm_account: str | None = None
     #: dry runs only: counts per outcome and sample payloads (see :class:`DryRunReport`)
     report: dict[str, Any] | None = None
 
@@ -115,6 +118,8 @@ class IntegrationResult:
     def as_row(self) -> dict[str, Any]:
         row = asdict(self)
         row.pop("report", None)
+        row.pop("crm_account", None)
+        row.pop("previous_crm_account", None)
         row["quarantine_reasons"] = json.dumps(self.quarantine_reasons)
         row["warnings"] = json.dumps(self.warnings[:50])
         return row
@@ -191,6 +196,8 @@ class IntegrationSync:
         self._failed_batches_in_a_row = 0
         self._visit_writes_started = False
         self._dry = DryRunReport() if self.options.dry_run else None
+        #: the CRM account every map / ledger read and write of this run is bound to (crm_sync.accounts)
+        self._account: str | None = None
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> IntegrationResult:
@@ -212,6 +219,7 @@ class IntegrationSync:
                 credentials_writer=self._credentials_writer())
             destination.prepare()
             result.warnings.extend(destination.warnings)
+            self._bind_account(destination)
             ranged = self.options.created_from is not None
             settled_id = None if ranged else extract.settled_horizon(self.engine)
             for batch in self._batches(self.options.batch_size or destination.batch_size):
@@ -247,6 +255,10 @@ class IntegrationSync:
         clock = time.monotonic()
         report, result = self._dry, self.result
         assert report is not None
+        from crm_sync.accounts import bound_account
+
+        # No CRM call in a dry run: the account the live rows are bound to.
+        self._account = result.crm_account = bound_account(self.engine, self.company_id, self.crm_type)
         batch_size = self.options.batch_size or 500
         for rows in self._batches(batch_size):
             result.candidates += len(rows)
@@ -296,9 +308,9 @@ class IntegrationSync:
             return extract.iter_range_batches(
                 self.engine, self.company_id, self.crm_type, created_from=opts.created_from,
                 created_to=opts.created_to or datetime.now(UTC), batch_size=batch_size,
-                resync_quarantined=opts.resync_quarantined)
+                resync_quarantined=opts.resync_quarantined, crm_account=self._account)
         return extract.iter_candidate_batches(self.engine, self.company_id, self.crm_type, batch_size=batch_size,
-                                              lookback_days=opts.lookback_days)
+                                              lookback_days=opts.lookback_days, crm_account=self._account)
 
     @staticmethod
     def _unchanged(row: dict[str, Any], item: PreparedCheckIn) -> bool:
@@ -527,7 +539,8 @@ class IntegrationSync:
     def _claim(self, rows: list[PreparedCheckIn], attempt_id: str) -> None:
         params = [{"company_id": self.company_id, "crm_type": self.crm_type, "check_in_id": r.check_in_id,
                    "customer_key": r.customer_key, "source_hash": r.source_hash, "attempt_id": attempt_id,
-                   "run_id": self.result.run_id, "warnings": json.dumps(r.warnings[:20])} for r in rows]
+                   "run_id": self.result.run_id, "warnings": json.dumps(r.warnings[:20]),
+                   "crm_account": self._account} for r in rows]
         with self.engine.begin() as conn:
             conn.execute(sql("ledger_claim"), params)
 
@@ -552,14 +565,15 @@ class IntegrationSync:
             conn.execute(sql("ledger_quarantine_unsent"), {
                 "company_id": self.company_id, "crm_type": self.crm_type, "check_in_id": row.check_in_id,
                 "source_hash": row.source_hash, "run_id": self.result.run_id,
-                "warnings": json.dumps(row.warnings[:20]), "error_kind": "no_identity", "last_error": row.error})
+                "warnings": json.dumps(row.warnings[:20]), "error_kind": "no_identity", "last_error": row.error,
+                "crm_account": self._account})
 
     def _map_lookup(self, keys: list[str]) -> dict[str, tuple[CustomerRef, str | None]]:
         if not keys:
             return {}
         with self.engine.connect() as conn:
-            rows = conn.execute(sql("customer_map_lookup"), {"company_id": self.company_id,
-                                                             "crm_type": self.crm_type, "keys": keys})
+            rows = conn.execute(sql("customer_map_lookup"), {"company_id": self.company_id, "crm_type": self.crm_type,
+                                                             "keys": keys, "crm_account": self._account})
             return {r.match_key: (CustomerRef(r.crm_customer_id, r.crm_parent_id), r.payload_hash) for r in rows}
 
     def _map_save(self, entries: dict[str, tuple[CustomerRef, str | None, bool]]) -> None:
@@ -567,7 +581,8 @@ class IntegrationSync:
             return
         params = [{"company_id": self.company_id, "crm_type": self.crm_type, "match_key": key,
                    "crm_customer_id": ref.crm_id, "crm_parent_id": ref.parent_id, "payload_hash": payload,
-                   "created_by_sync": created} for key, (ref, payload, created) in entries.items()]
+                   "created_by_sync": created, "crm_account": self._account}
+                  for key, (ref, payload, created) in entries.items()]
         with self.engine.begin() as conn:
             conn.execute(sql("customer_map_upsert"), params)
 
@@ -592,7 +607,10 @@ class IntegrationSync:
         r = self.result
         row = r.as_row()
         with self.engine.begin() as conn:
-            conn.execute(sql("run_insert"), row)
+            run_row_id = conn.execute(sql("run_insert"), row).scalar()
+            if r.crm_account is not None:
+                conn.execute(sql("run_set_account"), {"id": run_row_id, "crm_account": r.crm_account,
+                                                      "previous_crm_account": r.previous_crm_account})
         processed = r.synced + r.quarantined + r.failed
         errors = r.quarantined + r.failed
         # The app's history shows work done and problems; an idle run adds no entry (it would
@@ -604,6 +622,26 @@ class IntegrationSync:
                    at=r.finished_at or datetime.now(UTC),
                    set_last_synced=r.status in ("success", "partial"),
                    add_history=processed > 0 or bool(r.error))
+
+    def _bind_account(self, destination: Destination) -> None:
+        """Bind this run to the CRM account the destination reaches (:mod:`crm_sync.accounts`).
+
+        After a change (the company reconnected to another portal / org / tenant), the new account is
+        treated as a first sync: its customers are indexed before anything is matched or created, and the
+        run says so in its warnings and run row (once: later runs of the new account are ordinary).
+        """
+        from crm_sync.accounts import bind_account, mark_change_reported
+        from crm_sync.customer_import import ensure_customer_index
+
+        binding = bind_account(self.engine, self.company_id, self.crm_type, destination.account_identity())
+        self._account = self.result.crm_account = binding.account
+        if not binding.changed:
+            return
+        self.result.previous_crm_account = binding.previous
+        self.result.warnings.append(binding.change_message())
+        mark_change_reported(self.engine, self.company_id, self.crm_type, binding.account)
+        ensure_customer_index(self.engine, self.company_id, self.crm_type, self.integration, destination=destination,
+                              run_id=self.result.run_id, dag_id=self.result.dag_id)
 
     def _credentials_writer(self):
         from crm_sync.integrations import credentials_writer

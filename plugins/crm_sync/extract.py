@@ -52,12 +52,17 @@ def advance_integration(engine: Engine, company_id: int, crm_type: str, settled_
 
 
 def iter_candidate_batches(
-    engine: Engine, company_id: int, crm_type: str, *, batch_size: int, lookback_days: int
+    engine: Engine, company_id: int, crm_type: str, *, batch_size: int, lookback_days: int,
+    crm_account: str | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Candidate rows in id order, ``batch_size`` at a time, from a server-side cursor."""
+    """Candidate rows in id order, ``batch_size`` at a time, from a server-side cursor.
+
+    ``crm_account``: only that CRM account's ledger rows count (None: the live ledger as it is).
+    """
     params = {
         "company_id": company_id,
         "crm_type": crm_type,
+        "crm_account": crm_account,
         "settled_id": integration_settled_id(engine, company_id, crm_type),
         "lookback_since": (datetime.now(UTC) - timedelta(days=lookback_days)).replace(tzinfo=None),
     }
@@ -66,7 +71,7 @@ def iter_candidate_batches(
 
 def iter_range_batches(
     engine: Engine, company_id: int, crm_type: str, *, created_from: datetime, created_to: datetime,
-    batch_size: int, resync_quarantined: bool = False,
+    batch_size: int, resync_quarantined: bool = False, crm_account: str | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Every check-in created in ``[created_from, created_to)`` (a dated backfill), in id order.
 
@@ -74,6 +79,7 @@ def iter_range_batches(
     never sends them again); ``resync_quarantined`` marks quarantined rows as requeued.
     """
     params = {"company_id": company_id, "crm_type": crm_type, "resync_quarantined": resync_quarantined,
+              "crm_account": crm_account,
               "created_from": _naive_utc(created_from), "created_to": _naive_utc(created_to)}
     yield from _stream(engine, "extract_range", params, batch_size)
 

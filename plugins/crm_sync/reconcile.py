@@ -366,9 +366,14 @@ class Reconciler:
             sample = Reservoir(self.sample_size, seed=f"{self.run_id}|{self.company_id}|{self.crm_type}")
             for row in self._source_rows():
                 self._classify(row, settled_id, sample)
-            self._read_back(sample)
+            other_account = self._other_account()
+            if other_account:
+                result.notes.append(other_account)
+            else:
+                self._read_back(sample)
             self._orphans()
-            self._duplicates()
+            if not other_account:
+                self._duplicates()
             self._flush()
         finally:
             self._flush()
@@ -379,6 +384,23 @@ class Reconciler:
                     "crm_checked": result.crm_checked, "crm_sampled": result.crm_sampled,
                     "counts": json.dumps(result.counts), "error": result.error})
         return result
+
+    def _other_account(self) -> str | None:
+        """Why the CRM must not be compared: it answers for another account than the ledger's (the company
+        reconnected its CRM and no sync has switched yet; the ledger's record ids mean nothing there)."""
+        from crm_sync.accounts import bound_account
+
+        bound = bound_account(self.engine, self.company_id, self.crm_type)
+        if bound is None:
+            return None
+        try:
+            current = self.destination.account_identity()
+        except CrmError:
+            return None  # the CRM cannot be read at all: the read-back records why, nothing is compared
+        if current == bound:
+            return None
+        return (f"the CRM answers for account {current} but the ledger belongs to account {bound} (the company "
+                "reconnected its CRM; the next sync switches to the new account): CRM records were not compared")
 
     # ------------------------------------------------------------------ source x ledger
     def _source_rows(self) -> Iterator[dict[str, Any]]:

@@ -24,6 +24,9 @@ def result_summary(result: Any) -> dict[str, Any]:
     out["seconds"] = float(out["seconds"] or 0)
     out["quarantine_reasons"] = {k: v["count"] for k, v in result.quarantine_reasons.items()}
     out["warnings"] = result.warnings[:10]
+    # The CRM account written into, and the previous one when this run met an account change.
+    out["crm_account"] = getattr(result, "crm_account", None)
+    out["previous_crm_account"] = getattr(result, "previous_crm_account", None)
     return out
 
 
@@ -63,6 +66,9 @@ def format_table(rows: Iterable[Mapping[str, Any]]) -> str:
             f"{r['unchanged']:>5} {r['api_calls']:>6} {float(r['seconds'] or 0):>7.2f}")
         if r.get("error"):
             notes.append(f"  ! {name} / {r.get('crm_type') or '-'}: {r['error']}")
+        if r.get("previous_crm_account"):
+            notes.append(f"  ! {name} / {r.get('crm_type')}: CRM account changed from {r['previous_crm_account']} "
+                         f"to {r.get('crm_account')}; synced as a first sync (the old account's rows are history)")
         warnings = r.get("warnings") or []
         if isinstance(warnings, str):
             warnings = json.loads(warnings)

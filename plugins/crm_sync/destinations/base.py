@@ -81,6 +81,11 @@ class Destination(ABC):
     def prepare(self) -> None:
         """Run-start checks and setup (marker fields, custom field discovery). Warnings go to ``self.warnings``."""
 
+    def account_identity(self) -> str:
+        """The CRM account this destination writes into, as the CRM reports it (see
+        :meth:`CrmHook.account_identity`); every stored CRM id is bound to it."""
+        return self.hook.account_identity()
+
     @abstractmethod
     def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
         """Existing CRM customers for ``(match_key, customer)`` pairs; returns match_key -> ref for those found."""
