@@ -141,7 +141,7 @@ class ImportResult:
 def import_customers(engine: Engine, company_id: int, crm_type: str, integration: dict[str, Any], *,
                      destination: Destination | None = None, trigger: str = "dag", run_id: str | None = None,
                      dag_id: str | None = None, rate_share: float = 1.0,
-                     page_size: int | None = None) -> ImportResult:
+                     page_size: int | None = None, deadline: float | None = None) -> ImportResult:
     """Read every customer of the company's CRM into ``crm_sync.customer_map``; record and return the outcome.
 
     CRM errors (bad credentials, CRM down after retries, quota) end the import with
@@ -160,6 +160,7 @@ def import_customers(engine: Engine, company_id: int, crm_type: str, integration
     try:
         if destination is None:
             destination = _destination(engine, company_id, crm_type, integration, settings, rate_share)
+        destination.hook.deadline = deadline  # the caller's time budget (a sync task's), if any
         _index(engine, destination, result, settings.customer_match_strategy, page_size)
         result.status = "success"
     except ReadNotSupported as exc:

@@ -9,7 +9,6 @@ database by the task that uses them, so they never travel through XCom.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from crm_hooks.errors import ConfigurationError
 from crm_hooks.registry import HOOKS
+from crm_sync.clean import dumps_strict, loads_strict
 from crm_sync.db import sql
 from crm_sync.settings import KNOWN_CRM_TYPES, parse_integrations
 
@@ -104,9 +104,9 @@ def credentials_writer(engine: Engine, company_id: int, crm_type: str) -> Callab
     def write(credentials: dict[str, Any]) -> None:
         with engine.begin() as conn:
             raw = conn.execute(sql("company_for_update"), {"company_id": company_id}).first()[0]
-            data = json.loads(raw)
+            data = loads_strict(raw)
             data[crm_type]["credentials"] = {**data[crm_type].get("credentials", {}), **credentials}
             conn.execute(sql("company_set_integrations"), {"company_id": company_id,
-                                                          "crm_integrations": json.dumps(data)})
+                                                          "crm_integrations": dumps_strict(data, clean=False)})
 
     return write
