@@ -24,9 +24,8 @@ import requests
 import sqlalchemy as sa
 
 from crm_hooks.base import CrmHook
-from crm_hooks.errors import BudgetExhaustedError, RetryableError
+from crm_hooks.errors import RetryableError
 from crm_hooks.rate_limit import RateLimit, RollingWindowLimiter
-from crm_hooks.redaction import redact_and_truncate
 from crm_hooks.registry import HOOKS
 from crm_sync.engine import IntegrationSync, SyncOptions
 from e2e_helpers import check_in_ids, company_json, ledger, recent, records, register
@@ -69,6 +68,8 @@ def test_in_range_rate_limit_setting_is_used_without_a_warning():
 
 
 def test_limiter_raises_instead_of_sleeping_past_the_deadline(instant_rate_limits):
+    from crm_hooks.errors import BudgetExhaustedError
+
     limiter = RollingWindowLimiter(RateLimit(1, 60.0))
     limiter.acquire()
     start = instant_rate_limits.now
@@ -91,6 +92,8 @@ class _Hook(CrmHook):
 
 
 def test_hook_never_backs_off_past_the_deadline_and_cuts_the_read_timeout(rsps, sleeps):
+    from crm_hooks.errors import BudgetExhaustedError
+
     hook = _Hook(credentials={"apiKey": "k-123456"})
     rsps.get("https://api.housecallpro.com/customers", status=503)
     hook.deadline = time.monotonic() + 5
@@ -289,6 +292,8 @@ def test_write_back_never_turns_1e999_into_infinity(db):
 
 
 def test_redact_and_truncate_redacts_a_secret_straddling_the_limit():
+    from crm_hooks.redaction import redact_and_truncate
+
     secret = "s3cr3t-value-0123456789"
     text = "x" * 490 + secret + "y" * 100
     assert redact_and_truncate(text, [secret], 500) == "x" * 490 + "***" + "y" * 7
