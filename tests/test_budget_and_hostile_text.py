@@ -226,6 +226,25 @@ def test_lone_surrogates_in_sync_settings_reach_the_run_row_cleaned(db, sandbox)
     assert any("customFieldMapping" in w and "\ufffd" in w for w in warnings), warnings
 
 
+def test_nul_in_imported_check_in_text_is_cleaned_instead_of_failing_the_file(db, tmp_path):
+    import csv
+
+    from crm_sync.check_in_import import run_import
+
+    company_id, _ = create_company(db, "Import Co", None)
+    path = tmp_path / "old.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["external_id", "checked_in_at", "job_type", "technician_email", "customer_name", "notes"])
+        writer.writerow(["A-1", "2026-03-01 10:00", "AC\x00Repair", "alex@example.com", "Ann\x00Lee", "fixed\x00it"])
+    report = run_import(db, company_id, path, run_id="manual__nul", now=datetime(2026, 11, 1))
+    assert (report.status, report.inserted, report.rejected) == ("imported", 1, 0), report
+    with db.connect() as conn:
+        row = conn.execute(sa.text("SELECT job_type, customer_name, notes FROM check_ins WHERE company_id = :c"),
+                           {"c": company_id}).one()
+    assert tuple(row) == ("AC\ufffdRepair", "Ann\ufffdLee", "fixed\ufffdit")
+
+
 def test_engine_rows_are_cleaned_before_postgres():
     from crm_sync.engine import IntegrationResult
 
@@ -359,7 +378,7 @@ def test_dag_run_fails_when_a_task_fails_and_a_stuck_company_does_not_hold_the_o
         "CRM_SYNC_TASK_TIMEOUT_MINUTES": "0.25", "CRM_SYNC_TIME_BUDGET_SECONDS": "600"})
     conf = {"crm_types": ["hubspot"], "company_ids": [good, stuck, hostile]}
     proc = subprocess.run([sys.executable, "-c", _RUNNER, str(ROOT / "dags" / "crm_incremental_sync.py"),
-                           json.dumps(conf)], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+                           json.dumps(conf)], env=env, capture_output=True, text=True, timeout=420, cwd=ROOT)
     out = proc.stdout + proc.stderr
     assert "DAG_RUN_STATE=failed" in out, out[-5000:]
     # The good company synced; the stuck one was ended by its timeout; nothing else waited for it.

@@ -618,6 +618,7 @@ class SalesforceHook(CrmHook):
             info = self.ingest_job_info(job_id)
             if info.get("state") in self.BULK_FINAL_STATES or time.monotonic() + pause > deadline:
                 return info
+            self.check_budget(pause)  # the run's time budget, not only this wait's own timeout
             sleep(pause)
             pause = min(30.0, pause * 2)
 

@@ -40,6 +40,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from crm_hooks.errors import CrmError
+from crm_sync.clean import clean_text, dumps_strict
 from crm_sync.db import sql
 from crm_sync.destinations.base import CrmCustomerRecord, Destination, ReadNotSupported
 from crm_sync.models import Customer
@@ -292,7 +293,8 @@ def _write(engine: Engine, result: ImportResult, pending: dict[str, tuple[str, s
     keys = list(pending)
     with engine.begin() as conn:
         added = conn.execute(sql("customer_import_map_insert"), {
-            "company_id": result.company_id, "crm_type": result.crm_type, "match_keys": keys,
+            # CRM-sent names may hold NUL / lone surrogates: stored cleaned, as the sync looks them up.
+            "company_id": result.company_id, "crm_type": result.crm_type, "match_keys": [clean_text(k) for k in keys],
             "crm_customer_ids": [pending[k][0] for k in keys],
             "crm_parent_ids": [pending[k][1] for k in keys]}).scalars().all()
     result.keys_added += len(added)
@@ -304,7 +306,7 @@ def _finish(engine: Engine, import_id: int, result: ImportResult) -> None:
     row = {k: v for k, v in result.summary().items() if k not in ("company_id", "crm_type", "trigger", "run_id",
                                                                    "dag_id")}
     row.update(id=import_id, finished_at=datetime.now(UTC),
-               duplicate_examples=json.dumps(result.duplicate_examples))
+               duplicate_examples=dumps_strict(result.duplicate_examples))
     with engine.begin() as conn:
         conn.execute(sql("customer_import_finish"), row)
 
