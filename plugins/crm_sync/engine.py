@@ -15,6 +15,10 @@ Exactly once, step by step:
 6. Every row ends ``synced``, ``quarantined`` (with a specific reason) or
    ``failed`` (transient; retried next run). A process killed at any point leaves
    rows ``in_flight``; the next run resolves them by step 5.
+7. A time budget (:attr:`SyncOptions.deadline`, see :mod:`crm_sync.budget`) ends the run
+   cleanly before Airflow's execution timeout would kill it: checked between batches, and
+   the hook refuses any wait or request that would cross it. Rows whose request was never
+   sent go back to ``pending``; the run is ``partial`` with a warning and a history entry.
 """
 
 from __future__ import annotations
@@ -363,12 +367,14 @@ class IntegrationSync:
             self._failed_batches_in_a_row = 0
         except BudgetExhaustedError as exc:
             # Raised before a request is sent. If no visit request went out since visit writes began,
-            # no row of this batch can be in the CRM: all back to pending (not in_flight, not failed).
-            # Otherwise rows without an outcome stay in_flight and the next run looks their markers up.
+            # this attempt put no row of the batch in the CRM: back to pending (not in_flight, not failed),
+            # except rows an earlier attempt left uncertain (in_flight/failed): they keep that status, so
+            # the next run still looks their markers up. Otherwise rows without an outcome stay in_flight.
             sent = self._visit_writes_started and destination.hook.stats.api_calls > self._calls_before_visit_writes
             for item in prepared:
-                outcomes.setdefault(item.check_in_id, self._outcome("in_flight" if sent else "pending",
-                                                                    kind="time_budget", error=str(exc)))
+                before = previous[item.check_in_id].get("ledger_status")
+                status = "in_flight" if sent else before if before in ("in_flight", "failed") else "pending"
+                outcomes.setdefault(item.check_in_id, self._outcome(status, kind="time_budget", error=str(exc)))
             self._finish(prepared, outcomes, attempt_id)
             self._budget_reached(exc)
             raise _StopIntegration() from None
