@@ -16,8 +16,8 @@ from airflow.sdk import DAG, Param, task
 
 from crm_hooks.registry import HOOKS
 from crm_sync import dag_params
-from crm_sync.budget import task_timeout
 from crm_sync.backfill import plan_backfill, report_backfill, run_chunk
+from crm_sync.budget import task_timeout
 from crm_sync.tasks import check_failures
 
 with DAG(

@@ -15,8 +15,8 @@ from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, t
 
 from crm_hooks.registry import HOOKS
 from crm_sync import dag_params
-from crm_sync.budget import task_timeout
 from crm_sync.assets import CRM_SYNC_LEDGER, reconcile_on_ledger_update
+from crm_sync.budget import task_timeout
 from crm_sync.reconcile_tasks import (
     DEFAULT_DAYS,
     DEFAULT_SAMPLE_SIZE,

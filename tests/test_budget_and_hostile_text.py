@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -416,12 +415,12 @@ def test_task_timeouts_come_from_the_settings(monkeypatch):
         task_timeout()
 
 
-def test_every_sync_backfill_import_export_and_report_task_has_an_execution_timeout():
+def test_every_sync_backfill_import_export_and_report_task_has_an_execution_timeout(monkeypatch):
     import runpy
 
     from localdev.airflow_env import ROOT
 
-    os.environ.pop("CRM_SYNC_TASK_TIMEOUT_MINUTES", None)
+    monkeypatch.delenv("CRM_SYNC_TASK_TIMEOUT_MINUTES", raising=False)
     for name in ("crm_incremental_sync", "crm_backfill", "crm_customer_import", "crm_import", "crm_export",
                  "crm_reconciliation_report"):
         dag = runpy.run_path(str(ROOT / "dags" / f"{name}.py"))["dag"]
