@@ -211,6 +211,22 @@ def test_nul_and_lone_surrogates_in_integration_keys_are_reported_once_per_run(d
     assert len(history) == 2 and all(h["status"] == "failed" for h in history)
 
 
+def test_a_retried_configuration_report_adds_no_duplicate_row_or_history_entry(db):
+    from crm_sync.summary import record_config_problem
+
+    company_id, _ = create_company(db, "No Creds Co", {"hubspot": {"status": "active", "credentials": {}}})
+    recorded = [record_config_problem(db, "run-retry", "crm_incremental_sync", company_id, "hubspot",
+                                      "the 'hubspot' integration has no credentials") for _ in range(3)]
+    with db.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM crm_sync.runs WHERE run_id = 'run-retry'")).scalar() == 1
+    assert len(company_json(db, company_id)[1]) == 1
+    assert recorded == [True, False, False]
+    # Another DAG run reports it again: once more.
+    record_config_problem(db, "run-next", "crm_incremental_sync", company_id, "hubspot",
+                          "the 'hubspot' integration has no credentials")
+    assert len(company_json(db, company_id)[1]) == 2
+
+
 def test_lone_surrogates_in_sync_settings_reach_the_run_row_cleaned(db, sandbox):
     register(sandbox.url, "hubspot", "hs", {"accessToken": HS_TOKEN})
     integration = hubspot_integration(sandbox.url, HS_TOKEN, customFieldMapping={"notes\ud800": "x"},
