@@ -17,13 +17,16 @@ from airflow.sdk import DAG, Param, task
 from crm_hooks.registry import HOOKS
 from crm_sync import dag_params
 from crm_sync.backfill import plan_backfill, report_backfill, run_chunk
+from crm_sync.budget import task_timeout
+from crm_sync.tasks import check_failures
 
 with DAG(
     dag_id="crm_backfill",
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": 2.0},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": 2.0,
+                  "execution_timeout": task_timeout(long=True)},
     tags=["crm", "backfill"],
     doc_md=__doc__,
     params={
@@ -56,3 +59,4 @@ with DAG(
         run = task(task_id=f"backfill_{crm_type}", pool=f"crm_{crm_type}", max_active_tis_per_dagrun=1,
                    map_index_template="{{ chunk_label }}")(run_chunk)
         run.partial(crm_type=crm_type).expand(chunk=chunks) >> report
+    report >> task(task_id="check_failures", trigger_rule="all_done", retries=0)(check_failures)()

@@ -15,14 +15,17 @@ from airflow.sdk import DAG, Param, task
 
 from crm_hooks.registry import HOOKS
 from crm_sync import dag_params
+from crm_sync.budget import task_timeout
 from crm_sync.customer_import import discover_import_companies, import_company, summarize_imports
+from crm_sync.tasks import check_failures
 
 with DAG(
     dag_id="crm_customer_import",
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2),
+                  "execution_timeout": task_timeout(long=True)},
     tags=["crm", "import"],
     doc_md=__doc__,
     params={
@@ -39,3 +42,4 @@ with DAG(
         imported = task(task_id=f"import_{crm_type}", pool=f"crm_{crm_type}")(import_company).partial(
             crm_type=crm_type).expand(company_id=companies)
         imported >> summary
+    summary >> task(task_id="check_failures", trigger_rule="all_done", retries=0)(check_failures)()

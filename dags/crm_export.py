@@ -11,6 +11,7 @@ from datetime import datetime
 from airflow.sdk import DAG, Param, task
 
 from crm_sync import dag_params
+from crm_sync.budget import task_timeout
 from crm_sync.export import DEFAULT_CHUNK_SIZE, FORMATS, export_task
 from crm_sync.settings import KNOWN_CRM_TYPES
 
@@ -21,7 +22,7 @@ with DAG(
     catchup=False,
     is_paused_upon_creation=True,   # the daily export is opt-in: unpause the DAG to switch it on
     max_active_runs=2,
-    default_args={"retries": 1},
+    default_args={"retries": 1, "execution_timeout": task_timeout(long=True)},
     tags=["crm", "export"],
     doc_md=__doc__,
     params={

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param, task
 
+from crm_sync.budget import task_timeout
 from crm_sync.check_in_import import import_task
 
 with DAG(
@@ -19,7 +20,8 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 0},   # a failed import rolled back; re-run it once the cause is fixed
+    # retries 0: a failed import rolled back; re-run it once the cause is fixed
+    default_args={"retries": 0, "execution_timeout": task_timeout(long=True)},
     tags=["crm", "import"],
     doc_md=__doc__,
     params={

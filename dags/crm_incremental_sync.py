@@ -2,6 +2,7 @@
 
 discover_<crm> -> sync_<crm> (one mapped task per company, pool crm_<crm>) -> summarize
 check_configurations (malformed JSON, unknown CRM types)                    -> summarize
+summarize -> check_failures (fails the run when any task of it failed)
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from airflow.sdk import DAG, Param, task
 from crm_hooks.registry import HOOKS
 from crm_sync import dag_params
 from crm_sync.assets import CRM_SYNC_LEDGER
+from crm_sync.budget import task_timeout
 from crm_sync.operators import CrmSyncOperator
-from crm_sync.tasks import check_configurations, discover_companies, summarize_run
+from crm_sync.tasks import check_configurations, check_failures, discover_companies, summarize_run
 
 with DAG(
     dag_id="crm_incremental_sync",
@@ -22,7 +24,10 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": 2.0},
+    # execution_timeout (CRM_SYNC_TASK_TIMEOUT_MINUTES): a stuck task ends, so max_active_runs=1 never
+    # holds the next run; the sync engine stops cleanly a margin before it (crm_sync.budget).
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": 2.0,
+                  "execution_timeout": task_timeout()},
     tags=["crm", "sync"],
     doc_md=__doc__,
     params={
@@ -51,3 +56,5 @@ with DAG(
         ).expand(company_id=companies)
         sync >> summary
     checked >> summary
+    # The run is failed when any task failed (summarize alone, all_done, would leave it green).
+    summary >> task(task_id="check_failures", trigger_rule="all_done", retries=0)(check_failures)()

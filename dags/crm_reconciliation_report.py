@@ -16,6 +16,7 @@ from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, t
 from crm_hooks.registry import HOOKS
 from crm_sync import dag_params
 from crm_sync.assets import CRM_SYNC_LEDGER, reconcile_on_ledger_update
+from crm_sync.budget import task_timeout
 from crm_sync.reconcile_tasks import (
     DEFAULT_DAYS,
     DEFAULT_SAMPLE_SIZE,
@@ -34,7 +35,8 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=5),
+                  "execution_timeout": task_timeout(long=True)},
     tags=["crm", "report"],
     doc_md=__doc__,
     params={

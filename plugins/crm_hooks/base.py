@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import threading
@@ -38,6 +39,7 @@ from airflow.sdk import BaseHook
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
+    BudgetExhaustedError,
     ConfigurationError,
     CrmError,
     QuotaExhaustedError,
@@ -46,13 +48,21 @@ from crm_hooks.errors import (
 )
 from crm_hooks.hosts import GuardedSession, check_url
 from crm_hooks.rate_limit import RateLimit, limiter_for
-from crm_hooks.redaction import redact, register_secrets
+from crm_hooks.redaction import redact_and_truncate, register_secrets
 
 log = logging.getLogger(__name__)
 
 #: Longest ``Retry-After`` the hook sleeps through inside one call; longer waits
 #: fail the call as retryable so the rows are retried next run instead.
 MAX_RETRY_AFTER_SECONDS = 120.0
+
+_SENT = threading.local()
+
+
+def requests_sent() -> int:
+    """Requests this thread has sent through any hook: a per-record loop compares it before and after a
+    record to know whether that record's write began (a time-budget stop before it is not ambiguous)."""
+    return getattr(_SENT, "count", 0)
 
 
 @dataclass
@@ -145,6 +155,10 @@ class CrmHook(BaseHook):
         self._token_lock = threading.Lock()
         self._runtime_secrets: list[str] = []
         self._account_identity: str | None = None
+        self._setting_warnings: dict[str, str] = {}
+        #: ``time.monotonic()`` by which this hook's caller must be done (None: no budget); see
+        #: :meth:`check_budget`. Waits that would cross it raise :class:`BudgetExhaustedError` instead.
+        self.deadline: float | None = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -183,6 +197,37 @@ class CrmHook(BaseHook):
     @settings.setter
     def settings(self, value: Mapping[str, Any]) -> None:
         self._settings = dict(value)
+
+    def setting_number(self, key: str, *, default: float | None, minimum: float, maximum: float) -> float | None:
+        """``crmSettings[key]`` as a finite number in ``[minimum, maximum]``, else ``default`` with a warning.
+
+        Any company admin edits ``crmSettings``: a limit of ``0.0001`` requests per minute (or
+        ``1e999``, ``"fast"``, ``true``) must not slow a worker to a crawl or switch a limit off.
+        Missing or blank is the default without a warning. Warnings are kept once per key in
+        :attr:`setting_warnings` (``rate_limits`` is read before every request).
+        """
+        raw = self.settings.get(key)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return default
+        value: float | None = None
+        if not isinstance(raw, bool):
+            try:
+                value = float(raw)
+            except (TypeError, ValueError, OverflowError):
+                value = None
+        if value is None or not math.isfinite(value) or not minimum <= value <= maximum:
+            shown = f"{value:g}" if value is not None else f"a {type(raw).__name__}"
+            self._setting_warnings[key] = (
+                f"crmSettings.{key} must be a number from {minimum:g} to {maximum:g}, got {shown[:30]}: "
+                f"{'no limit (the default)' if default is None else f'default {default:g}'} used")
+            return default
+        return value
+
+    @property
+    def setting_warnings(self) -> list[str]:
+        """What :meth:`setting_number` refused, after reading every limit once (for the run summary)."""
+        self.rate_limits  # noqa: B018 - parses the admin-set limits
+        return list(self._setting_warnings.values())
 
     def cred(self, key: str, default: Any = None) -> Any:
         """One credential value; blank strings count as missing (UI forms send '')."""
@@ -249,8 +294,9 @@ class CrmHook(BaseHook):
             self._runtime_secrets.append(value)
             register_secrets([value])
 
-    def redact(self, text: str | None) -> str:
-        return redact(text, self.secrets())
+    def redact(self, text: str | None, limit: int | None = None) -> str:
+        """``text`` without any secret this hook knows; cut to ``limit`` only after redacting."""
+        return redact_and_truncate(text, self.secrets(), limit)
 
     # ------------------------------------------------------------------ auth
     def fetch_token(self) -> tuple[str, float]:
@@ -322,7 +368,7 @@ class CrmHook(BaseHook):
 
     def classify_error(self, response: requests.Response) -> CrmError:
         """Map a failed response to a typed error. Subclasses read the vendor body."""
-        return self.default_error(response, self.redact(response.text[:500]))
+        return self.default_error(response, self.redact(response.text, limit=500))
 
     def default_error(self, response: requests.Response, message: str, code: str | None = None) -> CrmError:
         """The class an HTTP status implies, with ``message`` (already redacted)."""
@@ -369,7 +415,8 @@ class CrmHook(BaseHook):
         def attempt() -> requests.Response:
             limiter = limiter_for(self.account_key, limit,
                                 self.rate_limits.get(limit, self.rate_limits["default"]).scaled(self.rate_share))
-            self.stats.waited_seconds += limiter.acquire()
+            self.stats.waited_seconds += limiter.acquire(deadline=self.deadline)
+            self.check_budget()
             try:
                 auth = self.auth_headers() if authenticated else {}
             except RetryableError as exc:
@@ -377,9 +424,10 @@ class CrmHook(BaseHook):
                 raise _TokenUnavailable(exc) from None
             send_headers = {**extra_headers, **auth}
             self.stats.api_calls += 1
+            _SENT.count = requests_sent() + 1
             self.stats.by_endpoint[label] = self.stats.by_endpoint.get(label, 0) + 1
             try:
-                response = self.get_conn().request(method, url, headers=send_headers, timeout=self.timeout,
+                response = self.get_conn().request(method, url, headers=send_headers, timeout=self.request_timeout(),
                                                    **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise RetryableError(f"{self.crm_type} {label}: {type(exc).__name__}") from None
@@ -416,6 +464,28 @@ class CrmHook(BaseHook):
         except _RefreshAndRetry:  # pragma: no cover - only if attempts run out on refresh
             raise BadCredentialsError(f"{self.crm_type}: authentication failed after token refresh")
 
+    def check_budget(self, wait: float = 0.0) -> None:
+        """Raise :class:`BudgetExhaustedError` when waiting ``wait`` seconds would cross :attr:`deadline`.
+
+        Called before every request and before every sleep (rate limits, backoff, Retry-After,
+        cost points), so a run with a time budget stops before work it cannot finish.
+        """
+        if self.deadline is not None and time.monotonic() + wait > self.deadline:
+            what = f"waiting {wait:.0f} s more" if wait else "another request"
+            raise BudgetExhaustedError(f"{self.crm_type}: time budget reached before {what}")
+
+    def request_timeout(self) -> tuple[float, float]:
+        """:attr:`timeout`, with the read timeout cut to the time left in the budget (at least 1 s).
+
+        A hanging host then costs at most one (shortened) request past the deadline, never a
+        full read timeout per retry.
+        """
+        connect, read = self.timeout
+        if self.deadline is None:
+            return connect, read
+        left = max(1.0, self.deadline - time.monotonic())
+        return min(connect, left), min(read, left)
+
     def observe_response(self, response: requests.Response) -> None:
         """Hook for subclasses that read usage headers (Salesforce ``Sforce-Limit-Info``)."""
 
@@ -426,12 +496,15 @@ class CrmHook(BaseHook):
         if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
             if exc.retry_after > MAX_RETRY_AFTER_SECONDS:
                 raise exc
+            self.check_budget(exc.retry_after)
             return exc.retry_after
         n = retry_state.attempt_number
         # CRM_SYNC_BACKOFF_SECONDS lets a deployment (or a test) change the backoff base.
         first = float(os.environ.get("CRM_SYNC_BACKOFF_SECONDS") or self.backoff_seconds)
         base = min(self.backoff_max_seconds, first * (2 ** (n - 1)))
-        return base * (0.5 + random.random() / 2)
+        wait = base * (0.5 + random.random() / 2)
+        self.check_budget(wait)
+        return wait
 
     def _before_sleep(self, retry_state: tenacity.RetryCallState) -> None:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
@@ -509,6 +582,7 @@ def _retry_after(response: requests.Response) -> float | None:
 
 
 __all__ = [
-    "CallStats", "CrmHook", "RateLimit", "BadCredentialsError", "BadRecordError", "ConfigurationError",
+    "CallStats", "CrmHook", "RateLimit", "BadCredentialsError", "BadRecordError", "BudgetExhaustedError",
+    "ConfigurationError",
     "CrmError", "QuotaExhaustedError", "RateLimitedError", "RetryableError",
 ]

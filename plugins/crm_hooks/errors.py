@@ -10,6 +10,8 @@ The sync engine treats them differently:
 * :class:`BadCredentialsError` / :class:`ConfigurationError`: nothing for this
   company x CRM can sync until someone fixes the settings. The run stops for that
   integration only.
+* :class:`BudgetExhaustedError`: the task's time budget is used up; the request was
+  not sent. The run stops cleanly and the unsent rows wait for the next run.
 * :class:`QuotaExhaustedError`: the CRM's daily allocation is used up
   (Salesforce ``REQUEST_LIMIT_EXCEEDED``, HubSpot ``DAILY`` policy). Stop cleanly,
   never retry in a loop; the rows wait for the next run.
@@ -55,6 +57,14 @@ class BadCredentialsError(CrmError):
 
 class ConfigurationError(CrmError):
     """The integration's settings are incomplete or not allowed (missing key, foreign host)."""
+
+
+class BudgetExhaustedError(CrmError):
+    """The caller's time budget would be crossed by the next wait or request: stop cleanly, nothing was sent.
+
+    Raised *before* a request (a rate-limiter wait, a backoff sleep or the request itself would
+    end past the deadline), so the request it stands for never reached the CRM. Never retried.
+    """
 
 
 class QuotaExhaustedError(CrmError):

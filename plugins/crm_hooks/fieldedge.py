@@ -159,7 +159,7 @@ class FieldEdgeHook(CrmHook):
     by ``CRM_SYNC_ALLOWED_HOSTS``. Rows holding only the older ``apiKey`` / ``username`` /
     ``password`` fail with a :class:`ConfigurationError` that says what FieldEdge needs now.
 
-    Settings (``crmSettings``): ``rateLimitPer10s`` (default 100, UNCONFIRMED), ``tokenSeconds``
+    Settings (``crmSettings``): ``rateLimitPer10s`` (1..300, default 100, UNCONFIRMED), ``tokenSeconds``
     (token lifetime when FieldEdge states none, default 3600).
 
     Creates are not idempotent at FieldEdge, so :meth:`create_customer` and :meth:`create_lead`
@@ -199,13 +199,7 @@ class FieldEdgeHook(CrmHook):
     @property
     def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
         """``default``: ``rateLimitPer10s`` per rolling 10 s (100 unless set); the Gobo token endpoint is not paced."""
-        raw = self.settings.get("rateLimitPer10s")
-        try:
-            per_10s = float(raw) if raw not in (None, "") else DEFAULT_REQUESTS_PER_10S
-        except (TypeError, ValueError):
-            per_10s = DEFAULT_REQUESTS_PER_10S
-        if per_10s <= 0:
-            per_10s = DEFAULT_REQUESTS_PER_10S
+        per_10s = self.setting_number("rateLimitPer10s", default=DEFAULT_REQUESTS_PER_10S, minimum=1, maximum=300)
         return {"default": RateLimit(per_10s, 10.0), "token": self.default_rate_limits["token"]}
 
     @classmethod
@@ -305,7 +299,8 @@ class FieldEdgeHook(CrmHook):
         """
         status = response.status_code
         body = json_body(response)
-        detail = self.redact(_error_detail(body) or (response.reason or "").strip() or f"HTTP {status}")[:500]
+        detail = self.redact(_error_detail(body) or (response.reason or "").strip() or f"HTTP {status}",
+                             limit=500)
         code = str(body.get("error")) if isinstance(body, Mapping) and body.get("error") else None
         if _is_token_request(response) and status < 500 and status != 429:
             return BadCredentialsError(f"fieldedge OAuth token request failed (HTTP {status}): {detail}",

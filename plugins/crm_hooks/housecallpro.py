@@ -104,7 +104,7 @@ class HousecallProHook(CrmHook):
     allowed by ``CRM_SYNC_ALLOWED_HOSTS``).
 
     Settings (``crmSettings``): ``companyId`` (sent as ``X-Company-Id`` for multi-location
-    accounts), ``requestsPerMinute`` (client-side limit, default 120, UNCONFIRMED).
+    accounts), ``requestsPerMinute`` (client-side limit 1..600, default 120, UNCONFIRMED).
 
     :param conn_id: see :class:`crm_hooks.base.CrmHook` (all arguments are the base's).
     """
@@ -125,13 +125,8 @@ class HousecallProHook(CrmHook):
     @property
     def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
         """``requestsPerMinute`` per rolling minute (default :data:`DEFAULT_REQUESTS_PER_MINUTE`)."""
-        raw = self.settings.get("requestsPerMinute")
-        try:
-            per_minute = float(raw) if raw not in (None, "") else float(DEFAULT_REQUESTS_PER_MINUTE)
-        except (TypeError, ValueError):
-            per_minute = float(DEFAULT_REQUESTS_PER_MINUTE)
-        if per_minute <= 0:
-            per_minute = float(DEFAULT_REQUESTS_PER_MINUTE)
+        per_minute = self.setting_number("requestsPerMinute", default=DEFAULT_REQUESTS_PER_MINUTE,
+                                         minimum=1, maximum=600)
         return {"default": RateLimit(per_minute, 60.0)}
 
     @classmethod
@@ -180,8 +175,8 @@ class HousecallProHook(CrmHook):
         """
         status = response.status_code
         parsed = json_body(response)
-        text = _error_message(parsed) if parsed is not None else " ".join(response.text.split())[:200]
-        detail = self.redact(text or (response.reason or "").strip() or f"HTTP {status}")
+        text = _error_message(parsed) if parsed is not None else " ".join(response.text.split())
+        detail = self.redact(text or (response.reason or "").strip() or f"HTTP {status}", limit=300)
         if status in (401, 403):
             return BadCredentialsError(f"housecallpro HTTP {status}: {detail}. {_MAX_PLAN}", status=status)
         return self.default_error(response, detail)
@@ -351,25 +346,26 @@ class HousecallProHook(CrmHook):
 
 
 def _error_message(body: Any) -> str | None:
-    """The human text of any of Housecall Pro's error bodies (see the module docstring)."""
+    """The human text of any of Housecall Pro's error bodies (see the module docstring); uncut, so the
+    caller can redact the whole text before cutting it."""
     if isinstance(body, str):
-        return body.strip()[:300] or None
+        return body.strip() or None
     if not isinstance(body, Mapping):
         return None
     error = body.get("error")
     if isinstance(error, Mapping) and error.get("message"):
-        return str(error["message"])[:300]
+        return str(error["message"])
     if isinstance(error, str) and error:
-        return error[:300]
+        return error
     errors = body.get("errors")
     if isinstance(errors, Mapping) and errors:
         parts = []
         for field_name, messages in errors.items():
             listed = messages if isinstance(messages, list) else [messages]
             parts.append(f"{field_name} {', '.join(str(m) for m in listed)}")
-        return "; ".join(parts)[:300]
+        return "; ".join(parts)
     if body.get("message"):
-        return str(body["message"])[:300]
+        return str(body["message"])
     return None
 
 

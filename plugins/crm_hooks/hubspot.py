@@ -119,8 +119,8 @@ class HubSpotHook(CrmHook):
     ``CRM_SYNC_ALLOWED_HOSTS``).
 
     Settings (``crmSettings``): ``rateLimitPer10s`` -- the account's burst limit per
-    10 s (default 190, Professional/Enterprise; 100 for Free/Starter, 110 for public
-    marketplace apps).
+    10 s, 1..250 (default 190, Professional/Enterprise; 100 for Free/Starter, 110 for public
+    marketplace apps, 250 with the API limit increase).
 
     :param conn_id: see :class:`crm_hooks.base.CrmHook` (all arguments are the base's).
     """
@@ -143,13 +143,7 @@ class HubSpotHook(CrmHook):
     @property
     def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
         """``default``: ``rateLimitPer10s`` per 10 s (190 unless set); ``search``: 5 per second."""
-        per_10s = self.settings.get("rateLimitPer10s")
-        try:
-            per_10s = float(per_10s) if per_10s not in (None, "") else 190.0
-        except (TypeError, ValueError):
-            per_10s = 190.0
-        if per_10s <= 0:
-            per_10s = 190.0
+        per_10s = self.setting_number("rateLimitPer10s", default=190.0, minimum=1, maximum=250)
         return {"default": RateLimit(per_10s, 10.0), "search": self.default_rate_limits["search"]}
 
     @classmethod

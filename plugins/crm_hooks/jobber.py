@@ -454,7 +454,7 @@ class JobberHook(CrmHook):
         self.add_runtime_secret(str(access))
         self.add_runtime_secret(str(rotated))
         if body.get("warning"):
-            log.warning("jobber token endpoint: %s", self.redact(str(body["warning"]))[:300])
+            log.warning("jobber token endpoint: %s", self.redact(str(body["warning"]), limit=300))
         self._store_tokens({"accessToken": str(access), "refreshToken": str(rotated)})
         expiry = jwt_expiry(str(access)) or _parse_expires_at(body.get("expires_at"))
         seconds = expiry - time.time() if expiry else DEFAULT_TOKEN_SECONDS
@@ -534,7 +534,7 @@ class JobberHook(CrmHook):
         versioning = extensions.get("versioning")
         if isinstance(versioning, Mapping) and versioning.get("warning") and not self._version_warned:
             self._version_warned = True
-            log.warning("jobber API version: %s", self.redact(str(versioning["warning"]))[:300])
+            log.warning("jobber API version: %s", self.redact(str(versioning["warning"]), limit=300))
         errors = body.get("errors") or []
         if any(_code(e) == "THROTTLED" for e in errors if isinstance(e, Mapping)):
             requested, maximum = cost.get("requestedQueryCost"), (status or {}).get("maximumAvailable")
@@ -612,6 +612,7 @@ class JobberHook(CrmHook):
             finally:
                 self.max_attempts = allowed
             self.stats.retries += 1
+            self.check_budget(wait)
             tenacity.nap.sleep(wait)
 
     def _raise_request_errors(self, name: str, kind: str, result: GraphQLResult) -> None:
@@ -637,6 +638,7 @@ class JobberHook(CrmHook):
                                      f"of {budget.maximum:.0f}; lower crmSettings.aliasesPerRequest")
         wait = min(budget.wait_for(cost, now, self.rate_share), MAX_COST_WAIT_SECONDS)
         if wait > 0:
+            self.check_budget(wait)
             self.stats.waited_seconds += wait
             _sleep(wait)
         budget.spend(cost, time.monotonic())
@@ -663,13 +665,14 @@ class JobberHook(CrmHook):
             if not isinstance(payload, Mapping):
                 # No payload: the mutation may or may not have run (a non-null field nulls all data).
                 reason = self.redact("; ".join(errors) or "; ".join(str(e.get("message")) for e in result.errors[:2])
-                                     or "no payload returned")
-                out.append(MutationOutcome(error=f"Jobber: {reason[:300]}", uncertain=True))
+                                     or "no payload returned", limit=300)
+                out.append(MutationOutcome(error=f"Jobber: {reason}", uncertain=True))
                 continue
             user_errors = [e for e in payload.get("userErrors") or [] if isinstance(e, Mapping)]
             record = payload.get(payload_key)
             if user_errors:
-                out.append(MutationOutcome(error="Jobber refused: " + self.redact(_user_errors_text(user_errors))))
+                out.append(MutationOutcome(error="Jobber refused: " + self.redact(_user_errors_text(user_errors),
+                                                                                  limit=400)))
             elif record in (None, []):
                 out.append(MutationOutcome(error="Jobber returned no record and no error", uncertain=True))
             else:
@@ -929,7 +932,7 @@ def _user_errors_text(errors: Sequence[Mapping[str, Any]]) -> str:
     for error in errors[:3]:
         path = ".".join(str(p) for p in error.get("path") or [])
         parts.append(f"{error.get('message') or 'invalid'}" + (f" ({path})" if path else ""))
-    return "; ".join(parts)[:400]
+    return "; ".join(parts)  # uncut: the caller redacts, then cuts
 
 
 def _is_token_request(response: requests.Response) -> bool:

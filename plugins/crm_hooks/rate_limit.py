@@ -19,6 +19,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from crm_hooks.errors import BudgetExhaustedError
+
 
 @dataclass(frozen=True)
 class RateLimit:
@@ -55,8 +57,12 @@ class RollingWindowLimiter:
         self._lock = threading.Lock()
         self.waited_seconds = 0.0
 
-    def acquire(self) -> float:
-        """Wait for a free slot and take it; return the seconds spent waiting."""
+    def acquire(self, deadline: float | None = None) -> float:
+        """Wait for a free slot and take it; return the seconds spent waiting.
+
+        :param deadline: a ``time.monotonic()`` value: a wait that would end past it raises
+            :class:`BudgetExhaustedError` at once instead of sleeping (and takes no slot).
+        """
         if self.limit.rate is None:
             return 0.0
         window = self.window
@@ -71,6 +77,10 @@ class RollingWindowLimiter:
                     self.waited_seconds += waited
                     return waited
                 sleep_for = self._calls[0] + window - now
+            if deadline is not None and now + sleep_for > deadline:
+                raise BudgetExhaustedError(
+                    f"time budget reached: the next slot of this rate limit ({self.capacity:g} per "
+                    f"{self.limit.per_seconds:g} s) is {sleep_for:.0f} s away")
             time.sleep(sleep_for)
             waited += sleep_for
 

@@ -35,6 +35,17 @@ def redact(text: str | None, secrets: Iterable[str] = ()) -> str:
     return out
 
 
+def redact_and_truncate(text: str | None, secrets: Iterable[str] = (), limit: int | None = None) -> str:
+    """:func:`redact` first, then cut to ``limit`` characters.
+
+    The order matters: cutting first can split a secret at the boundary, and the part that is
+    left no longer matches the full value (or a token pattern's minimum length), so it would
+    survive redaction. Redacting the whole text first leaves nothing of it to cut.
+    """
+    out = redact(text, secrets)
+    return out if limit is None else out[:limit]
+
+
 def register_secrets(values: Iterable[str | None]) -> None:
     """Register each value with Airflow's masker so task logs show ``***`` instead."""
     try:

@@ -183,7 +183,7 @@ class SalesforceHook(CrmHook):
 
     Settings (``crmSettings``): ``apiVersion`` (default ``62.0``), ``sessionSeconds``
     (default 3600), ``dailyBudgetShare`` (default 0.9, see :meth:`budget_exhausted`),
-    ``requestsPerSecond`` (default unlimited: Salesforce documents no per-second limit).
+    ``requestsPerSecond`` (1..100, default unlimited: Salesforce documents no per-second limit).
 
     :ivar api_usage: ``(used, max)`` from the last ``Sforce-Limit-Info`` header, or ``None``.
     """
@@ -247,12 +247,8 @@ class SalesforceHook(CrmHook):
     def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
         """Unlimited unless ``requestsPerSecond`` is set; the daily allocation is watched
         through ``Sforce-Limit-Info`` instead (:meth:`budget_exhausted`)."""
-        rps = self.settings.get("requestsPerSecond")
-        try:
-            rps = float(rps) if rps not in (None, "") else None
-        except (TypeError, ValueError):
-            rps = None
-        return {"default": RateLimit(rps if rps and rps > 0 else None, 1.0)}
+        rps = self.setting_number("requestsPerSecond", default=None, minimum=1, maximum=100)
+        return {"default": RateLimit(rps, 1.0)}
 
     @property
     def auth_flow(self) -> str:
@@ -638,6 +634,7 @@ class SalesforceHook(CrmHook):
             info = self.ingest_job_info(job_id)
             if info.get("state") in self.BULK_FINAL_STATES or time.monotonic() + pause > deadline:
                 return info
+            self.check_budget(pause)  # the run's time budget, not only this wait's own timeout
             sleep(pause)
             pause = min(30.0, pause * 2)
 

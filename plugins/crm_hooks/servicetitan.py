@@ -95,7 +95,7 @@ class ServiceTitanHook(CrmHook):
     ServiceTitan host or allowed by ``CRM_SYNC_ALLOWED_HOSTS``.
 
     Settings (``crmSettings``): ``applicationGuid`` (the externalData guid; default
-    :data:`DEFAULT_APPLICATION_GUID`), ``requestsPerSecond`` (default 60, the documented limit);
+    :data:`DEFAULT_APPLICATION_GUID`), ``requestsPerSecond`` (1..60, default 60, the documented limit);
     ``environment`` is read here too. The job defaults are the destination's.
     """
 
@@ -128,12 +128,8 @@ class ServiceTitanHook(CrmHook):
         ServiceTitan counts requests when they arrive, the limiter when they leave: a window slightly
         longer than the documented second keeps network jitter from drawing 429s at full speed.
         """
-        raw = self.settings.get("requestsPerSecond")
-        try:
-            rps = float(raw) if raw not in (None, "") else 60.0
-        except (TypeError, ValueError):
-            rps = 60.0
-        return {"default": RateLimit(rps if 0 < rps <= 60 else 60.0, WINDOW_SECONDS)}
+        rps = self.setting_number("requestsPerSecond", default=60.0, minimum=1, maximum=60)
+        return {"default": RateLimit(rps, WINDOW_SECONDS)}
 
     @property
     def environment(self) -> str:

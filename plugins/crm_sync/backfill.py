@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from crm_hooks.registry import HOOKS
+from crm_sync.clean import clean_text, dumps_strict
 from crm_sync.db import sql
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,7 @@ def run_chunk(chunk: dict[str, Any], crm_type: str, db_conn_id: str = "rankitpro
     """Sync (or dry-run) one company x date chunk; checkpoint it; return counts only (XCom)."""
     from airflow.sdk import get_current_context
 
+    from crm_sync.budget import deadline_for
     from crm_sync.db import make_engine, url_from_connection
 
     # The mapped task's name in the UI (map_index_template="{{ chunk_label }}").
@@ -211,14 +213,14 @@ def run_chunk(chunk: dict[str, Any], crm_type: str, db_conn_id: str = "rankitpro
     engine = make_engine(url_from_connection(db_conn_id))
     try:
         return execute_chunk(engine, chunk, crm_type, context.get("params") or {}, run_id=context["run_id"],
-                             dag_id=context["dag"].dag_id)
+                             dag_id=context["dag"].dag_id, deadline=deadline_for(context["task"].execution_timeout))
     finally:
         engine.dispose()
 
 
 def execute_chunk(engine: Engine, chunk: dict[str, Any], crm_type: str, raw_params: dict[str, Any], *,
-                  run_id: str, dag_id: str | None) -> dict[str, Any]:
-    """:func:`run_chunk` without Airflow (the benchmark calls it directly)."""
+                  run_id: str, dag_id: str | None, deadline: float | None = None) -> dict[str, Any]:
+    """:func:`run_chunk` without Airflow (the benchmark calls it directly); ``deadline`` is the time budget."""
     from crm_hooks.errors import ConfigurationError
     from crm_sync.engine import IntegrationSync, SyncOptions
     from crm_sync.integrations import load_integration
@@ -248,7 +250,7 @@ def execute_chunk(engine: Engine, chunk: dict[str, Any], crm_type: str, raw_para
     options = SyncOptions(batch_size=int(batch_size) if batch_size else _backfill_batch_size(crm_type),
                           rate_share=float(raw_params.get("rate_share") or 0.5), dry_run=params.dry_run,
                           created_from=_midnight(chunk["chunk_start"]), created_to=_midnight(chunk["chunk_end"]),
-                          resync_quarantined=params.resync_quarantined)
+                          resync_quarantined=params.resync_quarantined, deadline=deadline)
     result = IntegrationSync(engine, company_id=company_id, crm_type=crm_type, integration=integration,
                              run_id=run_id, dag_id=dag_id, options=options).run()
     summary = result_summary(result)
@@ -278,8 +280,8 @@ def _finish(engine: Engine, ids: dict[str, Any], status: str, *, result: Any = N
     if report is not None:
         counts["quarantined"] = report["counts"].get("invalid", 0)
     with engine.begin() as conn:
-        conn.execute(sql("backfill_chunk_finish"), {**ids, **counts, "status": status, "error": error,
-                                                    "report": json.dumps(report) if report is not None else None})
+        conn.execute(sql("backfill_chunk_finish"), {**ids, **counts, "status": status, "error": clean_text(error),
+                                                    "report": dumps_strict(report) if report is not None else None})
 
 
 def _backfill_batch_size(crm_type: str) -> int | None:

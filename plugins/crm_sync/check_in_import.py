@@ -45,6 +45,7 @@ from sqlalchemy.engine import Engine
 
 from crm_sync import paths
 from crm_sync.csv_escape import csv_safe
+from crm_sync.clean import clean_text
 from crm_sync.db import sql
 from crm_sync.normalize import echo, normalize_phone, shorten
 
@@ -259,7 +260,7 @@ def validate_row(raw: Mapping[str, str], technicians: Technicians, *, now: datet
             errors.append((name, f"{len(text)} characters, at most {spec.max_len} allowed"))
             continue
         if spec.kind == "text":
-            out[name] = text
+            out[name] = clean_text(text)  # NUL (and lone surrogates) would make PostgreSQL refuse the whole file
         elif spec.kind == "datetime":
             value, reason = parse_checked_in_at(text, now=now)
             if reason:

@@ -42,6 +42,7 @@ from sqlalchemy.engine import Engine
 
 from crm_hooks.errors import CrmError
 from crm_sync.accounts import bind_account
+from crm_sync.clean import clean_text, dumps_strict
 from crm_sync.db import sql
 from crm_sync.destinations.base import CrmCustomerRecord, Destination, ReadNotSupported
 from crm_sync.models import Customer
@@ -145,7 +146,7 @@ class ImportResult:
 def import_customers(engine: Engine, company_id: int, crm_type: str, integration: dict[str, Any], *,
                      destination: Destination | None = None, trigger: str = "dag", run_id: str | None = None,
                      dag_id: str | None = None, rate_share: float = 1.0,
-                     page_size: int | None = None) -> ImportResult:
+                     page_size: int | None = None, deadline: float | None = None) -> ImportResult:
     """Read every customer of the company's CRM into ``crm_sync.customer_map``; record and return the outcome.
 
     CRM errors (bad credentials, CRM down after retries, quota) end the import with
@@ -164,6 +165,7 @@ def import_customers(engine: Engine, company_id: int, crm_type: str, integration
     try:
         if destination is None:
             destination = _destination(engine, company_id, crm_type, integration, settings, rate_share)
+        destination.hook.deadline = deadline  # the caller's time budget (a sync task's), if any
         _index(engine, destination, result, settings.customer_match_strategy, page_size)
         result.status = "success"
     except ReadNotSupported as exc:
@@ -305,7 +307,8 @@ def _write(engine: Engine, result: ImportResult, pending: dict[str, tuple[str, s
     keys = list(pending)
     with engine.begin() as conn:
         added = conn.execute(sql("customer_import_map_insert"), {
-            "company_id": result.company_id, "crm_type": result.crm_type, "match_keys": keys,
+            # CRM-sent names may hold NUL / lone surrogates: stored cleaned, as the sync looks them up.
+            "company_id": result.company_id, "crm_type": result.crm_type, "match_keys": [clean_text(k) for k in keys],
             "crm_account": result.crm_account,
             "crm_customer_ids": [pending[k][0] for k in keys],
             "crm_parent_ids": [pending[k][1] for k in keys]}).scalars().all()
@@ -318,7 +321,7 @@ def _finish(engine: Engine, import_id: int, result: ImportResult) -> None:
     row = {k: v for k, v in result.summary().items() if k not in ("company_id", "crm_type", "trigger", "run_id",
                                                                    "dag_id")}
     row.update(id=import_id, finished_at=datetime.now(UTC),
-               duplicate_examples=json.dumps(result.duplicate_examples))
+               duplicate_examples=dumps_strict(result.duplicate_examples))
     with engine.begin() as conn:
         conn.execute(sql("customer_import_finish"), row)
 

@@ -15,6 +15,10 @@ Exactly once, step by step:
 6. Every row ends ``synced``, ``quarantined`` (with a specific reason) or
    ``failed`` (transient; retried next run). A process killed at any point leaves
    rows ``in_flight``; the next run resolves them by step 5.
+7. A time budget (:attr:`SyncOptions.deadline`, see :mod:`crm_sync.budget`) ends the run
+   cleanly before Airflow's execution timeout would kill it: checked between batches, and
+   the hook refuses any wait or request that would cross it. Rows whose request was never
+   sent go back to ``pending``; the run is ``partial`` with a warning and a history entry.
 """
 
 from __future__ import annotations
@@ -35,12 +39,14 @@ from sqlalchemy.engine import Engine
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
+    BudgetExhaustedError,
     ConfigurationError,
     CrmError,
     QuotaExhaustedError,
     RetryableError,
 )
 from crm_sync import extract
+from crm_sync.clean import clean_text, dumps_strict
 from crm_sync.db import sql
 from crm_sync.destinations import destination_for
 from crm_sync.destinations.base import CustomerRef, Destination
@@ -71,6 +77,9 @@ class SyncOptions:
     created_from: datetime | None = None
     created_to: datetime | None = None
     resync_quarantined: bool = False       # range runs: retry quarantined rows as if requeued
+    #: ``time.monotonic()`` by which the run must stop (None: no budget). Checked between batches and
+    #: before every CRM wait or request (:meth:`CrmHook.check_budget`); unsent rows stay pending.
+    deadline: float | None = None
 
 
 @dataclass
@@ -110,6 +119,7 @@ class IntegrationResult:
 
     def quarantine(self, kind: str, reason: str, check_in_id: int) -> None:
         self.quarantined += 1
+        # ``reason`` comes redacted from IntegrationSync._text (redact first, cut after).
         entry = self.quarantine_reasons.setdefault(f"{kind}: {reason[:160]}", {"count": 0, "examples": []})
         entry["count"] += 1
         if len(entry["examples"]) < 5:
@@ -120,8 +130,9 @@ class IntegrationResult:
         row.pop("report", None)
         row.pop("crm_account", None)
         row.pop("previous_crm_account", None)
-        row["quarantine_reasons"] = json.dumps(self.quarantine_reasons)
-        row["warnings"] = json.dumps(self.warnings[:50])
+        row["crm_type"], row["error"] = clean_text(row["crm_type"]), clean_text(row["error"])
+        row["quarantine_reasons"] = dumps_strict(self.quarantine_reasons)
+        row["warnings"] = dumps_strict(self.warnings[:50])
         return row
 
 
@@ -164,6 +175,10 @@ class _StopIntegration(Exception):
     """Internal: an integration-level error ended the run for this company x CRM."""
 
 
+class _BudgetReached(Exception):
+    """Internal: the run's time budget ended it cleanly; unsent rows are pending for the next run."""
+
+
 class IntegrationSync:
     """Sync one company's check-ins into one CRM.
 
@@ -195,6 +210,9 @@ class IntegrationSync:
         self._destination = destination
         self._failed_batches_in_a_row = 0
         self._visit_writes_started = False
+        self._calls_before_visit_writes = 0
+        self._budget_hit = False
+        self._in_use: Destination | None = None
         self._dry = DryRunReport() if self.options.dry_run else None
         #: the CRM account every map / ledger read and write of this run is bound to (crm_sync.accounts)
         self._account: str | None = None
@@ -217,18 +235,29 @@ class IntegrationSync:
                 self.crm_type, self.integration, self.settings, rate_share=self.options.rate_share,
                 max_attempts=self.options.max_attempts,
                 credentials_writer=self._credentials_writer())
+            self._in_use = destination
+            destination.hook.deadline = self.options.deadline
+            result.warnings.extend(destination.hook.setting_warnings)
             destination.prepare()
             result.warnings.extend(destination.warnings)
             self._bind_account(destination)
             ranged = self.options.created_from is not None
             settled_id = None if ranged else extract.settled_horizon(self.engine)
             for batch in self._batches(self.options.batch_size or destination.batch_size):
+                if self._budget_hit or (self.options.deadline is not None
+                                        and time.monotonic() >= self.options.deadline):
+                    raise _BudgetReached()
                 self._process_batch(destination, batch)
+            if self._budget_hit:
+                raise _BudgetReached()
             completed = True
             if settled_id is not None:
                 extract.advance_integration(self.engine, self.company_id, self.crm_type, settled_id)
         except _StopIntegration:
             pass
+        except (_BudgetReached, BudgetExhaustedError) as exc:
+            # Run start (token, prepare) or between batches: nothing of an unfinished batch is claimed.
+            self._budget_reached(exc if isinstance(exc, BudgetExhaustedError) else None)
         except STOPPING_ERRORS as exc:
             self._stop(exc)
         except RetryableError as exc:
@@ -247,6 +276,8 @@ class IntegrationSync:
             result.seconds = round(time.monotonic() - clock, 3)
             if result.status != "skipped":
                 result.status = self._final_status(completed)
+                if self._budget_hit and result.status != "config_error":
+                    result.status = "partial"  # cut short on purpose, not failed: the rest follows next run
             self._record()
         return result
 
@@ -346,6 +377,19 @@ class IntegrationSync:
             refs = self._resolve_customers(destination, prepared, outcomes) if self.settings.sync_customers else {}
             self._write_visits(destination, prepared, previous, refs, outcomes)
             self._failed_batches_in_a_row = 0
+        except BudgetExhaustedError as exc:
+            # Raised before a request is sent. If no visit request went out since visit writes began,
+            # this attempt put no row of the batch in the CRM: back to pending (not in_flight, not failed),
+            # except rows an earlier attempt left uncertain (in_flight/failed): they keep that status, so
+            # the next run still looks their markers up. Otherwise rows without an outcome stay in_flight.
+            sent = self._visit_writes_started and destination.hook.stats.api_calls > self._calls_before_visit_writes
+            for item in prepared:
+                before = previous[item.check_in_id].get("ledger_status")
+                status = "in_flight" if sent else before if before in ("in_flight", "failed") else "pending"
+                outcomes.setdefault(item.check_in_id, self._outcome(status, kind="time_budget", error=str(exc)))
+            self._finish(prepared, outcomes, attempt_id)
+            self._budget_reached(exc)
+            raise _StopIntegration() from None
         except STOPPING_ERRORS as exc:
             # Before any visit write nothing of this batch is uncertain: back to pending. Once visit
             # writes began (a per-record CRM, or a token refresh failing mid-batch), rows without an
@@ -372,8 +416,26 @@ class IntegrationSync:
 
     def _outcome(self, status: str, *, kind: str | None = None, error: str | None = None,
                  customer_id: str | None = None, visit_id: str | None = None) -> dict[str, Any]:
-        return {"status": status, "error_kind": kind, "last_error": error, "crm_customer_id": customer_id,
-                "crm_visit_id": visit_id}
+        return {"status": status, "error_kind": kind, "last_error": self._text(error),
+                "crm_customer_id": customer_id, "crm_visit_id": visit_id}
+
+    def _text(self, text: str | None, limit: int | None = 2000) -> str | None:
+        """Text the ledger and run rows can hold: every secret of the integration redacted first, then
+        NUL and lone surrogates cleaned, then cut (cutting first could leave part of a secret behind)."""
+        if text is None:
+            return None
+        redacted = self._in_use.hook.redact(text) if self._in_use is not None else text
+        cleaned = clean_text(redacted) or ""
+        return cleaned if limit is None else cleaned[:limit]
+
+    def _budget_reached(self, exc: BudgetExhaustedError | None) -> None:
+        """Record a clean stop on the time budget: a warning and an error in the run row and the app's history."""
+        self._budget_hit = True
+        if self.result.error is None:
+            self.result.error = ("time budget reached: the run stopped cleanly; rows not sent yet stay pending "
+                                 "for the next run")
+            self.result.warnings.append(self._text(f"stopped by the time budget ({exc})" if exc else
+                                                   "stopped by the time budget between batches") or "")
 
     # ------------------------------------------------------------------ customers
     def _resolve_customers(self, destination: Destination, rows: list[PreparedCheckIn],
@@ -409,6 +471,11 @@ class IntegrationSync:
         if unresolved:
             if self.settings.create_new_customers:
                 outcome = destination.create_customers(list(unresolved.values()))
+                stopped = next((res for res in outcome.values() if res.not_sent), None)
+                if stopped is not None:
+                    # No visit was written yet: the batch goes back to pending (customer creates are
+                    # idempotent by the customer key, so the next run finds what was created here).
+                    raise BudgetExhaustedError(stopped.error or "time budget reached")
                 for ckey, row in unresolved.items():
                     res = outcome.get(ckey)
                     if res is not None and res.ok:
@@ -470,6 +537,8 @@ class IntegrationSync:
             if res is not None and res.ok:
                 self.result.customers_updated += 1
                 saved[row.customer_key] = (ref, _customer_hash(row), False)
+            elif res is not None and res.not_sent:
+                self._budget_hit = True  # not sent: retried next run (the hash still differs)
             elif res is not None and res.error:
                 # The visit can still be recorded; the customer update problem is a warning.
                 row.warnings.append(f"customer update refused by the CRM: {res.error[:200]}")
@@ -494,6 +563,7 @@ class IntegrationSync:
         to_create = [r for r in ready if r not in to_update and r.visit_key not in found]
 
         self._visit_writes_started = bool(to_update or to_create)
+        self._calls_before_visit_writes = destination.hook.stats.api_calls
         if to_update:
             updated = destination.update_visits(
                 [(r, previous[r.check_in_id]["crm_visit_id"], refs.get(r.customer_key)) for r in to_update])
@@ -526,6 +596,11 @@ class IntegrationSync:
                                                           visit_id=res.crm_id)
                 setattr(result, counter, getattr(result, counter) + 1)
                 result.synced += 1
+            elif res is not None and res.not_sent:
+                # A per-record loop stopped by the time budget before this record's request.
+                self._budget_hit = True
+                outcomes[row.check_in_id] = self._outcome("pending", kind="time_budget", error=res.error,
+                                                          customer_id=ref.crm_id if ref else None)
             elif res is not None and res.uncertain:
                 outcomes[row.check_in_id] = self._outcome("in_flight", kind="transient",
                                                           error=res.error or "outcome unknown; resolved next run",
@@ -538,8 +613,8 @@ class IntegrationSync:
     # ------------------------------------------------------------------ ledger
     def _claim(self, rows: list[PreparedCheckIn], attempt_id: str) -> None:
         params = [{"company_id": self.company_id, "crm_type": self.crm_type, "check_in_id": r.check_in_id,
-                   "customer_key": r.customer_key, "source_hash": r.source_hash, "attempt_id": attempt_id,
-                   "run_id": self.result.run_id, "warnings": json.dumps(r.warnings[:20]),
+                   "customer_key": clean_text(r.customer_key), "source_hash": r.source_hash, "attempt_id": attempt_id,
+                   "run_id": self.result.run_id, "warnings": dumps_strict(r.warnings[:20]),
                    "crm_account": self._account} for r in rows]
         with self.engine.begin() as conn:
             conn.execute(sql("ledger_claim"), params)
@@ -555,7 +630,7 @@ class IntegrationSync:
                 self.result.failed += 1
             params.append({"company_id": self.company_id, "crm_type": self.crm_type,
                            "check_in_id": row.check_in_id, "attempt_id": attempt_id,
-                           "warnings": json.dumps(row.warnings[:20]), **outcome})
+                           "warnings": dumps_strict(row.warnings[:20]), **outcome})
         with self.engine.begin() as conn:
             conn.execute(sql("ledger_finish"), params)
 
@@ -565,21 +640,24 @@ class IntegrationSync:
             conn.execute(sql("ledger_quarantine_unsent"), {
                 "company_id": self.company_id, "crm_type": self.crm_type, "check_in_id": row.check_in_id,
                 "source_hash": row.source_hash, "run_id": self.result.run_id,
-                "warnings": json.dumps(row.warnings[:20]), "error_kind": "no_identity", "last_error": row.error,
-                "crm_account": self._account})
+                "warnings": dumps_strict(row.warnings[:20]), "error_kind": "no_identity",
+                "last_error": self._text(row.error), "crm_account": self._account})
 
     def _map_lookup(self, keys: list[str]) -> dict[str, tuple[CustomerRef, str | None]]:
         if not keys:
             return {}
         with self.engine.connect() as conn:
+            # Keys are stored cleaned (NUL, lone surrogates); look them up the same way, answer by the raw key.
+            raw = {clean_text(k): k for k in keys}
             rows = conn.execute(sql("customer_map_lookup"), {"company_id": self.company_id, "crm_type": self.crm_type,
-                                                             "keys": keys, "crm_account": self._account})
-            return {r.match_key: (CustomerRef(r.crm_customer_id, r.crm_parent_id), r.payload_hash) for r in rows}
+                                                             "keys": list(raw), "crm_account": self._account})
+            return {raw.get(r.match_key, r.match_key): (CustomerRef(r.crm_customer_id, r.crm_parent_id),
+                                                        r.payload_hash) for r in rows}
 
     def _map_save(self, entries: dict[str, tuple[CustomerRef, str | None, bool]]) -> None:
         if not entries:
             return
-        params = [{"company_id": self.company_id, "crm_type": self.crm_type, "match_key": key,
+        params = [{"company_id": self.company_id, "crm_type": self.crm_type, "match_key": clean_text(key),
                    "crm_customer_id": ref.crm_id, "crm_parent_id": ref.parent_id, "payload_hash": payload,
                    "created_by_sync": created, "crm_account": self._account}
                   for key, (ref, payload, created) in entries.items()]

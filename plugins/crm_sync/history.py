@@ -10,13 +10,13 @@ our two values.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from crm_sync.clean import clean_text, dumps_strict, loads_strict
 from crm_sync.db import sql
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ def history_entry(crm_type: str, crm_name: str | None, *, synced: int, errors: i
     return {
         "id": int(at.timestamp() * 1000),
         "crmType": crm_type,
-        "crmName": crm_name or CRM_NAMES.get(crm_type, crm_type),
+        "crmName": clean_text(crm_name if isinstance(crm_name, str) and crm_name else None)
+        or CRM_NAMES.get(crm_type, clean_text(crm_type)),
         "status": history_status(synced, errors),
         "itemsProcessed": synced + errors,
         "errorCount": errors,
@@ -63,13 +64,13 @@ def with_entry(history_text: str | None, entry: dict[str, Any]) -> str:
     old text is logged, it held nothing the app could show).
     """
     try:
-        history = json.loads(history_text) if history_text and history_text.strip() else []
-    except json.JSONDecodeError:
+        history = loads_strict(history_text) if history_text and history_text.strip() else []
+    except ValueError:  # not JSON, or NaN/Infinity the app could not read either
         history = None
     if not isinstance(history, list):
         log.warning("crm_sync_history was not a JSON array; starting a new one")
         history = []
-    return json.dumps([entry, *history][:HISTORY_LIMIT])
+    return dumps_strict([entry, *history][:HISTORY_LIMIT])
 
 
 def write_back(
@@ -92,14 +93,15 @@ def write_back(
         new_integrations = integrations_text
         crm_name = None
         try:
-            integrations = json.loads(integrations_text) if integrations_text else None
-        except json.JSONDecodeError:
+            # Strict: a 1e999 the app stored must not come back as Infinity (which the app cannot parse).
+            integrations = loads_strict(integrations_text) if integrations_text else None
+        except ValueError:
             integrations = None
         if isinstance(integrations, dict) and isinstance(integrations.get(crm_type), dict):
             crm_name = integrations[crm_type].get("name")
             if set_last_synced:
                 integrations[crm_type]["lastSyncedAt"] = iso_millis(at)
-                new_integrations = json.dumps(integrations)
+                new_integrations = dumps_strict(integrations, clean=False)
         elif set_last_synced:
             return False
         new_history = history_text

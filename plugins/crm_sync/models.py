@@ -94,7 +94,10 @@ class RecordResult:
     #: the write may or may not have reached the CRM (a per-record loop cut short by a transient
     #: error): the row stays in_flight and the next run resolves it by the marker lookup
     uncertain: bool = False
+    #: never sent: the run's time budget stopped a per-record loop before this record's request;
+    #: the row goes back to pending (no lookup needed) and is sent by the next run
+    not_sent: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.crm_id is not None and not self.uncertain
+        return self.error is None and self.crm_id is not None and not self.uncertain and not self.not_sent

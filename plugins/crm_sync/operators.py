@@ -39,11 +39,14 @@ class CrmSyncOperator(BaseOperator):
         self.rate_share = rate_share
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from crm_sync.budget import deadline_for
         from crm_sync.db import make_engine, url_from_connection
         from crm_sync.engine import IntegrationResult, IntegrationSync, SyncOptions
         from crm_sync.integrations import load_integration
         from crm_sync.summary import record_config_problem, result_summary
 
+        # The time budget: a margin below execution_timeout, so the run stops cleanly before Airflow kills it.
+        deadline = deadline_for(self.execution_timeout)
         engine = make_engine(url_from_connection(self.db_conn_id))
         run_id, dag_id = context["run_id"], context["dag"].dag_id
         company_id = int(self.company_id)
@@ -56,12 +59,13 @@ class CrmSyncOperator(BaseOperator):
                 return result_summary(IntegrationResult(run_id, company_id, self.crm_type, status="config_error",
                                                         error=str(exc)))
             options = SyncOptions(batch_size=int(self.batch_size) if self.batch_size else None,
-                                  lookback_days=int(self.lookback_days), rate_share=float(self.rate_share))
+                                  lookback_days=int(self.lookback_days), rate_share=float(self.rate_share),
+                                  deadline=deadline)
             # First sync of this company x CRM: index the CRM's existing customers first (never raises).
             from crm_sync.customer_import import ensure_customer_index
 
             ensure_customer_index(engine, company_id, self.crm_type, integration, run_id=run_id, dag_id=dag_id,
-                                  rate_share=float(self.rate_share))
+                                  rate_share=float(self.rate_share), deadline=deadline)
             result = IntegrationSync(engine, company_id=company_id, crm_type=self.crm_type,
                                      integration=integration, run_id=run_id, dag_id=dag_id, options=options).run()
         finally:

@@ -148,8 +148,9 @@ def alert_task(db_conn_id: str = "rankitpro_db", **context: Any) -> str:
 
 
 def _failed_upstream(context: dict[str, Any]) -> int:
-    """Failed upstream task instances of this run (the Task SDK's ``get_ti_count``)."""
+    """Failed upstream task instances of this run (see :func:`crm_sync.tasks.failed_upstream`)."""
+    from crm_sync.tasks import failed_upstream
+
     dag = context["dag"]
     task_ids = [t for t in dag.task_ids if t.startswith(("discover_", "reconcile_")) or t in ("requeue", "report")]
-    return int(context["ti"].get_ti_count(dag_id=dag.dag_id, task_ids=task_ids, run_ids=[context["run_id"]],
-                                          states=["failed", "upstream_failed"]) or 0)
+    return failed_upstream(context, task_ids)

@@ -16,6 +16,9 @@ Decisions worth knowing:
   are accepted and stored as the camelCase field name.
 * ``parse_integrations`` keeps an entry whose value is not an object as it is,
   so the caller can report that one CRM type and still sync the others.
+* ``NaN``, ``Infinity`` and numbers that overflow to it (``1e999``) are not JSON the app can
+  read back: ``crm_integrations`` holding one is a configuration problem of the company
+  (named, never quoted), so the write-back can never turn it into ``Infinity``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from crm_sync.clean import NonFiniteNumberError, loads_strict
 from crm_sync.models import MATCH_STRATEGIES, SyncSettings
 from crm_sync.normalize import echo, resolve_check_in_field
 
@@ -125,7 +129,7 @@ def parse_sync_settings(raw: Any) -> tuple[SyncSettings, list[str]]:
         return SyncSettings(), warnings
     if isinstance(raw, str):
         try:
-            decoded = json.loads(raw)
+            decoded = loads_strict(raw)
         except ValueError:
             decoded = None
         if isinstance(decoded, Mapping):
@@ -169,7 +173,10 @@ def parse_integrations(raw_text: str | bytes | Mapping[str, Any] | None) -> tupl
         if not raw_text.strip():
             return {}, None
         try:
-            data = json.loads(raw_text)
+            data = loads_strict(raw_text)
+        except NonFiniteNumberError as exc:
+            return {}, (f"crm_integrations holds a number JSON cannot carry ({exc}): NaN, Infinity and numbers "
+                        "beyond ±1.8e308 are refused; fix the value in the app")
         except json.JSONDecodeError as exc:
             return {}, f"crm_integrations is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         except (ValueError, RecursionError) as exc:     # e.g. absurdly deep nesting

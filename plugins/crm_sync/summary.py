@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from crm_sync.clean import clean_text
 from crm_sync.db import sql
 from crm_sync.history import write_back
 
@@ -31,18 +32,29 @@ def result_summary(result: Any) -> dict[str, Any]:
 
 
 def record_config_problem(engine: Engine, run_id: str, dag_id: str | None, company_id: int, crm_type: str | None,
-                          error: str) -> None:
-    """A company x CRM that could not even start: a ``config_error`` run row (and app history when we can)."""
+                          error: str) -> bool:
+    """A company x CRM that could not even start: a ``config_error`` run row (and app history when we can).
+
+    Idempotent per DAG run: the same problem reported again (a retried task) adds no second row and
+    no second history entry; returns whether it was recorded now. The CRM type (a key of the app's
+    JSON) and the message are cleaned of NUL and lone surrogates first, which the database refuses.
+    """
     now = datetime.now(UTC)
+    shown_type, error = clean_text(crm_type), clean_text(error) or ""
     row = {k: 0 for k in SUMMARY_FIELDS if k not in ("status", "error", "seconds")}
-    row.update(run_id=run_id, dag_id=dag_id, company_id=company_id, crm_type=crm_type, status="config_error",
+    row.update(run_id=run_id, dag_id=dag_id, company_id=company_id, crm_type=shown_type, status="config_error",
                started_at=now, finished_at=now, seconds=0, error=error, quarantine_reasons="{}", warnings="[]")
     with engine.begin() as conn:
+        conn.execute(sql("config_problem_lock"), {"run_id": run_id, "company_id": company_id})
+        if conn.execute(sql("config_problem_exists"), {"run_id": run_id, "company_id": company_id,
+                                                       "crm_type": shown_type, "error": error}).first():
+            return False
         conn.execute(sql("run_insert"), row)
     if crm_type:
         # The company's admin sees "failed" on the app's sync history page, not a silent nothing.
         write_back(engine, company_id, crm_type, synced=0, errors=1, at=now, set_last_synced=False,
                    add_history=True)
+    return True
 
 
 def runs_for(engine: Engine, run_id: str) -> list[dict[str, Any]]:

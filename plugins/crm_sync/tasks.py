@@ -79,3 +79,33 @@ def summarize_run(db_conn_id: str = "rankitpro_db", **context: Any) -> dict[str,
     return {"integrations": len(rows), "by_status": by_status,
             "synced": sum(r["synced"] for r in rows), "quarantined": sum(r["quarantined"] for r in rows),
             "failed": sum(r["failed"] for r in rows)}
+
+
+def failed_upstream(context: dict[str, Any], task_ids: list[str] | None = None) -> int:
+    """Failed (or upstream_failed) task instances of this DAG run among ``task_ids``.
+
+    Default: every task upstream of the current one, at any depth. Uses the Task SDK's
+    ``ti.get_ti_count``, so it counts mapped task instances one by one (one per company).
+    """
+    dag = context["dag"]
+    ids = sorted(task_ids if task_ids is not None else context["task"].get_flat_relative_ids(upstream=True))
+    if not ids:
+        return 0
+    return int(context["ti"].get_ti_count(dag_id=dag.dag_id, task_ids=ids, run_ids=[context["run_id"]],
+                                          states=["failed", "upstream_failed"]) or 0)
+
+
+def check_failures(**context: Any) -> str:
+    """The leaf task of a DAG whose summary task runs ``all_done``: fail when any task of the run failed.
+
+    A summary that runs after failures is a leaf that succeeds, and Airflow sets a DAG run's state
+    from its leaves: without this task a run whose sync tasks failed would end ``success`` and no
+    failure notification would fire. The other companies' tasks have run to the end by then.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    failed = failed_upstream(context)
+    if failed:
+        raise AirflowFailException(f"{failed} task instance(s) of this run failed: see their logs (the other "
+                                   "companies were processed; the summary task lists the outcome)")
+    return "no task of this run failed"

@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from crm_hooks.base import CrmHook
-from crm_hooks.errors import BadRecordError, ConfigurationError, RetryableError
+from crm_hooks.base import CrmHook, requests_sent
+from crm_hooks.errors import BadRecordError, BudgetExhaustedError, ConfigurationError, RetryableError
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult, SyncSettings
 
 log = logging.getLogger(__name__)
@@ -201,9 +201,13 @@ def per_record(
     failure that outlived the hook's retries ends the loop: that record and the ones not
     yet sent come back ``uncertain``, so the engine keeps them ``in_flight`` and the next
     run looks their markers up before writing again. What was written stays recorded.
+    The time budget (:class:`BudgetExhaustedError`, raised before a request is sent) ends the
+    loop too: the records not started come back ``not_sent`` and simply wait for the next run; a
+    record whose write had already sent a request (a job, then its note) is ``uncertain``.
     """
     results: dict[str, RecordResult] = {}
     for index, item in enumerate(items):
+        sent_before = requests_sent()
         try:
             results[key(item)] = send_one(item)
         except BadRecordError as exc:
@@ -211,5 +215,12 @@ def per_record(
         except RetryableError as exc:
             for rest in items[index:]:
                 results[key(rest)] = RecordResult(key(rest), error=str(exc), uncertain=True)
+            break
+        except BudgetExhaustedError as exc:
+            started = requests_sent() != sent_before
+            for rest in items[index:]:
+                results[key(rest)] = RecordResult(key(rest), error=str(exc), not_sent=not started,
+                                                  uncertain=started)
+                started = False
             break
     return results
