@@ -746,12 +746,3 @@ def _customer_hash(row: PreparedCheckIn) -> str:
 
     return hashlib.sha256(json.dumps(asdict(row.customer), sort_keys=True).encode()).hexdigest()[:32]
 
-
-def summarize_reasons(results: Sequence[IntegrationResult]) -> Counter:
-    counts: Counter = Counter()
-    for r in results:
-        for reason, entry in r.quarantine_reasons.items():
-            counts[reason] += entry["count"]
-    return counts
-
-
