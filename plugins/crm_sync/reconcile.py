@@ -41,6 +41,7 @@ from sqlalchemy.engine import Engine
 
 from crm_hooks.errors import CrmError
 from crm_sync.db import sql
+from crm_sync.ledger import UNFINISHED, LedgerStatus
 from crm_sync.models import Customer, PreparedCheckIn
 from crm_sync.normalize import normalize_email, normalize_phone, prepare_check_in, source_hash
 
@@ -83,10 +84,10 @@ def classify_source_row(row: Mapping[str, Any], current_hash: str, settled_id: i
                                            f"ledger row, although the sync has read every check-in up to id "
                                            f"{settled_id}", check_in_id)
         return None
-    if status == "quarantined":
+    if status == LedgerStatus.QUARANTINED:
         reason = f"{row.get('error_kind') or 'quarantined'}: {row.get('last_error') or 'no reason recorded'}"
         return Finding("quarantined", reason, check_in_id, row.get("crm_visit_id"))
-    if status == "synced" and row.get("synced_hash") and current_hash != row["synced_hash"]:
+    if status == LedgerStatus.SYNCED and row.get("synced_hash") and current_hash != row["synced_hash"]:
         return Finding("stale", f"check-in {check_in_id} was edited after its last sync "
                                 f"({_when(row.get('synced_at'))}); the CRM record holds the earlier version",
                        check_in_id, row.get("crm_visit_id"))
@@ -420,15 +421,15 @@ class Reconciler:
             result.eligible_count += 1
         if status is not None:
             result.ledger_count += 1
-        if status == "synced":
+        if status == LedgerStatus.SYNCED:
             result.synced_count += 1
-        elif status in ("pending", "in_flight", "failed"):
+        elif status in UNFINISHED:
             result.counts["unfinished"] = result.counts.get("unfinished", 0) + 1
         current = source_hash(row)
         finding = classify_source_row(row, current, settled_id)
         if finding is not None:
             self._add(finding)
-        if status == "synced" and row.get("crm_visit_id"):
+        if status == LedgerStatus.SYNCED and row.get("crm_visit_id"):
             # Only what the sample keeps is mapped (drift needs the fields the sync sends).
             stale = finding is not None and finding.cls == "stale"
             sample.add((row, stale))
