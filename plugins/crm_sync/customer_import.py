@@ -43,10 +43,11 @@ from sqlalchemy.engine import Engine
 from crm_hooks.errors import CrmError
 from crm_sync.accounts import bind_account
 from crm_sync.clean import clean_text, dumps_strict
+from crm_sync.contacts import normalize_email, normalize_phone, split_name
 from crm_sync.db import sql
 from crm_sync.destinations.base import CrmCustomerRecord, Destination, ReadNotSupported
 from crm_sync.models import Customer
-from crm_sync.normalize import _match_keys, normalize_email, normalize_phone, split_name
+from crm_sync.prepare import _match_keys
 from crm_sync.settings import parse_sync_settings
 
 log = logging.getLogger(__name__)

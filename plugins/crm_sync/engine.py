@@ -53,7 +53,7 @@ from crm_sync.destinations.base import CustomerRef, Destination
 from crm_sync.history import write_back
 from crm_sync.ledger import UNCERTAIN, Ledger, LedgerStatus, is_unchanged, outcome, status_when_stopped_unsent
 from crm_sync.models import PreparedCheckIn, RecordResult
-from crm_sync.normalize import prepare_check_in
+from crm_sync.prepare import prepare_check_in
 from crm_sync.settings import parse_sync_settings
 
 log = logging.getLogger(__name__)

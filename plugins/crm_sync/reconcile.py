@@ -40,10 +40,11 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from crm_hooks.errors import CrmError
+from crm_sync.contacts import normalize_email, normalize_phone
 from crm_sync.db import sql
 from crm_sync.ledger import UNFINISHED, LedgerStatus
 from crm_sync.models import Customer, PreparedCheckIn
-from crm_sync.normalize import normalize_email, normalize_phone, prepare_check_in, source_hash
+from crm_sync.prepare import prepare_check_in, source_hash
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from crm_hooks.hubspot import HubSpotHook
+from crm_sync.contacts import to_e164
 from crm_sync.destinations.base import (
     CrmCustomerRecord,
     CustomerRef,
@@ -27,7 +28,6 @@ from crm_sync.destinations.base import (
     isolate_bad_records,
 )
 from crm_sync.mapping import hubspot as mapping
-from crm_sync.mapping.common import stored_phone_e164
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
 
 CUSTOMER_KEY_PROPERTY = "rankitpro_customer_key"
@@ -68,7 +68,7 @@ class HubSpotDestination(Destination):
         for chunk in chunked(phones, SEARCH_VALUES_PER_CALL):
             groups = [{"filters": [{"propertyName": "phone", "operator": "IN", "values": chunk}]}]
             for obj in self.hook.search("contacts", groups, properties=["phone"]):
-                e164 = stored_phone_e164(obj.get("properties", {}).get("phone"))
+                e164 = to_e164(obj.get("properties", {}).get("phone"))
                 if e164 in chunk:
                     found.setdefault(f"phone:{e164}", CustomerRef(str(obj["id"])))
         for chunk in chunked(names, NAME_GROUPS_PER_SEARCH):

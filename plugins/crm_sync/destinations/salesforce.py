@@ -27,6 +27,7 @@ import phonenumbers
 
 from crm_hooks.errors import ConfigurationError, QuotaExhaustedError
 from crm_hooks.salesforce import SalesforceHook, soql_in
+from crm_sync.contacts import to_e164
 from crm_sync.destinations.base import (
     CrmCustomerRecord,
     CustomerRef,
@@ -323,12 +324,8 @@ def _contact_keys(rec: dict[str, Any]) -> list[str]:
     keys = []
     if rec.get("Email"):
         keys.append(f"email:{rec['Email'].strip().lower()}")
-    if rec.get("Phone"):
-        try:
-            number = phonenumbers.parse(rec["Phone"], "US")
-            keys.append("phone:" + phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
-        except phonenumbers.NumberParseException:
-            pass
+    if phone := to_e164(rec.get("Phone")):
+        keys.append("phone:" + phone)
     name = " ".join(p for p in (rec.get("FirstName"), rec.get("LastName")) if p).lower()
     if name:
         keys.append(f"name:{' '.join(name.split())}")

@@ -34,7 +34,7 @@ from crm_sync.destinations.base import (
 )
 from crm_sync.mapping import servicetitan as mapping
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult, SyncSettings
-from crm_sync.normalize import echo
+from crm_sync.text import echo
 
 #: crmSettings keys of the job defaults every ServiceTitan job needs.
 REQUIRED_JOB_SETTINGS = ("businessUnitId", "jobTypeId", "campaignId", "priority")

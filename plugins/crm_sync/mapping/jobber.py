@@ -24,16 +24,16 @@ from typing import Any
 
 import phonenumbers
 
+from crm_sync.contacts import to_e164
 from crm_sync.mapping.common import (
     fit_text,
     map_custom_fields,
-    stored_phone_e164,
     to_text,
 )
 from crm_sync.models import Customer, PreparedCheckIn
 
 __all__ = ["INSTRUCTIONS_LIMIT", "NAME_LIMIT", "TITLE_LIMIT", "address_attributes", "address_key",
-           "client_create_input", "client_edit_input", "client_keys", "e164", "has_marker",
+           "client_create_input", "client_edit_input", "client_keys", "has_marker",
            "job_create_input", "job_edit_input", "job_title", "markers_in", "phone_text"]
 
 #: Longest job title written (UNCONFIRMED: Jobber documents none); the marker always fits.
@@ -50,8 +50,6 @@ _WS = re.compile(r"\s+")
 
 
 # ----------------------------------------------------------------------------- markers
-
-e164 = stored_phone_e164
 
 def job_title(prepared: PreparedCheckIn) -> tuple[str, bool]:
     """``"<visit title> (rankitpro-<company>-<check-in>)"`` within :data:`TITLE_LIMIT`; (title, truncated)."""
@@ -149,7 +147,7 @@ def client_keys(client: Mapping[str, Any]) -> set[str]:
     keys = {f"email:{str(e.get('address') or '').strip().lower()}" for e in client.get("emails") or []
             if isinstance(e, Mapping) and e.get("address")}
     keys |= {f"phone:{p}" for e in client.get("phones") or [] if isinstance(e, Mapping)
-             if (p := e164(e.get("number")))}
+             if (p := to_e164(e.get("number")))}
     name = _WS.sub(" ", " ".join(str(client.get(k) or "") for k in ("firstName", "lastName"))).strip().lower()
     if name:
         keys.add(f"name:{name}")
