@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from crm_sync.contacts import normalize_email, normalize_phone, split_name
+from crm_sync.match_key import keys_for_customer
 from crm_sync.models import (
     MATCH_STRATEGIES,
     Customer,
@@ -35,7 +36,7 @@ from crm_sync.models import (
     SyncSettings,
     Visit,
 )
-from crm_sync.text import WHITESPACE, clean_text, echo, one_line, shorten
+from crm_sync.text import clean_text, echo, one_line, shorten
 
 __all__ = [
     "CHECK_IN_COLUMNS",
@@ -243,20 +244,6 @@ def _utc(value: Any) -> datetime | None:
     return None
 
 
-def _match_keys(strategy: str, customer: Customer) -> list[str]:
-    keys = {
-        "email": f"email:{customer.email}" if customer.email else None,
-        "phone": f"phone:{customer.phone}" if customer.phone else None,
-        "name": f"name:{WHITESPACE.sub(' ', customer.full_name).strip().lower()}" if customer.full_name else None,
-    }
-    if strategy != "all":
-        return [keys[strategy]] if keys[strategy] else []
-    # 'all': email, then phone. A name alone identifies nobody well ("John Smith"), so it is a
-    # key only for a row that has neither; name searches are also the CRMs' costliest lookups.
-    contact = [keys[k] for k in ("email", "phone") if keys[k]]
-    return contact or ([keys["name"]] if keys["name"] else [])
-
-
 def _why_missing(column: str, raw: Any) -> str:
     if raw is None or not str(raw).strip():
         return f"{column} missing"
@@ -362,7 +349,7 @@ def _prepare(row: Mapping[str, Any], settings: SyncSettings, check_in_id: int, c
     if strategy not in MATCH_STRATEGIES:
         warnings.append(f"unknown customer match strategy {echo(strategy)}: 'all' used")
         strategy = "all"
-    match_keys = _match_keys(strategy, customer)
+    match_keys = keys_for_customer(customer, strategy)
     error = None if match_keys else _no_key_error(strategy, row)
 
     photos_by_column: dict[str, list[str]] = {}

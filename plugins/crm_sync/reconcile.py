@@ -43,6 +43,7 @@ from crm_hooks.errors import CrmError
 from crm_sync.contacts import normalize_email, normalize_phone
 from crm_sync.db import sql
 from crm_sync.ledger import UNFINISHED, LedgerStatus
+from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn
 from crm_sync.prepare import prepare_check_in, source_hash
 
@@ -154,15 +155,15 @@ def classify_read_back(
     return out
 
 
-def customer_match_keys(email: Any, phone: Any) -> list[str]:
-    """The sync's normalised keys of a CRM customer's email and phone (``email:...``, ``phone:+1...``)."""
+def contact_identity_keys(email: Any, phone: Any) -> list[str]:
+    """The sync's identity keys of a CRM customer's raw email and phone (``email:...``, ``phone:+1...``)."""
     keys = []
     normal_email = normalize_email(email)[0] if email else None
     if normal_email:
-        keys.append(f"email:{normal_email}")
+        keys.append(str(MatchKey.email(normal_email)))
     normal_phone = normalize_phone(phone)[0] if phone else None
     if normal_phone:
-        keys.append(f"phone:{normal_phone}")
+        keys.append(str(MatchKey.phone(normal_phone)))
     return keys
 
 
@@ -171,7 +172,7 @@ def duplicate_customers(customers: Iterable[Any], used_ids: set[str], crm_name: 
     one of them (``used_ids``). ``customers``: objects with ``crm_id``, ``email``, ``phone`` (streamed)."""
     groups: dict[str, set[str]] = {}
     for customer in customers:
-        for key in customer_match_keys(customer.email, customer.phone):
+        for key in contact_identity_keys(customer.email, customer.phone):
             groups.setdefault(key, set()).add(str(customer.crm_id))
     out: list[Finding] = []
     reported: set[frozenset[str]] = set()

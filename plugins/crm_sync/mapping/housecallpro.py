@@ -22,6 +22,7 @@ from typing import Any
 from crm_hooks.housecallpro import DEFAULT_COUNTRY, NOTE_LIMIT, TEXT_FIELD_LIMIT
 from crm_sync.contacts import to_e164
 from crm_sync.mapping.common import fit_text, national_digits
+from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn
 from crm_sync.text import echo, utf16_len, utf16_prefix
 
@@ -134,7 +135,7 @@ def customer_matches(match_key: str, record: Mapping[str, Any]) -> bool:
     ``q`` is a free-text search, so every hit is checked: emails case-insensitively, phones
     as E.164 over mobile, home and work numbers, names as "first last" with whitespace collapsed.
     """
-    kind, _, value = match_key.partition(":")
+    kind, value = MatchKey.parse(match_key)
     if kind == "email":
         return str(record.get("email") or "").strip().lower() == value
     if kind == "phone":
@@ -147,7 +148,7 @@ def customer_matches(match_key: str, record: Mapping[str, Any]) -> bool:
 
 def search_text(match_key: str, customer: Customer) -> str:
     """What to send as ``q`` for a match key: the email, the phone's digits, or "first last"."""
-    kind, _, value = match_key.partition(":")
+    kind, value = MatchKey.parse(match_key)
     if kind == "phone":
         return hcp_phone(value) or value
     if kind == "name":

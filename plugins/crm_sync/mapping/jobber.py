@@ -30,6 +30,7 @@ from crm_sync.mapping.common import (
     map_custom_fields,
     to_text,
 )
+from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn
 
 __all__ = ["INSTRUCTIONS_LIMIT", "NAME_LIMIT", "TITLE_LIMIT", "address_attributes", "address_key",
@@ -144,13 +145,13 @@ def client_create_input(customer: Customer) -> tuple[dict[str, Any], list[str]]:
 
 def client_keys(client: Mapping[str, Any]) -> set[str]:
     """The match keys a Jobber client answers to (``email:``, ``phone:``, ``name:``), as the sync writes them."""
-    keys = {f"email:{str(e.get('address') or '').strip().lower()}" for e in client.get("emails") or []
+    keys = {str(MatchKey.email(str(e.get("address") or "").strip().lower())) for e in client.get("emails") or []
             if isinstance(e, Mapping) and e.get("address")}
-    keys |= {f"phone:{p}" for e in client.get("phones") or [] if isinstance(e, Mapping)
+    keys |= {str(MatchKey.phone(p)) for e in client.get("phones") or [] if isinstance(e, Mapping)
              if (p := to_e164(e.get("number")))}
-    name = _WS.sub(" ", " ".join(str(client.get(k) or "") for k in ("firstName", "lastName"))).strip().lower()
-    if name:
-        keys.add(f"name:{name}")
+    name = " ".join(str(client.get(k) or "") for k in ("firstName", "lastName"))
+    if name.strip():
+        keys.add(str(MatchKey.name(name)))
     return keys
 
 
@@ -166,9 +167,9 @@ def client_edit_input(customer: Customer, client: Mapping[str, Any]) -> dict[str
         if value and value != (client.get(key) or None):
             data[key] = value
     known = client_keys(client)
-    if customer.email and f"email:{customer.email}" not in known:
+    if customer.email and str(MatchKey.email(customer.email)) not in known:
         data["emailsToAdd"] = [{"description": "MAIN", "primary": False, "address": customer.email}]
-    if customer.phone and f"phone:{customer.phone}" not in known:
+    if customer.phone and str(MatchKey.phone(customer.phone)) not in known:
         data["phonesToAdd"] = [{"description": "MAIN", "primary": False,
                                 "number": phone_text(customer.phone, customer.phone_extension)}]
     return data or None
