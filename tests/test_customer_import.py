@@ -22,7 +22,7 @@ from crm_sync.customer_import import (
     mask_key,
 )
 from crm_sync.destinations.base import CrmCustomerRecord
-from crm_sync.engine import IntegrationSync
+from crm_sync.integration_sync import IntegrationSync
 from crm_sync.integrations import load_integration
 from e2e_helpers import ledger, recent, records
 from localdev.demo_data import check_in_rows, create_company, insert_check_ins
