@@ -37,7 +37,7 @@ def run_one(crm: str, rows: int, repeat_share: float, stand_in_rps: float | None
     import sqlalchemy as sa
 
     from crm_sync.destinations import destination_for
-    from crm_sync.engine import IntegrationSync, SyncOptions
+    from crm_sync.integration_sync import IntegrationSync, SyncOptions
     from crm_sync.integrations import credentials_writer
     from crm_sync.settings import parse_sync_settings
     from localdev.demo_data import check_in_rows, insert_check_ins

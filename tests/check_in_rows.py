@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from crm_sync.models import PreparedCheckIn, SyncSettings, Visit
-from crm_sync.normalize import prepare_check_in
+from crm_sync.prepare import prepare_check_in
 
 #: A tidy check-in as the extract query returns it; each test module overrides what it tests.
 BASE_ROW: dict[str, Any] = {

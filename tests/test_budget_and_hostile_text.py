@@ -26,7 +26,7 @@ from crm_hooks.base import CrmHook
 from crm_hooks.errors import RetryableError
 from crm_hooks.rate_limit import RateLimit, RollingWindowLimiter
 from crm_hooks.registry import HOOKS
-from crm_sync.engine import IntegrationSync, SyncOptions
+from crm_sync.integration_sync import IntegrationSync, SyncOptions
 from e2e_helpers import check_in_ids, company_json, ledger, recent, records, register
 from localdev.demo_data import (
     check_in_rows,
@@ -261,7 +261,7 @@ def test_nul_in_imported_check_in_text_is_cleaned_instead_of_failing_the_file(db
 
 
 def test_engine_rows_are_cleaned_before_postgres():
-    from crm_sync.engine import IntegrationResult
+    from crm_sync.integration_sync import IntegrationResult
 
     result = IntegrationResult(run_id="r", company_id=1, crm_type="hub\x00spot", error="bad \ud800 value\x00")
     result.warnings.append("w\x00\udfff")

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from crm_cases import CrmCase, all_cases
 from crm_hooks.base import CrmHook
-from crm_sync.engine import IntegrationSync, SyncOptions
+from crm_sync.integration_sync import IntegrationSync, SyncOptions
 from crm_sync.integrations import load_integration
 from e2e_helpers import check_in_ids, ledger, recent, records
 from localdev.demo_data import check_in_rows, create_company, insert_check_ins

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from crm_cases import seed_record
 from crm_sync.customer_import import ensure_customer_index
-from crm_sync.engine import IntegrationSync, SyncOptions
+from crm_sync.integration_sync import IntegrationSync, SyncOptions
 from crm_sync.integrations import load_integration
 from crm_sync.summary import format_table, runs_for
 from e2e_helpers import check_in_ids, ledger, recent, records

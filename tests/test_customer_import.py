@@ -22,7 +22,7 @@ from crm_sync.customer_import import (
     mask_key,
 )
 from crm_sync.destinations.base import CrmCustomerRecord
-from crm_sync.engine import IntegrationSync
+from crm_sync.integration_sync import IntegrationSync
 from crm_sync.integrations import load_integration
 from e2e_helpers import ledger, recent, records
 from localdev.demo_data import check_in_rows, create_company, insert_check_ins
@@ -37,7 +37,7 @@ CHECK_IN_PHONE = "+1 512-555-0142"
                                    "512 555 0142 ext. 9"])
 def test_phone_keys_are_the_keys_the_sync_builds_for_check_ins(typed):
     from crm_sync.models import SyncSettings
-    from crm_sync.normalize import prepare_check_in
+    from crm_sync.prepare import prepare_check_in
 
     record = CrmCustomerRecord("1", name="Dana Whitfield", phone=typed)
     row = {"id": 1, "company_id": 1, "customer_name": "Dana Whitfield", "customer_phone": CHECK_IN_PHONE,

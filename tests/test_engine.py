@@ -7,7 +7,7 @@ from collections import Counter
 import requests
 import sqlalchemy as sa
 
-from crm_sync.engine import IntegrationSync, SyncOptions
+from crm_sync.integration_sync import IntegrationSync, SyncOptions
 from e2e_helpers import SF_CREDS, check_in_ids, ledger, recent, records, register
 from localdev.demo_data import (
     check_in_rows,

@@ -27,7 +27,7 @@ from crm_hooks.rate_limit import RateLimit
 from crm_sync.destinations.base import CustomerRef
 from crm_sync.destinations.fieldedge import FieldEdgeDestination
 from crm_sync.models import SyncSettings
-from crm_sync.normalize import prepare_check_in
+from crm_sync.prepare import prepare_check_in
 
 pytestmark = pytest.mark.usefixtures("instant_rate_limits")
 

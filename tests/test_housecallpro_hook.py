@@ -296,7 +296,7 @@ def hcp(sandbox):
 
 def check_ins(n, start=0, **overrides):
     from crm_sync.models import SyncSettings
-    from crm_sync.normalize import prepare_check_in
+    from crm_sync.prepare import prepare_check_in
 
     moment = datetime.now() - timedelta(days=1)
     return [prepare_check_in({"id": 500 + i, "company_id": 7, "job_type": "AC Repair", "customer_name": f"Ann Lee{i}",

@@ -9,7 +9,8 @@ import pytest
 from crm_hooks.housecallpro import NOTE_LIMIT, TEXT_FIELD_LIMIT
 from crm_sync.mapping import housecallpro as m
 from crm_sync.models import Customer, SyncSettings
-from crm_sync.normalize import prepare_check_in, utf16_len
+from crm_sync.prepare import prepare_check_in
+from crm_sync.text import utf16_len
 
 
 def row(**overrides):

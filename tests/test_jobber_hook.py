@@ -410,7 +410,7 @@ def _destination(h):
 
 def _row(check_in_id: int):
     from crm_sync.models import SyncSettings
-    from crm_sync.normalize import prepare_check_in
+    from crm_sync.prepare import prepare_check_in
 
     return prepare_check_in({"id": check_in_id, "company_id": 5, "customer_name": "Ann Lee",
                              "customer_email": "ann@example.com", "address": "1 Main St", "zip": "78701",

@@ -8,7 +8,7 @@ from dataclasses import replace
 from check_in_rows import prepare_valid, row_factory
 from crm_sync.mapping import jobber as mapping
 from crm_sync.models import Customer, PreparedCheckIn, SyncSettings
-from crm_sync.normalize import utf16_len
+from crm_sync.text import utf16_len
 
 TRUNCATED = re.compile(r"…\[truncated by Rank It Pro sync: [\d,]+ characters, [\d,]+ not shown\]")
 

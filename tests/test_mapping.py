@@ -12,7 +12,8 @@ from check_in_rows import prepare_valid, row_factory
 from check_in_rows import with_body as replace_body
 from crm_sync.mapping import common, hubspot, salesforce
 from crm_sync.models import Customer, PreparedCheckIn, SyncSettings
-from crm_sync.normalize import prepare_check_in, utf16_len
+from crm_sync.prepare import prepare_check_in
+from crm_sync.text import utf16_len
 
 MARKER = re.compile(r"…\[truncated by Rank It Pro sync: [\d,]+ characters, [\d,]+ not shown\]")
 

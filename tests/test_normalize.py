@@ -1,4 +1,4 @@
-"""Unit tests of crm_sync.normalize and crm_sync.settings: messy check-in rows and settings JSON."""
+"""Unit tests of crm_sync.prepare, crm_sync.contacts, crm_sync.text and crm_sync.settings: messy check-in rows and settings JSON."""
 
 from __future__ import annotations
 
@@ -9,23 +9,19 @@ from decimal import Decimal
 
 import pytest
 
+from crm_sync.contacts import normalize_email, normalize_phone, split_name
 from crm_sync.models import SyncSettings
-from crm_sync.normalize import (
+from crm_sync.prepare import (
     CHECK_IN_COLUMNS,
     CHECK_IN_FIELDS,
     SECTION_LIMIT,
-    clean_text,
-    normalize_email,
-    normalize_phone,
     photo_urls,
     prepare_check_in,
     resolve_check_in_field,
     source_hash,
-    split_name,
-    truncate_visibly,
-    utf16_len,
 )
 from crm_sync.settings import KNOWN_CRM_TYPES, parse_integrations, parse_sync_settings
+from crm_sync.text import clean_text, truncate_visibly, utf16_len
 
 
 def make_row(**overrides):
@@ -374,7 +370,7 @@ def test_source_hash_known_value_is_stable_across_runs():
     row = {"job_type": "AC Repair", "notes": "ok", "photos": [{"url": "https://a.example/1.jpg"}]}
     assert source_hash(row) == source_hash(json.loads(json.dumps(row)))
     # A pinned digest: changing what is hashed, or how, re-sends every row in the look-back window,
-    # so it must be a deliberate change (bump the version prefix in normalize._HASH_VERSION).
+    # so it must be a deliberate change (bump the version prefix in prepare._HASH_VERSION).
     assert source_hash(row) == "910568167b8b5a7cd28df2e80ee848e4fa7c88a4e178699b5ec9e9bed4dbf707"
 
 
@@ -636,13 +632,13 @@ def test_prepare_never_raises_on_odd_values():
 
 
 def test_prepare_reports_an_unexpected_failure_as_the_row_error(monkeypatch):
-    import crm_sync.normalize as normalize
+    import crm_sync.prepare as prepare
 
     def boom(*_args, **_kwargs):
         raise RuntimeError("unexpected")
 
-    monkeypatch.setattr(normalize, "photo_urls", boom)
-    prepared = normalize.prepare_check_in(make_row(), SyncSettings())
+    monkeypatch.setattr(prepare, "photo_urls", boom)
+    prepared = prepare.prepare_check_in(make_row(), SyncSettings())
     assert prepared.error == "could not prepare check-in: RuntimeError: unexpected"
     assert prepared.visit is None and prepared.match_keys == []
 
@@ -788,3 +784,13 @@ def test_parse_integrations_accepts_bytes_and_decoded_objects():
     assert parse_integrations(b'{"jobber": {}}') == ({"jobber": {}}, None)
     assert parse_integrations({"jobber": {}}) == ({"jobber": {}}, None)
 
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("(512) 555-0100", "+15125550100"), ("+44 20 7946 0958", "+442079460958"), (5125550100, "+15125550100"),
+    ("", None), (None, None), ("call me", None),
+])
+def test_to_e164_reads_a_phone_as_a_crm_stores_it(raw, expected):
+    from crm_sync.contacts import to_e164
+
+    assert to_e164(raw) == expected

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 
 from crm_cases import CrmCase, all_cases
 from crm_sync import reconcile
-from crm_sync.engine import IntegrationSync, SyncOptions
+from crm_sync.contacts import normalize_phone
+from crm_sync.integration_sync import IntegrationSync, SyncOptions
 from crm_sync.integrations import load_integration
-from crm_sync.normalize import normalize_phone
 from crm_sync.reconcile import (
     Finding,
     Reservoir,

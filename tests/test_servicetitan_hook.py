@@ -400,7 +400,7 @@ def sandbox_hook(sandbox, credentials=None, **limits) -> FastServiceTitan:
 def test_sandbox_customer_and_job_round_trip(sandbox):
     from crm_sync.mapping import servicetitan as st
     from crm_sync.models import SyncSettings
-    from crm_sync.normalize import prepare_check_in
+    from crm_sync.prepare import prepare_check_in
 
     h = sandbox_hook(sandbox)
     row = prepare_check_in({"id": 5, "company_id": 2, "customer_name": "Ann Lee", "customer_email": "ann@example.com",

@@ -12,7 +12,7 @@ from crm_hooks.errors import ConfigurationError
 from crm_sync.destinations.servicetitan import parse_job_defaults
 from crm_sync.mapping import servicetitan as st
 from crm_sync.models import Customer, PreparedCheckIn
-from crm_sync.normalize import utf16_len
+from crm_sync.text import utf16_len
 
 GUID = "d19cfe73-bca1-5bdf-9620-6e8180f1b112"
 MARKER = re.compile(r"…\[truncated by Rank It Pro sync: [\d,]+ characters, [\d,]+ not shown\]")

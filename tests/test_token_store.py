@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from crm_hooks.errors import ConfigurationError
 from crm_sync.customer_import import import_customers
 from crm_sync.destinations import destination_for
-from crm_sync.engine import IntegrationSync, SyncOptions
+from crm_sync.integration_sync import IntegrationSync, SyncOptions
 from crm_sync.integrations import credentials_writer, load_integration
 from crm_sync.settings import parse_sync_settings
 from e2e_helpers import recent

@@ -383,8 +383,8 @@ def test_a_malformed_override_is_a_config_error_of_the_run(db, crm, key, url, pr
     """Issue #10 section 7: no ValueError out of the engine; the run row and the app's history say why."""
     import sqlalchemy as sa
 
-    from crm_sync.engine import IntegrationSync
     from crm_sync.history import CRM_NAMES
+    from crm_sync.integration_sync import IntegrationSync
     from e2e_helpers import company_json
     from localdev.demo_data import check_in_rows, create_company, insert_check_ins
 

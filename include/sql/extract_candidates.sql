@@ -1,3 +1,4 @@
+-- Ledger status literals here are values of crm_sync.ledger.LedgerStatus (tests/test_ledger.py checks them).
 -- Check-ins of one company that this CRM sync must look at, oldest first:
 --   * new rows above the integration's settled horizon that have no ledger row yet,
 --   * rows whose last attempt did not finish (pending, in_flight, failed),

@@ -1,3 +1,4 @@
+-- Ledger status literals here are values of crm_sync.ledger.LedgerStatus (tests/test_ledger.py checks them).
 -- Check-ins of one company created in [:created_from, :created_to) for a dated backfill, oldest
 -- first, with their ledger state. Every row of the range is read: rows already synced or
 -- quarantined are counted as unchanged by the engine (and never sent again) unless the check-in

@@ -1,3 +1,4 @@
+-- Ledger status literals here are values of crm_sync.ledger.LedgerStatus (tests/test_ledger.py checks them).
 -- Record the intent to send one check-in (before any CRM call). Returns the status it had,
 -- so a row that was already in_flight is known to have an uncertain outcome.
 INSERT INTO crm_sync.ledger AS l (company_id, crm_type, check_in_id, status, customer_key, source_hash,

@@ -1,3 +1,4 @@
+-- Ledger status literals here are values of crm_sync.ledger.LedgerStatus (tests/test_ledger.py checks them).
 -- The outcome of one check-in's attempt. Only the attempt that claimed the row may finish it.
 UPDATE crm_sync.ledger
    SET status = :status,

@@ -1,3 +1,4 @@
+-- Ledger status literals here are values of crm_sync.ledger.LedgerStatus (tests/test_ledger.py checks them).
 -- A row that cannot be sent as it is (no usable identity): recorded without any CRM call.
 INSERT INTO crm_sync.ledger AS l (company_id, crm_type, check_in_id, status, customer_key, source_hash,
                                   attempts, first_attempt_at, last_attempt_at, run_id, warnings,

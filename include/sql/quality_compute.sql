@@ -1,3 +1,4 @@
+-- Ledger status literals here are values of crm_sync.ledger.LedgerStatus (tests/test_ledger.py checks them).
 -- Sync-quality metrics per company x CRM x day into crm_sync.quality_daily (see crm_sync/quality.py for the
 -- definitions). Set-based: the check-ins never leave the database. Check-in metrics are attributed to the
 -- day the check-in was created (check_ins.created_at, naive UTC); run metrics to the day the run started (UTC).

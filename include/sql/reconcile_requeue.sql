@@ -1,3 +1,4 @@
+-- Ledger status literals here are values of crm_sync.ledger.LedgerStatus (tests/test_ledger.py checks them).
 -- Reconciliation, operator's requeue (param requeue: true) of the discrepancies of some report rows.
 -- Each class goes back in line the safe way; the next crm_incremental_sync run sends them:
 --   missing_in_crm  the ledger forgets the vanished CRM id and marks the row in_flight, so the sync looks the

@@ -1,3 +1,4 @@
+-- Ledger status literals here are values of crm_sync.ledger.LedgerStatus (tests/test_ledger.py checks them).
 -- Report: check-in -> CRM latency percentiles (seconds) of the synced check-ins created in [:ts_from, :ts_to),
 -- per company x CRM and per CRM (grouping sets: one pass). Percentiles do not add up across companies or days,
 -- so they are computed here from the ledger rather than combined from quality_daily.

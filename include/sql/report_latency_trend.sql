@@ -1,3 +1,4 @@
+-- Ledger status literals here are values of crm_sync.ledger.LedgerStatus (tests/test_ledger.py checks them).
 -- Report: the latency trend, per CRM per check-in day (percentiles from the ledger; see report_latency.sql).
 SELECT l.crm_type, CAST(ci.created_at AS date) AS day,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM l.synced_at - (ci.created_at AT TIME ZONE 'UTC')))

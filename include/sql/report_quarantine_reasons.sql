@@ -1,3 +1,4 @@
+-- Ledger status literals here are values of crm_sync.ledger.LedgerStatus (tests/test_ledger.py checks them).
 -- Report: the most frequent quarantine reasons (error_kind + the ledger's specific reason, cut to 160
 -- characters as in crm_sync.runs) of check-ins created in [:ts_from, :ts_to), with the newest example ids.
 -- The customer's match keys in a reason ("matches email:ann@x.com, phone:+1512... and createNewCustomers is off")

@@ -1,7 +1,7 @@
 """``crm_backfill``: a dated, resumable bulk sync of one CRM type, chunk by chunk.
 
 The range ``[date_from, date_to]`` is split per company into chunks of ``chunk_days``
-days; each chunk is one :class:`~crm_sync.engine.IntegrationSync` run over the check-ins
+days; each chunk is one :class:`~crm_sync.integration_sync.IntegrationSync` run over the check-ins
 created in it (``SyncOptions.created_from/created_to``), through the same ledger,
 advisory lock and marker look-ups as the incremental sync: a row already synced by
 either DAG is never sent again. Each finished chunk is checkpointed in
@@ -222,7 +222,7 @@ def execute_chunk(engine: Engine, chunk: dict[str, Any], crm_type: str, raw_para
                   run_id: str, dag_id: str | None, deadline: float | None = None) -> dict[str, Any]:
     """:func:`run_chunk` without Airflow (the benchmark calls it directly); ``deadline`` is the time budget."""
     from crm_hooks.errors import ConfigurationError
-    from crm_sync.engine import IntegrationSync, SyncOptions
+    from crm_sync.integration_sync import IntegrationSync, SyncOptions
     from crm_sync.integrations import load_integration
     from crm_sync.summary import result_summary
 

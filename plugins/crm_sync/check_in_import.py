@@ -44,10 +44,11 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import Engine
 
 from crm_sync import paths
-from crm_sync.csv_escape import csv_safe
 from crm_sync.clean import clean_text
+from crm_sync.contacts import normalize_phone
+from crm_sync.csv_escape import csv_safe
 from crm_sync.db import sql
-from crm_sync.normalize import echo, normalize_phone, shorten
+from crm_sync.text import echo, shorten
 
 __all__ = ["COLUMN_SPECS", "ImportFileError", "ImportReport", "Technicians", "parse_checked_in_at",
            "read_rows", "resolve_header", "run_import", "validate_row"]

@@ -43,10 +43,11 @@ from sqlalchemy.engine import Engine
 from crm_hooks.errors import CrmError
 from crm_sync.accounts import bind_account
 from crm_sync.clean import clean_text, dumps_strict
+from crm_sync.contacts import normalize_email, normalize_phone, split_name
 from crm_sync.db import sql
 from crm_sync.destinations.base import CrmCustomerRecord, Destination, ReadNotSupported
+from crm_sync.match_key import MatchKey, MatchKind, keys_for_customer
 from crm_sync.models import Customer
-from crm_sync.normalize import _match_keys, normalize_email, normalize_phone, split_name
 from crm_sync.settings import parse_sync_settings
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,13 @@ MAX_EXAMPLES = 10
 def customer_match_keys(record: CrmCustomerRecord, strategy: str) -> list[str]:
     """The match keys the sync would build for this CRM customer, plus its sync key when it carries one.
 
-    Uses the sync's own normalisers and key builder (``crm_sync.normalize``), so a key
+    Uses the sync's own normalisers and key builder (:mod:`crm_sync.contacts`, :mod:`crm_sync.match_key`), so a key
     written here is byte for byte the key a check-in of the same person looks up.
     """
     email, _ = normalize_email(record.email)
     phone, _, _ = normalize_phone(record.phone)
     first, last, _ = split_name(record.name)
-    keys = _match_keys(strategy, Customer(email=email, phone=phone, first_name=first, last_name=last))
+    keys = keys_for_customer(Customer(email=email, phone=phone, first_name=first, last_name=last), strategy)
     if record.sync_key and record.sync_key not in keys:
         keys.append(record.sync_key)
     return keys
@@ -78,18 +79,18 @@ def identity_keys(keys: Iterable[str]) -> list[str]:
 
     Names are left out: two "John Smith" are usually two people.
     """
-    return [k for k in keys if k.startswith(("email:", "phone:"))]
+    return [k for k in keys if MatchKey.parse(k).identifies_a_person]
 
 
 def mask_key(key: str) -> str:
     """A match key for a report: enough to recognise it, not the whole address or number."""
-    kind, _, value = key.partition(":")
-    if kind == "email" and "@" in value:
+    kind, value = MatchKey.parse(key)
+    if kind == MatchKind.EMAIL and "@" in value:
         local, _, domain = value.partition("@")
-        return f"email:{local[:1]}***@{domain}"
-    if kind == "phone":
-        return f"phone:{value[:2]}***{value[-4:]}"
-    return f"{kind}:{value[:1]}***"
+        return str(MatchKey(kind, f"{local[:1]}***@{domain}"))
+    if kind == MatchKind.PHONE:
+        return str(MatchKey(kind, f"{value[:2]}***{value[-4:]}"))
+    return str(MatchKey(kind, f"{value[:1]}***"))
 
 
 @dataclass

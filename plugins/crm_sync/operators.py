@@ -41,7 +41,7 @@ class CrmSyncOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from crm_sync.budget import deadline_for
         from crm_sync.db import make_engine, url_from_connection
-        from crm_sync.engine import IntegrationResult, IntegrationSync, SyncOptions
+        from crm_sync.integration_sync import IntegrationResult, IntegrationSync, SyncOptions
         from crm_sync.integrations import load_integration
         from crm_sync.summary import record_config_problem, result_summary
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from crm_sync.normalize import echo
+from crm_sync.text import echo
 
 __all__ = ["ROOT_SETTINGS", "PathRefused", "Root", "confine", "file_mode", "make_private_dir", "open_private",
            "open_regular", "root", "safe_component", "task_errors"]

@@ -40,9 +40,12 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from crm_hooks.errors import CrmError
+from crm_sync.contacts import normalize_email, normalize_phone
 from crm_sync.db import sql
+from crm_sync.ledger import UNFINISHED, LedgerStatus
+from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn
-from crm_sync.normalize import normalize_email, normalize_phone, prepare_check_in, source_hash
+from crm_sync.prepare import prepare_check_in, source_hash
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +86,10 @@ def classify_source_row(row: Mapping[str, Any], current_hash: str, settled_id: i
                                            f"ledger row, although the sync has read every check-in up to id "
                                            f"{settled_id}", check_in_id)
         return None
-    if status == "quarantined":
+    if status == LedgerStatus.QUARANTINED:
         reason = f"{row.get('error_kind') or 'quarantined'}: {row.get('last_error') or 'no reason recorded'}"
         return Finding("quarantined", reason, check_in_id, row.get("crm_visit_id"))
-    if status == "synced" and row.get("synced_hash") and current_hash != row["synced_hash"]:
+    if status == LedgerStatus.SYNCED and row.get("synced_hash") and current_hash != row["synced_hash"]:
         return Finding("stale", f"check-in {check_in_id} was edited after its last sync "
                                 f"({_when(row.get('synced_at'))}); the CRM record holds the earlier version",
                        check_in_id, row.get("crm_visit_id"))
@@ -152,15 +155,15 @@ def classify_read_back(
     return out
 
 
-def customer_match_keys(email: Any, phone: Any) -> list[str]:
-    """The sync's normalised keys of a CRM customer's email and phone (``email:...``, ``phone:+1...``)."""
+def contact_identity_keys(email: Any, phone: Any) -> list[str]:
+    """The sync's identity keys of a CRM customer's raw email and phone (``email:...``, ``phone:+1...``)."""
     keys = []
     normal_email = normalize_email(email)[0] if email else None
     if normal_email:
-        keys.append(f"email:{normal_email}")
+        keys.append(str(MatchKey.email(normal_email)))
     normal_phone = normalize_phone(phone)[0] if phone else None
     if normal_phone:
-        keys.append(f"phone:{normal_phone}")
+        keys.append(str(MatchKey.phone(normal_phone)))
     return keys
 
 
@@ -169,7 +172,7 @@ def duplicate_customers(customers: Iterable[Any], used_ids: set[str], crm_name: 
     one of them (``used_ids``). ``customers``: objects with ``crm_id``, ``email``, ``phone`` (streamed)."""
     groups: dict[str, set[str]] = {}
     for customer in customers:
-        for key in customer_match_keys(customer.email, customer.phone):
+        for key in contact_identity_keys(customer.email, customer.phone):
             groups.setdefault(key, set()).add(str(customer.crm_id))
     out: list[Finding] = []
     reported: set[frozenset[str]] = set()
@@ -420,15 +423,15 @@ class Reconciler:
             result.eligible_count += 1
         if status is not None:
             result.ledger_count += 1
-        if status == "synced":
+        if status == LedgerStatus.SYNCED:
             result.synced_count += 1
-        elif status in ("pending", "in_flight", "failed"):
+        elif status in UNFINISHED:
             result.counts["unfinished"] = result.counts.get("unfinished", 0) + 1
         current = source_hash(row)
         finding = classify_source_row(row, current, settled_id)
         if finding is not None:
             self._add(finding)
-        if status == "synced" and row.get("crm_visit_id"):
+        if status == LedgerStatus.SYNCED and row.get("crm_visit_id"):
             # Only what the sample keeps is mapped (drift needs the fields the sync sends).
             stale = finding is not None and finding.cls == "stale"
             sample.add((row, stale))

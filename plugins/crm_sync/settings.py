@@ -29,7 +29,8 @@ from typing import Any
 
 from crm_sync.clean import NonFiniteNumberError, loads_strict
 from crm_sync.models import MATCH_STRATEGIES, SyncSettings
-from crm_sync.normalize import echo, resolve_check_in_field
+from crm_sync.prepare import resolve_check_in_field
+from crm_sync.text import echo
 
 __all__ = ["KNOWN_CRM_TYPES", "SYNC_SETTINGS_KEYS", "parse_integrations", "parse_sync_settings"]
 

@@ -58,6 +58,7 @@ from crm_sync.destinations.base import (
     read_each,
 )
 from crm_sync.mapping import fieldedge as mapping
+from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,10 @@ class FieldEdgeDestination(Destination):
         return {key: ref for key, _ in wanted if (ref := self._known.get(key)) is not None}
 
     def _search(self, key: str, customer: Customer) -> None:
-        kind = key.split(":", 1)[0]
+        kind = MatchKey.parse(key).kind
         if kind in ("email", "phone"):
-            covered = [k for k in (f"email:{customer.email}" if customer.email else None,
-                                   f"phone:{customer.phone}" if customer.phone else None) if k]
+            covered = [str(k) for k in (MatchKey.email(customer.email) if customer.email else None,
+                                        MatchKey.phone(customer.phone) if customer.phone else None) if k]
             criteria = {"email": customer.email, "phone": customer.phone}
         elif kind == "name" and customer.first_name:
             covered, criteria = [key], {"first_name": customer.first_name}
@@ -263,16 +264,16 @@ class FieldEdgeDestination(Destination):
 
 
 def _record_keys(record: dict[str, Any]) -> list[str]:
-    """The sync's match keys a FieldEdge customer answers to (as :mod:`crm_sync.normalize` builds them)."""
+    """The sync's match keys a FieldEdge customer answers to (as :mod:`crm_sync.match_key` builds them)."""
     keys = []
     email, phone = record_email(record), record_phone(record)
     if email:
-        keys.append(f"email:{email}")
+        keys.append(str(MatchKey.email(email)))
     if phone:
-        keys.append(f"phone:{phone}")
+        keys.append(str(MatchKey.phone(phone)))
     name = " ".join(str(p) for p in (record.get("firstName"), record.get("lastName")) if p)
     if name.strip():
-        keys.append("name:" + " ".join(name.split()).lower())
+        keys.append(str(MatchKey.name(name)))
     return keys
 
 

@@ -54,7 +54,7 @@ from crm_sync.destinations.base import (
 )
 from crm_sync.mapping import housecallpro as mapping
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
-from crm_sync.normalize import echo
+from crm_sync.text import echo
 
 #: A job for a check-in cannot be older than the check-in; this much clock skew is tolerated.
 CLOCK_SLACK = timedelta(days=1)

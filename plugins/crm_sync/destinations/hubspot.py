@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from crm_hooks.hubspot import HubSpotHook
+from crm_sync.contacts import to_e164
 from crm_sync.destinations.base import (
     CrmCustomerRecord,
     CustomerRef,
@@ -27,7 +28,7 @@ from crm_sync.destinations.base import (
     isolate_bad_records,
 )
 from crm_sync.mapping import hubspot as mapping
-from crm_sync.mapping.common import stored_phone_e164
+from crm_sync.match_key import MatchKey, MatchKind
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
 
 CUSTOMER_KEY_PROPERTY = "rankitpro_customer_key"
@@ -58,19 +59,20 @@ class HubSpotDestination(Destination):
     # ------------------------------------------------------------------ customers
     def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
         found: dict[str, CustomerRef] = {}
-        emails = sorted({k.split(":", 1)[1] for k, _ in wanted if k.startswith("email:")})
-        phones = sorted({k.split(":", 1)[1] for k, _ in wanted if k.startswith("phone:")})
-        names = [(k, c) for k, c in wanted if k.startswith("name:")]
+        parsed = [(MatchKey.parse(k), k, c) for k, c in wanted]
+        emails = sorted({key.value for key, _, _ in parsed if key.kind == MatchKind.EMAIL})
+        phones = sorted({key.value for key, _, _ in parsed if key.kind == MatchKind.PHONE})
+        names = [(k, c) for key, k, c in parsed if key.kind == MatchKind.NAME]
         for chunk in chunked(emails, self.batch_size):
             for obj in self.hook.batch_read("contacts", chunk, id_property="email", properties=["email"]):
                 email = (obj.get("properties", {}).get("email") or "").strip().lower()
-                found.setdefault(f"email:{email}", CustomerRef(str(obj["id"])))
+                found.setdefault(str(MatchKey.email(email)), CustomerRef(str(obj["id"])))
         for chunk in chunked(phones, SEARCH_VALUES_PER_CALL):
             groups = [{"filters": [{"propertyName": "phone", "operator": "IN", "values": chunk}]}]
             for obj in self.hook.search("contacts", groups, properties=["phone"]):
-                e164 = stored_phone_e164(obj.get("properties", {}).get("phone"))
+                e164 = to_e164(obj.get("properties", {}).get("phone"))
                 if e164 in chunk:
-                    found.setdefault(f"phone:{e164}", CustomerRef(str(obj["id"])))
+                    found.setdefault(str(MatchKey.phone(e164)), CustomerRef(str(obj["id"])))
         for chunk in chunked(names, NAME_GROUPS_PER_SEARCH):
             groups = [{"filters": [{"propertyName": "firstname", "operator": "EQ", "value": c.first_name or ""},
                                    {"propertyName": "lastname", "operator": "EQ", "value": c.last_name or ""}]}
@@ -78,7 +80,8 @@ class HubSpotDestination(Destination):
             wanted_keys = {k for k, _ in chunk}
             for obj in self.hook.search("contacts", groups, properties=["firstname", "lastname"]):
                 props = obj.get("properties", {})
-                key = "name:" + " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p).lower()
+                name = " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p).lower()
+                key = str(MatchKey(MatchKind.NAME, name))
                 if key in wanted_keys:
                     found.setdefault(key, CustomerRef(str(obj["id"])))
         return found
@@ -98,7 +101,7 @@ class HubSpotDestination(Destination):
             if row.customer.email:
                 inputs.append({"idProperty": "email", "id": row.customer.email, "properties": props,
                                "objectWriteTraceId": row.customer_key})
-                by_identity[f"email:{row.customer.email}"] = row.customer_key
+                by_identity[str(MatchKey.email(row.customer.email))] = row.customer_key
             else:
                 props[CUSTOMER_KEY_PROPERTY] = row.customer_key
                 inputs.append({"idProperty": CUSTOMER_KEY_PROPERTY, "id": row.customer_key, "properties": props,
@@ -109,7 +112,8 @@ class HubSpotDestination(Destination):
         for obj in outcome.results:
             props = obj.get("properties", {})
             email = (props.get("email") or "").strip().lower()
-            ckey = by_identity.get(f"email:{email}") or by_identity.get(f"key:{props.get(CUSTOMER_KEY_PROPERTY)}")
+            ckey = (by_identity.get(str(MatchKey.email(email)))
+                    or by_identity.get(f"key:{props.get(CUSTOMER_KEY_PROPERTY)}"))
             if ckey:
                 results[ckey] = RecordResult(ckey, crm_id=str(obj["id"]), created=bool(obj.get("new")))
         for error in outcome.errors:

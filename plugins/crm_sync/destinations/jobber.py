@@ -42,6 +42,7 @@ from crm_hooks.errors import ConfigurationError, CrmError
 from crm_hooks.jobber import JobberHook, MutationOutcome
 from crm_sync.destinations.base import CrmCustomerRecord, CustomerRef, Destination, distinct_customers
 from crm_sync.mapping import jobber as mapping
+from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
 
 log = logging.getLogger(__name__)
@@ -368,7 +369,7 @@ def _visit_result(visit_key: str, outcome: MutationOutcome, *, created: bool = F
 def _search_term(match_key: str) -> str | None:
     """What to type into Jobber's client search for a match key: the email, the phone's
     national digits (stored formats vary), or the name."""
-    kind, _, value = match_key.partition(":")
+    kind, value = MatchKey.parse(match_key)
     if kind == "phone":
         try:
             return str(phonenumbers.parse(value, None).national_number)

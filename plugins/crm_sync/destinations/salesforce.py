@@ -27,6 +27,7 @@ import phonenumbers
 
 from crm_hooks.errors import ConfigurationError, QuotaExhaustedError
 from crm_hooks.salesforce import SalesforceHook, soql_in
+from crm_sync.contacts import to_e164
 from crm_sync.destinations.base import (
     CrmCustomerRecord,
     CustomerRef,
@@ -35,6 +36,7 @@ from crm_sync.destinations.base import (
     distinct_customers,
 )
 from crm_sync.mapping import salesforce as mapping
+from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
 
 CUSTOMER_KEY_FIELD = mapping.CUSTOMER_KEY_FIELD
@@ -77,7 +79,7 @@ class SalesforceDestination(Destination):
         found: dict[str, CustomerRef] = {}
         by_kind: dict[str, list[str]] = {"email": [], "phone": [], "name": []}
         for key, _ in wanted:
-            kind, value = key.split(":", 1)
+            kind, value = MatchKey.parse(key)
             by_kind.setdefault(kind, []).append(value)
         select = f"SELECT Id, AccountId, Email, Phone, FirstName, LastName, {CUSTOMER_KEY_FIELD} FROM Contact WHERE "
         for kind, values in by_kind.items():
@@ -322,16 +324,12 @@ def phone_variants(e164: str) -> list[str]:
 def _contact_keys(rec: dict[str, Any]) -> list[str]:
     keys = []
     if rec.get("Email"):
-        keys.append(f"email:{rec['Email'].strip().lower()}")
-    if rec.get("Phone"):
-        try:
-            number = phonenumbers.parse(rec["Phone"], "US")
-            keys.append("phone:" + phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
-        except phonenumbers.NumberParseException:
-            pass
-    name = " ".join(p for p in (rec.get("FirstName"), rec.get("LastName")) if p).lower()
+        keys.append(str(MatchKey.email(rec["Email"].strip().lower())))
+    if phone := to_e164(rec.get("Phone")):
+        keys.append(str(MatchKey.phone(phone)))
+    name = " ".join(p for p in (rec.get("FirstName"), rec.get("LastName")) if p)
     if name:
-        keys.append(f"name:{' '.join(name.split())}")
+        keys.append(str(MatchKey.name(name)))
     if rec.get(CUSTOMER_KEY_FIELD):
         keys.append(rec[CUSTOMER_KEY_FIELD])
     return keys

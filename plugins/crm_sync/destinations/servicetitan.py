@@ -33,8 +33,9 @@ from crm_sync.destinations.base import (
     per_record,
 )
 from crm_sync.mapping import servicetitan as mapping
+from crm_sync.match_key import MatchKey, MatchKind
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult, SyncSettings
-from crm_sync.normalize import echo
+from crm_sync.text import echo
 
 #: crmSettings keys of the job defaults every ServiceTitan job needs.
 REQUIRED_JOB_SETTINGS = ("businessUnitId", "jobTypeId", "campaignId", "priority")
@@ -158,14 +159,14 @@ class ServiceTitanDestination(Destination):
     def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
         """Marker first (customers the sync created), then ``phone`` / ``name`` for the rest."""
         found: dict[str, tuple[int, Customer]] = {}
-        by_marker = self._lookup_markers([k for k, _ in wanted if not k.startswith("phone:")])
+        by_marker = self._lookup_markers([k for k, _ in wanted if MatchKey.parse(k).kind != MatchKind.PHONE])
         for key, customer in wanted:
             if key in by_marker:
                 found[key] = (int(by_marker[key]["id"]), customer)
         for key, customer in wanted:
             if key in found:
                 continue
-            kind, _, value = key.partition(":")
+            kind, value = MatchKey.parse(key)
             if kind == "phone":
                 hits = self.hook.find_customers_by_phone(mapping.phone_value(value) or value)
             elif kind == "name" and customer.full_name:

@@ -10,7 +10,8 @@ from typing import Any
 
 import phonenumbers
 
-from crm_sync.normalize import echo, resolve_check_in_field, truncate_visibly, utf16_len
+from crm_sync.prepare import resolve_check_in_field
+from crm_sync.text import echo, truncate_visibly, utf16_len
 
 __all__ = ["fit_text", "iso_utc", "map_custom_fields", "to_json_value", "to_text"]
 
@@ -134,17 +135,6 @@ def map_custom_fields(
                             f"truncated for {target_label} {echo(target, 60)}")
         out[target] = value
     return out, warnings
-
-
-def stored_phone_e164(raw: Any) -> str | None:
-    """A phone as a CRM stores it (any format) -> E.164, or None when it does not parse (US default)."""
-    if not raw:
-        return None
-    try:
-        number = phonenumbers.parse(str(raw), "US")
-    except phonenumbers.NumberParseException:
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def national_digits(e164: str | None) -> str | None:

@@ -28,8 +28,7 @@ from datetime import tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import phonenumbers
-
+from crm_sync.contacts import to_e164
 from crm_sync.mapping.common import (
     fit_text,
     map_custom_fields,
@@ -37,7 +36,7 @@ from crm_sync.mapping.common import (
     to_text,
 )
 from crm_sync.models import Customer, PreparedCheckIn
-from crm_sync.normalize import echo
+from crm_sync.text import echo
 
 __all__ = ["CHECKIN_KEY_METADATA", "DEFAULT_SOURCE", "NAME_MAX", "NAME_MIN", "NOTES_LIMIT", "customer_payload",
            "customer_update", "lead_payload", "lead_phone", "record_payload"]
@@ -153,13 +152,8 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _e164(raw: Any) -> str | None:
-    if not raw:
-        return None
-    try:
-        number = phonenumbers.parse(str(raw), "US")
-    except phonenumbers.NumberParseException:
-        return str(raw)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    """E.164 when the phone parses, else as FieldEdge holds it."""
+    return to_e164(raw) or (str(raw) if raw else None)
 
 
 def lead_payload(

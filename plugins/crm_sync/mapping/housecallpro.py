@@ -20,9 +20,11 @@ from datetime import UTC, timedelta
 from typing import Any
 
 from crm_hooks.housecallpro import DEFAULT_COUNTRY, NOTE_LIMIT, TEXT_FIELD_LIMIT
-from crm_sync.mapping.common import fit_text, national_digits, stored_phone_e164
+from crm_sync.contacts import to_e164
+from crm_sync.mapping.common import fit_text, national_digits
+from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn
-from crm_sync.normalize import echo, utf16_len, utf16_prefix
+from crm_sync.text import echo, utf16_len, utf16_prefix
 
 __all__ = ["DEFAULT_TAG", "NOTE_LIMIT", "address_payload", "customer_changes", "customer_matches", "customer_payload",
            "customer_update_payload", "hcp_phone", "job_note", "job_payload", "marker_line", "markers_in",
@@ -38,7 +40,6 @@ _STREET_NOISE = re.compile(r"[.,#]")
 
 # --------------------------------------------------------------------------- text helpers
 hcp_phone = national_digits
-_e164 = stored_phone_e164
 
 def _fit(name: str, value: str | None, warnings: list[str]) -> str | None:
     if not value:
@@ -122,7 +123,7 @@ def customer_changes(record: Mapping[str, Any], customer: Customer) -> dict[str,
     changes = {}
     for name, value in customer_update_payload(customer).items():
         current = record.get(name)
-        same = _e164(current) == _e164(value) if name == "mobile_number" else current == value
+        same = to_e164(current) == to_e164(value) if name == "mobile_number" else current == value
         if not same:
             changes[name] = value
     return changes
@@ -134,11 +135,11 @@ def customer_matches(match_key: str, record: Mapping[str, Any]) -> bool:
     ``q`` is a free-text search, so every hit is checked: emails case-insensitively, phones
     as E.164 over mobile, home and work numbers, names as "first last" with whitespace collapsed.
     """
-    kind, _, value = match_key.partition(":")
+    kind, value = MatchKey.parse(match_key)
     if kind == "email":
         return str(record.get("email") or "").strip().lower() == value
     if kind == "phone":
-        return any(_e164(record.get(f)) == value for f in ("mobile_number", "home_number", "work_number"))
+        return any(to_e164(record.get(f)) == value for f in ("mobile_number", "home_number", "work_number"))
     if kind == "name":
         name = " ".join(str(record.get(f) or "") for f in ("first_name", "last_name"))
         return _WS.sub(" ", name).strip().lower() == value
@@ -147,7 +148,7 @@ def customer_matches(match_key: str, record: Mapping[str, Any]) -> bool:
 
 def search_text(match_key: str, customer: Customer) -> str:
     """What to send as ``q`` for a match key: the email, the phone's digits, or "first last"."""
-    kind, _, value = match_key.partition(":")
+    kind, value = MatchKey.parse(match_key)
     if kind == "phone":
         return hcp_phone(value) or value
     if kind == "name":

@@ -24,16 +24,17 @@ from typing import Any
 
 import phonenumbers
 
+from crm_sync.contacts import to_e164
 from crm_sync.mapping.common import (
     fit_text,
     map_custom_fields,
-    stored_phone_e164,
     to_text,
 )
+from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn
 
 __all__ = ["INSTRUCTIONS_LIMIT", "NAME_LIMIT", "TITLE_LIMIT", "address_attributes", "address_key",
-           "client_create_input", "client_edit_input", "client_keys", "e164", "has_marker",
+           "client_create_input", "client_edit_input", "client_keys", "has_marker",
            "job_create_input", "job_edit_input", "job_title", "markers_in", "phone_text"]
 
 #: Longest job title written (UNCONFIRMED: Jobber documents none); the marker always fits.
@@ -50,8 +51,6 @@ _WS = re.compile(r"\s+")
 
 
 # ----------------------------------------------------------------------------- markers
-
-e164 = stored_phone_e164
 
 def job_title(prepared: PreparedCheckIn) -> tuple[str, bool]:
     """``"<visit title> (rankitpro-<company>-<check-in>)"`` within :data:`TITLE_LIMIT`; (title, truncated)."""
@@ -146,13 +145,13 @@ def client_create_input(customer: Customer) -> tuple[dict[str, Any], list[str]]:
 
 def client_keys(client: Mapping[str, Any]) -> set[str]:
     """The match keys a Jobber client answers to (``email:``, ``phone:``, ``name:``), as the sync writes them."""
-    keys = {f"email:{str(e.get('address') or '').strip().lower()}" for e in client.get("emails") or []
+    keys = {str(MatchKey.email(str(e.get("address") or "").strip().lower())) for e in client.get("emails") or []
             if isinstance(e, Mapping) and e.get("address")}
-    keys |= {f"phone:{p}" for e in client.get("phones") or [] if isinstance(e, Mapping)
-             if (p := e164(e.get("number")))}
-    name = _WS.sub(" ", " ".join(str(client.get(k) or "") for k in ("firstName", "lastName"))).strip().lower()
-    if name:
-        keys.add(f"name:{name}")
+    keys |= {str(MatchKey.phone(p)) for e in client.get("phones") or [] if isinstance(e, Mapping)
+             if (p := to_e164(e.get("number")))}
+    name = " ".join(str(client.get(k) or "") for k in ("firstName", "lastName"))
+    if name.strip():
+        keys.add(str(MatchKey.name(name)))
     return keys
 
 
@@ -168,9 +167,9 @@ def client_edit_input(customer: Customer, client: Mapping[str, Any]) -> dict[str
         if value and value != (client.get(key) or None):
             data[key] = value
     known = client_keys(client)
-    if customer.email and f"email:{customer.email}" not in known:
+    if customer.email and str(MatchKey.email(customer.email)) not in known:
         data["emailsToAdd"] = [{"description": "MAIN", "primary": False, "address": customer.email}]
-    if customer.phone and f"phone:{customer.phone}" not in known:
+    if customer.phone and str(MatchKey.phone(customer.phone)) not in known:
         data["phonesToAdd"] = [{"description": "MAIN", "primary": False,
                                 "number": phone_text(customer.phone, customer.phone_extension)}]
     return data or None

@@ -16,7 +16,7 @@ from typing import Any
 
 from crm_sync.mapping.common import fit_text, map_custom_fields, to_json_value
 from crm_sync.models import Customer, PreparedCheckIn
-from crm_sync.normalize import echo, utf16_len, utf16_prefix
+from crm_sync.text import echo, utf16_len, utf16_prefix
 
 __all__ = ["CHECKIN_KEY_FIELD", "CUSTOMER_KEY_FIELD", "DEFAULT_ACCOUNT_NAME", "DESCRIPTION_LIMIT",
            "FIELD_LIMITS", "SUBJECT_LIMIT", "account_record", "case_record", "contact_record"]

@@ -34,7 +34,7 @@ from crm_sync.mapping.common import (
     to_text,
 )
 from crm_sync.models import Customer, PreparedCheckIn
-from crm_sync.normalize import echo, utf16_len, utf16_prefix
+from crm_sync.text import echo, utf16_len, utf16_prefix
 
 __all__ = [
     "CUSTOMER_MARKER_KEY",

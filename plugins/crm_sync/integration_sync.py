@@ -51,8 +51,9 @@ from crm_sync.db import sql
 from crm_sync.destinations import destination_for
 from crm_sync.destinations.base import CustomerRef, Destination
 from crm_sync.history import write_back
+from crm_sync.ledger import UNCERTAIN, Ledger, LedgerStatus, is_unchanged, outcome, status_when_stopped_unsent
 from crm_sync.models import PreparedCheckIn, RecordResult
-from crm_sync.normalize import prepare_check_in
+from crm_sync.prepare import prepare_check_in
 from crm_sync.settings import parse_sync_settings
 
 log = logging.getLogger(__name__)
@@ -214,8 +215,8 @@ class IntegrationSync:
         self._budget_hit = False
         self._in_use: Destination | None = None
         self._dry = DryRunReport() if self.options.dry_run else None
-        #: the CRM account every map / ledger read and write of this run is bound to (crm_sync.accounts)
-        self._account: str | None = None
+        #: this company x CRM's ledger, bound to the CRM account of this run (crm_sync.accounts)
+        self.ledger = Ledger(engine, company_id, crm_type)
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> IntegrationResult:
@@ -286,10 +287,8 @@ class IntegrationSync:
         clock = time.monotonic()
         report, result = self._dry, self.result
         assert report is not None
-        from crm_sync.accounts import bound_account
-
         # No CRM call in a dry run: the account the live rows are bound to.
-        self._account = result.crm_account = bound_account(self.engine, self.company_id, self.crm_type)
+        result.crm_account = self.ledger.load_account()
         batch_size = self.options.batch_size or 500
         for rows in self._batches(batch_size):
             result.candidates += len(rows)
@@ -297,17 +296,18 @@ class IntegrationSync:
             for row in rows:
                 item = prepare_check_in(row, self.settings)
                 status = row.get("ledger_status")
-                if self._unchanged(row, item):
+                if is_unchanged(row, item.source_hash):
                     result.unchanged += 1
-                    report.counts["already_synced" if status == "synced" else "already_quarantined"] += 1
+                    report.counts["already_synced" if status == LedgerStatus.SYNCED else "already_quarantined"] += 1
                 elif item.error:
                     report.counts["invalid"] += 1
                     report.invalid_reasons[item.error[:160]] += 1
                     result.quarantine("no_identity", item.error, item.check_in_id)
                 else:
                     # in_flight: the last attempt may have landed; the real run looks the marker up first.
-                    report.counts[{"synced": "would_update_visits",
-                                   "in_flight": "would_look_up_visits"}.get(status, "would_create_visits")] += 1
+                    report.counts[{LedgerStatus.SYNCED: "would_update_visits",
+                                   LedgerStatus.IN_FLIGHT: "would_look_up_visits"}.get(status,
+                                                                                       "would_create_visits")] += 1
                     report.add_sample(item)
                     ready.append(item)
             if self.settings.sync_customers:
@@ -339,18 +339,9 @@ class IntegrationSync:
             return extract.iter_range_batches(
                 self.engine, self.company_id, self.crm_type, created_from=opts.created_from,
                 created_to=opts.created_to or datetime.now(UTC), batch_size=batch_size,
-                resync_quarantined=opts.resync_quarantined, crm_account=self._account)
+                resync_quarantined=opts.resync_quarantined, crm_account=self.ledger.crm_account)
         return extract.iter_candidate_batches(self.engine, self.company_id, self.crm_type, batch_size=batch_size,
-                                              lookback_days=opts.lookback_days, crm_account=self._account)
-
-    @staticmethod
-    def _unchanged(row: dict[str, Any], item: PreparedCheckIn) -> bool:
-        """Already handled (synced or quarantined) and not changed or requeued since: nothing to do."""
-        status = row.get("ledger_status")
-        if not status or row.get("requeue"):
-            return False
-        return (status == "synced" and item.source_hash == row.get("synced_hash")) or (
-            status == "quarantined" and item.source_hash == row.get("ledger_source_hash"))
+                                              lookback_days=opts.lookback_days, crm_account=self.ledger.crm_account)
 
     def _process_batch(self, destination: Destination, rows: Sequence[dict[str, Any]]) -> None:
         result = self.result
@@ -359,7 +350,7 @@ class IntegrationSync:
         previous: dict[int, dict[str, Any]] = {}
         for row in rows:
             item = prepare_check_in(row, self.settings)
-            if self._unchanged(row, item):
+            if is_unchanged(row, item.source_hash):
                 result.unchanged += 1
                 continue
             if item.error:
@@ -378,14 +369,10 @@ class IntegrationSync:
             self._write_visits(destination, prepared, previous, refs, outcomes)
             self._failed_batches_in_a_row = 0
         except BudgetExhaustedError as exc:
-            # Raised before a request is sent. If no visit request went out since visit writes began,
-            # this attempt put no row of the batch in the CRM: back to pending (not in_flight, not failed),
-            # except rows an earlier attempt left uncertain (in_flight/failed): they keep that status, so
-            # the next run still looks their markers up. Otherwise rows without an outcome stay in_flight.
+            # Raised before a request is sent: did a visit request go out since visit writes began?
             sent = self._visit_writes_started and destination.hook.stats.api_calls > self._calls_before_visit_writes
             for item in prepared:
-                before = previous[item.check_in_id].get("ledger_status")
-                status = "in_flight" if sent else before if before in ("in_flight", "failed") else "pending"
+                status = status_when_stopped_unsent(previous[item.check_in_id].get("ledger_status"), sent=sent)
                 outcomes.setdefault(item.check_in_id, self._outcome(status, kind="time_budget", error=str(exc)))
             self._finish(prepared, outcomes, attempt_id)
             self._budget_reached(exc)
@@ -394,7 +381,7 @@ class IntegrationSync:
             # Before any visit write nothing of this batch is uncertain: back to pending. Once visit
             # writes began (a per-record CRM, or a token refresh failing mid-batch), rows without an
             # outcome may be in the CRM: in_flight, so the next run looks them up first.
-            unsent = "in_flight" if self._visit_writes_started else "pending"
+            unsent = LedgerStatus.IN_FLIGHT if self._visit_writes_started else LedgerStatus.PENDING
             for item in prepared:
                 outcomes.setdefault(item.check_in_id, self._outcome(unsent, kind="stopped", error=str(exc)))
             self._finish(prepared, outcomes, attempt_id)
@@ -406,7 +393,7 @@ class IntegrationSync:
             # the others are failed and retried next run.
             for item in prepared:
                 kind = "transient" if isinstance(exc, RetryableError) else "crm_refused_batch"
-                outcomes.setdefault(item.check_in_id, self._outcome("failed", kind=kind, error=str(exc)))
+                outcomes.setdefault(item.check_in_id, self._outcome(LedgerStatus.FAILED, kind=kind, error=str(exc)))
             self._failed_batches_in_a_row += 1
             if self._failed_batches_in_a_row >= MAX_CONSECUTIVE_FAILED_BATCHES:
                 self._finish(prepared, outcomes, attempt_id)
@@ -414,10 +401,10 @@ class IntegrationSync:
                 raise _StopIntegration() from None
         self._finish(prepared, outcomes, attempt_id)
 
-    def _outcome(self, status: str, *, kind: str | None = None, error: str | None = None,
+    def _outcome(self, status: LedgerStatus, *, kind: str | None = None, error: str | None = None,
                  customer_id: str | None = None, visit_id: str | None = None) -> dict[str, Any]:
-        return {"status": status, "error_kind": kind, "last_error": self._text(error),
-                "crm_customer_id": customer_id, "crm_visit_id": visit_id}
+        """One row's ledger outcome, its error redacted (:meth:`_text`)."""
+        return outcome(status, kind=kind, error=self._text(error), customer_id=customer_id, visit_id=visit_id)
 
     def _text(self, text: str | None, limit: int | None = 2000) -> str | None:
         """Text the ledger and run rows can hold: every secret of the integration redacted first, then
@@ -486,7 +473,7 @@ class IntegrationSync:
             for ckey, row in unresolved.items():
                 if ckey in refs:
                     continue
-                status = "quarantined"
+                status = LedgerStatus.QUARANTINED
                 if not self.settings.create_new_customers:
                     reason = ("no existing customer in the CRM matches "
                               f"{', '.join(row.match_keys)} and createNewCustomers is off")
@@ -497,7 +484,7 @@ class IntegrationSync:
                     kind = "crm_rejected"
                     if res is not None and res.uncertain:
                         # Customer creates are idempotent by the customer key: simply retried next run.
-                        status, kind = "failed", "transient"
+                        status, kind = LedgerStatus.FAILED, "transient"
                 for r in rows:
                     if r.customer_key == ckey:
                         outcomes[r.check_in_id] = self._outcome(status, kind=kind, error=reason)
@@ -553,12 +540,12 @@ class IntegrationSync:
         if not self.settings.sync_check_ins_as_jobs:
             for row in ready:
                 ref = refs.get(row.customer_key)
-                outcomes[row.check_in_id] = self._outcome("synced", customer_id=ref.crm_id if ref else None)
+                outcomes[row.check_in_id] = self._outcome(LedgerStatus.SYNCED, customer_id=ref.crm_id if ref else None)
                 result.synced += 1
             return
         to_update = [r for r in ready if previous[r.check_in_id].get("crm_visit_id")]
         uncertain = [r for r in ready if r not in to_update and previous[r.check_in_id].get("ledger_status")
-                     in ("in_flight", "failed")]
+                     in UNCERTAIN]
         found = destination.find_visits(uncertain) if uncertain else {}
         to_create = [r for r in ready if r not in to_update and r.visit_key not in found]
 
@@ -571,7 +558,7 @@ class IntegrationSync:
         for row in ready:
             if row.visit_key in found:
                 ref = refs.get(row.customer_key)
-                outcomes[row.check_in_id] = self._outcome("synced", customer_id=ref.crm_id if ref else None,
+                outcomes[row.check_in_id] = self._outcome(LedgerStatus.SYNCED, customer_id=ref.crm_id if ref else None,
                                                           visit_id=found[row.visit_key])
                 result.visits_recovered += 1
                 result.synced += 1
@@ -581,7 +568,7 @@ class IntegrationSync:
             except RetryableError as exc:
                 # The request may have reached the CRM: keep in_flight, resolve by lookup next run.
                 for r in to_create:
-                    outcomes[r.check_in_id] = self._outcome("in_flight", kind="transient", error=str(exc))
+                    outcomes[r.check_in_id] = self._outcome(LedgerStatus.IN_FLIGHT, kind="transient", error=str(exc))
                 raise
             self._apply(to_create, created, refs, outcomes, counter="visits_created")
 
@@ -592,56 +579,44 @@ class IntegrationSync:
             res = results.get(row.visit_key)
             ref = refs.get(row.customer_key)
             if res is not None and res.ok:
-                outcomes[row.check_in_id] = self._outcome("synced", customer_id=ref.crm_id if ref else None,
+                outcomes[row.check_in_id] = self._outcome(LedgerStatus.SYNCED, customer_id=ref.crm_id if ref else None,
                                                           visit_id=res.crm_id)
                 setattr(result, counter, getattr(result, counter) + 1)
                 result.synced += 1
             elif res is not None and res.not_sent:
                 # A per-record loop stopped by the time budget before this record's request.
                 self._budget_hit = True
-                outcomes[row.check_in_id] = self._outcome("pending", kind="time_budget", error=res.error,
+                outcomes[row.check_in_id] = self._outcome(LedgerStatus.PENDING, kind="time_budget", error=res.error,
                                                           customer_id=ref.crm_id if ref else None)
             elif res is not None and res.uncertain:
-                outcomes[row.check_in_id] = self._outcome("in_flight", kind="transient",
+                outcomes[row.check_in_id] = self._outcome(LedgerStatus.IN_FLIGHT, kind="transient",
                                                           error=res.error or "outcome unknown; resolved next run",
                                                           customer_id=ref.crm_id if ref else None)
             else:
                 reason = res.error if res is not None and res.error else "the CRM returned no record for this row"
-                outcomes[row.check_in_id] = self._outcome("quarantined", kind="crm_rejected", error=reason,
+                outcomes[row.check_in_id] = self._outcome(LedgerStatus.QUARANTINED, kind="crm_rejected", error=reason,
                                                           customer_id=ref.crm_id if ref else None)
 
     # ------------------------------------------------------------------ ledger
     def _claim(self, rows: list[PreparedCheckIn], attempt_id: str) -> None:
-        params = [{"company_id": self.company_id, "crm_type": self.crm_type, "check_in_id": r.check_in_id,
-                   "customer_key": clean_text(r.customer_key), "source_hash": r.source_hash, "attempt_id": attempt_id,
-                   "run_id": self.result.run_id, "warnings": dumps_strict(r.warnings[:20]),
-                   "crm_account": self._account} for r in rows]
-        with self.engine.begin() as conn:
-            conn.execute(sql("ledger_claim"), params)
+        self.ledger.claim(rows, attempt_id, self.result.run_id)
 
     def _finish(self, rows: list[PreparedCheckIn], outcomes: dict[int, dict[str, Any]], attempt_id: str) -> None:
-        params = []
+        """Count each row's outcome in the run's result, then write them all (:meth:`Ledger.finish`)."""
+        final: dict[int, dict[str, Any]] = {}
         for row in rows:
-            outcome = outcomes.get(row.check_in_id) or self._outcome(
-                "failed", kind="transient", error="no outcome recorded for this row")
-            if outcome["status"] == "quarantined":
-                self.result.quarantine(outcome["error_kind"], outcome["last_error"] or "", row.check_in_id)
-            elif outcome["status"] in ("failed", "in_flight"):
+            found = final[row.check_in_id] = outcomes.get(row.check_in_id) or self._outcome(
+                LedgerStatus.FAILED, kind="transient", error="no outcome recorded for this row")
+            if found["status"] == LedgerStatus.QUARANTINED:
+                self.result.quarantine(found["error_kind"], found["last_error"] or "", row.check_in_id)
+            elif found["status"] in (LedgerStatus.FAILED, LedgerStatus.IN_FLIGHT):
                 self.result.failed += 1
-            params.append({"company_id": self.company_id, "crm_type": self.crm_type,
-                           "check_in_id": row.check_in_id, "attempt_id": attempt_id,
-                           "warnings": dumps_strict(row.warnings[:20]), **outcome})
-        with self.engine.begin() as conn:
-            conn.execute(sql("ledger_finish"), params)
+        self.ledger.finish(rows, final, attempt_id)
 
     def _quarantine_unsent(self, row: PreparedCheckIn) -> None:
+        """A row without a usable identity: quarantined without any CRM call."""
         self.result.quarantine("no_identity", row.error or "", row.check_in_id)
-        with self.engine.begin() as conn:
-            conn.execute(sql("ledger_quarantine_unsent"), {
-                "company_id": self.company_id, "crm_type": self.crm_type, "check_in_id": row.check_in_id,
-                "source_hash": row.source_hash, "run_id": self.result.run_id,
-                "warnings": dumps_strict(row.warnings[:20]), "error_kind": "no_identity",
-                "last_error": self._text(row.error), "crm_account": self._account})
+        self.ledger.quarantine_unsent(row, self.result.run_id, kind="no_identity", error=self._text(row.error))
 
     def _map_lookup(self, keys: list[str]) -> dict[str, tuple[CustomerRef, str | None]]:
         if not keys:
@@ -649,8 +624,9 @@ class IntegrationSync:
         with self.engine.connect() as conn:
             # Keys are stored cleaned (NUL, lone surrogates); look them up the same way, answer by the raw key.
             raw = {clean_text(k): k for k in keys}
-            rows = conn.execute(sql("customer_map_lookup"), {"company_id": self.company_id, "crm_type": self.crm_type,
-                                                             "keys": list(raw), "crm_account": self._account})
+            rows = conn.execute(sql("customer_map_lookup"), {
+                "company_id": self.company_id, "crm_type": self.crm_type, "keys": list(raw),
+                "crm_account": self.ledger.crm_account})
             return {raw.get(r.match_key, r.match_key): (CustomerRef(r.crm_customer_id, r.crm_parent_id),
                                                         r.payload_hash) for r in rows}
 
@@ -659,7 +635,7 @@ class IntegrationSync:
             return
         params = [{"company_id": self.company_id, "crm_type": self.crm_type, "match_key": clean_text(key),
                    "crm_customer_id": ref.crm_id, "crm_parent_id": ref.parent_id, "payload_hash": payload,
-                   "created_by_sync": created, "crm_account": self._account}
+                   "created_by_sync": created, "crm_account": self.ledger.crm_account}
                   for key, (ref, payload, created) in entries.items()]
         with self.engine.begin() as conn:
             conn.execute(sql("customer_map_upsert"), params)
@@ -708,16 +684,15 @@ class IntegrationSync:
         treated as a first sync: its customers are indexed before anything is matched or created, and the
         run says so in its warnings and run row (once: later runs of the new account are ordinary).
         """
-        from crm_sync.accounts import bind_account, mark_change_reported
         from crm_sync.customer_import import ensure_customer_index
 
-        binding = bind_account(self.engine, self.company_id, self.crm_type, destination.account_identity())
-        self._account = self.result.crm_account = binding.account
+        binding = self.ledger.bind(destination.account_identity())
+        self.result.crm_account = binding.account
         if not binding.changed:
             return
         self.result.previous_crm_account = binding.previous
         self.result.warnings.append(binding.change_message())
-        mark_change_reported(self.engine, self.company_id, self.crm_type, binding.account)
+        self.ledger.mark_change_reported()
         ensure_customer_index(self.engine, self.company_id, self.crm_type, self.integration, destination=destination,
                               run_id=self.result.run_id, dag_id=self.result.dag_id)
 
@@ -745,13 +720,4 @@ def _customer_hash(row: PreparedCheckIn) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps(asdict(row.customer), sort_keys=True).encode()).hexdigest()[:32]
-
-
-def summarize_reasons(results: Sequence[IntegrationResult]) -> Counter:
-    counts: Counter = Counter()
-    for r in results:
-        for reason, entry in r.quarantine_reasons.items():
-            counts[reason] += entry["count"]
-    return counts
-
 

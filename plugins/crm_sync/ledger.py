@@ -1,0 +1,153 @@
+"""The ledger: one row per check-in x CRM (``crm_sync.ledger``) saying where that check-in stands.
+
+Every check-in a sync considers gets a row, and every row ends a run in one :class:`LedgerStatus`:
+
+``pending``      not sent yet (a run stopped before its request went out); sent next run
+``in_flight``    claimed by an attempt whose outcome is not known: the CRM may hold its record, so the
+                 next run looks the sync's marker up before anything is created again
+``synced``       the CRM holds the record (``crm_visit_id``); an edit of the check-in is sent as an update
+``quarantined``  cannot be sent as it is (no identity, refused by the CRM): a reason, never retried until
+                 the check-in changes or an operator requeues it
+``failed``       a transient failure outlived the retries; retried next run (marker looked up first)
+
+A row is *claimed* (``in_flight`` with a new ``attempt_id``, committed) before any CRM call for it, and
+only the attempt that claimed it may *finish* it. The SQL files that read or write these statuses
+(``ledger_*.sql``, ``extract_*.sql``, ``quality_compute.sql``, ``reconcile_requeue.sql``, ...) keep them as
+literals; ``tests/test_ledger.py`` checks each literal is a :class:`LedgerStatus` and that the table's CHECK
+constraint allows exactly these. Which rows a run reads is :mod:`crm_sync.extract`; which CRM account the
+rows belong to is :mod:`crm_sync.accounts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from crm_sync.accounts import AccountBinding, bind_account, bound_account, mark_change_reported
+from crm_sync.clean import clean_text, dumps_strict
+from crm_sync.db import sql
+from crm_sync.models import PreparedCheckIn
+
+#: Most row warnings one ledger row keeps.
+WARNINGS_KEPT = 20
+
+
+class LedgerStatus(StrEnum):
+    """Where one check-in stands with one CRM (``crm_sync.ledger.status``)."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    SYNCED = "synced"
+    QUARANTINED = "quarantined"
+    FAILED = "failed"
+
+
+#: The last attempt did not finish: every run reads these rows again, whatever their age.
+UNFINISHED: frozenset[LedgerStatus] = frozenset(
+    {LedgerStatus.PENDING, LedgerStatus.IN_FLIGHT, LedgerStatus.FAILED})
+#: An earlier attempt may have reached the CRM: its marker is looked up before any create.
+UNCERTAIN: frozenset[LedgerStatus] = frozenset({LedgerStatus.IN_FLIGHT, LedgerStatus.FAILED})
+
+
+def outcome(status: LedgerStatus, *, kind: str | None = None, error: str | None = None,
+            customer_id: str | None = None, visit_id: str | None = None) -> dict[str, Any]:
+    """The columns :meth:`Ledger.finish` writes for one row (``error`` already redacted and cut)."""
+    return {"status": status, "error_kind": kind, "last_error": error,
+            "crm_customer_id": customer_id, "crm_visit_id": visit_id}
+
+
+def is_unchanged(row: Mapping[str, Any], source_hash: str) -> bool:
+    """Already handled (synced or quarantined) and neither changed nor requeued since: nothing to do.
+
+    ``row`` is a candidate row of :mod:`crm_sync.extract` (its ledger columns ``ledger_status``,
+    ``synced_hash``, ``ledger_source_hash``, ``requeue``); ``source_hash`` the check-in's hash now.
+    """
+    status = row.get("ledger_status")
+    if not status or row.get("requeue"):
+        return False
+    return (status == LedgerStatus.SYNCED and source_hash == row.get("synced_hash")) or (
+        status == LedgerStatus.QUARANTINED and source_hash == row.get("ledger_source_hash"))
+
+
+def status_when_stopped_unsent(before: str | None, *, sent: bool) -> LedgerStatus:
+    """The status of a claimed row whose run stopped on the time budget before its outcome was known.
+
+    If a visit request went out since visit writes began, the row may be in the CRM: ``in_flight``.
+    Otherwise this attempt put nothing in the CRM: back to ``pending``, except a row an earlier attempt
+    left uncertain, which keeps that status so the next run still looks its marker up.
+    """
+    if sent:
+        return LedgerStatus.IN_FLIGHT
+    return LedgerStatus(before) if before in UNCERTAIN else LedgerStatus.PENDING
+
+
+class Ledger:
+    """The ledger rows of one company x CRM, bound to one CRM account.
+
+    :param engine: the Rank It Pro database.
+    :param crm_account: the account the rows are written for; set by :meth:`bind` or :meth:`load_account`
+        (None: rows written by a caller that does not know it).
+    """
+
+    def __init__(self, engine: Engine, company_id: int, crm_type: str, crm_account: str | None = None):
+        self.engine = engine
+        self.company_id = company_id
+        self.crm_type = crm_type
+        self.crm_account = crm_account
+
+    # ------------------------------------------------------------------ account
+    def bind(self, identity: str) -> AccountBinding:
+        """Bind to the account the CRM reports now (:func:`crm_sync.accounts.bind_account`)."""
+        binding = bind_account(self.engine, self.company_id, self.crm_type, identity)
+        self.crm_account = binding.account
+        return binding
+
+    def load_account(self) -> str | None:
+        """Use the account the live rows are bound to, without asking the CRM (dry runs)."""
+        self.crm_account = bound_account(self.engine, self.company_id, self.crm_type)
+        return self.crm_account
+
+    def mark_change_reported(self) -> None:
+        """A sync run has reported the account change: later runs do not repeat it."""
+        assert self.crm_account is not None
+        mark_change_reported(self.engine, self.company_id, self.crm_type, self.crm_account)
+
+    # ------------------------------------------------------------------ rows
+    def claim(self, rows: Sequence[PreparedCheckIn], attempt_id: str, run_id: str) -> None:
+        """Record the intent to send ``rows`` (``in_flight``, committed) before any CRM call for them."""
+        params = [{**self._keys(r.check_in_id), "customer_key": clean_text(r.customer_key),
+                   "source_hash": r.source_hash,
+                   "attempt_id": attempt_id, "run_id": run_id, "warnings": _warnings(r),
+                   "crm_account": self.crm_account} for r in rows]
+        with self.engine.begin() as conn:
+            conn.execute(sql("ledger_claim"), params)
+
+    def finish(self, rows: Sequence[PreparedCheckIn], outcomes: Mapping[int, Mapping[str, Any]],
+               attempt_id: str) -> None:
+        """Write each row's outcome (see :func:`outcome`); a row another attempt claimed since stays as it is."""
+        params = [{**self._keys(row.check_in_id), "attempt_id": attempt_id, "warnings": _warnings(row),
+                   **outcomes[row.check_in_id]} for row in rows]
+        with self.engine.begin() as conn:
+            conn.execute(sql("ledger_finish"), params)
+
+    def quarantine_unsent(self, row: PreparedCheckIn, run_id: str, *, kind: str, error: str | None) -> None:
+        """Record a row that cannot be sent as it is (e.g. no usable identity), without any CRM call."""
+        with self.engine.begin() as conn:
+            conn.execute(sql("ledger_quarantine_unsent"), {
+                **self._keys(row.check_in_id), "source_hash": row.source_hash, "run_id": run_id,
+                "warnings": _warnings(row),
+                "error_kind": kind, "last_error": error, "crm_account": self.crm_account})
+
+    def _keys(self, check_in_id: int) -> dict[str, Any]:
+        return {"company_id": self.company_id, "crm_type": self.crm_type, "check_in_id": check_in_id}
+
+
+def _warnings(row: PreparedCheckIn) -> str:
+    return dumps_strict(row.warnings[:WARNINGS_KEPT])
+
+
+__all__ = ["UNCERTAIN", "UNFINISHED", "Ledger", "LedgerStatus", "is_unchanged", "outcome",
+           "status_when_stopped_unsent"]

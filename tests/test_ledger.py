@@ -1,0 +1,83 @@
+"""The ledger's status vocabulary: one enum, and the SQL files agree with it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from crm_sync.ledger import UNCERTAIN, UNFINISHED, LedgerStatus, is_unchanged, status_when_stopped_unsent
+
+SQL_DIR = Path(__file__).resolve().parents[1] / "include" / "sql"
+MARKER = "crm_sync.ledger.LedgerStatus"
+#: ``status = 'x'``, ``status <> 'x'``, ``status IN ('x', 'y')`` (any table alias).
+_COMPARED = re.compile(r"\bstatus\s*(?:=|<>|!=)\s*'([^']*)'|\bstatus\s+IN\s*\(([^)]*)\)", re.IGNORECASE)
+_LITERAL = re.compile(r"'([^']*)'")
+
+
+def _ledger_sql() -> dict[str, str]:
+    """Every SQL file that reads or writes ``crm_sync.ledger`` (not its archive alone)."""
+    files = {p.name: p.read_text() for p in sorted(SQL_DIR.glob("*.sql"))}
+    return {name: text for name, text in files.items() if re.search(r"crm_sync\.ledger\b(?!_)", text)}
+
+
+def _status_literals(text: str) -> set[str]:
+    found: set[str] = set()
+    for one, many in _COMPARED.findall(text):
+        found |= {one} if one else set(_LITERAL.findall(many))
+    return found
+
+
+def test_every_status_literal_of_the_ledger_sql_is_a_ledger_status():
+    files = _ledger_sql()
+    assert "ledger_claim.sql" in files and "extract_candidates.sql" in files
+    used: set[str] = set()
+    for name, text in files.items():
+        literals = _status_literals(text)
+        assert literals <= set(LedgerStatus), f"{name}: {sorted(literals - set(LedgerStatus))} is not a LedgerStatus"
+        if literals:
+            assert MARKER in text.splitlines()[0], f"{name} compares ledger statuses: name {MARKER} at the top"
+        used |= literals
+    # Vice versa: every status is one the SQL actually reads or writes (the regex is not matching nothing).
+    assert used == set(LedgerStatus)
+
+
+def test_the_table_constraint_allows_exactly_the_enum():
+    schema = (SQL_DIR / "migrations" / "0001_crm_sync_schema.sql").read_text()
+    check = re.search(r"status\s+text\s+NOT NULL CHECK \(status IN \(([^)]*)\)\)", schema)
+    assert check is not None
+    assert set(_LITERAL.findall(check.group(1))) == set(LedgerStatus)
+
+
+def test_statuses_are_plain_strings_for_the_database_and_json():
+    assert LedgerStatus.IN_FLIGHT == "in_flight" and str(LedgerStatus.IN_FLIGHT) == "in_flight"
+    assert f"{LedgerStatus.SYNCED}" == "synced"
+    assert UNCERTAIN < UNFINISHED and LedgerStatus.SYNCED not in UNFINISHED
+
+
+@pytest.mark.parametrize(("row", "source_hash", "expected"), [
+    ({}, "h", False),                                                          # no ledger row yet
+    ({"ledger_status": "synced", "synced_hash": "h"}, "h", True),
+    ({"ledger_status": "synced", "synced_hash": "h"}, "edited", False),
+    ({"ledger_status": "synced", "synced_hash": "h", "requeue": True}, "h", False),
+    ({"ledger_status": "quarantined", "ledger_source_hash": "h"}, "h", True),
+    ({"ledger_status": "quarantined", "ledger_source_hash": "h"}, "edited", False),
+    ({"ledger_status": "failed", "ledger_source_hash": "h", "synced_hash": "h"}, "h", False),
+    ({"ledger_status": "in_flight", "ledger_source_hash": "h"}, "h", False),
+])
+def test_is_unchanged(row, source_hash, expected):
+    assert is_unchanged(row, source_hash) is expected
+
+
+@pytest.mark.parametrize(("before", "sent", "expected"), [
+    (None, False, LedgerStatus.PENDING),
+    ("pending", False, LedgerStatus.PENDING),
+    ("synced", False, LedgerStatus.PENDING),              # an edit not sent yet: pending, not synced
+    ("in_flight", False, LedgerStatus.IN_FLIGHT),         # still uncertain from an earlier attempt
+    ("failed", False, LedgerStatus.FAILED),
+    (None, True, LedgerStatus.IN_FLIGHT),                 # a visit request went out: maybe in the CRM
+    ("failed", True, LedgerStatus.IN_FLIGHT),
+])
+def test_status_when_stopped_unsent(before, sent, expected):
+    assert status_when_stopped_unsent(before, sent=sent) is expected
