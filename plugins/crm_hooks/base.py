@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import requests
 import tenacity
@@ -57,6 +57,10 @@ log = logging.getLogger(__name__)
 MAX_RETRY_AFTER_SECONDS = 120.0
 
 _SENT = threading.local()
+
+#: How a request may be re-sent after a failure (see :meth:`CrmHook.send_write`).
+Resend = Literal["always", "never", "after_lookup"]
+T = TypeVar("T")
 
 
 def requests_sent() -> int:
@@ -398,15 +402,82 @@ class CrmHook(BaseHook):
         limit: str = "default",
         authenticated: bool = True,
         endpoint: str | None = None,
+        resend: Resend = "always",
         **kwargs: Any,
     ) -> requests.Response:
         """Send one API request with rate limiting, retries and token refresh.
 
         :param limit: the name of the rate limit this endpoint counts against.
         :param endpoint: a label for call accounting (defaults to the method + path).
+        :param resend: ``"always"`` (reads, idempotent writes: every retryable error is re-sent) or
+            ``"never"`` (a write the CRM cannot deduplicate: only answers that say the CRM did not act,
+            a 429, are re-sent; see :meth:`send_write`). A resend after a look-up needs
+            :meth:`request_json` with ``lookup``.
         :returns: the successful response (2xx).
         :raises CrmError: a typed error once retries are exhausted or not applicable.
         """
+        if resend == "always":
+            return self._send(method, path_or_url, limit=limit, authenticated=authenticated, endpoint=endpoint,
+                              attempts=self.max_attempts, **kwargs)
+        if resend != "never":
+            raise ValueError(f"request(resend={resend!r}): a resend after a look-up needs request_json(lookup=...)")
+        return self.send_write(lambda: self._send(method, path_or_url, limit=limit, authenticated=authenticated,
+                                                  endpoint=endpoint, attempts=1, **kwargs), resend="never")
+
+    def send_write(self, send_once: Callable[[], T], *, resend: Resend,
+                   lookup: Callable[[], T | None] | None = None) -> T:
+        """Run ``send_once`` (one attempt of a write) under a resend policy; the one home of "at most once".
+
+        Most CRMs have no idempotency key, so a create must never be re-sent blindly:
+
+        * a :class:`RateLimitedError` (429, a throttle answer) means the CRM did not act: waited out and
+          re-sent, up to :attr:`max_attempts` sends, like any call;
+        * any other :class:`RetryableError` (timeout, dropped connection, 5xx, or ``send_once`` saying
+          the 2xx answer does not confirm the write) may come after the CRM stored the record. With
+          ``resend="never"`` it is raised at once (the caller looks the record up later); with
+          ``resend="after_lookup"`` the next attempt first calls ``lookup()`` and returns what it finds
+          (not None) instead of sending again.
+
+        Waits, budget checks and logging are the same as :meth:`request`'s. ``send_once`` must make
+        one attempt only (``_send(attempts=1)``: the 401 token-refresh resend still comes on top).
+        """
+        if resend not in ("never", "after_lookup"):
+            raise ValueError(f"send_write(resend={resend!r}): use request() for writes that may be re-sent")
+        uncertain = False
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(RateLimitedError if resend == "never" else RetryableError),
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                if uncertain and lookup is not None:
+                    existing = lookup()
+                    if existing is not None:
+                        return existing
+                try:
+                    return send_once()
+                except RateLimitedError:
+                    raise
+                except RetryableError:
+                    uncertain = True
+                    raise
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    def _send(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        limit: str,
+        authenticated: bool,
+        endpoint: str | None,
+        attempts: int,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """:meth:`request`'s loop: up to ``attempts`` sends for retryable errors, plus one after a token refresh."""
         url = self.url(path_or_url)
         label = endpoint or f"{method} {path_or_url.split('?')[0]}"
         auth_retry = {"done": False}
@@ -451,8 +522,8 @@ class CrmHook(BaseHook):
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type((RetryableError, _RefreshAndRetry)),
-            # max_attempts real attempts; the one token-refresh resend comes on top of them.
-            stop=lambda rs: rs.attempt_number >= self.max_attempts + (1 if auth_retry["done"] else 0),
+            # ``attempts`` real attempts; the one token-refresh resend comes on top of them.
+            stop=lambda rs: rs.attempt_number >= attempts + (1 if auth_retry["done"] else 0),
             wait=self._wait,
             before_sleep=self._before_sleep,
             reraise=True,
@@ -514,12 +585,37 @@ class CrmHook(BaseHook):
         log.warning("%s: retrying after %s (attempt %d of %d)", self.crm_type, exc,
                     retry_state.attempt_number, self.max_attempts)
 
-    def request_json(self, method: str, path_or_url: str, **kwargs: Any) -> Any:
-        """:meth:`request` and decode the JSON body (``None`` for an empty body)."""
-        response = self.request(method, path_or_url, **kwargs)
-        if not response.content:
-            return None
-        return response.json()
+    def request_json(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        resend: Resend = "always",
+        lookup: Callable[[], Any] | None = None,
+        parse: Callable[[Any], Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """:meth:`request` and decode the JSON body (``None`` for an empty body).
+
+        For a write the CRM cannot deduplicate (``resend="never"`` or ``"after_lookup"``, see
+        :meth:`send_write`): ``lookup()`` returns the record an uncertain attempt may have stored (or
+        None), and ``parse(body)`` turns a 2xx body into the same kind of value, raising a
+        :class:`RetryableError` when the body does not confirm the write (then it counts as uncertain).
+        """
+        if resend == "always":
+            if lookup is not None or parse is not None:
+                raise ValueError("request_json: lookup and parse belong to resend='never' or 'after_lookup'")
+            return _decoded(self.request(method, path_or_url, **kwargs))
+        limit = kwargs.pop("limit", "default")
+        authenticated = kwargs.pop("authenticated", True)
+        endpoint = kwargs.pop("endpoint", None)
+
+        def send_once() -> Any:
+            body = _decoded(self._send(method, path_or_url, limit=limit, authenticated=authenticated,
+                                       endpoint=endpoint, attempts=1, **kwargs))
+            return parse(body) if parse is not None else body
+
+        return self.send_write(send_once, resend=resend, lookup=lookup)
 
     @staticmethod
     def paginate(fetch_page: Callable[[Any], tuple[list[Any], Any]]) -> Iterator[Any]:
@@ -558,6 +654,13 @@ class _TokenUnavailable(Exception):
         self.error = error
 
 
+def _decoded(response: requests.Response) -> Any:
+    """The decoded JSON body of a successful answer (``None`` for an empty body)."""
+    if not response.content:
+        return None
+    return response.json()
+
+
 def json_body(response: requests.Response) -> Any:
     """The decoded JSON body, or None when the body is not JSON (a proxy's HTML error page)."""
     try:
@@ -582,7 +685,6 @@ def _retry_after(response: requests.Response) -> float | None:
 
 
 __all__ = [
-    "CallStats", "CrmHook", "RateLimit", "BadCredentialsError", "BadRecordError", "BudgetExhaustedError",
-    "ConfigurationError",
-    "CrmError", "QuotaExhaustedError", "RateLimitedError", "RetryableError",
+    "BadCredentialsError", "BadRecordError", "BudgetExhaustedError", "CallStats", "ConfigurationError", "CrmError",
+    "CrmHook", "QuotaExhaustedError", "RateLimit", "RateLimitedError", "Resend", "RetryableError",
 ]

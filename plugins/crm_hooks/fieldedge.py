@@ -47,7 +47,6 @@ import binascii
 import hashlib
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -55,7 +54,6 @@ from urllib.parse import quote
 
 import phonenumbers
 import requests
-import tenacity
 
 from crm_hooks.base import CrmHook, json_body
 from crm_hooks.errors import (
@@ -64,7 +62,6 @@ from crm_hooks.errors import (
     ConfigurationError,
     CrmError,
     QuotaExhaustedError,
-    RateLimitedError,
     RetryableError,
 )
 from crm_hooks.rate_limit import RateLimit
@@ -181,21 +178,7 @@ class FieldEdgeHook(CrmHook):
         "token": RateLimit(None),
     }
 
-    def __init__(self, conn_id: str | None = None, **kwargs: Any):
-        super().__init__(conn_id, **kwargs)
-        self._single = threading.local()
-
     # ------------------------------------------------------------------ config
-    @property
-    def max_attempts(self) -> int:
-        """Attempts per request; 1 inside :meth:`_send_once` (creates are resent by :meth:`_create`)."""
-        single = getattr(self, "_single", None)
-        return 1 if single is not None and getattr(single, "on", False) else self._max_attempts
-
-    @max_attempts.setter
-    def max_attempts(self, value: int) -> None:
-        self._max_attempts = value
-
     @property
     def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
         """``default``: ``rateLimitPer10s`` per rolling 10 s (100 unless set); the Gobo token endpoint is not paced."""
@@ -310,51 +293,25 @@ class FieldEdgeHook(CrmHook):
         return self.default_error(response, detail, code=code)
 
     # ------------------------------------------------------------------ writes FieldEdge does not deduplicate
-    def _send_once(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One attempt (plus the token-refresh resend after a 401): the base retries every
-        transient failure, which for a create could store the record twice."""
-        self._single.on = True
-        try:
-            return self.request_json(method, path, **kwargs)
-        finally:
-            self._single.on = False
-
     def _create(self, path: str, payload: Mapping[str, Any], *, id_keys: tuple[str, ...],
                 landed: Callable[[], str | None]) -> str:
         """``POST`` a new record and return its id, never leaving two records behind.
 
-        A 429 (APIM answers it before FieldEdge sees the request) is resent after its
-        ``Retry-After``. A 5xx, a timeout or a dropped connection may have stored the record: the
-        next attempt first calls ``landed()`` (a look-up by the sync's own marker) and returns
-        the id found there instead of posting again. Attempts, waits and logging are the base's.
+        ``resend="after_lookup"`` (:meth:`CrmHook.send_write`): a 429 (APIM answers it before FieldEdge
+        sees the request) is resent after its ``Retry-After``. A 5xx, a timeout, a dropped connection
+        or a 2xx without an id may have stored the record: the next attempt first calls ``landed()``
+        (a look-up by the sync's own marker) and returns the id found there instead of posting again.
         """
-        uncertain = False
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(RetryableError),
-            stop=tenacity.stop_after_attempt(self._max_attempts),
-            wait=self._wait, before_sleep=self._before_sleep, reraise=True,
-        )
-        for attempt in retrying:
-            with attempt:
-                if uncertain:
-                    found = landed()
-                    if found:
-                        return found
-                try:
-                    body = self._send_once("POST", path, json=dict(payload), endpoint=f"POST {path}")
-                except RateLimitedError:
-                    raise
-                except RetryableError:
-                    uncertain = True
-                    raise
-                data = _data(body)
-                created = record_id(data, *id_keys) if isinstance(data, Mapping) else None
-                if created is None:
-                    # Stored (2xx) but no id to refer to it: find it by its marker on the next attempt.
-                    uncertain = True
-                    raise RetryableError(f"fieldedge POST {path}: the response has no {id_keys[0]}")
-                return created
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+        def created_id(body: Any) -> str:
+            data = _data(body)
+            created = record_id(data, *id_keys) if isinstance(data, Mapping) else None
+            if created is None:
+                # Stored (2xx) but no id to refer to it: find it by its marker on the next attempt.
+                raise RetryableError(f"fieldedge POST {path}: the response has no {id_keys[0]}")
+            return created
+
+        return self.request_json("POST", path, json=dict(payload), endpoint=f"POST {path}", resend="after_lookup",
+                                 lookup=lambda: landed() or None, parse=created_id)
 
     # ------------------------------------------------------------------ customers
     def search_customers(self, *, email: str | None = None, phone: str | None = None,

@@ -47,11 +47,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import requests
-import tenacity
 
 from crm_hooks.base import CrmHook, json_body
 from crm_hooks.errors import (
@@ -182,37 +180,16 @@ class HousecallProHook(CrmHook):
         return self.default_error(response, detail)
 
     # ------------------------------------------------------------------ sending
-    @contextmanager
-    def _one_attempt(self) -> Iterator[None]:
-        saved = self.max_attempts
-        self.max_attempts = 1
-        try:
-            yield
-        finally:
-            self.max_attempts = saved
-
     def _create(self, path: str, payload: Mapping[str, Any], endpoint: str) -> dict[str, Any]:
-        """POST a create that must not be re-sent blindly.
+        """POST a create that must not be re-sent blindly (``resend="never"``, :meth:`CrmHook.send_write`).
 
         A 429 is waited out and re-sent like any call (Housecall Pro refused it). A timeout, a
         dropped connection or a 5xx may have created the record: raised at once as
         :class:`HousecallProUnconfirmedWrite`, so the caller can look for the record before
-        sending it again. The hook instance belongs to one task, so narrowing its attempts for
-        the duration of one call is safe.
+        sending it again.
         """
-        def send() -> dict[str, Any]:
-            with self._one_attempt():
-                return self.request_json("POST", path, json=dict(payload), endpoint=endpoint) or {}
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(RateLimitedError),
-            stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=self._wait,
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
         try:
-            return retrying(send)
+            return self.request_json("POST", path, json=dict(payload), endpoint=endpoint, resend="never") or {}
         except RateLimitedError:
             raise
         except RetryableError as exc:

@@ -62,13 +62,11 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import requests
-import tenacity
 
-from crm_hooks.base import MAX_RETRY_AFTER_SECONDS, CrmHook, json_body
+from crm_hooks.base import CrmHook, json_body
 from crm_hooks.errors import (
     BadCredentialsError,
     ConfigurationError,
@@ -570,7 +568,13 @@ class JobberHook(CrmHook):
         payload = {"query": doc, "variables": {k: v for k, (_, v) in variables.items()}}
         headers = {VERSION_HEADER: self.api_version}
         if kind == "mutation":
-            response = self._send_at_most_once(payload, headers, f"POST graphql {name}")
+            # Jobber has no idempotency key: after a timeout or a 5xx the mutations may have run, so that
+            # error is raised (the destination keeps the rows in_flight and looks them up next run). An HTTP
+            # 429 from the DDoS guard and a THROTTLED answer run nothing and are waited out; a 401 is answered
+            # by one token refresh, as for any call (CrmHook.send_write).
+            self.access_token()  # a refresh now gets the token endpoint's own retries
+            response = self.request("POST", GRAPHQL_PATH, json=payload, headers=headers,
+                                    endpoint=f"POST graphql {name}", resend="never")
         else:
             response = self.request("POST", GRAPHQL_PATH, json=payload, headers=headers,
                                     endpoint=f"POST graphql {name}")
@@ -583,37 +587,6 @@ class JobberHook(CrmHook):
                                else {})
         self._raise_request_errors(name, kind, result)
         return result
-
-    def _send_at_most_once(self, payload: dict[str, Any], headers: dict[str, str], label: str) -> requests.Response:
-        """Send a mutation document again only when Jobber refused it unexecuted.
-
-        Jobber has no idempotency key: after a timeout or a 5xx the mutations may have run,
-        so that error is raised (the destination keeps the rows in_flight and looks them up
-        next run) instead of being retried. An HTTP 429 from the DDoS guard and a
-        ``THROTTLED`` answer run nothing and are waited out; a 401 is answered by one token
-        refresh inside :meth:`request`, as for any call.
-        """
-        self.access_token()  # a refresh now gets the token endpoint's own retries
-        attempt = 0
-        while True:
-            attempt += 1
-            allowed, self.max_attempts = self.max_attempts, 1
-            try:
-                return self.request("POST", GRAPHQL_PATH, json=payload, headers=headers, endpoint=label)
-            except RateLimitedError as exc:
-                if attempt >= allowed:
-                    raise
-                wait = exc.retry_after if exc.retry_after is not None else \
-                    self._wait(SimpleNamespace(outcome=None, attempt_number=attempt))
-                if wait > MAX_RETRY_AFTER_SECONDS:
-                    raise
-                log.warning("jobber: %s refused unexecuted (%s); sending again in %.1f s", label, exc.code or
-                            exc.status, wait)
-            finally:
-                self.max_attempts = allowed
-            self.stats.retries += 1
-            self.check_budget(wait)
-            tenacity.nap.sleep(wait)
 
     def _raise_request_errors(self, name: str, kind: str, result: GraphQLResult) -> None:
         if not result.errors:

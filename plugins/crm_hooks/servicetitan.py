@@ -40,7 +40,6 @@ the largest ``pageSize`` and how many ``externalDataValues`` one call takes (50 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 import uuid
@@ -48,7 +47,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import requests
-import tenacity
 
 from crm_hooks.base import CrmHook, json_body
 from crm_hooks.errors import (
@@ -57,7 +55,6 @@ from crm_hooks.errors import (
     ConfigurationError,
     CrmError,
     RateLimitedError,
-    RetryableError,
 )
 from crm_hooks.rate_limit import RateLimit
 
@@ -255,45 +252,17 @@ class ServiceTitanHook(CrmHook):
 
         return self.paginate(fetch_page)
 
-    @contextlib.contextmanager
-    def _one_attempt(self) -> Iterator[None]:
-        """Within the block, :meth:`request` makes one attempt (plus the token-refresh resend)."""
-        saved = self.max_attempts
-        self.max_attempts = 1
-        try:
-            yield
-        finally:
-            self.max_attempts = saved
-
     def _post_once(self, path: str, payload: Mapping[str, Any], lookup: Callable[[], dict[str, Any] | None],
                    *, endpoint: str) -> dict[str, Any]:
         """POST a create that must not happen twice; ServiceTitan has no idempotency key.
 
         A timeout, dropped connection or 5xx may come after ServiceTitan stored the record, so before
-        sending again ``lookup()`` searches the sync's externalData marker and returns what it finds.
-        A 429 is refused before processing and is simply retried after its wait.
+        sending again ``lookup()`` searches the sync's externalData marker and returns what it finds
+        (``resend="after_lookup"``, :meth:`CrmHook.send_write`). A 429 is refused before processing and
+        is simply retried after its wait.
         """
-        ambiguous = {"sent": False}
-
-        def attempt() -> dict[str, Any]:
-            if ambiguous["sent"]:
-                existing = lookup()
-                if existing is not None:
-                    return existing
-            try:
-                with self._one_attempt():
-                    return self.request_json("POST", path, json=dict(payload), endpoint=endpoint) or {}
-            except RateLimitedError:
-                raise
-            except RetryableError:
-                ambiguous["sent"] = True
-                raise
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(RetryableError),
-            stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=self._wait, before_sleep=self._before_sleep, reraise=True)
-        return retrying(attempt)
+        return self.request_json("POST", path, json=dict(payload), endpoint=endpoint, resend="after_lookup",
+                                 lookup=lookup, parse=lambda body: body or {})
 
     def _by_marker(self, path: str, key: str, values: Iterable[str], *, endpoint: str) -> dict[str, dict[str, Any]]:
         """Records carrying ``externalData`` ``key`` = one of ``values`` (this guid), by value (the first one)."""
