@@ -26,7 +26,9 @@ from crm_hooks.errors import (
     RateLimitedError,
     RetryableError,
 )
-from crm_hooks.jobber import JobberHook, cost_budget, f, jwt_expiry
+from crm_hooks.jobber import JobberHook, jwt_expiry
+from crm_hooks.jobber_cost import cost_budget
+from crm_hooks.jobber_graphql import f
 
 pytestmark = pytest.mark.usefixtures("instant_rate_limits")
 

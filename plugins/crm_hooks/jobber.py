@@ -57,10 +57,8 @@ import hashlib
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -74,6 +72,18 @@ from crm_hooks.errors import (
     RateLimitedError,
     RetryableError,
 )
+from crm_hooks.jobber_cost import MAX_COST_WAIT_SECONDS, MAX_REQUEST_COST, cost_budget, throttle_wait
+from crm_hooks.jobber_graphql import (
+    ADDRESS,
+    CLIENT_MATCH_FIELDS,
+    USER_ERRORS,
+    Field,
+    GraphQLResult,
+    MutationOutcome,
+    client_fields,
+    document,
+    f,
+)
 from crm_hooks.rate_limit import RateLimit
 
 log = logging.getLogger(__name__)
@@ -86,164 +96,10 @@ VERSION_HEADER = "X-JOBBER-GRAPHQL-VERSION"
 DEFAULT_API_VERSION = "2025-04-16"
 #: Documented default access-token lifetime, used when neither the JWT nor the body says.
 DEFAULT_TOKEN_SECONDS = 3600.0
-#: Query-cost budget from the rate-limit page's example, until a response reports the real one.
-DEFAULT_COST_MAXIMUM = 10_000.0
-DEFAULT_RESTORE_RATE = 500.0
-#: Highest requested cost of one document: a quarter of the bucket, so one request never
-#: waits long for points and other apps on the account keep some.
-MAX_REQUEST_COST = 2_500
 DEFAULT_ALIASES_PER_REQUEST = 25
-#: Longest wait for query-cost points inside one call (a full bucket refills in 20 s).
-MAX_COST_WAIT_SECONDS = 30.0
 RECONNECT = "reconnect Jobber in Rank It Pro"
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _AUTH_CODES = {"UNAUTHENTICATED", "UNAUTHORIZED", "FORBIDDEN", "ACCESS_DENIED"}
-
-
-# ---------------------------------------------------------------------------- documents
-
-
-@dataclass(frozen=True)
-class Field:
-    """One field of a GraphQL selection, rendered and costed the way Jobber counts it.
-
-    ``args`` holds GraphQL text per argument (``"$v0"``, ``"5"``); a ``first`` argument makes
-    the field a connection whose ``nodes`` cost is multiplied by it.
-    """
-
-    name: str
-    children: tuple[Field, ...] = ()
-    args: tuple[tuple[str, str], ...] = ()
-    alias: str | None = None
-
-    def render(self) -> str:
-        head = f"{self.alias}: {self.name}" if self.alias else self.name
-        if self.args:
-            head += "(" + ", ".join(f"{k}: {v}" for k, v in self.args) + ")"
-        if self.children:
-            head += " { " + " ".join(c.render() for c in self.children) + " }"
-        return head
-
-    def cost(self) -> int:
-        """1 per field; ``nodes``/``edges``/``node`` free; connections: ``first`` x the nodes' cost."""
-        inner = sum(c.cost() for c in self.children)
-        if self.name in ("nodes", "edges", "node"):
-            return inner
-        first = dict(self.args).get("first")
-        if first is not None and first.isdigit():
-            paged = sum(c.cost() for c in self.children if c.name in ("nodes", "edges"))
-            return int(first) * paged + (inner - paged)
-        return 1 + inner
-
-
-def f(name: str, *children: Field | str, alias: str | None = None, **args: Any) -> Field:
-    """Shorthand: ``f("clients", f("nodes", "id"), first=5, searchTerm="$t0")``."""
-    kids = tuple(c if isinstance(c, Field) else Field(c) for c in children)
-    return Field(name, kids, tuple((k, str(v)) for k, v in args.items()), alias)
-
-
-def document(kind: str, name: str, variables: Mapping[str, str], fields: Sequence[Field]) -> str:
-    """``kind name($v: Type, ...) { fields }`` (``kind`` is ``query`` or ``mutation``)."""
-    declared = ", ".join(f"${k}: {t}" for k, t in variables.items())
-    head = f"{kind} {name}" + (f"({declared})" if declared else "")
-    return head + " { " + " ".join(fl.render() for fl in fields) + " }"
-
-
-USER_ERRORS = f("userErrors", "message", "path")
-ADDRESS = f("address", "street1", "city", "province", "postalCode")
-CLIENT_MATCH_FIELDS = (f("id"), f("firstName"), f("lastName"), f("companyName"), f("emails", "address"),
-                       f("phones", "number"))
-
-
-def client_fields(properties: int) -> tuple[Field, ...]:
-    """Client fields the sync reads; with ``properties`` > 0 also its first service properties."""
-    if properties <= 0:
-        return CLIENT_MATCH_FIELDS
-    return (*CLIENT_MATCH_FIELDS, f("clientProperties", f("nodes", "id", ADDRESS), first=properties))
-
-
-# ---------------------------------------------------------------------------- results
-
-
-@dataclass
-class GraphQLResult:
-    """One GraphQL answer: ``data`` (None when nothing could be returned), ``errors``, cost."""
-
-    data: dict[str, Any] | None
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    extensions: dict[str, Any] = field(default_factory=dict)
-
-    def errors_for(self, alias: str) -> list[str]:
-        """Messages of the errors whose path starts at ``alias``."""
-        return [str(e.get("message") or "error") for e in self.errors
-                if isinstance(e, Mapping) and (e.get("path") or [None])[0] == alias]
-
-
-@dataclass
-class MutationOutcome:
-    """The outcome of one aliased mutation.
-
-    :ivar record: the payload's object (``client``, ``job``, ``properties``) on success.
-    :ivar error: why it failed (``userErrors`` or a GraphQL error), redacted.
-    :ivar uncertain: the mutation may have been applied (no payload came back for it).
-    """
-
-    record: Any = None
-    error: str | None = None
-    uncertain: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.record is not None and self.error is None and not self.uncertain
-
-
-class _CostBudget:
-    """Mirror of Jobber's leaky bucket for one account, fed by every ``throttleStatus``."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.maximum = DEFAULT_COST_MAXIMUM
-        self.available: float | None = None
-        self.restore = DEFAULT_RESTORE_RATE
-        self.at = 0.0
-
-    def observe(self, status: Mapping[str, Any], now: float) -> None:
-        try:
-            maximum = float(status["maximumAvailable"])
-            available = float(status["currentlyAvailable"])
-            restore = float(status["restoreRate"])
-        except (KeyError, TypeError, ValueError):
-            return
-        with self.lock:
-            self.maximum, self.available, self.at = maximum, available, now
-            self.restore = restore if restore > 0 else DEFAULT_RESTORE_RATE
-
-    def wait_for(self, cost: float, now: float, share: float = 1.0) -> float:
-        """Seconds until ``cost`` points are available, keeping ``1 - share`` of the bucket for others."""
-        with self.lock:
-            if self.available is None:
-                return 0.0
-            current = min(self.maximum, self.available + self.restore * max(0.0, now - self.at))
-            reserve = (1.0 - min(max(share, 0.0), 1.0)) * self.maximum
-            needed = min(cost + reserve, self.maximum) - current
-            return max(0.0, needed / self.restore)
-
-    def spend(self, cost: float, now: float) -> None:
-        """Account for a request we are about to send (the next answer corrects the figure)."""
-        with self.lock:
-            if self.available is not None:
-                current = min(self.maximum, self.available + self.restore * max(0.0, now - self.at))
-                self.available, self.at = max(0.0, current - cost), now
-
-
-_BUDGETS: dict[str, _CostBudget] = {}
-_BUDGETS_LOCK = threading.Lock()
-
-
-def cost_budget(account_key: str) -> _CostBudget:
-    """The process-wide query-cost budget of one Jobber account (shared by its hook instances)."""
-    with _BUDGETS_LOCK:
-        return _BUDGETS.setdefault(account_key, _CostBudget())
 
 
 def jwt_expiry(token: str | None) -> float | None:
@@ -541,7 +397,7 @@ class JobberHook(CrmHook):
                                          f"maximum of {maximum}; lower crmSettings.aliasesPerRequest")
             self.stats.rate_limited += 1
             raise RateLimitedError("jobber: GraphQL query cost throttled", code="THROTTLED",
-                                   retry_after=_throttle_wait(cost))
+                                   retry_after=throttle_wait(cost))
 
     # ------------------------------------------------------------------ GraphQL
     def chunks(self, items: Sequence[Any], unit_cost: int) -> Iterator[Sequence[Any]]:
@@ -872,20 +728,6 @@ def _code(error: Mapping[str, Any]) -> str:
     return str(extensions.get("code") or "").upper() if isinstance(extensions, Mapping) else ""
 
 
-def _throttle_wait(cost: Mapping[str, Any]) -> float | None:
-    """``(requestedQueryCost - currentlyAvailable) / restoreRate`` seconds, at least 0.5."""
-    status = cost.get("throttleStatus") if isinstance(cost, Mapping) else None
-    try:
-        requested = float(cost["requestedQueryCost"])
-        available = float(status["currentlyAvailable"])  # type: ignore[index]
-        rate = float(status["restoreRate"])  # type: ignore[index]
-    except (KeyError, TypeError, ValueError):
-        return None
-    if rate <= 0:
-        return None
-    return max(0.5, (requested - available) / rate + 0.1)
-
-
 def _error_text(body: Any) -> str:
     """The message of an OAuth error, a GraphQL error list or a plain JSON message."""
     if isinstance(body, str):
@@ -913,4 +755,4 @@ def _is_token_request(response: requests.Response) -> bool:
     return url.split("?")[0].rstrip("/").endswith(TOKEN_PATH)
 
 
-__all__ = ["Field", "GraphQLResult", "JobberHook", "MutationOutcome", "cost_budget", "document", "f", "jwt_expiry"]
+__all__ = ["JobberHook", "jwt_expiry"]
