@@ -3,14 +3,15 @@
 A concrete hook (one module per CRM) declares its vendor facts as class
 attributes and implements three small methods:
 
-* ``fetch_token()`` -> ``(token, expires_in_seconds)`` for OAuth CRMs, or nothing
-  for static keys; :meth:`CrmHook.access_token` caches it and refreshes it a minute
-  before expiry and after a 401.
+* ``authenticator()`` -> a :mod:`crm_hooks.auth` object whose ``fetch_token()`` returns
+  ``(token, expires_in_seconds)`` (static key, client credentials, refresh token);
+  :meth:`CrmHook.access_token` caches it and refreshes it a minute before expiry and after a 401.
 * ``auth_headers()`` -> the headers that authenticate one request.
 * ``classify_error(response)`` -> the :mod:`crm_hooks.errors` class for a failed
   response, read from the vendor's documented error body.
 
-Everything else (timeouts, ``Retry-After``, exponential backoff with jitter,
+Everything else (timeouts, ``Retry-After``, exponential backoff with jitter, sending a
+create at most once (:meth:`CrmHook.send_write`),
 client-side rolling-window rate limiters, call accounting, secret masking, the
 ``CRM_SYNC_ALLOWED_HOSTS`` rule for URL overrides) lives here once.
 
@@ -36,6 +37,7 @@ import requests
 import tenacity
 from airflow.sdk import BaseHook
 
+from crm_hooks.auth import Authenticator
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -303,9 +305,18 @@ class CrmHook(BaseHook):
         return redact_and_truncate(text, self.secrets(), limit)
 
     # ------------------------------------------------------------------ auth
+    def authenticator(self) -> Authenticator:
+        """How this hook gets its token (:mod:`crm_hooks.auth`); built per refresh, from the current
+        credentials, so it follows a rotated or reloaded pair."""
+        raise NotImplementedError(f"{self.crm_type}: no authenticator")
+
     def fetch_token(self) -> tuple[str, float]:
-        """Obtain a new access token; return ``(token, expires_in_seconds)``."""
-        raise NotImplementedError
+        """Obtain a new access token; return ``(token, expires_in_seconds)`` (the authenticator's)."""
+        return self.authenticator().fetch_token()
+
+    def replace_credentials(self, credentials: Mapping[str, Any]) -> None:
+        """Use ``credentials`` from now on (rotated tokens); the caller registers new secrets."""
+        self._credentials = dict(credentials)
 
     def access_token(self) -> str:
         """The cached token, refreshed a minute before expiry (thread-safe)."""

@@ -42,10 +42,7 @@ header, and the lead look-up by ``trackingId`` (the public reference documents o
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -55,6 +52,7 @@ from urllib.parse import quote
 import phonenumbers
 import requests
 
+from crm_hooks.auth import ClientCredentials, is_token_request, jwt_expiry
 from crm_hooks.base import CrmHook, json_body
 from crm_hooks.errors import (
     BadCredentialsError,
@@ -230,23 +228,20 @@ class FieldEdgeHook(CrmHook):
         return hashlib.sha256(basis.encode()).hexdigest()[:12]
 
     # ------------------------------------------------------------------ auth
-    def fetch_token(self) -> tuple[str, float]:
+    def authenticator(self) -> ClientCredentials:
         """``POST {authUrl}/oauth/token`` with JSON ``{grant_type: "client_credentials", client_id,
-        client_secret, target_id}`` (FieldEdge member authentication guide).
+        client_secret, target_id}`` (FieldEdge member authentication guide), not paced (``token`` limit).
 
         The lifetime is ``expires_in`` when given, else the JWT's ``exp`` claim, else
         ``crmSettings.tokenSeconds`` (default :data:`DEFAULT_TOKEN_SECONDS`).
         """
+        return ClientCredentials(self, token_path=TOKEN_PATH, token_url=lambda: self.token_url, form=self._token_form,
+                                 lifetime=self._token_lifetime, limit="token")
+
+    def _token_form(self) -> dict[str, Any]:
         client_id, client_secret, target_id = self.oauth_keys()
-        body = self.request_json(
-            "POST", self.token_url, authenticated=False, limit="token", endpoint=f"POST {TOKEN_PATH}",
-            json={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
-                  "target_id": target_id},
-        )
-        token = body.get("access_token") if isinstance(body, Mapping) else None
-        if not token:
-            raise BadCredentialsError("fieldedge: the token response has no access_token")
-        return str(token), self._token_lifetime(body, str(token))
+        return {"json": {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
+                         "target_id": target_id}}
 
     def _token_lifetime(self, body: Mapping[str, Any], token: str) -> float:
         try:
@@ -254,9 +249,9 @@ class FieldEdgeHook(CrmHook):
                 return float(body["expires_in"])
         except (TypeError, ValueError):
             pass
-        left = _jwt_seconds_left(token)
-        if left is not None:
-            return left
+        expiry = jwt_expiry(token)
+        if expiry is not None:
+            return expiry - time.time()
         try:
             return float(self.settings.get("tokenSeconds") or DEFAULT_TOKEN_SECONDS)
         except (TypeError, ValueError):
@@ -285,7 +280,7 @@ class FieldEdgeHook(CrmHook):
         detail = self.redact(_error_detail(body) or (response.reason or "").strip() or f"HTTP {status}",
                              limit=500)
         code = str(body.get("error")) if isinstance(body, Mapping) and body.get("error") else None
-        if _is_token_request(response) and status < 500 and status != 429:
+        if is_token_request(response, TOKEN_PATH) and status < 500 and status != 429:
             return BadCredentialsError(f"fieldedge OAuth token request failed (HTTP {status}): {detail}",
                                        status=status, code=code)
         if status == 403 and "quota" in detail.lower():
@@ -439,18 +434,6 @@ class FieldEdgeHook(CrmHook):
         return "Connected to FieldEdge (token issued for the tenant; customer search answered)"
 
 
-def _jwt_seconds_left(token: str) -> float | None:
-    """Seconds until the JWT's ``exp`` (read, not verified: only to schedule the refresh)."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        return float(claims["exp"]) - time.time()
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        return None
-
-
 def _error_detail(body: Any) -> str:
     """Readable text from OAuth ``{error, error_description}``, APIM ``{statusCode, message}``,
     RFC 7807 / ASP.NET ``{title, detail, errors: {field: [..]}}`` or a list of messages."""
@@ -471,11 +454,6 @@ def _error_detail(body: Any) -> str:
     elif isinstance(errors, list):
         parts += [e if isinstance(e, str) else str((e or {}).get("message") or e) for e in errors[:10]]
     return parts[0] + (": " + "; ".join(parts[1:]) if len(parts) > 1 else "") if parts else ""
-
-
-def _is_token_request(response: requests.Response) -> bool:
-    url = response.url or (response.request.url if response.request is not None else "") or ""
-    return url.split("?")[0].rstrip("/").endswith(TOKEN_PATH)
 
 
 __all__ = ["FieldEdgeHook", "e164", "record_email", "record_id", "record_phone"]

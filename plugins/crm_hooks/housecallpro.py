@@ -51,6 +51,7 @@ from typing import Any, ClassVar
 
 import requests
 
+from crm_hooks.auth import StaticToken
 from crm_hooks.base import CrmHook, json_body
 from crm_hooks.errors import (
     BadCredentialsError,
@@ -144,13 +145,10 @@ class HousecallProHook(CrmHook):
         return hashlib.sha256(basis.encode()).hexdigest()[:12]
 
     # ------------------------------------------------------------------ auth
-    def fetch_token(self) -> tuple[str, float]:
-        """The API key itself: Housecall Pro API keys do not expire (no token endpoint).
-
-        :raises ConfigurationError: ``apiKey`` is missing.
-        """
-        (api_key,) = self.require("apiKey")
-        return str(api_key), 365 * 86400.0
+    def authenticator(self) -> StaticToken:
+        """The API key itself: Housecall Pro API keys do not expire (no token endpoint); a missing
+        ``apiKey`` is a :class:`ConfigurationError`."""
+        return StaticToken(self, "apiKey")
 
     def auth_headers(self) -> dict[str, str]:
         """``Authorization: Token <api key>`` (not ``Bearer``), plus ``X-Company-Id`` when set."""

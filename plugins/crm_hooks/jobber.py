@@ -52,9 +52,7 @@ Vendor facts this module relies on (each method's docstring names the operation 
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import logging
 import re
 import time
@@ -64,6 +62,7 @@ from typing import Any, ClassVar
 
 import requests
 
+from crm_hooks.auth import Authenticator, RefreshToken, is_token_request, jwt_expiry
 from crm_hooks.base import CrmHook, json_body
 from crm_hooks.errors import (
     BadCredentialsError,
@@ -102,18 +101,6 @@ _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _AUTH_CODES = {"UNAUTHENTICATED", "UNAUTHORIZED", "FORBIDDEN", "ACCESS_DENIED"}
 
 
-def jwt_expiry(token: str | None) -> float | None:
-    """The ``exp`` claim (epoch seconds) of a JWT, read without verifying it; None if not a JWT."""
-    parts = str(token or "").split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        return float(payload["exp"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
 def _parse_expires_at(value: Any) -> float | None:
     """``"2024-04-09 21:04:31 UTC"`` (Jobber's token response) -> epoch seconds."""
     if not isinstance(value, str):
@@ -124,6 +111,63 @@ def _parse_expires_at(value: Any) -> float | None:
         except ValueError:
             continue
     return None
+
+
+# ---------------------------------------------------------------------------- auth
+
+
+class JobberBareToken(Authenticator):
+    """A bare access token (``apiKey`` or ``accessToken`` without a refresh token): used until its JWT
+    expires or Jobber refuses it; Jobber has no long-lived API keys."""
+
+    hook: JobberHook
+
+    def fetch_token(self) -> tuple[str, float]:
+        token = str(self.hook.cred("apiKey") or self.hook.cred("accessToken"))
+        left = self.hook.usable_seconds(token, margin=5.0)
+        if left == 0.0:
+            raise BadCredentialsError(
+                "jobber: the stored access token (apiKey) has expired or was refused, and Jobber has no "
+                f"long-lived API keys: {RECONNECT} (OAuth) so the integration gets refreshToken, clientId "
+                "and clientSecret")
+        return token, left if left is not None else DEFAULT_TOKEN_SECONDS
+
+
+class JobberRefresh(RefreshToken):
+    """Jobber's refresh-token grant (``POST {authUrl}/oauth/token``, form ``client_id, client_secret,
+    grant_type=refresh_token, refresh_token``;
+    https://developer.getjobber.com/docs/building_your_app/app_authorization#refresh-token-flow).
+
+    The stored access token serves while its JWT is valid (two minutes' margin). Rotation kills the old
+    refresh token at once, so a hook without a credentials writer refuses to redeem it, and the new pair
+    is written (:meth:`JobberHook.store_tokens`) before it is used.
+    """
+
+    hook: JobberHook
+
+    def stored_token(self) -> tuple[str, float] | None:
+        stored = self.hook.cred("accessToken")
+        left = self.hook.usable_seconds(stored, margin=120.0)
+        return (str(stored), left) if left else None
+
+    def before_refresh(self) -> None:
+        if self.hook.credentials_writer is None:
+            raise ConfigurationError(
+                "jobber: the access token must be refreshed, but this hook has no credentials writer; Jobber "
+                "rotates refresh tokens (the old one dies at once), so redeeming it here would lock the company "
+                "out. Refresh through the sync (it stores the new tokens) or set a valid accessToken")
+
+    def lifetime(self, body: Mapping[str, Any], token: str) -> float:
+        """The JWT's ``exp``, else the answer's ``expires_at``, else 60 minutes."""
+        expiry = jwt_expiry(token) or _parse_expires_at(body.get("expires_at"))
+        return expiry - time.time() if expiry else DEFAULT_TOKEN_SECONDS
+
+    def store(self, access: str, refresh: str, previous: str, body: Mapping[str, Any]) -> None:
+        self.hook.add_runtime_secret(access)
+        self.hook.add_runtime_secret(refresh)
+        if body.get("warning"):
+            log.warning("jobber token endpoint: %s", self.hook.redact(str(body["warning"]), limit=300))
+        self.hook.store_tokens({"accessToken": access, "refreshToken": refresh})
 
 
 # ---------------------------------------------------------------------------- the hook
@@ -239,7 +283,7 @@ class JobberHook(CrmHook):
                 self._rejected.add(self._token)
             self._token = None
 
-    def _usable(self, token: str | None, margin: float) -> float | None:
+    def usable_seconds(self, token: str | None, margin: float) -> float | None:
         """Seconds ``token`` stays valid (None: unknown expiry), or 0 when refused or expired."""
         if not token or token in self._rejected:
             return 0.0
@@ -249,72 +293,18 @@ class JobberHook(CrmHook):
         left = expiry - time.time()
         return left if left > margin else 0.0
 
-    def fetch_token(self) -> tuple[str, float]:
-        """A usable access token: the stored one while its JWT is valid, else a refresh.
+    def authenticator(self) -> Authenticator:
+        """A usable access token: the stored one while its JWT is valid, else a refresh (:class:`JobberRefresh`).
 
-        Refresh: ``POST {authUrl}/oauth/token`` (form ``client_id, client_secret,
-        grant_type=refresh_token, refresh_token``). The rotated refresh token and the new
-        access token are written back through ``credentials_writer`` before they are used.
-        A bare token (``apiKey``) is used until it expires or is refused, then a
-        :class:`BadCredentialsError` asks the company to reconnect.
-        https://developer.getjobber.com/docs/building_your_app/app_authorization#refresh-token-flow
+        A bare token (``apiKey``) is used until it expires or is refused (:class:`JobberBareToken`).
         """
         self._check_auth_config()
         if not self.uses_oauth:
-            return self._bare_token()
-        stored = self.cred("accessToken")
-        left = self._usable(stored, margin=120.0)
-        if left:
-            return str(stored), left
-        return self._refresh()
+            return JobberBareToken(self)
+        return JobberRefresh(self, token_path=TOKEN_PATH, token_url=lambda: self.token_url,
+                             default_seconds=DEFAULT_TOKEN_SECONDS, hint=RECONNECT)
 
-    def _bare_token(self) -> tuple[str, float]:
-        token = str(self.cred("apiKey") or self.cred("accessToken"))
-        left = self._usable(token, margin=5.0)
-        if left == 0.0:
-            raise BadCredentialsError(
-                "jobber: the stored access token (apiKey) has expired or was refused, and Jobber has no "
-                f"long-lived API keys: {RECONNECT} (OAuth) so the integration gets refreshToken, clientId "
-                "and clientSecret")
-        return token, left if left is not None else DEFAULT_TOKEN_SECONDS
-
-    def _refresh(self) -> tuple[str, float]:
-        if self.credentials_writer is None:
-            raise ConfigurationError(
-                "jobber: the access token must be refreshed, but this hook has no credentials writer; Jobber "
-                "rotates refresh tokens (the old one dies at once), so redeeming it here would lock the company "
-                "out. Refresh through the sync (it stores the new tokens) or set a valid accessToken")
-        with self.credential_rotation():
-            # The live pair: another task may have refreshed while this one waited; its token serves.
-            stored = self.cred("accessToken")
-            left = self._usable(stored, margin=120.0)
-            if left:
-                return str(stored), left
-            return self._redeem_refresh_token()
-
-    def _redeem_refresh_token(self) -> tuple[str, float]:
-        """``POST {authUrl}/oauth/token`` with the refresh token; the rotated pair is stored before it is used."""
-        client_id, client_secret, refresh_token = self.require("clientId", "clientSecret", "refreshToken")
-        body = self.request_json(
-            "POST", self.token_url, authenticated=False, endpoint=f"POST {TOKEN_PATH}",
-            data={"client_id": client_id, "client_secret": client_secret, "grant_type": "refresh_token",
-                  "refresh_token": refresh_token},
-        )
-        body = body if isinstance(body, Mapping) else {}
-        access = body.get("access_token")
-        if not access:
-            raise BadCredentialsError(f"jobber: the token response has no access_token; {RECONNECT}")
-        rotated = body.get("refresh_token") or refresh_token
-        self.add_runtime_secret(str(access))
-        self.add_runtime_secret(str(rotated))
-        if body.get("warning"):
-            log.warning("jobber token endpoint: %s", self.redact(str(body["warning"]), limit=300))
-        self._store_tokens({"accessToken": str(access), "refreshToken": str(rotated)})
-        expiry = jwt_expiry(str(access)) or _parse_expires_at(body.get("expires_at"))
-        seconds = expiry - time.time() if expiry else DEFAULT_TOKEN_SECONDS
-        return str(access), seconds
-
-    def _store_tokens(self, tokens: dict[str, str]) -> None:
+    def store_tokens(self, tokens: dict[str, str]) -> None:
         """Persist rotated tokens (only these keys: the writer merges them), then keep them in memory.
 
         One retry covers a dropped database connection; if both fail the old refresh token is
@@ -326,7 +316,7 @@ class JobberHook(CrmHook):
         for attempt in (1, 2):
             try:
                 self.credentials_writer(dict(tokens))
-                self._credentials = {**self.credentials, **tokens}
+                self.replace_credentials({**self.credentials, **tokens})
                 return
             except Exception as exc:  # noqa: BLE001 - any database error; its text may hold the tokens
                 failure = f"{type(exc).__name__}"
@@ -352,7 +342,7 @@ class JobberHook(CrmHook):
         """
         status = response.status_code
         detail = self.redact(_error_text(json_body(response)) or (response.reason or "").strip() or f"HTTP {status}")
-        if _is_token_request(response) and 400 <= status < 500 and status != 429:
+        if is_token_request(response, TOKEN_PATH) and 400 <= status < 500 and status != 429:
             return BadCredentialsError(f"jobber: refreshing the access token failed ({detail}); {RECONNECT}",
                                        status=status)
         if status == 401:
@@ -750,9 +740,4 @@ def _user_errors_text(errors: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(parts)  # uncut: the caller redacts, then cuts
 
 
-def _is_token_request(response: requests.Response) -> bool:
-    url = response.url or (response.request.url if response.request is not None else "") or ""
-    return url.split("?")[0].rstrip("/").endswith(TOKEN_PATH)
-
-
-__all__ = ["JobberHook", "jwt_expiry"]
+__all__ = ["JobberBareToken", "JobberHook", "JobberRefresh"]

@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from crm_hooks.auth import ClientCredentials, SalesforcePassword
 from crm_hooks.base import CrmHook, json_body
 from crm_hooks.errors import (
     BadCredentialsError,
@@ -201,38 +202,29 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
         return hashlib.sha256(basis.encode()).hexdigest()[:12]
 
     # ------------------------------------------------------------------ auth
-    def fetch_token(self) -> tuple[str, float]:
-        """``POST {token host}/services/oauth2/token`` for the configured flow.
+    def authenticator(self) -> ClientCredentials:
+        """``POST {token host}/services/oauth2/token`` for the configured flow (:attr:`auth_flow`).
 
         Client credentials: form ``grant_type=client_credentials`` with
-        ``Authorization: Basic base64(clientId:clientSecret)``. Username-password: form
-        ``grant_type=password, client_id, client_secret, username, password`` (password +
-        security token). The response's ``instance_url`` becomes the data host after
-        passing :func:`crm_hooks.hosts.check_url`; the session is cached for
-        ``sessionSeconds``.
+        ``Authorization: Basic base64(clientId:clientSecret)``. Username-password
+        (:class:`~crm_hooks.auth.SalesforcePassword`): form ``grant_type=password, client_id, client_secret,
+        username, password`` (password + security token). The response's ``instance_url`` becomes the data
+        host after passing :func:`crm_hooks.hosts.check_url`; the session is cached for ``sessionSeconds``.
         https://developer.salesforce.com/blogs/2024/02/invoke-rest-apis-with-the-salesforce-integration-user-and-oauth-client-credentials,
         https://help.salesforce.com/s/articleView?id=000886201&language=en_US&type=1
         """
-        flow = self.auth_flow
-        if flow == "client_credentials":
-            client_id, client_secret, _ = self.require("clientId", "clientSecret", "myDomainUrl")
-            kwargs: dict[str, Any] = {"data": {"grant_type": "client_credentials"},
-                                      "auth": (str(client_id), str(client_secret))}
-        else:
-            client_id, client_secret, username, password = self.require(
-                "clientId", "clientSecret", "username", "password")
-            kwargs = {"data": {
-                "grant_type": "password",
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "username": username,
-                "password": f"{password}{self.cred('securityToken') or ''}",
-            }}
-        body = self.request_json("POST", self.token_url, authenticated=False,
-                                 endpoint=f"POST {TOKEN_PATH}", **kwargs) or {}
-        token = body.get("access_token") if isinstance(body, Mapping) else None
-        if not token:
-            raise BadCredentialsError("salesforce: token response has no access_token")
+        common: dict[str, Any] = {"token_path": TOKEN_PATH, "token_url": lambda: self.token_url,
+                                  "lifetime": self._session_seconds, "on_token": self._on_token}
+        if self.auth_flow == "client_credentials":
+            return ClientCredentials(self, form=self._client_credentials_form, **common)
+        return SalesforcePassword(self, **common)
+
+    def _client_credentials_form(self) -> dict[str, Any]:
+        client_id, client_secret, _ = self.require("clientId", "clientSecret", "myDomainUrl")
+        return {"data": {"grant_type": "client_credentials"}, "auth": (str(client_id), str(client_secret))}
+
+    def _on_token(self, body: Mapping[str, Any]) -> None:
+        """Keep the org's identity URL and its data host (``instance_url``, else ``instanceUrl``/``myDomainUrl``)."""
         self._identity_url = str(body.get("id") or "") or None
         instance = body.get("instance_url")
         if instance:
@@ -243,11 +235,13 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
             if not fallback:
                 raise ConfigurationError("salesforce: token response has no instance_url and instanceUrl is not set")
             self._instance_url = fallback
+
+    def _session_seconds(self, body: Mapping[str, Any], token: str) -> float:
+        """Neither flow returns ``expires_in``: ``crmSettings.sessionSeconds`` (default 3600)."""
         try:
-            seconds = float(self.settings.get("sessionSeconds") or 3600)
+            return float(self.settings.get("sessionSeconds") or 3600)
         except (TypeError, ValueError):
-            seconds = 3600.0
-        return str(token), seconds
+            return 3600.0
 
     def fetch_account_identity(self) -> str:
         """The org id: from the token response's ``id`` (``https://login.salesforce.com/id/<orgId>/<userId>``),

@@ -48,6 +48,7 @@ from typing import Any, ClassVar
 
 import requests
 
+from crm_hooks.auth import ClientCredentials, is_token_request
 from crm_hooks.base import CrmHook, json_body
 from crm_hooks.errors import (
     BadCredentialsError,
@@ -187,22 +188,19 @@ class ServiceTitanHook(CrmHook):
         self.token_url  # noqa: B018
 
     # ------------------------------------------------------------------ auth
-    def fetch_token(self) -> tuple[str, float]:
+    def authenticator(self) -> ClientCredentials:
         """``POST {auth host}/connect/token`` form ``grant_type=client_credentials, client_id,
         client_secret``; answers ``{access_token, expires_in (900), token_type}``.
 
         https://developer.servicetitan.io/docs/get-going-first-api-call, https://developer.servicetitan.io/docs/oauth20
         """
+        return ClientCredentials(self, token_path=TOKEN_PATH, token_url=lambda: self.token_url, form=self._token_form,
+                                 lifetime=lambda body, _token: float(body.get("expires_in") or 900))
+
+    def _token_form(self) -> dict[str, Any]:
         self.check_config()
         client_id, client_secret = self.require("clientId", "clientSecret")
-        body = self.request_json(
-            "POST", self.token_url, authenticated=False, endpoint=f"POST {TOKEN_PATH}",
-            data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
-        ) or {}
-        token = body.get("access_token") if isinstance(body, Mapping) else None
-        if not token:
-            raise BadCredentialsError("servicetitan: token response has no access_token")
-        return str(token), float(body.get("expires_in") or 900)
+        return {"data": {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}}
 
     def auth_headers(self) -> dict[str, str]:
         """``Authorization: Bearer <token>`` and ``ST-App-Key: <appKey>`` (both required on every call)."""
@@ -223,7 +221,7 @@ class ServiceTitanHook(CrmHook):
         body = json_body(response)
         body = body if isinstance(body, Mapping) else {}
         detail = self.redact(_problem_text(body) or (response.reason or "").strip() or f"HTTP {status}")
-        if _is_token_request(response) and 400 <= status < 500 and status != 429:
+        if is_token_request(response, TOKEN_PATH) and 400 <= status < 500 and status != 429:
             return BadCredentialsError(
                 f"servicetitan OAuth token request failed: {detail} (check clientId/clientSecret and that they "
                 f"belong to the {self.environment} environment)", status=status, code=str(body.get("error") or ""))
@@ -476,11 +474,6 @@ def _problem_text(body: Mapping[str, Any]) -> str:
     if title and details:
         return f"{title} - {'; '.join(details)}"
     return title or "; ".join(details)
-
-
-def _is_token_request(response: requests.Response) -> bool:
-    url = response.url or (response.request.url if response.request is not None else "") or ""
-    return url.split("?")[0].rstrip("/").endswith(TOKEN_PATH)
 
 
 __all__ = ["DEFAULT_APPLICATION_GUID", "HOSTS", "ServiceTitanHook", "external_values"]
