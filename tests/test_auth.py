@@ -36,7 +36,7 @@ class AuthHook(CrmHook):
     vendor_domains = ("auth-test.example.com",)
     default_base_url = BASE
     secret_keys = ("clientSecret", "refreshToken", "apiKey")
-    rate_limits = {"default": RateLimit(None)}
+    default_rate_limits = {"default": RateLimit(None)}
     backoff_seconds = 0.001
 
 

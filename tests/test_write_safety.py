@@ -26,7 +26,7 @@ class WriteHook(CrmHook):
     default_base_url = BASE
     backoff_seconds = 0.001
     backoff_max_seconds = 0.002
-    rate_limits = {"default": RateLimit(None)}
+    default_rate_limits = {"default": RateLimit(None)}
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": "Token k"}

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import random
 import threading
@@ -38,6 +37,7 @@ import tenacity
 from airflow.sdk import BaseHook
 
 from crm_hooks.auth import Authenticator
+from crm_hooks.crm_settings import CrmSettings, SettingsReader
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -122,8 +122,10 @@ class CrmHook(BaseHook):
     #: Vendor-owned domain suffixes; URL overrides elsewhere need CRM_SYNC_ALLOWED_HOSTS.
     vendor_domains: ClassVar[tuple[str, ...]] = ()
     default_base_url: ClassVar[str] = ""
-    #: Named client-side limits (``default`` applies unless a call names another).
-    rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(None)}
+    #: The documented client-side limits; :attr:`rate_limits` applies ``crmSettings`` to them.
+    default_rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(None)}
+    #: This CRM's typed ``crmSettings`` (:mod:`crm_hooks.crm_settings`).
+    settings_class: ClassVar[type[CrmSettings]] = CrmSettings
     #: Records per batch call the CRM accepts (1 where it has no batch endpoint).
     batch_size: ClassVar[int] = 1
     #: Credential keys that hold secrets (masked, redacted).
@@ -162,6 +164,8 @@ class CrmHook(BaseHook):
         self._runtime_secrets: list[str] = []
         self._account_identity: str | None = None
         self._setting_warnings: dict[str, str] = {}
+        self._crm_settings: CrmSettings | None = None
+        self._crm_settings_source: dict[str, Any] | None = None
         #: ``time.monotonic()`` by which this hook's caller must be done (None: no budget); see
         #: :meth:`check_budget`. Waits that would cross it raise :class:`BudgetExhaustedError` instead.
         self.deadline: float | None = None
@@ -204,36 +208,32 @@ class CrmHook(BaseHook):
     def settings(self, value: Mapping[str, Any]) -> None:
         self._settings = dict(value)
 
-    def setting_number(self, key: str, *, default: float | None, minimum: float, maximum: float) -> float | None:
-        """``crmSettings[key]`` as a finite number in ``[minimum, maximum]``, else ``default`` with a warning.
+    @property
+    def crm_settings(self) -> Any:
+        """``crmSettings`` as this CRM's typed, validated object (:attr:`settings_class`, e.g. ``HubSpotSettings``).
 
-        Any company admin edits ``crmSettings``: a limit of ``0.0001`` requests per minute (or
-        ``1e999``, ``"fast"``, ``true``) must not slow a worker to a crawl or switch a limit off.
-        Missing or blank is the default without a warning. Warnings are kept once per key in
-        :attr:`setting_warnings` (``rate_limits`` is read before every request).
+        Built once and rebuilt only when the raw settings change; values it refused are in
+        :attr:`setting_warnings`. Typed ``Any`` so callers read each CRM's own fields.
         """
-        raw = self.settings.get(key)
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
-            return default
-        value: float | None = None
-        if not isinstance(raw, bool):
-            try:
-                value = float(raw)
-            except (TypeError, ValueError, OverflowError):
-                value = None
-        if value is None or not math.isfinite(value) or not minimum <= value <= maximum:
-            shown = f"{value:g}" if value is not None else f"a {type(raw).__name__}"
-            self._setting_warnings[key] = (
-                f"crmSettings.{key} must be a number from {minimum:g} to {maximum:g}, got {shown[:30]}: "
-                f"{'no limit (the default)' if default is None else f'default {default:g}'} used")
-            return default
-        return value
+        raw = self.settings
+        if self._crm_settings is None or self._crm_settings_source != raw:
+            reader = SettingsReader(raw)
+            self._crm_settings = self.settings_class.read(reader)
+            self._crm_settings_source = dict(raw)
+            self._setting_warnings = reader.warnings
+        return self._crm_settings
 
     @property
     def setting_warnings(self) -> list[str]:
-        """What :meth:`setting_number` refused, after reading every limit once (for the run summary)."""
-        self.rate_limits  # noqa: B018 - parses the admin-set limits
+        """What reading :attr:`crm_settings` refused (for the run summary), one warning per key."""
+        self.crm_settings  # noqa: B018 - reads (and checks) the admin-set values
         return list(self._setting_warnings.values())
+
+    @property
+    def rate_limits(self) -> dict[str, RateLimit]:
+        """Named client-side limits (``default`` applies unless a call names another):
+        :attr:`default_rate_limits` with the admin-set values of :attr:`crm_settings` applied."""
+        return self.crm_settings.rate_limits(self.default_rate_limits)
 
     def cred(self, key: str, default: Any = None) -> Any:
         """One credential value; blank strings count as missing (UI forms send '')."""

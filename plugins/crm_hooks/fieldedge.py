@@ -46,6 +46,7 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -54,6 +55,7 @@ import requests
 
 from crm_hooks.auth import ClientCredentials, is_token_request, jwt_expiry
 from crm_hooks.base import CrmHook, json_body
+from crm_hooks.crm_settings import CrmSettings, SettingsReader
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -143,6 +145,26 @@ def _path_id(value: str, what: str) -> str:
     return quote(value, safe="")
 
 
+@dataclass(frozen=True)
+class FieldEdgeSettings(CrmSettings):
+    """``crmSettings`` the hook reads: ``rateLimitPer10s`` (1..300, default :data:`DEFAULT_REQUESTS_PER_10S`,
+    UNCONFIRMED), ``tokenSeconds`` (token lifetime when FieldEdge states none, default
+    :data:`DEFAULT_TOKEN_SECONDS`)."""
+
+    rate_limit_per_10s: float | None = DEFAULT_REQUESTS_PER_10S
+    token_seconds: float = DEFAULT_TOKEN_SECONDS
+
+    @classmethod
+    def read(cls, reader: SettingsReader) -> FieldEdgeSettings:
+        return cls(rate_limit_per_10s=reader.number("rateLimitPer10s", default=DEFAULT_REQUESTS_PER_10S, minimum=1,
+                                                    maximum=300),
+                   token_seconds=reader.lenient_float("tokenSeconds", DEFAULT_TOKEN_SECONDS))
+
+    def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
+        """``default``: ``rateLimitPer10s`` per rolling 10 s; the Gobo token endpoint is not paced."""
+        return {"default": RateLimit(self.rate_limit_per_10s, 10.0), "token": defaults["token"]}
+
+
 class FieldEdgeHook(CrmHook):
     """FieldEdge Open API (OAuth2 client credentials for one tenant).
 
@@ -175,14 +197,9 @@ class FieldEdgeHook(CrmHook):
         "default": RateLimit(DEFAULT_REQUESTS_PER_10S, 10.0),
         "token": RateLimit(None),
     }
+    settings_class = FieldEdgeSettings
 
     # ------------------------------------------------------------------ config
-    @property
-    def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
-        """``default``: ``rateLimitPer10s`` per rolling 10 s (100 unless set); the Gobo token endpoint is not paced."""
-        per_10s = self.setting_number("rateLimitPer10s", default=DEFAULT_REQUESTS_PER_10S, minimum=1, maximum=300)
-        return {"default": RateLimit(per_10s, 10.0), "token": self.default_rate_limits["token"]}
-
     @classmethod
     def credentials_from_connection(cls, conn: Any) -> dict[str, Any]:
         """Connection -> app keys: login -> ``clientId``, password -> ``clientSecret``; extra
@@ -252,10 +269,7 @@ class FieldEdgeHook(CrmHook):
         expiry = jwt_expiry(token)
         if expiry is not None:
             return expiry - time.time()
-        try:
-            return float(self.settings.get("tokenSeconds") or DEFAULT_TOKEN_SECONDS)
-        except (TypeError, ValueError):
-            return DEFAULT_TOKEN_SECONDS
+        return self.crm_settings.token_seconds
 
     def auth_headers(self) -> dict[str, str]:
         """``Authorization: Bearer <JWT>``, plus the APIM subscription key when configured."""

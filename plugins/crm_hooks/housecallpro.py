@@ -47,12 +47,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import requests
 
 from crm_hooks.auth import StaticToken
 from crm_hooks.base import CrmHook, json_body
+from crm_hooks.crm_settings import CrmSettings, SettingsReader
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -96,6 +98,24 @@ def _id(value: Any, what: str) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class HousecallProSettings(CrmSettings):
+    """``crmSettings`` the hook reads: ``companyId`` (sent as ``X-Company-Id``), ``requestsPerMinute``
+    (client-side limit 1..600, default :data:`DEFAULT_REQUESTS_PER_MINUTE`, UNCONFIRMED)."""
+
+    company_id: str | None = None
+    requests_per_minute: float | None = DEFAULT_REQUESTS_PER_MINUTE
+
+    @classmethod
+    def read(cls, reader: SettingsReader) -> HousecallProSettings:
+        per_minute = reader.number("requestsPerMinute", default=DEFAULT_REQUESTS_PER_MINUTE, minimum=1, maximum=600)
+        return cls(company_id=reader.present("companyId"), requests_per_minute=per_minute)
+
+    def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
+        """``requestsPerMinute`` per rolling minute."""
+        return {"default": RateLimit(self.requests_per_minute, 60.0)}
+
+
 class HousecallProHook(CrmHook):
     """Housecall Pro (company API key, MAX plan).
 
@@ -119,14 +139,9 @@ class HousecallProHook(CrmHook):
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {
         "default": RateLimit(DEFAULT_REQUESTS_PER_MINUTE, 60.0),
     }
+    settings_class = HousecallProSettings
 
     # ------------------------------------------------------------------ config
-    @property
-    def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
-        """``requestsPerMinute`` per rolling minute (default :data:`DEFAULT_REQUESTS_PER_MINUTE`)."""
-        per_minute = self.setting_number("requestsPerMinute", default=DEFAULT_REQUESTS_PER_MINUTE,
-                                         minimum=1, maximum=600)
-        return {"default": RateLimit(per_minute, 60.0)}
 
     @classmethod
     def credentials_from_connection(cls, conn: Any) -> dict[str, Any]:
@@ -141,7 +156,7 @@ class HousecallProHook(CrmHook):
 
     def account_id(self) -> str:
         """A short non-secret fingerprint of the API key (sha256, 12 hex) plus ``companyId``."""
-        basis = f"{self.cred('apiKey') or ''}|{self.settings.get('companyId') or ''}"
+        basis = f"{self.cred('apiKey') or ''}|{self.crm_settings.company_id or ''}"
         return hashlib.sha256(basis.encode()).hexdigest()[:12]
 
     # ------------------------------------------------------------------ auth
@@ -153,9 +168,9 @@ class HousecallProHook(CrmHook):
     def auth_headers(self) -> dict[str, str]:
         """``Authorization: Token <api key>`` (not ``Bearer``), plus ``X-Company-Id`` when set."""
         headers = {"Authorization": f"Token {self.access_token()}"}
-        company = self.settings.get("companyId")
-        if company not in (None, ""):
-            headers["X-Company-Id"] = str(company)
+        company = self.crm_settings.company_id
+        if company is not None:
+            headers["X-Company-Id"] = company
         return headers
 
     # ------------------------------------------------------------------ errors

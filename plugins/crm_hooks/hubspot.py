@@ -38,6 +38,7 @@ import requests
 
 from crm_hooks.auth import Authenticator, RefreshToken, StaticToken, is_token_request
 from crm_hooks.base import CrmHook, json_body
+from crm_hooks.crm_settings import CrmSettings, SettingsReader
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -111,6 +112,23 @@ def _object_path(object_type: str) -> str:
     return object_type
 
 
+@dataclass(frozen=True)
+class HubSpotSettings(CrmSettings):
+    """``crmSettings`` the hook reads: ``rateLimitPer10s``, the account's burst limit per 10 s, 1..250
+    (default 190, Professional/Enterprise; 100 for Free/Starter, 110 for public marketplace apps, 250 with
+    the API limit increase)."""
+
+    rate_limit_per_10s: float | None = 190.0
+
+    @classmethod
+    def read(cls, reader: SettingsReader) -> HubSpotSettings:
+        return cls(rate_limit_per_10s=reader.number("rateLimitPer10s", default=190.0, minimum=1, maximum=250))
+
+    def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
+        """``default``: ``rateLimitPer10s`` per 10 s; ``search``: the documented 5 per second."""
+        return {"default": RateLimit(self.rate_limit_per_10s, 10.0), "search": defaults["search"]}
+
+
 class HubSpotHook(CrmHook):
     """HubSpot (private app token or OAuth refresh token).
 
@@ -139,14 +157,9 @@ class HubSpotHook(CrmHook):
         "default": RateLimit(190, 10.0),
         "search": RateLimit(5, 1.0),
     }
+    settings_class = HubSpotSettings
 
     # ------------------------------------------------------------------ config
-    @property
-    def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
-        """``default``: ``rateLimitPer10s`` per 10 s (190 unless set); ``search``: 5 per second."""
-        per_10s = self.setting_number("rateLimitPer10s", default=190.0, minimum=1, maximum=250)
-        return {"default": RateLimit(per_10s, 10.0), "search": self.default_rate_limits["search"]}
-
     @classmethod
     def credentials_from_connection(cls, conn: Any) -> dict[str, Any]:
         """Connection -> app keys: password -> ``accessToken``; extra ``clientId``,

@@ -57,6 +57,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -64,6 +65,7 @@ import requests
 
 from crm_hooks.auth import Authenticator, RefreshToken, is_token_request, jwt_expiry
 from crm_hooks.base import CrmHook, json_body
+from crm_hooks.crm_settings import CrmSettings, SettingsReader
 from crm_hooks.errors import (
     BadCredentialsError,
     ConfigurationError,
@@ -111,6 +113,28 @@ def _parse_expires_at(value: Any) -> float | None:
         except ValueError:
             continue
     return None
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class JobberSettings(CrmSettings):
+    """``crmSettings`` the hook reads: ``apiVersion`` (``YYYY-MM-DD``, default :data:`DEFAULT_API_VERSION`;
+    checked where it is used, :attr:`JobberHook.api_version`), ``aliasesPerRequest`` (mutations or searches
+    per GraphQL document, 1..100, default 25; anything else is the default)."""
+
+    api_version: str = DEFAULT_API_VERSION
+    aliases_per_request: int = DEFAULT_ALIASES_PER_REQUEST
+
+    @classmethod
+    def read(cls, reader: SettingsReader) -> JobberSettings:
+        try:
+            aliases = int(reader.raw.get("aliasesPerRequest") or DEFAULT_ALIASES_PER_REQUEST)
+        except (TypeError, ValueError):
+            aliases = DEFAULT_ALIASES_PER_REQUEST
+        return cls(api_version=(reader.present("apiVersion") or DEFAULT_API_VERSION).strip(),
+                   aliases_per_request=max(1, min(aliases, 100)))
 
 
 # ---------------------------------------------------------------------------- auth
@@ -205,7 +229,8 @@ class JobberHook(CrmHook):
     batch_size = 25
     secret_keys = ("accessToken", "refreshToken", "clientSecret", "apiKey")
     #: The DDoS guard: 2,500 requests per 5 minutes per app and account.
-    rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(2500, 300.0)}
+    default_rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(2500, 300.0)}
+    settings_class = JobberSettings
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any):
         super().__init__(conn_id, **kwargs)
@@ -227,7 +252,7 @@ class JobberHook(CrmHook):
     @property
     def api_version(self) -> str:
         """``crmSettings.apiVersion`` or :data:`DEFAULT_API_VERSION` (sent as ``X-JOBBER-GRAPHQL-VERSION``)."""
-        version = str(self.settings.get("apiVersion") or DEFAULT_API_VERSION).strip()
+        version = self.crm_settings.api_version
         if not _VERSION.match(version):
             raise ConfigurationError(f"jobber: crmSettings.apiVersion {version[:20]!r} is not a date like "
                                      f"{DEFAULT_API_VERSION}")
@@ -235,11 +260,8 @@ class JobberHook(CrmHook):
 
     @property
     def aliases_per_request(self) -> int:
-        try:
-            value = int(self.settings.get("aliasesPerRequest") or DEFAULT_ALIASES_PER_REQUEST)
-        except (TypeError, ValueError):
-            value = DEFAULT_ALIASES_PER_REQUEST
-        return max(1, min(value, 100))
+        """``crmSettings.aliasesPerRequest`` (1..100, default 25)."""
+        return self.crm_settings.aliases_per_request
 
     @property
     def token_url(self) -> str:

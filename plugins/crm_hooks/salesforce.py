@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -47,6 +48,7 @@ import requests
 
 from crm_hooks.auth import ClientCredentials, SalesforcePassword
 from crm_hooks.base import CrmHook, json_body
+from crm_hooks.crm_settings import CrmSettings, SettingsReader
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -65,6 +67,34 @@ DEFAULT_LOGIN_URL = "https://login.salesforce.com"
 TOKEN_PATH = "/services/oauth2/token"
 _API_VERSION = re.compile(r"^v?(\d{2,3}\.\d)$")
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+@dataclass(frozen=True)
+class SalesforceSettings(CrmSettings):
+    """``crmSettings`` the hook reads: ``apiVersion`` (checked by :attr:`SalesforceHook.api_version`;
+    None: the hook's default), ``sessionSeconds`` (default 3600), ``dailyBudgetShare`` (default 0.9, see
+    :meth:`SalesforceHook.budget_exhausted`), ``requestsPerSecond`` (1..100, default unlimited: Salesforce
+    documents no per-second limit)."""
+
+    api_version: str | None = None
+    session_seconds: float = 3600.0
+    daily_budget_share: float = 0.9
+    requests_per_second: float | None = None
+
+    @classmethod
+    def read(cls, reader: SettingsReader) -> SalesforceSettings:
+        try:
+            share = float(reader.raw.get("dailyBudgetShare", 0.9))
+        except (TypeError, ValueError):
+            share = 0.9
+        return cls(api_version=reader.present("apiVersion"),
+                   session_seconds=reader.lenient_float("sessionSeconds", 3600.0), daily_budget_share=share,
+                   requests_per_second=reader.number("requestsPerSecond", default=None, minimum=1, maximum=100))
+
+    def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
+        """Unlimited unless ``requestsPerSecond`` is set; the daily allocation is watched through
+        ``Sforce-Limit-Info`` instead (:meth:`SalesforceHook.budget_exhausted`)."""
+        return {"default": RateLimit(self.requests_per_second, 1.0)}
 
 
 class SalesforceHook(SalesforceBulkIngest, CrmHook):
@@ -96,6 +126,8 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
     batch_size = 200
     secret_keys = ("clientSecret", "password", "securityToken")
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(None)}
+    settings_class = SalesforceSettings
+
     def __init__(self, conn_id: str | None = None, **kwargs: Any):
         super().__init__(conn_id, **kwargs)
         self._instance_url: str | None = None
@@ -130,7 +162,7 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
     @property
     def api_version(self) -> str:
         """``apiVersion`` setting (``"62.0"``; a leading ``v`` is accepted)."""
-        raw = str(self.settings.get("apiVersion") or self.default_api_version).strip()
+        raw = str(self.crm_settings.api_version or self.default_api_version).strip()
         match = _API_VERSION.match(raw)
         if not match:
             raise ConfigurationError(f"salesforce: apiVersion {raw!r} is not like '62.0'")
@@ -139,13 +171,6 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
     def data_path(self, suffix: str) -> str:
         """``/services/data/vXX.X/<suffix>``."""
         return f"/services/data/v{self.api_version}/{suffix.lstrip('/')}"
-
-    @property
-    def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
-        """Unlimited unless ``requestsPerSecond`` is set; the daily allocation is watched
-        through ``Sforce-Limit-Info`` instead (:meth:`budget_exhausted`)."""
-        rps = self.setting_number("requestsPerSecond", default=None, minimum=1, maximum=100)
-        return {"default": RateLimit(rps, 1.0)}
 
     @property
     def auth_flow(self) -> str:
@@ -238,10 +263,7 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
 
     def _session_seconds(self, body: Mapping[str, Any], token: str) -> float:
         """Neither flow returns ``expires_in``: ``crmSettings.sessionSeconds`` (default 3600)."""
-        try:
-            return float(self.settings.get("sessionSeconds") or 3600)
-        except (TypeError, ValueError):
-            return 3600.0
+        return self.crm_settings.session_seconds
 
     def fetch_account_identity(self) -> str:
         """The org id: from the token response's ``id`` (``https://login.salesforce.com/id/<orgId>/<userId>``),
@@ -307,7 +329,7 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
                 return RateLimitedError(text, status=status, code=code)
             return QuotaExhaustedError(text, status=status, code=code)
         if status == 410:
-            version = self.settings.get("apiVersion") or self.default_api_version
+            version = self.crm_settings.api_version or self.default_api_version
             return ConfigurationError(f"{text} (API version {version} is retired; set crmSettings.apiVersion)",
                                       status=status, code=code)
         return self.default_error(response, detail, code=code)
@@ -323,10 +345,7 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
         is used, per the last ``Sforce-Limit-Info``; the engine stops the run then."""
         if not self.api_usage or not self.api_usage[1]:
             return False
-        try:
-            share = float(self.settings.get("dailyBudgetShare", 0.9))
-        except (TypeError, ValueError):
-            share = 0.9
+        share = self.crm_settings.daily_budget_share
         used, maximum = self.api_usage
         return used >= share * maximum
 

@@ -44,12 +44,14 @@ import hashlib
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import requests
 
 from crm_hooks.auth import ClientCredentials, is_token_request
 from crm_hooks.base import CrmHook, json_body
+from crm_hooks.crm_settings import CrmSettings, SettingsReader
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -83,6 +85,29 @@ _TENANT = re.compile(r"^\d{1,19}$")
 WINDOW_SECONDS = 1.1
 
 
+@dataclass(frozen=True)
+class ServiceTitanSettings(CrmSettings):
+    """``crmSettings`` the hook reads: ``requestsPerSecond`` (1..60, default 60, the documented limit),
+    ``environment`` and ``applicationGuid`` (credentials take precedence; validated by the hook)."""
+
+    requests_per_second: float | None = 60.0
+    environment: str | None = None
+    application_guid: str | None = None
+
+    @classmethod
+    def read(cls, reader: SettingsReader) -> ServiceTitanSettings:
+        return cls(requests_per_second=reader.number("requestsPerSecond", default=60.0, minimum=1, maximum=60),
+                   environment=reader.present("environment"), application_guid=reader.present("applicationGuid"))
+
+    def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
+        """``requestsPerSecond`` in any window of :data:`WINDOW_SECONDS`.
+
+        ServiceTitan counts requests when they arrive, the limiter when they leave: a window slightly
+        longer than the documented second keeps network jitter from drawing 429s at full speed.
+        """
+        return {"default": RateLimit(self.requests_per_second, WINDOW_SECONDS)}
+
+
 class ServiceTitanHook(CrmHook):
     """ServiceTitan (OAuth2 client credentials + app key, one tenant per integration).
 
@@ -106,6 +131,7 @@ class ServiceTitanHook(CrmHook):
     batch_size = 1
     secret_keys = ("clientSecret", "appKey")
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(60, 1.0)}
+    settings_class = ServiceTitanSettings
 
     # ------------------------------------------------------------------ config
     @classmethod
@@ -120,19 +146,9 @@ class ServiceTitanHook(CrmHook):
         return {k: v for k, v in creds.items() if v not in (None, "")}
 
     @property
-    def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
-        """60 requests (``requestsPerSecond`` may lower it) in any window of :data:`WINDOW_SECONDS`.
-
-        ServiceTitan counts requests when they arrive, the limiter when they leave: a window slightly
-        longer than the documented second keeps network jitter from drawing 429s at full speed.
-        """
-        rps = self.setting_number("requestsPerSecond", default=60.0, minimum=1, maximum=60)
-        return {"default": RateLimit(rps, WINDOW_SECONDS)}
-
-    @property
     def environment(self) -> str:
         """``production`` (default) or ``integration``, from credentials or crmSettings."""
-        value = str(self.cred("environment") or self.settings.get("environment") or "production").strip().lower()
+        value = str(self.cred("environment") or self.crm_settings.environment or "production").strip().lower()
         if value not in HOSTS:
             raise ConfigurationError(f"servicetitan: environment must be one of {', '.join(HOSTS)}, not {value!r}")
         return value
@@ -160,7 +176,7 @@ class ServiceTitanHook(CrmHook):
     @property
     def application_guid(self) -> str:
         """The externalData ``applicationGuid`` (``crmSettings.applicationGuid`` or credentials)."""
-        raw = self.settings.get("applicationGuid") or self.cred("applicationGuid") or DEFAULT_APPLICATION_GUID
+        raw = self.crm_settings.application_guid or self.cred("applicationGuid") or DEFAULT_APPLICATION_GUID
         try:
             return str(uuid.UUID(str(raw)))
         except ValueError:
