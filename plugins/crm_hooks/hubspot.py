@@ -408,7 +408,7 @@ class HubSpotHook(CrmHook):
         ``properties`` (comma-separated), ``archived=false``; counts against the ten-secondly limit.
         Lazy: a page is requested only when the previous one is consumed.
         Spec: HubSpot-public-api-spec-collection contacts v3 ``get-/crm/v3/objects/contacts_getPage``
-        (/work/shared/crm-specs/hubspot/contacts-v3.json);
+        (https://github.com/HubSpot/HubSpot-public-api-spec-collection, ``PublicApiSpecs/CRM``);
         https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/get-contacts
         """
         o = _object_path(object_type)
