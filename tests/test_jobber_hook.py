@@ -20,13 +20,16 @@ import responses
 from airflow.sdk import Connection
 
 from crm_hooks import jobber as jobber_module
+from crm_hooks.auth import jwt_expiry
 from crm_hooks.errors import (
     BadCredentialsError,
     ConfigurationError,
     RateLimitedError,
     RetryableError,
 )
-from crm_hooks.jobber import JobberHook, cost_budget, f, jwt_expiry
+from crm_hooks.jobber import JobberHook
+from crm_hooks.jobber_cost import cost_budget
+from crm_hooks.jobber_graphql import f
 
 pytestmark = pytest.mark.usefixtures("instant_rate_limits")
 

@@ -15,7 +15,8 @@ import responses
 import sqlalchemy as sa
 
 from crm_hooks.errors import BadRecordError
-from crm_hooks.salesforce import SalesforceHook, records_to_csv
+from crm_hooks.salesforce import SalesforceHook
+from crm_hooks.salesforce_bulk import records_to_csv
 from e2e_helpers import SF_CREDS, check_in_ids, ledger, records, run_dag, seed, stats
 
 pytestmark = pytest.mark.usefixtures("instant_rate_limits")

@@ -22,7 +22,8 @@ from crm_hooks.errors import (
     RetryableError,
 )
 from crm_hooks.rate_limit import RateLimit
-from crm_hooks.salesforce import SalesforceHook, soql_in, soql_quote
+from crm_hooks.salesforce import SalesforceHook
+from crm_hooks.soql import soql_in, soql_quote
 
 pytestmark = pytest.mark.usefixtures("instant_rate_limits")
 

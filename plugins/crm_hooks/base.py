@@ -3,14 +3,15 @@
 A concrete hook (one module per CRM) declares its vendor facts as class
 attributes and implements three small methods:
 
-* ``fetch_token()`` -> ``(token, expires_in_seconds)`` for OAuth CRMs, or nothing
-  for static keys; :meth:`CrmHook.access_token` caches it and refreshes it a minute
-  before expiry and after a 401.
+* ``authenticator()`` -> a :mod:`crm_hooks.auth` object whose ``fetch_token()`` returns
+  ``(token, expires_in_seconds)`` (static key, client credentials, refresh token);
+  :meth:`CrmHook.access_token` caches it and refreshes it a minute before expiry and after a 401.
 * ``auth_headers()`` -> the headers that authenticate one request.
 * ``classify_error(response)`` -> the :mod:`crm_hooks.errors` class for a failed
   response, read from the vendor's documented error body.
 
-Everything else (timeouts, ``Retry-After``, exponential backoff with jitter,
+Everything else (timeouts, ``Retry-After``, exponential backoff with jitter, sending a
+create at most once (:meth:`CrmHook.send_write`),
 client-side rolling-window rate limiters, call accounting, secret masking, the
 ``CRM_SYNC_ALLOWED_HOSTS`` rule for URL overrides) lives here once.
 
@@ -23,19 +24,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import requests
 import tenacity
 from airflow.sdk import BaseHook
 
+from crm_hooks.auth import Authenticator
+from crm_hooks.crm_settings import CrmSettings, SettingsReader
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -57,6 +59,10 @@ log = logging.getLogger(__name__)
 MAX_RETRY_AFTER_SECONDS = 120.0
 
 _SENT = threading.local()
+
+#: How a request may be re-sent after a failure (see :meth:`CrmHook.send_write`).
+Resend = Literal["always", "never", "after_lookup"]
+T = TypeVar("T")
 
 
 def requests_sent() -> int:
@@ -116,8 +122,10 @@ class CrmHook(BaseHook):
     #: Vendor-owned domain suffixes; URL overrides elsewhere need CRM_SYNC_ALLOWED_HOSTS.
     vendor_domains: ClassVar[tuple[str, ...]] = ()
     default_base_url: ClassVar[str] = ""
-    #: Named client-side limits (``default`` applies unless a call names another).
-    rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(None)}
+    #: The documented client-side limits; :attr:`rate_limits` applies ``crmSettings`` to them.
+    default_rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(None)}
+    #: This CRM's typed ``crmSettings`` (:mod:`crm_hooks.crm_settings`).
+    settings_class: ClassVar[type[CrmSettings]] = CrmSettings
     #: Records per batch call the CRM accepts (1 where it has no batch endpoint).
     batch_size: ClassVar[int] = 1
     #: Credential keys that hold secrets (masked, redacted).
@@ -156,6 +164,8 @@ class CrmHook(BaseHook):
         self._runtime_secrets: list[str] = []
         self._account_identity: str | None = None
         self._setting_warnings: dict[str, str] = {}
+        self._crm_settings: CrmSettings | None = None
+        self._crm_settings_source: dict[str, Any] | None = None
         #: ``time.monotonic()`` by which this hook's caller must be done (None: no budget); see
         #: :meth:`check_budget`. Waits that would cross it raise :class:`BudgetExhaustedError` instead.
         self.deadline: float | None = None
@@ -198,36 +208,32 @@ class CrmHook(BaseHook):
     def settings(self, value: Mapping[str, Any]) -> None:
         self._settings = dict(value)
 
-    def setting_number(self, key: str, *, default: float | None, minimum: float, maximum: float) -> float | None:
-        """``crmSettings[key]`` as a finite number in ``[minimum, maximum]``, else ``default`` with a warning.
+    @property
+    def crm_settings(self) -> Any:
+        """``crmSettings`` as this CRM's typed, validated object (:attr:`settings_class`, e.g. ``HubSpotSettings``).
 
-        Any company admin edits ``crmSettings``: a limit of ``0.0001`` requests per minute (or
-        ``1e999``, ``"fast"``, ``true``) must not slow a worker to a crawl or switch a limit off.
-        Missing or blank is the default without a warning. Warnings are kept once per key in
-        :attr:`setting_warnings` (``rate_limits`` is read before every request).
+        Built once and rebuilt only when the raw settings change; values it refused are in
+        :attr:`setting_warnings`. Typed ``Any`` so callers read each CRM's own fields.
         """
-        raw = self.settings.get(key)
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
-            return default
-        value: float | None = None
-        if not isinstance(raw, bool):
-            try:
-                value = float(raw)
-            except (TypeError, ValueError, OverflowError):
-                value = None
-        if value is None or not math.isfinite(value) or not minimum <= value <= maximum:
-            shown = f"{value:g}" if value is not None else f"a {type(raw).__name__}"
-            self._setting_warnings[key] = (
-                f"crmSettings.{key} must be a number from {minimum:g} to {maximum:g}, got {shown[:30]}: "
-                f"{'no limit (the default)' if default is None else f'default {default:g}'} used")
-            return default
-        return value
+        raw = self.settings
+        if self._crm_settings is None or self._crm_settings_source != raw:
+            reader = SettingsReader(raw)
+            self._crm_settings = self.settings_class.read(reader)
+            self._crm_settings_source = dict(raw)
+            self._setting_warnings = reader.warnings
+        return self._crm_settings
 
     @property
     def setting_warnings(self) -> list[str]:
-        """What :meth:`setting_number` refused, after reading every limit once (for the run summary)."""
-        self.rate_limits  # noqa: B018 - parses the admin-set limits
+        """What reading :attr:`crm_settings` refused (for the run summary), one warning per key."""
+        self.crm_settings  # noqa: B018 - reads (and checks) the admin-set values
         return list(self._setting_warnings.values())
+
+    @property
+    def rate_limits(self) -> dict[str, RateLimit]:
+        """Named client-side limits (``default`` applies unless a call names another):
+        :attr:`default_rate_limits` with the admin-set values of :attr:`crm_settings` applied."""
+        return self.crm_settings.rate_limits(self.default_rate_limits)
 
     def cred(self, key: str, default: Any = None) -> Any:
         """One credential value; blank strings count as missing (UI forms send '')."""
@@ -299,9 +305,18 @@ class CrmHook(BaseHook):
         return redact_and_truncate(text, self.secrets(), limit)
 
     # ------------------------------------------------------------------ auth
+    def authenticator(self) -> Authenticator:
+        """How this hook gets its token (:mod:`crm_hooks.auth`); built per refresh, from the current
+        credentials, so it follows a rotated or reloaded pair."""
+        raise NotImplementedError(f"{self.crm_type}: no authenticator")
+
     def fetch_token(self) -> tuple[str, float]:
-        """Obtain a new access token; return ``(token, expires_in_seconds)``."""
-        raise NotImplementedError
+        """Obtain a new access token; return ``(token, expires_in_seconds)`` (the authenticator's)."""
+        return self.authenticator().fetch_token()
+
+    def replace_credentials(self, credentials: Mapping[str, Any]) -> None:
+        """Use ``credentials`` from now on (rotated tokens); the caller registers new secrets."""
+        self._credentials = dict(credentials)
 
     def access_token(self) -> str:
         """The cached token, refreshed a minute before expiry (thread-safe)."""
@@ -398,15 +413,82 @@ class CrmHook(BaseHook):
         limit: str = "default",
         authenticated: bool = True,
         endpoint: str | None = None,
+        resend: Resend = "always",
         **kwargs: Any,
     ) -> requests.Response:
         """Send one API request with rate limiting, retries and token refresh.
 
         :param limit: the name of the rate limit this endpoint counts against.
         :param endpoint: a label for call accounting (defaults to the method + path).
+        :param resend: ``"always"`` (reads, idempotent writes: every retryable error is re-sent) or
+            ``"never"`` (a write the CRM cannot deduplicate: only answers that say the CRM did not act,
+            a 429, are re-sent; see :meth:`send_write`). A resend after a look-up needs
+            :meth:`request_json` with ``lookup``.
         :returns: the successful response (2xx).
         :raises CrmError: a typed error once retries are exhausted or not applicable.
         """
+        if resend == "always":
+            return self._send(method, path_or_url, limit=limit, authenticated=authenticated, endpoint=endpoint,
+                              attempts=self.max_attempts, **kwargs)
+        if resend != "never":
+            raise ValueError(f"request(resend={resend!r}): a resend after a look-up needs request_json(lookup=...)")
+        return self.send_write(lambda: self._send(method, path_or_url, limit=limit, authenticated=authenticated,
+                                                  endpoint=endpoint, attempts=1, **kwargs), resend="never")
+
+    def send_write(self, send_once: Callable[[], T], *, resend: Resend,
+                   lookup: Callable[[], T | None] | None = None) -> T:
+        """Run ``send_once`` (one attempt of a write) under a resend policy; the one home of "at most once".
+
+        Most CRMs have no idempotency key, so a create must never be re-sent blindly:
+
+        * a :class:`RateLimitedError` (429, a throttle answer) means the CRM did not act: waited out and
+          re-sent, up to :attr:`max_attempts` sends, like any call;
+        * any other :class:`RetryableError` (timeout, dropped connection, 5xx, or ``send_once`` saying
+          the 2xx answer does not confirm the write) may come after the CRM stored the record. With
+          ``resend="never"`` it is raised at once (the caller looks the record up later); with
+          ``resend="after_lookup"`` the next attempt first calls ``lookup()`` and returns what it finds
+          (not None) instead of sending again.
+
+        Waits, budget checks and logging are the same as :meth:`request`'s. ``send_once`` must make
+        one attempt only (``_send(attempts=1)``: the 401 token-refresh resend still comes on top).
+        """
+        if resend not in ("never", "after_lookup"):
+            raise ValueError(f"send_write(resend={resend!r}): use request() for writes that may be re-sent")
+        uncertain = False
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(RateLimitedError if resend == "never" else RetryableError),
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                if uncertain and lookup is not None:
+                    existing = lookup()
+                    if existing is not None:
+                        return existing
+                try:
+                    return send_once()
+                except RateLimitedError:
+                    raise
+                except RetryableError:
+                    uncertain = True
+                    raise
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    def _send(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        limit: str,
+        authenticated: bool,
+        endpoint: str | None,
+        attempts: int,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """:meth:`request`'s loop: up to ``attempts`` sends for retryable errors, plus one after a token refresh."""
         url = self.url(path_or_url)
         label = endpoint or f"{method} {path_or_url.split('?')[0]}"
         auth_retry = {"done": False}
@@ -451,8 +533,8 @@ class CrmHook(BaseHook):
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type((RetryableError, _RefreshAndRetry)),
-            # max_attempts real attempts; the one token-refresh resend comes on top of them.
-            stop=lambda rs: rs.attempt_number >= self.max_attempts + (1 if auth_retry["done"] else 0),
+            # ``attempts`` real attempts; the one token-refresh resend comes on top of them.
+            stop=lambda rs: rs.attempt_number >= attempts + (1 if auth_retry["done"] else 0),
             wait=self._wait,
             before_sleep=self._before_sleep,
             reraise=True,
@@ -514,12 +596,37 @@ class CrmHook(BaseHook):
         log.warning("%s: retrying after %s (attempt %d of %d)", self.crm_type, exc,
                     retry_state.attempt_number, self.max_attempts)
 
-    def request_json(self, method: str, path_or_url: str, **kwargs: Any) -> Any:
-        """:meth:`request` and decode the JSON body (``None`` for an empty body)."""
-        response = self.request(method, path_or_url, **kwargs)
-        if not response.content:
-            return None
-        return response.json()
+    def request_json(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        resend: Resend = "always",
+        lookup: Callable[[], Any] | None = None,
+        parse: Callable[[Any], Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """:meth:`request` and decode the JSON body (``None`` for an empty body).
+
+        For a write the CRM cannot deduplicate (``resend="never"`` or ``"after_lookup"``, see
+        :meth:`send_write`): ``lookup()`` returns the record an uncertain attempt may have stored (or
+        None), and ``parse(body)`` turns a 2xx body into the same kind of value, raising a
+        :class:`RetryableError` when the body does not confirm the write (then it counts as uncertain).
+        """
+        if resend == "always":
+            if lookup is not None or parse is not None:
+                raise ValueError("request_json: lookup and parse belong to resend='never' or 'after_lookup'")
+            return _decoded(self.request(method, path_or_url, **kwargs))
+        limit = kwargs.pop("limit", "default")
+        authenticated = kwargs.pop("authenticated", True)
+        endpoint = kwargs.pop("endpoint", None)
+
+        def send_once() -> Any:
+            body = _decoded(self._send(method, path_or_url, limit=limit, authenticated=authenticated,
+                                       endpoint=endpoint, attempts=1, **kwargs))
+            return parse(body) if parse is not None else body
+
+        return self.send_write(send_once, resend=resend, lookup=lookup)
 
     @staticmethod
     def paginate(fetch_page: Callable[[Any], tuple[list[Any], Any]]) -> Iterator[Any]:
@@ -558,6 +665,13 @@ class _TokenUnavailable(Exception):
         self.error = error
 
 
+def _decoded(response: requests.Response) -> Any:
+    """The decoded JSON body of a successful answer (``None`` for an empty body)."""
+    if not response.content:
+        return None
+    return response.json()
+
+
 def json_body(response: requests.Response) -> Any:
     """The decoded JSON body, or None when the body is not JSON (a proxy's HTML error page)."""
     try:
@@ -582,7 +696,6 @@ def _retry_after(response: requests.Response) -> float | None:
 
 
 __all__ = [
-    "CallStats", "CrmHook", "RateLimit", "BadCredentialsError", "BadRecordError", "BudgetExhaustedError",
-    "ConfigurationError",
-    "CrmError", "QuotaExhaustedError", "RateLimitedError", "RetryableError",
+    "BadCredentialsError", "BadRecordError", "BudgetExhaustedError", "CallStats", "ConfigurationError", "CrmError",
+    "CrmHook", "QuotaExhaustedError", "RateLimit", "RateLimitedError", "Resend", "RetryableError",
 ]

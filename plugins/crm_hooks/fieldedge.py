@@ -1,7 +1,6 @@
 """FieldEdge hook: customers and leads through FieldEdge's Open API (Azure API Management + Gobo OAuth2).
 
-Vendor facts this module relies on (each method's docstring names its endpoint; the collected
-facts with sources are in shared/crm-apis.md section 4):
+Vendor facts this module relies on (each method's docstring names its endpoint and its source):
 
 * Auth (member guide, https://docs.gravitee-fe.dev/member-authentication-guide-1981868m0 and
   https://fieldedge-global-dev-apimanagement.developer.azure-api.net/docs/authentication-for-members):
@@ -42,29 +41,26 @@ header, and the lead look-up by ``trackingId`` (the public reference documents o
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import phonenumbers
 import requests
-import tenacity
 
+from crm_hooks.auth import ClientCredentials, is_token_request, jwt_expiry
 from crm_hooks.base import CrmHook, json_body
+from crm_hooks.crm_settings import CrmSettings, SettingsReader
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
     ConfigurationError,
     CrmError,
     QuotaExhaustedError,
-    RateLimitedError,
     RetryableError,
 )
 from crm_hooks.rate_limit import RateLimit
@@ -148,6 +144,26 @@ def _path_id(value: str, what: str) -> str:
     return quote(value, safe="")
 
 
+@dataclass(frozen=True)
+class FieldEdgeSettings(CrmSettings):
+    """``crmSettings`` the hook reads: ``rateLimitPer10s`` (1..300, default :data:`DEFAULT_REQUESTS_PER_10S`,
+    UNCONFIRMED), ``tokenSeconds`` (token lifetime when FieldEdge states none, default
+    :data:`DEFAULT_TOKEN_SECONDS`)."""
+
+    rate_limit_per_10s: float | None = DEFAULT_REQUESTS_PER_10S
+    token_seconds: float = DEFAULT_TOKEN_SECONDS
+
+    @classmethod
+    def read(cls, reader: SettingsReader) -> FieldEdgeSettings:
+        return cls(rate_limit_per_10s=reader.number("rateLimitPer10s", default=DEFAULT_REQUESTS_PER_10S, minimum=1,
+                                                    maximum=300),
+                   token_seconds=reader.lenient_float("tokenSeconds", DEFAULT_TOKEN_SECONDS))
+
+    def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
+        """``default``: ``rateLimitPer10s`` per rolling 10 s; the Gobo token endpoint is not paced."""
+        return {"default": RateLimit(self.rate_limit_per_10s, 10.0), "token": defaults["token"]}
+
+
 class FieldEdgeHook(CrmHook):
     """FieldEdge Open API (OAuth2 client credentials for one tenant).
 
@@ -180,28 +196,9 @@ class FieldEdgeHook(CrmHook):
         "default": RateLimit(DEFAULT_REQUESTS_PER_10S, 10.0),
         "token": RateLimit(None),
     }
-
-    def __init__(self, conn_id: str | None = None, **kwargs: Any):
-        super().__init__(conn_id, **kwargs)
-        self._single = threading.local()
+    settings_class = FieldEdgeSettings
 
     # ------------------------------------------------------------------ config
-    @property
-    def max_attempts(self) -> int:
-        """Attempts per request; 1 inside :meth:`_send_once` (creates are resent by :meth:`_create`)."""
-        single = getattr(self, "_single", None)
-        return 1 if single is not None and getattr(single, "on", False) else self._max_attempts
-
-    @max_attempts.setter
-    def max_attempts(self, value: int) -> None:
-        self._max_attempts = value
-
-    @property
-    def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
-        """``default``: ``rateLimitPer10s`` per rolling 10 s (100 unless set); the Gobo token endpoint is not paced."""
-        per_10s = self.setting_number("rateLimitPer10s", default=DEFAULT_REQUESTS_PER_10S, minimum=1, maximum=300)
-        return {"default": RateLimit(per_10s, 10.0), "token": self.default_rate_limits["token"]}
-
     @classmethod
     def credentials_from_connection(cls, conn: Any) -> dict[str, Any]:
         """Connection -> app keys: login -> ``clientId``, password -> ``clientSecret``; extra
@@ -247,23 +244,20 @@ class FieldEdgeHook(CrmHook):
         return hashlib.sha256(basis.encode()).hexdigest()[:12]
 
     # ------------------------------------------------------------------ auth
-    def fetch_token(self) -> tuple[str, float]:
+    def authenticator(self) -> ClientCredentials:
         """``POST {authUrl}/oauth/token`` with JSON ``{grant_type: "client_credentials", client_id,
-        client_secret, target_id}`` (FieldEdge member authentication guide).
+        client_secret, target_id}`` (FieldEdge member authentication guide), not paced (``token`` limit).
 
         The lifetime is ``expires_in`` when given, else the JWT's ``exp`` claim, else
         ``crmSettings.tokenSeconds`` (default :data:`DEFAULT_TOKEN_SECONDS`).
         """
+        return ClientCredentials(self, token_path=TOKEN_PATH, token_url=lambda: self.token_url, form=self._token_form,
+                                 lifetime=self._token_lifetime, limit="token")
+
+    def _token_form(self) -> dict[str, Any]:
         client_id, client_secret, target_id = self.oauth_keys()
-        body = self.request_json(
-            "POST", self.token_url, authenticated=False, limit="token", endpoint=f"POST {TOKEN_PATH}",
-            json={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
-                  "target_id": target_id},
-        )
-        token = body.get("access_token") if isinstance(body, Mapping) else None
-        if not token:
-            raise BadCredentialsError("fieldedge: the token response has no access_token")
-        return str(token), self._token_lifetime(body, str(token))
+        return {"json": {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
+                         "target_id": target_id}}
 
     def _token_lifetime(self, body: Mapping[str, Any], token: str) -> float:
         try:
@@ -271,13 +265,10 @@ class FieldEdgeHook(CrmHook):
                 return float(body["expires_in"])
         except (TypeError, ValueError):
             pass
-        left = _jwt_seconds_left(token)
-        if left is not None:
-            return left
-        try:
-            return float(self.settings.get("tokenSeconds") or DEFAULT_TOKEN_SECONDS)
-        except (TypeError, ValueError):
-            return DEFAULT_TOKEN_SECONDS
+        expiry = jwt_expiry(token)
+        if expiry is not None:
+            return expiry - time.time()
+        return self.crm_settings.token_seconds
 
     def auth_headers(self) -> dict[str, str]:
         """``Authorization: Bearer <JWT>``, plus the APIM subscription key when configured."""
@@ -302,7 +293,7 @@ class FieldEdgeHook(CrmHook):
         detail = self.redact(_error_detail(body) or (response.reason or "").strip() or f"HTTP {status}",
                              limit=500)
         code = str(body.get("error")) if isinstance(body, Mapping) and body.get("error") else None
-        if _is_token_request(response) and status < 500 and status != 429:
+        if is_token_request(response, TOKEN_PATH) and status < 500 and status != 429:
             return BadCredentialsError(f"fieldedge OAuth token request failed (HTTP {status}): {detail}",
                                        status=status, code=code)
         if status == 403 and "quota" in detail.lower():
@@ -310,51 +301,25 @@ class FieldEdgeHook(CrmHook):
         return self.default_error(response, detail, code=code)
 
     # ------------------------------------------------------------------ writes FieldEdge does not deduplicate
-    def _send_once(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One attempt (plus the token-refresh resend after a 401): the base retries every
-        transient failure, which for a create could store the record twice."""
-        self._single.on = True
-        try:
-            return self.request_json(method, path, **kwargs)
-        finally:
-            self._single.on = False
-
     def _create(self, path: str, payload: Mapping[str, Any], *, id_keys: tuple[str, ...],
                 landed: Callable[[], str | None]) -> str:
         """``POST`` a new record and return its id, never leaving two records behind.
 
-        A 429 (APIM answers it before FieldEdge sees the request) is resent after its
-        ``Retry-After``. A 5xx, a timeout or a dropped connection may have stored the record: the
-        next attempt first calls ``landed()`` (a look-up by the sync's own marker) and returns
-        the id found there instead of posting again. Attempts, waits and logging are the base's.
+        ``resend="after_lookup"`` (:meth:`CrmHook.send_write`): a 429 (APIM answers it before FieldEdge
+        sees the request) is resent after its ``Retry-After``. A 5xx, a timeout, a dropped connection
+        or a 2xx without an id may have stored the record: the next attempt first calls ``landed()``
+        (a look-up by the sync's own marker) and returns the id found there instead of posting again.
         """
-        uncertain = False
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(RetryableError),
-            stop=tenacity.stop_after_attempt(self._max_attempts),
-            wait=self._wait, before_sleep=self._before_sleep, reraise=True,
-        )
-        for attempt in retrying:
-            with attempt:
-                if uncertain:
-                    found = landed()
-                    if found:
-                        return found
-                try:
-                    body = self._send_once("POST", path, json=dict(payload), endpoint=f"POST {path}")
-                except RateLimitedError:
-                    raise
-                except RetryableError:
-                    uncertain = True
-                    raise
-                data = _data(body)
-                created = record_id(data, *id_keys) if isinstance(data, Mapping) else None
-                if created is None:
-                    # Stored (2xx) but no id to refer to it: find it by its marker on the next attempt.
-                    uncertain = True
-                    raise RetryableError(f"fieldedge POST {path}: the response has no {id_keys[0]}")
-                return created
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+        def created_id(body: Any) -> str:
+            data = _data(body)
+            created = record_id(data, *id_keys) if isinstance(data, Mapping) else None
+            if created is None:
+                # Stored (2xx) but no id to refer to it: find it by its marker on the next attempt.
+                raise RetryableError(f"fieldedge POST {path}: the response has no {id_keys[0]}")
+            return created
+
+        return self.request_json("POST", path, json=dict(payload), endpoint=f"POST {path}", resend="after_lookup",
+                                 lookup=lambda: landed() or None, parse=created_id)
 
     # ------------------------------------------------------------------ customers
     def search_customers(self, *, email: str | None = None, phone: str | None = None,
@@ -482,18 +447,6 @@ class FieldEdgeHook(CrmHook):
         return "Connected to FieldEdge (token issued for the tenant; customer search answered)"
 
 
-def _jwt_seconds_left(token: str) -> float | None:
-    """Seconds until the JWT's ``exp`` (read, not verified: only to schedule the refresh)."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        return float(claims["exp"]) - time.time()
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        return None
-
-
 def _error_detail(body: Any) -> str:
     """Readable text from OAuth ``{error, error_description}``, APIM ``{statusCode, message}``,
     RFC 7807 / ASP.NET ``{title, detail, errors: {field: [..]}}`` or a list of messages."""
@@ -514,11 +467,6 @@ def _error_detail(body: Any) -> str:
     elif isinstance(errors, list):
         parts += [e if isinstance(e, str) else str((e or {}).get("message") or e) for e in errors[:10]]
     return parts[0] + (": " + "; ".join(parts[1:]) if len(parts) > 1 else "") if parts else ""
-
-
-def _is_token_request(response: requests.Response) -> bool:
-    url = response.url or (response.request.url if response.request is not None else "") or ""
-    return url.split("?")[0].rstrip("/").endswith(TOKEN_PATH)
 
 
 __all__ = ["FieldEdgeHook", "e164", "record_email", "record_id", "record_phone"]

@@ -2,7 +2,8 @@
 
 Vendor facts this module relies on (each method's docstring names its endpoint; "[HCP-spec]" is
 Housecall Pro's Stoplight OpenAPI export ``housecall.v1.yaml``, ``info.title: Housecall v1 API``,
-copied in ``shared/crm-specs/housecallpro/`` from ``ryrychu/trinityplumbing-housecallpro@2a2bca4``):
+behind https://docs.housecallpro.com/docs/housecall-public-api/; a copy is in the public GitHub repository
+``ryrychu/trinityplumbing-housecallpro@2a2bca4``):
 
 * Base URL ``https://api.housecallpro.com``; paths are unversioned (``/customers``, ``/jobs``;
   there is no ``/v1``) [HCP-spec ``servers``, ``paths``].
@@ -47,13 +48,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import requests
-import tenacity
 
+from crm_hooks.auth import StaticToken
 from crm_hooks.base import CrmHook, json_body
+from crm_hooks.crm_settings import CrmSettings, SettingsReader
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -97,6 +99,24 @@ def _id(value: Any, what: str) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class HousecallProSettings(CrmSettings):
+    """``crmSettings`` the hook reads: ``companyId`` (sent as ``X-Company-Id``), ``requestsPerMinute``
+    (client-side limit 1..600, default :data:`DEFAULT_REQUESTS_PER_MINUTE`, UNCONFIRMED)."""
+
+    company_id: str | None = None
+    requests_per_minute: float | None = DEFAULT_REQUESTS_PER_MINUTE
+
+    @classmethod
+    def read(cls, reader: SettingsReader) -> HousecallProSettings:
+        per_minute = reader.number("requestsPerMinute", default=DEFAULT_REQUESTS_PER_MINUTE, minimum=1, maximum=600)
+        return cls(company_id=reader.present("companyId"), requests_per_minute=per_minute)
+
+    def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
+        """``requestsPerMinute`` per rolling minute."""
+        return {"default": RateLimit(self.requests_per_minute, 60.0)}
+
+
 class HousecallProHook(CrmHook):
     """Housecall Pro (company API key, MAX plan).
 
@@ -120,14 +140,9 @@ class HousecallProHook(CrmHook):
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {
         "default": RateLimit(DEFAULT_REQUESTS_PER_MINUTE, 60.0),
     }
+    settings_class = HousecallProSettings
 
     # ------------------------------------------------------------------ config
-    @property
-    def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
-        """``requestsPerMinute`` per rolling minute (default :data:`DEFAULT_REQUESTS_PER_MINUTE`)."""
-        per_minute = self.setting_number("requestsPerMinute", default=DEFAULT_REQUESTS_PER_MINUTE,
-                                         minimum=1, maximum=600)
-        return {"default": RateLimit(per_minute, 60.0)}
 
     @classmethod
     def credentials_from_connection(cls, conn: Any) -> dict[str, Any]:
@@ -142,24 +157,21 @@ class HousecallProHook(CrmHook):
 
     def account_id(self) -> str:
         """A short non-secret fingerprint of the API key (sha256, 12 hex) plus ``companyId``."""
-        basis = f"{self.cred('apiKey') or ''}|{self.settings.get('companyId') or ''}"
+        basis = f"{self.cred('apiKey') or ''}|{self.crm_settings.company_id or ''}"
         return hashlib.sha256(basis.encode()).hexdigest()[:12]
 
     # ------------------------------------------------------------------ auth
-    def fetch_token(self) -> tuple[str, float]:
-        """The API key itself: Housecall Pro API keys do not expire (no token endpoint).
-
-        :raises ConfigurationError: ``apiKey`` is missing.
-        """
-        (api_key,) = self.require("apiKey")
-        return str(api_key), 365 * 86400.0
+    def authenticator(self) -> StaticToken:
+        """The API key itself: Housecall Pro API keys do not expire (no token endpoint); a missing
+        ``apiKey`` is a :class:`ConfigurationError`."""
+        return StaticToken(self, "apiKey")
 
     def auth_headers(self) -> dict[str, str]:
         """``Authorization: Token <api key>`` (not ``Bearer``), plus ``X-Company-Id`` when set."""
         headers = {"Authorization": f"Token {self.access_token()}"}
-        company = self.settings.get("companyId")
-        if company not in (None, ""):
-            headers["X-Company-Id"] = str(company)
+        company = self.crm_settings.company_id
+        if company is not None:
+            headers["X-Company-Id"] = company
         return headers
 
     # ------------------------------------------------------------------ errors
@@ -182,37 +194,16 @@ class HousecallProHook(CrmHook):
         return self.default_error(response, detail)
 
     # ------------------------------------------------------------------ sending
-    @contextmanager
-    def _one_attempt(self) -> Iterator[None]:
-        saved = self.max_attempts
-        self.max_attempts = 1
-        try:
-            yield
-        finally:
-            self.max_attempts = saved
-
     def _create(self, path: str, payload: Mapping[str, Any], endpoint: str) -> dict[str, Any]:
-        """POST a create that must not be re-sent blindly.
+        """POST a create that must not be re-sent blindly (``resend="never"``, :meth:`CrmHook.send_write`).
 
         A 429 is waited out and re-sent like any call (Housecall Pro refused it). A timeout, a
         dropped connection or a 5xx may have created the record: raised at once as
         :class:`HousecallProUnconfirmedWrite`, so the caller can look for the record before
-        sending it again. The hook instance belongs to one task, so narrowing its attempts for
-        the duration of one call is safe.
+        sending it again.
         """
-        def send() -> dict[str, Any]:
-            with self._one_attempt():
-                return self.request_json("POST", path, json=dict(payload), endpoint=endpoint) or {}
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(RateLimitedError),
-            stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=self._wait,
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
         try:
-            return retrying(send)
+            return self.request_json("POST", path, json=dict(payload), endpoint=endpoint, resend="never") or {}
         except RateLimitedError:
             raise
         except RetryableError as exc:
@@ -252,7 +243,7 @@ class HousecallProHook(CrmHook):
     def iter_customers(self, page_size: int = MAX_PAGE_SIZE) -> Iterator[dict[str, Any]]:
         """Every customer, oldest first: ``GET /customers?sort_by=created_at&sort_direction=asc&page=&page_size=``
         until ``page`` reaches ``total_pages`` (``PaginatedList`` ``{page, page_size, total_pages, total_items,
-        customers}``); lazily. [HCP-spec ``get-v1-customers``, /work/shared/crm-specs/housecallpro/housecall.v1.yaml]
+        customers}``); lazily. [HCP-spec ``get-v1-customers``]
         """
         return self._pages("/customers", "customers", {"sort_by": "created_at", "sort_direction": "asc"},
                            page_size=page_size)

@@ -36,7 +36,9 @@ from typing import Any, ClassVar
 
 import requests
 
+from crm_hooks.auth import Authenticator, RefreshToken, StaticToken, is_token_request
 from crm_hooks.base import CrmHook, json_body
+from crm_hooks.crm_settings import CrmSettings, SettingsReader
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -110,6 +112,23 @@ def _object_path(object_type: str) -> str:
     return object_type
 
 
+@dataclass(frozen=True)
+class HubSpotSettings(CrmSettings):
+    """``crmSettings`` the hook reads: ``rateLimitPer10s``, the account's burst limit per 10 s, 1..250
+    (default 190, Professional/Enterprise; 100 for Free/Starter, 110 for public marketplace apps, 250 with
+    the API limit increase)."""
+
+    rate_limit_per_10s: float | None = 190.0
+
+    @classmethod
+    def read(cls, reader: SettingsReader) -> HubSpotSettings:
+        return cls(rate_limit_per_10s=reader.number("rateLimitPer10s", default=190.0, minimum=1, maximum=250))
+
+    def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
+        """``default``: ``rateLimitPer10s`` per 10 s; ``search``: the documented 5 per second."""
+        return {"default": RateLimit(self.rate_limit_per_10s, 10.0), "search": defaults["search"]}
+
+
 class HubSpotHook(CrmHook):
     """HubSpot (private app token or OAuth refresh token).
 
@@ -138,14 +157,9 @@ class HubSpotHook(CrmHook):
         "default": RateLimit(190, 10.0),
         "search": RateLimit(5, 1.0),
     }
+    settings_class = HubSpotSettings
 
     # ------------------------------------------------------------------ config
-    @property
-    def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
-        """``default``: ``rateLimitPer10s`` per 10 s (190 unless set); ``search``: 5 per second."""
-        per_10s = self.setting_number("rateLimitPer10s", default=190.0, minimum=1, maximum=250)
-        return {"default": RateLimit(per_10s, 10.0), "search": self.default_rate_limits["search"]}
-
     @classmethod
     def credentials_from_connection(cls, conn: Any) -> dict[str, Any]:
         """Connection -> app keys: password -> ``accessToken``; extra ``clientId``,
@@ -185,44 +199,19 @@ class HubSpotHook(CrmHook):
                 "or refreshToken + clientId + clientSecret (OAuth)"
             )
 
-    def fetch_token(self) -> tuple[str, float]:
-        """OAuth refresh: ``POST {baseUrl}/oauth/v1/token`` (form-encoded
-        ``grant_type=refresh_token, client_id, client_secret, refresh_token``).
+    def authenticator(self) -> Authenticator:
+        """OAuth refresh (:class:`~crm_hooks.auth.RefreshToken`): ``POST {baseUrl}/oauth/v1/token`` (form-encoded
+        ``grant_type=refresh_token, client_id, client_secret, refresh_token``), access tokens live 30 minutes;
+        HubSpot normally returns the same refresh token, a rotated one is stored.
 
         https://developers.hubspot.com/docs/api-reference/legacy/authentication/oauth-tokens/v1/refresh-oauth-token.md
-        A private-app token is returned as is with a long lifetime (it does not expire).
+        A private-app token is used as is (:class:`~crm_hooks.auth.StaticToken`: it does not expire).
         """
         self._check_auth_config()
         if not self.uses_oauth:
-            return str(self.cred("accessToken")), 365 * 86400.0
-        with self.credential_rotation():  # the live refresh token, should HubSpot ever have rotated it
-            return self._redeem_refresh_token()
-
-    def _redeem_refresh_token(self) -> tuple[str, float]:
-        client_id, client_secret, refresh_token = self.require("clientId", "clientSecret", "refreshToken")
-        body = self.request_json(
-            "POST",
-            f"{self.base_url}{TOKEN_PATH}",
-            authenticated=False,
-            endpoint=f"POST {TOKEN_PATH}",
-            data={
-                "grant_type": "refresh_token",
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "refresh_token": refresh_token,
-            },
-        ) or {}
-        token = body.get("access_token")
-        if not token:
-            raise BadCredentialsError("hubspot: token response has no access_token")
-        new_refresh = body.get("refresh_token")
-        if new_refresh and new_refresh != refresh_token:
-            # HubSpot normally returns the same refresh token; store a rotated one.
-            self.add_runtime_secret(new_refresh)
-            self._credentials = {**self.credentials, "refreshToken": new_refresh}
-            if self.credentials_writer is not None:
-                self.credentials_writer(dict(self._credentials))
-        return str(token), float(body.get("expires_in") or 1800)
+            return StaticToken(self, "accessToken")
+        return RefreshToken(self, token_path=TOKEN_PATH, token_url=lambda: f"{self.base_url}{TOKEN_PATH}",
+                            default_seconds=1800)
 
     def auth_headers(self) -> dict[str, str]:
         """``Authorization: Bearer <private-app token or OAuth access token>``."""
@@ -251,7 +240,7 @@ class HubSpotHook(CrmHook):
         detail = self.redact(": ".join(str(p) for p in (category, message) if p) or f"HTTP {status}")
         text = f"hubspot HTTP {status}: {detail}"
 
-        if _is_token_request(response) and 400 <= status < 500 and status != 429:
+        if is_token_request(response, TOKEN_PATH) and 400 <= status < 500 and status != 429:
             return BadCredentialsError(f"hubspot OAuth token refresh failed: {detail}", status=status,
                                        code=category)
         if status == 429:
@@ -419,7 +408,7 @@ class HubSpotHook(CrmHook):
         ``properties`` (comma-separated), ``archived=false``; counts against the ten-secondly limit.
         Lazy: a page is requested only when the previous one is consumed.
         Spec: HubSpot-public-api-spec-collection contacts v3 ``get-/crm/v3/objects/contacts_getPage``
-        (/work/shared/crm-specs/hubspot/contacts-v3.json);
+        (https://github.com/HubSpot/HubSpot-public-api-spec-collection, ``PublicApiSpecs/CRM``);
         https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/get-contacts
         """
         o = _object_path(object_type)
@@ -515,11 +504,6 @@ class HubSpotHook(CrmHook):
         self.request("GET", "/crm/v3/objects/contacts", params={"limit": 1},
                      endpoint="GET /crm/v3/objects/contacts")
         return "Connected to HubSpot (contacts readable)"
-
-
-def _is_token_request(response: requests.Response) -> bool:
-    url = response.url or (response.request.url if response.request is not None else "") or ""
-    return url.split("?")[0].rstrip("/").endswith(TOKEN_PATH)
 
 
 __all__ = ["BatchOutcome", "HubSpotConflictError", "HubSpotHook"]

@@ -26,12 +26,13 @@ Vendor facts this module relies on (each method's docstring names the operation 
   more than ``currentlyAvailable`` is answered HTTP 200 with ``errors[].extensions.code =
   "THROTTLED"``. Cost: 1 per field, ``edges``/``nodes``/``node`` free, a connection's nodes
   times ``first`` (100 when omitted) (https://developer.getjobber.com/docs/using_jobbers_api/api_rate_limits).
-* **No idempotency key** on any mutation (crm-apis.md §3.5): a mutation document is sent at
+* **No idempotency key** on any mutation (none in the API reference): a mutation document is sent at
   most once unless Jobber refused it unexecuted (HTTP 429, ``THROTTLED``, 401 + refresh);
   after a timeout or a 5xx the caller gets a :class:`RetryableError` and looks the records up.
 * **Errors**: GraphQL ``errors[]`` with HTTP 200; mutations report validation problems in
-  ``userErrors [{message, path}]`` (schema excerpt ``shared/crm-specs/jobber/``, version
-  2022-03-10; changelog https://developer.getjobber.com/docs/changelog).
+  ``userErrors [{message, path}]`` (Jobber's GraphQL schema, version 2022-03-10 onwards, browsable
+  in the Developer Center's GraphiQL, https://developer.getjobber.com/docs/; changelog
+  https://developer.getjobber.com/docs/changelog).
 * **Operations** (names re-checked against the changelog and a 2026 introspection note,
   ``jobCreate(input: JobCreateAttributes!)`` with ``propertyId`` and ``invoicing``
   required): ``account``, ``client``, ``clients(searchTerm)``, ``jobs(searchTerm, filter)``,
@@ -52,29 +53,38 @@ Vendor facts this module relies on (each method's docstring names the operation 
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import requests
-import tenacity
 
-from crm_hooks.base import MAX_RETRY_AFTER_SECONDS, CrmHook, json_body
+from crm_hooks.auth import Authenticator, RefreshToken, is_token_request, jwt_expiry
+from crm_hooks.base import CrmHook, json_body
+from crm_hooks.crm_settings import CrmSettings, SettingsReader
 from crm_hooks.errors import (
     BadCredentialsError,
     ConfigurationError,
     CrmError,
     RateLimitedError,
     RetryableError,
+)
+from crm_hooks.jobber_cost import MAX_COST_WAIT_SECONDS, MAX_REQUEST_COST, cost_budget, throttle_wait
+from crm_hooks.jobber_graphql import (
+    ADDRESS,
+    CLIENT_MATCH_FIELDS,
+    USER_ERRORS,
+    Field,
+    GraphQLResult,
+    MutationOutcome,
+    client_fields,
+    document,
+    f,
 )
 from crm_hooks.rate_limit import RateLimit
 
@@ -88,176 +98,10 @@ VERSION_HEADER = "X-JOBBER-GRAPHQL-VERSION"
 DEFAULT_API_VERSION = "2025-04-16"
 #: Documented default access-token lifetime, used when neither the JWT nor the body says.
 DEFAULT_TOKEN_SECONDS = 3600.0
-#: Query-cost budget from the rate-limit page's example, until a response reports the real one.
-DEFAULT_COST_MAXIMUM = 10_000.0
-DEFAULT_RESTORE_RATE = 500.0
-#: Highest requested cost of one document: a quarter of the bucket, so one request never
-#: waits long for points and other apps on the account keep some.
-MAX_REQUEST_COST = 2_500
 DEFAULT_ALIASES_PER_REQUEST = 25
-#: Longest wait for query-cost points inside one call (a full bucket refills in 20 s).
-MAX_COST_WAIT_SECONDS = 30.0
 RECONNECT = "reconnect Jobber in Rank It Pro"
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _AUTH_CODES = {"UNAUTHENTICATED", "UNAUTHORIZED", "FORBIDDEN", "ACCESS_DENIED"}
-
-
-# ---------------------------------------------------------------------------- documents
-
-
-@dataclass(frozen=True)
-class Field:
-    """One field of a GraphQL selection, rendered and costed the way Jobber counts it.
-
-    ``args`` holds GraphQL text per argument (``"$v0"``, ``"5"``); a ``first`` argument makes
-    the field a connection whose ``nodes`` cost is multiplied by it.
-    """
-
-    name: str
-    children: tuple[Field, ...] = ()
-    args: tuple[tuple[str, str], ...] = ()
-    alias: str | None = None
-
-    def render(self) -> str:
-        head = f"{self.alias}: {self.name}" if self.alias else self.name
-        if self.args:
-            head += "(" + ", ".join(f"{k}: {v}" for k, v in self.args) + ")"
-        if self.children:
-            head += " { " + " ".join(c.render() for c in self.children) + " }"
-        return head
-
-    def cost(self) -> int:
-        """1 per field; ``nodes``/``edges``/``node`` free; connections: ``first`` x the nodes' cost."""
-        inner = sum(c.cost() for c in self.children)
-        if self.name in ("nodes", "edges", "node"):
-            return inner
-        first = dict(self.args).get("first")
-        if first is not None and first.isdigit():
-            paged = sum(c.cost() for c in self.children if c.name in ("nodes", "edges"))
-            return int(first) * paged + (inner - paged)
-        return 1 + inner
-
-
-def f(name: str, *children: Field | str, alias: str | None = None, **args: Any) -> Field:
-    """Shorthand: ``f("clients", f("nodes", "id"), first=5, searchTerm="$t0")``."""
-    kids = tuple(c if isinstance(c, Field) else Field(c) for c in children)
-    return Field(name, kids, tuple((k, str(v)) for k, v in args.items()), alias)
-
-
-def document(kind: str, name: str, variables: Mapping[str, str], fields: Sequence[Field]) -> str:
-    """``kind name($v: Type, ...) { fields }`` (``kind`` is ``query`` or ``mutation``)."""
-    declared = ", ".join(f"${k}: {t}" for k, t in variables.items())
-    head = f"{kind} {name}" + (f"({declared})" if declared else "")
-    return head + " { " + " ".join(fl.render() for fl in fields) + " }"
-
-
-USER_ERRORS = f("userErrors", "message", "path")
-ADDRESS = f("address", "street1", "city", "province", "postalCode")
-CLIENT_MATCH_FIELDS = (f("id"), f("firstName"), f("lastName"), f("companyName"), f("emails", "address"),
-                       f("phones", "number"))
-
-
-def client_fields(properties: int) -> tuple[Field, ...]:
-    """Client fields the sync reads; with ``properties`` > 0 also its first service properties."""
-    if properties <= 0:
-        return CLIENT_MATCH_FIELDS
-    return (*CLIENT_MATCH_FIELDS, f("clientProperties", f("nodes", "id", ADDRESS), first=properties))
-
-
-# ---------------------------------------------------------------------------- results
-
-
-@dataclass
-class GraphQLResult:
-    """One GraphQL answer: ``data`` (None when nothing could be returned), ``errors``, cost."""
-
-    data: dict[str, Any] | None
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    extensions: dict[str, Any] = field(default_factory=dict)
-
-    def errors_for(self, alias: str) -> list[str]:
-        """Messages of the errors whose path starts at ``alias``."""
-        return [str(e.get("message") or "error") for e in self.errors
-                if isinstance(e, Mapping) and (e.get("path") or [None])[0] == alias]
-
-
-@dataclass
-class MutationOutcome:
-    """The outcome of one aliased mutation.
-
-    :ivar record: the payload's object (``client``, ``job``, ``properties``) on success.
-    :ivar error: why it failed (``userErrors`` or a GraphQL error), redacted.
-    :ivar uncertain: the mutation may have been applied (no payload came back for it).
-    """
-
-    record: Any = None
-    error: str | None = None
-    uncertain: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.record is not None and self.error is None and not self.uncertain
-
-
-class _CostBudget:
-    """Mirror of Jobber's leaky bucket for one account, fed by every ``throttleStatus``."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.maximum = DEFAULT_COST_MAXIMUM
-        self.available: float | None = None
-        self.restore = DEFAULT_RESTORE_RATE
-        self.at = 0.0
-
-    def observe(self, status: Mapping[str, Any], now: float) -> None:
-        try:
-            maximum = float(status["maximumAvailable"])
-            available = float(status["currentlyAvailable"])
-            restore = float(status["restoreRate"])
-        except (KeyError, TypeError, ValueError):
-            return
-        with self.lock:
-            self.maximum, self.available, self.at = maximum, available, now
-            self.restore = restore if restore > 0 else DEFAULT_RESTORE_RATE
-
-    def wait_for(self, cost: float, now: float, share: float = 1.0) -> float:
-        """Seconds until ``cost`` points are available, keeping ``1 - share`` of the bucket for others."""
-        with self.lock:
-            if self.available is None:
-                return 0.0
-            current = min(self.maximum, self.available + self.restore * max(0.0, now - self.at))
-            reserve = (1.0 - min(max(share, 0.0), 1.0)) * self.maximum
-            needed = min(cost + reserve, self.maximum) - current
-            return max(0.0, needed / self.restore)
-
-    def spend(self, cost: float, now: float) -> None:
-        """Account for a request we are about to send (the next answer corrects the figure)."""
-        with self.lock:
-            if self.available is not None:
-                current = min(self.maximum, self.available + self.restore * max(0.0, now - self.at))
-                self.available, self.at = max(0.0, current - cost), now
-
-
-_BUDGETS: dict[str, _CostBudget] = {}
-_BUDGETS_LOCK = threading.Lock()
-
-
-def cost_budget(account_key: str) -> _CostBudget:
-    """The process-wide query-cost budget of one Jobber account (shared by its hook instances)."""
-    with _BUDGETS_LOCK:
-        return _BUDGETS.setdefault(account_key, _CostBudget())
-
-
-def jwt_expiry(token: str | None) -> float | None:
-    """The ``exp`` claim (epoch seconds) of a JWT, read without verifying it; None if not a JWT."""
-    parts = str(token or "").split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        return float(payload["exp"])
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 def _parse_expires_at(value: Any) -> float | None:
@@ -270,6 +114,85 @@ def _parse_expires_at(value: Any) -> float | None:
         except ValueError:
             continue
     return None
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class JobberSettings(CrmSettings):
+    """``crmSettings`` the hook reads: ``apiVersion`` (``YYYY-MM-DD``, default :data:`DEFAULT_API_VERSION`;
+    checked where it is used, :attr:`JobberHook.api_version`), ``aliasesPerRequest`` (mutations or searches
+    per GraphQL document, 1..100, default 25; anything else is the default)."""
+
+    api_version: str = DEFAULT_API_VERSION
+    aliases_per_request: int = DEFAULT_ALIASES_PER_REQUEST
+
+    @classmethod
+    def read(cls, reader: SettingsReader) -> JobberSettings:
+        try:
+            aliases = int(reader.raw.get("aliasesPerRequest") or DEFAULT_ALIASES_PER_REQUEST)
+        except (TypeError, ValueError):
+            aliases = DEFAULT_ALIASES_PER_REQUEST
+        return cls(api_version=(reader.present("apiVersion") or DEFAULT_API_VERSION).strip(),
+                   aliases_per_request=max(1, min(aliases, 100)))
+
+
+# ---------------------------------------------------------------------------- auth
+
+
+class JobberBareToken(Authenticator):
+    """A bare access token (``apiKey`` or ``accessToken`` without a refresh token): used until its JWT
+    expires or Jobber refuses it; Jobber has no long-lived API keys."""
+
+    hook: JobberHook
+
+    def fetch_token(self) -> tuple[str, float]:
+        token = str(self.hook.cred("apiKey") or self.hook.cred("accessToken"))
+        left = self.hook.usable_seconds(token, margin=5.0)
+        if left == 0.0:
+            raise BadCredentialsError(
+                "jobber: the stored access token (apiKey) has expired or was refused, and Jobber has no "
+                f"long-lived API keys: {RECONNECT} (OAuth) so the integration gets refreshToken, clientId "
+                "and clientSecret")
+        return token, left if left is not None else DEFAULT_TOKEN_SECONDS
+
+
+class JobberRefresh(RefreshToken):
+    """Jobber's refresh-token grant (``POST {authUrl}/oauth/token``, form ``client_id, client_secret,
+    grant_type=refresh_token, refresh_token``;
+    https://developer.getjobber.com/docs/building_your_app/app_authorization#refresh-token-flow).
+
+    The stored access token serves while its JWT is valid (two minutes' margin). Rotation kills the old
+    refresh token at once, so a hook without a credentials writer refuses to redeem it, and the new pair
+    is written (:meth:`JobberHook.store_tokens`) before it is used.
+    """
+
+    hook: JobberHook
+
+    def stored_token(self) -> tuple[str, float] | None:
+        stored = self.hook.cred("accessToken")
+        left = self.hook.usable_seconds(stored, margin=120.0)
+        return (str(stored), left) if left else None
+
+    def before_refresh(self) -> None:
+        if self.hook.credentials_writer is None:
+            raise ConfigurationError(
+                "jobber: the access token must be refreshed, but this hook has no credentials writer; Jobber "
+                "rotates refresh tokens (the old one dies at once), so redeeming it here would lock the company "
+                "out. Refresh through the sync (it stores the new tokens) or set a valid accessToken")
+
+    def lifetime(self, body: Mapping[str, Any], token: str) -> float:
+        """The JWT's ``exp``, else the answer's ``expires_at``, else 60 minutes."""
+        expiry = jwt_expiry(token) or _parse_expires_at(body.get("expires_at"))
+        return expiry - time.time() if expiry else DEFAULT_TOKEN_SECONDS
+
+    def store(self, access: str, refresh: str, previous: str, body: Mapping[str, Any]) -> None:
+        self.hook.add_runtime_secret(access)
+        self.hook.add_runtime_secret(refresh)
+        if body.get("warning"):
+            log.warning("jobber token endpoint: %s", self.hook.redact(str(body["warning"]), limit=300))
+        self.hook.store_tokens({"accessToken": access, "refreshToken": refresh})
 
 
 # ---------------------------------------------------------------------------- the hook
@@ -307,7 +230,8 @@ class JobberHook(CrmHook):
     batch_size = 25
     secret_keys = ("accessToken", "refreshToken", "clientSecret", "apiKey")
     #: The DDoS guard: 2,500 requests per 5 minutes per app and account.
-    rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(2500, 300.0)}
+    default_rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(2500, 300.0)}
+    settings_class = JobberSettings
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any):
         super().__init__(conn_id, **kwargs)
@@ -329,7 +253,7 @@ class JobberHook(CrmHook):
     @property
     def api_version(self) -> str:
         """``crmSettings.apiVersion`` or :data:`DEFAULT_API_VERSION` (sent as ``X-JOBBER-GRAPHQL-VERSION``)."""
-        version = str(self.settings.get("apiVersion") or DEFAULT_API_VERSION).strip()
+        version = self.crm_settings.api_version
         if not _VERSION.match(version):
             raise ConfigurationError(f"jobber: crmSettings.apiVersion {version[:20]!r} is not a date like "
                                      f"{DEFAULT_API_VERSION}")
@@ -337,11 +261,8 @@ class JobberHook(CrmHook):
 
     @property
     def aliases_per_request(self) -> int:
-        try:
-            value = int(self.settings.get("aliasesPerRequest") or DEFAULT_ALIASES_PER_REQUEST)
-        except (TypeError, ValueError):
-            value = DEFAULT_ALIASES_PER_REQUEST
-        return max(1, min(value, 100))
+        """``crmSettings.aliasesPerRequest`` (1..100, default 25)."""
+        return self.crm_settings.aliases_per_request
 
     @property
     def token_url(self) -> str:
@@ -385,7 +306,7 @@ class JobberHook(CrmHook):
                 self._rejected.add(self._token)
             self._token = None
 
-    def _usable(self, token: str | None, margin: float) -> float | None:
+    def usable_seconds(self, token: str | None, margin: float) -> float | None:
         """Seconds ``token`` stays valid (None: unknown expiry), or 0 when refused or expired."""
         if not token or token in self._rejected:
             return 0.0
@@ -395,72 +316,18 @@ class JobberHook(CrmHook):
         left = expiry - time.time()
         return left if left > margin else 0.0
 
-    def fetch_token(self) -> tuple[str, float]:
-        """A usable access token: the stored one while its JWT is valid, else a refresh.
+    def authenticator(self) -> Authenticator:
+        """A usable access token: the stored one while its JWT is valid, else a refresh (:class:`JobberRefresh`).
 
-        Refresh: ``POST {authUrl}/oauth/token`` (form ``client_id, client_secret,
-        grant_type=refresh_token, refresh_token``). The rotated refresh token and the new
-        access token are written back through ``credentials_writer`` before they are used.
-        A bare token (``apiKey``) is used until it expires or is refused, then a
-        :class:`BadCredentialsError` asks the company to reconnect.
-        https://developer.getjobber.com/docs/building_your_app/app_authorization#refresh-token-flow
+        A bare token (``apiKey``) is used until it expires or is refused (:class:`JobberBareToken`).
         """
         self._check_auth_config()
         if not self.uses_oauth:
-            return self._bare_token()
-        stored = self.cred("accessToken")
-        left = self._usable(stored, margin=120.0)
-        if left:
-            return str(stored), left
-        return self._refresh()
+            return JobberBareToken(self)
+        return JobberRefresh(self, token_path=TOKEN_PATH, token_url=lambda: self.token_url,
+                             default_seconds=DEFAULT_TOKEN_SECONDS, hint=RECONNECT)
 
-    def _bare_token(self) -> tuple[str, float]:
-        token = str(self.cred("apiKey") or self.cred("accessToken"))
-        left = self._usable(token, margin=5.0)
-        if left == 0.0:
-            raise BadCredentialsError(
-                "jobber: the stored access token (apiKey) has expired or was refused, and Jobber has no "
-                f"long-lived API keys: {RECONNECT} (OAuth) so the integration gets refreshToken, clientId "
-                "and clientSecret")
-        return token, left if left is not None else DEFAULT_TOKEN_SECONDS
-
-    def _refresh(self) -> tuple[str, float]:
-        if self.credentials_writer is None:
-            raise ConfigurationError(
-                "jobber: the access token must be refreshed, but this hook has no credentials writer; Jobber "
-                "rotates refresh tokens (the old one dies at once), so redeeming it here would lock the company "
-                "out. Refresh through the sync (it stores the new tokens) or set a valid accessToken")
-        with self.credential_rotation():
-            # The live pair: another task may have refreshed while this one waited; its token serves.
-            stored = self.cred("accessToken")
-            left = self._usable(stored, margin=120.0)
-            if left:
-                return str(stored), left
-            return self._redeem_refresh_token()
-
-    def _redeem_refresh_token(self) -> tuple[str, float]:
-        """``POST {authUrl}/oauth/token`` with the refresh token; the rotated pair is stored before it is used."""
-        client_id, client_secret, refresh_token = self.require("clientId", "clientSecret", "refreshToken")
-        body = self.request_json(
-            "POST", self.token_url, authenticated=False, endpoint=f"POST {TOKEN_PATH}",
-            data={"client_id": client_id, "client_secret": client_secret, "grant_type": "refresh_token",
-                  "refresh_token": refresh_token},
-        )
-        body = body if isinstance(body, Mapping) else {}
-        access = body.get("access_token")
-        if not access:
-            raise BadCredentialsError(f"jobber: the token response has no access_token; {RECONNECT}")
-        rotated = body.get("refresh_token") or refresh_token
-        self.add_runtime_secret(str(access))
-        self.add_runtime_secret(str(rotated))
-        if body.get("warning"):
-            log.warning("jobber token endpoint: %s", self.redact(str(body["warning"]), limit=300))
-        self._store_tokens({"accessToken": str(access), "refreshToken": str(rotated)})
-        expiry = jwt_expiry(str(access)) or _parse_expires_at(body.get("expires_at"))
-        seconds = expiry - time.time() if expiry else DEFAULT_TOKEN_SECONDS
-        return str(access), seconds
-
-    def _store_tokens(self, tokens: dict[str, str]) -> None:
+    def store_tokens(self, tokens: dict[str, str]) -> None:
         """Persist rotated tokens (only these keys: the writer merges them), then keep them in memory.
 
         One retry covers a dropped database connection; if both fail the old refresh token is
@@ -472,7 +339,7 @@ class JobberHook(CrmHook):
         for attempt in (1, 2):
             try:
                 self.credentials_writer(dict(tokens))
-                self._credentials = {**self.credentials, **tokens}
+                self.replace_credentials({**self.credentials, **tokens})
                 return
             except Exception as exc:  # noqa: BLE001 - any database error; its text may hold the tokens
                 failure = f"{type(exc).__name__}"
@@ -498,7 +365,7 @@ class JobberHook(CrmHook):
         """
         status = response.status_code
         detail = self.redact(_error_text(json_body(response)) or (response.reason or "").strip() or f"HTTP {status}")
-        if _is_token_request(response) and 400 <= status < 500 and status != 429:
+        if is_token_request(response, TOKEN_PATH) and 400 <= status < 500 and status != 429:
             return BadCredentialsError(f"jobber: refreshing the access token failed ({detail}); {RECONNECT}",
                                        status=status)
         if status == 401:
@@ -543,7 +410,7 @@ class JobberHook(CrmHook):
                                          f"maximum of {maximum}; lower crmSettings.aliasesPerRequest")
             self.stats.rate_limited += 1
             raise RateLimitedError("jobber: GraphQL query cost throttled", code="THROTTLED",
-                                   retry_after=_throttle_wait(cost))
+                                   retry_after=throttle_wait(cost))
 
     # ------------------------------------------------------------------ GraphQL
     def chunks(self, items: Sequence[Any], unit_cost: int) -> Iterator[Sequence[Any]]:
@@ -570,7 +437,13 @@ class JobberHook(CrmHook):
         payload = {"query": doc, "variables": {k: v for k, (_, v) in variables.items()}}
         headers = {VERSION_HEADER: self.api_version}
         if kind == "mutation":
-            response = self._send_at_most_once(payload, headers, f"POST graphql {name}")
+            # Jobber has no idempotency key: after a timeout or a 5xx the mutations may have run, so that
+            # error is raised (the destination keeps the rows in_flight and looks them up next run). An HTTP
+            # 429 from the DDoS guard and a THROTTLED answer run nothing and are waited out; a 401 is answered
+            # by one token refresh, as for any call (CrmHook.send_write).
+            self.access_token()  # a refresh now gets the token endpoint's own retries
+            response = self.request("POST", GRAPHQL_PATH, json=payload, headers=headers,
+                                    endpoint=f"POST graphql {name}", resend="never")
         else:
             response = self.request("POST", GRAPHQL_PATH, json=payload, headers=headers,
                                     endpoint=f"POST graphql {name}")
@@ -583,37 +456,6 @@ class JobberHook(CrmHook):
                                else {})
         self._raise_request_errors(name, kind, result)
         return result
-
-    def _send_at_most_once(self, payload: dict[str, Any], headers: dict[str, str], label: str) -> requests.Response:
-        """Send a mutation document again only when Jobber refused it unexecuted.
-
-        Jobber has no idempotency key: after a timeout or a 5xx the mutations may have run,
-        so that error is raised (the destination keeps the rows in_flight and looks them up
-        next run) instead of being retried. An HTTP 429 from the DDoS guard and a
-        ``THROTTLED`` answer run nothing and are waited out; a 401 is answered by one token
-        refresh inside :meth:`request`, as for any call.
-        """
-        self.access_token()  # a refresh now gets the token endpoint's own retries
-        attempt = 0
-        while True:
-            attempt += 1
-            allowed, self.max_attempts = self.max_attempts, 1
-            try:
-                return self.request("POST", GRAPHQL_PATH, json=payload, headers=headers, endpoint=label)
-            except RateLimitedError as exc:
-                if attempt >= allowed:
-                    raise
-                wait = exc.retry_after if exc.retry_after is not None else \
-                    self._wait(SimpleNamespace(outcome=None, attempt_number=attempt))
-                if wait > MAX_RETRY_AFTER_SECONDS:
-                    raise
-                log.warning("jobber: %s refused unexecuted (%s); sending again in %.1f s", label, exc.code or
-                            exc.status, wait)
-            finally:
-                self.max_attempts = allowed
-            self.stats.retries += 1
-            self.check_budget(wait)
-            tenacity.nap.sleep(wait)
 
     def _raise_request_errors(self, name: str, kind: str, result: GraphQLResult) -> None:
         if not result.errors:
@@ -731,7 +573,7 @@ class JobberHook(CrmHook):
         companyName emails { address } phones { number } } pageInfo { hasNextPage endCursor } }``.
 
         Relay cursors (``first``/``after``, ``pageInfo{hasNextPage, endCursor}``) as in the schema excerpt
-        (/work/shared/crm-specs/jobber/jobber-schema-2022-03-10-excerpt.json, ``ClientConnection``) and
+        (Jobber's GraphQL schema, ``ClientConnection``) and
         https://developer.getjobber.com/docs/using_jobbers_api/api_queries_and_mutations . ``N`` is lowered
         so one page's requested cost (N x the node's cost) stays within the per-request cap of :meth:`chunks`;
         :meth:`graphql` waits for the points in the account's cost bucket before each page.
@@ -846,7 +688,7 @@ class JobberHook(CrmHook):
     def get_jobs(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """``job(id: $j) { id title instructions }`` per id, many aliased in one request within the query-cost
         budget (Jobber's GraphQL has no list-by-ids argument on ``jobs``; ``job(id: EncodedId!)`` is the documented
-        root field, /work/shared/crm-specs/jobber/jobber-schema-2022-03-10-excerpt.json). Returns id -> job for the
+        root field of Jobber's GraphQL schema, https://developer.getjobber.com/docs/). Returns id -> job for the
         jobs that exist; a deleted job resolves to null and is left out."""
         unique = list(dict.fromkeys(str(i) for i in job_ids))
         out: dict[str, dict[str, Any]] = {}
@@ -899,20 +741,6 @@ def _code(error: Mapping[str, Any]) -> str:
     return str(extensions.get("code") or "").upper() if isinstance(extensions, Mapping) else ""
 
 
-def _throttle_wait(cost: Mapping[str, Any]) -> float | None:
-    """``(requestedQueryCost - currentlyAvailable) / restoreRate`` seconds, at least 0.5."""
-    status = cost.get("throttleStatus") if isinstance(cost, Mapping) else None
-    try:
-        requested = float(cost["requestedQueryCost"])
-        available = float(status["currentlyAvailable"])  # type: ignore[index]
-        rate = float(status["restoreRate"])  # type: ignore[index]
-    except (KeyError, TypeError, ValueError):
-        return None
-    if rate <= 0:
-        return None
-    return max(0.5, (requested - available) / rate + 0.1)
-
-
 def _error_text(body: Any) -> str:
     """The message of an OAuth error, a GraphQL error list or a plain JSON message."""
     if isinstance(body, str):
@@ -935,9 +763,4 @@ def _user_errors_text(errors: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(parts)  # uncut: the caller redacts, then cuts
 
 
-def _is_token_request(response: requests.Response) -> bool:
-    url = response.url or (response.request.url if response.request is not None else "") or ""
-    return url.split("?")[0].rstrip("/").endswith(TOKEN_PATH)
-
-
-__all__ = ["Field", "GraphQLResult", "JobberHook", "MutationOutcome", "cost_budget", "document", "f", "jwt_expiry"]
+__all__ = ["JobberBareToken", "JobberHook", "JobberRefresh"]

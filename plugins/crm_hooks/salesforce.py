@@ -31,29 +31,24 @@ Vendor facts this module relies on (each method's docstring names its endpoint):
   at most 200 records, one API call each, per-record ``success``/``errors`` with HTTP 200
   (https://developer.salesforce.com/docs/platform/api-rest/guide/resources-composite-sobjects-collections-upsert.html,
   https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_create.htm).
-* Bulk API 2.0 ingest (large batches): ``POST /jobs/ingest`` (JSON job), ``PUT .../batches``
-  (CSV), ``PATCH`` ``{"state": "UploadComplete"}``, poll ``GET`` until ``JobComplete`` /
-  ``Failed`` / ``Aborted``, then ``successfulResults`` / ``failedResults`` /
-  ``unprocessedrecords`` as CSV in no particular order
-  (https://developer.salesforce.com/docs/platform/api-asynch/guide/walkthrough-upsert.html;
-  /work/shared/crm-apis.md section 6.4: 150 MB per upload, advised above 2,000 records).
+* Bulk API 2.0 ingest (large batches): :mod:`crm_hooks.salesforce_bulk`, mixed into the hook.
+  SOQL literals and API names: :mod:`crm_hooks.soql`.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import re
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import requests
 
+from crm_hooks.auth import ClientCredentials, SalesforcePassword
 from crm_hooks.base import CrmHook, json_body
+from crm_hooks.crm_settings import CrmSettings, SettingsReader
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
@@ -65,112 +60,44 @@ from crm_hooks.errors import (
 )
 from crm_hooks.hosts import check_url
 from crm_hooks.rate_limit import RateLimit
+from crm_hooks.salesforce_bulk import SalesforceBulkIngest
+from crm_hooks.soql import api_name
 
 DEFAULT_LOGIN_URL = "https://login.salesforce.com"
 TOKEN_PATH = "/services/oauth2/token"
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
-_FIELD_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
 _API_VERSION = re.compile(r"^v?(\d{2,3}\.\d)$")
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 
-# ---------------------------------------------------------------------- SOQL helpers
-_SOQL_ESCAPES = {
-    "\\": "\\\\",
-    "'": "\\'",
-    '"': '\\"',
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\b": "\\b",
-    "\f": "\\f",
-}
-
-
-def soql_quote(value: Any, *, like: bool = False) -> str:
-    """A SOQL literal for ``value``: strings quoted and escaped, others as SOQL spells them.
-
-    Escapes per "Quoted String Escape Sequences" -- backslash, single and double quote,
-    ``\\n \\r \\t \\b \\f``; other control characters as ``\\uXXXX``
-    (https://developer.salesforce.com/docs/platform/salesforce-soql-sosl/guide/sforce-api-calls-soql-select-quotedstringescapes.html,
-    https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_reservedcharacters.htm).
-    Other unicode passes through unchanged.
-
-    :param like: also escape ``_`` and ``%`` (only valid inside a ``LIKE`` pattern).
-    """
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value)
-    out = []
-    for ch in text:
-        if ch in _SOQL_ESCAPES:
-            out.append(_SOQL_ESCAPES[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        elif like and ch in "_%":
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    return "'" + "".join(out) + "'"
-
-
-def soql_in(field: str, values: Iterable[Any]) -> str:
-    """``Field IN ('a','b')`` with each value quoted by :func:`soql_quote` (duplicates dropped).
-
-    :raises ValueError: no values (``IN ()`` is a SOQL syntax error) or an invalid field name.
-    """
-    if not isinstance(field, str) or not _FIELD_PATH.match(field):
-        raise ValueError(f"invalid SOQL field name {field!r}")
-    literals = list(dict.fromkeys(soql_quote(v) for v in values))
-    if not literals:
-        raise ValueError("soql_in needs at least one value")
-    return f"{field} IN ({', '.join(literals)})"
-
-
-#: Salesforce record ids (a Bulk API job id starts with 750).
-_JOB_ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
-#: Bulk API 2.0: 150 MB base64-encoded per upload, i.e. about 100 MB of CSV.
-BULK_UPLOAD_MAX_BYTES = 100_000_000
-
 
 @dataclass(frozen=True)
-class BulkOutcome:
-    """A Bulk API 2.0 ingest job's final info and its three result sets (rows as dicts)."""
+class SalesforceSettings(CrmSettings):
+    """``crmSettings`` the hook reads: ``apiVersion`` (checked by :attr:`SalesforceHook.api_version`;
+    None: the hook's default), ``sessionSeconds`` (default 3600), ``dailyBudgetShare`` (default 0.9, see
+    :meth:`SalesforceHook.budget_exhausted`), ``requestsPerSecond`` (1..100, default unlimited: Salesforce
+    documents no per-second limit)."""
 
-    job: dict[str, Any]
-    successful: list[dict[str, str]]
-    failed: list[dict[str, str]]
-    unprocessed: list[dict[str, str]]
+    api_version: str | None = None
+    session_seconds: float = 3600.0
+    daily_budget_share: float = 0.9
+    requests_per_second: float | None = None
 
+    @classmethod
+    def read(cls, reader: SettingsReader) -> SalesforceSettings:
+        try:
+            share = float(reader.raw.get("dailyBudgetShare", 0.9))
+        except (TypeError, ValueError):
+            share = 0.9
+        return cls(api_version=reader.present("apiVersion"),
+                   session_seconds=reader.lenient_float("sessionSeconds", 3600.0), daily_budget_share=share,
+                   requests_per_second=reader.number("requestsPerSecond", default=None, minimum=1, maximum=100))
 
-def records_to_csv(records: Sequence[Mapping[str, Any]]) -> str:
-    """Records as Bulk API 2.0 CSV (comma, LF, UTF-8): one column per field seen, ``attributes`` left out.
-
-    ``None`` is an empty cell, which an upsert leaves unchanged on an existing record
-    (``#N/A`` would set null); booleans are ``true``/``false``; quotes and line breaks are
-    quoted as CSV requires.
-    https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/datafiles_prepare_csv.htm
-    """
-    columns = list(dict.fromkeys(k for r in records for k in r if k != "attributes"))
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    for record in records:
-        writer.writerow(["" if (v := record.get(c)) is None else (str(v).lower() if isinstance(v, bool) else v)
-                         for c in columns])
-    return out.getvalue()
-
-
-def _name(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise ValueError(f"invalid Salesforce {what} {value!r}")
-    return value
+    def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
+        """Unlimited unless ``requestsPerSecond`` is set; the daily allocation is watched through
+        ``Sforce-Limit-Info`` instead (:meth:`SalesforceHook.budget_exhausted`)."""
+        return {"default": RateLimit(self.requests_per_second, 1.0)}
 
 
-class SalesforceHook(CrmHook):
+class SalesforceHook(SalesforceBulkIngest, CrmHook):
     """Salesforce (client credentials at My Domain, or the deprecated username-password flow).
 
     Credentials (the app's keys): ``clientId``, ``clientSecret``; then either
@@ -199,6 +126,8 @@ class SalesforceHook(CrmHook):
     batch_size = 200
     secret_keys = ("clientSecret", "password", "securityToken")
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(None)}
+    settings_class = SalesforceSettings
+
     def __init__(self, conn_id: str | None = None, **kwargs: Any):
         super().__init__(conn_id, **kwargs)
         self._instance_url: str | None = None
@@ -233,7 +162,7 @@ class SalesforceHook(CrmHook):
     @property
     def api_version(self) -> str:
         """``apiVersion`` setting (``"62.0"``; a leading ``v`` is accepted)."""
-        raw = str(self.settings.get("apiVersion") or self.default_api_version).strip()
+        raw = str(self.crm_settings.api_version or self.default_api_version).strip()
         match = _API_VERSION.match(raw)
         if not match:
             raise ConfigurationError(f"salesforce: apiVersion {raw!r} is not like '62.0'")
@@ -242,13 +171,6 @@ class SalesforceHook(CrmHook):
     def data_path(self, suffix: str) -> str:
         """``/services/data/vXX.X/<suffix>``."""
         return f"/services/data/v{self.api_version}/{suffix.lstrip('/')}"
-
-    @property
-    def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
-        """Unlimited unless ``requestsPerSecond`` is set; the daily allocation is watched
-        through ``Sforce-Limit-Info`` instead (:meth:`budget_exhausted`)."""
-        rps = self.setting_number("requestsPerSecond", default=None, minimum=1, maximum=100)
-        return {"default": RateLimit(rps, 1.0)}
 
     @property
     def auth_flow(self) -> str:
@@ -305,38 +227,29 @@ class SalesforceHook(CrmHook):
         return hashlib.sha256(basis.encode()).hexdigest()[:12]
 
     # ------------------------------------------------------------------ auth
-    def fetch_token(self) -> tuple[str, float]:
-        """``POST {token host}/services/oauth2/token`` for the configured flow.
+    def authenticator(self) -> ClientCredentials:
+        """``POST {token host}/services/oauth2/token`` for the configured flow (:attr:`auth_flow`).
 
         Client credentials: form ``grant_type=client_credentials`` with
-        ``Authorization: Basic base64(clientId:clientSecret)``. Username-password: form
-        ``grant_type=password, client_id, client_secret, username, password`` (password +
-        security token). The response's ``instance_url`` becomes the data host after
-        passing :func:`crm_hooks.hosts.check_url`; the session is cached for
-        ``sessionSeconds``.
+        ``Authorization: Basic base64(clientId:clientSecret)``. Username-password
+        (:class:`~crm_hooks.auth.SalesforcePassword`): form ``grant_type=password, client_id, client_secret,
+        username, password`` (password + security token). The response's ``instance_url`` becomes the data
+        host after passing :func:`crm_hooks.hosts.check_url`; the session is cached for ``sessionSeconds``.
         https://developer.salesforce.com/blogs/2024/02/invoke-rest-apis-with-the-salesforce-integration-user-and-oauth-client-credentials,
         https://help.salesforce.com/s/articleView?id=000886201&language=en_US&type=1
         """
-        flow = self.auth_flow
-        if flow == "client_credentials":
-            client_id, client_secret, _ = self.require("clientId", "clientSecret", "myDomainUrl")
-            kwargs: dict[str, Any] = {"data": {"grant_type": "client_credentials"},
-                                      "auth": (str(client_id), str(client_secret))}
-        else:
-            client_id, client_secret, username, password = self.require(
-                "clientId", "clientSecret", "username", "password")
-            kwargs = {"data": {
-                "grant_type": "password",
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "username": username,
-                "password": f"{password}{self.cred('securityToken') or ''}",
-            }}
-        body = self.request_json("POST", self.token_url, authenticated=False,
-                                 endpoint=f"POST {TOKEN_PATH}", **kwargs) or {}
-        token = body.get("access_token") if isinstance(body, Mapping) else None
-        if not token:
-            raise BadCredentialsError("salesforce: token response has no access_token")
+        common: dict[str, Any] = {"token_path": TOKEN_PATH, "token_url": lambda: self.token_url,
+                                  "lifetime": self._session_seconds, "on_token": self._on_token}
+        if self.auth_flow == "client_credentials":
+            return ClientCredentials(self, form=self._client_credentials_form, **common)
+        return SalesforcePassword(self, **common)
+
+    def _client_credentials_form(self) -> dict[str, Any]:
+        client_id, client_secret, _ = self.require("clientId", "clientSecret", "myDomainUrl")
+        return {"data": {"grant_type": "client_credentials"}, "auth": (str(client_id), str(client_secret))}
+
+    def _on_token(self, body: Mapping[str, Any]) -> None:
+        """Keep the org's identity URL and its data host (``instance_url``, else ``instanceUrl``/``myDomainUrl``)."""
         self._identity_url = str(body.get("id") or "") or None
         instance = body.get("instance_url")
         if instance:
@@ -347,11 +260,10 @@ class SalesforceHook(CrmHook):
             if not fallback:
                 raise ConfigurationError("salesforce: token response has no instance_url and instanceUrl is not set")
             self._instance_url = fallback
-        try:
-            seconds = float(self.settings.get("sessionSeconds") or 3600)
-        except (TypeError, ValueError):
-            seconds = 3600.0
-        return str(token), seconds
+
+    def _session_seconds(self, body: Mapping[str, Any], token: str) -> float:
+        """Neither flow returns ``expires_in``: ``crmSettings.sessionSeconds`` (default 3600)."""
+        return self.crm_settings.session_seconds
 
     def fetch_account_identity(self) -> str:
         """The org id: from the token response's ``id`` (``https://login.salesforce.com/id/<orgId>/<userId>``),
@@ -417,7 +329,7 @@ class SalesforceHook(CrmHook):
                 return RateLimitedError(text, status=status, code=code)
             return QuotaExhaustedError(text, status=status, code=code)
         if status == 410:
-            version = self.settings.get("apiVersion") or self.default_api_version
+            version = self.crm_settings.api_version or self.default_api_version
             return ConfigurationError(f"{text} (API version {version} is retired; set crmSettings.apiVersion)",
                                       status=status, code=code)
         return self.default_error(response, detail, code=code)
@@ -433,10 +345,7 @@ class SalesforceHook(CrmHook):
         is used, per the last ``Sforce-Limit-Info``; the engine stops the run then."""
         if not self.api_usage or not self.api_usage[1]:
             return False
-        try:
-            share = float(self.settings.get("dailyBudgetShare", 0.9))
-        except (TypeError, ValueError):
-            share = 0.9
+        share = self.crm_settings.daily_budget_share
         used, maximum = self.api_usage
         return used >= share * maximum
 
@@ -455,7 +364,7 @@ class SalesforceHook(CrmHook):
         """Run SOQL: ``GET /services/data/vXX.X/query?q=...``, following ``nextRecordsUrl``.
 
         Lazily yields records (each with its ``attributes``). Build literals with
-        :func:`soql_quote` / :func:`soql_in`.
+        :func:`crm_hooks.soql.soql_quote` / :func:`crm_hooks.soql.soql_in`.
         https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_query.htm
         """
         def fetch_page(next_url: Any) -> tuple[list[Any], Any]:
@@ -473,7 +382,7 @@ class SalesforceHook(CrmHook):
         """``GET /services/data/vXX.X/sobjects/{sobject}/describe`` (cached per hook instance).
         https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm
         """
-        name = _name(sobject, "sObject name")
+        name = api_name(sobject, "sObject name")
         if name not in self._describe_cache:
             self._describe_cache[name] = self.request_json(
                 "GET", self.data_path(f"sobjects/{name}/describe"), endpoint=f"GET sobjects/{name}/describe") or {}
@@ -511,8 +420,8 @@ class SalesforceHook(CrmHook):
         request order: ``{id, success, created, errors: [{statusCode, message, fields}]}``.
         https://developer.salesforce.com/docs/platform/api-rest/guide/resources-composite-sobjects-collections-upsert.html
         """
-        name = _name(sobject, "sObject name")
-        ext = _name(external_id_field, "external ID field")
+        name = api_name(sobject, "sObject name")
+        ext = api_name(external_id_field, "external ID field")
         self._check_size(records)
         if not records:
             return []
@@ -564,126 +473,6 @@ class SalesforceHook(CrmHook):
                                       json={"allOrNone": bool(all_or_none), "records": typed},
                                       endpoint="PATCH composite/sobjects") or [])
 
-    # ------------------------------------------------------------------ Bulk API 2.0 ingest
-    #: Job states after which nothing more happens to the job.
-    BULK_FINAL_STATES: ClassVar[tuple[str, ...]] = ("JobComplete", "Failed", "Aborted")
-    #: Seconds :meth:`bulk_upsert` waits for a job before leaving its rows to the next run.
-    bulk_timeout_seconds: ClassVar[float] = 900.0
-
-    def _job_path(self, job_id: str, suffix: str = "") -> str:
-        if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
-            raise ValueError(f"invalid Bulk API job id {job_id!r}")
-        return self.data_path(f"jobs/ingest/{job_id}{suffix}")
-
-    def create_ingest_job(self, sobject: str, operation: str = "upsert",
-                          external_id_field: str | None = None) -> dict[str, Any]:
-        """Create a Bulk API 2.0 ingest job: ``POST /services/data/vXX.X/jobs/ingest``.
-
-        Body ``{object, operation, externalIdFieldName (upsert), contentType: "CSV", lineEnding: "LF",
-        columnDelimiter: "COMMA"}``; the answer is the job info (``id``, ``state: "Open"``,
-        ``contentUrl``, ...).
-        https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/create_job.htm
-        """
-        body: dict[str, Any] = {"object": _name(sobject, "sObject name"), "operation": operation,
-                                "contentType": "CSV", "lineEnding": "LF", "columnDelimiter": "COMMA"}
-        if operation == "upsert":
-            if not external_id_field:
-                raise ValueError("an upsert job needs external_id_field")
-            body["externalIdFieldName"] = _name(external_id_field, "external ID field")
-        return self.request_json("POST", self.data_path("jobs/ingest"), json=body,
-                                 endpoint="POST jobs/ingest") or {}
-
-    def upload_job_data(self, job_id: str, csv_text: str) -> None:
-        """Upload the job's CSV: ``PUT /services/data/vXX.X/jobs/ingest/{jobId}/batches``,
-        ``Content-Type: text/csv``; Salesforce answers 201 without a body. At most 150 MB
-        base64-encoded (about 100 MB of CSV) per upload.
-        https://developer.salesforce.com/docs/platform/api-asynch/guide/upload-job-data.html
-        """
-        data = csv_text.encode("utf-8")
-        if len(data) > BULK_UPLOAD_MAX_BYTES:
-            raise ValueError(f"Bulk API 2.0 uploads take at most {BULK_UPLOAD_MAX_BYTES} bytes, got {len(data)}")
-        self.request("PUT", self._job_path(job_id, "/batches"), data=data,
-                     headers={"Content-Type": "text/csv"}, endpoint="PUT jobs/ingest/batches")
-
-    def set_job_state(self, job_id: str, state: str) -> dict[str, Any]:
-        """Close (``UploadComplete``: Salesforce starts processing) or abort (``Aborted``) a job:
-        ``PATCH /services/data/vXX.X/jobs/ingest/{jobId}`` with ``{"state": ...}``; returns the job info.
-        https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/close_job.htm
-        """
-        if state not in ("UploadComplete", "Aborted"):
-            raise ValueError(f"a job can only be set to UploadComplete or Aborted, not {state!r}")
-        return self.request_json("PATCH", self._job_path(job_id), json={"state": state},
-                                 endpoint="PATCH jobs/ingest") or {}
-
-    def ingest_job_info(self, job_id: str) -> dict[str, Any]:
-        """``GET /services/data/vXX.X/jobs/ingest/{jobId}``: ``state`` (Open, UploadComplete, InProgress,
-        JobComplete, Failed, Aborted), ``numberRecordsProcessed``, ``numberRecordsFailed``, ``errorMessage``.
-        https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/get_job_info.htm
-        """
-        return self.request_json("GET", self._job_path(job_id), endpoint="GET jobs/ingest") or {}
-
-    def wait_for_ingest_job(self, job_id: str, *, timeout: float | None = None,
-                            sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
-        """Poll :meth:`ingest_job_info` (1 s, doubling to 30 s) until a final state or ``timeout``.
-
-        Returns the last job info; its ``state`` is not final when the wait timed out.
-        """
-        deadline = time.monotonic() + (self.bulk_timeout_seconds if timeout is None else timeout)
-        pause = 1.0
-        while True:
-            info = self.ingest_job_info(job_id)
-            if info.get("state") in self.BULK_FINAL_STATES or time.monotonic() + pause > deadline:
-                return info
-            self.check_budget(pause)  # the run's time budget, not only this wait's own timeout
-            sleep(pause)
-            pause = min(30.0, pause * 2)
-
-    def ingest_job_results(self, job_id: str, kind: str) -> list[dict[str, str]]:
-        """One result CSV of a finished job, as dicts:
-
-        * ``successfulResults``: ``sf__Id``, ``sf__Created`` (``true``/``false``) + the uploaded fields;
-        * ``failedResults``: ``sf__Id``, ``sf__Error`` (``CODE:message:fields --``) + the uploaded fields;
-        * ``unprocessedrecords``: the uploaded fields of rows the job never reached (failed/aborted job).
-
-        The order is not the upload's: match rows by a key column.
-        https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/get_job_successful_results.htm ,
-        .../get_job_failed_results.htm , .../get_job_unprocessed_results.htm
-        """
-        if kind not in ("successfulResults", "failedResults", "unprocessedrecords"):
-            raise ValueError(f"unknown Bulk API result kind {kind!r}")
-        response = self.request("GET", self._job_path(job_id, f"/{kind}"), headers={"Accept": "text/csv"},
-                                endpoint=f"GET jobs/ingest/{kind}")
-        response.encoding = "utf-8"
-        return list(csv.DictReader(io.StringIO(response.text)))
-
-    def bulk_upsert(self, sobject: str, external_id_field: str, records: Sequence[Mapping[str, Any]]
-                    ) -> BulkOutcome:
-        """Upsert ``records`` by an external id with one Bulk API 2.0 ingest job (idempotent by the key):
-        create, upload, close, wait, then read the three result sets. About 7 API calls whatever the
-        number of records (up to the upload limit), against 1 per 200 with sObject Collections.
-        https://developer.salesforce.com/docs/platform/api-asynch/guide/walkthrough-upsert.html
-        """
-        if not records:
-            return BulkOutcome({}, [], [], [])
-        for i, record in enumerate(records):
-            if record.get(external_id_field) in (None, ""):
-                raise ValueError(f"record {i} has no value for external ID field {external_id_field}")
-        job = self.create_ingest_job(sobject, "upsert", external_id_field)
-        job_id = str(job.get("id"))
-        try:
-            self.upload_job_data(job_id, records_to_csv(records))
-            self.set_job_state(job_id, "UploadComplete")
-        except BadRecordError:
-            # Refused before processing (e.g. a column the object lacks): nothing was written.
-            self.set_job_state(job_id, "Aborted")
-            raise
-        info = self.wait_for_ingest_job(job_id)
-        if info.get("state") not in self.BULK_FINAL_STATES:
-            return BulkOutcome(info, [], [], [])
-        return BulkOutcome(info, self.ingest_job_results(job_id, "successfulResults"),
-                           self.ingest_job_results(job_id, "failedResults"),
-                           self.ingest_job_results(job_id, "unprocessedrecords"))
-
     def limits(self) -> dict[str, Any]:
         """The org's limits: ``GET /services/data/vXX.X/limits`` (``DailyApiRequests`` etc.).
         https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm
@@ -706,4 +495,4 @@ def _org_from_identity_url(url: str | None) -> str | None:
     return None
 
 
-__all__ = ["BulkOutcome", "SalesforceHook", "records_to_csv", "soql_in", "soql_quote"]
+__all__ = ["SalesforceHook"]

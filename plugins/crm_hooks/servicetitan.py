@@ -12,7 +12,7 @@ Vendor facts this module relies on (each method's docstring names its endpoint):
   since token requests are throttled (https://developer.servicetitan.io/docs/oauth20,
   https://developer.servicetitan.io/docs/get-going-first-api-call). Every API call sends
   ``Authorization: Bearer <token>`` **and** ``ST-App-Key: <app key>`` (OpenAPI ``securitySchemes``
-  ``appKey`` + ``bearerToken`` of ServiceTitan's v2 exports, ``shared/crm-specs/servicetitan/``).
+  ``appKey`` + ``bearerToken`` of ServiceTitan's v2 API reference, https://developer.servicetitan.io/apis/).
 * Paths ``/{module}/v2/tenant/{tenant}/{resource}``: ``/crm/v2/tenant/{t}/customers``, ``.../locations``,
   ``/jpm/v2/tenant/{t}/jobs``, ``/jpm/v2/tenant/{t}/job-types/{id}``, ``/settings/v2/tenant/{t}/business-units/{id}``,
   ``/marketing/v2/tenant/{t}/campaigns/{id}`` (``tenant-{crm,jpm,settings,marketing}-v2.yml``).
@@ -40,24 +40,24 @@ the largest ``pageSize`` and how many ``externalDataValues`` one call takes (50 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import requests
-import tenacity
 
+from crm_hooks.auth import ClientCredentials, is_token_request
 from crm_hooks.base import CrmHook, json_body
+from crm_hooks.crm_settings import CrmSettings, SettingsReader
 from crm_hooks.errors import (
     BadCredentialsError,
     BadRecordError,
     ConfigurationError,
     CrmError,
     RateLimitedError,
-    RetryableError,
 )
 from crm_hooks.rate_limit import RateLimit
 
@@ -85,6 +85,29 @@ _TENANT = re.compile(r"^\d{1,19}$")
 WINDOW_SECONDS = 1.1
 
 
+@dataclass(frozen=True)
+class ServiceTitanSettings(CrmSettings):
+    """``crmSettings`` the hook reads: ``requestsPerSecond`` (1..60, default 60, the documented limit),
+    ``environment`` and ``applicationGuid`` (credentials take precedence; validated by the hook)."""
+
+    requests_per_second: float | None = 60.0
+    environment: str | None = None
+    application_guid: str | None = None
+
+    @classmethod
+    def read(cls, reader: SettingsReader) -> ServiceTitanSettings:
+        return cls(requests_per_second=reader.number("requestsPerSecond", default=60.0, minimum=1, maximum=60),
+                   environment=reader.present("environment"), application_guid=reader.present("applicationGuid"))
+
+    def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
+        """``requestsPerSecond`` in any window of :data:`WINDOW_SECONDS`.
+
+        ServiceTitan counts requests when they arrive, the limiter when they leave: a window slightly
+        longer than the documented second keeps network jitter from drawing 429s at full speed.
+        """
+        return {"default": RateLimit(self.requests_per_second, WINDOW_SECONDS)}
+
+
 class ServiceTitanHook(CrmHook):
     """ServiceTitan (OAuth2 client credentials + app key, one tenant per integration).
 
@@ -108,6 +131,7 @@ class ServiceTitanHook(CrmHook):
     batch_size = 1
     secret_keys = ("clientSecret", "appKey")
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(60, 1.0)}
+    settings_class = ServiceTitanSettings
 
     # ------------------------------------------------------------------ config
     @classmethod
@@ -122,19 +146,9 @@ class ServiceTitanHook(CrmHook):
         return {k: v for k, v in creds.items() if v not in (None, "")}
 
     @property
-    def rate_limits(self) -> dict[str, RateLimit]:  # type: ignore[override]
-        """60 requests (``requestsPerSecond`` may lower it) in any window of :data:`WINDOW_SECONDS`.
-
-        ServiceTitan counts requests when they arrive, the limiter when they leave: a window slightly
-        longer than the documented second keeps network jitter from drawing 429s at full speed.
-        """
-        rps = self.setting_number("requestsPerSecond", default=60.0, minimum=1, maximum=60)
-        return {"default": RateLimit(rps, WINDOW_SECONDS)}
-
-    @property
     def environment(self) -> str:
         """``production`` (default) or ``integration``, from credentials or crmSettings."""
-        value = str(self.cred("environment") or self.settings.get("environment") or "production").strip().lower()
+        value = str(self.cred("environment") or self.crm_settings.environment or "production").strip().lower()
         if value not in HOSTS:
             raise ConfigurationError(f"servicetitan: environment must be one of {', '.join(HOSTS)}, not {value!r}")
         return value
@@ -162,7 +176,7 @@ class ServiceTitanHook(CrmHook):
     @property
     def application_guid(self) -> str:
         """The externalData ``applicationGuid`` (``crmSettings.applicationGuid`` or credentials)."""
-        raw = self.settings.get("applicationGuid") or self.cred("applicationGuid") or DEFAULT_APPLICATION_GUID
+        raw = self.crm_settings.application_guid or self.cred("applicationGuid") or DEFAULT_APPLICATION_GUID
         try:
             return str(uuid.UUID(str(raw)))
         except ValueError:
@@ -190,22 +204,19 @@ class ServiceTitanHook(CrmHook):
         self.token_url  # noqa: B018
 
     # ------------------------------------------------------------------ auth
-    def fetch_token(self) -> tuple[str, float]:
+    def authenticator(self) -> ClientCredentials:
         """``POST {auth host}/connect/token`` form ``grant_type=client_credentials, client_id,
         client_secret``; answers ``{access_token, expires_in (900), token_type}``.
 
         https://developer.servicetitan.io/docs/get-going-first-api-call, https://developer.servicetitan.io/docs/oauth20
         """
+        return ClientCredentials(self, token_path=TOKEN_PATH, token_url=lambda: self.token_url, form=self._token_form,
+                                 lifetime=lambda body, _token: float(body.get("expires_in") or 900))
+
+    def _token_form(self) -> dict[str, Any]:
         self.check_config()
         client_id, client_secret = self.require("clientId", "clientSecret")
-        body = self.request_json(
-            "POST", self.token_url, authenticated=False, endpoint=f"POST {TOKEN_PATH}",
-            data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
-        ) or {}
-        token = body.get("access_token") if isinstance(body, Mapping) else None
-        if not token:
-            raise BadCredentialsError("servicetitan: token response has no access_token")
-        return str(token), float(body.get("expires_in") or 900)
+        return {"data": {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}}
 
     def auth_headers(self) -> dict[str, str]:
         """``Authorization: Bearer <token>`` and ``ST-App-Key: <appKey>`` (both required on every call)."""
@@ -226,7 +237,7 @@ class ServiceTitanHook(CrmHook):
         body = json_body(response)
         body = body if isinstance(body, Mapping) else {}
         detail = self.redact(_problem_text(body) or (response.reason or "").strip() or f"HTTP {status}")
-        if _is_token_request(response) and 400 <= status < 500 and status != 429:
+        if is_token_request(response, TOKEN_PATH) and 400 <= status < 500 and status != 429:
             return BadCredentialsError(
                 f"servicetitan OAuth token request failed: {detail} (check clientId/clientSecret and that they "
                 f"belong to the {self.environment} environment)", status=status, code=str(body.get("error") or ""))
@@ -255,45 +266,17 @@ class ServiceTitanHook(CrmHook):
 
         return self.paginate(fetch_page)
 
-    @contextlib.contextmanager
-    def _one_attempt(self) -> Iterator[None]:
-        """Within the block, :meth:`request` makes one attempt (plus the token-refresh resend)."""
-        saved = self.max_attempts
-        self.max_attempts = 1
-        try:
-            yield
-        finally:
-            self.max_attempts = saved
-
     def _post_once(self, path: str, payload: Mapping[str, Any], lookup: Callable[[], dict[str, Any] | None],
                    *, endpoint: str) -> dict[str, Any]:
         """POST a create that must not happen twice; ServiceTitan has no idempotency key.
 
         A timeout, dropped connection or 5xx may come after ServiceTitan stored the record, so before
-        sending again ``lookup()`` searches the sync's externalData marker and returns what it finds.
-        A 429 is refused before processing and is simply retried after its wait.
+        sending again ``lookup()`` searches the sync's externalData marker and returns what it finds
+        (``resend="after_lookup"``, :meth:`CrmHook.send_write`). A 429 is refused before processing and
+        is simply retried after its wait.
         """
-        ambiguous = {"sent": False}
-
-        def attempt() -> dict[str, Any]:
-            if ambiguous["sent"]:
-                existing = lookup()
-                if existing is not None:
-                    return existing
-            try:
-                with self._one_attempt():
-                    return self.request_json("POST", path, json=dict(payload), endpoint=endpoint) or {}
-            except RateLimitedError:
-                raise
-            except RetryableError:
-                ambiguous["sent"] = True
-                raise
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(RetryableError),
-            stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=self._wait, before_sleep=self._before_sleep, reraise=True)
-        return retrying(attempt)
+        return self.request_json("POST", path, json=dict(payload), endpoint=endpoint, resend="after_lookup",
+                                 lookup=lookup, parse=lambda body: body or {})
 
     def _by_marker(self, path: str, key: str, values: Iterable[str], *, endpoint: str) -> dict[str, dict[str, Any]]:
         """Records carrying ``externalData`` ``key`` = one of ``values`` (this guid), by value (the first one)."""
@@ -367,7 +350,7 @@ class ServiceTitanHook(CrmHook):
         """``GET /crm/v2/tenant/{t}/customers?sort=+Id&page=&pageSize=`` while ``hasMore`` (active customers,
         ServiceTitan's default). ``CustomerResponse`` has no email or phone: see :meth:`iter_customer_contacts`.
         Spec: tenant-crm-v2.yml ``Customers_GetList``, ``PaginatedResponse_Of_Crm.V2.Customers.CustomerResponse``
-        (/work/shared/crm-specs/servicetitan/)."""
+        (https://developer.servicetitan.io/apis/)."""
         return self._list(self.tenant_path("crm", "customers"), {"sort": "+Id"}, page_size=page_size,
                           endpoint="GET /crm/v2/tenant/{t}/customers (list)")
 
@@ -400,7 +383,7 @@ class ServiceTitanHook(CrmHook):
 
     def get_jobs(self, job_ids: Iterable[int | str]) -> dict[str, dict[str, Any]]:
         """Jobs by id: ``GET /jpm/v2/tenant/{t}/jobs?ids=1,2,...`` ("Perform lookup by multiple IDs (maximum
-        50)", tenant-jpm-v2 ``Jobs_GetList``, /work/shared/crm-specs/servicetitan/tenant-jpm-v2.yml), every page.
+        50)", tenant-jpm-v2 ``Jobs_GetList``, https://developer.servicetitan.io/apis/), every page.
         Returns id -> job; ids ServiceTitan does not return do not exist (or are not visible to the app)."""
         wanted = list(dict.fromkeys(str(int(i)) for i in job_ids))
         found: dict[str, dict[str, Any]] = {}
@@ -507,11 +490,6 @@ def _problem_text(body: Mapping[str, Any]) -> str:
     if title and details:
         return f"{title} - {'; '.join(details)}"
     return title or "; ".join(details)
-
-
-def _is_token_request(response: requests.Response) -> bool:
-    url = response.url or (response.request.url if response.request is not None else "") or ""
-    return url.split("?")[0].rstrip("/").endswith(TOKEN_PATH)
 
 
 __all__ = ["DEFAULT_APPLICATION_GUID", "HOSTS", "ServiceTitanHook", "external_values"]

@@ -39,7 +39,8 @@ from typing import Any, TypeVar
 import phonenumbers
 
 from crm_hooks.errors import ConfigurationError, CrmError
-from crm_hooks.jobber import JobberHook, MutationOutcome
+from crm_hooks.jobber import JobberHook
+from crm_hooks.jobber_graphql import MutationOutcome
 from crm_sync.destinations.base import CrmCustomerRecord, CustomerRef, Destination, distinct_customers
 from crm_sync.mapping import jobber as mapping
 from crm_sync.match_key import MatchKey

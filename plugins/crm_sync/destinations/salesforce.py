@@ -26,7 +26,8 @@ from typing import Any
 import phonenumbers
 
 from crm_hooks.errors import ConfigurationError, QuotaExhaustedError
-from crm_hooks.salesforce import SalesforceHook, soql_in
+from crm_hooks.salesforce import SalesforceHook
+from crm_hooks.soql import soql_in
 from crm_sync.contacts import to_e164
 from crm_sync.destinations.base import (
     CrmCustomerRecord,
