@@ -171,6 +171,8 @@ class FieldEdgeHook(CrmHook):
     hook_name = "FieldEdge (Rank It Pro sync)"
     default_conn_name = "crm_fieldedge_default"
     crm_type = "fieldedge"
+    display_name = "FieldEdge"
+    report_colour = "#c2255c"
     vendor_domains = ("fieldedge.com", "fieldedge.withgobo.com", "fieldedge-staging.withgobo.com",
                       "fieldedge-staging.withgobo.dev")
     default_base_url = DEFAULT_BASE_URL

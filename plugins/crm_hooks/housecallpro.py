@@ -113,6 +113,8 @@ class HousecallProHook(CrmHook):
     hook_name = "Housecall Pro (Rank It Pro sync)"
     default_conn_name = "crm_housecallpro_default"
     crm_type = "housecallpro"
+    display_name = "Housecall Pro"
+    report_colour = "#2f9e44"
     vendor_domains = ("housecallpro.com",)
     default_base_url = "https://api.housecallpro.com"
     batch_size = 1

@@ -301,6 +301,8 @@ class JobberHook(CrmHook):
     hook_name = "Jobber (Rank It Pro sync)"
     default_conn_name = "crm_jobber_default"
     crm_type = "jobber"
+    display_name = "Jobber"
+    report_colour = "#7b3fe4"
     vendor_domains = ("getjobber.com",)
     default_base_url = DEFAULT_BASE_URL
     #: Rows per engine batch: one aliased document per step serves the whole batch.

@@ -103,6 +103,8 @@ class ServiceTitanHook(CrmHook):
     hook_name = "ServiceTitan (Rank It Pro sync)"
     default_conn_name = "crm_servicetitan_default"
     crm_type = "servicetitan"
+    display_name = "ServiceTitan"
+    report_colour = "#1d3f72"
     vendor_domains = ("servicetitan.io",)
     default_base_url = HOSTS["production"][0]
     batch_size = 1

@@ -40,7 +40,7 @@ from sqlalchemy.engine import Engine
 from crm_sync import paths
 from crm_sync.csv_escape import escape_formulas
 from crm_sync.db import sql
-from crm_sync.settings import KNOWN_CRM_TYPES
+from crm_sync.settings import known_crm_types
 
 __all__ = ["COLUMNS", "FORMATS", "ExportError", "ExportParams", "default_export_root", "export_folder_name",
            "export_task", "read_csv", "resolve_params", "run_date_of", "run_export", "sha256_file"]
@@ -163,9 +163,10 @@ def resolve_params(raw: Mapping[str, Any], *, run_date: date) -> ExportParams:
         raise ExportError(f"formats {unknown} not supported: use {', '.join(FORMATS)}")
 
     crm_types = raw.get("crm_types") or []
-    unknown = [c for c in crm_types if c not in KNOWN_CRM_TYPES]
+    known = known_crm_types()
+    unknown = [c for c in crm_types if c not in known]
     if unknown:
-        raise ExportError(f"crm_types {unknown} unknown: use {', '.join(KNOWN_CRM_TYPES)}")
+        raise ExportError(f"crm_types {unknown} unknown: use {', '.join(known)}")
 
     chunk_size = raw.get("chunk_size")
     chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size

@@ -335,7 +335,7 @@ class Reconciler:
     def __init__(self, engine: Engine, *, company_id: int, crm_type: str, integration: Mapping[str, Any],
                  destination: Any, run_id: str, dag_id: str | None, range_start: date, range_end: date,
                  sample_size: int = 1000, crm_name: str | None = None):
-        from crm_sync.history import CRM_NAMES
+        from crm_hooks.registry import display_name
         from crm_sync.settings import parse_sync_settings
 
         self.engine = engine
@@ -346,7 +346,7 @@ class Reconciler:
         self.run_id, self.dag_id = run_id, dag_id
         self.range_start, self.range_end = range_start, range_end
         self.sample_size = int(sample_size)
-        self.crm_name = crm_name or CRM_NAMES.get(crm_type, crm_type)
+        self.crm_name = crm_name or display_name(crm_type) or crm_type
         self._buffer: list[dict[str, Any]] = []
         self.result: ReconcileResult | None = None
 

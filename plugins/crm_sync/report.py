@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from crm_hooks.registry import report_colours
 from crm_sync.csv_escape import csv_safe
 from crm_sync.db import SQL_DIR, sql
 from crm_sync.paths import make_private_dir, open_private, write_private_text
@@ -50,8 +51,6 @@ RED_CLASSES = {"missing_in_crm": "missing in the CRM although the ledger says sy
 AMBER_CLASSES = {"stale": "changed in the app since their last sync", "drift": "edited in the CRM (fields differ)",
                  "orphan": "ledger rows whose check-in was deleted"}
 STATUS_ORDER = {"green": 0, "amber": 1, "red": 2}
-CRM_COLOURS = {"hubspot": "#ff7a59", "salesforce": "#00a1e0", "servicetitan": "#1d3f72", "housecallpro": "#2f9e44",
-               "jobber": "#7b3fe4", "fieldedge": "#c2255c"}
 FALLBACK_COLOURS = ("#495057", "#e8590c", "#0b7285", "#5c940d", "#862e9c", "#d9480f")
 NUMERIC = ("eligible", "synced", "quarantined", "failed", "unfinished", "never_sent", "runs", "api_calls",
            "rate_limited", "retries", "customers_matched", "customers_created")
@@ -362,11 +361,11 @@ def build_report(engine: Engine, *, run_id: str, output_dir: Path, day_from: dat
     charts = {
         "success": line_chart("Success rate per day (synced / eligible check-ins)", days,
                               {c: rate_series[c] for c in sorted(rate_series)}, y_format=_pct_axis,
-                              y_min=min([0.9, *rates]), y_max=1.0, colours=CRM_COLOURS,
+                              y_min=min([0.9, *rates]), y_max=1.0, colours=report_colours(),
                               threshold=(min_success_rate, f"threshold {min_success_rate:.0%}")),
         "latency": line_chart("p95 latency, check-in to CRM, per day (minutes)", days,
                               {c: p95_series[c] for c in sorted(p95_series)}, y_format=lambda v: f"{v:g}",
-                              y_min=0.0, colours=CRM_COLOURS),
+                              y_min=0.0, colours=report_colours()),
     }
 
     # Discrepancies: the latest reconciliation per company x CRM; capped per class in the table.
