@@ -20,7 +20,6 @@ credential can reach an export.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -43,7 +42,7 @@ from crm_sync.db import sql
 from crm_sync.settings import known_crm_types
 
 __all__ = ["COLUMNS", "FORMATS", "ExportError", "ExportParams", "default_export_root", "export_folder_name",
-           "export_task", "read_csv", "resolve_params", "run_date_of", "run_export", "sha256_file"]
+           "export_task", "read_csv", "resolve_params", "run_date_of", "run_export"]
 
 FORMATS = ("csv", "parquet")
 DEFAULT_CHUNK_SIZE = 20_000
@@ -192,14 +191,6 @@ def export_folder_name(params: ExportParams, run_id: str) -> str:
     return f"check_ins_{params.date_from:%Y%m%d}_{params.date_to:%Y%m%d}_{paths.safe_component(run_id)}"
 
 
-def sha256_file(path: Path, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     """One chunk of query rows (tuples in :data:`COLUMNS` order) as a frame with the export's fixed dtypes."""
     df = pd.DataFrame.from_records(list(rows), columns=[name for name, _ in COLUMNS])
@@ -296,7 +287,7 @@ def run_export(engine: Engine, params: ExportParams, root: Path, *, run_id: str,
     files = []
     for fmt, path in writers.paths.items():
         files.append({"name": path.name, "format": fmt, "rows": counts.rows, "bytes": path.stat().st_size,
-                      "sha256": sha256_file(path)})
+                      "sha256": paths.sha256_file(path)})
     manifest = {
         "export": final.name,
         "run_id": run_id,

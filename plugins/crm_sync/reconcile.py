@@ -43,6 +43,7 @@ from crm_hooks.errors import CrmError
 from crm_sync.db import sql
 from crm_sync.models import Customer, PreparedCheckIn
 from crm_sync.normalize import normalize_email, normalize_phone, prepare_check_in, source_hash
+from crm_sync.quality import success_rate
 
 log = logging.getLogger(__name__)
 
@@ -204,11 +205,6 @@ def orphan_findings(rows: Iterable[Mapping[str, Any]]) -> Iterator[Finding]:
         where = f"; its CRM record {row['crm_visit_id']} is still there" if row.get("crm_visit_id") else ""
         yield Finding("orphan", f"ledger row for check-in {row['check_in_id']} ({row.get('status')}) but the check-in "
                                 f"no longer exists in the app{where}", int(row["check_in_id"]), row.get("crm_visit_id"))
-
-
-def success_rate(synced: int, eligible: int) -> float | None:
-    """Synced share of the eligible check-ins (None when there were none)."""
-    return None if eligible <= 0 else synced / eligible
 
 
 def alert_problems(rows: Iterable[Mapping[str, Any]], *, min_success_rate: float | None,

@@ -32,12 +32,11 @@ from crm_hooks.registry import report_colours
 from crm_sync.csv_escape import csv_safe
 from crm_sync.db import SQL_DIR, sql
 from crm_sync.paths import make_private_dir, open_private, write_private_text
-from crm_sync.quality import metric_params
+from crm_sync.quality import DEFAULT_MIN_SUCCESS_RATE, metric_params, success_rate
 
 TEMPLATE_DIR = SQL_DIR.parent / "templates"
 HTML_NAME, CSV_NAME, METRICS_CSV_NAME = "report.html", "discrepancies.csv", "quality_metrics.csv"
 
-DEFAULT_MIN_SUCCESS_RATE = 0.98  # the reconciliation DAG's min_success_rate default
 DEFAULT_MAX_P95_LATENCY_S = 3600.0
 ROWS_PER_CLASS = 500
 TOP_REASONS = 15
@@ -61,10 +60,6 @@ NUMERIC = ("eligible", "synced", "quarantined", "failed", "unfinished", "never_s
 class Health:
     status: str  # green | amber | red
     reasons: list[str] = field(default_factory=list)
-
-
-def success_rate(synced: float | None, eligible: float | None) -> float | None:
-    return None if not eligible else float(synced or 0) / float(eligible)
 
 
 def assess(fig: Mapping[str, Any], *, min_success_rate: float = DEFAULT_MIN_SUCCESS_RATE,
