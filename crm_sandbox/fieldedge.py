@@ -5,7 +5,8 @@
 ``https://dev.api.fieldedge.com/leads/v1/...``: point ``authUrl`` at ``<sandbox>/fieldedge`` and
 ``baseUrl`` at ``<sandbox>/fieldedge/leads``.
 
-Vendor facts used (shared/crm-apis.md section 4; the hook module names the pages):
+Vendor facts used (FieldEdge Open API pages, https://docs.gravitee-fe.dev/member-authentication-guide-1981868m0
+and https://docs.gravitee-fe.dev/customer-1981961m0; :mod:`crm_hooks.fieldedge` names each page):
 
 * Token: ``POST /oauth/token`` with JSON (or form) ``{grant_type: client_credentials, client_id,
   client_secret, target_id}`` -> ``{access_token: <JWT>, token_type: "Bearer", expires_in,

@@ -1,8 +1,9 @@
 """Jobber GraphQL emulation under ``/jobber/api`` (mirrors ``https://api.getjobber.com/api``).
 
-Vendor facts used (shared/crm-apis.md §3; Jobber Developer Center pages as mirrored in
-``aswath-veersoft/workspace-addons@0588794:getjobber-developer-docs/``; schema excerpt
-``shared/crm-specs/jobber/`` (version 2022-03-10) plus the changelog's later changes):
+Vendor facts used (Jobber Developer Center, https://developer.getjobber.com/docs/ : queries and mutations,
+rate limits, refresh token rotation, changelog; the schema as Jobber's app template introspected it at
+version 2022-03-10, https://github.com/GetJobber/Jobber-AppTemplate-RailsAPI/blob/0456ed1/db/schema.json,
+plus the changelog's later changes):
 
 * One endpoint, ``POST /api/graphql``, JSON only, ``Authorization: Bearer <JWT>`` and the
   ``X-JOBBER-GRAPHQL-VERSION`` header; an invalid or expired token answers HTTP 401

@@ -1,6 +1,8 @@
 """Salesforce REST emulation under ``/salesforce`` (login host and My Domain host in one).
 
-Vendor facts used (shared/crm-apis.md §6, simple-salesforce login.py/api.py):
+Vendor facts used (Salesforce REST API Developer Guide,
+https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm and its sObject
+Collections pages; simple-salesforce ``login.py``/``api.py``, https://github.com/simple-salesforce/simple-salesforce):
 
 * ``POST /services/oauth2/token`` form: ``client_credentials`` (client id/secret in the
   form or HTTP Basic, as simple-salesforce sends them) and ``password`` (password with

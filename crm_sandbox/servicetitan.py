@@ -1,6 +1,8 @@
 """ServiceTitan v2 emulation under ``/servicetitan`` (auth host and API host in one).
 
-Vendor facts used (shared/crm-apis.md §1, ``shared/crm-specs/servicetitan/*.yml``):
+Vendor facts used (https://developer.servicetitan.io/docs/oauth20,
+https://developer.servicetitan.io/docs/get-going-first-api-call and ServiceTitan's v2 OpenAPI exports
+``tenant-*-v2.yml``, https://github.com/compwright/servicetitan/tree/d86908e/spec):
 
 * ``POST /connect/token`` form ``grant_type=client_credentials, client_id, client_secret`` ->
   ``{access_token, expires_in: 900, token_type: "Bearer", scope}``; no refresh tokens.

@@ -1,7 +1,7 @@
 """FieldEdge hook: customers and leads through FieldEdge's Open API (Azure API Management + Gobo OAuth2).
 
-Vendor facts this module relies on (each method's docstring names its endpoint; the collected
-facts with sources are in shared/crm-apis.md section 4):
+Vendor facts this module relies on (each method's docstring names its endpoint; the pages are
+FieldEdge's Open API portal, https://docs.gravitee-fe.dev/):
 
 * Auth (member guide, https://docs.gravitee-fe.dev/member-authentication-guide-1981868m0 and
   https://fieldedge-global-dev-apimanagement.developer.azure-api.net/docs/authentication-for-members):

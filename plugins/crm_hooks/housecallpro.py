@@ -1,8 +1,9 @@
 """Housecall Pro hook: customers, addresses, jobs and job notes through the public API.
 
 Vendor facts this module relies on (each method's docstring names its endpoint; "[HCP-spec]" is
-Housecall Pro's Stoplight OpenAPI export ``housecall.v1.yaml``, ``info.title: Housecall v1 API``,
-copied in ``shared/crm-specs/housecallpro/`` from ``ryrychu/trinityplumbing-housecallpro@2a2bca4``):
+Housecall Pro's Stoplight OpenAPI export ``housecall.v1.yaml``, ``info.title: Housecall v1 API``, of
+https://docs.housecallpro.com/docs/housecall-public-api, as committed in
+https://github.com/ryrychu/trinityplumbing-housecallpro/blob/2a2bca4/housecall.v1.yaml):
 
 * Base URL ``https://api.housecallpro.com``; paths are unversioned (``/customers``, ``/jobs``;
   there is no ``/v1``) [HCP-spec ``servers``, ``paths``].
@@ -254,7 +255,7 @@ class HousecallProHook(CrmHook):
     def iter_customers(self, page_size: int = MAX_PAGE_SIZE) -> Iterator[dict[str, Any]]:
         """Every customer, oldest first: ``GET /customers?sort_by=created_at&sort_direction=asc&page=&page_size=``
         until ``page`` reaches ``total_pages`` (``PaginatedList`` ``{page, page_size, total_pages, total_items,
-        customers}``); lazily. [HCP-spec ``get-v1-customers``, /work/shared/crm-specs/housecallpro/housecall.v1.yaml]
+        customers}``); lazily. [HCP-spec ``get-v1-customers``]
         """
         return self._pages("/customers", "customers", {"sort_by": "created_at", "sort_direction": "asc"},
                            page_size=page_size)

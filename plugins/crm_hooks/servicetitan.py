@@ -12,7 +12,8 @@ Vendor facts this module relies on (each method's docstring names its endpoint):
   since token requests are throttled (https://developer.servicetitan.io/docs/oauth20,
   https://developer.servicetitan.io/docs/get-going-first-api-call). Every API call sends
   ``Authorization: Bearer <token>`` **and** ``ST-App-Key: <app key>`` (OpenAPI ``securitySchemes``
-  ``appKey`` + ``bearerToken`` of ServiceTitan's v2 exports, ``shared/crm-specs/servicetitan/``).
+  ``appKey`` + ``bearerToken`` of ServiceTitan's v2 exports,
+  https://github.com/compwright/servicetitan/tree/d86908e/spec).
 * Paths ``/{module}/v2/tenant/{tenant}/{resource}``: ``/crm/v2/tenant/{t}/customers``, ``.../locations``,
   ``/jpm/v2/tenant/{t}/jobs``, ``/jpm/v2/tenant/{t}/job-types/{id}``, ``/settings/v2/tenant/{t}/business-units/{id}``,
   ``/marketing/v2/tenant/{t}/campaigns/{id}`` (``tenant-{crm,jpm,settings,marketing}-v2.yml``).
@@ -368,8 +369,7 @@ class ServiceTitanHook(CrmHook):
     def iter_all_customers(self, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """``GET /crm/v2/tenant/{t}/customers?sort=+Id&page=&pageSize=`` while ``hasMore`` (active customers,
         ServiceTitan's default). ``CustomerResponse`` has no email or phone: see :meth:`iter_customer_contacts`.
-        Spec: tenant-crm-v2.yml ``Customers_GetList``, ``PaginatedResponse_Of_Crm.V2.Customers.CustomerResponse``
-        (/work/shared/crm-specs/servicetitan/)."""
+        Spec: tenant-crm-v2.yml ``Customers_GetList``, ``PaginatedResponse_Of_Crm.V2.Customers.CustomerResponse``."""
         return self._list(self.tenant_path("crm", "customers"), {"sort": "+Id"}, page_size=page_size,
                           endpoint="GET /crm/v2/tenant/{t}/customers (list)")
 
@@ -402,7 +402,7 @@ class ServiceTitanHook(CrmHook):
 
     def get_jobs(self, job_ids: Iterable[int | str]) -> dict[str, dict[str, Any]]:
         """Jobs by id: ``GET /jpm/v2/tenant/{t}/jobs?ids=1,2,...`` ("Perform lookup by multiple IDs (maximum
-        50)", tenant-jpm-v2 ``Jobs_GetList``, /work/shared/crm-specs/servicetitan/tenant-jpm-v2.yml), every page.
+        50)", tenant-jpm-v2.yml ``Jobs_GetList``), every page.
         Returns id -> job; ids ServiceTitan does not return do not exist (or are not visible to the app)."""
         wanted = list(dict.fromkeys(str(int(i)) for i in job_ids))
         found: dict[str, dict[str, Any]] = {}
