@@ -61,6 +61,8 @@ from fastapi import APIRouter, Request, Response
 
 from crm_sandbox.common import (
     EMAIL_RE,
+    INVALID_CLIENT,
+    UNSUPPORTED_GRANT,
     AdminError,
     CrmAdapter,
     Ctx,
@@ -71,6 +73,8 @@ from crm_sandbox.common import (
     fault_error,
     iso,
     json_response,
+    jwt_segment,
+    oauth_error,
     open_request,
     poisoned_fields,
     read_form,
@@ -896,12 +900,10 @@ def _jwt(account: Account, ttl: float) -> tuple[str, float]:
     """A JWT-shaped access token (Jobber's are JWTs whose ``exp`` claim is the expiry)."""
     expires_at = time.time() + ttl
 
-    def part(obj: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj, separators=(",", ":")).encode()).decode().rstrip("=")
-
     claims = {"iss": "sandbox-jobber", "sub": account.name, "exp": int(expires_at), "iat": int(time.time()),
               "jti": secrets.token_hex(8)}
-    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.{secrets.token_urlsafe(24)}", expires_at
+    header = jwt_segment({"alg": "HS256", "typ": "JWT"})
+    return f"{header}.{jwt_segment(claims)}.{secrets.token_urlsafe(24)}", expires_at
 
 
 class JobberAdapter(CrmAdapter):
@@ -1020,18 +1022,13 @@ def _issue_bare_tokens(state: Any) -> None:
 # --------------------------------------------------------------------------- OAuth
 
 
-def _oauth_error(status: int, error: str, description: str) -> VendorError:
-    return VendorError(status, {"error": error, "error_description": description})
-
-
 @router.post("/oauth/token")
 async def oauth_token(request: Request) -> Any:
     """Refresh-token grant with rotation: the old refresh token dies when the new one is issued."""
     await apply_fault(request, ADAPTER, None, exempt=True)
     form = await read_form(request)
     if form.get("grant_type") != "refresh_token":
-        raise _oauth_error(400, "unsupported_grant_type",
-                           "The authorization grant type is not supported by the authorization server.")
+        raise oauth_error(400, "unsupported_grant_type", UNSUPPORTED_GRANT)
     state = sandbox_state(request)
     refresh = form.get("refresh_token", "")
     with state.lock:
@@ -1041,10 +1038,9 @@ async def oauth_token(request: Request) -> Any:
                        if a.credentials.get("clientId") == form.get("client_id")), None)
         if client is None or form.get("client_secret") != client.credentials.get("clientSecret") or (
                 account is not None and account.credentials.get("clientId") != form.get("client_id")):
-            raise _oauth_error(401, "invalid_client", "Client authentication failed due to unknown client, no client "
-                                                      "authentication included, or unsupported authentication method.")
+            raise oauth_error(401, "invalid_client", INVALID_CLIENT)
         if account is None:
-            raise _oauth_error(400, "invalid_grant", "The provided refresh token is not valid.")
+            raise oauth_error(400, "invalid_grant", "The provided refresh token is not valid.")
         ttl = float(account.setting("token_ttl_seconds", DEFAULT_TOKEN_TTL))
         access, expires_at = _jwt(account, ttl)
         state.issue_token(account, access, ttl)
