@@ -51,6 +51,23 @@ class VendorError(Exception):
         self.headers = headers or {}
 
 
+#: RFC 6749 error descriptions as Doorkeeper (the OAuth server of Jobber and of FieldEdge's Gobo) words them.
+UNSUPPORTED_GRANT = "The authorization grant type is not supported by the authorization server."
+INVALID_CLIENT = ("Client authentication failed due to unknown client, no client authentication included, or "
+                  "unsupported authentication method.")
+
+
+def oauth_error(status: int, error: str, description: str | None = None) -> VendorError:
+    """A token-endpoint error (RFC 6749 section 5.2): ``{error, error_description}``, or ``{error}`` alone."""
+    body = {"error": error} if description is None else {"error": error, "error_description": description}
+    return VendorError(status, body)
+
+
+def jwt_segment(data: dict[str, Any]) -> str:
+    """One part of a JWT: compact JSON, base64url without padding."""
+    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
 class AdminError(Exception):
     """An admin-API error, answered as ``{"error": message}``."""
 

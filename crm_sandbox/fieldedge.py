@@ -5,7 +5,8 @@
 ``https://dev.api.fieldedge.com/leads/v1/...``: point ``authUrl`` at ``<sandbox>/fieldedge`` and
 ``baseUrl`` at ``<sandbox>/fieldedge/leads``.
 
-Vendor facts used (shared/crm-apis.md section 4; the hook module names the pages):
+Vendor facts used (FieldEdge Open API pages, https://docs.gravitee-fe.dev/member-authentication-guide-1981868m0
+and https://docs.gravitee-fe.dev/customer-1981961m0; :mod:`crm_hooks.fieldedge` names each page):
 
 * Token: ``POST /oauth/token`` with JSON (or form) ``{grant_type: client_credentials, client_id,
   client_secret, target_id}`` -> ``{access_token: <JWT>, token_type: "Bearer", expires_in,
@@ -49,12 +50,15 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
 from crm_sandbox.common import (
     EMAIL_RE,
+    INVALID_CLIENT,
+    UNSUPPORTED_GRANT,
     AdminError,
     CrmAdapter,
     Ctx,
@@ -65,6 +69,8 @@ from crm_sandbox.common import (
     fault_error,
     iso,
     json_response,
+    jwt_segment,
+    oauth_error,
     open_request,
     poisoned_fields,
     read_form,
@@ -112,10 +118,6 @@ def _invalid(errors: dict[str, list[str]]) -> VendorError:
 
 def _rate_limited(seconds: float) -> dict[str, Any]:
     return {"statusCode": 429, "message": f"Rate limit is exceeded. Try again in {max(1, math.ceil(seconds))} seconds."}
-
-
-def _oauth_error(status: int, error: str, description: str) -> VendorError:
-    return VendorError(status, {"error": error, "error_description": description})
 
 
 # --------------------------------------------------------------------------- validation
@@ -268,6 +270,14 @@ def _lead_view(record: Record) -> dict[str, Any]:
     return {"leadId": record["id"], **record["fields"]}
 
 
+def _get_one(ctx: Ctx, obj: str, record_id: str, view: Callable[[Record], dict[str, Any]]) -> Any:
+    """``GET /v1/<obj>/{id}``: 200 ``{"data": {...}}``, or 204 when there is no such record."""
+    with ctx.state.lock:
+        record = ctx.account.tables[obj].get(record_id)
+        body = view(record) if record is not None else None
+    return ctx.reply({"data": body}) if body is not None else ctx.no_content()
+
+
 def _store_customer(account: Account, body: dict[str, Any], record_id: str | None = None) -> Record:
     stamp = iso()
     rid = record_id or str(uuid.uuid4())
@@ -381,10 +391,7 @@ async def _json(request: Request) -> Any:
 
 
 def _jwt(claims: dict[str, Any]) -> str:
-    def part(data: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).rstrip(b"=").decode()
-
-    signing = f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}"
+    signing = f"{jwt_segment({'alg': 'HS256', 'typ': 'JWT'})}.{jwt_segment(claims)}"
     signature = base64.urlsafe_b64encode(hmac.new(_JWT_KEY, signing.encode(), hashlib.sha256).digest())
     return f"{signing}.{signature.rstrip(b'=').decode()}"
 
@@ -397,25 +404,23 @@ async def oauth_token(request: Request) -> Any:
         try:
             params = json.loads(await request.body() or b"{}")
         except ValueError:
-            raise _oauth_error(400, "invalid_request", "The request body is not valid JSON.") from None
+            raise oauth_error(400, "invalid_request", "The request body is not valid JSON.") from None
         params = params if isinstance(params, dict) else {}
     else:
         params = await read_form(request)
     if params.get("grant_type") != "client_credentials":
-        raise _oauth_error(400, "unsupported_grant_type", "The authorization grant type is not supported by the "
-                                                          "authorization server.")
+        raise oauth_error(400, "unsupported_grant_type", UNSUPPORTED_GRANT)
     client_id, client_secret, target_id = (str(params.get(k) or "") for k in ("client_id", "client_secret", "target_id"))
     if not target_id:
-        raise _oauth_error(400, "invalid_request", "The request is missing a required parameter: target_id.")
+        raise oauth_error(400, "invalid_request", "The request is missing a required parameter: target_id.")
     state = sandbox_state(request)
     with state.lock:
         apps = [a for a in state.accounts_of(CRM) if client_id and a.credentials.get("clientId") == client_id]
         if not apps or not hmac.compare_digest(client_secret, str(apps[0].credentials.get("clientSecret"))):
-            raise _oauth_error(401, "invalid_client", "Client authentication failed due to unknown client, no client "
-                                                      "authentication included, or unsupported authentication method.")
+            raise oauth_error(401, "invalid_client", INVALID_CLIENT)
         account = next((a for a in apps if a.credentials.get("targetId") == target_id), None)
         if account is None:
-            raise _oauth_error(400, "invalid_grant", "The app is not installed for this target_id.")
+            raise oauth_error(400, "invalid_grant", "The app is not installed for this target_id.")
         ttl = float(account.setting("token_ttl_seconds", DEFAULT_TOKEN_TTL))
         now = int(time.time())
         value = _jwt({"iss": "gobo", "sub": client_id, "target_id": target_id, "company_id": target_id,
@@ -460,10 +465,7 @@ async def create_customer(ctx: Ctx = Depends(_api)) -> Any:
 
 @router.get(f"{API}/customers/{{customerId}}")
 async def get_customer(customerId: str, ctx: Ctx = Depends(_api)) -> Any:
-    with ctx.state.lock:
-        record = ctx.account.tables["customers"].get(customerId)
-        view = _customer_view(record) if record is not None else None
-    return ctx.reply({"data": view}) if view is not None else ctx.no_content()
+    return _get_one(ctx, "customers", customerId, _customer_view)
 
 
 @router.put(f"{API}/customers/{{customerId}}")
@@ -511,8 +513,5 @@ async def find_leads(ctx: Ctx = Depends(_api)) -> Any:
 
 @router.get(f"{API}/leads/{{leadId}}")
 async def get_lead(leadId: str, ctx: Ctx = Depends(_api)) -> Any:
-    with ctx.state.lock:
-        record = ctx.account.tables["leads"].get(leadId)
-        view = _lead_view(record) if record is not None else None
-    return ctx.reply({"data": view}) if view is not None else ctx.no_content()
+    return _get_one(ctx, "leads", leadId, _lead_view)
 

@@ -1,6 +1,7 @@
 """Housecall Pro public API emulation under ``/housecallpro`` (mirrors ``https://api.housecallpro.com``).
 
-Vendor facts used (shared/crm-apis.md §2, Housecall Pro's OpenAPI export ``housecall.v1.yaml``):
+Vendor facts used (https://docs.housecallpro.com/docs/housecall-public-api and its OpenAPI export
+``housecall.v1.yaml``, https://github.com/ryrychu/trinityplumbing-housecallpro/blob/2a2bca4/housecall.v1.yaml):
 
 * Auth: ``Authorization: Token <api key>`` (not ``Bearer``); company API keys do not expire,
   so there is no token endpoint and ``expire-tokens`` expires nothing.

@@ -1,6 +1,8 @@
 """HubSpot CRM v3 emulation under ``/hubspot`` (mirrors ``https://api.hubapi.com``).
 
-Vendor facts used (see shared/crm-apis.md §5 and the HubSpot OpenAPI specs):
+Vendor facts used (https://developers.hubspot.com/docs/api-reference/latest/crm/objects/contacts/guide,
+https://developers.hubspot.com/docs/api-reference/crm-notes-v3/guide and HubSpot's OpenAPI specs,
+https://github.com/HubSpot/HubSpot-public-api-spec-collection):
 
 * Auth: ``Authorization: Bearer`` with a private-app (static) token, or OAuth access
   tokens from ``POST /oauth/v1/token`` (form, ``grant_type=refresh_token``) that live

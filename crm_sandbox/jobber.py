@@ -1,8 +1,9 @@
 """Jobber GraphQL emulation under ``/jobber/api`` (mirrors ``https://api.getjobber.com/api``).
 
-Vendor facts used (shared/crm-apis.md §3; Jobber Developer Center pages as mirrored in
-``aswath-veersoft/workspace-addons@0588794:getjobber-developer-docs/``; schema excerpt
-``shared/crm-specs/jobber/`` (version 2022-03-10) plus the changelog's later changes):
+Vendor facts used (Jobber Developer Center, https://developer.getjobber.com/docs/ : queries and mutations,
+rate limits, refresh token rotation, changelog; the schema as Jobber's app template introspected it at
+version 2022-03-10, https://github.com/GetJobber/Jobber-AppTemplate-RailsAPI/blob/0456ed1/db/schema.json,
+plus the changelog's later changes):
 
 * One endpoint, ``POST /api/graphql``, JSON only, ``Authorization: Bearer <JWT>`` and the
   ``X-JOBBER-GRAPHQL-VERSION`` header; an invalid or expired token answers HTTP 401
@@ -38,9 +39,10 @@ Sandbox choices (UNCONFIRMED vendor behaviour, kept here in one place):
 * Several aliased mutations in one document run in order; each has its own ``userErrors``.
 * EncodedIds are base64 of a number (as live ids are); ids are unique across object types.
 
-The GraphQL support is a small parser and executor for the operations above (no
-fragments, directives or subscriptions): a request using anything else gets a
-graphql-ruby-shaped validation error, as an unknown field does on the real API.
+Parsing and validating a request is :mod:`crm_sandbox.graphql` (no fragments, directives or
+subscriptions: a request using anything else gets a graphql-ruby-shaped validation error, as an
+unknown field does on the real API); this module holds the schema of the operations above, the
+query-cost rule, the executor and the resolvers.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ from fastapi import APIRouter, Request, Response
 
 from crm_sandbox.common import (
     EMAIL_RE,
+    INVALID_CLIENT,
+    UNSUPPORTED_GRANT,
     AdminError,
     CrmAdapter,
     Ctx,
@@ -69,10 +73,24 @@ from crm_sandbox.common import (
     fault_error,
     iso,
     json_response,
+    jwt_segment,
+    oauth_error,
     open_request,
     poisoned_fields,
     read_form,
     sandbox_state,
+)
+from crm_sandbox.graphql import (
+    GraphQLError,
+    InputProblem,
+    Operation,
+    Schema,
+    Selection,
+    base_type,
+    is_list,
+    parse,
+    parse_datetime,
+    resolve_vars,
 )
 from crm_sandbox.state import Account, Fault, Record, SlidingWindow, Table, phone_digits
 
@@ -85,254 +103,6 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 100
 DOCS_RATE_LIMITS = "https://developer.getjobber.com/docs/using_jobbers_api/api_rate_limits"
 OBJECTS = ("clients", "properties", "jobs")
-
-
-# =========================================================================== GraphQL: lexer + parser
-
-
-class GraphQLError(Exception):
-    """A request-level GraphQL error (parse or validation): answered with no ``data``."""
-
-    def __init__(self, message: str, *, line: int | None = None, column: int | None = None,
-                 extensions: dict[str, Any] | None = None, path: list[Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line, self.column = line, column
-        self.extensions = extensions
-        self.path = path
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"message": self.message}
-        if self.line is not None:
-            out["locations"] = [{"line": self.line, "column": self.column}]
-        if self.path is not None:
-            out["path"] = self.path
-        if self.extensions:
-            out["extensions"] = self.extensions
-        return out
-
-
-_TOKEN = re.compile(r"""
-    (?P<ws>[\s,\ufeff]+|\#[^\n\r]*)
-  | (?P<spread>\.\.\.)
-  | (?P<punct>[!$&()\[\]{}:=@|])
-  | (?P<float>-?(?:0|[1-9]\d*)(?:\.\d+(?:[eE][+-]?\d+)?|[eE][+-]?\d+))
-  | (?P<int>-?(?:0|[1-9]\d*))
-  | (?P<block>\"\"\"(?:[^"\\]|\\.|"(?!""))*\"\"\")
-  | (?P<string>"(?:[^"\\\n\r]|\\(?:["\\/bfnrt]|u[0-9A-Fa-f]{4}))*")
-  | (?P<name>[_A-Za-z][_0-9A-Za-z]*)
-""", re.VERBOSE)
-
-
-@dataclass(frozen=True)
-class Tok:
-    kind: str
-    value: str
-    line: int
-    column: int
-
-
-def _lex(source: str) -> list[Tok]:
-    tokens: list[Tok] = []
-    pos, line, line_start = 0, 1, 0
-    while pos < len(source):
-        match = _TOKEN.match(source, pos)
-        if match is None:
-            raise GraphQLError(f"Parse error on {source[pos:pos + 10]!r} (unexpected character)", line=line,
-                               column=pos - line_start + 1)
-        kind = match.lastgroup or ""
-        text = match.group()
-        if kind != "ws":
-            tokens.append(Tok(kind, text, line, pos - line_start + 1))
-        for i, ch in enumerate(text):
-            if ch == "\n":
-                line, line_start = line + 1, pos + i + 1
-        pos = match.end()
-    tokens.append(Tok("eof", "", line, pos - line_start + 1))
-    return tokens
-
-
-@dataclass
-class Var:
-    name: str
-
-
-@dataclass
-class Selection:
-    name: str
-    alias: str | None
-    args: dict[str, Any]
-    children: list[Selection] | None
-    line: int
-    column: int
-
-    @property
-    def key(self) -> str:
-        return self.alias or self.name
-
-
-@dataclass
-class Operation:
-    kind: str                                   # "query" | "mutation"
-    name: str | None
-    variables: dict[str, tuple[str, Any]]      # name -> (type text, default)
-    selections: list[Selection]
-
-
-class _Parser:
-    def __init__(self, source: str) -> None:
-        self.toks = _lex(source)
-        self.i = 0
-
-    @property
-    def tok(self) -> Tok:
-        return self.toks[self.i]
-
-    def fail(self, expected: str) -> GraphQLError:
-        tok = self.tok
-        shown = "end of file" if tok.kind == "eof" else repr(tok.value)
-        return GraphQLError(f"Parse error on {shown} (expected {expected})", line=tok.line, column=tok.column)
-
-    def take(self, kind: str, value: str | None = None) -> Tok:
-        tok = self.tok
-        if tok.kind != kind or (value is not None and tok.value != value):
-            raise self.fail(value or kind)
-        self.i += 1
-        return tok
-
-    def peek(self, kind: str, value: str | None = None) -> bool:
-        tok = self.tok
-        return tok.kind == kind and (value is None or tok.value == value)
-
-    def document(self) -> Operation:
-        ops = []
-        while not self.peek("eof"):
-            if self.peek("name", "fragment"):
-                raise GraphQLError("Fragments are not supported by this sandbox", line=self.tok.line,
-                                   column=self.tok.column)
-            ops.append(self.operation())
-        if len(ops) != 1:
-            raise GraphQLError("A request must contain exactly one operation" if ops else "No operation given")
-        return ops[0]
-
-    def operation(self) -> Operation:
-        if self.peek("punct", "{"):
-            return Operation("query", None, {}, self.selection_set())
-        kind_tok = self.take("name")
-        if kind_tok.value not in ("query", "mutation"):
-            raise GraphQLError(f"Unsupported operation type {kind_tok.value!r}", line=kind_tok.line,
-                               column=kind_tok.column)
-        name = self.take("name").value if self.peek("name") else None
-        variables: dict[str, tuple[str, Any]] = {}
-        if self.peek("punct", "("):
-            self.take("punct", "(")
-            while not self.peek("punct", ")"):
-                self.take("punct", "$")
-                var = self.take("name").value
-                self.take("punct", ":")
-                type_text = self.type_ref()
-                default = self.value(const=True) if self.peek("punct", "=") and self.take("punct", "=") else None
-                variables[var] = (type_text, default)
-            self.take("punct", ")")
-        if self.peek("punct", "@"):
-            raise GraphQLError("Directives are not supported by this sandbox", line=self.tok.line,
-                               column=self.tok.column)
-        return Operation(kind_tok.value, name, variables, self.selection_set())
-
-    def type_ref(self) -> str:
-        if self.peek("punct", "["):
-            self.take("punct", "[")
-            inner = self.type_ref()
-            self.take("punct", "]")
-            text = f"[{inner}]"
-        else:
-            text = self.take("name").value
-        if self.peek("punct", "!"):
-            self.take("punct", "!")
-            text += "!"
-        return text
-
-    def selection_set(self) -> list[Selection]:
-        self.take("punct", "{")
-        out = []
-        while not self.peek("punct", "}"):
-            if self.peek("spread"):
-                raise GraphQLError("Fragments are not supported by this sandbox", line=self.tok.line,
-                                   column=self.tok.column)
-            out.append(self.selection())
-        self.take("punct", "}")
-        if not out:
-            raise self.fail("a field")
-        return out
-
-    def selection(self) -> Selection:
-        first = self.take("name")
-        alias, name = None, first.value
-        if self.peek("punct", ":"):
-            self.take("punct", ":")
-            alias, name = first.value, self.take("name").value
-        args: dict[str, Any] = {}
-        if self.peek("punct", "("):
-            self.take("punct", "(")
-            while not self.peek("punct", ")"):
-                arg = self.take("name").value
-                self.take("punct", ":")
-                args[arg] = self.value(const=False)
-            self.take("punct", ")")
-        if self.peek("punct", "@"):
-            raise GraphQLError("Directives are not supported by this sandbox", line=self.tok.line,
-                               column=self.tok.column)
-        children = self.selection_set() if self.peek("punct", "{") else None
-        return Selection(name, alias, args, children, first.line, first.column)
-
-    def value(self, *, const: bool) -> Any:
-        tok = self.tok
-        if tok.kind == "punct" and tok.value == "$":
-            if const:
-                raise self.fail("a constant value")
-            self.take("punct", "$")
-            return Var(self.take("name").value)
-        if tok.kind == "int":
-            self.i += 1
-            return int(tok.value)
-        if tok.kind == "float":
-            self.i += 1
-            return float(tok.value)
-        if tok.kind == "string":
-            self.i += 1
-            return json.loads(tok.value)
-        if tok.kind == "block":
-            self.i += 1
-            return tok.value[3:-3].replace('\\"""', '"""')
-        if tok.kind == "name":
-            self.i += 1
-            literals = {"true": True, "false": False, "null": None}
-            return literals[tok.value] if tok.value in literals else _Enum(tok.value)
-        if tok.kind == "punct" and tok.value == "[":
-            self.take("punct", "[")
-            items = []
-            while not self.peek("punct", "]"):
-                items.append(self.value(const=const))
-            self.take("punct", "]")
-            return items
-        if tok.kind == "punct" and tok.value == "{":
-            self.take("punct", "{")
-            obj = {}
-            while not self.peek("punct", "}"):
-                key = self.take("name").value
-                self.take("punct", ":")
-                obj[key] = self.value(const=const)
-            self.take("punct", "}")
-            return obj
-        raise self.fail("a value")
-
-
-class _Enum(str):
-    """An enum literal written inline (``description: MAIN``)."""
-
-
-def parse(source: str) -> Operation:
-    return _Parser(source).document()
 
 
 # =========================================================================== schema (the subset emulated)
@@ -454,201 +224,7 @@ ARGS: dict[tuple[str, str], dict[str, str]] = {
     ("Mutation", "jobClose"): {"jobId": "EncodedId!", "input": "JobCloseInput!"},
 }
 
-
-def _base(type_text: str) -> str:
-    return type_text.replace("[", "").replace("]", "").replace("!", "")
-
-
-def _is_list(type_text: str) -> bool:
-    return type_text.rstrip("!").startswith("[")
-
-
-# =========================================================================== validation + input coercion
-
-
-def _undefined_field(sel: Selection, owner: str) -> GraphQLError:
-    return GraphQLError(f"Field '{sel.name}' doesn't exist on type '{owner}'", line=sel.line, column=sel.column,
-                        extensions={"code": "undefinedField", "typeName": owner, "fieldName": sel.name})
-
-
-def validate(op: Operation) -> None:
-    """Static checks graphql-ruby makes before executing anything."""
-    for name, (type_text, _) in op.variables.items():
-        base = _base(type_text)
-        if base not in SCALARS and base not in ENUMS and base not in INPUTS:
-            raise GraphQLError(f"{base} isn't a defined input type (on ${name})",
-                               extensions={"code": "variableRequiresValidType", "typeName": base, "variableName": name})
-    used: set[str] = set()
-    _validate_set(op.selections, "Mutation" if op.kind == "mutation" else "Query", op, used)
-    unused = set(op.variables) - used
-    if unused:
-        name = min(unused)
-        raise GraphQLError(f"Variable ${name} is declared by {op.name or 'anonymous ' + op.kind} but not used",
-                           extensions={"code": "variableNotUsed", "variableName": name})
-
-
-def _validate_set(selections: list[Selection], owner: str, op: Operation, used: set[str]) -> None:
-    seen: dict[str, Selection] = {}
-    for sel in selections:
-        if sel.name == "__typename":
-            continue
-        field_type = OUTPUTS[owner].get(sel.name)
-        if field_type is None:
-            raise _undefined_field(sel, owner)
-        other = seen.get(sel.key)
-        if other is not None and (other.name != sel.name or other.args != sel.args):
-            raise GraphQLError(f"Field '{sel.key}' has a field conflict: {other.name} or {sel.name}?",
-                               line=sel.line, column=sel.column, extensions={"code": "fieldConflict"})
-        seen[sel.key] = sel
-        declared = ARGS.get((owner, sel.name), {})
-        for arg, value in sel.args.items():
-            if arg not in declared:
-                raise GraphQLError(f"Field '{sel.name}' doesn't accept argument '{arg}'", line=sel.line,
-                                   column=sel.column, extensions={"code": "argumentNotAccepted", "name": sel.name,
-                                                                  "typeName": "Field", "argumentName": arg})
-            _check_var_use(value, declared[arg], op, used, sel, arg)
-        for arg, type_text in declared.items():
-            if type_text.endswith("!") and arg not in sel.args:
-                raise GraphQLError(f"Field '{sel.name}' is missing required arguments: {arg}", line=sel.line,
-                                   column=sel.column, extensions={"code": "missingRequiredArguments",
-                                                                  "className": "Field", "name": sel.name,
-                                                                  "arguments": arg})
-        base = _base(field_type)
-        if base in OUTPUTS:
-            if not sel.children:
-                raise GraphQLError(f"Field must have selections (field '{sel.name}' returns {field_type} but has no "
-                                   f"selections. Did you mean '{sel.name} {{ ... }}'?)", line=sel.line,
-                                   column=sel.column, extensions={"code": "selectionMismatch", "nodeName": sel.name,
-                                                                  "typeName": field_type})
-            _validate_set(sel.children, base, op, used)
-        elif sel.children:
-            raise GraphQLError(f"Selections can't be made on scalars (field '{sel.name}' returns {field_type} but "
-                               "has selections [...])", line=sel.line, column=sel.column,
-                               extensions={"code": "selectionMismatch", "nodeName": sel.name, "typeName": field_type})
-
-
-def _check_var_use(value: Any, expected: str, op: Operation, used: set[str], sel: Selection, arg: str) -> None:
-    if isinstance(value, Var):
-        used.add(value.name)
-        declared = op.variables.get(value.name)
-        if declared is None:
-            raise GraphQLError(f"Variable ${value.name} is used by {op.name or 'anonymous ' + op.kind} but not "
-                               "declared", line=sel.line, column=sel.column,
-                               extensions={"code": "variableNotDefined", "variableName": value.name})
-        dtype = declared[0]
-        compatible = dtype == expected or (dtype == expected + "!") or (
-            _base(dtype) == _base(expected) and _is_list(dtype) == _is_list(expected))
-        if not compatible:
-            raise GraphQLError(f"Type mismatch on variable ${value.name} and argument {arg} ({dtype} / {expected})",
-                               line=sel.line, column=sel.column,
-                               extensions={"code": "variableMismatch", "variableName": value.name,
-                                           "typeName": dtype, "argumentName": arg, "errorMessage": "Type mismatch"})
-    elif isinstance(value, list):
-        for item in value:
-            _check_var_use(item, expected.rstrip("!").strip("[]"), op, used, sel, arg)
-    elif isinstance(value, dict):
-        fields = INPUTS.get(_base(expected), {})
-        for key, item in value.items():
-            _check_var_use(item, fields.get(key, "String"), op, used, sel, arg)
-
-
-class InputProblem(Exception):
-    def __init__(self, path: list[str], problem: str) -> None:
-        super().__init__(problem)
-        self.path = path
-        self.problem = problem
-
-
-def coerce(value: Any, type_text: str, path: list[str]) -> Any:
-    """Check ``value`` against ``type_text`` (variables or literals); raise :class:`InputProblem`."""
-    required = type_text.endswith("!")
-    inner = type_text[:-1] if required else type_text
-    if value is None:
-        if required:
-            raise InputProblem(path, "Expected value to not be null")
-        return None
-    if inner.startswith("["):
-        item_type = inner[1:-1]
-        items = value if isinstance(value, list) else [value]
-        return [coerce(item, item_type, path + [str(i)]) for i, item in enumerate(items)]
-    if inner in INPUTS:
-        if not isinstance(value, dict):
-            raise InputProblem(path, f"Expected {value!r} to be a key-value object")
-        fields = INPUTS[inner]
-        for key in value:
-            if key not in fields:
-                raise InputProblem(path + [key], "Field is not defined on " + inner)
-        out = {}
-        for key, ftype in fields.items():
-            if key in value or ftype.endswith("!"):
-                out[key] = coerce(value.get(key), ftype, path + [key])
-        return out
-    if inner in ENUMS:
-        if not isinstance(value, str) or value not in ENUMS[inner]:
-            raise InputProblem(path, f"Expected {json.dumps(value)} to be one of: {', '.join(sorted(ENUMS[inner]))}")
-        return str(value)
-    if inner == "Int":
-        if isinstance(value, bool) or not isinstance(value, int) or not -2**31 <= value < 2**31:
-            raise InputProblem(path, f"Could not coerce value {json.dumps(value)} to Int")
-        return value
-    if inner == "Float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InputProblem(path, f"Could not coerce value {json.dumps(value)} to Float")
-        return float(value)
-    if inner == "Boolean":
-        if not isinstance(value, bool):
-            raise InputProblem(path, f"Could not coerce value {json.dumps(value)} to Boolean")
-        return value
-    if not isinstance(value, str) or isinstance(value, _Enum):
-        raise InputProblem(path, f"Could not coerce value {json.dumps(value)} to {inner}")
-    if inner == "ISO8601Date" and _date(value) is None:
-        raise InputProblem(path, f"{json.dumps(value)} is not a valid ISO8601 date")
-    if inner == "ISO8601DateTime" and _datetime(value) is None:
-        raise InputProblem(path, f"{json.dumps(value)} is not a valid ISO8601 date-time")
-    return value
-
-
-def _resolve_vars(value: Any, variables: dict[str, Any]) -> Any:
-    if isinstance(value, Var):
-        return variables.get(value.name)
-    if isinstance(value, list):
-        return [_resolve_vars(v, variables) for v in value]
-    if isinstance(value, dict):
-        return {k: _resolve_vars(v, variables) for k, v in value.items()}
-    return value
-
-
-def coerce_variables(op: Operation, raw: Any) -> dict[str, Any]:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise GraphQLError("variables must be a JSON object")
-    out = {}
-    for name, (type_text, default) in op.variables.items():
-        value = raw.get(name, default)
-        try:
-            out[name] = coerce(value, type_text, [])
-        except InputProblem as exc:
-            raise GraphQLError(
-                f"Variable ${name} of type {type_text} was provided invalid value"
-                + (f" for {'.'.join(exc.path)}" if exc.path else ""),
-                extensions={"value": value, "problems": [{"path": exc.path, "explanation": exc.problem}]}) from None
-    return out
-
-
-def _date(value: str) -> datetime | None:
-    try:
-        return datetime.strptime(value[:10], "%Y-%m-%d").replace(tzinfo=UTC) if len(value) == 10 else None
-    except ValueError:
-        return None
-
-
-def _datetime(value: str) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+SCHEMA = Schema(scalars=SCALARS, enums=ENUMS, inputs=INPUTS, outputs=OUTPUTS, args=ARGS)
 
 
 # =========================================================================== query cost
@@ -657,7 +233,7 @@ def _datetime(value: str) -> datetime | None:
 def _page(sel: Selection, variables: dict[str, Any]) -> int:
     for key in ("first", "last"):
         if key in sel.args:
-            value = _resolve_vars(sel.args[key], variables)
+            value = resolve_vars(sel.args[key], variables)
             if isinstance(value, int):
                 return max(0, min(value, MAX_PAGE))
     return DEFAULT_PAGE
@@ -670,7 +246,7 @@ def requested_cost(selections: list[Selection], owner: str, variables: dict[str,
         if sel.name == "__typename":
             continue
         field_type = OUTPUTS[owner][sel.name]
-        base = _base(field_type)
+        base = base_type(field_type)
         if base.endswith("Connection"):
             per_node = requested_cost([c for c in sel.children or [] if c.name in ("nodes", "edges")], base, variables)
             rest = [c for c in sel.children or [] if c.name not in ("nodes", "edges")]
@@ -941,7 +517,7 @@ def execute(ex: Execution, op: Operation) -> dict[str, Any] | None:
         if sel.name == "__typename":
             data[sel.key] = root
             continue
-        ex.cost += 1 if not _base(OUTPUTS[root][sel.name]).endswith("Connection") else 0
+        ex.cost += 1 if not base_type(OUTPUTS[root][sel.name]).endswith("Connection") else 0
         try:
             value = ROOT_RESOLVERS[sel.name](ex, _args(ex, root, sel))
             projected = _project(ex, OUTPUTS[root][sel.name], value, sel, [sel.key])
@@ -960,9 +536,9 @@ def _args(ex: Execution, owner: str, sel: Selection) -> dict[str, Any]:
     declared = ARGS.get((owner, sel.name), {})
     out = {}
     for name, raw in sel.args.items():
-        value = _resolve_vars(raw, ex.variables)
+        value = resolve_vars(raw, ex.variables)
         try:
-            out[name] = coerce(value, declared[name], [])
+            out[name] = SCHEMA.coerce(value, declared[name], [])
         except InputProblem as exc:
             raise FieldError(f"Argument '{name}' on Field '{sel.name}' has an invalid value ({exc.problem})") from None
     return out
@@ -971,7 +547,7 @@ def _args(ex: Execution, owner: str, sel: Selection) -> dict[str, Any]:
 def _project(ex: Execution, type_text: str, value: Any, sel: Selection, path: list[Any]) -> Any:
     if value is None:
         return None
-    base = _base(type_text)
+    base = base_type(type_text)
     if isinstance(value, Page):
         out: dict[str, Any] = {}
         for child in sel.children or []:
@@ -994,7 +570,7 @@ def _project(ex: Execution, type_text: str, value: Any, sel: Selection, path: li
             elif child.name == "__typename":
                 out[child.key] = base
         return out
-    if _is_list(type_text):
+    if is_list(type_text):
         return [_project(ex, type_text.rstrip("!")[1:-1], v, sel, path + [i]) for i, v in enumerate(value)]
     if isinstance(value, View):
         return _project_object(ex, value, sel.children or [], path)
@@ -1020,7 +596,7 @@ def _project_object(ex: Execution, view: View, selections: list[Selection], path
             continue
         field_type = OUTPUTS[view.type][sel.name]
         value = view.get(sel.name, _args(ex, view.type, sel) if sel.args else {})
-        if not _base(field_type).endswith("Connection"):
+        if not base_type(field_type).endswith("Connection"):
             ex.cost += 1
         out[sel.key] = _project(ex, field_type, value, sel, path + [sel.key])
     return out
@@ -1031,14 +607,14 @@ def _project_object(ex: Execution, view: View, selections: list[Selection], path
 def _range_ok(stamp: str, spec: dict[str, Any] | None) -> bool:
     if not spec:
         return True
-    moment = _datetime(stamp)
+    moment = parse_datetime(stamp)
     if moment is None:
         return False
-    if spec.get("eq") and moment != _datetime(spec["eq"]):
+    if spec.get("eq") and moment != parse_datetime(spec["eq"]):
         return False
-    if spec.get("after") and moment <= _datetime(spec["after"]):
+    if spec.get("after") and moment <= parse_datetime(spec["after"]):
         return False
-    return not (spec.get("before") and moment >= _datetime(spec["before"]))
+    return not (spec.get("before") and moment >= parse_datetime(spec["before"]))
 
 
 def _recently_updated(table: Table, ids: Iterable[str]) -> list[str]:
@@ -1324,12 +900,10 @@ def _jwt(account: Account, ttl: float) -> tuple[str, float]:
     """A JWT-shaped access token (Jobber's are JWTs whose ``exp`` claim is the expiry)."""
     expires_at = time.time() + ttl
 
-    def part(obj: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj, separators=(",", ":")).encode()).decode().rstrip("=")
-
     claims = {"iss": "sandbox-jobber", "sub": account.name, "exp": int(expires_at), "iat": int(time.time()),
               "jti": secrets.token_hex(8)}
-    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.{secrets.token_urlsafe(24)}", expires_at
+    header = jwt_segment({"alg": "HS256", "typ": "JWT"})
+    return f"{header}.{jwt_segment(claims)}.{secrets.token_urlsafe(24)}", expires_at
 
 
 class JobberAdapter(CrmAdapter):
@@ -1448,18 +1022,13 @@ def _issue_bare_tokens(state: Any) -> None:
 # --------------------------------------------------------------------------- OAuth
 
 
-def _oauth_error(status: int, error: str, description: str) -> VendorError:
-    return VendorError(status, {"error": error, "error_description": description})
-
-
 @router.post("/oauth/token")
 async def oauth_token(request: Request) -> Any:
     """Refresh-token grant with rotation: the old refresh token dies when the new one is issued."""
     await apply_fault(request, ADAPTER, None, exempt=True)
     form = await read_form(request)
     if form.get("grant_type") != "refresh_token":
-        raise _oauth_error(400, "unsupported_grant_type",
-                           "The authorization grant type is not supported by the authorization server.")
+        raise oauth_error(400, "unsupported_grant_type", UNSUPPORTED_GRANT)
     state = sandbox_state(request)
     refresh = form.get("refresh_token", "")
     with state.lock:
@@ -1469,10 +1038,9 @@ async def oauth_token(request: Request) -> Any:
                        if a.credentials.get("clientId") == form.get("client_id")), None)
         if client is None or form.get("client_secret") != client.credentials.get("clientSecret") or (
                 account is not None and account.credentials.get("clientId") != form.get("client_id")):
-            raise _oauth_error(401, "invalid_client", "Client authentication failed due to unknown client, no client "
-                                                      "authentication included, or unsupported authentication method.")
+            raise oauth_error(401, "invalid_client", INVALID_CLIENT)
         if account is None:
-            raise _oauth_error(400, "invalid_grant", "The provided refresh token is not valid.")
+            raise oauth_error(400, "invalid_grant", "The provided refresh token is not valid.")
         ttl = float(account.setting("token_ttl_seconds", DEFAULT_TOKEN_TTL))
         access, expires_at = _jwt(account, ttl)
         state.issue_token(account, access, ttl)
@@ -1540,8 +1108,8 @@ async def graphql(request: Request) -> Response:
     with state.lock:
         try:
             op = parse(body["query"])
-            validate(op)
-            variables = coerce_variables(op, body.get("variables"))
+            SCHEMA.validate(op)
+            variables = SCHEMA.coerce_variables(op, body.get("variables"))
         except GraphQLError as exc:
             return ctx.reply({"errors": [exc.to_json()],
                               "extensions": {"cost": _cost_extension(0, 0, account), "versioning": versioning}})

@@ -1,6 +1,8 @@
 """Salesforce REST emulation under ``/salesforce`` (login host and My Domain host in one).
 
-Vendor facts used (shared/crm-apis.md §6, simple-salesforce login.py/api.py):
+Vendor facts used (Salesforce REST API Developer Guide,
+https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm and its sObject
+Collections pages; simple-salesforce ``login.py``/``api.py``, https://github.com/simple-salesforce/simple-salesforce):
 
 * ``POST /services/oauth2/token`` form: ``client_credentials`` (client id/secret in the
   form or HTTP Basic, as simple-salesforce sends them) and ``password`` (password with
@@ -55,6 +57,7 @@ from crm_sandbox.common import (
     fault_error,
     iso,
     json_response,
+    oauth_error,
     open_request,
     poisoned_fields,
     read_form,
@@ -548,10 +551,6 @@ def _object_or_404(ctx: Ctx, name: str) -> SObject:
 # --------------------------------------------------------------------------- OAuth
 
 
-def _oauth_error(error: str, description: str) -> VendorError:
-    return VendorError(400, {"error": error, "error_description": description})
-
-
 @router.post("/services/oauth2/token")
 async def oauth_token(request: Request) -> Any:
     """Client-credentials or username-password flow for a registered org."""
@@ -563,19 +562,19 @@ async def oauth_token(request: Request) -> Any:
     if basic is not None and not client_id:
         client_id, client_secret = basic
     if grant not in ("client_credentials", "password"):
-        raise _oauth_error("unsupported_grant_type", "grant type not supported")
+        raise oauth_error(400, "unsupported_grant_type", "grant type not supported")
     state = sandbox_state(request)
     with state.lock:
         account = next((a for a in state.accounts_of(CRM) if client_id and a.credentials.get("clientId") == client_id), None)
         if account is None:
-            raise _oauth_error("invalid_client_id", "client identifier invalid")
+            raise oauth_error(400, "invalid_client_id", "client identifier invalid")
         creds = account.credentials
         if client_secret != creds.get("clientSecret"):
-            raise _oauth_error("invalid_client", "invalid client credentials")
+            raise oauth_error(400, "invalid_client", "invalid client credentials")
         if grant == "password":
             expected = f"{creds.get('password', '')}{creds.get('securityToken', '')}"
             if not creds.get("username") or form.get("username") != creds["username"] or form.get("password") != expected:
-                raise _oauth_error("invalid_grant", "authentication failure")
+                raise oauth_error(400, "invalid_grant", "authentication failure")
         ttl = float(account.setting("token_ttl_seconds", DEFAULT_TOKEN_TTL))
         org_id, user_id = account.meta["org_id"], account.meta["user_id"]
         token = state.issue_token(account, f"{org_id[:15]}!{secrets.token_urlsafe(48)}", ttl)

@@ -1,6 +1,8 @@
 """ServiceTitan v2 emulation under ``/servicetitan`` (auth host and API host in one).
 
-Vendor facts used (shared/crm-apis.md §1, ``shared/crm-specs/servicetitan/*.yml``):
+Vendor facts used (https://developer.servicetitan.io/docs/oauth20,
+https://developer.servicetitan.io/docs/get-going-first-api-call and ServiceTitan's v2 OpenAPI exports
+``tenant-*-v2.yml``, https://github.com/compwright/servicetitan/tree/d86908e/spec):
 
 * ``POST /connect/token`` form ``grant_type=client_credentials, client_id, client_secret`` ->
   ``{access_token, expires_in: 900, token_type: "Bearer", scope}``; no refresh tokens.
@@ -53,6 +55,7 @@ from crm_sandbox.common import (
     fault_error,
     iso,
     json_response,
+    oauth_error,
     open_request,
     read_form,
     read_json,
@@ -100,6 +103,14 @@ def _invalid(errors: dict[str, list[str]]) -> VendorError:
 
 def _not_found(what: str) -> VendorError:
     return _problem(404, f"{what} not found")
+
+
+def _record_or_404(account: Account, obj: str, record_id: int) -> Record:
+    """A customer or job by id, or the 404 problem naming it ("Customer not found")."""
+    record = _table(account, obj).get(str(record_id))
+    if record is None:
+        raise _not_found({"customers": "Customer", "jobs": "Job"}[obj])
+    return record
 
 
 class _Errors(dict):
@@ -468,10 +479,6 @@ async def _body(request: Request) -> dict[str, Any]:
 # --------------------------------------------------------------------------- OAuth
 
 
-def _oauth_error(error: str) -> VendorError:
-    return VendorError(400, {"error": error})
-
-
 @router.post("/connect/token")
 async def connect_token(request: Request) -> Any:
     """Client-credentials grant: a bearer token for the tenant the client id belongs to."""
@@ -482,13 +489,13 @@ async def connect_token(request: Request) -> Any:
     if basic is not None and not client_id:
         client_id, client_secret = basic
     if form.get("grant_type") != "client_credentials":
-        raise _oauth_error("unsupported_grant_type")
+        raise oauth_error(400, "unsupported_grant_type")
     state = sandbox_state(request)
     with state.lock:
         account = next((a for a in state.accounts_of(CRM) if client_id and a.credentials.get("clientId") == client_id),
                        None)
         if account is None or client_secret != account.credentials.get("clientSecret"):
-            raise _oauth_error("invalid_client")
+            raise oauth_error(400, "invalid_client")
         ttl = float(account.setting("token_ttl_seconds", DEFAULT_TOKEN_TTL))
         token = state.issue_token(account, "eyJ" + secrets.token_urlsafe(48), ttl)
         account.stats.by_endpoint[endpoint_key(request)] += 1
@@ -625,18 +632,11 @@ async def create_customer(ctx: Ctx = Depends(_api)) -> Any:
     return ctx.reply(out)
 
 
-def _customer_or_404(account: Account, customer_id: int) -> Record:
-    record = _table(account, "customers").get(str(customer_id))
-    if record is None:
-        raise _not_found("Customer")
-    return record
-
-
 @router.get(CRM_PATH + "/customers/{customer_id}")
 async def read_customer(customer_id: int, ctx: Ctx = Depends(_api)) -> Any:
     guid = _guid_param(ctx.request)
     with ctx.state.lock:
-        return ctx.reply(_render("customers", _customer_or_404(ctx.account, customer_id), guid))
+        return ctx.reply(_render("customers", _record_or_404(ctx.account, "customers", customer_id), guid))
 
 
 @router.patch(CRM_PATH + "/customers/{customer_id}")
@@ -653,7 +653,7 @@ async def update_customer(customer_id: int, ctx: Ctx = Depends(_api)) -> Any:
     errors.raise_if_any()
     with ctx.state.lock:
         account = ctx.account
-        record = _customer_or_404(account, customer_id)
+        record = _record_or_404(account, "customers", customer_id)
         changes = {k: body[k] for k in ("name", "type", "address", "customFields", "doNotMail", "doNotService", "active")
                    if k in body}
         guid = None
@@ -698,7 +698,7 @@ async def create_location(ctx: Ctx = Depends(_api)) -> Any:
     errors.raise_if_any()
     with ctx.state.lock:
         account = ctx.account
-        _customer_or_404(account, body["customerId"])
+        _record_or_404(account, "customers", body["customerId"])
         record = _new(account, "locations", {
             "customerId": body["customerId"], "active": True, "name": body["name"], "address": dict(body["address"]),
             "customFields": [], "createdById": 0, "mergedToId": None, "taxZoneId": None,
@@ -798,18 +798,11 @@ async def list_jobs(ctx: Ctx = Depends(_api)) -> Any:
                                lambda record: _render("jobs", record, guid)))
 
 
-def _job_or_404(account: Account, job_id: int) -> Record:
-    record = _table(account, "jobs").get(str(job_id))
-    if record is None:
-        raise _not_found("Job")
-    return record
-
-
 @router.get(JPM_PATH + "/jobs/{job_id}")
 async def read_job(job_id: int, ctx: Ctx = Depends(_api)) -> Any:
     guid = _guid_param(ctx.request)
     with ctx.state.lock:
-        return ctx.reply(_render("jobs", _job_or_404(ctx.account, job_id), guid))
+        return ctx.reply(_render("jobs", _record_or_404(ctx.account, "jobs", job_id), guid))
 
 
 @router.patch(JPM_PATH + "/jobs/{job_id}")
@@ -825,7 +818,7 @@ async def update_job(job_id: int, ctx: Ctx = Depends(_api)) -> Any:
     errors.raise_if_any()
     with ctx.state.lock:
         account = ctx.account
-        record = _job_or_404(account, job_id)
+        record = _record_or_404(account, "jobs", job_id)
         changes = {k: body[k] for k in ("summary", "priority", "customFields", "tagTypeIds") if k in body}
         guid = None
         if isinstance(body.get("externalData"), dict):

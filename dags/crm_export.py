@@ -13,7 +13,7 @@ from airflow.sdk import DAG, Param, task
 from crm_sync import dag_params
 from crm_sync.budget import task_timeout
 from crm_sync.export import DEFAULT_CHUNK_SIZE, FORMATS, export_task
-from crm_sync.settings import KNOWN_CRM_TYPES
+from crm_sync.settings import known_crm_types
 
 with DAG(
     dag_id="crm_export",
@@ -35,7 +35,7 @@ with DAG(
                          examples=list(FORMATS), title="Formats",
                          description="Files to write: csv, parquet (empty: both)."),
         "crm_types": dag_params.crm_types("Only the sync status of these CRMs (empty: every CRM with a ledger row).",
-                                          choices=KNOWN_CRM_TYPES),
+                                          choices=known_crm_types()),
         "output_dir": Param(None, type=["null", "string"], title="Output folder",
                             description="Folder for the export folder, relative to the export folder "
                                         "CRM_SYNC_EXPORT_DIR (empty: that folder; a path leading out of it is "

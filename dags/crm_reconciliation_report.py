@@ -17,6 +17,7 @@ from crm_hooks.registry import HOOKS
 from crm_sync import dag_params
 from crm_sync.assets import CRM_SYNC_LEDGER, reconcile_on_ledger_update
 from crm_sync.budget import task_timeout
+from crm_sync.quality import DEFAULT_MIN_SUCCESS_RATE
 from crm_sync.reconcile_tasks import (
     DEFAULT_DAYS,
     DEFAULT_SAMPLE_SIZE,
@@ -51,7 +52,7 @@ with DAG(
                              description="At most this many CRM records read back per company and CRM (0: all)."),
         "requeue": Param(False, type="boolean", title="Requeue",
                          description="Put missing, stale and never-synced check-ins back in line for the next sync."),
-        "min_success_rate": Param(0.98, type=["null", "number"], minimum=0, maximum=1, title="Minimum success rate",
+        "min_success_rate": Param(DEFAULT_MIN_SUCCESS_RATE, type=["null", "number"], minimum=0, maximum=1, title="Minimum success rate",
                                   description="Alert when synced / eligible is below this (empty: no rate alert)."),
         "fail_on_missing": Param(True, type="boolean", title="Alert on missing",
                                  description="Alert when any synced check-in is missing in the CRM."),

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from crm_sync.csv_escape import csv_safe
 from crm_sync.export import (
     COLUMNS,
     ExportError,
@@ -22,7 +23,6 @@ from crm_sync.export import (
     run_date_of,
     run_export,
 )
-from crm_sync.csv_escape import csv_safe
 from crm_sync.paths import PathRefused
 from e2e_helpers import HS_TOKEN, run_dag
 from localdev.bulk_data import seed_check_ins

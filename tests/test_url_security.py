@@ -383,7 +383,7 @@ def test_a_malformed_override_is_a_config_error_of_the_run(db, crm, key, url, pr
     """Issue #10 section 7: no ValueError out of the engine; the run row and the app's history say why."""
     import sqlalchemy as sa
 
-    from crm_sync.history import CRM_NAMES
+    from crm_hooks.registry import display_name
     from crm_sync.integration_sync import IntegrationSync
     from e2e_helpers import company_json
     from localdev.demo_data import check_in_rows, create_company, insert_check_ins
@@ -392,7 +392,7 @@ def test_a_malformed_override_is_a_config_error_of_the_run(db, crm, key, url, pr
     if key == "myDomainUrl":
         creds.pop("username"), creds.pop("password")
     creds[key] = url
-    integration = {"name": CRM_NAMES[crm], "status": "active", "credentials": creds,
+    integration = {"name": display_name(crm), "status": "active", "credentials": creds,
                    "syncSettings": {"customerMatchStrategy": "all"}}
     company_id, tech = create_company(db, "Malformed URL Co", {crm: integration})
     insert_check_ins(db, check_in_rows(company_id, tech, 2, messy=False))

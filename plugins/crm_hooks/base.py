@@ -119,6 +119,10 @@ class CrmHook(BaseHook):
     conn_name_attr = "conn_id"
     #: The key the Rank It Pro app uses for this CRM in ``crm_integrations``.
     crm_type: ClassVar[str] = ""
+    #: The CRM's name as the app shows it (``crmName`` of a sync-history entry).
+    display_name: ClassVar[str] = ""
+    #: The CRM's line colour in the quality report's charts ("": a fallback colour).
+    report_colour: ClassVar[str] = ""
     #: Vendor-owned domain suffixes; URL overrides elsewhere need CRM_SYNC_ALLOWED_HOSTS.
     vendor_domains: ClassVar[tuple[str, ...]] = ()
     default_base_url: ClassVar[str] = ""

@@ -1,6 +1,7 @@
 """FieldEdge hook: customers and leads through FieldEdge's Open API (Azure API Management + Gobo OAuth2).
 
-Vendor facts this module relies on (each method's docstring names its endpoint and its source):
+Vendor facts this module relies on (each method's docstring names its endpoint; the pages are
+FieldEdge's Open API portal, https://docs.gravitee-fe.dev/):
 
 * Auth (member guide, https://docs.gravitee-fe.dev/member-authentication-guide-1981868m0 and
   https://fieldedge-global-dev-apimanagement.developer.azure-api.net/docs/authentication-for-members):
@@ -187,6 +188,8 @@ class FieldEdgeHook(CrmHook):
     hook_name = "FieldEdge (Rank It Pro sync)"
     default_conn_name = "crm_fieldedge_default"
     crm_type = "fieldedge"
+    display_name = "FieldEdge"
+    report_colour = "#c2255c"
     vendor_domains = ("fieldedge.com", "fieldedge.withgobo.com", "fieldedge-staging.withgobo.com",
                       "fieldedge-staging.withgobo.dev")
     default_base_url = DEFAULT_BASE_URL

@@ -1,9 +1,9 @@
 """Housecall Pro hook: customers, addresses, jobs and job notes through the public API.
 
 Vendor facts this module relies on (each method's docstring names its endpoint; "[HCP-spec]" is
-Housecall Pro's Stoplight OpenAPI export ``housecall.v1.yaml``, ``info.title: Housecall v1 API``,
-behind https://docs.housecallpro.com/docs/housecall-public-api/; a copy is in the public GitHub repository
-``ryrychu/trinityplumbing-housecallpro@2a2bca4``):
+Housecall Pro's Stoplight OpenAPI export ``housecall.v1.yaml``, ``info.title: Housecall v1 API``, of
+https://docs.housecallpro.com/docs/housecall-public-api, as committed in
+https://github.com/ryrychu/trinityplumbing-housecallpro/blob/2a2bca4/housecall.v1.yaml):
 
 * Base URL ``https://api.housecallpro.com``; paths are unversioned (``/customers``, ``/jobs``;
   there is no ``/v1``) [HCP-spec ``servers``, ``paths``].
@@ -133,6 +133,8 @@ class HousecallProHook(CrmHook):
     hook_name = "Housecall Pro (Rank It Pro sync)"
     default_conn_name = "crm_housecallpro_default"
     crm_type = "housecallpro"
+    display_name = "Housecall Pro"
+    report_colour = "#2f9e44"
     vendor_domains = ("housecallpro.com",)
     default_base_url = "https://api.housecallpro.com"
     batch_size = 1

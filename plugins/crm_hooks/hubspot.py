@@ -148,6 +148,8 @@ class HubSpotHook(CrmHook):
     hook_name = "HubSpot (Rank It Pro sync)"
     default_conn_name = "crm_hubspot_default"
     crm_type = "hubspot"
+    display_name = "HubSpot"
+    report_colour = "#ff7a59"
     vendor_domains = ("hubapi.com", "hubspot.com")
     default_base_url = "https://api.hubapi.com"
     batch_size = 100

@@ -26,12 +26,12 @@ Vendor facts this module relies on (each method's docstring names the operation 
   more than ``currentlyAvailable`` is answered HTTP 200 with ``errors[].extensions.code =
   "THROTTLED"``. Cost: 1 per field, ``edges``/``nodes``/``node`` free, a connection's nodes
   times ``first`` (100 when omitted) (https://developer.getjobber.com/docs/using_jobbers_api/api_rate_limits).
-* **No idempotency key** on any mutation (none in the API reference): a mutation document is sent at
+* **No idempotency key** on any mutation (no such argument in the schema): a mutation document is sent at
   most once unless Jobber refused it unexecuted (HTTP 429, ``THROTTLED``, 401 + refresh);
   after a timeout or a 5xx the caller gets a :class:`RetryableError` and looks the records up.
 * **Errors**: GraphQL ``errors[]`` with HTTP 200; mutations report validation problems in
-  ``userErrors [{message, path}]`` (Jobber's GraphQL schema, version 2022-03-10 onwards, browsable
-  in the Developer Center's GraphiQL, https://developer.getjobber.com/docs/; changelog
+  ``userErrors [{message, path}]`` (schema of version 2022-03-10 as Jobber's app template introspected it,
+  https://github.com/GetJobber/Jobber-AppTemplate-RailsAPI/blob/0456ed1/db/schema.json; changelog
   https://developer.getjobber.com/docs/changelog).
 * **Operations** (names re-checked against the changelog and a 2026 introspection note,
   ``jobCreate(input: JobCreateAttributes!)`` with ``propertyId`` and ``invoicing``
@@ -224,6 +224,8 @@ class JobberHook(CrmHook):
     hook_name = "Jobber (Rank It Pro sync)"
     default_conn_name = "crm_jobber_default"
     crm_type = "jobber"
+    display_name = "Jobber"
+    report_colour = "#7b3fe4"
     vendor_domains = ("getjobber.com",)
     default_base_url = DEFAULT_BASE_URL
     #: Rows per engine batch: one aliased document per step serves the whole batch.
@@ -572,8 +574,8 @@ class JobberHook(CrmHook):
         """Every client, page by page: ``clients(first: N, after: $cursor) { nodes { id firstName lastName
         companyName emails { address } phones { number } } pageInfo { hasNextPage endCursor } }``.
 
-        Relay cursors (``first``/``after``, ``pageInfo{hasNextPage, endCursor}``) as in the schema excerpt
-        (Jobber's GraphQL schema, ``ClientConnection``) and
+        Relay cursors (``first``/``after``, ``pageInfo{hasNextPage, endCursor}``) as in the 2022-03-10 schema
+        (``ClientConnection``, see the module docstring) and
         https://developer.getjobber.com/docs/using_jobbers_api/api_queries_and_mutations . ``N`` is lowered
         so one page's requested cost (N x the node's cost) stays within the per-request cap of :meth:`chunks`;
         :meth:`graphql` waits for the points in the account's cost bucket before each page.
@@ -688,7 +690,7 @@ class JobberHook(CrmHook):
     def get_jobs(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """``job(id: $j) { id title instructions }`` per id, many aliased in one request within the query-cost
         budget (Jobber's GraphQL has no list-by-ids argument on ``jobs``; ``job(id: EncodedId!)`` is the documented
-        root field of Jobber's GraphQL schema, https://developer.getjobber.com/docs/). Returns id -> job for the
+        root field of the 2022-03-10 schema). Returns id -> job for the
         jobs that exist; a deleted job resolves to null and is left out."""
         unique = list(dict.fromkeys(str(i) for i in job_ids))
         out: dict[str, dict[str, Any]] = {}

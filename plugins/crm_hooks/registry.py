@@ -40,4 +40,15 @@ def hook_class(crm_type: str) -> type[CrmHook]:
         raise ConfigurationError(f"unknown CRM type {crm_type!r}") from None
 
 
-__all__ = ["HOOKS", "hook_class"]
+def display_name(crm_type: str) -> str:
+    """The name the app shows for ``crm_type`` (e.g. ``"Housecall Pro"``); "" for a type no hook serves."""
+    hook = HOOKS.get(crm_type)
+    return hook.display_name if hook else ""
+
+
+def report_colours() -> dict[str, str]:
+    """CRM type -> the colour of its line in the quality report's charts (types without one are left out)."""
+    return {crm_type: hook.report_colour for crm_type, hook in HOOKS.items() if hook.report_colour}
+
+
+__all__ = ["HOOKS", "display_name", "hook_class", "report_colours"]

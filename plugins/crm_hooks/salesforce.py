@@ -119,6 +119,8 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
     hook_name = "Salesforce (Rank It Pro sync)"
     default_conn_name = "crm_salesforce_default"
     crm_type = "salesforce"
+    display_name = "Salesforce"
+    report_colour = "#00a1e0"
     vendor_domains = ("salesforce.com", "force.com", "cloudforce.com")
     #: The login host; the data host is the token response's ``instance_url``.
     default_base_url = DEFAULT_LOGIN_URL

@@ -12,7 +12,8 @@ Vendor facts this module relies on (each method's docstring names its endpoint):
   since token requests are throttled (https://developer.servicetitan.io/docs/oauth20,
   https://developer.servicetitan.io/docs/get-going-first-api-call). Every API call sends
   ``Authorization: Bearer <token>`` **and** ``ST-App-Key: <app key>`` (OpenAPI ``securitySchemes``
-  ``appKey`` + ``bearerToken`` of ServiceTitan's v2 API reference, https://developer.servicetitan.io/apis/).
+  ``appKey`` + ``bearerToken`` of ServiceTitan's v2 exports,
+  https://github.com/compwright/servicetitan/tree/d86908e/spec).
 * Paths ``/{module}/v2/tenant/{tenant}/{resource}``: ``/crm/v2/tenant/{t}/customers``, ``.../locations``,
   ``/jpm/v2/tenant/{t}/jobs``, ``/jpm/v2/tenant/{t}/job-types/{id}``, ``/settings/v2/tenant/{t}/business-units/{id}``,
   ``/marketing/v2/tenant/{t}/campaigns/{id}`` (``tenant-{crm,jpm,settings,marketing}-v2.yml``).
@@ -126,6 +127,8 @@ class ServiceTitanHook(CrmHook):
     hook_name = "ServiceTitan (Rank It Pro sync)"
     default_conn_name = "crm_servicetitan_default"
     crm_type = "servicetitan"
+    display_name = "ServiceTitan"
+    report_colour = "#1d3f72"
     vendor_domains = ("servicetitan.io",)
     default_base_url = HOSTS["production"][0]
     batch_size = 1
@@ -349,8 +352,7 @@ class ServiceTitanHook(CrmHook):
     def iter_all_customers(self, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """``GET /crm/v2/tenant/{t}/customers?sort=+Id&page=&pageSize=`` while ``hasMore`` (active customers,
         ServiceTitan's default). ``CustomerResponse`` has no email or phone: see :meth:`iter_customer_contacts`.
-        Spec: tenant-crm-v2.yml ``Customers_GetList``, ``PaginatedResponse_Of_Crm.V2.Customers.CustomerResponse``
-        (https://developer.servicetitan.io/apis/)."""
+        Spec: tenant-crm-v2.yml ``Customers_GetList``, ``PaginatedResponse_Of_Crm.V2.Customers.CustomerResponse``."""
         return self._list(self.tenant_path("crm", "customers"), {"sort": "+Id"}, page_size=page_size,
                           endpoint="GET /crm/v2/tenant/{t}/customers (list)")
 
@@ -383,7 +385,7 @@ class ServiceTitanHook(CrmHook):
 
     def get_jobs(self, job_ids: Iterable[int | str]) -> dict[str, dict[str, Any]]:
         """Jobs by id: ``GET /jpm/v2/tenant/{t}/jobs?ids=1,2,...`` ("Perform lookup by multiple IDs (maximum
-        50)", tenant-jpm-v2 ``Jobs_GetList``, https://developer.servicetitan.io/apis/), every page.
+        50)", tenant-jpm-v2.yml ``Jobs_GetList``), every page.
         Returns id -> job; ids ServiceTitan does not return do not exist (or are not visible to the app)."""
         wanted = list(dict.fromkeys(str(int(i)) for i in job_ids))
         found: dict[str, dict[str, Any]] = {}

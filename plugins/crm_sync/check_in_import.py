@@ -25,7 +25,6 @@ with formula cells escaped (:mod:`crm_sync.csv_escape`).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
@@ -402,18 +401,6 @@ class ImportReport:
         return dict(self.__dict__)
 
 
-def sha256_file(source: Path | IO[bytes]) -> str:
-    """SHA-256 of a file, or of an open binary file from its start (left at its start again)."""
-    digest = hashlib.sha256()
-    with contextlib.ExitStack() as stack:
-        f = stack.enter_context(open(source, "rb")) if isinstance(source, Path) else source
-        f.seek(0)
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-        f.seek(0)
-    return digest.hexdigest()
-
-
 def report_folder(path: Path, output_dir: str | Path | None, run_id: str) -> Path:
     """``<output_dir or the file's folder>/<file stem>.import-<run id>`` (one safe name: :func:`paths.safe_component`).
 
@@ -460,7 +447,7 @@ def _run_import(engine: Engine, company_id: int, path: Path, handle: IO[bytes], 
     valid: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     rows_read = duplicates = invalid = 0
-    file_sha256 = sha256_file(handle)
+    file_sha256 = paths.sha256_file(handle)
     for line, raw, problem in read_rows(handle):
         rows_read += 1
         external_id = raw.get("external_id")

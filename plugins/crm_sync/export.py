@@ -20,7 +20,6 @@ credential can reach an export.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -40,10 +39,10 @@ from sqlalchemy.engine import Engine
 from crm_sync import paths
 from crm_sync.csv_escape import escape_formulas
 from crm_sync.db import sql
-from crm_sync.settings import KNOWN_CRM_TYPES
+from crm_sync.settings import known_crm_types
 
 __all__ = ["COLUMNS", "FORMATS", "ExportError", "ExportParams", "default_export_root", "export_folder_name",
-           "export_task", "read_csv", "resolve_params", "run_date_of", "run_export", "sha256_file"]
+           "export_task", "read_csv", "resolve_params", "run_date_of", "run_export"]
 
 FORMATS = ("csv", "parquet")
 DEFAULT_CHUNK_SIZE = 20_000
@@ -163,9 +162,10 @@ def resolve_params(raw: Mapping[str, Any], *, run_date: date) -> ExportParams:
         raise ExportError(f"formats {unknown} not supported: use {', '.join(FORMATS)}")
 
     crm_types = raw.get("crm_types") or []
-    unknown = [c for c in crm_types if c not in KNOWN_CRM_TYPES]
+    known = known_crm_types()
+    unknown = [c for c in crm_types if c not in known]
     if unknown:
-        raise ExportError(f"crm_types {unknown} unknown: use {', '.join(KNOWN_CRM_TYPES)}")
+        raise ExportError(f"crm_types {unknown} unknown: use {', '.join(known)}")
 
     chunk_size = raw.get("chunk_size")
     chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
@@ -189,14 +189,6 @@ def default_export_root(output_dir: str | None = None, env: Mapping[str, str] | 
 def export_folder_name(params: ExportParams, run_id: str) -> str:
     """``check_ins_<from>_<to>_<run id>``, filesystem-safe; the same run gives the same name (retries replace it)."""
     return f"check_ins_{params.date_from:%Y%m%d}_{params.date_to:%Y%m%d}_{paths.safe_component(run_id)}"
-
-
-def sha256_file(path: Path, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
@@ -295,7 +287,7 @@ def run_export(engine: Engine, params: ExportParams, root: Path, *, run_id: str,
     files = []
     for fmt, path in writers.paths.items():
         files.append({"name": path.name, "format": fmt, "rows": counts.rows, "bytes": path.stat().st_size,
-                      "sha256": sha256_file(path)})
+                      "sha256": paths.sha256_file(path)})
     manifest = {
         "export": final.name,
         "run_id": run_id,
@@ -350,9 +342,9 @@ def export_task(db_conn_id: str = "rankitpro_db", **context: Any) -> dict[str, A
     """The ``crm_export`` task: one export folder; its XCom is the manifest's summary (no row data)."""
     import logging
 
-    from crm_sync.db import make_engine, migrate, url_from_connection
-
     from airflow.sdk.exceptions import AirflowFailException
+
+    from crm_sync.db import make_engine, migrate, url_from_connection
 
     raw = dict(context.get("params") or {})
     with paths.task_errors():

@@ -16,20 +16,13 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from crm_hooks.registry import display_name
 from crm_sync.clean import clean_text, dumps_strict, loads_strict
 from crm_sync.db import sql
 
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 100
-CRM_NAMES = {
-    "servicetitan": "ServiceTitan",
-    "housecallpro": "Housecall Pro",
-    "jobber": "Jobber",
-    "fieldedge": "FieldEdge",
-    "hubspot": "HubSpot",
-    "salesforce": "Salesforce",
-}
 
 
 def iso_millis(moment: datetime) -> str:
@@ -49,7 +42,7 @@ def history_entry(crm_type: str, crm_name: str | None, *, synced: int, errors: i
         "id": int(at.timestamp() * 1000),
         "crmType": crm_type,
         "crmName": clean_text(crm_name if isinstance(crm_name, str) and crm_name else None)
-        or CRM_NAMES.get(crm_type, clean_text(crm_type)),
+        or display_name(crm_type) or clean_text(crm_type),
         "status": history_status(synced, errors),
         "itemsProcessed": synced + errors,
         "errorCount": errors,

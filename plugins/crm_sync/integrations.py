@@ -40,9 +40,9 @@ class ConfigProblem:
 
 def check_integration(crm_type: str, integration: Any) -> str | None:
     """Why this integration cannot be synced, or None when it can be attempted."""
-    if crm_type not in KNOWN_CRM_TYPES:
-        return f"unknown CRM type '{crm_type[:40]}'"
     if crm_type not in HOOKS:
+        if crm_type not in KNOWN_CRM_TYPES:
+            return f"unknown CRM type '{crm_type[:40]}'"
         return f"CRM type '{crm_type}' is not supported by this version of the sync yet"
     if not isinstance(integration, Mapping):
         return f"the '{crm_type}' integration is not a JSON object"

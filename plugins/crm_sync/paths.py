@@ -38,7 +38,7 @@ from typing import IO, Any
 from crm_sync.text import echo
 
 __all__ = ["ROOT_SETTINGS", "PathRefused", "Root", "confine", "file_mode", "make_private_dir", "open_private",
-           "open_regular", "root", "safe_component", "task_errors"]
+           "open_regular", "root", "safe_component", "sha256_file", "task_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +226,18 @@ def write_private_text(path: Path, text: str, encoding: str = "utf-8") -> Path:
     with open_private(path, "w", encoding=encoding) as fh:
         fh.write(text)
     return path
+
+
+def sha256_file(source: Path | IO[bytes]) -> str:
+    """SHA-256 of a file, or of an open binary file from its start (left at its start again)."""
+    digest = hashlib.sha256()
+    with contextlib.ExitStack() as stack:
+        f = stack.enter_context(open(source, "rb")) if isinstance(source, Path) else source
+        f.seek(0)
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+        f.seek(0)
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- names

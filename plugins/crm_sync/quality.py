@@ -47,6 +47,16 @@ METRICS = ("eligible", "synced", "success_rate", "quarantined", "failed", "unfin
            "latency_p50_s", "latency_p95_s", "runs", "api_calls", "rate_limited", "retries", "customers_matched",
            "customers_created")
 
+#: Below this ``success_rate`` a company x CRM is red in the report and alerts (the reconciliation DAG's default).
+DEFAULT_MIN_SUCCESS_RATE = 0.98
+
+
+def success_rate(synced: float | None, eligible: float | None) -> float | None:
+    """Synced share of the eligible check-ins, 0..1 (None when there were none)."""
+    if eligible is None or eligible <= 0:
+        return None
+    return float(synced or 0) / float(eligible)
+
 
 def metric_params(day_from: date, day_to: date, company_ids: Sequence[int] | None = None,
                   crm_types: Sequence[str] | None = None) -> dict:

@@ -46,6 +46,7 @@ from crm_sync.ledger import UNFINISHED, LedgerStatus
 from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn
 from crm_sync.prepare import prepare_check_in, source_hash
+from crm_sync.quality import success_rate
 
 log = logging.getLogger(__name__)
 
@@ -209,11 +210,6 @@ def orphan_findings(rows: Iterable[Mapping[str, Any]]) -> Iterator[Finding]:
                                 f"no longer exists in the app{where}", int(row["check_in_id"]), row.get("crm_visit_id"))
 
 
-def success_rate(synced: int, eligible: int) -> float | None:
-    """Synced share of the eligible check-ins (None when there were none)."""
-    return None if eligible <= 0 else synced / eligible
-
-
 def alert_problems(rows: Iterable[Mapping[str, Any]], *, min_success_rate: float | None,
                    fail_on_missing: bool) -> list[str]:
     """One line per company x CRM that crosses a threshold (empty: no alert).
@@ -338,7 +334,7 @@ class Reconciler:
     def __init__(self, engine: Engine, *, company_id: int, crm_type: str, integration: Mapping[str, Any],
                  destination: Any, run_id: str, dag_id: str | None, range_start: date, range_end: date,
                  sample_size: int = 1000, crm_name: str | None = None):
-        from crm_sync.history import CRM_NAMES
+        from crm_hooks.registry import display_name
         from crm_sync.settings import parse_sync_settings
 
         self.engine = engine
@@ -349,7 +345,7 @@ class Reconciler:
         self.run_id, self.dag_id = run_id, dag_id
         self.range_start, self.range_end = range_start, range_end
         self.sample_size = int(sample_size)
-        self.crm_name = crm_name or CRM_NAMES.get(crm_type, crm_type)
+        self.crm_name = crm_name or display_name(crm_type) or crm_type
         self._buffer: list[dict[str, Any]] = []
         self.result: ReconcileResult | None = None
 

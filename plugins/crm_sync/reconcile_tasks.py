@@ -98,9 +98,9 @@ def report_task(db_conn_id: str = "rankitpro_db", **context: Any) -> dict[str, A
     from datetime import timedelta
 
     from crm_sync import paths
-    from crm_sync.quality import compute_quality_metrics
+    from crm_sync.quality import DEFAULT_MIN_SUCCESS_RATE, compute_quality_metrics
     from crm_sync.reconcile import date_range
-    from crm_sync.report import DEFAULT_MIN_SUCCESS_RATE, build_report
+    from crm_sync.report import build_report
 
     params = _params(context)
     start, end = date_range(params.get("date_from"), params.get("date_to"), int(params.get("days") or DEFAULT_DAYS))

@@ -28,15 +28,15 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from crm_hooks.registry import report_colours
 from crm_sync.csv_escape import csv_safe
 from crm_sync.db import SQL_DIR, sql
 from crm_sync.paths import make_private_dir, open_private, write_private_text
-from crm_sync.quality import metric_params
+from crm_sync.quality import DEFAULT_MIN_SUCCESS_RATE, metric_params, success_rate
 
 TEMPLATE_DIR = SQL_DIR.parent / "templates"
 HTML_NAME, CSV_NAME, METRICS_CSV_NAME = "report.html", "discrepancies.csv", "quality_metrics.csv"
 
-DEFAULT_MIN_SUCCESS_RATE = 0.98  # the reconciliation DAG's min_success_rate default
 DEFAULT_MAX_P95_LATENCY_S = 3600.0
 ROWS_PER_CLASS = 500
 TOP_REASONS = 15
@@ -50,8 +50,6 @@ RED_CLASSES = {"missing_in_crm": "missing in the CRM although the ledger says sy
 AMBER_CLASSES = {"stale": "changed in the app since their last sync", "drift": "edited in the CRM (fields differ)",
                  "orphan": "ledger rows whose check-in was deleted"}
 STATUS_ORDER = {"green": 0, "amber": 1, "red": 2}
-CRM_COLOURS = {"hubspot": "#ff7a59", "salesforce": "#00a1e0", "servicetitan": "#1d3f72", "housecallpro": "#2f9e44",
-               "jobber": "#7b3fe4", "fieldedge": "#c2255c"}
 FALLBACK_COLOURS = ("#495057", "#e8590c", "#0b7285", "#5c940d", "#862e9c", "#d9480f")
 NUMERIC = ("eligible", "synced", "quarantined", "failed", "unfinished", "never_sent", "runs", "api_calls",
            "rate_limited", "retries", "customers_matched", "customers_created")
@@ -62,10 +60,6 @@ NUMERIC = ("eligible", "synced", "quarantined", "failed", "unfinished", "never_s
 class Health:
     status: str  # green | amber | red
     reasons: list[str] = field(default_factory=list)
-
-
-def success_rate(synced: float | None, eligible: float | None) -> float | None:
-    return None if not eligible else float(synced or 0) / float(eligible)
 
 
 def assess(fig: Mapping[str, Any], *, min_success_rate: float = DEFAULT_MIN_SUCCESS_RATE,
@@ -362,11 +356,11 @@ def build_report(engine: Engine, *, run_id: str, output_dir: Path, day_from: dat
     charts = {
         "success": line_chart("Success rate per day (synced / eligible check-ins)", days,
                               {c: rate_series[c] for c in sorted(rate_series)}, y_format=_pct_axis,
-                              y_min=min([0.9, *rates]), y_max=1.0, colours=CRM_COLOURS,
+                              y_min=min([0.9, *rates]), y_max=1.0, colours=report_colours(),
                               threshold=(min_success_rate, f"threshold {min_success_rate:.0%}")),
         "latency": line_chart("p95 latency, check-in to CRM, per day (minutes)", days,
                               {c: p95_series[c] for c in sorted(p95_series)}, y_format=lambda v: f"{v:g}",
-                              y_min=0.0, colours=CRM_COLOURS),
+                              y_min=0.0, colours=report_colours()),
     }
 
     # Discrepancies: the latest reconciliation per company x CRM; capped per class in the table.

@@ -27,15 +27,22 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from crm_hooks.registry import HOOKS
 from crm_sync.clean import NonFiniteNumberError, loads_strict
 from crm_sync.models import MATCH_STRATEGIES, SyncSettings
 from crm_sync.prepare import resolve_check_in_field
 from crm_sync.text import echo
 
-__all__ = ["KNOWN_CRM_TYPES", "SYNC_SETTINGS_KEYS", "parse_integrations", "parse_sync_settings"]
+__all__ = ["KNOWN_CRM_TYPES", "SYNC_SETTINGS_KEYS", "known_crm_types", "parse_integrations", "parse_sync_settings"]
 
-#: The CRM types the app writes into ``crm_integrations``.
+#: The CRM types the Rank It Pro app writes into ``crm_integrations`` (the app's list, not the sync's):
+#: one of these without a hook is "not supported yet", a type in neither list is "unknown".
 KNOWN_CRM_TYPES: tuple[str, ...] = ("servicetitan", "housecallpro", "jobber", "fieldedge", "hubspot", "salesforce")
+
+
+def known_crm_types() -> tuple[str, ...]:
+    """The app's CRM types, then any other type a hook module registers (:data:`crm_hooks.registry.HOOKS`)."""
+    return KNOWN_CRM_TYPES + tuple(t for t in HOOKS if t not in KNOWN_CRM_TYPES)
 
 #: ``syncSettings`` key -> :class:`SyncSettings` attribute.
 SYNC_SETTINGS_KEYS: dict[str, str] = {

@@ -219,8 +219,9 @@ class FieldEdgeDestination(Destination):
     # ------------------------------------------------------------------ read-back
     def read_visits(self, crm_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Leads one call each (the Open API has no batch read): ``GET /v1/leads/{leadId}``, 404 or 204 = gone
-        (FieldEdge lead API pages, see /work/shared/crm-apis.md). Leads cannot be updated through the API, so
-        only the sync's ``trackingId`` is compared: an edited check-in's lead legitimately keeps its first text."""
+        (https://docs.gravitee-fe.dev/fetches-lead-details-based-on-the-provided-lead-identifier-28355561e0).
+        Leads cannot be updated through the API, so only the sync's ``trackingId`` is compared: an edited
+        check-in's lead legitimately keeps its first text."""
         return {lead_id: {"trackingId": lead.get("trackingId")}
                 for lead_id, lead in read_each(crm_ids, self.hook.get_lead).items()}
 
@@ -229,7 +230,7 @@ class FieldEdgeDestination(Destination):
         search by phone / email / first name (``GET /v1/customers/search``, a value required) and search by
         address, and nothing that pages through all of them
         (https://docs-dev.fieldedge.com/dev/retrieve-customers-by-phone-email-or-first-name-32803946e0, the
-        API list on that page; /work/shared/crm-apis.md 4.1, 4.4). Raised before any request; the sync keeps
+        API list on that page). Raised before any request; the sync keeps
         finding FieldEdge customers with that search, by email and phone, one customer at a time.
         """
         raise ReadNotSupported("fieldedge: the FieldEdge Open API has no endpoint that lists customers (only "

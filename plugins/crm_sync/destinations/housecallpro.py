@@ -313,7 +313,7 @@ class HousecallProDestination(Destination):
     # ------------------------------------------------------------------ read-back
     def read_visits(self, crm_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Jobs one call each (Housecall Pro has no batch read): ``GET /jobs/{id}``, 404 = gone
-        [HCP-spec ``get-jobs-id``, /work/shared/crm-specs/housecallpro/housecall.v1.yaml]. The fields are the
+        [HCP-spec ``get-jobs-id``, see :mod:`crm_hooks.housecallpro`]. The fields are the
         sync's marker note (its content) and the marker it carries."""
         found: dict[str, dict[str, Any]] = {}
         for job_id, job in read_each(crm_ids, self.hook.get_job).items():

@@ -226,7 +226,7 @@ class HubSpotDestination(Destination):
 
         Ids HubSpot does not know come back as a 207 ``OBJECT_NOT_FOUND`` error and are simply absent
         here (= missing in the CRM). Spec: HubSpot notes v3 ``post-/crm/v3/objects/notes/batch/read``
-        (/work/shared/crm-specs/hubspot/notes-v3.json);
+        (https://github.com/HubSpot/HubSpot-public-api-spec-collection, ``PublicApiSpecs/CRM/Notes``);
         https://developers.hubspot.com/docs/api-reference/crm-notes-v3/batch/post-crm-v3-objects-notes-batch-read
         """
         found: dict[str, dict[str, Any]] = {}

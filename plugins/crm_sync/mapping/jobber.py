@@ -8,7 +8,7 @@ job's start, visits created without notifying the team, invoicing as configured.
 
 The marker ``rankitpro-<company>-<check-in>`` (``PreparedCheckIn.visit_key``) is written
 into the job title, in parentheses, because Jobber has no external-id field on jobs
-(shared/crm-apis.md §3.5): :func:`has_marker` / :func:`markers_in` find it again, as a
+(none in the schema): :func:`has_marker` / :func:`markers_in` find it again, as a
 whole token, so ``rankitpro-1-2`` never matches ``rankitpro-1-23``.
 
 Jobber documents no length limits for these texts: :data:`TITLE_LIMIT`,

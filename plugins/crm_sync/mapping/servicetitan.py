@@ -1,6 +1,7 @@
 """Check-ins -> ServiceTitan v2 request bodies (customer, location, job). Pure functions, no I/O.
 
-Shapes (``shared/crm-specs/servicetitan/tenant-{crm,jpm}-v2.yml`` and the newer generated types):
+Shapes (ServiceTitan's OpenAPI exports ``tenant-{crm,jpm}-v2.yml``,
+https://github.com/compwright/servicetitan/tree/d86908e/spec, and the newer generated types):
 
 * ``CreateCustomerRequest``: ``name``, bill-to ``address`` and at least one location are required; an
   address needs ``street, city, state, zip, country`` (``CustomerAddress``). The visit address is both
