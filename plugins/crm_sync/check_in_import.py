@@ -44,8 +44,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import Engine
 
 from crm_sync import paths
-from crm_sync.csv_escape import csv_safe
 from crm_sync.clean import clean_text
+from crm_sync.csv_escape import csv_safe
 from crm_sync.db import sql
 from crm_sync.normalize import echo, normalize_phone, shorten
 
@@ -540,41 +540,3 @@ def _finish(engine: Engine, report: ImportReport, error: str | None = None) -> N
         conn.execute(sql("import_finish"), {**{k: getattr(report, k) for k in (
             "status", "rows_read", "inserted", "rejected", "duplicates_in_file", "already_imported",
             "rejects_file", "report_file")}, "import_id": report.import_id, "error": error})
-
-
-def import_task(db_conn_id: str = "rankitpro_db", **context: Any) -> dict[str, Any]:
-    """The ``crm_import`` task: its XCom is the report (counts and file paths, no row data).
-
-    ``file_path`` and ``output_dir`` are relative to ``CRM_SYNC_IMPORT_DIR`` (:mod:`crm_sync.paths`). A bad
-    param or a file that cannot be imported as a whole fails the task without a retry.
-    """
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from crm_sync.db import make_engine, migrate, url_from_connection
-
-    params = context.get("params") or {}
-    company_id = params.get("company_id")
-    file_path = (params.get("file_path") or "").strip()
-    try:
-        if not isinstance(company_id, int) or isinstance(company_id, bool):
-            raise ImportFileError("company_id is required (the company the check-ins belong to)")
-        if not file_path:
-            raise ImportFileError("file_path is required (the CSV file, relative to the import folder "
-                                  "CRM_SYNC_IMPORT_DIR)")
-        with paths.task_errors():
-            where = paths.root("import")
-            path = paths.confine("file_path", file_path, where, must_exist=True)
-            paths.open_regular(path, where=where).close()    # a FIFO or folder fails here, before any DB work
-            output_dir = paths.confine("output_dir", params.get("output_dir"), where) \
-                if (params.get("output_dir") or "").strip() else None
-        # hide_parameters: a failed INSERT must not print the file's rows (the statement's parameters) in the log.
-        engine = make_engine(url_from_connection(db_conn_id), hide_parameters=True)
-        try:
-            migrate(engine)
-            report = run_import(engine, company_id, path, run_id=context["run_id"],
-                                dry_run=bool(params.get("dry_run")), output_dir=output_dir, root=where)
-        finally:
-            engine.dispose()
-    except ImportFileError as exc:
-        raise AirflowFailException(str(exc)) from None
-    return report.as_dict()
