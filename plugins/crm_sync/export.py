@@ -6,9 +6,9 @@ each chunk becomes one pandas frame, one Parquet row group (``pyarrow.parquet.Pa
 one append to the CSV. Nothing but the chunk is held.
 
 Where: ``output_dir`` is a folder inside ``CRM_SYNC_EXPORT_DIR`` (:mod:`crm_sync.paths`; a path leading out of
-it fails the task, not retried: :mod:`crm_sync.tasks.export`). Files are owner-only (0o600, folders 0o700; ``CRM_SYNC_FILE_MODE``). CSV text
-cells a spreadsheet would run as a formula are prefixed with ``'`` unless ``csv_escape_formulas`` is false
-(:mod:`crm_sync.csv_escape`); Parquet is written as it is.
+it fails the task, not retried: :mod:`crm_sync.tasks.export`). Files are owner-only (0o600, folders 0o700;
+``CRM_SYNC_FILE_MODE``). CSV text cells a spreadsheet would run as a formula are prefixed with ``'`` unless
+``csv_escape_formulas`` is false (:mod:`crm_sync.csv_escape`); Parquet is written as it is.
 
 An export is written into ``<folder>.partial`` and renamed to its final name only when every file
 and the manifest are complete, so a folder without that suffix is always a whole export; a retried

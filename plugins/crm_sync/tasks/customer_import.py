@@ -1,4 +1,7 @@
-"""Tasks of ``crm_customer_import``: discovery, one company x CRM import, the summary (:mod:`crm_sync.customer_import`)."""
+"""Tasks of ``crm_customer_import``: discovery, one company x CRM import, the summary.
+
+The import itself: :mod:`crm_sync.customer_import`.
+"""
 
 from __future__ import annotations
 
