@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param, task
 
 from crm_hooks.registry import HOOKS
-from crm_sync import dag_params
-from crm_sync.backfill import plan_backfill, report_backfill, run_chunk
 from crm_sync.budget import task_timeout
-from crm_sync.tasks import check_failures
+from crm_sync.pools import pool_name
+from crm_sync.tasks import params as dag_params
+from crm_sync.tasks.backfill import plan_backfill, report_backfill, run_chunk
+from crm_sync.tasks.common import check_failures
 
 with DAG(
     dag_id="crm_backfill",
@@ -56,7 +57,7 @@ with DAG(
         chunks = task(task_id=f"plan_{crm_type}")(plan_backfill)(crm_type=crm_type)
         # One chunk at a time per run: the rate_share bound holds (limiters are per process) and two
         # chunks of one company never contend for its advisory lock.
-        run = task(task_id=f"backfill_{crm_type}", pool=f"crm_{crm_type}", max_active_tis_per_dagrun=1,
+        run = task(task_id=f"backfill_{crm_type}", pool=pool_name(crm_type), max_active_tis_per_dagrun=1,
                    map_index_template="{{ chunk_label }}")(run_chunk)
         run.partial(crm_type=crm_type).expand(chunk=chunks) >> report
     report >> task(task_id="check_failures", trigger_rule="all_done", retries=0)(check_failures)()

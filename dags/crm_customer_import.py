@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param, task
 
 from crm_hooks.registry import HOOKS
-from crm_sync import dag_params
 from crm_sync.budget import task_timeout
-from crm_sync.customer_import import discover_import_companies, import_company, summarize_imports
-from crm_sync.tasks import check_failures
+from crm_sync.pools import pool_name
+from crm_sync.tasks import params as dag_params
+from crm_sync.tasks.common import check_failures
+from crm_sync.tasks.customer_import import discover_import_companies, import_company, summarize_imports
 
 with DAG(
     dag_id="crm_customer_import",
@@ -39,7 +40,7 @@ with DAG(
     summary = task(task_id="summarize", trigger_rule="all_done")(summarize_imports)()
     for crm_type in HOOKS:
         companies = task(task_id=f"discover_{crm_type}")(discover_import_companies)(crm_type=crm_type)
-        imported = task(task_id=f"import_{crm_type}", pool=f"crm_{crm_type}")(import_company).partial(
+        imported = task(task_id=f"import_{crm_type}", pool=pool_name(crm_type))(import_company).partial(
             crm_type=crm_type).expand(company_id=companies)
         imported >> summary
     summary >> task(task_id="check_failures", trigger_rule="all_done", retries=0)(check_failures)()

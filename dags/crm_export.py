@@ -1,7 +1,7 @@
 """Check-ins with their sync status per CRM, exported to CSV and Parquet with a manifest.
 
 Manual trigger with a date range; also scheduled daily (the previous day), but **paused at creation**:
-unpause it to get a daily export. See docs/drafts/export-import.md.
+unpause it to get a daily export. See the README, "Exporting and importing files" (`crm_export`).
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param, task
 
-from crm_sync import dag_params
 from crm_sync.budget import task_timeout
-from crm_sync.export import DEFAULT_CHUNK_SIZE, FORMATS, export_task
+from crm_sync.export import DEFAULT_CHUNK_SIZE, FORMATS
 from crm_sync.settings import known_crm_types
+from crm_sync.tasks import params as dag_params
+from crm_sync.tasks.export import export_task
 
 with DAG(
     dag_id="crm_export",

@@ -2,7 +2,7 @@
 
 Every row is validated; invalid rows are listed in rejects.csv with line, column and reason; the valid
 rows go in in one transaction, and a re-import never inserts a row twice. The next crm_incremental_sync
-carries the new check-ins to the company's CRMs. See docs/drafts/export-import.md.
+carries the new check-ins to the company's CRMs. See the README, "Exporting and importing files" (`crm_import`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import datetime
 from airflow.sdk import DAG, Param, task
 
 from crm_sync.budget import task_timeout
-from crm_sync.check_in_import import import_task
+from crm_sync.tasks.check_in_import import import_task
 
 with DAG(
     dag_id="crm_import",

@@ -12,11 +12,12 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param, task
 
 from crm_hooks.registry import HOOKS
-from crm_sync import dag_params
 from crm_sync.assets import CRM_SYNC_LEDGER
 from crm_sync.budget import task_timeout
-from crm_sync.operators import CrmSyncOperator
-from crm_sync.tasks import check_configurations, check_failures, discover_companies, summarize_run
+from crm_sync.pools import pool_name
+from crm_sync.tasks import params as dag_params
+from crm_sync.tasks.common import check_failures
+from crm_sync.tasks.sync import CrmSyncOperator, check_configurations, discover_companies, summarize_run
 
 with DAG(
     dag_id="crm_incremental_sync",
@@ -48,7 +49,7 @@ with DAG(
         sync = CrmSyncOperator.partial(
             task_id=f"sync_{crm_type}",
             crm_type=crm_type,
-            pool=f"crm_{crm_type}",
+            pool=pool_name(crm_type),
             batch_size="{{ params.batch_size or '' }}",
             lookback_days="{{ params.lookback_days }}",
             rate_share="{{ params.rate_share }}",

@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
 from crm_hooks.registry import HOOKS
-from crm_sync import dag_params
 from crm_sync.assets import CRM_SYNC_LEDGER, reconcile_on_ledger_update
 from crm_sync.budget import task_timeout
+from crm_sync.pools import pool_name
 from crm_sync.quality import DEFAULT_MIN_SUCCESS_RATE
-from crm_sync.reconcile_tasks import (
+from crm_sync.tasks import params as dag_params
+from crm_sync.tasks.reconcile import (
     DEFAULT_DAYS,
     DEFAULT_SAMPLE_SIZE,
     alert_task,
@@ -63,7 +64,7 @@ with DAG(
     alert = task(task_id="alert", trigger_rule="all_done", retries=0)(alert_task)()
     for crm_type in HOOKS:
         companies = task(task_id=f"discover_{crm_type}")(discover_reconcile)(crm_type=crm_type)
-        reconciled = task(task_id=f"reconcile_{crm_type}", pool=f"crm_{crm_type}",
+        reconciled = task(task_id=f"reconcile_{crm_type}", pool=pool_name(crm_type),
                           map_index_template="{{ company_label }}")(reconcile_company).partial(
             crm_type=crm_type).expand(company_id=companies)
         reconciled >> requeued

@@ -219,7 +219,8 @@ def test_incremental_dag_is_safe_to_backfill_with_airflow():
     dag = bag.dags["crm_incremental_sync"]
     assert dag.max_active_runs == 1 and dag.catchup is False
     source = (ROOT / "dags" / "crm_incremental_sync.py").read_text() + (
-        ROOT / "plugins" / "crm_sync" / "tasks.py").read_text() + (ROOT / "plugins" / "crm_sync" / "operators.py").read_text()
+        ROOT / "plugins" / "crm_sync" / "tasks" / "sync.py").read_text() + (
+        ROOT / "plugins" / "crm_sync" / "tasks" / "common.py").read_text()
     for word in ("data_interval", "logical_date", "ds }}", "execution_date"):
         assert word not in source, word
     backfill = bag.dags["crm_backfill"]

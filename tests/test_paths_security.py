@@ -4,6 +4,7 @@ spreadsheet would run are escaped."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -18,10 +19,12 @@ import sqlalchemy as sa
 from airflow.sdk.exceptions import AirflowFailException
 
 from crm_sync import paths
-from crm_sync.check_in_import import ImportFileError, import_task, resolve_header, run_import
+from crm_sync.check_in_import import ImportFileError, resolve_header, run_import
 from crm_sync.csv_escape import csv_safe
-from crm_sync.export import export_task, read_csv, resolve_params, run_export
+from crm_sync.export import read_csv, resolve_params, run_export
 from crm_sync.paths import PathRefused, confine, open_regular, safe_component
+from crm_sync.tasks.check_in_import import import_task
+from crm_sync.tasks.export import export_task
 from e2e_helpers import run_dag
 from localdev.demo_data import INSERT_CHECK_IN, create_company
 
@@ -264,9 +267,9 @@ def test_import_rejects_are_owner_only_and_formula_escaped(db, roots, open_umask
 # ---------------------------------------------------------------------------------------------- report folder
 @pytest.mark.parametrize("run_id", ["..", "../..", ".hidden", "manual__../../../etc", "/abs/olute", "..\\..", "."])
 def test_a_run_id_gives_a_safe_report_folder_inside_the_report_root(db, roots, monkeypatch, run_id):
-    from crm_sync import reconcile_tasks
+    from crm_sync.tasks import reconcile as reconcile_tasks
 
-    monkeypatch.setattr(reconcile_tasks, "_engine", lambda _conn_id: db)
+    monkeypatch.setattr(reconcile_tasks, "sync_db", lambda _conn_id, **_: contextlib.nullcontext(db))
     out = reconcile_tasks.report_task(params={"days": 1}, run_id=run_id)
     folder = Path(out["html"]).parent
     assert folder.parent == roots["report"], folder

@@ -9,7 +9,7 @@ either DAG is never sent again. Each finished chunk is checkpointed in
 re-triggering with the same params skips the chunks that are done.
 
 Pure functions (:func:`plan_chunks`, :func:`backfill_key`, :func:`parse_params`) hold the
-rules; the task callables at the bottom only wire them to the database and Airflow.
+rules; the DAG's tasks (:mod:`crm_sync.tasks.backfill`) only wire them to the database and Airflow.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from crm_hooks.registry import HOOKS
 from crm_sync.clean import clean_text, dumps_strict
 from crm_sync.db import sql
+from crm_sync.text_table import Column, render
 
 log = logging.getLogger(__name__)
 
@@ -140,88 +141,52 @@ def _midnight(day: str) -> datetime:
     return datetime.combine(date.fromisoformat(day), time.min, tzinfo=UTC)
 
 
-# ---------------------------------------------------------------------- task callables
-def plan_backfill(crm_type: str, db_conn_id: str = "rankitpro_db", **context: Any) -> list[dict[str, Any]]:
-    """The chunks still to do for this DAG run's params (``[]`` when the run is for another CRM).
-
-    Migrates the sync schema, finds the companies (an active ``crm_type`` integration; a
-    listed company without one is reported as a ``config_error`` run), resolves an empty
-    date range from the check-ins, and drops the chunks a previous run with the same
-    params finished.
-    """
-    from crm_sync.db import make_engine, migrate, url_from_connection
-    from crm_sync.integrations import discover
-    from crm_sync.summary import record_config_problem
-
-    params = parse_params(context.get("params") or {})
-    if params.crm_type != crm_type:
-        return []
-    engine = make_engine(url_from_connection(db_conn_id))
-    try:
-        migrate(engine)
-        items, problems = discover(engine, crm_types=[crm_type], company_ids=list(params.company_ids) or None)
-        for p in problems:
-            if p.crm_type == crm_type:
-                log.warning("company %s (%s): %s", p.company_id, p.company_name, p.error)
-                record_config_problem(engine, context["run_id"], context["dag"].dag_id, p.company_id, crm_type,
-                                      p.error)
-        ids = [i.company_id for i in items]
-        missing = sorted(set(params.company_ids) - set(ids) - {p.company_id for p in problems})
-        if missing:
-            log.warning("companies %s have no active %s integration: nothing to backfill for them", missing, crm_type)
-        if not ids:
-            log.info("no company to backfill into %s", crm_type)
-            return []
-        first, last = params.date_from, params.date_to
-        if first is None or last is None:
-            with engine.connect() as conn:
-                row = conn.execute(sql("check_ins_date_range"), {"company_ids": ids}).one()
-            first = first or row.first_day
-            last = last or datetime.now(UTC).date()
-            if first is None:
-                log.info("the companies have no check-ins")
-                return []
-        key = backfill_key(params)
-        done: set[tuple[int, date]] = set()
-        if not params.dry_run:
-            with engine.connect() as conn:
-                done = {(r.company_id, r.chunk_start) for r in conn.execute(sql("backfill_chunks_done"),
-                                                                            {"backfill_key": key})}
-    finally:
-        engine.dispose()
-    chunks = plan_chunks(ids, first, last, params.chunk_days, done)
-    total = len(plan_chunks(ids, first, last, params.chunk_days))
-    if len(chunks) > MAX_CHUNKS:
-        raise BackfillParamError(
-            f"{len(chunks)} chunks to run exceed Airflow's max_map_length ({MAX_CHUNKS}): raise chunk_days "
-            "or split the range or the companies over several runs")
-    log.info("backfill %s into %s: %d companies, %s..%s, %d chunks, %d already done, %d to run", key, crm_type,
-             len(ids), first, last, total, total - len(chunks), len(chunks))
-    return [{**c, "backfill_key": key} for c in chunks]
+def date_span(engine: Engine, company_ids: list[int]) -> tuple[date | None, date]:
+    """The first day of the companies' check-ins (None: they have none) and today (UTC): an open range's ends."""
+    with engine.connect() as conn:
+        row = conn.execute(sql("check_ins_date_range"), {"company_ids": company_ids}).one()
+    return row.first_day, datetime.now(UTC).date()
 
 
-def run_chunk(chunk: dict[str, Any], crm_type: str, db_conn_id: str = "rankitpro_db",
-              **context: Any) -> dict[str, Any]:
-    """Sync (or dry-run) one company x date chunk; checkpoint it; return counts only (XCom)."""
-    from airflow.sdk import get_current_context
+def done_chunks(engine: Engine, key: str) -> set[tuple[int, date]]:
+    """(company id, chunk start) of the chunks of backfill ``key`` that are done."""
+    with engine.connect() as conn:
+        return {(r.company_id, r.chunk_start) for r in conn.execute(sql("backfill_chunks_done"), {"backfill_key": key})}
 
-    from crm_sync.budget import deadline_for
-    from crm_sync.db import make_engine, url_from_connection
 
-    # The mapped task's name in the UI (map_index_template="{{ chunk_label }}").
-    get_current_context()["chunk_label"] = f"company {chunk['company_id']} {chunk['chunk_start']}"
-    engine = make_engine(url_from_connection(db_conn_id))
-    try:
-        return execute_chunk(engine, chunk, crm_type, context.get("params") or {}, run_id=context["run_id"],
-                             dag_id=context["dag"].dag_id, deadline=deadline_for(context["task"].execution_timeout))
-    finally:
-        engine.dispose()
+def chunks_for(engine: Engine, run_id: str) -> list[dict[str, Any]]:
+    """The chunk rows one DAG run touched (for its report)."""
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sql("backfill_chunks_for_run"), {"run_id": run_id}).mappings()]
+
+
+#: The columns of :func:`format_chunks`: one line per chunk.
+CHUNK_COLUMNS = (
+    Column("company", 8, value="company_id"),
+    Column("chunk", 23, "<", lambda r: f"{r['chunk_start']}..{r['chunk_end']}"),
+    Column("status", 8, "<"),
+    Column("rows", 7, value="candidates"),
+    Column("synced", 7),
+    Column("unchanged", 9),
+    Column("quarant.", 8, value="quarantined"),
+    Column("failed", 6),
+    Column("calls", 6, value="api_calls"),
+)
+
+
+def format_chunks(rows: list[dict[str, Any]]) -> list[str]:
+    """The chunks as a fixed-width table (no rule under the titles), a chunk's error after its line."""
+    lines = render(CHUNK_COLUMNS, rows, rule=False)
+    return lines[:1] + [line + (f"  {r['error'][:120]}" if r["error"] else "") for line, r in zip(lines[1:], rows,
+                                                                                                   strict=True)]
 
 
 def execute_chunk(engine: Engine, chunk: dict[str, Any], crm_type: str, raw_params: dict[str, Any], *,
                   run_id: str, dag_id: str | None, deadline: float | None = None) -> dict[str, Any]:
-    """:func:`run_chunk` without Airflow (the benchmark calls it directly); ``deadline`` is the time budget."""
+    """One chunk (:func:`crm_sync.tasks.backfill.run_chunk` without Airflow; the benchmark calls it directly);
+    ``deadline`` is the time budget."""
     from crm_hooks.errors import ConfigurationError
+    from crm_sync.customer_import import sync_with_index
     from crm_sync.integration_sync import IntegrationSync, SyncOptions
     from crm_sync.integrations import load_integration
     from crm_sync.summary import result_summary
@@ -244,15 +209,18 @@ def execute_chunk(engine: Engine, chunk: dict[str, Any], crm_type: str, raw_para
     except ConfigurationError as exc:
         _finish(engine, ids, "failed", error=str(exc))
         raise
-    if not params.dry_run:
-        _ensure_customer_index(engine, company_id, crm_type, integration)
     batch_size = raw_params.get("batch_size")
     options = SyncOptions(batch_size=int(batch_size) if batch_size else _backfill_batch_size(crm_type),
                           rate_share=float(raw_params.get("rate_share") or 0.5), dry_run=params.dry_run,
                           created_from=_midnight(chunk["chunk_start"]), created_to=_midnight(chunk["chunk_end"]),
                           resync_quarantined=params.resync_quarantined, deadline=deadline)
-    result = IntegrationSync(engine, company_id=company_id, crm_type=crm_type, integration=integration,
-                             run_id=run_id, dag_id=dag_id, options=options).run()
+    if params.dry_run:
+        result = IntegrationSync(engine, company_id=company_id, crm_type=crm_type, integration=integration,
+                                 run_id=run_id, dag_id=dag_id, options=options).run()
+    else:
+        # The CRM's customers are indexed once, before the company's first chunk (as before its first sync).
+        result = sync_with_index(engine, company_id, crm_type, integration, run_id=run_id, dag_id=dag_id,
+                                 options=options)
     summary = result_summary(result)
     summary["chunk"] = label
     if params.dry_run:
@@ -289,43 +257,3 @@ def _backfill_batch_size(crm_type: str) -> int | None:
     from crm_sync.destinations import destination_class
 
     return getattr(destination_class(crm_type), "backfill_batch_size", None)
-
-
-def _ensure_customer_index(engine: Engine, company_id: int, crm_type: str, integration: dict[str, Any]) -> None:
-    """Import the CRM's existing customers once before the company's first chunk (idempotent, never raises)."""
-    try:
-        from crm_sync.customer_import import ensure_customer_index
-    except ImportError:  # the import feature is optional
-        return
-    ensure_customer_index(engine, company_id, crm_type, integration)
-
-
-def report_backfill(db_conn_id: str = "rankitpro_db", **context: Any) -> dict[str, Any]:
-    """Log the run's chunks and return totals (and, for a dry run, counts + a few samples)."""
-    from crm_sync.db import make_engine, url_from_connection
-
-    engine = make_engine(url_from_connection(db_conn_id))
-    try:
-        with engine.connect() as conn:
-            rows = [dict(r) for r in conn.execute(sql("backfill_chunks_for_run"), {"run_id": context["run_id"]}
-                                                  ).mappings()]
-    finally:
-        engine.dispose()
-    lines = [(f"{'company':>8} {'chunk':<23} {'status':<8} {'rows':>7} {'synced':>7} {'unchanged':>9} "
-              f"{'quarant.':>8} {'failed':>6} {'calls':>6}")]
-    for r in rows:
-        lines.append(f"{r['company_id']:>8} {str(r['chunk_start']) + '..' + str(r['chunk_end']):<23} "
-                     f"{r['status']:<8} {r['candidates']:>7} {r['synced']:>7} {r['unchanged']:>9} "
-                     f"{r['quarantined']:>8} {r['failed']:>6} {r['api_calls']:>6}"
-                     + (f"  {r['error'][:120]}" if r["error"] else ""))
-    out: dict[str, Any] = {"chunks": len(rows), "by_status": dict(Counter(r["status"] for r in rows))}
-    for k in ("candidates", "synced", "unchanged", "quarantined", "failed", "api_calls"):
-        out[k] = sum(r[k] for r in rows)
-    dry = [r["report"] for r in rows if r["status"] == "dry_run" and r["report"]]
-    if dry:
-        out["dry_run"] = merge_reports(dry)
-        lines.append("dry run: " + json.dumps(out["dry_run"]["counts"], sort_keys=True))
-        for reason, n in out["dry_run"]["invalid_reasons"].items():
-            lines.append(f"  invalid x{n}: {reason}")
-    log.info("crm_backfill report for run %s\n%s", context["run_id"], "\n".join(lines))
-    return out

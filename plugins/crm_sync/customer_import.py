@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
@@ -46,9 +46,14 @@ from crm_sync.clean import clean_text, dumps_strict
 from crm_sync.contacts import normalize_email, normalize_phone, split_name
 from crm_sync.db import sql
 from crm_sync.destinations.base import CrmCustomerRecord, Destination, ReadNotSupported
+from crm_sync.integrations import company_destination
 from crm_sync.match_key import MatchKey, MatchKind, keys_for_customer
 from crm_sync.models import Customer
 from crm_sync.settings import parse_sync_settings
+from crm_sync.text_table import Column, render
+
+if TYPE_CHECKING:
+    from crm_sync.integration_sync import IntegrationResult, SyncOptions
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +170,8 @@ def import_customers(engine: Engine, company_id: int, crm_type: str, integration
     unexpected: BaseException | None = None
     try:
         if destination is None:
-            destination = _destination(engine, company_id, crm_type, integration, settings, rate_share)
+            # Rotating refresh tokens (Jobber) are written back before use, as in the sync.
+            destination = company_destination(engine, company_id, crm_type, integration, rate_share=rate_share)
         destination.hook.deadline = deadline  # the caller's time budget (a sync task's), if any
         _index(engine, destination, result, settings.customer_match_strategy, page_size)
         result.status = "success"
@@ -206,30 +212,68 @@ def ensure_customer_index(engine: Engine, company_id: int, crm_type: str, integr
     otherwise the import's result, failed or not. A failure is logged and recorded, and
     the caller's sync goes on: the import is an improvement, never a precondition.
 
-    After an import, ``integration["credentials"]`` is replaced in place by the stored ones: the
-    import may have rotated the CRM's tokens (Jobber kills the old refresh token at once), and the
-    caller is about to sync with this very object.
+    A caller that syncs next passes its ``destination`` (see :func:`sync_with_index`): the import and the
+    sync then share one hook, and a token the import fetched or rotated (Jobber kills the old refresh token
+    at once) is the one the sync uses. Without one, the import builds its own; rotated tokens reach a later
+    sync through the company's credentials store (:mod:`crm_sync.token_store`), never through ``integration``,
+    which is not changed.
     """
     try:
         with engine.connect() as conn:
             done = conn.execute(sql("customer_import_done"), {"company_id": company_id, "crm_type": crm_type}).scalar()
         if done:
             return None
-        result = import_customers(engine, company_id, crm_type, integration, trigger=kwargs.pop("trigger", "auto"),
-                                  **kwargs)
-        _reload_credentials(engine, company_id, crm_type, integration)
-        return result
+        return import_customers(engine, company_id, crm_type, integration, trigger=kwargs.pop("trigger", "auto"),
+                                **kwargs)
     except Exception as exc:  # the sync must run whatever happened here
         log.warning("customer import before the first sync of company %s -> %s failed (%s); syncing anyway",
                     company_id, crm_type, type(exc).__name__, exc_info=True)
         return None
 
 
-def _reload_credentials(engine: Engine, company_id: int, crm_type: str, integration: dict[str, Any]) -> None:
-    from crm_sync.integrations import load_integration
+def sync_with_index(engine: Engine, company_id: int, crm_type: str, integration: dict[str, Any], *, run_id: str,
+                    dag_id: str | None, options: SyncOptions) -> IntegrationResult:
+    """Sync one company x CRM through one destination: the CRM's customers indexed first (first sync only,
+    :func:`ensure_customer_index`), then the sync (:class:`crm_sync.integration_sync.IntegrationSync`).
 
-    stored = load_integration(engine, company_id, crm_type)
-    integration["credentials"] = dict(stored.get("credentials") or {})
+    The destination is built once and closed here; the index and the sync share its hook (and its token).
+    The sync's run row counts its own CRM calls, as it would with a destination of its own: the index's calls
+    are in its ``customer_imports`` row.
+    """
+    from crm_hooks.base import CallStats
+    from crm_sync.integration_sync import IntegrationSync
+
+    try:
+        destination = company_destination(engine, company_id, crm_type, integration, rate_share=options.rate_share,
+                                          max_attempts=options.max_attempts)
+    except CrmError:
+        # Settings the hook refuses: the index and the sync each try and record why (a failed import, a
+        # config_error run), as they do with destinations of their own.
+        destination = None
+    try:
+        ensure_customer_index(engine, company_id, crm_type, integration, destination=destination, run_id=run_id,
+                              dag_id=dag_id, rate_share=options.rate_share, deadline=options.deadline)
+        if destination is not None:
+            destination.hook.stats = CallStats()
+        return IntegrationSync(engine, company_id=company_id, crm_type=crm_type, integration=integration,
+                               run_id=run_id, dag_id=dag_id, options=options, destination=destination).run()
+    finally:
+        if destination is not None:
+            destination.close()
+
+
+def record_failure(engine: Engine, company_id: int, crm_type: str, error: str, *, trigger: str = "dag",
+                   run_id: str | None = None, dag_id: str | None = None) -> ImportResult:
+    """An import that could not start (e.g. the integration's settings changed since discovery)."""
+    result = ImportResult(company_id=company_id, crm_type=crm_type, trigger=trigger, run_id=run_id, dag_id=dag_id,
+                          status="failed", error=error)
+    with engine.begin() as conn:
+        import_id = conn.execute(sql("customer_import_start"), {
+            "run_id": run_id, "dag_id": dag_id, "trigger": trigger, "company_id": company_id,
+            "crm_type": crm_type, "crm_account": None}).first()[0]
+    _finish(engine, import_id, result)
+    log.warning("customer import company %s -> %s not started: %s", company_id, crm_type, error)
+    return result
 
 
 def imports_for(engine: Engine, run_id: str) -> list[dict[str, Any]]:
@@ -238,17 +282,32 @@ def imports_for(engine: Engine, run_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(sql("customer_imports_for_run"), {"run_id": run_id}).mappings()]
 
 
+def _company(row: dict[str, Any]) -> str:
+    return f"{row['company_id']} {row.get('company_name') or ''}".strip()[:28]
+
+
+#: The columns of :func:`format_imports`: one line per company x CRM import.
+IMPORT_COLUMNS = (
+    Column("company", 28, "<", _company),
+    Column("crm", 13, "<", "crm_type"),
+    Column("status", 8, "<"),
+    Column("customers", 9, value="customers_indexed"),
+    Column("keys added", 10, value="keys_added"),
+    Column("already", 7, value="keys_already_mapped"),
+    Column("no keys", 7, value="customers_without_keys"),
+    Column("dup groups", 10, value="duplicate_groups"),
+    Column("dup cust.", 9, value="duplicate_customers"),
+    Column("calls", 6, value="api_calls"),
+)
+
+
 def format_imports(rows: Iterable[dict[str, Any]]) -> str:
     """A fixed-width table of import rows, then the duplicate examples and errors."""
-    header = (f"{'company':<28} {'crm':<13} {'status':<8} {'customers':>9} {'keys added':>10} "
-              f"{'already':>7} {'no keys':>7} {'dup groups':>10} {'dup cust.':>9} {'calls':>6}")
-    lines = [header, "-" * len(header)]
+    rows = list(rows)
+    lines = render(IMPORT_COLUMNS, rows)
     notes: list[str] = []
     for r in rows:
-        name = f"{r['company_id']} {r.get('company_name') or ''}".strip()[:28]
-        lines.append(f"{name:<28} {r['crm_type']:<13} {r['status']:<8} {r['customers_indexed']:>9} "
-                     f"{r['keys_added']:>10} {r['keys_already_mapped']:>7} {r['customers_without_keys']:>7} "
-                     f"{r['duplicate_groups']:>10} {r['duplicate_customers']:>9} {r['api_calls']:>6}")
+        name = _company(r)
         if r.get("error"):
             notes.append(f"  {name} {r['crm_type']}: {r['error']}")
         examples = r.get("duplicate_examples") or []
@@ -261,16 +320,6 @@ def format_imports(rows: Iterable[dict[str, Any]]) -> str:
 
 
 # --------------------------------------------------------------------------- internals
-def _destination(engine: Engine, company_id: int, crm_type: str, integration: dict[str, Any], settings: Any,
-                 rate_share: float) -> Destination:
-    from crm_sync.destinations import destination_for
-    from crm_sync.integrations import credentials_writer
-
-    # Rotating refresh tokens (Jobber) are written back before use, as in the sync.
-    return destination_for(crm_type, integration, settings, rate_share=rate_share,
-                           credentials_writer=credentials_writer(engine, company_id, crm_type))
-
-
 def _index(engine: Engine, destination: Destination, result: ImportResult, strategy: str,
            page_size: int | None) -> None:
     duplicates = DuplicateTracker()
@@ -333,94 +382,5 @@ def _redact(destination: Destination | None, text: str) -> str:
 
 
 __all__ = ["DuplicateTracker", "ImportResult", "customer_match_keys", "ensure_customer_index", "format_imports",
-           "import_customers", "imports_for", "mask_key"]
+           "import_customers", "imports_for", "mask_key", "record_failure", "sync_with_index"]
 
-
-
-# --------------------------------------------------------------------------- Airflow task callables
-def import_company(company_id: int, crm_type: str, db_conn_id: str = "rankitpro_db", **context: Any
-                   ) -> dict[str, Any]:
-    """Task of ``crm_customer_import``: import one company x CRM; its XCom is the counts (no credentials).
-
-    Credentials are read from the database here, never passed through XCom. A configuration
-    problem is recorded as a failed import, like a CRM error; the other companies go on.
-    """
-    from crm_hooks.errors import ConfigurationError
-    from crm_sync.db import make_engine, url_from_connection
-    from crm_sync.integrations import load_integration
-
-    params = context.get("params") or {}
-    run_id, dag_id = context["run_id"], context["dag"].dag_id
-    engine = make_engine(url_from_connection(db_conn_id))
-    try:
-        try:
-            integration = load_integration(engine, int(company_id), crm_type)
-        except ConfigurationError as exc:
-            result = record_failure(engine, int(company_id), crm_type, str(exc), run_id=run_id, dag_id=dag_id)
-        else:
-            result = import_customers(engine, int(company_id), crm_type, integration, run_id=run_id, dag_id=dag_id,
-                                      rate_share=float(params.get("rate_share") or 1.0),
-                                      page_size=params.get("page_size") or None)
-    finally:
-        engine.dispose()
-    return result.summary()
-
-
-def record_failure(engine: Engine, company_id: int, crm_type: str, error: str, *, trigger: str = "dag",
-                   run_id: str | None = None, dag_id: str | None = None) -> ImportResult:
-    """An import that could not start (e.g. the integration's settings changed since discovery)."""
-    result = ImportResult(company_id=company_id, crm_type=crm_type, trigger=trigger, run_id=run_id, dag_id=dag_id,
-                          status="failed", error=error)
-    with engine.begin() as conn:
-        import_id = conn.execute(sql("customer_import_start"), {
-            "run_id": run_id, "dag_id": dag_id, "trigger": trigger, "company_id": company_id,
-            "crm_type": crm_type, "crm_account": None}).first()[0]
-    _finish(engine, import_id, result)
-    log.warning("customer import company %s -> %s not started: %s", company_id, crm_type, error)
-    return result
-
-
-def summarize_imports(db_conn_id: str = "rankitpro_db", **context: Any) -> dict[str, Any]:
-    """Task of ``crm_customer_import``: log the run's table and return its totals."""
-    from crm_sync.db import make_engine, url_from_connection
-
-    engine = make_engine(url_from_connection(db_conn_id))
-    try:
-        rows = imports_for(engine, context["run_id"])
-    finally:
-        engine.dispose()
-    log.info("CRM customer import summary for run %s\n%s", context["run_id"], format_imports(rows))
-    return {"imports": len(rows),
-            "failed": sum(r["status"] != "success" for r in rows),
-            "customers_indexed": sum(r["customers_indexed"] for r in rows),
-            "keys_added": sum(r["keys_added"] for r in rows),
-            "duplicate_groups": sum(r["duplicate_groups"] for r in rows)}
-
-
-def discover_import_companies(crm_type: str, db_conn_id: str = "rankitpro_db", **context: Any) -> list[int]:
-    """Task of ``crm_customer_import``: ids of the companies with an active, usable ``crm_type`` integration.
-
-    The sync's discovery (:func:`crm_sync.integrations.discover`), with the DAG's ``company_ids`` /
-    ``crm_types`` params. A company whose settings for this CRM are unusable gets a failed import
-    row with the reason (not an entry in the app's sync history: nothing was synced).
-    """
-    from crm_sync.db import make_engine, migrate, url_from_connection
-    from crm_sync.integrations import discover
-
-    params = context.get("params") or {}
-    wanted = params.get("crm_types") or None
-    if wanted and crm_type not in wanted:
-        return []
-    engine = make_engine(url_from_connection(db_conn_id))
-    try:
-        migrate(engine)
-        items, problems = discover(engine, crm_types=[crm_type], company_ids=params.get("company_ids") or None)
-        for p in problems:
-            if p.crm_type == crm_type:
-                record_failure(engine, p.company_id, crm_type, p.error, run_id=context["run_id"],
-                               dag_id=context["dag"].dag_id)
-    finally:
-        engine.dispose()
-    ids = [item.company_id for item in items]
-    log.info("%d companies to import from %s", len(ids), crm_type)
-    return ids

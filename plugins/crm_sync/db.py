@@ -1,8 +1,9 @@
 """Access to the Rank It Pro PostgreSQL database and the project's SQL files.
 
 The database is the Airflow connection ``rankitpro_db`` (e.g. the environment
-variable ``AIRFLOW_CONN_RANKITPRO_DB`` as a URI or JSON). SQL lives in
-``include/sql/`` as files; :func:`sql` loads one by name.
+variable ``AIRFLOW_CONN_RANKITPRO_DB`` as a URI or JSON); the task layer turns it into an
+engine (:func:`crm_sync.tasks.common.sync_db`). SQL lives in ``include/sql/`` as files;
+:func:`sql` loads one by name.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
@@ -24,28 +26,10 @@ def sql(name: str) -> sa.TextClause:
     return sa.text((SQL_DIR / f"{name}.sql").read_text())
 
 
-def url_from_connection(conn_id: str = RANKITPRO_CONN_ID) -> URL:
-    """A psycopg 3 SQLAlchemy URL from an Airflow connection (host may be a socket directory)."""
-    from airflow.sdk import BaseHook
-
-    conn = BaseHook.get_connection(conn_id)
-    query = {k: str(v) for k, v in (conn.extra_dejson or {}).items() if k in ("sslmode", "options", "application_name")}
-    return URL.create(
-        "postgresql+psycopg",
-        username=conn.login or None,
-        password=conn.password or None,
-        host=conn.host or None,
-        port=conn.port or None,
-        database=conn.schema or "postgres",
-        query=query,
-    )
-
-
-def make_engine(url: str | URL | None = None, **kwargs) -> Engine:
-    """An engine for ``url``, or for the ``rankitpro_db`` connection when no URL is given."""
-    if url is None:
-        url = url_from_connection()
-    elif isinstance(url, str) and url.startswith(("postgresql://", "postgres://")):
+def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+    """An engine for ``url`` (a ``postgresql://`` URL gets the psycopg 3 driver); a task gets the one of its
+    Airflow connection from :func:`crm_sync.tasks.common.sync_db`."""
+    if isinstance(url, str) and url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     return sa.create_engine(url, pool_pre_ping=True, future=True, **kwargs)
 

@@ -6,9 +6,9 @@ each chunk becomes one pandas frame, one Parquet row group (``pyarrow.parquet.Pa
 one append to the CSV. Nothing but the chunk is held.
 
 Where: ``output_dir`` is a folder inside ``CRM_SYNC_EXPORT_DIR`` (:mod:`crm_sync.paths`; a path leading out of
-it fails the task, not retried). Files are owner-only (0o600, folders 0o700; ``CRM_SYNC_FILE_MODE``). CSV text
-cells a spreadsheet would run as a formula are prefixed with ``'`` unless ``csv_escape_formulas`` is false
-(:mod:`crm_sync.csv_escape`); Parquet is written as it is.
+it fails the task, not retried: :mod:`crm_sync.tasks.export`). Files are owner-only (0o600, folders 0o700;
+``CRM_SYNC_FILE_MODE``). CSV text cells a spreadsheet would run as a formula are prefixed with ``'`` unless
+``csv_escape_formulas`` is false (:mod:`crm_sync.csv_escape`); Parquet is written as it is.
 
 An export is written into ``<folder>.partial`` and renamed to its final name only when every file
 and the manifest are complete, so a folder without that suffix is always a whole export; a retried
@@ -42,7 +42,7 @@ from crm_sync.db import sql
 from crm_sync.settings import known_crm_types
 
 __all__ = ["COLUMNS", "FORMATS", "ExportError", "ExportParams", "default_export_root", "export_folder_name",
-           "export_task", "read_csv", "resolve_params", "run_date_of", "run_export"]
+           "read_csv", "resolve_params", "run_date_of", "run_export"]
 
 FORMATS = ("csv", "parquet")
 DEFAULT_CHUNK_SIZE = 20_000
@@ -336,33 +336,3 @@ def run_date_of(context: Mapping[str, Any]) -> date:
         if value is not None:
             return value.astimezone(UTC).date() if value.tzinfo else value.date()
     return datetime.now(UTC).date()
-
-
-def export_task(db_conn_id: str = "rankitpro_db", **context: Any) -> dict[str, Any]:
-    """The ``crm_export`` task: one export folder; its XCom is the manifest's summary (no row data)."""
-    import logging
-
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from crm_sync.db import make_engine, migrate, url_from_connection
-
-    raw = dict(context.get("params") or {})
-    with paths.task_errors():
-        try:
-            params = resolve_params(raw, run_date=run_date_of(context))
-        except ExportError as exc:      # a bad param stays bad: no retry
-            raise AirflowFailException(str(exc)) from None
-        root = default_export_root(raw.get("output_dir"))
-    engine = make_engine(url_from_connection(db_conn_id))
-    try:
-        migrate(engine)     # the ledger must exist even before the first sync
-        manifest = run_export(engine, params, root, run_id=context["run_id"])
-    finally:
-        engine.dispose()
-    logging.getLogger(__name__).info(
-        "exported %d rows (%d check-ins, %s to %s) to %s", manifest["row_count"], manifest["check_in_count"],
-        params.date_from, params.date_to, manifest["folder"])
-    return {"folder": manifest["folder"], "manifest": str(Path(manifest["folder"]) / "manifest.json"),
-            "row_count": manifest["row_count"], "check_in_count": manifest["check_in_count"],
-            "date_from": params.date_from.isoformat(), "date_to": params.date_to.isoformat(),
-            "files": [{k: f[k] for k in ("name", "rows", "sha256")} for f in manifest["files"]]}

@@ -1,4 +1,5 @@
-"""Finding the integrations to sync in ``companies.crm_integrations``, and the store of rotated credentials.
+"""Finding the integrations to sync in ``companies.crm_integrations``, the store of rotated credentials, and
+the destination of one company's integration.
 
 Discovery never lets one company's bad settings stop another's: malformed JSON,
 an unknown CRM type or missing credentials become a :class:`ConfigProblem` with
@@ -11,14 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
 from crm_hooks.errors import ConfigurationError
 from crm_hooks.registry import HOOKS
 from crm_sync.db import sql
-from crm_sync.settings import KNOWN_CRM_TYPES, parse_integrations
+from crm_sync.settings import KNOWN_CRM_TYPES, parse_integrations, parse_sync_settings
+
+if TYPE_CHECKING:
+    from crm_sync.destinations.base import Destination
 
 
 @dataclass(frozen=True)
@@ -103,3 +107,18 @@ def credentials_writer(engine: Engine, company_id: int, crm_type: str) -> Callab
     from crm_sync.token_store import TokenStore
 
     return TokenStore(engine, company_id, crm_type)
+
+
+def company_destination(engine: Engine, company_id: int, crm_type: str, integration: Mapping[str, Any], *,
+                        rate_share: float = 1.0, max_attempts: int | None = None) -> Destination:
+    """The destination of one company's integration: its hook built from the credentials, with the company's
+    store of rotated credentials (:func:`credentials_writer`). The caller closes it.
+
+    One destination serves a whole task (the first sync's customer index and the sync share its hook, so a
+    token the index fetched or rotated is the one the sync uses).
+    """
+    from crm_sync.destinations import destination_for
+
+    settings, _ = parse_sync_settings(integration.get("syncSettings"))
+    return destination_for(crm_type, dict(integration), settings, rate_share=rate_share, max_attempts=max_attempts,
+                           credentials_writer=credentials_writer(engine, company_id, crm_type))

@@ -18,8 +18,9 @@ accepts ``..``: neither may reach a file outside the folders an operator configu
 * A name made from input (run id, file stem) goes through :func:`safe_component` before it is a path
   component: no ``/``, no ``..``, no leading dot.
 
-Every refusal is :class:`PathRefused`, naming the param and the root, never file content;
-:func:`task_errors` turns it into ``AirflowFailException`` (a bad param is not retried).
+Every refusal is :class:`PathRefused` (a ``ValueError``), naming the param and the root, never file content;
+the task layer turns it into ``AirflowFailException`` (:func:`crm_sync.tasks.common.param_errors`: a bad param
+is not retried).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -38,7 +39,7 @@ from typing import IO, Any
 from crm_sync.text import echo
 
 __all__ = ["ROOT_SETTINGS", "PathRefused", "Root", "confine", "file_mode", "make_private_dir", "open_private",
-           "open_regular", "root", "safe_component", "sha256_file", "task_errors"]
+           "open_regular", "root", "safe_component", "sha256_file"]
 
 log = logging.getLogger(__name__)
 
@@ -261,15 +262,3 @@ def child(parent: Path, name: str, *, fallback: str = "run") -> Path:
     if target.resolve().parent != parent.resolve():
         raise PathRefused(f"{echo(name, 80)} does not give a folder inside {parent}")
     return target
-
-
-# ---------------------------------------------------------------------------------------------- the task layer
-@contextlib.contextmanager
-def task_errors() -> Iterator[None]:
-    """Inside a task: a :class:`PathRefused` fails the task at once (no retry; a bad param stays bad)."""
-    try:
-        yield
-    except PathRefused as exc:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException(str(exc)) from None

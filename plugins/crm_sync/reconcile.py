@@ -532,16 +532,12 @@ def reconcile_integration(engine: Engine, *, company_id: int, crm_type: str, run
                           range_start: date, range_end: date, sample_size: int = 1000, rate_share: float = 1.0,
                           destination: Any = None) -> ReconcileResult:
     """Reconcile one company x CRM (its integration and credentials are read from the database here)."""
-    from crm_sync.destinations import destination_for
-    from crm_sync.integrations import credentials_writer, load_integration
-    from crm_sync.settings import parse_sync_settings
+    from crm_sync.integrations import company_destination, load_integration
 
     integration = load_integration(engine, company_id, crm_type)
     if destination is None:
-        settings, _ = parse_sync_settings(integration.get("syncSettings"))
         # Token rotation (Jobber) must still be stored: only the credentials are written, never history.
-        destination = destination_for(crm_type, integration, settings, rate_share=rate_share,
-                                      credentials_writer=credentials_writer(engine, company_id, crm_type))
+        destination = company_destination(engine, company_id, crm_type, integration, rate_share=rate_share)
     try:
         return Reconciler(engine, company_id=company_id, crm_type=crm_type, integration=integration,
                           destination=destination, run_id=run_id, dag_id=dag_id, range_start=range_start,

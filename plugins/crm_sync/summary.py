@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from crm_sync.clean import clean_text
 from crm_sync.db import sql
 from crm_sync.history import write_back
+from crm_sync.text_table import Column, render
 
 SUMMARY_FIELDS = ("status", "candidates", "unchanged", "synced", "customers_found", "customers_created",
                   "customers_updated", "visits_created", "visits_updated", "visits_recovered", "quarantined",
@@ -62,20 +63,34 @@ def runs_for(engine: Engine, run_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(sql("runs_for_run_id"), {"run_id": run_id}).mappings()]
 
 
+def _company(row: Mapping[str, Any]) -> str:
+    return f"{row.get('company_id')} {row.get('company_name') or ''}".strip()[:28]
+
+
+#: The columns of :func:`format_table`: one line per company x CRM run.
+RUN_COLUMNS = (
+    Column("company", 28, "<", _company),
+    Column("crm", 13, "<", lambda r: str(r.get("crm_type") or "-")),
+    Column("status", 12, "<"),
+    Column("found", 5, value="customers_found"),
+    Column("created", 7, value="customers_created"),
+    Column("updated", 7, value="customers_updated"),
+    Column("jobs", 5, value=lambda r: r["visits_created"] + r["visits_recovered"]),
+    Column("quar.", 5, value="quarantined"),
+    Column("failed", 6),
+    Column("unchg", 5, value="unchanged"),
+    Column("calls", 6, value="api_calls"),
+    Column("secs", 7, value=lambda r: float(r["seconds"] or 0), spec=".2f"),
+)
+
+
 def format_table(rows: Iterable[Mapping[str, Any]]) -> str:
     """A fixed-width table, one line per company x CRM, then the quarantine reasons and errors."""
     rows = list(rows)
-    header = (f"{'company':<28} {'crm':<13} {'status':<12} {'found':>5} {'created':>7} {'updated':>7} "
-              f"{'jobs':>5} {'quar.':>5} {'failed':>6} {'unchg':>5} {'calls':>6} {'secs':>7}")
-    lines = [header, "-" * len(header)]
+    lines = render(RUN_COLUMNS, rows)
     notes: list[str] = []
     for r in rows:
-        name = f"{r.get('company_id')} {r.get('company_name') or ''}".strip()[:28]
-        lines.append(
-            f"{name:<28} {str(r.get('crm_type') or '-'):<13} {r['status']:<12} {r['customers_found']:>5} "
-            f"{r['customers_created']:>7} {r['customers_updated']:>7} "
-            f"{r['visits_created'] + r['visits_recovered']:>5} {r['quarantined']:>5} {r['failed']:>6} "
-            f"{r['unchanged']:>5} {r['api_calls']:>6} {float(r['seconds'] or 0):>7.2f}")
+        name = _company(r)
         if r.get("error"):
             notes.append(f"  ! {name} / {r.get('crm_type') or '-'}: {r['error']}")
         if r.get("previous_crm_account"):
@@ -95,7 +110,7 @@ def format_table(rows: Iterable[Mapping[str, Any]]) -> str:
                          + (f" e.g. check-ins {examples}" if examples else ""))
     totals = {k: sum(int(r[k] or 0) for r in rows) for k in ("customers_created", "visits_created", "synced",
                                                                "quarantined", "failed", "api_calls")}
-    lines.append("-" * len(header))
+    lines.append(lines[1])
     lines.append(f"total: {totals['synced']} check-ins synced, {totals['customers_created']} customers and "
                  f"{totals['visits_created']} visit records created, {totals['quarantined']} quarantined, "
                  f"{totals['failed']} failed (retried next run), {totals['api_calls']} API calls")
