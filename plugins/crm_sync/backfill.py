@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from crm_hooks.registry import HOOKS
-from crm_sync.clean import clean_text, dumps_strict
+from crm_sync.clean import dumps_strict, storable_text
 from crm_sync.db import sql
 from crm_sync.text_table import Column, render
 
@@ -248,7 +248,7 @@ def _finish(engine: Engine, ids: dict[str, Any], status: str, *, result: Any = N
     if report is not None:
         counts["quarantined"] = report["counts"].get("invalid", 0)
     with engine.begin() as conn:
-        conn.execute(sql("backfill_chunk_finish"), {**ids, **counts, "status": status, "error": clean_text(error),
+        conn.execute(sql("backfill_chunk_finish"), {**ids, **counts, "status": status, "error": storable_text(error),
                                                     "report": dumps_strict(report) if report is not None else None})
 
 

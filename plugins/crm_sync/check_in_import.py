@@ -43,7 +43,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import Engine
 
 from crm_sync import paths
-from crm_sync.clean import clean_text
+from crm_sync.clean import storable_text
 from crm_sync.contacts import normalize_phone
 from crm_sync.csv_escape import csv_safe
 from crm_sync.db import sql
@@ -260,7 +260,7 @@ def validate_row(raw: Mapping[str, str], technicians: Technicians, *, now: datet
             errors.append((name, f"{len(text)} characters, at most {spec.max_len} allowed"))
             continue
         if spec.kind == "text":
-            out[name] = clean_text(text)  # NUL (and lone surrogates) would make PostgreSQL refuse the whole file
+            out[name] = storable_text(text)  # NUL (and lone surrogates) would make PostgreSQL refuse the whole file
         elif spec.kind == "datetime":
             value, reason = parse_checked_in_at(text, now=now)
             if reason:

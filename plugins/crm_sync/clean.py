@@ -7,7 +7,7 @@ characters in them break writes that have nothing to do with the company that se
 * Lone surrogates (JSON ``"\\ud800"`` decodes to one): they cannot be encoded as UTF-8,
   so the driver fails before the statement is sent.
 
-:func:`clean_text` / :func:`clean_json` replace each NUL and each surrogate with U+FFFD (visible,
+:func:`storable_text` / :func:`storable_json` replace each NUL and each surrogate with U+FFFD (visible,
 and never merging two words into another: ``"hub\x00spot"`` must not read as ``hubspot``);
 every write of integration- or check-in-derived text goes through them (run rows,
 configuration problems, ledger reasons and warnings, customer-map keys, the app's
@@ -30,21 +30,21 @@ class NonFiniteNumberError(ValueError):
     """The JSON holds ``NaN``, ``Infinity``, ``-Infinity`` or a number too large for a double."""
 
 
-def clean_text(value: str | None) -> str | None:
+def storable_text(value: str | None) -> str | None:
     """``value`` with NUL characters and lone surrogates replaced by U+FFFD (None stays None)."""
     if value is None:
         return None
     return _UNSTORABLE.sub("\ufffd", str(value))
 
 
-def clean_json(value: Any) -> Any:
-    """:func:`clean_text` applied to every string and object key; non-finite floats become ``None``."""
+def storable_json(value: Any) -> Any:
+    """:func:`storable_text` applied to every string and object key; non-finite floats become ``None``."""
     if isinstance(value, str):
-        return clean_text(value)
+        return storable_text(value)
     if isinstance(value, dict):
-        return {clean_text(str(k)): clean_json(v) for k, v in value.items()}
+        return {storable_text(str(k)): storable_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [clean_json(v) for v in value]
+        return [storable_json(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -73,11 +73,11 @@ def loads_strict(text: str | bytes) -> Any:
 def dumps_strict(value: Any, *, clean: bool = True, **kwargs: Any) -> str:
     """JSON any strict parser reads: no ``NaN``/``Infinity`` (``allow_nan=False``: raises instead).
 
-    :param clean: :func:`clean_json` first (for ``jsonb``, which refuses ``\u0000`` and lone
+    :param clean: :func:`storable_json` first (for ``jsonb``, which refuses ``\u0000`` and lone
         surrogate escapes). ``False`` for the app's own JSON written back whole: its values are
         the admin's and stay as they are (ASCII escapes keep them valid in a ``text`` column).
     """
-    return json.dumps(clean_json(value) if clean else value, allow_nan=False, **kwargs)
+    return json.dumps(storable_json(value) if clean else value, allow_nan=False, **kwargs)
 
 
-__all__ = ["NonFiniteNumberError", "clean_json", "clean_text", "dumps_strict", "loads_strict"]
+__all__ = ["NonFiniteNumberError", "storable_json", "storable_text", "dumps_strict", "loads_strict"]

@@ -42,7 +42,7 @@ from sqlalchemy.engine import Engine
 
 from crm_hooks.errors import CrmError
 from crm_sync.accounts import bind_account
-from crm_sync.clean import clean_text, dumps_strict
+from crm_sync.clean import dumps_strict, storable_text
 from crm_sync.contacts import normalize_email, normalize_phone, split_name
 from crm_sync.db import sql
 from crm_sync.destinations.base import CrmCustomerRecord, Destination, ReadNotSupported
@@ -358,7 +358,7 @@ def _write(engine: Engine, result: ImportResult, pending: dict[str, tuple[str, s
     with engine.begin() as conn:
         added = conn.execute(sql("customer_import_map_insert"), {
             # CRM-sent names may hold NUL / lone surrogates: stored cleaned, as the sync looks them up.
-            "company_id": result.company_id, "crm_type": result.crm_type, "match_keys": [clean_text(k) for k in keys],
+            "company_id": result.company_id, "crm_type": result.crm_type, "match_keys": [storable_text(k) for k in keys],
             "crm_account": result.crm_account,
             "crm_customer_ids": [pending[k][0] for k in keys],
             "crm_parent_ids": [pending[k][1] for k in keys]}).scalars().all()

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from crm_hooks.registry import display_name
-from crm_sync.clean import clean_text, dumps_strict, loads_strict
+from crm_sync.clean import dumps_strict, loads_strict, storable_text
 from crm_sync.db import sql
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,8 @@ def history_entry(crm_type: str, crm_name: str | None, *, synced: int, errors: i
     return {
         "id": int(at.timestamp() * 1000),
         "crmType": crm_type,
-        "crmName": clean_text(crm_name if isinstance(crm_name, str) and crm_name else None)
-        or display_name(crm_type) or clean_text(crm_type),
+        "crmName": storable_text(crm_name if isinstance(crm_name, str) and crm_name else None)
+        or display_name(crm_type) or storable_text(crm_type),
         "status": history_status(synced, errors),
         "itemsProcessed": synced + errors,
         "errorCount": errors,

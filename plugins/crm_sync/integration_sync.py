@@ -46,7 +46,7 @@ from crm_hooks.errors import (
     RetryableError,
 )
 from crm_sync import extract
-from crm_sync.clean import clean_text, dumps_strict
+from crm_sync.clean import dumps_strict, storable_text
 from crm_sync.db import sql
 from crm_sync.destinations import destination_for
 from crm_sync.destinations.base import CustomerRef, Destination
@@ -131,7 +131,7 @@ class IntegrationResult:
         row.pop("report", None)
         row.pop("crm_account", None)
         row.pop("previous_crm_account", None)
-        row["crm_type"], row["error"] = clean_text(row["crm_type"]), clean_text(row["error"])
+        row["crm_type"], row["error"] = storable_text(row["crm_type"]), storable_text(row["error"])
         row["quarantine_reasons"] = dumps_strict(self.quarantine_reasons)
         row["warnings"] = dumps_strict(self.warnings[:50])
         return row
@@ -412,7 +412,7 @@ class IntegrationSync:
         if text is None:
             return None
         redacted = self._in_use.hook.redact(text) if self._in_use is not None else text
-        cleaned = clean_text(redacted) or ""
+        cleaned = storable_text(redacted) or ""
         return cleaned if limit is None else cleaned[:limit]
 
     def _budget_reached(self, exc: BudgetExhaustedError | None) -> None:
@@ -623,7 +623,7 @@ class IntegrationSync:
             return {}
         with self.engine.connect() as conn:
             # Keys are stored cleaned (NUL, lone surrogates); look them up the same way, answer by the raw key.
-            raw = {clean_text(k): k for k in keys}
+            raw = {storable_text(k): k for k in keys}
             rows = conn.execute(sql("customer_map_lookup"), {
                 "company_id": self.company_id, "crm_type": self.crm_type, "keys": list(raw),
                 "crm_account": self.ledger.crm_account})
@@ -633,7 +633,7 @@ class IntegrationSync:
     def _map_save(self, entries: dict[str, tuple[CustomerRef, str | None, bool]]) -> None:
         if not entries:
             return
-        params = [{"company_id": self.company_id, "crm_type": self.crm_type, "match_key": clean_text(key),
+        params = [{"company_id": self.company_id, "crm_type": self.crm_type, "match_key": storable_text(key),
                    "crm_customer_id": ref.crm_id, "crm_parent_id": ref.parent_id, "payload_hash": payload,
                    "created_by_sync": created, "crm_account": self.ledger.crm_account}
                   for key, (ref, payload, created) in entries.items()]

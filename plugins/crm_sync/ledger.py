@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from crm_sync.accounts import AccountBinding, bind_account, bound_account, mark_change_reported
-from crm_sync.clean import clean_text, dumps_strict
+from crm_sync.clean import dumps_strict, storable_text
 from crm_sync.db import sql
 from crm_sync.models import PreparedCheckIn
 
@@ -118,7 +118,7 @@ class Ledger:
     # ------------------------------------------------------------------ rows
     def claim(self, rows: Sequence[PreparedCheckIn], attempt_id: str, run_id: str) -> None:
         """Record the intent to send ``rows`` (``in_flight``, committed) before any CRM call for them."""
-        params = [{**self._keys(r.check_in_id), "customer_key": clean_text(r.customer_key),
+        params = [{**self._keys(r.check_in_id), "customer_key": storable_text(r.customer_key),
                    "source_hash": r.source_hash,
                    "attempt_id": attempt_id, "run_id": run_id, "warnings": _warnings(r),
                    "crm_account": self.crm_account} for r in rows]

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from crm_sync.clean import clean_text
+from crm_sync.clean import storable_text
 from crm_sync.db import sql
 from crm_sync.history import write_back
 from crm_sync.text_table import Column, render
@@ -41,7 +41,7 @@ def record_config_problem(engine: Engine, run_id: str, dag_id: str | None, compa
     JSON) and the message are cleaned of NUL and lone surrogates first, which the database refuses.
     """
     now = datetime.now(UTC)
-    shown_type, error = clean_text(crm_type), clean_text(error) or ""
+    shown_type, error = storable_text(crm_type), storable_text(error) or ""
     row = {k: 0 for k in SUMMARY_FIELDS if k not in ("status", "error", "seconds")}
     row.update(run_id=run_id, dag_id=dag_id, company_id=company_id, crm_type=shown_type, status="config_error",
                started_at=now, finished_at=now, seconds=0, error=error, quarantine_reasons="{}", warnings="[]")
