@@ -41,7 +41,7 @@ def start_sandbox(port: int, state_file: Path, log_file: Path) -> tuple[subproce
             return proc, url
         except requests.RequestException:
             if proc.poll() is not None:
-                raise SystemExit(f"the CRM sandbox did not start; see {log_file}")
+                raise SystemExit(f"the CRM sandbox did not start; see {log_file}") from None
             time.sleep(0.1)
     proc.terminate()
     raise SystemExit(f"the CRM sandbox did not answer on {url}; see {log_file}")

@@ -269,7 +269,7 @@ def point_integrations_at(engine: Engine, base_url: str) -> None:
                 continue
             if not isinstance(data, dict):
                 continue
-            for crm, integ in data.items():
+            for integ in data.values():
                 creds = integ.get("credentials") if isinstance(integ, dict) else None
                 if not isinstance(creds, dict):
                     continue

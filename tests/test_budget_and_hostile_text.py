@@ -199,7 +199,7 @@ def test_nul_and_lone_surrogates_in_integration_keys_are_reported_once_per_run(d
     company_id, _ = create_company(db, "Hostile Co", HOSTILE_JSON)
     _, problems = discover(db, company_ids=[company_id])
     assert len(problems) == 2
-    for attempt in range(2):  # the task's first try and its retry in the same DAG run
+    for _attempt in range(2):  # the task's first try and its retry in the same DAG run
         for p in problems:
             record_config_problem(db, "run-hostile", "crm_incremental_sync", p.company_id, p.crm_type, p.error)
     with db.connect() as conn:

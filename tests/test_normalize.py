@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -505,7 +505,7 @@ def test_prepare_visit_title_body_and_fields():
     visit = prepare_check_in(row, SyncSettings()).visit
     assert visit.title == "AC Repair – 2026-11-20"
     assert visit.job_type == "AC Repair"
-    assert visit.occurred_at == datetime(2026, 11, 20, 14, 5, tzinfo=timezone.utc)
+    assert visit.occurred_at == datetime(2026, 11, 20, 14, 5, tzinfo=UTC)
     assert visit.photo_urls == ("https://cdn.example.com/p/1.jpg", "https://cdn.example.com/p/0.jpg")
     body = visit.body
     for expected in ("Job type: AC Repair", "Technician: Bob Tech", "Visit date: 2026-11-20 14:05 UTC",
@@ -594,7 +594,7 @@ def test_dates_stay_utc_whatever_the_local_zone(created_at, date, local_tz, monk
     finally:
         monkeypatch.undo()
         time.tzset()
-    assert visit.occurred_at == created_at.replace(tzinfo=timezone.utc)
+    assert visit.occurred_at == created_at.replace(tzinfo=UTC)
     assert visit.occurred_at.utcoffset() == timedelta(0)
     assert visit.title.endswith(date)
     assert f"Visit date: {date}" in visit.body
@@ -607,7 +607,7 @@ def test_dates_stay_utc_whatever_the_local_zone(created_at, date, local_tz, monk
 )
 def test_created_at_aware_or_text(created_at):
     visit = prepare_check_in(make_row(created_at=created_at), SyncSettings()).visit
-    assert visit.occurred_at == datetime(2026, 3, 8, 7, 30, tzinfo=timezone.utc)
+    assert visit.occurred_at == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("created_at", [None, "yesterday", 12])

@@ -548,7 +548,7 @@ class CrmHook(BaseHook):
         except _TokenUnavailable as wrapped:
             raise wrapped.error from None
         except _RefreshAndRetry:  # pragma: no cover - only if attempts run out on refresh
-            raise BadCredentialsError(f"{self.crm_type}: authentication failed after token refresh")
+            raise BadCredentialsError(f"{self.crm_type}: authentication failed after token refresh") from None
 
     def check_budget(self, wait: float = 0.0) -> None:
         """Raise :class:`BudgetExhaustedError` when waiting ``wait`` seconds would cross :attr:`deadline`.

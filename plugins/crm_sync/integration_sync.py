@@ -463,7 +463,7 @@ class IntegrationSync:
                     # No visit was written yet: the batch goes back to pending (customer creates are
                     # idempotent by the customer key, so the next run finds what was created here).
                     raise BudgetExhaustedError(stopped.error or "time budget reached")
-                for ckey, row in unresolved.items():
+                for ckey in unresolved:
                     res = outcome.get(ckey)
                     if res is not None and res.ok:
                         refs[ckey] = CustomerRef(res.crm_id, res.extra.get("parent_id"))

@@ -89,8 +89,9 @@ _BLOCK = {"address", "article", "aside", "blockquote", "caption", "center", "dd"
           "hr", "main", "nav", "ol", "p", "pre", "section", "summary", "table", "tbody", "tfoot",
           "thead", "tr", "ul"}
 _PARAGRAPH = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "ul", "ol"}
-_LOOKS_HTML = re.compile(r"<\s*/?\s*(?:%s)\b[^<>]{0,2000}>|<!--"      # bounded: linear on hostile text
-                         % "|".join(sorted(_KNOWN_TAGS, key=len, reverse=True)), re.IGNORECASE)
+_TAG_NAMES = "|".join(sorted(_KNOWN_TAGS, key=len, reverse=True))
+_LOOKS_HTML = re.compile(rf"<\s*/?\s*(?:{_TAG_NAMES})\b[^<>]{{0,2000}}>|<!--",  # bounded: linear on hostile text
+                         re.IGNORECASE)
 _ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
 

@@ -78,7 +78,7 @@ class Destination(ABC):
     def batch_size(self) -> int:
         return self.hook.batch_size if self.hook.batch_size > 1 else self.per_record_batch
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - optional hook: most destinations need no run-start setup
         """Run-start checks and setup (marker fields, custom field discovery). Warnings go to ``self.warnings``."""
 
     def account_identity(self) -> str:
