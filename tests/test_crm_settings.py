@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from crm_hooks.crm_settings import SettingsReader
+from crm_hooks.errors import ConfigurationError
 from crm_hooks.hubspot import HubSpotSettings
 from crm_hooks.rate_limit import RateLimit
 from crm_hooks.registry import HOOKS
 from crm_hooks.salesforce import SalesforceSettings
+from crm_hooks.servicetitan import JobDefaults
 
 
 @pytest.mark.parametrize("raw", [0.0001, "1e999", "fast", True, float("nan"), -1])
@@ -55,3 +57,106 @@ def test_rate_limits_come_from_the_typed_settings_and_warnings_are_kept():
     assert isinstance(hook.crm_settings, HubSpotSettings) and hook.crm_settings.rate_limit_per_10s == 190.0
     assert hook.rate_limits == {"default": RateLimit(190.0, 10.0), "search": RateLimit(5, 1.0)}
     assert len(hook.setting_warnings) == 1 and "crmSettings.rateLimitPer10s" in hook.setting_warnings[0]
+
+
+# ---------------------------------------------------------------------- the reader's integer, flag and refuse
+def test_integer_falls_back_with_a_warning_or_clamps():
+    reader = SettingsReader({"a": "90", "b": "ninety", "c": -5, "d": 0, "e": 150, "f": "1e999"})
+    assert reader.integer("a", default=60, minimum=1) == 90
+    assert reader.integer("d", default=60, minimum=1) == 60 and reader.warnings == {}  # 0 is "not set"
+    assert reader.integer("b", default=60, minimum=1) == 60
+    assert reader.integer("c", default=60, minimum=1) == 60
+    assert reader.integer("f", default=60, minimum=1) == 60
+    assert sorted(reader.warnings) == ["b", "c", "f"]
+    assert reader.warnings["c"] == "crmSettings.c must be a whole number of at least 1, got -5: default 60 used"
+    assert reader.integer("c", default=25, minimum=1, maximum=100, clamp=True) == 1
+    assert reader.integer("e", default=25, minimum=1, maximum=100, clamp=True) == 100
+
+
+def test_flag_reads_switch_words():
+    reader = SettingsReader({"off": "No", "on": "yes", "zero": 0, "blank": ""})
+    assert reader.flag("off", default=True) is False and reader.flag("on", default=False) is True
+    assert reader.flag("zero", default=True) is False and reader.flag("blank", default=True) is True
+    assert reader.flag("missing", default=True) is True
+
+
+def test_a_refused_value_is_raised_only_where_it_is_required():
+    hook = HOOKS["fieldedge"](credentials={"clientId": "c"}, settings={"timezone": "Mars/Olympus"})
+    settings = hook.crm_settings  # building the settings does not raise
+    settings.require("leadSource")
+    with pytest.raises(ConfigurationError, match="crmSettings.timezone 'Mars/Olympus' is not an IANA time zone"):
+        settings.require("timezone")
+
+
+# ---------------------------------------------------------------------- the destinations' settings, per CRM
+def settings_of(crm_type: str, raw: dict):
+    hook = HOOKS[crm_type](credentials={"apiKey": "k"}, settings=raw)
+    return hook.crm_settings, hook.setting_warnings
+
+
+def test_housecallpro_destination_settings():
+    defaults, warnings = settings_of("housecallpro", {})
+    assert (defaults.tag, defaults.notify_customers, defaults.default_country) == ("Rank It Pro", False, "US")
+    assert (defaults.schedule_jobs, defaults.job_duration_minutes, defaults.schedule_minutes) == (False, 60, None)
+    assert warnings == []
+    set_, _ = settings_of("housecallpro", {"tag": "RIP", "scheduleJobs": True, "jobDurationMinutes": "90"})
+    assert set_.tag == "RIP" and set_.schedule_minutes == 90
+    bad, warnings = settings_of("housecallpro", {"scheduleJobs": True, "jobDurationMinutes": "an hour"})
+    assert bad.schedule_minutes == 60
+    assert warnings == [("crmSettings.jobDurationMinutes must be a whole number of at least 1, got a str: "
+                         "default 60 used")]
+
+
+def test_servicetitan_destination_settings():
+    defaults, warnings = settings_of("servicetitan", {})
+    assert (defaults.default_country, defaults.customer_type, defaults.job_defaults) == ("USA", "Residential", None)
+    assert warnings == []
+    with pytest.raises(ConfigurationError, match="crmSettings is missing businessUnitId, jobTypeId, campaignId, "
+                                                 "priority"):
+        defaults.required_job_defaults()
+    good, _ = settings_of("servicetitan", {"businessUnitId": "1", "jobTypeId": 2, "campaignId": 3,
+                                           "priority": "High", "customerType": "Commercial"})
+    assert good.required_job_defaults() == JobDefaults(1, 2, 3, "High") and good.customer_type == "Commercial"
+    bad, warnings = settings_of("servicetitan", {"businessUnitId": 1, "jobTypeId": 2, "campaignId": 3,
+                                                 "priority": "High", "appointmentMinutes": 0})
+    assert warnings == []  # unusable job defaults are an error, and only where jobs need them
+    with pytest.raises(ConfigurationError, match="appointmentMinutes"):
+        bad.required_job_defaults()
+
+
+def test_jobber_destination_settings():
+    defaults, warnings = settings_of("jobber", {})
+    assert (defaults.invoicing_type, defaults.invoicing_schedule, defaults.close_jobs) == ("FIXED_PRICE", "NEVER",
+                                                                                           True)
+    assert defaults.aliases_per_request == 25 and warnings == []
+    defaults.require("invoicingType", "invoicingSchedule")
+    assert settings_of("jobber", {"closeJobs": "false"})[0].close_jobs is True  # only false turns it off
+    assert settings_of("jobber", {"closeJobs": False})[0].close_jobs is False
+    bad, warnings = settings_of("jobber", {"invoicingSchedule": "WEEKLY", "aliasesPerRequest": "many"})
+    assert bad.invoicing_schedule == "NEVER" and bad.aliases_per_request == 25
+    assert warnings == [("crmSettings.aliasesPerRequest must be a whole number from 1 to 100, got a str: "
+                         "default 25 used")]
+    with pytest.raises(ConfigurationError, match="jobber: crmSettings.invoicingSchedule must be one of ON_COMPLETION"):
+        bad.require("invoicingType", "invoicingSchedule")
+
+
+def test_fieldedge_destination_settings():
+    defaults, warnings = settings_of("fieldedge", {})
+    assert (str(defaults.zone), defaults.lead_source, defaults.lead_lookup) == ("UTC", "rankitpro", True)
+    assert warnings == []
+    set_, _ = settings_of("fieldedge", {"timezone": "America/Chicago", "leadSource": "rip", "leadLookup": "off"})
+    assert (str(set_.zone), set_.lead_source, set_.lead_lookup) == ("America/Chicago", "rip", False)
+    bad, _ = settings_of("fieldedge", {"timezone": "Chicago"})
+    assert str(bad.zone) == "UTC"
+    with pytest.raises(ConfigurationError, match="fieldedge: crmSettings.timezone 'Chicago'"):
+        bad.require("timezone")
+
+
+def test_salesforce_destination_settings():
+    defaults, warnings = settings_of("salesforce", {})
+    assert (defaults.bulk_threshold, defaults.case_status, defaults.case_origin) == (2000, "Closed", None)
+    assert warnings == []
+    assert settings_of("salesforce", {"bulkThreshold": -3, "caseOrigin": "Web"})[0].bulk_threshold == 1
+    bad, warnings = settings_of("salesforce", {"bulkThreshold": "lots"})
+    assert bad.bulk_threshold == 2000
+    assert warnings == ["crmSettings.bulkThreshold must be a whole number of at least 1, got a str: default 2000 used"]

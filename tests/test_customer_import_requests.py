@@ -30,7 +30,7 @@ def query(call) -> dict:
 
 
 def destination(crm_type: str, hook):
-    return destination_class(crm_type)(hook, SyncSettings(), {})
+    return destination_class(crm_type)(hook, SyncSettings())
 
 
 def test_hubspot_lists_contacts_100_per_page_following_the_after_cursor(rsps):

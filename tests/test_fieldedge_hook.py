@@ -431,7 +431,7 @@ def sandbox_records(sandbox, creds, obj):
 
 
 def destination(creds, strategy="all", **crm_settings) -> FieldEdgeDestination:
-    dest = FieldEdgeDestination(hook(creds), SyncSettings(customer_match_strategy=strategy), crm_settings)
+    dest = FieldEdgeDestination(hook(creds, settings=crm_settings), SyncSettings(customer_match_strategy=strategy))
     dest.prepare()
     return dest
 

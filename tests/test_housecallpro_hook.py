@@ -285,8 +285,8 @@ def hcp(sandbox):
 
     def make(**crm_settings):
         h = HousecallProHook(credentials={"apiKey": key, "baseUrl": f"{sandbox.url}/housecallpro"},
-                             account_key=f"hcp-{uuid.uuid4()}")
-        dest = HousecallProDestination(h, SyncSettings(), crm_settings)
+                             settings=crm_settings, account_key=f"hcp-{uuid.uuid4()}")
+        dest = HousecallProDestination(h, SyncSettings())
         dest.prepare()
         return dest
 
@@ -447,12 +447,12 @@ def test_job_types_unreadable_with_an_application_key_is_a_warning(rsps):
     from crm_sync.models import SyncSettings
 
     rsps.add(responses.GET, f"{API}/job_fields/job_types", status=403, json={"error": {"message": "Forbidden"}})
-    dest = HousecallProDestination(hook(), SyncSettings(), {})
+    dest = HousecallProDestination(hook(), SyncSettings())
     dest.prepare()
     assert dest.job_types == {} and any("job types are not readable" in w for w in dest.warnings)
     rsps.replace(responses.GET, f"{API}/job_fields/job_types", status=401, json={"message": "Unauthorized"})
     with pytest.raises(BadCredentialsError, match="MAX plan"):
-        HousecallProDestination(hook(), SyncSettings(), {}).prepare()
+        HousecallProDestination(hook(), SyncSettings()).prepare()
 
 
 @pytest.mark.parametrize("answer,reads", [({"id": "job_1"}, 1), ({"id": "job_1", "notes": []}, 0)])
@@ -464,7 +464,7 @@ def test_marker_note_is_added_when_the_created_job_does_not_show_it(rsps, answer
     rsps.add(responses.POST, f"{API}/jobs", status=201, json=answer)
     rsps.add(responses.GET, f"{API}/jobs/job_1", json={"id": "job_1", "notes": []})
     rsps.add(responses.POST, f"{API}/jobs/job_1/notes", status=201, json={"id": "nte_1", "content": "x"})
-    dest = HousecallProDestination(hook(), SyncSettings(), {"tag": "RIP", "scheduleJobs": True})
+    dest = HousecallProDestination(hook(settings={"tag": "RIP", "scheduleJobs": True}), SyncSettings())
     (row,) = check_ins(1)
     result = dest.create_visits([(row, CustomerRef("cus_1", "adr_1"))])[row.visit_key]
     assert result.ok and result.crm_id == "job_1"

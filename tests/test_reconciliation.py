@@ -426,7 +426,7 @@ def _destination(crm_type: str, hook):
     from crm_sync.destinations import destination_class
     from crm_sync.models import SyncSettings
 
-    return destination_class(crm_type)(hook, SyncSettings(), {})
+    return destination_class(crm_type)(hook, SyncSettings())
 
 
 def _query(call) -> dict:

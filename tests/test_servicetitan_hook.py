@@ -21,6 +21,7 @@ from crm_hooks.errors import (
 from crm_hooks.servicetitan import (
     DEFAULT_APPLICATION_GUID,
     WINDOW_SECONDS,
+    JobDefaults,
     ServiceTitanHook,
 )
 
@@ -417,7 +418,7 @@ def test_sandbox_customer_and_job_round_trip(sandbox):
     assert list(by_marker) == ["email:ann@example.com"] and by_marker["email:ann@example.com"]["id"] == customer_id
     assert [loc["id"] for loc in h.list_locations(customer_id)] == [location_id]
 
-    defaults = st.JobDefaults(1001, 2001, 3001, "Normal")
+    defaults = JobDefaults(1001, 2001, 3001, "Normal")
     job_payload, _ = st.job_payload(row, customer_id, location_id, defaults, h.application_guid, {})
     job = h.create_job(job_payload)
     assert job["jobStatus"] == "Scheduled" and job["externalData"] == [

@@ -9,14 +9,14 @@ import pytest
 from check_in_rows import prepare_valid, row_factory
 from check_in_rows import with_body as replace_body
 from crm_hooks.errors import ConfigurationError
-from crm_sync.destinations.servicetitan import parse_job_defaults
+from crm_hooks.servicetitan import JobDefaults, parse_job_defaults
 from crm_sync.mapping import servicetitan as st
 from crm_sync.models import Customer, PreparedCheckIn
 from crm_sync.text import utf16_len
 
 GUID = "d19cfe73-bca1-5bdf-9620-6e8180f1b112"
 MARKER = re.compile(r"…\[truncated by Rank It Pro sync: [\d,]+ characters, [\d,]+ not shown\]")
-DEFAULTS = st.JobDefaults(business_unit_id=1001, job_type_id=2001, campaign_id=3001, priority="Normal")
+DEFAULTS = JobDefaults(business_unit_id=1001, job_type_id=2001, campaign_id=3001, priority="Normal")
 
 
 make_row = row_factory(notes="Installed <50 gal> unit & tested.", customer_name="LEE, ANN",
@@ -118,7 +118,7 @@ def test_job_payload_has_every_required_field_and_the_visit_marker():
 
 
 def test_job_payload_appointment_length_and_technicians():
-    defaults = st.JobDefaults(1, 2, 3, "High", appointment_minutes=90, technician_ids=(55, 56))
+    defaults = JobDefaults(1, 2, 3, "High", appointment_minutes=90, technician_ids=(55, 56))
     payload, _ = st.job_payload(prepared(), 1, 2, defaults, GUID, {})
     assert payload["appointments"] == [{"start": "2026-11-20T14:05:09.000Z", "end": "2026-11-20T15:35:09.000Z",
                                         "technicianIds": [55, 56]}]
@@ -150,7 +150,7 @@ def test_job_update_sends_summary_and_custom_fields_only():
 # ---------------------------------------------------------------------- crmSettings
 def test_job_defaults_from_crm_settings():
     assert parse_job_defaults({"businessUnitId": "1001", "jobTypeId": 2001, "campaignId": 3001, "priority": "Normal",
-                               "appointmentMinutes": 30, "technicianIds": [7]}) == st.JobDefaults(
+                               "appointmentMinutes": 30, "technicianIds": [7]}) == JobDefaults(
         1001, 2001, 3001, "Normal", 30, (7,))
 
 

@@ -49,6 +49,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 import requests
@@ -93,6 +94,10 @@ SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 DEFAULT_REQUESTS_PER_10S = 100.0
 #: UNCONFIRMED: token lifetime when the response has neither expires_in nor a JWT exp claim.
 DEFAULT_TOKEN_SECONDS = 3600.0
+#: A lead's ``leadSource`` unless ``crmSettings.leadSource`` names another.
+DEFAULT_LEAD_SOURCE = "rankitpro"
+#: The company's time zone unless ``crmSettings.timezone`` names another.
+DEFAULT_ZONE = ZoneInfo("UTC")
 # =============================================================================================
 
 #: Keys of FieldEdge's Open API (OAuth2 client credentials + tenant).
@@ -147,22 +152,40 @@ def _path_id(value: str, what: str) -> str:
 
 @dataclass(frozen=True)
 class FieldEdgeSettings(CrmSettings):
-    """``crmSettings`` the hook reads: ``rateLimitPer10s`` (1..300, default :data:`DEFAULT_REQUESTS_PER_10S`,
-    UNCONFIRMED), ``tokenSeconds`` (token lifetime when FieldEdge states none, default
-    :data:`DEFAULT_TOKEN_SECONDS`)."""
+    """``crmSettings``: ``rateLimitPer10s`` (1..300, default :data:`DEFAULT_REQUESTS_PER_10S`, UNCONFIRMED),
+    ``tokenSeconds`` (token lifetime when FieldEdge states none, default :data:`DEFAULT_TOKEN_SECONDS`); for
+    the destination ``timezone`` (an IANA name, default UTC; another value is an error when a run starts),
+    ``leadSource`` (default :data:`DEFAULT_LEAD_SOURCE`) and ``leadLookup`` (default on: a lead whose send
+    may have reached FieldEdge is looked up before it is sent again)."""
 
     rate_limit_per_10s: float | None = DEFAULT_REQUESTS_PER_10S
     token_seconds: float = DEFAULT_TOKEN_SECONDS
+    zone: ZoneInfo = DEFAULT_ZONE
+    lead_source: str = DEFAULT_LEAD_SOURCE
+    lead_lookup: bool = True
 
     @classmethod
     def read(cls, reader: SettingsReader) -> FieldEdgeSettings:
         return cls(rate_limit_per_10s=reader.number("rateLimitPer10s", default=DEFAULT_REQUESTS_PER_10S, minimum=1,
                                                     maximum=300),
-                   token_seconds=reader.lenient_float("tokenSeconds", DEFAULT_TOKEN_SECONDS))
+                   token_seconds=reader.lenient_float("tokenSeconds", DEFAULT_TOKEN_SECONDS), zone=_zone(reader),
+                   lead_source=reader.present("leadSource") or DEFAULT_LEAD_SOURCE,
+                   lead_lookup=reader.flag("leadLookup", default=True), errors=reader.errors)
 
     def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
         """``default``: ``rateLimitPer10s`` per rolling 10 s; the Gobo token endpoint is not paced."""
         return {"default": RateLimit(self.rate_limit_per_10s, 10.0), "token": defaults["token"]}
+
+
+def _zone(reader: SettingsReader) -> ZoneInfo:
+    """``crmSettings.timezone`` (default UTC); a name that is no IANA time zone is UTC, refused."""
+    name = str(reader.raw.get("timezone") or "UTC")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        reader.refuse("timezone", f"fieldedge: crmSettings.timezone {name!r} is not an IANA time zone "
+                                  "(e.g. America/Chicago)")
+        return DEFAULT_ZONE
 
 
 class FieldEdgeHook(CrmHook):
@@ -472,4 +495,5 @@ def _error_detail(body: Any) -> str:
     return parts[0] + (": " + "; ".join(parts[1:]) if len(parts) > 1 else "") if parts else ""
 
 
-__all__ = ["FieldEdgeHook", "e164", "record_email", "record_id", "record_phone"]
+__all__ = ["DEFAULT_LEAD_SOURCE", "FieldEdgeHook", "FieldEdgeSettings", "e164", "record_email", "record_id",
+           "record_phone"]

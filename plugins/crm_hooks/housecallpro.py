@@ -76,6 +76,10 @@ NOTE_LIMIT = 10_000
 TEXT_FIELD_LIMIT = 255
 #: ``AddressCreate.country`` when the check-in has none (``crmSettings.defaultCountry``).
 DEFAULT_COUNTRY = "US"
+#: Tag put on every job (and every customer) the sync creates (``crmSettings.tag``).
+DEFAULT_TAG = "Rank It Pro"
+#: Length of a scheduled job when ``crmSettings.jobDurationMinutes`` is not set.
+DEFAULT_JOB_MINUTES = 60
 # ---------------------------------------------------------------------- end of UNCONFIRMED values
 
 #: Ids go into URL paths: allow only what Housecall Pro ids look like (``cus_...``, ``job_...``, uuids).
@@ -101,16 +105,34 @@ def _id(value: Any, what: str) -> str:
 
 @dataclass(frozen=True)
 class HousecallProSettings(CrmSettings):
-    """``crmSettings`` the hook reads: ``companyId`` (sent as ``X-Company-Id``), ``requestsPerMinute``
-    (client-side limit 1..600, default :data:`DEFAULT_REQUESTS_PER_MINUTE`, UNCONFIRMED)."""
+    """``crmSettings``: ``companyId`` (sent as ``X-Company-Id``), ``requestsPerMinute`` (client-side limit
+    1..600, default :data:`DEFAULT_REQUESTS_PER_MINUTE`, UNCONFIRMED); for the destination ``tag`` (default
+    :data:`DEFAULT_TAG`), ``notifyCustomers`` (default off), ``defaultCountry`` (default
+    :data:`DEFAULT_COUNTRY`), ``scheduleJobs`` (default off) and ``jobDurationMinutes`` (a positive whole
+    number, default :data:`DEFAULT_JOB_MINUTES`)."""
 
     company_id: str | None = None
     requests_per_minute: float | None = DEFAULT_REQUESTS_PER_MINUTE
+    tag: str = DEFAULT_TAG
+    notify_customers: bool = False
+    default_country: str = DEFAULT_COUNTRY
+    schedule_jobs: bool = False
+    job_duration_minutes: int = DEFAULT_JOB_MINUTES
 
     @classmethod
     def read(cls, reader: SettingsReader) -> HousecallProSettings:
         per_minute = reader.number("requestsPerMinute", default=DEFAULT_REQUESTS_PER_MINUTE, minimum=1, maximum=600)
-        return cls(company_id=reader.present("companyId"), requests_per_minute=per_minute)
+        return cls(company_id=reader.present("companyId"), requests_per_minute=per_minute,
+                   tag=reader.present("tag") or DEFAULT_TAG,
+                   notify_customers=bool(reader.raw.get("notifyCustomers", False)),
+                   default_country=reader.present("defaultCountry") or DEFAULT_COUNTRY,
+                   schedule_jobs=bool(reader.raw.get("scheduleJobs")),
+                   job_duration_minutes=reader.integer("jobDurationMinutes", default=DEFAULT_JOB_MINUTES, minimum=1))
+
+    @property
+    def schedule_minutes(self) -> int | None:
+        """Length of each job's schedule (``scheduleJobs``), None: jobs are created unscheduled."""
+        return self.job_duration_minutes if self.schedule_jobs else None
 
     def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
         """``requestsPerMinute`` per rolling minute."""
@@ -123,8 +145,9 @@ class HousecallProHook(CrmHook):
     Credentials (the app's keys): ``apiKey``; optional ``baseUrl`` (a Housecall Pro host, or one
     allowed by ``CRM_SYNC_ALLOWED_HOSTS``).
 
-    Settings (``crmSettings``): ``companyId`` (sent as ``X-Company-Id`` for multi-location
-    accounts), ``requestsPerMinute`` (client-side limit 1..600, default 120, UNCONFIRMED).
+    Settings (``crmSettings``, :class:`HousecallProSettings`): ``companyId`` (sent as ``X-Company-Id``
+    for multi-location accounts), ``requestsPerMinute`` (client-side limit 1..600, default 120,
+    UNCONFIRMED), and the destination's job and customer settings.
 
     :param conn_id: see :class:`crm_hooks.base.CrmHook` (all arguments are the base's).
     """
@@ -364,6 +387,8 @@ def _error_message(body: Any) -> str | None:
 
 __all__ = [
     "DEFAULT_COUNTRY",
+    "DEFAULT_JOB_MINUTES",
+    "DEFAULT_TAG",
     "MAX_PAGE_SIZE",
     "NOTE_LIMIT",
     "TEXT_FIELD_LIMIT",

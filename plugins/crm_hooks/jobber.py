@@ -99,6 +99,9 @@ DEFAULT_API_VERSION = "2025-04-16"
 #: Documented default access-token lifetime, used when neither the JWT nor the body says.
 DEFAULT_TOKEN_SECONDS = 3600.0
 DEFAULT_ALIASES_PER_REQUEST = 25
+#: ``JobInvoicingAttributes`` values a job may be created with (``crmSettings.invoicingType`` / ``invoicingSchedule``).
+INVOICING_TYPES = ("FIXED_PRICE", "VISIT_BASED")
+INVOICING_SCHEDULES = ("ON_COMPLETION", "PERIODIC", "PER_VISIT", "NEVER")
 RECONNECT = "reconnect Jobber in Rank It Pro"
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _AUTH_CODES = {"UNAUTHENTICATED", "UNAUTHORIZED", "FORBIDDEN", "ACCESS_DENIED"}
@@ -121,21 +124,37 @@ def _parse_expires_at(value: Any) -> float | None:
 
 @dataclass(frozen=True)
 class JobberSettings(CrmSettings):
-    """``crmSettings`` the hook reads: ``apiVersion`` (``YYYY-MM-DD``, default :data:`DEFAULT_API_VERSION`;
-    checked where it is used, :attr:`JobberHook.api_version`), ``aliasesPerRequest`` (mutations or searches
-    per GraphQL document, 1..100, default 25; anything else is the default)."""
+    """``crmSettings``: ``apiVersion`` (``YYYY-MM-DD``, default :data:`DEFAULT_API_VERSION`; checked where it
+    is used, :attr:`JobberHook.api_version`), ``aliasesPerRequest`` (mutations or searches per GraphQL
+    document, clamped to 1..100, default 25; a non-number is the default with a warning); for the
+    destination ``invoicingType`` / ``invoicingSchedule`` (one of :data:`INVOICING_TYPES` /
+    :data:`INVOICING_SCHEDULES`, default ``FIXED_PRICE`` / ``NEVER``; another value is an error when a run
+    starts) and ``closeJobs`` (default on; only ``false`` turns it off)."""
 
     api_version: str = DEFAULT_API_VERSION
     aliases_per_request: int = DEFAULT_ALIASES_PER_REQUEST
+    invoicing_type: str = "FIXED_PRICE"
+    invoicing_schedule: str = "NEVER"
+    close_jobs: bool = True
 
     @classmethod
     def read(cls, reader: SettingsReader) -> JobberSettings:
-        try:
-            aliases = int(reader.raw.get("aliasesPerRequest") or DEFAULT_ALIASES_PER_REQUEST)
-        except (TypeError, ValueError):
-            aliases = DEFAULT_ALIASES_PER_REQUEST
+        aliases = reader.integer("aliasesPerRequest", default=DEFAULT_ALIASES_PER_REQUEST, minimum=1, maximum=100,
+                                 clamp=True)
         return cls(api_version=(reader.present("apiVersion") or DEFAULT_API_VERSION).strip(),
-                   aliases_per_request=max(1, min(aliases, 100)))
+                   aliases_per_request=aliases,
+                   invoicing_type=_choice(reader, "invoicingType", INVOICING_TYPES, "FIXED_PRICE"),
+                   invoicing_schedule=_choice(reader, "invoicingSchedule", INVOICING_SCHEDULES, "NEVER"),
+                   close_jobs=reader.raw.get("closeJobs", True) is not False, errors=reader.errors)
+
+
+def _choice(reader: SettingsReader, key: str, allowed: Sequence[str], default: str) -> str:
+    """``raw[key]`` (``default`` when absent) if it is one of ``allowed``; else ``default``, refused."""
+    value = reader.raw.get(key, default)
+    if value not in allowed:
+        reader.refuse(key, f"jobber: crmSettings.{key} must be one of {', '.join(allowed)}")
+        return default
+    return str(value)
 
 
 # ---------------------------------------------------------------------------- auth

@@ -67,19 +67,29 @@ DEFAULT_LOGIN_URL = "https://login.salesforce.com"
 TOKEN_PATH = "/services/oauth2/token"
 _API_VERSION = re.compile(r"^v?(\d{2,3}\.\d)$")
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
+#: From this many Cases (or new customers) in one engine batch on, the destination sends them in Bulk API 2.0
+#: upsert jobs instead of sObject Collections (Salesforce advises Bulk API above 2,000 records:
+#: https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/bulk_api_2_limits.htm).
+#: ``crmSettings.bulkThreshold`` overrides it per integration.
+DEFAULT_BULK_THRESHOLD = 2000
 
 
 @dataclass(frozen=True)
 class SalesforceSettings(CrmSettings):
-    """``crmSettings`` the hook reads: ``apiVersion`` (checked by :attr:`SalesforceHook.api_version`;
-    None: the hook's default), ``sessionSeconds`` (default 3600), ``dailyBudgetShare`` (default 0.9, see
+    """``crmSettings``: ``apiVersion`` (checked by :attr:`SalesforceHook.api_version`; None: the hook's
+    default), ``sessionSeconds`` (default 3600), ``dailyBudgetShare`` (default 0.9, see
     :meth:`SalesforceHook.budget_exhausted`), ``requestsPerSecond`` (1..100, default unlimited: Salesforce
-    documents no per-second limit)."""
+    documents no per-second limit); for the destination ``bulkThreshold`` (at least 1, default
+    :data:`DEFAULT_BULK_THRESHOLD`; a non-number is the default with a warning), ``caseStatus`` (default
+    "Closed") and ``caseOrigin`` (default none)."""
 
     api_version: str | None = None
     session_seconds: float = 3600.0
     daily_budget_share: float = 0.9
     requests_per_second: float | None = None
+    bulk_threshold: int = DEFAULT_BULK_THRESHOLD
+    case_status: str | None = "Closed"
+    case_origin: str | None = None
 
     @classmethod
     def read(cls, reader: SettingsReader) -> SalesforceSettings:
@@ -87,9 +97,14 @@ class SalesforceSettings(CrmSettings):
             share = float(reader.raw.get("dailyBudgetShare", 0.9))
         except (TypeError, ValueError):
             share = 0.9
+        status, origin = reader.raw.get("caseStatus", "Closed"), reader.raw.get("caseOrigin")
         return cls(api_version=reader.present("apiVersion"),
                    session_seconds=reader.lenient_float("sessionSeconds", 3600.0), daily_budget_share=share,
-                   requests_per_second=reader.number("requestsPerSecond", default=None, minimum=1, maximum=100))
+                   requests_per_second=reader.number("requestsPerSecond", default=None, minimum=1, maximum=100),
+                   bulk_threshold=reader.integer("bulkThreshold", default=DEFAULT_BULK_THRESHOLD, minimum=1,
+                                                 clamp=True),
+                   case_status=None if status is None else str(status),
+                   case_origin=None if origin is None else str(origin))
 
     def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
         """Unlimited unless ``requestsPerSecond`` is set; the daily allocation is watched through
@@ -497,4 +512,4 @@ def _org_from_identity_url(url: str | None) -> str | None:
     return None
 
 
-__all__ = ["SalesforceHook"]
+__all__ = ["DEFAULT_BULK_THRESHOLD", "SalesforceHook", "SalesforceSettings"]

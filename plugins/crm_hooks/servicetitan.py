@@ -45,7 +45,7 @@ import hashlib
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import requests
@@ -84,21 +84,95 @@ IDS_PER_CALL = 50
 _TENANT = re.compile(r"^\d{1,19}$")
 #: The client-side window for the documented "60 calls per second": 10% longer (see ``rate_limits``).
 WINDOW_SECONDS = 1.1
+#: crmSettings keys of the job defaults every ServiceTitan job needs.
+REQUIRED_JOB_SETTINGS = ("businessUnitId", "jobTypeId", "campaignId", "priority")
+#: The key under which :class:`ServiceTitanSettings` records job defaults it cannot use.
+JOB_DEFAULTS = "jobDefaults"
+
+
+@dataclass(frozen=True)
+class JobDefaults:
+    """The per-tenant values every job needs (``crmSettings``), plus appointment length and technicians."""
+
+    business_unit_id: int
+    job_type_id: int
+    campaign_id: int
+    priority: str
+    appointment_minutes: int = 60
+    technician_ids: tuple[int, ...] = field(default=())
+
+
+
+def parse_job_defaults(settings: Mapping[str, Any]) -> JobDefaults:
+    """``crmSettings`` -> :class:`JobDefaults`.
+
+    :raises ConfigurationError: naming every missing or malformed key.
+    """
+    missing = [k for k in REQUIRED_JOB_SETTINGS if settings.get(k) in (None, "")]
+    if missing:
+        raise ConfigurationError(
+            f"servicetitan: crmSettings is missing {', '.join(missing)} (every ServiceTitan job needs a business "
+            "unit, job type, campaign and priority; set the tenant's ids under crmSettings)")
+    ids: dict[str, int] = {}
+    bad = []
+    for key in ("businessUnitId", "jobTypeId", "campaignId"):
+        try:
+            ids[key] = int(str(settings[key]).strip())
+        except ValueError:
+            bad.append(key)
+    minutes = settings.get("appointmentMinutes", 60)
+    try:
+        minutes = int(minutes)
+    except (TypeError, ValueError):
+        bad.append("appointmentMinutes")
+    technicians = settings.get("technicianIds") or []
+    try:
+        technician_ids = tuple(int(t) for t in (technicians if isinstance(technicians, list) else [technicians]))
+    except (TypeError, ValueError):
+        bad.append("technicianIds")
+    if bad or not 1 <= minutes <= 24 * 60:
+        raise ConfigurationError(f"servicetitan: crmSettings {', '.join(bad) or 'appointmentMinutes'} must be "
+                                 "numeric ServiceTitan ids (appointmentMinutes: 1-1440)")
+    return JobDefaults(ids["businessUnitId"], ids["jobTypeId"], ids["campaignId"],
+                       str(settings["priority"]).strip(), minutes, technician_ids)
 
 
 @dataclass(frozen=True)
 class ServiceTitanSettings(CrmSettings):
-    """``crmSettings`` the hook reads: ``requestsPerSecond`` (1..60, default 60, the documented limit),
-    ``environment`` and ``applicationGuid`` (credentials take precedence; validated by the hook)."""
+    """``crmSettings``: ``requestsPerSecond`` (1..60, default 60, the documented limit), ``environment`` and
+    ``applicationGuid`` (credentials take precedence; validated by the hook); for the destination
+    ``defaultCountry`` (default "USA"), ``customerType`` (default "Residential") and the job defaults
+    (:data:`REQUIRED_JOB_SETTINGS`, ``appointmentMinutes``, ``technicianIds``: :func:`parse_job_defaults`),
+    required only when check-ins become jobs (:meth:`required_job_defaults`)."""
 
     requests_per_second: float | None = 60.0
     environment: str | None = None
     application_guid: str | None = None
+    default_country: str = "USA"
+    customer_type: str = "Residential"
+    job_defaults: JobDefaults | None = None
 
     @classmethod
     def read(cls, reader: SettingsReader) -> ServiceTitanSettings:
+        try:
+            job_defaults: JobDefaults | None = parse_job_defaults(reader.raw)
+        except ConfigurationError as exc:
+            job_defaults = None
+            reader.refuse(JOB_DEFAULTS, exc.message)
         return cls(requests_per_second=reader.number("requestsPerSecond", default=60.0, minimum=1, maximum=60),
-                   environment=reader.present("environment"), application_guid=reader.present("applicationGuid"))
+                   environment=reader.present("environment"), application_guid=reader.present("applicationGuid"),
+                   default_country=reader.present("defaultCountry") or "USA",
+                   customer_type=reader.present("customerType") or "Residential",
+                   job_defaults=job_defaults, errors=reader.errors)
+
+    def required_job_defaults(self) -> JobDefaults:
+        """The job defaults every ServiceTitan job needs.
+
+        :raises ConfigurationError: naming every missing or malformed key (:func:`parse_job_defaults`).
+        """
+        self.require(JOB_DEFAULTS)
+        assert self.job_defaults is not None, "read() sets the job defaults or records why not"
+        return self.job_defaults
 
     def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
         """``requestsPerSecond`` in any window of :data:`WINDOW_SECONDS`.
@@ -494,4 +568,5 @@ def _problem_text(body: Mapping[str, Any]) -> str:
     return title or "; ".join(details)
 
 
-__all__ = ["DEFAULT_APPLICATION_GUID", "HOSTS", "ServiceTitanHook", "external_values"]
+__all__ = ["DEFAULT_APPLICATION_GUID", "HOSTS", "REQUIRED_JOB_SETTINGS", "JobDefaults", "ServiceTitanHook",
+           "ServiceTitanSettings", "external_values", "parse_job_defaults"]

@@ -39,9 +39,10 @@ def destination_class(crm_type: str) -> type[Destination]:
 
 def destination_for(crm_type: str, integration: dict[str, Any], settings: SyncSettings, **hook_kwargs: Any
                     ) -> Destination:
-    """The destination for one company's integration object (hook built from its credentials)."""
+    """The destination for one company's integration object (hook built from its credentials and
+    ``crmSettings``, which the destination reads as ``hook.crm_settings``)."""
     hook = hook_class(crm_type).from_integration(integration, **hook_kwargs)
-    return destination_class(crm_type)(hook, settings, dict(integration.get("crmSettings") or {}))
+    return destination_class(crm_type)(hook, settings)
 
 
 __all__ = ["CustomerRef", "Destination", "destination_class", "destination_for", "destinations"]

@@ -64,10 +64,10 @@ class Destination(ABC):
 
     crm_type: ClassVar[str] = ""
 
-    def __init__(self, hook: CrmHook, settings: SyncSettings, crm_settings: dict[str, Any] | None = None):
+    def __init__(self, hook: CrmHook, settings: SyncSettings):
+        # The CRM's own settings (crmSettings) are the hook's: ``self.hook.crm_settings``.
         self.hook = hook
         self.settings = settings
-        self.crm_settings = dict(crm_settings or {})
         self.warnings: list[str] = []
 
     #: Rows per engine batch for CRMs without batch endpoints (the destination loops per record;

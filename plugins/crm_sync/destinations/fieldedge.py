@@ -39,7 +39,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crm_hooks.errors import (
     BadCredentialsError,
@@ -71,29 +70,20 @@ class FieldEdgeDestination(Destination):
     crm_type = "fieldedge"
     hook: FieldEdgeHook
 
-    def __init__(self, hook: FieldEdgeHook, settings: Any, crm_settings: dict[str, Any] | None = None):
-        super().__init__(hook, settings, crm_settings)
+    def __init__(self, hook: FieldEdgeHook, settings: Any):
+        super().__init__(hook, settings)
         #: match key -> customer found (None: searched, not there) since the last write
         self._known: dict[str, CustomerRef | None] = {}
         #: customer id -> the record a search returned (the base of a PUT)
         self._records: dict[str, dict[str, Any]] = {}
-        self.lead_lookup = True
-        self.zone = ZoneInfo("UTC")
-        self.lead_source = mapping.DEFAULT_SOURCE
         self._warned_update = False
 
     def prepare(self) -> None:
         """Check credentials and hosts (no request) and read the lead settings."""
         self.hook.validate()
-        name = str(self.crm_settings.get("timezone") or "UTC")
-        try:
-            self.zone = ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigurationError(f"fieldedge: crmSettings.timezone {name!r} is not an IANA time zone "
-                                     "(e.g. America/Chicago)") from None
-        self.lead_source = str(self.crm_settings.get("leadSource") or mapping.DEFAULT_SOURCE)
-        self.lead_lookup = _flag(self.crm_settings.get("leadLookup"), default=True)
-        if not self.lead_lookup:
+        options = self.hook.crm_settings
+        options.require("timezone")
+        if not options.lead_lookup:
             self.warnings.append("fieldedge: crmSettings.leadLookup is off: a row interrupted after its lead was "
                                  "sent is sent again, which can leave a duplicate lead")
 
@@ -179,7 +169,7 @@ class FieldEdgeDestination(Destination):
     # ------------------------------------------------------------------ visits (leads)
     def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
         """Leads by ``trackingId`` (one look-up per row whose last attempt may have written one)."""
-        if not self.lead_lookup:
+        if not self.hook.crm_settings.lead_lookup:
             return {}
         found: dict[str, str] = {}
         for row in rows:
@@ -194,11 +184,12 @@ class FieldEdgeDestination(Destination):
         """``POST /v1/leads`` per check-in, for its customer."""
         def send(item: tuple[PreparedCheckIn, CustomerRef | None]) -> RecordResult:
             row, ref = item
+            options = self.hook.crm_settings
             payload, warnings = mapping.lead_payload(row, ref.crm_id if ref else None,
                                                      self.settings.custom_field_mapping,
-                                                     source=self.lead_source, zone=self.zone)
+                                                     source=options.lead_source, zone=options.zone)
             _warn(row, warnings)
-            lead_id = self.hook.create_lead(payload, look_up=self.lead_lookup)
+            lead_id = self.hook.create_lead(payload, look_up=options.lead_lookup)
             return RecordResult(row.visit_key, crm_id=lead_id, created=True)
 
         return self._each(items, send, lambda item: item[0].visit_key)
@@ -282,9 +273,3 @@ def _warn(row: PreparedCheckIn, warnings: Sequence[str]) -> None:
     row.warnings.extend(w for w in warnings if w not in row.warnings)
 
 
-def _flag(value: Any, *, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    if isinstance(value, str):
-        return value.strip().lower() not in ("false", "0", "no", "off")
-    return bool(value)

@@ -39,7 +39,6 @@ from typing import Any
 
 from crm_hooks.errors import BadCredentialsError, BadRecordError
 from crm_hooks.housecallpro import (
-    DEFAULT_COUNTRY,
     MAX_PAGE_SIZE,
     HousecallProHook,
     HousecallProUnconfirmedWrite,
@@ -71,11 +70,6 @@ class HousecallProDestination(Destination):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        settings = self.crm_settings
-        self.tag = str(settings.get("tag") or mapping.DEFAULT_TAG)
-        self.notify = bool(settings.get("notifyCustomers", False))
-        self.country = str(settings.get("defaultCountry") or DEFAULT_COUNTRY)
-        self.schedule_minutes = _minutes(settings.get("jobDurationMinutes"), 60) if settings.get("scheduleJobs") else None
         self.job_types: dict[str, str] = {}
         #: this run's knowledge: match key -> ref, customer id -> Customer record
         self._refs: dict[str, CustomerRef] = {}
@@ -135,8 +129,10 @@ class HousecallProDestination(Destination):
         return per_record(distinct_customers(rows), self._create_customer, lambda r: r.customer_key)
 
     def _create_customer(self, row: PreparedCheckIn) -> RecordResult:
-        payload, warnings = mapping.customer_payload(row.customer, tags=[self.tag],
-                                                     notifications_enabled=self.notify, country=self.country)
+        options = self.hook.crm_settings
+        payload, warnings = mapping.customer_payload(row.customer, tags=[options.tag],
+                                                     notifications_enabled=options.notify_customers,
+                                                     country=options.default_country)
         _warn(row, warnings)
 
         def lookup() -> dict[str, Any] | None:
@@ -213,7 +209,7 @@ class HousecallProDestination(Destination):
         address_id = mapping.pick_address(addresses, row.customer)
         if address_id:
             return address_id
-        payload = mapping.address_payload(row.customer, self.country)
+        payload = mapping.address_payload(row.customer, self.hook.crm_settings.default_country)
         if payload is None:
             fallback = mapping.pick_address(addresses, Customer())
             if fallback:
@@ -248,9 +244,10 @@ class HousecallProDestination(Destination):
             return RecordResult(key, error="Housecall Pro jobs need a service address: the customer has none in "
                                            "Housecall Pro and the check-in's address is incomplete "
                                            f"(street {echo(row.customer.street or '')}, city, state and zip needed)")
-        payload, warnings = mapping.job_payload(row, ref.crm_id, address_id, tags=[self.tag],
+        options = self.hook.crm_settings
+        payload, warnings = mapping.job_payload(row, ref.crm_id, address_id, tags=[options.tag],
                                                 job_type_id=self._job_type_id(row),
-                                                schedule_minutes=self.schedule_minutes)
+                                                schedule_minutes=options.schedule_minutes)
         _warn(row, warnings)
         not_before = row.visit.occurred_at if row.visit else None
         job = _create_once(lambda: self.hook.create_job(payload),
@@ -372,14 +369,6 @@ def _create_once(send: Callable[[], dict[str, Any]], lookup: Callable[[], dict[s
 
 def _warn(row: PreparedCheckIn, warnings: Sequence[str]) -> None:
     row.warnings.extend(w for w in warnings if w not in row.warnings)
-
-
-def _minutes(raw: Any, default: int) -> int:
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        return default
-    return value if value > 0 else default
 
 
 def _timestamp(raw: Any) -> datetime | None:

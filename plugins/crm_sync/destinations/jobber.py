@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 import phonenumbers
 
-from crm_hooks.errors import ConfigurationError, CrmError
+from crm_hooks.errors import CrmError
 from crm_hooks.jobber import JobberHook
 from crm_hooks.jobber_graphql import MutationOutcome
 from crm_sync.destinations.base import CrmCustomerRecord, CustomerRef, Destination, distinct_customers
@@ -53,8 +53,6 @@ T = TypeVar("T")
 ABSENT_TTL_SECONDS = 120.0
 #: Jobs created this long before the oldest uncertain check-in are scanned too (clock skew).
 SCAN_MARGIN = timedelta(days=1)
-INVOICING_TYPES = ("FIXED_PRICE", "VISIT_BASED")
-INVOICING_SCHEDULES = ("ON_COMPLETION", "PERIODIC", "PER_VISIT", "NEVER")
 PROPERTIES_PER_CLIENT = 20
 
 
@@ -68,27 +66,18 @@ class JobberDestination(Destination):
         self._properties: dict[str, list[tuple[str, str | None]]] = {}
         #: match key -> when the CRM search last confirmed no client has it
         self._absent: dict[str, float] = {}
-        self.invoicing_type, self.invoicing_schedule, self.close_jobs = "FIXED_PRICE", "NEVER", True
 
     # ------------------------------------------------------------------ settings
     def prepare(self) -> None:
         """Check access and the pinned API version (``account``); validate the job settings."""
         self.hook.account()
-        self.invoicing_type = self._choice("invoicingType", INVOICING_TYPES, "FIXED_PRICE")
-        self.invoicing_schedule = self._choice("invoicingSchedule", INVOICING_SCHEDULES, "NEVER")
-        self.close_jobs = self.crm_settings.get("closeJobs", True) is not False
+        self.hook.crm_settings.require("invoicingType", "invoicingSchedule")
         if self.settings.custom_field_mapping:
             self.warnings.append("customFieldMapping: Jobber custom fields are not written by this version; the "
                                  "mapped values are added to the job instructions as 'name: value' lines")
         if self.settings.sync_check_ins_as_jobs and not self.settings.sync_customers:
             self.warnings.append("syncCustomers is off, but a Jobber job needs a client's property: check-ins "
                                  "cannot become jobs and are quarantined")
-
-    def _choice(self, key: str, allowed: Sequence[str], default: str) -> str:
-        value = self.crm_settings.get(key, default)
-        if value not in allowed:
-            raise ConfigurationError(f"jobber: crmSettings.{key} must be one of {', '.join(allowed)}")
-        return str(value)
 
     # ------------------------------------------------------------------ customers
     def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
@@ -222,10 +211,11 @@ class JobberDestination(Destination):
 
         def send(chunk: Sequence[tuple[PreparedCheckIn, str]]) -> dict[str, RecordResult]:
             inputs = []
+            options = self.hook.crm_settings
             for row, property_id in chunk:
                 data, warnings = mapping.job_create_input(
                     row, property_id, custom_fields=self.settings.custom_field_mapping,
-                    invoicing_type=self.invoicing_type, invoicing_schedule=self.invoicing_schedule)
+                    invoicing_type=options.invoicing_type, invoicing_schedule=options.invoicing_schedule)
                 row.warnings.extend(w for w in warnings if w not in row.warnings)
                 inputs.append(data)
             return {row.visit_key: _visit_result(row.visit_key, o, created=True)
@@ -233,7 +223,7 @@ class JobberDestination(Destination):
 
         created = self._in_chunks(jobs, self.hook.JOB_WRITE_COST, send, lambda item: item[0].visit_key)
         results.update(created)
-        if self.close_jobs:
+        if self.hook.crm_settings.close_jobs:
             self._close([res.crm_id for res in created.values() if res.ok and res.crm_id])
         return results
 

@@ -8,10 +8,10 @@ never creates a second record: ``RankItPro_Customer_Key__c`` on Account and
 Contact, ``RankItPro_CheckIn_Key__c`` on Case. :meth:`prepare` checks they exist
 and fails the integration with the list of missing fields otherwise.
 
-From :attr:`SalesforceDestination.BULK_THRESHOLD` records in one batch on (crm_backfill's
-Salesforce batches are 5,000), new Accounts, their Contacts and the Cases each go in one Bulk
-API 2.0 upsert job keyed by the same External IDs instead: about 7 calls per job instead of
-one per 200 records.
+From ``crmSettings.bulkThreshold`` (default :data:`crm_hooks.salesforce.DEFAULT_BULK_THRESHOLD`)
+records in one batch on (crm_backfill's Salesforce batches are 5,000), new Accounts, their
+Contacts and the Cases each go in one Bulk API 2.0 upsert job keyed by the same External IDs
+instead: about 7 calls per job instead of one per 200 records.
 
 The org's daily API allocation is shared with every other integration: the hook
 reads ``Sforce-Limit-Info`` and this destination stops the run cleanly once the
@@ -136,7 +136,7 @@ class SalesforceDestination(Destination):
 
     def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
         customers = distinct_customers(rows)
-        if len(customers) >= self.bulk_threshold:
+        if len(customers) >= self.hook.crm_settings.bulk_threshold:
             return self._create_customers_bulk(customers)
         results: dict[str, RecordResult] = {}
         for chunk in chunked(customers, self.batch_size):
@@ -193,26 +193,14 @@ class SalesforceDestination(Destination):
                 found[rec[CHECKIN_KEY_FIELD]] = rec["Id"]
         return found
 
-    #: From this many Cases (or new customers) in one engine batch on, they go in Bulk API 2.0 upsert jobs instead of
-    #: sObject Collections (Salesforce advises Bulk API above 2,000 records:
-    #: https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/bulk_api_2_limits.htm).
-    #: ``crmSettings.bulkThreshold`` overrides it per integration.
-    BULK_THRESHOLD = 2000
     #: crm_backfill's default batch for Salesforce: big enough for the bulk path.
     backfill_batch_size = 5000
-
-    @property
-    def bulk_threshold(self) -> int:
-        try:
-            return max(1, int(self.crm_settings.get("bulkThreshold") or self.BULK_THRESHOLD))
-        except (TypeError, ValueError):
-            return self.BULK_THRESHOLD
 
     def _case_record(self, row: PreparedCheckIn, ref: CustomerRef | None) -> dict[str, Any]:
         record, warnings = mapping.case_record(
             row, ref.parent_id if ref else None, ref.crm_id if ref else None,
             self.settings.custom_field_mapping, self.case_fields,
-            status=self.crm_settings.get("caseStatus", "Closed"), origin=self.crm_settings.get("caseOrigin"))
+            status=self.hook.crm_settings.case_status, origin=self.hook.crm_settings.case_origin)
         row.warnings.extend(w for w in warnings if w not in row.warnings)
         return record
 
@@ -241,7 +229,7 @@ class SalesforceDestination(Destination):
 
     def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
         """Upsert by the check-in key: creating twice is impossible by construction."""
-        if len(items) >= self.bulk_threshold:
+        if len(items) >= self.hook.crm_settings.bulk_threshold:
             return self._create_visits_bulk(items)
         results: dict[str, RecordResult] = {}
         for chunk in chunked(items, self.batch_size):

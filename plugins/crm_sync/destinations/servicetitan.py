@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from crm_hooks.errors import BadCredentialsError, ConfigurationError
-from crm_hooks.servicetitan import ServiceTitanHook, external_values
+from crm_hooks.servicetitan import JobDefaults, ServiceTitanHook, external_values
 from crm_sync.destinations.base import (
     CrmCustomerRecord,
     CustomerRef,
@@ -37,54 +37,16 @@ from crm_sync.match_key import MatchKey, MatchKind
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult, SyncSettings
 from crm_sync.text import echo
 
-#: crmSettings keys of the job defaults every ServiceTitan job needs.
-REQUIRED_JOB_SETTINGS = ("businessUnitId", "jobTypeId", "campaignId", "priority")
 MARKERS_PER_LOOKUP = 25
-
-
-def parse_job_defaults(settings: dict[str, Any]) -> mapping.JobDefaults:
-    """``crmSettings`` -> :class:`JobDefaults`.
-
-    :raises ConfigurationError: naming every missing or malformed key.
-    """
-    missing = [k for k in REQUIRED_JOB_SETTINGS if settings.get(k) in (None, "")]
-    if missing:
-        raise ConfigurationError(
-            f"servicetitan: crmSettings is missing {', '.join(missing)} (every ServiceTitan job needs a business "
-            "unit, job type, campaign and priority; set the tenant's ids under crmSettings)")
-    ids: dict[str, int] = {}
-    bad = []
-    for key in ("businessUnitId", "jobTypeId", "campaignId"):
-        try:
-            ids[key] = int(str(settings[key]).strip())
-        except ValueError:
-            bad.append(key)
-    minutes = settings.get("appointmentMinutes", 60)
-    try:
-        minutes = int(minutes)
-    except (TypeError, ValueError):
-        bad.append("appointmentMinutes")
-    technicians = settings.get("technicianIds") or []
-    try:
-        technician_ids = tuple(int(t) for t in (technicians if isinstance(technicians, list) else [technicians]))
-    except (TypeError, ValueError):
-        bad.append("technicianIds")
-    if bad or not 1 <= minutes <= 24 * 60:
-        raise ConfigurationError(f"servicetitan: crmSettings {', '.join(bad) or 'appointmentMinutes'} must be "
-                                 "numeric ServiceTitan ids (appointmentMinutes: 1-1440)")
-    return mapping.JobDefaults(ids["businessUnitId"], ids["jobTypeId"], ids["campaignId"],
-                               str(settings["priority"]).strip(), minutes, technician_ids)
 
 
 class ServiceTitanDestination(Destination):
     crm_type = "servicetitan"
     hook: ServiceTitanHook
 
-    def __init__(self, hook: ServiceTitanHook, settings: SyncSettings, crm_settings: dict[str, Any] | None = None):
-        super().__init__(hook, settings, crm_settings)
-        self.country = str(self.crm_settings.get("defaultCountry") or "USA")
-        self.customer_type = str(self.crm_settings.get("customerType") or "Residential")
-        self.job_defaults: mapping.JobDefaults | None = None
+    def __init__(self, hook: ServiceTitanHook, settings: SyncSettings):
+        super().__init__(hook, settings)
+        self.job_defaults: JobDefaults | None = None
         #: marker values looked up in this run (found or not), so a create always follows a lookup
         self._markers_checked: set[str] = set()
         self._marker_hits: dict[str, dict[str, Any]] = {}
@@ -107,7 +69,7 @@ class ServiceTitanDestination(Destination):
                                      "job custom field type id (a number); the field is not sent")
         if not self.settings.sync_check_ins_as_jobs:
             return
-        defaults = parse_job_defaults(self.crm_settings)
+        defaults = self.hook.crm_settings.required_job_defaults()
         checks = (("businessUnitId", defaults.business_unit_id, self.hook.get_business_unit, "business unit"),
                   ("jobTypeId", defaults.job_type_id, self.hook.get_job_type, "job type"),
                   ("campaignId", defaults.campaign_id, self.hook.get_campaign, "campaign"))
@@ -153,7 +115,7 @@ class ServiceTitanDestination(Destination):
                 return str(loc["id"])
         if locations:
             return str(locations[0]["id"])
-        payload = mapping.location_payload(customer_id, customer, self.country)
+        payload = mapping.location_payload(customer_id, customer, self.hook.crm_settings.default_country)
         return str(self.hook.create_location(payload)["id"]) if payload else None
 
     def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
@@ -196,8 +158,10 @@ class ServiceTitanDestination(Destination):
                 customer_id = int(existing[key]["id"])
                 return RecordResult(key, crm_id=str(customer_id),
                                     extra={"parent_id": self._location_for(customer_id, row.customer)})
-            payload, warnings, error = mapping.customer_payload(row, self.hook.application_guid, country=self.country,
-                                                                customer_type=self.customer_type)
+            options = self.hook.crm_settings
+            payload, warnings, error = mapping.customer_payload(row, self.hook.application_guid,
+                                                                country=options.default_country,
+                                                                customer_type=options.customer_type)
             row.warnings.extend(w for w in warnings if w not in row.warnings)
             if payload is None:
                 return RecordResult(key, error=error)

@@ -28,6 +28,7 @@ from datetime import tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from crm_hooks.fieldedge import DEFAULT_LEAD_SOURCE
 from crm_sync.contacts import to_e164
 from crm_sync.mapping.common import (
     fit_text,
@@ -38,7 +39,7 @@ from crm_sync.mapping.common import (
 from crm_sync.models import Customer, PreparedCheckIn
 from crm_sync.text import echo
 
-__all__ = ["CHECKIN_KEY_METADATA", "DEFAULT_SOURCE", "NAME_MAX", "NAME_MIN", "NOTES_LIMIT", "customer_payload",
+__all__ = ["CHECKIN_KEY_METADATA", "NAME_MAX", "NAME_MIN", "NOTES_LIMIT", "customer_payload",
            "customer_update", "lead_payload", "lead_phone", "record_payload"]
 
 NAME_MIN, NAME_MAX = 2, 50
@@ -46,7 +47,6 @@ NAME_MIN, NAME_MAX = 2, 50
 NOTES_LIMIT = 4_000
 #: UNCONFIRMED: longest metaData value sent (custom field mapping).
 METADATA_VALUE_LIMIT = 1_000
-DEFAULT_SOURCE = "rankitpro"
 #: metaData key holding the visit key (the same value as ``trackingId``), readable in FieldEdge.
 CHECKIN_KEY_METADATA = "rankitproCheckInKey"
 NOTES_HEADER = "Completed visit logged in Rank It Pro (not a booking request)"
@@ -161,7 +161,7 @@ def lead_payload(
     customer_id: str | None,
     custom_fields: Mapping[str, str],
     *,
-    source: str = DEFAULT_SOURCE,
+    source: str = DEFAULT_LEAD_SOURCE,
     zone: tzinfo | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The ``POST /v1/leads`` body for one check-in's visit, and warnings.

@@ -19,19 +19,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, timedelta
 from typing import Any
 
-from crm_hooks.housecallpro import DEFAULT_COUNTRY, NOTE_LIMIT, TEXT_FIELD_LIMIT
+from crm_hooks.housecallpro import DEFAULT_COUNTRY, DEFAULT_TAG, NOTE_LIMIT, TEXT_FIELD_LIMIT
 from crm_sync.contacts import to_e164
 from crm_sync.mapping.common import fit_text, national_digits
 from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn
 from crm_sync.text import echo, utf16_len, utf16_prefix
 
-__all__ = ["DEFAULT_TAG", "NOTE_LIMIT", "address_payload", "customer_changes", "customer_matches", "customer_payload",
+__all__ = ["NOTE_LIMIT", "address_payload", "customer_changes", "customer_matches", "customer_payload",
            "customer_update_payload", "hcp_phone", "job_note", "job_payload", "marker_line", "markers_in",
            "pick_address", "search_text"]
 
-#: Tag put on every job (and every customer) the sync creates (``crmSettings.tag``).
-DEFAULT_TAG = "Rank It Pro"
 _MARKER_LINE = "[Rank It Pro sync key: {key}]"
 _MARKER = re.compile(r"\[Rank It Pro sync key: (rankitpro-\d+-\d+)\]")
 _WS = re.compile(r"\s+")

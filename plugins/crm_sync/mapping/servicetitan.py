@@ -23,10 +23,10 @@ from __future__ import annotations
 import hashlib
 import html
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from crm_hooks.servicetitan import JobDefaults
 from crm_sync.mapping.common import (
     fit_text,
     iso_utc,
@@ -42,7 +42,6 @@ __all__ = [
     "DEFAULT_CUSTOMER_NAME",
     "LIMITS",
     "VISIT_MARKER_KEY",
-    "JobDefaults",
     "address",
     "customer_name",
     "customer_payload",
@@ -67,18 +66,6 @@ LIMITS: dict[str, int] = {
     "contact": 255, "memo": 255, "summary": 10_000, "custom_value": 4_000, "marker": 100,
 }
 _ADDRESS_PARTS = ("street", "city", "state", "zip")
-
-
-@dataclass(frozen=True)
-class JobDefaults:
-    """The per-tenant values every job needs (``crmSettings``), plus appointment length and technicians."""
-
-    business_unit_id: int
-    job_type_id: int
-    campaign_id: int
-    priority: str
-    appointment_minutes: int = 60
-    technician_ids: tuple[int, ...] = field(default=())
 
 
 phone_value = national_digits
