@@ -107,6 +107,14 @@ def test_housecallpro_destination_settings():
                          "default 60 used")]
 
 
+def test_housecallpro_switches_written_as_text_are_read_as_switches():
+    """An admin form that stores "false" must not switch customer notifications on."""
+    off, _ = settings_of("housecallpro", {"notifyCustomers": "false", "scheduleJobs": "no"})
+    assert (off.notify_customers, off.schedule_jobs) == (False, False)
+    on, _ = settings_of("housecallpro", {"notifyCustomers": "true", "scheduleJobs": True})
+    assert (on.notify_customers, on.schedule_jobs) == (True, True)
+
+
 def test_servicetitan_destination_settings():
     defaults, warnings = settings_of("servicetitan", {})
     assert (defaults.default_country, defaults.customer_type, defaults.job_defaults) == ("USA", "Residential", None)

@@ -124,9 +124,9 @@ class HousecallProSettings(CrmSettings):
         per_minute = reader.number("requestsPerMinute", default=DEFAULT_REQUESTS_PER_MINUTE, minimum=1, maximum=600)
         return cls(company_id=reader.present("companyId"), requests_per_minute=per_minute,
                    tag=reader.present("tag") or DEFAULT_TAG,
-                   notify_customers=bool(reader.raw.get("notifyCustomers", False)),
+                   notify_customers=reader.flag("notifyCustomers", default=False),
                    default_country=reader.present("defaultCountry") or DEFAULT_COUNTRY,
-                   schedule_jobs=bool(reader.raw.get("scheduleJobs")),
+                   schedule_jobs=reader.flag("scheduleJobs", default=False),
                    job_duration_minutes=reader.integer("jobDurationMinutes", default=DEFAULT_JOB_MINUTES, minimum=1))
 
     @property
