@@ -77,8 +77,12 @@ def crm_bench(crm: str, stand_in_rps: float | None, prefix: str = "crm-bench-") 
     create_app_schema(engine)
     migrate(engine)
     port = _free_port()
-    sandbox = subprocess.Popen([sys.executable, "-m", "crm_sandbox", "--host", "127.0.0.1", "--port", str(port)],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "crm_sandbox", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(url)

@@ -45,15 +45,21 @@ def seed(url: str, rows: int) -> dict:
     seed_check_ins(engine, company_id, technician_id, rows, start=START, days=DAYS)
     seeded = time.perf_counter() - t0
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, crm_customer_id, crm_visit_id, "
-            "attempts, synced_at, first_attempt_at, last_attempt_at) "
-            "SELECT company_id, 'hubspot', id, 'synced', 'C' || id, 'V' || id, 1, now(), now(), now() "
-            "FROM check_ins WHERE id % 2 = 0"))
-        conn.execute(sa.text(
-            "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, error_kind, last_error, attempts) "
-            "SELECT company_id, 'salesforce', id, 'quarantined', 'no_match', 'customer not found in CRM', 2 "
-            "FROM check_ins WHERE id % 10 = 4"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, crm_customer_id, crm_visit_id, "
+                "attempts, synced_at, first_attempt_at, last_attempt_at) "
+                "SELECT company_id, 'hubspot', id, 'synced', 'C' || id, 'V' || id, 1, now(), now(), now() "
+                "FROM check_ins WHERE id % 2 = 0"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, error_kind, last_error, attempts) "
+                "SELECT company_id, 'salesforce', id, 'quarantined', 'no_match', 'customer not found in CRM', 2 "
+                "FROM check_ins WHERE id % 10 = 4"
+            )
+        )
         conn.execute(sa.text("ANALYZE"))
     engine.dispose()
     return {"company_id": company_id, "seed_seconds": round(seeded, 1)}
@@ -65,18 +71,30 @@ def run_one(url: str, company_id: int, days: int, chunk_size: int, formats: list
     from crm_sync.export import resolve_params, run_export
 
     engine = make_engine(url)
-    params = resolve_params({"company_ids": [company_id], "date_from": START.date().isoformat(),
-                             "date_to": (START.date() + timedelta(days=days - 1)).isoformat(),
-                             "chunk_size": chunk_size, "formats": formats}, run_date=date.today())
+    params = resolve_params(
+        {
+            "company_ids": [company_id],
+            "date_from": START.date().isoformat(),
+            "date_to": (START.date() + timedelta(days=days - 1)).isoformat(),
+            "chunk_size": chunk_size,
+            "formats": formats,
+        },
+        run_date=date.today(),
+    )
     rss_before = peak_rss_mb()
     t0 = time.perf_counter()
     manifest = run_export(engine, params, Path(out), run_id=f"bench_{days}")
     seconds = time.perf_counter() - t0
     engine.dispose()
-    return {"rows": manifest["row_count"], "check_ins": manifest["check_in_count"], "seconds": round(seconds, 1),
-            "rows_per_s": round(manifest["row_count"] / seconds), "peak_rss_mb": round(peak_rss_mb(), 1),
-            "rss_before_mb": round(rss_before, 1),
-            "files_mb": {f["format"]: round(f["bytes"] / 2**20, 1) for f in manifest["files"]}}
+    return {
+        "rows": manifest["row_count"],
+        "check_ins": manifest["check_in_count"],
+        "seconds": round(seconds, 1),
+        "rows_per_s": round(manifest["row_count"] / seconds),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "rss_before_mb": round(rss_before, 1),
+        "files_mb": {f["format"]: round(f["bytes"] / 2**20, 1) for f in manifest["files"]},
+    }
 
 
 def main() -> None:
@@ -101,16 +119,37 @@ def main() -> None:
         print(f"seeding {args.rows:,} check-ins over {DAYS} days ...", flush=True)
         info = seed(url, args.rows)
         print(f"seeded in {info['seed_seconds']} s ({args.rows / info['seed_seconds']:,.0f} rows/s with COPY)")
-        print(f"{'range':>9} {'rows':>10} {'seconds':>8} {'rows/s':>8} {'peak RSS MB':>12} {'RSS before':>11}  files MB")
+        print(
+            f"{'range':>9} {'rows':>10} {'seconds':>8} {'rows/s':>8} {'peak RSS MB':>12} {'RSS before':>11}  files MB"
+        )
         for days in (DAYS // 10, DAYS):
-            proc = subprocess.run([sys.executable, __file__, "--one", url, str(info["company_id"]), str(days),
-                                   str(tmp / f"out{days}"), "--chunk-size", str(args.chunk_size),
-                                   "--formats", args.formats], capture_output=True, text=True, cwd=ROOT, check=False)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    url,
+                    str(info["company_id"]),
+                    str(days),
+                    str(tmp / f"out{days}"),
+                    "--chunk-size",
+                    str(args.chunk_size),
+                    "--formats",
+                    args.formats,
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                check=False,
+            )
             if proc.returncode:
                 sys.exit(proc.stderr[-3000:])
             r = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(f"{days:>4} days {r['rows']:>10,} {r['seconds']:>8} {r['rows_per_s']:>8,} {r['peak_rss_mb']:>12} "
-                  f"{r['rss_before_mb']:>11}  {r['files_mb']}", flush=True)
+            print(
+                f"{days:>4} days {r['rows']:>10,} {r['seconds']:>8} {r['rows_per_s']:>8,} {r['peak_rss_mb']:>12} "
+                f"{r['rss_before_mb']:>11}  {r['files_mb']}",
+                flush=True,
+            )
     finally:
         server.cleanup()
         import shutil

@@ -91,17 +91,29 @@ def seed(engine, company_id: int, technician_id: int, n: int, seed_no: int) -> f
     t0 = time.perf_counter()
     with engine.connect() as conn:
         after = conn.execute(sa.text("SELECT coalesce(max(id), 0) FROM check_ins")).scalar_one()
-    seed_check_ins(engine, company_id, technician_id, n, start=datetime.combine(DAY_FROM, datetime.min.time()),
-                   days=DAYS, seed=seed_no)
+    seed_check_ins(
+        engine,
+        company_id,
+        technician_id,
+        n,
+        start=datetime.combine(DAY_FROM, datetime.min.time()),
+        days=DAYS,
+        seed=seed_no,
+    )
     with engine.begin() as conn:
         conn.execute(sa.text(LEDGER_SQL), {"after_id": after, "slow_day": DAY_TO - timedelta(days=10)})
-        conn.execute(sa.text(
-            "INSERT INTO crm_sync.integration_state (company_id, crm_type, settled_id) "
-            "SELECT :c, 'hubspot', max(id) FROM check_ins ON CONFLICT (company_id, crm_type) "
-            "DO UPDATE SET settled_id = EXCLUDED.settled_id"), {"c": company_id})
+        conn.execute(
+            sa.text(
+                "INSERT INTO crm_sync.integration_state (company_id, crm_type, settled_id) "
+                "SELECT :c, 'hubspot', max(id) FROM check_ins ON CONFLICT (company_id, crm_type) "
+                "DO UPDATE SET settled_id = EXCLUDED.settled_id"
+            ),
+            {"c": company_id},
+        )
         conn.execute(sa.text("DELETE FROM crm_sync.reconciliation_runs"))
-        conn.execute(sa.text(RECON_SQL), {"company_id": company_id, "day_from": DAY_FROM,
-                                          "day_end": DAY_TO + timedelta(days=1)})
+        conn.execute(
+            sa.text(RECON_SQL), {"company_id": company_id, "day_from": DAY_FROM, "day_end": DAY_TO + timedelta(days=1)}
+        )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("VACUUM ANALYZE"))
     return time.perf_counter() - t0
@@ -123,10 +135,17 @@ def run_one(url: str, out: str) -> dict:
     result = build_report(engine, run_id="bench_report", output_dir=Path(out), day_from=DAY_FROM, day_to=DAY_TO)
     report_s = time.perf_counter() - t0
     engine.dispose()
-    return {"metric_rows": rows, "metrics_s": round(metrics_s, 1), "report_s": round(report_s, 1),
-            "csv_rows": result["csv_rows"], "html_kb": round(Path(result["html"]).stat().st_size / 1024),
-            "eligible": result["headline"]["eligible"], "rss_start_mb": round(rss_start, 1),
-            "rss_after_metrics_mb": round(rss_metrics, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
+    return {
+        "metric_rows": rows,
+        "metrics_s": round(metrics_s, 1),
+        "report_s": round(report_s, 1),
+        "csv_rows": result["csv_rows"],
+        "html_kb": round(Path(result["html"]).stat().st_size / 1024),
+        "eligible": result["headline"]["eligible"],
+        "rss_start_mb": round(rss_start, 1),
+        "rss_after_metrics_mb": round(rss_metrics, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
 
 
 def main() -> None:
@@ -156,22 +175,39 @@ def main() -> None:
         import sqlalchemy as sa
 
         with engine.begin() as conn:
-            conn.execute(sa.text(RUNS_SQL), {"company_id": company_id, "per_run": max(1, args.small // 2880),
-                                             "day_from": DAY_FROM, "day_to": DAY_TO + timedelta(hours=23)})
-        print(f"{'check-ins':>10} {'seed s':>7} {'metrics s':>9} {'report s':>8} {'metric rows':>11} "
-              f"{'CSV rows':>9} {'HTML KB':>8} {'RSS start MB':>12} {'peak RSS MB':>11}", flush=True)
+            conn.execute(
+                sa.text(RUNS_SQL),
+                {
+                    "company_id": company_id,
+                    "per_run": max(1, args.small // 2880),
+                    "day_from": DAY_FROM,
+                    "day_to": DAY_TO + timedelta(hours=23),
+                },
+            )
+        print(
+            f"{'check-ins':>10} {'seed s':>7} {'metrics s':>9} {'report s':>8} {'metric rows':>11} "
+            f"{'CSV rows':>9} {'HTML KB':>8} {'RSS start MB':>12} {'peak RSS MB':>11}",
+            flush=True,
+        )
         total = 0
         for step, target in enumerate((args.small, args.rows)):
             seeded = seed(engine, company_id, technician_id, target - total, seed_no=7 + step)
             total = target
-            proc = subprocess.run([sys.executable, __file__, "--one", url, str(tmp / f"out{step}")],
-                                  capture_output=True, text=True, cwd=ROOT, check=False)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--one", url, str(tmp / f"out{step}")],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                check=False,
+            )
             if proc.returncode:
                 sys.exit(proc.stderr[-3000:])
             r = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(f"{total:>10,} {seeded:>7.0f} {r['metrics_s']:>9} {r['report_s']:>8} {r['metric_rows']:>11,} "
-                  f"{r['csv_rows']:>9,} {r['html_kb']:>8,} {r['rss_start_mb']:>12} {r['peak_rss_mb']:>11}",
-                  flush=True)
+            print(
+                f"{total:>10,} {seeded:>7.0f} {r['metrics_s']:>9} {r['report_s']:>8} {r['metric_rows']:>11,} "
+                f"{r['csv_rows']:>9,} {r['html_kb']:>8,} {r['rss_start_mb']:>12} {r['peak_rss_mb']:>11}",
+                flush=True,
+            )
         engine.dispose()
     finally:
         server.cleanup()

@@ -49,10 +49,18 @@ def run_one(crm: str, rows: int, repeat_share: float, stand_in_rps: float | None
         rss_before = peak_rss_mb()
         started = time.monotonic()
         settings, _ = parse_sync_settings(integration.get("syncSettings"))
-        destination = destination_for(crm, integration, settings,
-                                      credentials_writer=credentials_writer(engine, company_id, crm))
-        result = IntegrationSync(engine, company_id=company_id, crm_type=crm, integration=integration,
-                                 run_id=f"bench-{crm}-{rows}", options=SyncOptions(), destination=destination).run()
+        destination = destination_for(
+            crm, integration, settings, credentials_writer=credentials_writer(engine, company_id, crm)
+        )
+        result = IntegrationSync(
+            engine,
+            company_id=company_id,
+            crm_type=crm,
+            integration=integration,
+            run_id=f"bench-{crm}-{rows}",
+            options=SyncOptions(),
+            destination=destination,
+        ).run()
         seconds = time.monotonic() - started
         with engine.connect() as conn:
             synced = conn.execute(sa.text("SELECT count(*) FROM crm_sync.ledger WHERE status = 'synced'")).scalar()
@@ -64,14 +72,25 @@ def run_one(crm: str, rows: int, repeat_share: float, stand_in_rps: float | None
         if points_per and stats.quota_restore_rate:
             # A cost budget (Jobber) binds too: the lower of the two bounds is the real one.
             bound = min(bound, stats.quota_restore_rate / points_per)
-        return {"crm": crm, "rows": rows, "synced": synced, "status": result.status, "seconds": round(seconds, 2),
-                "checkins_per_s": round(achieved, 1), "api_calls": result.api_calls,
-                "calls_per_checkin": round(calls_per, 4), "points_per_checkin": round(points_per, 1),
-                "limit_rps": round(limit_rps, 2),
-                "bound_per_s": round(bound, 1), "ratio": round(achieved / bound, 3) if bound else None,
-                "customers_created": result.customers_created, "customers_found": result.customers_found,
-                "rate_limited": result.rate_limited, "peak_rss_mb": round(peak_rss_mb(), 1),
-                "rss_before_sync_mb": round(rss_before, 1)}
+        return {
+            "crm": crm,
+            "rows": rows,
+            "synced": synced,
+            "status": result.status,
+            "seconds": round(seconds, 2),
+            "checkins_per_s": round(achieved, 1),
+            "api_calls": result.api_calls,
+            "calls_per_checkin": round(calls_per, 4),
+            "points_per_checkin": round(points_per, 1),
+            "limit_rps": round(limit_rps, 2),
+            "bound_per_s": round(bound, 1),
+            "ratio": round(achieved / bound, 3) if bound else None,
+            "customers_created": result.customers_created,
+            "customers_found": result.customers_found,
+            "rate_limited": result.rate_limited,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "rss_before_sync_mb": round(rss_before, 1),
+        }
 
 
 def main() -> None:
@@ -79,30 +98,52 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--crm", default="", help="comma-separated CRM types (default: every profile)")
     parser.add_argument("--repeat-share", type=float, default=0.4, help="share of check-ins by returning customers")
-    parser.add_argument("--stand-in-rps", type=float, default=None,
-                        help="pace for CRMs that document no per-second limit (default: the profile's)")
+    parser.add_argument(
+        "--stand-in-rps",
+        type=float,
+        default=None,
+        help="pace for CRMs that document no per-second limit (default: the profile's)",
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(args.crm, args.rows, args.repeat_share, args.stand_in_rps)))
         return
-    print(f"{'crm':<11} {'rows':>7} {'synced':>7} {'secs':>7} {'chk-ins/s':>9} {'calls':>6} {'calls/chk':>9} "
-          f"{'pts/chk':>7} {'limit r/s':>9} {'bound/s':>8} {'ratio':>6} {'peak MB':>8}")
+    print(
+        f"{'crm':<11} {'rows':>7} {'synced':>7} {'secs':>7} {'chk-ins/s':>9} {'calls':>6} {'calls/chk':>9} "
+        f"{'pts/chk':>7} {'limit r/s':>9} {'bound/s':>8} {'ratio':>6} {'peak MB':>8}"
+    )
     from localdev.crm_profiles import PROFILES
 
     for crm in [c for c in args.crm.split(",") if c] or list(PROFILES):
         for rows in (max(1, args.rows // 4), args.rows):
-            out = subprocess.run([sys.executable, __file__, "--one", "--crm", crm, "--rows", str(rows),
-                                  "--repeat-share", str(args.repeat_share)]
-                                 + (["--stand-in-rps", str(args.stand_in_rps)] if args.stand_in_rps else []),
-                                 capture_output=True, text=True, cwd=ROOT)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    "--crm",
+                    crm,
+                    "--rows",
+                    str(rows),
+                    "--repeat-share",
+                    str(args.repeat_share),
+                ]
+                + (["--stand-in-rps", str(args.stand_in_rps)] if args.stand_in_rps else []),
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
             if out.returncode != 0:
                 print(f"{crm} {rows}: failed\n{out.stderr[-2000:]}")
                 continue
             r = json.loads(next(line for line in reversed(out.stdout.splitlines()) if line.startswith('{"crm"')))
-            print(f"{r['crm']:<11} {r['rows']:>7} {r['synced']:>7} {r['seconds']:>7} {r['checkins_per_s']:>9} "
-                  f"{r['api_calls']:>6} {r['calls_per_checkin']:>9} {r['points_per_checkin']:>7} {r['limit_rps']:>9} {r['bound_per_s']:>8} "
-                  f"{r['ratio']:>6} {r['peak_rss_mb']:>8}", flush=True)
+            print(
+                f"{r['crm']:<11} {r['rows']:>7} {r['synced']:>7} {r['seconds']:>7} {r['checkins_per_s']:>9} "
+                f"{r['api_calls']:>6} {r['calls_per_checkin']:>9} {r['points_per_checkin']:>7} {r['limit_rps']:>9} {r['bound_per_s']:>8} "
+                f"{r['ratio']:>6} {r['peak_rss_mb']:>8}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     # uvicorn handles SIGTERM/SIGINT itself (graceful shutdown), then re-raises the signal:
     # this handler turns a re-raised SIGTERM into SystemExit so the state is still saved.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    config = uvicorn.Config(create_app(state), host=args.host, port=args.port, log_level=args.log_level,
-                            access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        create_app(state), host=args.host, port=args.port, log_level=args.log_level, access_log=False, lifespan="off"
+    )
     try:
         uvicorn.Server(config).run()
     except (KeyboardInterrupt, SystemExit):

@@ -51,7 +51,6 @@ def _adapters() -> dict[str, CrmAdapter]:
 ADAPTERS: dict[str, CrmAdapter] = _adapters()
 
 
-
 def _state(request: Request) -> SandboxState:
     return request.app.state.sandbox
 
@@ -133,8 +132,15 @@ async def register_account(request: Request) -> Any:
     state = _state(request)
     with state.lock:
         try:
-            account, created = state.register_account(adapter.crm, name, credentials, limits=limits, options=options,
-                                                      identity_keys=keys, static_tokens=static_tokens)
+            account, created = state.register_account(
+                adapter.crm,
+                name,
+                credentials,
+                limits=limits,
+                options=options,
+                identity_keys=keys,
+                static_tokens=static_tokens,
+            )
         except ConflictError as exc:
             raise AdminError(409, str(exc)) from None
         adapter.prepare(account)
@@ -145,8 +151,10 @@ async def register_account(request: Request) -> Any:
 async def list_accounts(request: Request) -> Any:
     state = _state(request)
     with state.lock:
-        return [{"crm": a.crm, "account": a.name, "credentials": a.credentials, "limits": a.limits,
-                 "options": a.options} for a in state.accounts.values()]
+        return [
+            {"crm": a.crm, "account": a.name, "credentials": a.credentials, "limits": a.limits, "options": a.options}
+            for a in state.accounts.values()
+        ]
 
 
 @admin.delete("/accounts/{crm}/{account}")
@@ -217,8 +225,11 @@ async def stats(request: Request) -> Any:
             st = account.stats
             out[account.crm][account.name] = {
                 "objects": {o: len(account.tables[o]) if o in account.tables else 0 for o in adapter.objects(account)},
-                "requests": st.requests, "rate_limited": st.rate_limited, "faults": st.faults,
-                "by_endpoint": dict(st.by_endpoint)}
+                "requests": st.requests,
+                "rate_limited": st.rate_limited,
+                "faults": st.faults,
+                "by_endpoint": dict(st.by_endpoint),
+            }
     return out
 
 
@@ -315,8 +326,9 @@ async def _admin_error(request: Request, exc: Exception) -> Response:
 
 def create_app(state: SandboxState | None = None) -> FastAPI:
     """The sandbox app over ``state`` (a fresh in-memory state by default)."""
-    app = FastAPI(title="rankitpro CRM sandbox", docs_url="/_sandbox/docs", openapi_url="/_sandbox/openapi.json",
-                  redoc_url=None)
+    app = FastAPI(
+        title="rankitpro CRM sandbox", docs_url="/_sandbox/docs", openapi_url="/_sandbox/openapi.json", redoc_url=None
+    )
     app.state.sandbox = state if state is not None else SandboxState()
     for adapter in ADAPTERS.values():
         app.include_router(adapter.router)

@@ -37,6 +37,7 @@ def poisoned_fields(values: dict[str, Any]) -> list[str]:
     """Names of the fields whose text contains :data:`INVALID_MARKER`."""
     return [k for k, v in values.items() if isinstance(v, str) and INVALID_MARKER in v]
 
+
 #: Path parameters substituted into the per-endpoint stats key (others stay as {name}).
 STAT_PARAMS = frozenset({"objectType", "sobject", "field"})
 
@@ -53,8 +54,10 @@ class VendorError(Exception):
 
 #: RFC 6749 error descriptions as Doorkeeper (the OAuth server of Jobber and of FieldEdge's Gobo) words them.
 UNSUPPORTED_GRANT = "The authorization grant type is not supported by the authorization server."
-INVALID_CLIENT = ("Client authentication failed due to unknown client, no client authentication included, or "
-                  "unsupported authentication method.")
+INVALID_CLIENT = (
+    "Client authentication failed due to unknown client, no client authentication included, or "
+    "unsupported authentication method."
+)
 
 
 def oauth_error(status: int, error: str, description: str | None = None) -> VendorError:
@@ -221,7 +224,9 @@ def fault_error(fault: Fault, rate_limited_body: Any) -> VendorError:
     """Shared fault rendering: the CRM's 429 body, or a plain JSON 5xx."""
     headers = {}
     if fault.retry_after is not None:
-        headers["Retry-After"] = str(int(fault.retry_after) if float(fault.retry_after).is_integer() else fault.retry_after)
+        headers["Retry-After"] = str(
+            int(fault.retry_after) if float(fault.retry_after).is_integer() else fault.retry_after
+        )
     if fault.status == 429:
         return VendorError(429, rate_limited_body, headers)
     return VendorError(int(fault.status or 500), {"status": "error", "message": "internal error"}, headers)

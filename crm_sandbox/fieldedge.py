@@ -100,11 +100,17 @@ UNAUTHORIZED = {"statusCode": 401, "message": "Unauthorized. Access token is mis
 # --------------------------------------------------------------------------- errors
 
 
-def _problem(status: int, title: str, errors: dict[str, list[str]] | None = None, detail: str | None = None
-             ) -> VendorError:
-    body: dict[str, Any] = {"type": "https://tools.ietf.org/html/rfc9110#section-15.5.1" if status == 400
-                            else "https://tools.ietf.org/html/rfc9110#section-15.5.5",
-                            "title": title, "status": status, "traceId": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-00"}
+def _problem(
+    status: int, title: str, errors: dict[str, list[str]] | None = None, detail: str | None = None
+) -> VendorError:
+    body: dict[str, Any] = {
+        "type": "https://tools.ietf.org/html/rfc9110#section-15.5.1"
+        if status == 400
+        else "https://tools.ietf.org/html/rfc9110#section-15.5.5",
+        "title": title,
+        "status": status,
+        "traceId": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-00",
+    }
     if errors:
         body["errors"] = errors
     if detail:
@@ -148,16 +154,30 @@ def _check_name(errors: dict[str, list[str]], field: str, value: Any) -> None:
         _add(errors, field, f"{field} must not contain numbers.")
 
 
-def _check_contact(errors: dict[str, list[str]], prefix: str, email: Any, phone: Any, *, email_opt_in: Any = False,
-                   sms_opt_in: Any = False, phone_field: str = "phoneNumber", international: bool = True) -> None:
+def _check_contact(
+    errors: dict[str, list[str]],
+    prefix: str,
+    email: Any,
+    phone: Any,
+    *,
+    email_opt_in: Any = False,
+    sms_opt_in: Any = False,
+    phone_field: str = "phoneNumber",
+    international: bool = True,
+) -> None:
     if email is not None and (not isinstance(email, str) or not EMAIL_RE.match(email)):
         _add(errors, f"{prefix}email", "The email field is not a valid e-mail address.")
     if phone is not None:
         text = str(phone)
         ok = _INTERNATIONAL_PHONE.match(text) if international else len(re.sub(r"\D", "", text)) >= 7
         if not ok:
-            _add(errors, f"{prefix}{phone_field}", "Phone number must be in international format, e.g. +14155552671."
-                 if international else "Phone number is not valid.")
+            _add(
+                errors,
+                f"{prefix}{phone_field}",
+                "Phone number must be in international format, e.g. +14155552671."
+                if international
+                else "Phone number is not valid.",
+            )
     if not email and not phone:
         _add(errors, f"{prefix}email", "Email is required when phone number is not provided.")
         _add(errors, f"{prefix}{phone_field}", "Phone number is required when email is not provided.")
@@ -180,8 +200,14 @@ def _customer_errors(body: Any, *, creating: bool) -> dict[str, list[str]]:
         _add(errors, "customerId", "Do not include customerId when creating a customer.")
     _check_name(errors, "firstName", body.get("firstName"))
     _check_name(errors, "lastName", body.get("lastName"))
-    _check_contact(errors, "", body.get("email") or None, body.get("phoneNumber") or None,
-                   email_opt_in=body.get("marketingEmailOptIn"), sms_opt_in=body.get("marketingSmsOptIn"))
+    _check_contact(
+        errors,
+        "",
+        body.get("email") or None,
+        body.get("phoneNumber") or None,
+        email_opt_in=body.get("marketingEmailOptIn"),
+        sms_opt_in=body.get("marketingSmsOptIn"),
+    )
     methods = body.get("preferredContactMethods")
     if methods is not None and (not isinstance(methods, list) or any(m not in CONTACT_METHODS for m in methods)):
         _add(errors, "preferredContactMethods", f"Allowed values: {', '.join(CONTACT_METHODS)}.")
@@ -208,8 +234,15 @@ def _lead_errors(account: Account, body: Any) -> dict[str, list[str]]:
         email, phone = customer.get("email") or None, customer.get("phone") or None
         if email or phone or not existing:
             # A lead for a known customer may leave the contact details to the customer record.
-            _check_contact(errors, "customer.", email, phone, email_opt_in=customer.get("marketingEmailOptedIn"),
-                           phone_field="phone", international=False)
+            _check_contact(
+                errors,
+                "customer.",
+                email,
+                phone,
+                email_opt_in=customer.get("marketingEmailOptedIn"),
+                phone_field="phone",
+                international=False,
+            )
     appointment = body.get("appointment")
     if appointment is not None:
         if not isinstance(appointment, dict):
@@ -221,8 +254,11 @@ def _lead_errors(account: Account, body: Any) -> dict[str, list[str]]:
                 _add(errors, "appointment.preferredTime", "preferredTime must be HH:mm.")
             notes = appointment.get("availabilityNotes")
             if isinstance(notes, str) and len(notes) > NOTES_LIMIT:
-                _add(errors, "appointment.availabilityNotes",
-                     f"availabilityNotes must be at most {NOTES_LIMIT} characters.")
+                _add(
+                    errors,
+                    "appointment.availabilityNotes",
+                    f"availabilityNotes must be at most {NOTES_LIMIT} characters.",
+                )
     metadata = body.get("metaData")
     if metadata is not None and not isinstance(metadata, dict):
         _add(errors, "metaData", "metaData must be an object.")
@@ -252,10 +288,17 @@ def _customer_fields(body: dict[str, Any], created_at: str) -> dict[str, Any]:
         display = f"{display} - {company}" if display else company
     address = {k: body.get(k) for k in ("address1", "address2", "city", "state", "zip")}
     return {
-        "firstName": first, "lastName": last, "companyName": company, "displayName": display, **address,
+        "firstName": first,
+        "lastName": last,
+        "companyName": company,
+        "displayName": display,
+        **address,
         **{f"billing{k[0].upper()}{k[1:]}": v for k, v in address.items()},
-        "primaryPhone": _display_phone(body.get("phoneNumber")), "primaryEmail": body.get("email"),
-        "contactOnPhone": "Phone" in methods, "contactOnSms": "SMS" in methods, "contactOnEmail": "Email" in methods,
+        "primaryPhone": _display_phone(body.get("phoneNumber")),
+        "primaryEmail": body.get("email"),
+        "contactOnPhone": "Phone" in methods,
+        "contactOnSms": "SMS" in methods,
+        "contactOnEmail": "Email" in methods,
         "marketingEmailOptIn": bool(body.get("marketingEmailOptIn")),
         "marketingSmsOptIn": bool(body.get("marketingSmsOptIn")),
         "createdAt": created_at,
@@ -291,10 +334,14 @@ def _store_lead(account: Account, body: dict[str, Any], record_id: str | None = 
     customer = dict(body.get("customer") or {})
     customer["customerId"] = customer.pop("customerRefId", None)
     fields = {
-        "trackingId": body.get("trackingId"), "source": body.get("source"), "status": "InProcess",
+        "trackingId": body.get("trackingId"),
+        "source": body.get("source"),
+        "status": "InProcess",
         "preferredContactMethod": body.get("preferredContactMethod"),
         "isExistingCustomer": bool(body.get("isExistingCustomer")),
-        "metaData": body.get("metaData") or {}, "customer": customer, "appointment": body.get("appointment") or {},
+        "metaData": body.get("metaData") or {},
+        "customer": customer,
+        "appointment": body.get("appointment") or {},
         "createdAt": stamp,
     }
     record: Record = {"id": record_id or str(uuid.uuid4()), "fields": fields, "createdAt": stamp, "updatedAt": stamp}
@@ -313,7 +360,9 @@ class FieldEdgeAdapter(CrmAdapter):
     numeric_settings = settings - {"enabled"}
 
     def identity(self, credentials: dict[str, Any]) -> tuple[list[str], list[str]]:
-        if not all(isinstance(credentials.get(k), str) and credentials[k] for k in ("clientId", "clientSecret", "targetId")):
+        if not all(
+            isinstance(credentials.get(k), str) and credentials[k] for k in ("clientId", "clientSecret", "targetId")
+        ):
             raise ValueError("FieldEdge credentials need clientId, clientSecret and targetId")
         return [f"tenant:{credentials['clientId']}:{credentials['targetId']}"], []
 
@@ -337,14 +386,17 @@ class FieldEdgeAdapter(CrmAdapter):
         if quota:
             counter = runtime.setdefault("fe_quota", BucketCounter())
             if counter.total(time.time()) >= int(quota):
-                raise VendorError(403, {"statusCode": 403, "message": "Out of call volume quota. Quota will be "
-                                                                      "replenished in 23:59:59."})
+                raise VendorError(
+                    403,
+                    {"statusCode": 403, "message": "Out of call volume quota. Quota will be replenished in 23:59:59."},
+                )
             counter.add(time.time())
         period = float(account.setting("rate_limit_period", DEFAULT_RATE_PERIOD))
         window = runtime.get("fe_rate")
         if window is None:
-            window = runtime["fe_rate"] = SlidingWindow(int(account.setting("rate_limit_calls", DEFAULT_RATE_CALLS)),
-                                                        period)
+            window = runtime["fe_rate"] = SlidingWindow(
+                int(account.setting("rate_limit_calls", DEFAULT_RATE_CALLS)), period
+            )
         if not window.try_acquire(time.monotonic()):
             wait = max(1, math.ceil(period))
             raise VendorError(429, _rate_limited(wait), {"Retry-After": str(wait)})
@@ -356,8 +408,11 @@ class FieldEdgeAdapter(CrmAdapter):
             raise AdminError(409, f"{obj} {rid} already exists")
         if obj == "customers":
             # Accept the create body or the search-result vocabulary (primaryEmail / primaryPhone).
-            raw = {**body, "email": body.get("email") or body.get("primaryEmail"),
-                   "phoneNumber": body.get("phoneNumber") or body.get("primaryPhone")}
+            raw = {
+                **body,
+                "email": body.get("email") or body.get("primaryEmail"),
+                "phoneNumber": body.get("phoneNumber") or body.get("primaryPhone"),
+            }
             return _store_customer(account, raw, rid)
         return _store_lead(account, body, rid)
 
@@ -410,7 +465,9 @@ async def oauth_token(request: Request) -> Any:
         params = await read_form(request)
     if params.get("grant_type") != "client_credentials":
         raise oauth_error(400, "unsupported_grant_type", UNSUPPORTED_GRANT)
-    client_id, client_secret, target_id = (str(params.get(k) or "") for k in ("client_id", "client_secret", "target_id"))
+    client_id, client_secret, target_id = (
+        str(params.get(k) or "") for k in ("client_id", "client_secret", "target_id")
+    )
     if not target_id:
         raise oauth_error(400, "invalid_request", "The request is missing a required parameter: target_id.")
     state = sandbox_state(request)
@@ -423,8 +480,17 @@ async def oauth_token(request: Request) -> Any:
             raise oauth_error(400, "invalid_grant", "The app is not installed for this target_id.")
         ttl = float(account.setting("token_ttl_seconds", DEFAULT_TOKEN_TTL))
         now = int(time.time())
-        value = _jwt({"iss": "gobo", "sub": client_id, "target_id": target_id, "company_id": target_id,
-                      "iat": now, "exp": now + int(ttl), "jti": uuid.uuid4().hex})
+        value = _jwt(
+            {
+                "iss": "gobo",
+                "sub": client_id,
+                "target_id": target_id,
+                "company_id": target_id,
+                "iat": now,
+                "exp": now + int(ttl),
+                "jti": uuid.uuid4().hex,
+            }
+        )
         state.issue_token(account, value, ttl)
         account.stats.by_endpoint[endpoint_key(request)] += 1
     return json_response({"access_token": value, "token_type": "Bearer", "expires_in": int(ttl), "created_at": now})
@@ -514,4 +580,3 @@ async def find_leads(ctx: Ctx = Depends(_api)) -> Any:
 @router.get(f"{API}/leads/{{leadId}}")
 async def get_lead(leadId: str, ctx: Ctx = Depends(_api)) -> Any:
     return _get_one(ctx, "leads", leadId, _lead_view)
-

@@ -15,8 +15,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["GraphQLError", "InputProblem", "Operation", "Schema", "Selection", "Var", "base_type", "is_list",
-           "parse", "parse_date", "parse_datetime", "resolve_vars"]
+__all__ = [
+    "GraphQLError",
+    "InputProblem",
+    "Operation",
+    "Schema",
+    "Selection",
+    "Var",
+    "base_type",
+    "is_list",
+    "parse",
+    "parse_date",
+    "parse_datetime",
+    "resolve_vars",
+]
 
 
 # =========================================================================== lexer + parser
@@ -25,8 +37,15 @@ __all__ = ["GraphQLError", "InputProblem", "Operation", "Schema", "Selection", "
 class GraphQLError(Exception):
     """A request-level GraphQL error (parse or validation): answered with no ``data``."""
 
-    def __init__(self, message: str, *, line: int | None = None, column: int | None = None,
-                 extensions: dict[str, Any] | None = None, path: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+        extensions: dict[str, Any] | None = None,
+        path: list[Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.line, self.column = line, column
@@ -44,7 +63,8 @@ class GraphQLError(Exception):
         return out
 
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<ws>[\s,\ufeff]+|\#[^\n\r]*)
   | (?P<spread>\.\.\.)
   | (?P<punct>[!$&()\[\]{}:=@|])
@@ -53,7 +73,9 @@ _TOKEN = re.compile(r"""
   | (?P<block>\"\"\"(?:[^"\\]|\\.|"(?!""))*\"\"\")
   | (?P<string>"(?:[^"\\\n\r]|\\(?:["\\/bfnrt]|u[0-9A-Fa-f]{4}))*")
   | (?P<name>[_A-Za-z][_0-9A-Za-z]*)
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 
 
 @dataclass(frozen=True)
@@ -70,8 +92,11 @@ def _lex(source: str) -> list[Tok]:
     while pos < len(source):
         match = _TOKEN.match(source, pos)
         if match is None:
-            raise GraphQLError(f"Parse error on {source[pos:pos + 10]!r} (unexpected character)", line=line,
-                               column=pos - line_start + 1)
+            raise GraphQLError(
+                f"Parse error on {source[pos : pos + 10]!r} (unexpected character)",
+                line=line,
+                column=pos - line_start + 1,
+            )
         kind = match.lastgroup or ""
         text = match.group()
         if kind != "ws":
@@ -105,9 +130,9 @@ class Selection:
 
 @dataclass
 class Operation:
-    kind: str                                   # "query" | "mutation"
+    kind: str  # "query" | "mutation"
     name: str | None
-    variables: dict[str, tuple[str, Any]]      # name -> (type text, default)
+    variables: dict[str, tuple[str, Any]]  # name -> (type text, default)
     selections: list[Selection]
 
 
@@ -140,8 +165,9 @@ class _Parser:
         ops = []
         while not self.peek("eof"):
             if self.peek("name", "fragment"):
-                raise GraphQLError("Fragments are not supported by this sandbox", line=self.tok.line,
-                                   column=self.tok.column)
+                raise GraphQLError(
+                    "Fragments are not supported by this sandbox", line=self.tok.line, column=self.tok.column
+                )
             ops.append(self.operation())
         if len(ops) != 1:
             raise GraphQLError("A request must contain exactly one operation" if ops else "No operation given")
@@ -152,8 +178,9 @@ class _Parser:
             return Operation("query", None, {}, self.selection_set())
         kind_tok = self.take("name")
         if kind_tok.value not in ("query", "mutation"):
-            raise GraphQLError(f"Unsupported operation type {kind_tok.value!r}", line=kind_tok.line,
-                               column=kind_tok.column)
+            raise GraphQLError(
+                f"Unsupported operation type {kind_tok.value!r}", line=kind_tok.line, column=kind_tok.column
+            )
         name = self.take("name").value if self.peek("name") else None
         variables: dict[str, tuple[str, Any]] = {}
         if self.peek("punct", "("):
@@ -167,8 +194,9 @@ class _Parser:
                 variables[var] = (type_text, default)
             self.take("punct", ")")
         if self.peek("punct", "@"):
-            raise GraphQLError("Directives are not supported by this sandbox", line=self.tok.line,
-                               column=self.tok.column)
+            raise GraphQLError(
+                "Directives are not supported by this sandbox", line=self.tok.line, column=self.tok.column
+            )
         return Operation(kind_tok.value, name, variables, self.selection_set())
 
     def type_ref(self) -> str:
@@ -189,8 +217,9 @@ class _Parser:
         out = []
         while not self.peek("punct", "}"):
             if self.peek("spread"):
-                raise GraphQLError("Fragments are not supported by this sandbox", line=self.tok.line,
-                                   column=self.tok.column)
+                raise GraphQLError(
+                    "Fragments are not supported by this sandbox", line=self.tok.line, column=self.tok.column
+                )
             out.append(self.selection())
         self.take("punct", "}")
         if not out:
@@ -212,8 +241,9 @@ class _Parser:
                 args[arg] = self.value(const=False)
             self.take("punct", ")")
         if self.peek("punct", "@"):
-            raise GraphQLError("Directives are not supported by this sandbox", line=self.tok.line,
-                               column=self.tok.column)
+            raise GraphQLError(
+                "Directives are not supported by this sandbox", line=self.tok.line, column=self.tok.column
+            )
         children = self.selection_set() if self.peek("punct", "{") else None
         return Selection(name, alias, args, children, first.line, first.column)
 
@@ -284,8 +314,12 @@ def is_list(type_text: str) -> bool:
 
 
 def _undefined_field(sel: Selection, owner: str) -> GraphQLError:
-    return GraphQLError(f"Field '{sel.name}' doesn't exist on type '{owner}'", line=sel.line, column=sel.column,
-                        extensions={"code": "undefinedField", "typeName": owner, "fieldName": sel.name})
+    return GraphQLError(
+        f"Field '{sel.name}' doesn't exist on type '{owner}'",
+        line=sel.line,
+        column=sel.column,
+        extensions={"code": "undefinedField", "typeName": owner, "fieldName": sel.name},
+    )
 
 
 class InputProblem(Exception):
@@ -317,16 +351,19 @@ class Schema:
         for name, (type_text, _) in op.variables.items():
             base = base_type(type_text)
             if base not in self.scalars and base not in self.enums and base not in self.inputs:
-                raise GraphQLError(f"{base} isn't a defined input type (on ${name})",
-                                   extensions={"code": "variableRequiresValidType", "typeName": base,
-                                               "variableName": name})
+                raise GraphQLError(
+                    f"{base} isn't a defined input type (on ${name})",
+                    extensions={"code": "variableRequiresValidType", "typeName": base, "variableName": name},
+                )
         used: set[str] = set()
         self._validate_set(op.selections, "Mutation" if op.kind == "mutation" else "Query", op, used)
         unused = set(op.variables) - used
         if unused:
             name = min(unused)
-            raise GraphQLError(f"Variable ${name} is declared by {op.name or 'anonymous ' + op.kind} but not used",
-                               extensions={"code": "variableNotUsed", "variableName": name})
+            raise GraphQLError(
+                f"Variable ${name} is declared by {op.name or 'anonymous ' + op.kind} but not used",
+                extensions={"code": "variableNotUsed", "variableName": name},
+            )
 
     def _validate_set(self, selections: list[Selection], owner: str, op: Operation, used: set[str]) -> None:
         seen: dict[str, Selection] = {}
@@ -338,53 +375,93 @@ class Schema:
                 raise _undefined_field(sel, owner)
             other = seen.get(sel.key)
             if other is not None and (other.name != sel.name or other.args != sel.args):
-                raise GraphQLError(f"Field '{sel.key}' has a field conflict: {other.name} or {sel.name}?",
-                                   line=sel.line, column=sel.column, extensions={"code": "fieldConflict"})
+                raise GraphQLError(
+                    f"Field '{sel.key}' has a field conflict: {other.name} or {sel.name}?",
+                    line=sel.line,
+                    column=sel.column,
+                    extensions={"code": "fieldConflict"},
+                )
             seen[sel.key] = sel
             declared = self.args.get((owner, sel.name), {})
             for arg, value in sel.args.items():
                 if arg not in declared:
-                    raise GraphQLError(f"Field '{sel.name}' doesn't accept argument '{arg}'", line=sel.line,
-                                       column=sel.column, extensions={"code": "argumentNotAccepted", "name": sel.name,
-                                                                      "typeName": "Field", "argumentName": arg})
+                    raise GraphQLError(
+                        f"Field '{sel.name}' doesn't accept argument '{arg}'",
+                        line=sel.line,
+                        column=sel.column,
+                        extensions={
+                            "code": "argumentNotAccepted",
+                            "name": sel.name,
+                            "typeName": "Field",
+                            "argumentName": arg,
+                        },
+                    )
                 self._check_var_use(value, declared[arg], op, used, sel, arg)
             for arg, type_text in declared.items():
                 if type_text.endswith("!") and arg not in sel.args:
-                    raise GraphQLError(f"Field '{sel.name}' is missing required arguments: {arg}", line=sel.line,
-                                       column=sel.column, extensions={"code": "missingRequiredArguments",
-                                                                      "className": "Field", "name": sel.name,
-                                                                      "arguments": arg})
+                    raise GraphQLError(
+                        f"Field '{sel.name}' is missing required arguments: {arg}",
+                        line=sel.line,
+                        column=sel.column,
+                        extensions={
+                            "code": "missingRequiredArguments",
+                            "className": "Field",
+                            "name": sel.name,
+                            "arguments": arg,
+                        },
+                    )
             base = base_type(field_type)
             if base in self.outputs:
                 if not sel.children:
-                    raise GraphQLError(f"Field must have selections (field '{sel.name}' returns {field_type} but "
-                                       f"has no selections. Did you mean '{sel.name} {{ ... }}'?)", line=sel.line,
-                                       column=sel.column, extensions={"code": "selectionMismatch", "nodeName": sel.name,
-                                                                      "typeName": field_type})
+                    raise GraphQLError(
+                        f"Field must have selections (field '{sel.name}' returns {field_type} but "
+                        f"has no selections. Did you mean '{sel.name} {{ ... }}'?)",
+                        line=sel.line,
+                        column=sel.column,
+                        extensions={"code": "selectionMismatch", "nodeName": sel.name, "typeName": field_type},
+                    )
                 self._validate_set(sel.children, base, op, used)
             elif sel.children:
-                raise GraphQLError(f"Selections can't be made on scalars (field '{sel.name}' returns {field_type} but "
-                                   "has selections [...])", line=sel.line, column=sel.column,
-                                   extensions={"code": "selectionMismatch", "nodeName": sel.name,
-                                               "typeName": field_type})
+                raise GraphQLError(
+                    f"Selections can't be made on scalars (field '{sel.name}' returns {field_type} but "
+                    "has selections [...])",
+                    line=sel.line,
+                    column=sel.column,
+                    extensions={"code": "selectionMismatch", "nodeName": sel.name, "typeName": field_type},
+                )
 
-    def _check_var_use(self, value: Any, expected: str, op: Operation, used: set[str], sel: Selection,
-                       arg: str) -> None:
+    def _check_var_use(
+        self, value: Any, expected: str, op: Operation, used: set[str], sel: Selection, arg: str
+    ) -> None:
         if isinstance(value, Var):
             used.add(value.name)
             declared = op.variables.get(value.name)
             if declared is None:
-                raise GraphQLError(f"Variable ${value.name} is used by {op.name or 'anonymous ' + op.kind} but not "
-                                   "declared", line=sel.line, column=sel.column,
-                                   extensions={"code": "variableNotDefined", "variableName": value.name})
+                raise GraphQLError(
+                    f"Variable ${value.name} is used by {op.name or 'anonymous ' + op.kind} but not declared",
+                    line=sel.line,
+                    column=sel.column,
+                    extensions={"code": "variableNotDefined", "variableName": value.name},
+                )
             dtype = declared[0]
-            compatible = dtype == expected or (dtype == expected + "!") or (
-                base_type(dtype) == base_type(expected) and is_list(dtype) == is_list(expected))
+            compatible = (
+                dtype == expected
+                or (dtype == expected + "!")
+                or (base_type(dtype) == base_type(expected) and is_list(dtype) == is_list(expected))
+            )
             if not compatible:
-                raise GraphQLError(f"Type mismatch on variable ${value.name} and argument {arg} ({dtype} / {expected})",
-                                   line=sel.line, column=sel.column,
-                                   extensions={"code": "variableMismatch", "variableName": value.name,
-                                               "typeName": dtype, "argumentName": arg, "errorMessage": "Type mismatch"})
+                raise GraphQLError(
+                    f"Type mismatch on variable ${value.name} and argument {arg} ({dtype} / {expected})",
+                    line=sel.line,
+                    column=sel.column,
+                    extensions={
+                        "code": "variableMismatch",
+                        "variableName": value.name,
+                        "typeName": dtype,
+                        "argumentName": arg,
+                        "errorMessage": "Type mismatch",
+                    },
+                )
         elif isinstance(value, list):
             for item in value:
                 self._check_var_use(item, expected.rstrip("!").strip("[]"), op, used, sel, arg)
@@ -423,7 +500,7 @@ class Schema:
                 raise InputProblem(path, f"Expected {json.dumps(value)} to be one of: {allowed}")
             return str(value)
         if inner == "Int":
-            if isinstance(value, bool) or not isinstance(value, int) or not -2**31 <= value < 2**31:
+            if isinstance(value, bool) or not isinstance(value, int) or not -(2**31) <= value < 2**31:
                 raise InputProblem(path, f"Could not coerce value {json.dumps(value)} to Int")
             return value
         if inner == "Float":
@@ -456,7 +533,8 @@ class Schema:
                 raise GraphQLError(
                     f"Variable ${name} of type {type_text} was provided invalid value"
                     + (f" for {'.'.join(exc.path)}" if exc.path else ""),
-                    extensions={"value": value, "problems": [{"path": exc.path, "explanation": exc.problem}]}) from None
+                    extensions={"value": value, "problems": [{"path": exc.path, "explanation": exc.problem}]},
+                ) from None
         return out
 
 

@@ -59,8 +59,17 @@ CRM = "housecallpro"
 DEFAULT_PER_MINUTE = 120
 DEFAULT_NOTE_LIMIT = 10_000
 MAX_PAGE_SIZE = 100
-CUSTOMER_TEXT = ("first_name", "last_name", "email", "company", "mobile_number", "home_number", "work_number",
-                 "lead_source", "notes")
+CUSTOMER_TEXT = (
+    "first_name",
+    "last_name",
+    "email",
+    "company",
+    "mobile_number",
+    "home_number",
+    "work_number",
+    "lead_source",
+    "notes",
+)
 PHONES = ("mobile_number", "home_number", "work_number")
 ADDRESS_FIELDS = ("street", "street_line_2", "city", "state", "zip", "country")
 ADDRESS_REQUIRED = ("street", "city", "state", "zip", "country")
@@ -139,8 +148,7 @@ def _customer_fields(body: dict[str, Any], current: dict[str, Any] | None) -> di
         fields["tags"] = list(dict.fromkeys(tags))
     if current is None:
         if not any(fields.get(k) for k in ("first_name", "last_name", "email", *PHONES)):
-            raise _invalid("One of first_name, last_name, email, mobile_number, home_number, work_number "
-                           "are required")
+            raise _invalid("One of first_name, last_name, email, mobile_number, home_number, work_number are required")
         raw = body.get("addresses") or []
         if not isinstance(raw, list):
             raise _invalid("addresses must be an array")
@@ -163,11 +171,17 @@ def _store(table: Table, fields: dict[str, Any], record: Record | None = None, p
 
 def _render_customer(record: Record) -> dict[str, Any]:
     f = record["fields"]
-    out = {"id": record["id"], **{k: f.get(k) for k in CUSTOMER_TEXT},
-           "notifications_enabled": f.get("notifications_enabled", True), "tags": list(f.get("tags") or []),
-           "addresses": [dict(a) for a in f.get("addresses") or []],
-           "created_at": record["createdAt"], "updated_at": record["updatedAt"],
-           "company_name": "Sandbox Pro", "company_id": "sandbox"}
+    out = {
+        "id": record["id"],
+        **{k: f.get(k) for k in CUSTOMER_TEXT},
+        "notifications_enabled": f.get("notifications_enabled", True),
+        "tags": list(f.get("tags") or []),
+        "addresses": [dict(a) for a in f.get("addresses") or []],
+        "created_at": record["createdAt"],
+        "updated_at": record["updatedAt"],
+        "company_name": "Sandbox Pro",
+        "company_id": "sandbox",
+    }
     return out
 
 
@@ -180,22 +194,35 @@ def _render_job(account: Account, record: Record) -> dict[str, Any]:
     customer = account.tables["customers"].get(f["customer_id"])
     summary = _render_customer(customer) if customer else {"id": f["customer_id"]}
     summary.pop("addresses", None)
-    address = next((a for a in (customer or {}).get("fields", {}).get("addresses") or []
-                    if a["id"] == f["address_id"]), {"id": f["address_id"]})
+    address = next(
+        (a for a in (customer or {}).get("fields", {}).get("addresses") or [] if a["id"] == f["address_id"]),
+        {"id": f["address_id"]},
+    )
     job_type = _job_types(account).get(f.get("job_type_id") or "")
     return {
-        "id": record["id"], "invoice_number": f["invoice_number"], "description": f.get("description"),
-        "customer": summary, "address": dict(address), "notes": [dict(n) for n in f.get("notes") or []],
+        "id": record["id"],
+        "invoice_number": f["invoice_number"],
+        "description": f.get("description"),
+        "customer": summary,
+        "address": dict(address),
+        "notes": [dict(n) for n in f.get("notes") or []],
         "work_status": f["work_status"],
         "work_timestamps": {"on_my_way_at": None, "started_at": None, "completed_at": None},
-        "schedule": dict(f.get("schedule") or {"scheduled_start": None, "scheduled_end": None,
-                                                 "arrival_window": 0}),
-        "total_amount": 0, "outstanding_balance": 0, "subtotal": 0, "assigned_employees": [],
-        "tags": list(f.get("tags") or []), "lead_source": f.get("lead_source"),
-        "job_fields": {"job_type": {"id": job_type["id"], "name": job_type["fields"]["name"]} if job_type else None,
-                       "business_unit": None},
-        "created_at": record["createdAt"], "updated_at": record["updatedAt"],
-        "company_name": "Sandbox Pro", "company_id": "sandbox",
+        "schedule": dict(f.get("schedule") or {"scheduled_start": None, "scheduled_end": None, "arrival_window": 0}),
+        "total_amount": 0,
+        "outstanding_balance": 0,
+        "subtotal": 0,
+        "assigned_employees": [],
+        "tags": list(f.get("tags") or []),
+        "lead_source": f.get("lead_source"),
+        "job_fields": {
+            "job_type": {"id": job_type["id"], "name": job_type["fields"]["name"]} if job_type else None,
+            "business_unit": None,
+        },
+        "created_at": record["createdAt"],
+        "updated_at": record["updatedAt"],
+        "company_name": "Sandbox Pro",
+        "company_id": "sandbox",
     }
 
 
@@ -247,17 +274,26 @@ def _create_job(account: Account, body: dict[str, Any], limit: int) -> Record:
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise _invalid("tags must be an array of strings")
     _poisoned({f"tags[{i}]": t for i, t in enumerate(tags)})
-    job_type_id = ((body.get("job_fields") or {}) if isinstance(body.get("job_fields"), dict) else {}).get("job_type_id")
+    job_type_id = ((body.get("job_fields") or {}) if isinstance(body.get("job_fields"), dict) else {}).get(
+        "job_type_id"
+    )
     if job_type_id and _job_types(account).get(str(job_type_id)) is None:
         raise _invalid("job type not found")
     schedule = _schedule(body.get("schedule"))
     invoice = account.meta.get("hcp_invoice", 1000) + 1
     account.meta["hcp_invoice"] = invoice
-    fields = {"customer_id": customer["id"], "address_id": address_id, "notes": notes,
-              "tags": list(dict.fromkeys(tags)), "job_type_id": str(job_type_id) if job_type_id else None,
-              "schedule": schedule, "work_status": "scheduled" if schedule else "needs scheduling",
-              "invoice_number": str(body.get("invoice_number") or invoice), "description": None,
-              "lead_source": body.get("lead_source")}
+    fields = {
+        "customer_id": customer["id"],
+        "address_id": address_id,
+        "notes": notes,
+        "tags": list(dict.fromkeys(tags)),
+        "job_type_id": str(job_type_id) if job_type_id else None,
+        "schedule": schedule,
+        "work_status": "scheduled" if schedule else "needs scheduling",
+        "invoice_number": str(body.get("invoice_number") or invoice),
+        "description": None,
+        "lead_source": body.get("lead_source"),
+    }
     return _store(jobs, fields, prefix="job")
 
 
@@ -284,17 +320,27 @@ def _paged(request: Request, table: Table, ids: list[str], key: str, render) -> 
     ordered = table.ordered(ids)
     if descending:
         ordered.reverse()
-    chunk = ordered[(page - 1) * size:page * size]
-    return {"page": page, "page_size": size, "total_pages": math.ceil(len(ordered) / size),
-            "total_items": len(ordered), key: [render(table.records[i]) for i in chunk]}
+    chunk = ordered[(page - 1) * size : page * size]
+    return {
+        "page": page,
+        "page_size": size,
+        "total_pages": math.ceil(len(ordered) / size),
+        "total_items": len(ordered),
+        key: [render(table.records[i]) for i in chunk],
+    }
 
 
 def _search(table: Table, q: str) -> list[str]:
     q = q.strip()
     if not q:
         return list(table.records)
-    fields = ("email",) if "@" in q else (*PHONES,) if sum(c.isdigit() for c in q) >= 7 else (
-        "full_name", "first_name", "last_name")
+    fields = (
+        ("email",)
+        if "@" in q
+        else (*PHONES,)
+        if sum(c.isdigit() for c in q) >= 7
+        else ("full_name", "first_name", "last_name")
+    )
     return list({i for f in fields for i in table.lookup(f, q)})
 
 
@@ -315,8 +361,10 @@ class HousecallProAdapter(CrmAdapter):
         return [], [key]
 
     def prepare(self, account: Account) -> None:
-        account.table("customers", {"email": "ci", "full_name": "ci", "first_name": "ci", "last_name": "ci",
-                                    **{p: "phone" for p in PHONES}})
+        account.table(
+            "customers",
+            {"email": "ci", "full_name": "ci", "first_name": "ci", "last_name": "ci", **{p: "phone" for p in PHONES}},
+        )
         account.table("jobs", {"customer_id": "ci"})
         account.table("job_types", {"name": "ci"})
 
@@ -400,8 +448,15 @@ def _job(ctx: Ctx, job_id: str) -> Record:
 async def get_company(ctx: Ctx = Depends(_api)) -> Any:
     """The company the API key belongs to (``get-company``); ``id`` is stable per sandbox account."""
     company_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox:housecallpro:{ctx.account.name}"))
-    return ctx.reply({"id": company_id, "name": ctx.account.name, "support_email": None,
-                      "phone_number": None, "time_zone": "America/Chicago"})
+    return ctx.reply(
+        {
+            "id": company_id,
+            "name": ctx.account.name,
+            "support_email": None,
+            "phone_number": None,
+            "time_zone": "America/Chicago",
+        }
+    )
 
 
 # --------------------------------------------------------------------------- customers

@@ -84,16 +84,24 @@ DEFAULT_TEN_SECONDLY = 190
 DEFAULT_DAILY = 625_000
 DEFAULT_SEARCH_PER_SECOND = 5
 
-OBJECT_ALIASES = {"contacts": "contacts", "contact": "contacts", "0-1": "contacts",
-                  "notes": "notes", "note": "notes", "0-46": "notes"}
+OBJECT_ALIASES = {
+    "contacts": "contacts",
+    "contact": "contacts",
+    "0-1": "contacts",
+    "notes": "notes",
+    "note": "notes",
+    "0-46": "notes",
+}
 SINGULAR = {"contacts": "contact", "notes": "note"}
 BASE_OUTPUT = ("hs_object_id", "createdate", "lastmodifieddate")
 DEFAULT_OUTPUT = {"contacts": ("email", "firstname", "lastname"), "notes": ()}
 #: Contact properties indexed for O(1) search by phone digits.
 PHONE_INDEXES = {"phone": "phone", "mobilephone": "phone"}
 
-AUTH_MISSING = ("Authentication credentials not found. This API supports OAuth 2.0 authentication and you can "
-                "find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview")
+AUTH_MISSING = (
+    "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can "
+    "find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
+)
 
 
 @dataclass(frozen=True)
@@ -115,9 +123,11 @@ class PropertyDef:
 
 
 def _defaults(group: str, specs: Iterable[tuple[str, str, str, str]]) -> dict[str, PropertyDef]:
-    common = [("hs_object_id", "Record ID", "number", "number"),
-              ("createdate", "Create Date", "datetime", "date"),
-              ("lastmodifieddate", "Last Modified Date", "datetime", "date")]
+    common = [
+        ("hs_object_id", "Record ID", "number", "number"),
+        ("createdate", "Create Date", "datetime", "date"),
+        ("lastmodifieddate", "Last Modified Date", "datetime", "date"),
+    ]
     defs = {n: PropertyDef(n, label, t, ft, group) for n, label, t, ft in specs}
     for n, label, t, ft in common:
         defs[n] = PropertyDef(n, label, t, ft, group, readOnly=n != "createdate")
@@ -125,19 +135,31 @@ def _defaults(group: str, specs: Iterable[tuple[str, str, str, str]]) -> dict[st
 
 
 DEFAULT_PROPERTIES: dict[str, dict[str, PropertyDef]] = {
-    "contacts": _defaults("contactinformation", [
-        ("email", "Email", "string", "text"), ("firstname", "First Name", "string", "text"),
-        ("lastname", "Last Name", "string", "text"), ("phone", "Phone Number", "string", "phonenumber"),
-        ("mobilephone", "Mobile Phone Number", "string", "phonenumber"),
-        ("address", "Street Address", "string", "text"), ("city", "City", "string", "text"),
-        ("state", "State/Region", "string", "text"), ("zip", "Postal Code", "string", "text"),
-        ("country", "Country/Region", "string", "text"), ("company", "Company Name", "string", "text"),
-    ]),
-    "notes": _defaults("notes", [
-        ("hs_timestamp", "Activity date", "datetime", "date"), ("hs_note_body", "Note body", "string", "html"),
-        ("hubspot_owner_id", "Activity assigned to", "enumeration", "select"),
-        ("hs_attachment_ids", "Attached file IDs", "enumeration", "checkbox"),
-    ]),
+    "contacts": _defaults(
+        "contactinformation",
+        [
+            ("email", "Email", "string", "text"),
+            ("firstname", "First Name", "string", "text"),
+            ("lastname", "Last Name", "string", "text"),
+            ("phone", "Phone Number", "string", "phonenumber"),
+            ("mobilephone", "Mobile Phone Number", "string", "phonenumber"),
+            ("address", "Street Address", "string", "text"),
+            ("city", "City", "string", "text"),
+            ("state", "State/Region", "string", "text"),
+            ("zip", "Postal Code", "string", "text"),
+            ("country", "Country/Region", "string", "text"),
+            ("company", "Company Name", "string", "text"),
+        ],
+    ),
+    "notes": _defaults(
+        "notes",
+        [
+            ("hs_timestamp", "Activity date", "datetime", "date"),
+            ("hs_note_body", "Note body", "string", "html"),
+            ("hubspot_owner_id", "Activity assigned to", "enumeration", "select"),
+            ("hs_attachment_ids", "Attached file IDs", "enumeration", "checkbox"),
+        ],
+    ),
 }
 
 
@@ -155,11 +177,18 @@ def _invalid(message: str, **extra: Any) -> VendorError:
 
 
 def _rate_limited(policy: str) -> dict[str, Any]:
-    message = {"TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit.",
-               "SECONDLY": "You have reached your secondly limit.",
-               "DAILY": "You have reached your daily limit."}[policy]
-    return {"status": "error", "message": message, "errorType": "RATE_LIMIT",
-            "correlationId": str(uuid.uuid4()), "policyName": policy}
+    message = {
+        "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit.",
+        "SECONDLY": "You have reached your secondly limit.",
+        "DAILY": "You have reached your daily limit.",
+    }[policy]
+    return {
+        "status": "error",
+        "message": message,
+        "errorType": "RATE_LIMIT",
+        "correlationId": str(uuid.uuid4()),
+        "policyName": policy,
+    }
 
 
 @dataclass
@@ -195,7 +224,11 @@ def _summary(problems: list[Problem]) -> tuple[int, str, str]:
         props = [p for p in validation if p.prop]
         if len(props) == len(validation):
             listed = [{"isValid": False, "message": p.message, "error": p.code, "name": p.prop} for p in props]
-            return 400, "VALIDATION_ERROR", "Property values were not valid: " + json.dumps(listed, separators=(",", ":"))
+            return (
+                400,
+                "VALIDATION_ERROR",
+                "Property values were not valid: " + json.dumps(listed, separators=(",", ":")),
+            )
         return 400, "VALIDATION_ERROR", validation[0].message
     first = problems[0]
     return (409 if first.category == "CONFLICT" else 404), first.category, first.message
@@ -216,8 +249,14 @@ def _standard_error(problems: list[Problem], trace: str | None, input_id: str | 
         context["objectWriteTraceId"] = [trace]
     if input_id is not None:
         context["ids"] = [input_id]
-    return {"status": "error", "category": category, "message": message, "context": context,
-            "errors": [p.detail() for p in problems], "links": {}}
+    return {
+        "status": "error",
+        "category": category,
+        "message": message,
+        "context": context,
+        "errors": [p.detail() for p in problems],
+        "links": {},
+    }
 
 
 # --------------------------------------------------------------------------- schema & records
@@ -276,9 +315,13 @@ def _coerce(defs: dict[str, PropertyDef], raw: Any) -> tuple[dict[str, str], lis
         if defn is None:
             problems.append(_prop_problem(name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist'))
         elif defn.readOnly:
-            problems.append(_prop_problem(name, "READ_ONLY_VALUE", f'"{name}" is a read only property; its value cannot be set.'))
+            problems.append(
+                _prop_problem(name, "READ_ONLY_VALUE", f'"{name}" is a read only property; its value cannot be set.')
+            )
         elif isinstance(value, (dict, list)):
-            problems.append(_prop_problem(name, "INVALID_VALUE", f'Property "{name}" must be a string, number or boolean'))
+            problems.append(
+                _prop_problem(name, "INVALID_VALUE", f'Property "{name}" must be a string, number or boolean')
+            )
         else:
             props[name] = _stringify(value)
     return props, problems
@@ -299,21 +342,33 @@ def _timestamp(value: str) -> str | None:
 
 def _check_values(obj: str, props: dict[str, str], merged: dict[str, str], creating: bool) -> list[Problem]:
     """Record-level rules (mutates ``props`` to normalise ``hs_timestamp``)."""
-    problems: list[Problem] = [_prop_problem(name, "INVALID_VALUE", f"Property value for {name} is not valid")
-                               for name in poisoned_fields(props)]
+    problems: list[Problem] = [
+        _prop_problem(name, "INVALID_VALUE", f"Property value for {name} is not valid")
+        for name in poisoned_fields(props)
+    ]
     email = props.get("email")
     if email and not EMAIL_RE.match(email):
         problems.append(_prop_problem("email", "INVALID_EMAIL", f"Email address {email} is invalid"))
     if obj == "contacts":
         if creating and not any(merged.get(k) for k in ("email", "firstname", "lastname")):
-            problems.append(Problem("VALIDATION_ERROR",
-                                    "A contact needs at least one of the properties email, firstname or lastname",
-                                    "REQUIRED_PROPERTY", context={"propertyName": ["email", "firstname", "lastname"]}))
+            problems.append(
+                Problem(
+                    "VALIDATION_ERROR",
+                    "A contact needs at least one of the properties email, firstname or lastname",
+                    "REQUIRED_PROPERTY",
+                    context={"propertyName": ["email", "firstname", "lastname"]},
+                )
+            )
     elif obj == "notes":
         body = props.get("hs_note_body")
         if body is not None and len(body) > MAX_NOTE_BODY:
-            problems.append(_prop_problem("hs_note_body", "INVALID_LENGTH",
-                                          f"hs_note_body is {len(body)} characters; the maximum is {MAX_NOTE_BODY}"))
+            problems.append(
+                _prop_problem(
+                    "hs_note_body",
+                    "INVALID_LENGTH",
+                    f"hs_note_body is {len(body)} characters; the maximum is {MAX_NOTE_BODY}",
+                )
+            )
         stamp = props.get("hs_timestamp")
         if stamp:
             normalised = _timestamp(stamp)
@@ -322,12 +377,20 @@ def _check_values(obj: str, props: dict[str, str], merged: dict[str, str], creat
             else:
                 props["hs_timestamp"] = merged["hs_timestamp"] = normalised
         if creating and not merged.get("hs_timestamp"):
-            problems.append(_prop_problem("hs_timestamp", "REQUIRED_PROPERTY", "Missing required property hs_timestamp"))
+            problems.append(
+                _prop_problem("hs_timestamp", "REQUIRED_PROPERTY", "Missing required property hs_timestamp")
+            )
     return problems
 
 
-def _conflicts(obj: str, table: Table, defs: dict[str, PropertyDef], merged: dict[str, str],
-               self_id: str | None, pending: dict[tuple[str, str], str] | None = None) -> list[Problem]:
+def _conflicts(
+    obj: str,
+    table: Table,
+    defs: dict[str, PropertyDef],
+    merged: dict[str, str],
+    self_id: str | None,
+    pending: dict[tuple[str, str], str] | None = None,
+) -> list[Problem]:
     """Unique-value clashes with stored records (and with earlier inputs via ``pending``)."""
     problems: list[Problem] = []
     for name in _unique_props(obj, defs):
@@ -340,20 +403,36 @@ def _conflicts(obj: str, table: Table, defs: dict[str, PropertyDef], merged: dic
         if other is None and pending is not None:
             key = (name, fold(value) or "")
             if key in pending:
-                problems.append(Problem("CONFLICT" if name == "email" else "VALIDATION_ERROR",
-                                        f"Duplicate value '{value}' for unique property '{name}' in batch input",
-                                        "DUPLICATE_IN_BATCH", prop=name))
+                problems.append(
+                    Problem(
+                        "CONFLICT" if name == "email" else "VALIDATION_ERROR",
+                        f"Duplicate value '{value}' for unique property '{name}' in batch input",
+                        "DUPLICATE_IN_BATCH",
+                        prop=name,
+                    )
+                )
                 continue
             pending[key] = value
         if other is None:
             continue
         if name == "email":
-            problems.append(Problem("CONFLICT", f"Contact already exists. Existing ID: {other}", "CONTACT_EXISTS",
-                                    context={"existingId": [other]}))
+            problems.append(
+                Problem(
+                    "CONFLICT",
+                    f"Contact already exists. Existing ID: {other}",
+                    "CONTACT_EXISTS",
+                    context={"existingId": [other]},
+                )
+            )
         else:
-            problems.append(_prop_problem(name, "INVALID_UNIQUE_VALUE",
-                                          f"A {SINGULAR[obj]} with the value '{value}' already exists for the unique "
-                                          f"property '{name}'. Existing ID: {other}"))
+            problems.append(
+                _prop_problem(
+                    name,
+                    "INVALID_UNIQUE_VALUE",
+                    f"A {SINGULAR[obj]} with the value '{value}' already exists for the unique "
+                    f"property '{name}'. Existing ID: {other}",
+                )
+            )
     return problems
 
 
@@ -369,23 +448,46 @@ def _associations(account: Account, obj: str, raw: Any) -> tuple[list[dict[str, 
     for item in raw:
         to_id = str(((item or {}).get("to") or {}).get("id", ""))
         types = (item or {}).get("types") or []
-        supported = obj == "notes" and types and all(
-            t.get("associationCategory") == "HUBSPOT_DEFINED" and int(t.get("associationTypeId", -1)) == NOTE_TO_CONTACT
-            for t in types)
+        supported = (
+            obj == "notes"
+            and types
+            and all(
+                t.get("associationCategory") == "HUBSPOT_DEFINED"
+                and int(t.get("associationTypeId", -1)) == NOTE_TO_CONTACT
+                for t in types
+            )
+        )
         if not supported:
-            problems.append(Problem("VALIDATION_ERROR", f"Unsupported association types {types} for {obj} "
-                                    f"(the sandbox emulates HUBSPOT_DEFINED {NOTE_TO_CONTACT} note -> contact)",
-                                    "INVALID_ASSOCIATION"))
+            problems.append(
+                Problem(
+                    "VALIDATION_ERROR",
+                    f"Unsupported association types {types} for {obj} "
+                    f"(the sandbox emulates HUBSPOT_DEFINED {NOTE_TO_CONTACT} note -> contact)",
+                    "INVALID_ASSOCIATION",
+                )
+            )
         elif contacts.get(to_id) is None:
-            problems.append(Problem("VALIDATION_ERROR", f"One or more associations are invalid: contact {to_id} does not exist",
-                                    "INVALID_ASSOCIATION", context={"toObjectId": [to_id]}))
+            problems.append(
+                Problem(
+                    "VALIDATION_ERROR",
+                    f"One or more associations are invalid: contact {to_id} does not exist",
+                    "INVALID_ASSOCIATION",
+                    context={"toObjectId": [to_id]},
+                )
+            )
         else:
             stored.append({"to": {"id": to_id}, "types": [dict(t) for t in types]})
     return stored, problems
 
 
-def _create(account: Account, table: Table, props: dict[str, str], associations: list[dict[str, Any]],
-            now: float, record_id: str | None = None) -> Record:
+def _create(
+    account: Account,
+    table: Table,
+    props: dict[str, str],
+    associations: list[dict[str, Any]],
+    now: float,
+    record_id: str | None = None,
+) -> Record:
     rid = record_id or str(account.next_seq())
     stamp = iso(now)
     fields = {**props, "hs_object_id": rid, "createdate": props.get("createdate") or stamp, "lastmodifieddate": stamp}
@@ -408,13 +510,24 @@ def _output_props(obj: str, defs: dict[str, PropertyDef], requested: Iterable[st
     return names + [b for b in BASE_OUTPUT if b not in names]
 
 
-def _render(record: Record, props: list[str] | None = None, *, trace: str | None = None,
-            new: bool | None = None, associations: dict[str, Any] | None = None) -> dict[str, Any]:
+def _render(
+    record: Record,
+    props: list[str] | None = None,
+    *,
+    trace: str | None = None,
+    new: bool | None = None,
+    associations: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A ``SimplePublicObject`` (all stored properties when ``props`` is None)."""
     fields = record["fields"]
     properties = dict(fields) if props is None else {p: fields.get(p) for p in props}
-    out: dict[str, Any] = {"id": record["id"], "properties": properties, "createdAt": record["createdAt"],
-                           "updatedAt": record["updatedAt"], "archived": False}
+    out: dict[str, Any] = {
+        "id": record["id"],
+        "properties": properties,
+        "createdAt": record["createdAt"],
+        "updatedAt": record["updatedAt"],
+        "archived": False,
+    }
     if new is not None:
         out["new"] = new
     if trace:
@@ -432,7 +545,11 @@ def _association_view(account: Account, obj: str, record: Record, wanted: list[s
         if ids:
             out["contacts"] = {"results": [{"id": i, "type": "note_to_contact"} for i in ids]}
     elif obj == "contacts" and "notes" in wanted:
-        ids = [n["id"] for n in _table(account, "notes") if any(a["to"]["id"] == record["id"] for a in n.get("associations", []))]
+        ids = [
+            n["id"]
+            for n in _table(account, "notes")
+            if any(a["to"]["id"] == record["id"] for a in n.get("associations", []))
+        ]
         if ids:
             out["notes"] = {"results": [{"id": i, "type": "contact_to_note"} for i in ids]}
     return out
@@ -462,9 +579,15 @@ def _inputs(body: Any) -> list[dict[str, Any]]:
         raise _invalid("Request body must be an object with an inputs array")
     inputs = body["inputs"]
     if len(inputs) > MAX_BATCH:
-        raise _invalid(f"Batch input limit exceeded: {len(inputs)} inputs, at most {MAX_BATCH} are allowed per batch",
-                       errors=[{"message": f"inputs has {len(inputs)} items; maximum is {MAX_BATCH}",
-                                "context": {"maxInputs": [str(MAX_BATCH)]}}])
+        raise _invalid(
+            f"Batch input limit exceeded: {len(inputs)} inputs, at most {MAX_BATCH} are allowed per batch",
+            errors=[
+                {
+                    "message": f"inputs has {len(inputs)} items; maximum is {MAX_BATCH}",
+                    "context": {"maxInputs": [str(MAX_BATCH)]},
+                }
+            ],
+        )
     if not all(isinstance(i, dict) for i in inputs):
         raise _invalid("Every input must be a JSON object")
     return inputs
@@ -479,15 +602,19 @@ def _no_duplicates(keys: list[str]) -> None:
         raise _invalid(f"Duplicate IDs found in batch input: {sorted(dups)}. IDs must be unique")
 
 
-def _finder(table: Table, obj: str, defs: dict[str, PropertyDef], id_prop: str | None) -> Callable[[str], Record | None]:
+def _finder(
+    table: Table, obj: str, defs: dict[str, PropertyDef], id_prop: str | None
+) -> Callable[[str], Record | None]:
     """Look-up by record id, or by ``idProperty`` (email or a unique property)."""
     if not id_prop or id_prop == "hs_object_id":
         return table.get
     if id_prop not in defs:
         raise _invalid(f'Property "{id_prop}" does not exist')
     if id_prop not in _unique_props(obj, defs):
-        raise _invalid(f"idProperty {id_prop} is not a unique identifier property (use email or a property with "
-                       "hasUniqueValue=true)")
+        raise _invalid(
+            f"idProperty {id_prop} is not a unique identifier property (use email or a property with "
+            "hasUniqueValue=true)"
+        )
     return lambda value: table.get(table.lookup_one(id_prop, value) or "")
 
 
@@ -506,8 +633,7 @@ class HubSpotAdapter(CrmAdapter):
     """Accounts are HubSpot portals; tokens, limits and admin seeding."""
 
     crm = CRM
-    settings = frozenset({"enabled", "token_ttl_seconds", "ten_secondly", "daily", "search_per_second",
-                          "portal_id"})
+    settings = frozenset({"enabled", "token_ttl_seconds", "ten_secondly", "daily", "search_per_second", "portal_id"})
     numeric_settings = settings - {"enabled"}
 
     def identity(self, credentials: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -578,7 +704,11 @@ class HubSpotAdapter(CrmAdapter):
         return 0.0
 
     def seed(self, account: Account, obj: str, body: dict[str, Any]) -> Record:
-        raw = body.get("properties") if "properties" in body else {k: v for k, v in body.items() if k not in ("id", "associations")}
+        raw = (
+            body.get("properties")
+            if "properties" in body
+            else {k: v for k, v in body.items() if k not in ("id", "associations")}
+        )
         if not isinstance(raw, dict):
             raise AdminError(400, "properties must be an object")
         props = {k: _stringify(v) for k, v in raw.items() if k not in BASE_OUTPUT or k == "createdate"}
@@ -634,7 +764,9 @@ async def oauth_token(request: Request) -> Any:
     state = sandbox_state(request)
     refresh = form.get("refresh_token", "")
     with state.lock:
-        account = next((a for a in state.accounts_of(CRM) if refresh and a.credentials.get("refreshToken") == refresh), None)
+        account = next(
+            (a for a in state.accounts_of(CRM) if refresh and a.credentials.get("refreshToken") == refresh), None
+        )
         if account is None:
             raise _oauth_error("BAD_REFRESH_TOKEN", "missing or unknown refresh token")
         if form.get("client_id") != account.credentials.get("clientId"):
@@ -644,7 +776,9 @@ async def oauth_token(request: Request) -> Any:
         ttl = int(account.setting("token_ttl_seconds", DEFAULT_TOKEN_TTL))
         token = state.issue_token(account, "CO" + secrets.token_urlsafe(32), ttl)
         account.stats.by_endpoint[endpoint_key(request)] += 1
-    return json_response({"token_type": "bearer", "refresh_token": refresh, "access_token": token.value, "expires_in": ttl})
+    return json_response(
+        {"token_type": "bearer", "refresh_token": refresh, "access_token": token.value, "expires_in": ttl}
+    )
 
 
 # --------------------------------------------------------------------------- account
@@ -656,9 +790,19 @@ async def account_details(ctx: Ctx = Depends(_api)) -> Any:
     sandbox account (``options.portal_id`` sets it)."""
     with ctx.state.lock:
         portal = int(ctx.account.setting("portal_id") or ctx.account.fixed_number("portal_id"))
-    return ctx.reply({"portalId": portal, "accountType": "STANDARD", "timeZone": "US/Central",
-                      "companyCurrency": "USD", "additionalCurrencies": [], "utcOffset": "-06:00",
-                      "utcOffsetMilliseconds": -21600000, "uiDomain": "app.hubspot.com", "dataHostingLocation": "na1"})
+    return ctx.reply(
+        {
+            "portalId": portal,
+            "accountType": "STANDARD",
+            "timeZone": "US/Central",
+            "companyCurrency": "USD",
+            "additionalCurrencies": [],
+            "utcOffset": "-06:00",
+            "utcOffsetMilliseconds": -21600000,
+            "uiDomain": "app.hubspot.com",
+            "dataHostingLocation": "na1",
+        }
+    )
 
 
 # --------------------------------------------------------------------------- objects
@@ -676,7 +820,7 @@ async def list_objects(objectType: str, ctx: Ctx = Depends(_api)) -> Any:
         defs = _defs(ctx.account, obj)
         props = _output_props(obj, defs, _csv_params(ctx.request, "properties"))
         records = list(_table(ctx.account, obj))
-        page = records[after:after + limit]
+        page = records[after : after + limit]
         results = [_render(r, props, associations=_association_view(ctx.account, obj, r, wanted)) for r in page]
     body: dict[str, Any] = {"results": results}
     if after + limit < len(records):
@@ -730,7 +874,9 @@ async def update_object(objectType: str, objectId: str, ctx: Ctx = Depends(_api)
             raise _error(404, "OBJECT_NOT_FOUND", "resource not found")
         props, problems = _coerce(defs, (body or {}).get("properties") if isinstance(body, dict) else body)
         merged = {**record["fields"], **props}
-        problems += _check_values(obj, props, merged, creating=False) + _conflicts(obj, table, defs, merged, record["id"])
+        problems += _check_values(obj, props, merged, creating=False) + _conflicts(
+            obj, table, defs, merged, record["id"]
+        )
         if problems:
             raise _failure(problems)
         return ctx.reply(_render(_update(table, record, props, time.time())))
@@ -840,10 +986,17 @@ async def batch_read(objectType: str, ctx: Ctx = Depends(_api)) -> Any:
                 results.append(_render(record, props))
     errors = []
     if missing:
-        errors.append({"status": "error", "category": "OBJECT_NOT_FOUND",
-                       "message": f"Could not get some {SINGULAR[obj].upper()} objects, they may be deleted or not exist. "
-                                  "Check that ids are valid.",
-                       "context": {"ids": missing}, "errors": [], "links": {}})
+        errors.append(
+            {
+                "status": "error",
+                "category": "OBJECT_NOT_FOUND",
+                "message": f"Could not get some {SINGULAR[obj].upper()} objects, they may be deleted or not exist. "
+                "Check that ids are valid.",
+                "context": {"ids": missing},
+                "errors": [],
+                "links": {},
+            }
+        )
     return ctx.reply(_batch_body(results, errors, started), 207 if errors else 200)
 
 
@@ -863,11 +1016,15 @@ async def batch_update(objectType: str, ctx: Ctx = Depends(_api)) -> Any:
             input_id, trace = _stringify(item.get("id")), item.get("objectWriteTraceId")
             record = find(input_id)
             if record is None:
-                errors.append(_standard_error([Problem("OBJECT_NOT_FOUND", f"Object {input_id} was not found")], trace, input_id))
+                errors.append(
+                    _standard_error([Problem("OBJECT_NOT_FOUND", f"Object {input_id} was not found")], trace, input_id)
+                )
                 continue
             props, problems = _coerce(defs, item.get("properties"))
             merged = {**record["fields"], **props}
-            problems += _check_values(obj, props, merged, creating=False) + _conflicts(obj, table, defs, merged, record["id"])
+            problems += _check_values(obj, props, merged, creating=False) + _conflicts(
+                obj, table, defs, merged, record["id"]
+            )
             if problems:
                 errors.append(_standard_error(problems, trace, input_id))
             else:
@@ -897,8 +1054,10 @@ def _filter(defs: dict[str, PropertyDef], raw: Any) -> tuple[Matcher, str | None
         raise _invalid("Each filter must be an object")
     name, op = raw.get("propertyName"), str(raw.get("operator", "")).upper()
     if name not in defs:
-        raise _invalid(f'Property "{name}" does not exist', errors=[{"message": f"Unknown property {name}",
-                                                                       "context": {"propertyName": [str(name)]}}])
+        raise _invalid(
+            f'Property "{name}" does not exist',
+            errors=[{"message": f"Unknown property {name}", "context": {"propertyName": [str(name)]}}],
+        )
     norm = _normalizer(defs[name])
     if op in ("EQ", "NEQ"):
         if "value" not in raw:
@@ -922,8 +1081,10 @@ def _filter(defs: dict[str, PropertyDef], raw: Any) -> tuple[Matcher, str | None
     if op == "CONTAINS_TOKEN":
         token = (fold(raw.get("value")) or "").strip("*")
         return (lambda f: token in (fold(f.get(name)) or "")), None, None
-    raise _invalid(f"Unsupported operator {op!r} (sandbox supports EQ, NEQ, IN, NOT_IN, HAS_PROPERTY, "
-                   "NOT_HAS_PROPERTY, CONTAINS_TOKEN)")
+    raise _invalid(
+        f"Unsupported operator {op!r} (sandbox supports EQ, NEQ, IN, NOT_IN, HAS_PROPERTY, "
+        "NOT_HAS_PROPERTY, CONTAINS_TOKEN)"
+    )
 
 
 def _search_ids(table: Table, defs: dict[str, PropertyDef], groups: list[Any], text: str | None) -> list[str]:
@@ -989,7 +1150,7 @@ async def search(objectType: str, ctx: Ctx = Depends(_search_api)) -> Any:
         defs, table = _defs(ctx.account, obj), _table(ctx.account, obj)
         ids = _sort(table, _search_ids(table, defs, groups, body.get("query")), body.get("sorts"))
         props = _output_props(obj, defs, body.get("properties") if isinstance(body.get("properties"), list) else None)
-        results = [_render(table.records[i], props) for i in ids[after:after + limit]]
+        results = [_render(table.records[i], props) for i in ids[after : after + limit]]
     out: dict[str, Any] = {"total": len(ids), "results": results}
     if after + limit < len(ids):
         out["paging"] = {"next": {"after": str(after + limit)}}
@@ -1034,8 +1195,14 @@ async def create_property(objectType: str, ctx: Ctx = Depends(_api)) -> Any:
         raise _invalid(f"Property name {name!r} must be lowercase letters, digits and underscores")
     if body["type"] not in PROPERTY_TYPES:
         raise _invalid(f"Unknown property type {body['type']!r}")
-    defn = PropertyDef(name, str(body["label"]), str(body["type"]), str(body["fieldType"]), str(body["groupName"]),
-                       bool(body.get("hasUniqueValue", False)))
+    defn = PropertyDef(
+        name,
+        str(body["label"]),
+        str(body["type"]),
+        str(body["fieldType"]),
+        str(body["groupName"]),
+        bool(body.get("hasUniqueValue", False)),
+    )
     with ctx.state.lock:
         account = ctx.account
         if name in _defs(account, obj):

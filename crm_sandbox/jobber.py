@@ -107,8 +107,7 @@ OBJECTS = ("clients", "properties", "jobs")
 
 # =========================================================================== schema (the subset emulated)
 
-SCALARS = {"String", "Int", "Float", "Boolean", "ID", "EncodedId", "ISO8601Date", "ISO8601DateTime",
-           "ISO8601Time"}
+SCALARS = {"String", "Int", "Float", "Boolean", "ID", "EncodedId", "ISO8601Date", "ISO8601DateTime", "ISO8601Time"}
 ENUMS: dict[str, set[str]] = {
     "EmailDescription": {"MAIN", "WORK", "PERSONAL", "OTHER"},
     "PhoneNumberDescription": {"MAIN", "WORK", "MOBILE", "HOME", "FAX", "OTHER"},
@@ -117,45 +116,103 @@ ENUMS: dict[str, set[str]] = {
     "BillingFrequencyEnum": {"ON_COMPLETION", "PERIODIC", "PER_VISIT", "NEVER"},
     "IncompleteVisitDecisionEnum": {"DESTROY_ALL", "COMPLETE_PAST_DESTROY_FUTURE"},
     "DurationUnit": {"DAYS", "WEEKS", "MONTHS", "YEARS"},
-    "JobStatusTypeEnum": {"requires_invoicing", "archived", "late", "today", "upcoming", "action_required",
-                          "on_hold", "unscheduled", "active"},
+    "JobStatusTypeEnum": {
+        "requires_invoicing",
+        "archived",
+        "late",
+        "today",
+        "upcoming",
+        "action_required",
+        "on_hold",
+        "unscheduled",
+        "active",
+    },
     "JobTypeTypeEnum": {"ONE_OFF", "RECURRING"},
 }
 
 INPUTS: dict[str, dict[str, str]] = {
-    "AddressAttributes": {"street1": "String", "street2": "String", "city": "String", "province": "String",
-                          "postalCode": "String", "country": "String"},
-    "PhoneNumberCreateAttributes": {"description": "PhoneNumberDescription", "number": "String",
-                                    "smsAllowed": "Boolean", "primary": "Boolean"},
+    "AddressAttributes": {
+        "street1": "String",
+        "street2": "String",
+        "city": "String",
+        "province": "String",
+        "postalCode": "String",
+        "country": "String",
+    },
+    "PhoneNumberCreateAttributes": {
+        "description": "PhoneNumberDescription",
+        "number": "String",
+        "smsAllowed": "Boolean",
+        "primary": "Boolean",
+    },
     "EmailCreateAttributes": {"description": "EmailDescription", "address": "String", "primary": "Boolean"},
     "PropertyAttributes": {"address": "AddressAttributes!"},
-    "ClientCreateInput": {"title": "ClientTitle", "firstName": "String", "lastName": "String",
-                          "companyName": "String", "isCompany": "Boolean",
-                          "phones": "[PhoneNumberCreateAttributes!]", "emails": "[EmailCreateAttributes!]",
-                          "properties": "[PropertyAttributes!]", "billingAddress": "AddressAttributes"},
-    "ClientEditInput": {"title": "ClientTitle", "firstName": "String", "lastName": "String",
-                        "companyName": "String", "isCompany": "Boolean",
-                        "phonesToAdd": "[PhoneNumberCreateAttributes!]", "phonesToDelete": "[EncodedId!]",
-                        "emailsToAdd": "[EmailCreateAttributes!]", "emailsToDelete": "[EncodedId!]",
-                        "billingAddress": "AddressAttributes"},
+    "ClientCreateInput": {
+        "title": "ClientTitle",
+        "firstName": "String",
+        "lastName": "String",
+        "companyName": "String",
+        "isCompany": "Boolean",
+        "phones": "[PhoneNumberCreateAttributes!]",
+        "emails": "[EmailCreateAttributes!]",
+        "properties": "[PropertyAttributes!]",
+        "billingAddress": "AddressAttributes",
+    },
+    "ClientEditInput": {
+        "title": "ClientTitle",
+        "firstName": "String",
+        "lastName": "String",
+        "companyName": "String",
+        "isCompany": "Boolean",
+        "phonesToAdd": "[PhoneNumberCreateAttributes!]",
+        "phonesToDelete": "[EncodedId!]",
+        "emailsToAdd": "[EmailCreateAttributes!]",
+        "emailsToDelete": "[EncodedId!]",
+        "billingAddress": "AddressAttributes",
+    },
     "PropertyCreateInput": {"properties": "[PropertyAttributes!]"},
     "TimeframeAttributes": {"startAt": "ISO8601Date", "durationUnits": "DurationUnit", "durationValue": "Int"},
-    "JobSchedulingAttributes": {"createVisits": "Boolean!", "notifyTeam": "Boolean!", "assignedTo": "[EncodedId!]",
-                                "startTime": "ISO8601Time", "endTime": "ISO8601Time"},
+    "JobSchedulingAttributes": {
+        "createVisits": "Boolean!",
+        "notifyTeam": "Boolean!",
+        "assignedTo": "[EncodedId!]",
+        "startTime": "ISO8601Time",
+        "endTime": "ISO8601Time",
+    },
     "JobInvoicingAttributes": {"invoicingType": "BillingStrategy!", "invoicingSchedule": "BillingFrequencyEnum!"},
-    "JobCreateAttributes": {"propertyId": "EncodedId!", "quoteId": "EncodedId", "requestId": "EncodedId",
-                            "title": "String", "jobNumber": "Int", "instructions": "String",
-                            "timeframe": "TimeframeAttributes", "scheduling": "JobSchedulingAttributes!",
-                            "invoicing": "JobInvoicingAttributes!"},
-    "JobEditInput": {"jobNumber": "Int", "title": "String", "instructions": "String",
-                     "timeframe": "TimeframeAttributes", "scheduling": "JobSchedulingAttributes",
-                     "invoicing": "JobInvoicingAttributes"},
+    "JobCreateAttributes": {
+        "propertyId": "EncodedId!",
+        "quoteId": "EncodedId",
+        "requestId": "EncodedId",
+        "title": "String",
+        "jobNumber": "Int",
+        "instructions": "String",
+        "timeframe": "TimeframeAttributes",
+        "scheduling": "JobSchedulingAttributes!",
+        "invoicing": "JobInvoicingAttributes!",
+    },
+    "JobEditInput": {
+        "jobNumber": "Int",
+        "title": "String",
+        "instructions": "String",
+        "timeframe": "TimeframeAttributes",
+        "scheduling": "JobSchedulingAttributes",
+        "invoicing": "JobInvoicingAttributes",
+    },
     "JobCloseInput": {"modifyIncompleteVisitsBy": "IncompleteVisitDecisionEnum!"},
     "Iso8601DateTimeRangeInput": {"before": "ISO8601DateTime", "after": "ISO8601DateTime", "eq": "ISO8601DateTime"},
-    "ClientFilterAttributes": {"isCompany": "Boolean", "isLead": "Boolean", "isArchived": "Boolean",
-                               "updatedAt": "Iso8601DateTimeRangeInput", "createdAt": "Iso8601DateTimeRangeInput"},
-    "JobFilterAttributes": {"createdAt": "Iso8601DateTimeRangeInput", "startAt": "Iso8601DateTimeRangeInput",
-                            "status": "JobStatusTypeEnum"},
+    "ClientFilterAttributes": {
+        "isCompany": "Boolean",
+        "isLead": "Boolean",
+        "isArchived": "Boolean",
+        "updatedAt": "Iso8601DateTimeRangeInput",
+        "createdAt": "Iso8601DateTimeRangeInput",
+    },
+    "JobFilterAttributes": {
+        "createdAt": "Iso8601DateTimeRangeInput",
+        "startAt": "Iso8601DateTimeRangeInput",
+        "status": "JobStatusTypeEnum",
+    },
     "PropertiesFilterAttributes": {"clientId": "EncodedId"},
 }
 
@@ -166,34 +223,91 @@ def _connection(node: str) -> dict[str, str]:
     return {"nodes": f"[{node}!]!", "edges": f"[{node}Edge!]", "pageInfo": "PageInfo!", "totalCount": "Int!"}
 
 
-_ADDRESS = {"street1": "String", "street2": "String", "city": "String", "province": "String",
-            "postalCode": "String", "country": "String"}
+_ADDRESS = {
+    "street1": "String",
+    "street2": "String",
+    "city": "String",
+    "province": "String",
+    "postalCode": "String",
+    "country": "String",
+}
 
 OUTPUTS: dict[str, dict[str, str]] = {
-    "Query": {"account": "Account", "client": "Client", "clients": "ClientConnection!", "job": "Job",
-              "jobs": "JobConnection!", "property": "Property", "properties": "PropertyConnection!"},
-    "Mutation": {"clientCreate": "ClientCreatePayload!", "clientEdit": "ClientEditPayload!",
-                 "propertyCreate": "PropertyCreatePayload!", "jobCreate": "JobCreatePayload!",
-                 "jobEdit": "JobEditPayload!", "jobClose": "JobClosePayload!"},
+    "Query": {
+        "account": "Account",
+        "client": "Client",
+        "clients": "ClientConnection!",
+        "job": "Job",
+        "jobs": "JobConnection!",
+        "property": "Property",
+        "properties": "PropertyConnection!",
+    },
+    "Mutation": {
+        "clientCreate": "ClientCreatePayload!",
+        "clientEdit": "ClientEditPayload!",
+        "propertyCreate": "PropertyCreatePayload!",
+        "jobCreate": "JobCreatePayload!",
+        "jobEdit": "JobEditPayload!",
+        "jobClose": "JobClosePayload!",
+    },
     "Account": {"id": "EncodedId!", "name": "String!"},
-    "Client": {"id": "EncodedId!", "firstName": "String!", "lastName": "String!", "name": "String!",
-               "companyName": "String", "isCompany": "Boolean!", "isArchived": "Boolean!", "title": "String",
-               "emails": "[Email!]!", "phones": "[ClientPhoneNumber!]!", "billingAddress": "ClientAddress",
-               "properties": "[Property!]!", "clientProperties": "PropertyConnection!", "jobs": "JobConnection!",
-               "createdAt": "ISO8601DateTime!", "updatedAt": "ISO8601DateTime!", "jobberWebUri": "String!"},
+    "Client": {
+        "id": "EncodedId!",
+        "firstName": "String!",
+        "lastName": "String!",
+        "name": "String!",
+        "companyName": "String",
+        "isCompany": "Boolean!",
+        "isArchived": "Boolean!",
+        "title": "String",
+        "emails": "[Email!]!",
+        "phones": "[ClientPhoneNumber!]!",
+        "billingAddress": "ClientAddress",
+        "properties": "[Property!]!",
+        "clientProperties": "PropertyConnection!",
+        "jobs": "JobConnection!",
+        "createdAt": "ISO8601DateTime!",
+        "updatedAt": "ISO8601DateTime!",
+        "jobberWebUri": "String!",
+    },
     "Email": {"id": "EncodedId!", "address": "String!", "description": "String!", "primary": "Boolean!"},
-    "ClientPhoneNumber": {"id": "EncodedId!", "number": "String!", "description": "String!",
-                          "primary": "Boolean!", "smsAllowed": "Boolean!"},
+    "ClientPhoneNumber": {
+        "id": "EncodedId!",
+        "number": "String!",
+        "description": "String!",
+        "primary": "Boolean!",
+        "smsAllowed": "Boolean!",
+    },
     "ClientAddress": dict(_ADDRESS),
     "PropertyAddress": dict(_ADDRESS),
-    "Property": {"id": "EncodedId!", "address": "PropertyAddress!", **_ADDRESS, "client": "Client",
-                 "jobs": "JobConnection!", "jobberWebUri": "String!"},
-    "Job": {"id": "EncodedId!", "jobNumber": "Int!", "title": "String", "instructions": "String",
-            "jobStatus": "JobStatusTypeEnum!", "createdAt": "ISO8601DateTime!", "updatedAt": "ISO8601DateTime!",
-            "startAt": "ISO8601DateTime", "completedAt": "ISO8601DateTime", "client": "Client!",
-            "property": "Property!", "jobberWebUri": "String!"},
-    "PageInfo": {"endCursor": "String", "startCursor": "String", "hasNextPage": "Boolean!",
-                 "hasPreviousPage": "Boolean!"},
+    "Property": {
+        "id": "EncodedId!",
+        "address": "PropertyAddress!",
+        **_ADDRESS,
+        "client": "Client",
+        "jobs": "JobConnection!",
+        "jobberWebUri": "String!",
+    },
+    "Job": {
+        "id": "EncodedId!",
+        "jobNumber": "Int!",
+        "title": "String",
+        "instructions": "String",
+        "jobStatus": "JobStatusTypeEnum!",
+        "createdAt": "ISO8601DateTime!",
+        "updatedAt": "ISO8601DateTime!",
+        "startAt": "ISO8601DateTime",
+        "completedAt": "ISO8601DateTime",
+        "client": "Client!",
+        "property": "Property!",
+        "jobberWebUri": "String!",
+    },
+    "PageInfo": {
+        "endCursor": "String",
+        "startCursor": "String",
+        "hasNextPage": "Boolean!",
+        "hasPreviousPage": "Boolean!",
+    },
     "MutationErrors": {"message": "String!", "path": "[String!]!"},
     "ClientCreatePayload": {"client": "Client", "userErrors": "[MutationErrors!]!"},
     "ClientEditPayload": {"client": "Client", "userErrors": "[MutationErrors!]!"},
@@ -262,6 +376,7 @@ def requested_cost(selections: list[Selection], owner: str, variables: dict[str,
 
 # =========================================================================== records
 
+
 def encode_id(n: int) -> str:
     return base64.b64encode(str(n).encode()).decode()
 
@@ -294,8 +409,9 @@ _EXTENSION = re.compile(r"\s*(?:ext\.?|extension|x|#)\s*\d+\s*$", re.IGNORECASE)
 def _client_words(fields: dict[str, Any]) -> set[str]:
     words = _words(fields.get("firstName")) | _words(fields.get("lastName")) | _words(fields.get("companyName"))
     words |= {str(e.get("address") or "").strip().casefold() for e in fields.get("emails") or [] if e.get("address")}
-    words |= {d for p in fields.get("phones") or []
-              if (d := phone_digits(_EXTENSION.sub("", str(p.get("number") or ""))))}
+    words |= {
+        d for p in fields.get("phones") or [] if (d := phone_digits(_EXTENSION.sub("", str(p.get("number") or ""))))
+    }
     return words
 
 
@@ -358,6 +474,7 @@ def _new_record(account: Account, fields: dict[str, Any], now: float) -> Record:
 
 
 # --------------------------------------------------------------------------- views (what a selection reads)
+
 
 def _address(fields: dict[str, Any] | None) -> dict[str, Any] | None:
     if fields is None:
@@ -454,8 +571,9 @@ class View:
         return View(self.account, "Client", _table(self.account, "clients").records[self.record["fields"]["clientId"]])
 
     def _Job_property(self, args: dict[str, Any]) -> Any:
-        return View(self.account, "Property",
-                    _table(self.account, "properties").records[self.record["fields"]["propertyId"]])
+        return View(
+            self.account, "Property", _table(self.account, "properties").records[self.record["fields"]["propertyId"]]
+        )
 
     def _Job_jobberWebUri(self, args: dict[str, Any]) -> Any:
         return f"https://secure.getjobber.com/work_orders/{base64.b64decode(self.record['id']).decode()}"
@@ -472,7 +590,7 @@ class Page:
         size = min(first if first is not None else DEFAULT_PAGE, MAX_PAGE)
         start = _cursor_offset(args.get("after"))
         self.total = len(ids)
-        self.slice = ids[start:start + size]
+        self.slice = ids[start : start + size]
         self.start = start
         self.more = start + size < len(ids)
         self.nodes = [View(account, node_type, table.records[i]) for i in self.slice]
@@ -522,8 +640,9 @@ def execute(ex: Execution, op: Operation) -> dict[str, Any] | None:
             value = ROOT_RESOLVERS[sel.name](ex, _args(ex, root, sel))
             projected = _project(ex, OUTPUTS[root][sel.name], value, sel, [sel.key])
         except FieldError as exc:
-            ex.errors.append({"message": str(exc), "locations": [{"line": sel.line, "column": sel.column}],
-                              "path": [sel.key]})
+            ex.errors.append(
+                {"message": str(exc), "locations": [{"line": sel.line, "column": sel.column}], "path": [sel.key]}
+            )
             projected = None
         if projected is None and OUTPUTS[root][sel.name].endswith("!"):
             data = None  # a null non-null root field nulls the whole response data
@@ -552,18 +671,25 @@ def _project(ex: Execution, type_text: str, value: Any, sel: Selection, path: li
         out: dict[str, Any] = {}
         for child in sel.children or []:
             if child.name == "nodes":
-                out[child.key] = [_project_object(ex, n, child.children or [], path + [child.key, i])
-                                  for i, n in enumerate(value.nodes)]
+                out[child.key] = [
+                    _project_object(ex, n, child.children or [], path + [child.key, i])
+                    for i, n in enumerate(value.nodes)
+                ]
             elif child.name == "edges":
-                out[child.key] = [_project_edge(ex, value, i, n, child, path + [child.key, i])
-                                  for i, n in enumerate(value.nodes)]
+                out[child.key] = [
+                    _project_edge(ex, value, i, n, child, path + [child.key, i]) for i, n in enumerate(value.nodes)
+                ]
             elif child.name == "pageInfo":
-                info = {"endCursor": _cursor(value.start + len(value.slice) - 1) if value.slice else None,
-                        "startCursor": _cursor(value.start) if value.slice else None,
-                        "hasNextPage": value.more, "hasPreviousPage": value.start > 0}
+                info = {
+                    "endCursor": _cursor(value.start + len(value.slice) - 1) if value.slice else None,
+                    "startCursor": _cursor(value.start) if value.slice else None,
+                    "hasNextPage": value.more,
+                    "hasPreviousPage": value.start > 0,
+                }
                 ex.cost += 1
-                out[child.key] = _project_object(ex, View(ex.account, "PageInfo", info), child.children or [],
-                                                 path + [child.key])
+                out[child.key] = _project_object(
+                    ex, View(ex.account, "PageInfo", info), child.children or [], path + [child.key]
+                )
             elif child.name == "totalCount":
                 ex.cost += 1
                 out[child.key] = value.total
@@ -604,6 +730,7 @@ def _project_object(ex: Execution, view: View, selections: list[Selection], path
 
 # --------------------------------------------------------------------------- root resolvers
 
+
 def _range_ok(stamp: str, spec: dict[str, Any] | None) -> bool:
     if not spec:
         return True
@@ -632,6 +759,7 @@ def _by_id(obj: str, type_name: str) -> Callable[[Execution, dict[str, Any]], An
     def resolve(ex: Execution, args: dict[str, Any]) -> Any:
         record = _table(ex.account, obj).get(decode_id(args.get("id")) or "")
         return View(ex.account, type_name, record) if record else None
+
     return resolve
 
 
@@ -648,8 +776,9 @@ def _q_clients(ex: Execution, args: dict[str, Any]) -> Any:
             continue
         if spec.get("isCompany") is not None and bool(f.get("isCompany")) != spec["isCompany"]:
             continue
-        if not _range_ok(record["createdAt"], spec.get("createdAt")) or \
-                not _range_ok(record["updatedAt"], spec.get("updatedAt")):
+        if not _range_ok(record["createdAt"], spec.get("createdAt")) or not _range_ok(
+            record["updatedAt"], spec.get("updatedAt")
+        ):
             continue
         keep.append(rid)
     return Page(ex.account, "Client", _recently_updated(table, keep), args)
@@ -660,8 +789,12 @@ def _q_jobs(ex: Execution, args: dict[str, Any]) -> Any:
     ids = _search(ex.account, "jobs", args.get("searchTerm"))
     pool = list(table.records) if ids is None else ids
     spec = args.get("filter") or {}
-    keep = [rid for rid in pool if _range_ok(table.records[rid]["createdAt"], spec.get("createdAt"))
-            and (not spec.get("status") or table.records[rid]["fields"].get("jobStatus") == spec["status"])]
+    keep = [
+        rid
+        for rid in pool
+        if _range_ok(table.records[rid]["createdAt"], spec.get("createdAt"))
+        and (not spec.get("status") or table.records[rid]["fields"].get("jobStatus") == spec["status"])
+    ]
     return Page(ex.account, "Job", _recently_updated(table, keep), args)
 
 
@@ -674,10 +807,21 @@ def _q_properties(ex: Execution, args: dict[str, Any]) -> Any:
 
 # --------------------------------------------------------------------------- mutations
 
-_LABELS = {"firstName": "First name", "lastName": "Last name", "companyName": "Company name", "title": "Title",
-           "instructions": "Instructions", "address": "Email address", "number": "Phone number",
-           "street1": "Street 1", "street2": "Street 2", "city": "City", "province": "Province",
-           "postalCode": "Postal code", "country": "Country"}
+_LABELS = {
+    "firstName": "First name",
+    "lastName": "Last name",
+    "companyName": "Company name",
+    "title": "Title",
+    "instructions": "Instructions",
+    "address": "Email address",
+    "number": "Phone number",
+    "street1": "Street 1",
+    "street2": "Street 2",
+    "city": "City",
+    "province": "Province",
+    "postalCode": "Postal code",
+    "country": "Country",
+}
 
 
 def _user_error(message: str, path: list[str]) -> dict[str, Any]:
@@ -697,28 +841,44 @@ def _address_problems(address: dict[str, Any] | None, path: list[str]) -> list[d
     return problems
 
 
-def _emails(raw: list[dict[str, Any]] | None, path: list[str], ex: Execution) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _emails(
+    raw: list[dict[str, Any]] | None, path: list[str], ex: Execution
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     out, problems = [], []
     for i, item in enumerate(raw or []):
         address = str(item.get("address") or "").strip()
         problems += _poisoned(item, path + [str(i)])
         if not address or not EMAIL_RE.match(address):
             problems.append(_user_error("Email address is invalid", path + [str(i), "address"]))
-        out.append({"id": encode_id(ex.account.next_seq()), "address": address,
-                    "description": item.get("description") or "MAIN", "primary": bool(item.get("primary"))})
+        out.append(
+            {
+                "id": encode_id(ex.account.next_seq()),
+                "address": address,
+                "description": item.get("description") or "MAIN",
+                "primary": bool(item.get("primary")),
+            }
+        )
     return out, problems
 
 
-def _phones(raw: list[dict[str, Any]] | None, path: list[str], ex: Execution) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _phones(
+    raw: list[dict[str, Any]] | None, path: list[str], ex: Execution
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     out, problems = [], []
     for i, item in enumerate(raw or []):
         number = str(item.get("number") or "").strip()
         problems += _poisoned(item, path + [str(i)])
         if not phone_digits(number):
             problems.append(_user_error("Phone number can't be blank", path + [str(i), "number"]))
-        out.append({"id": encode_id(ex.account.next_seq()), "number": number,
-                    "description": item.get("description") or "MAIN", "primary": bool(item.get("primary")),
-                    "smsAllowed": bool(item.get("smsAllowed"))})
+        out.append(
+            {
+                "id": encode_id(ex.account.next_seq()),
+                "number": number,
+                "description": item.get("description") or "MAIN",
+                "primary": bool(item.get("primary")),
+                "smsAllowed": bool(item.get("smsAllowed")),
+            }
+        )
     return out, problems
 
 
@@ -744,7 +904,9 @@ def _m_client_create(ex: Execution, args: dict[str, Any]) -> Any:
     if not any(str(data.get(k) or "").strip() for k in ("firstName", "lastName", "companyName")):
         problems.append(_user_error("Client needs a first name, last name or company name", ["input"]))
     if problems:
-        return _payload("ClientCreatePayload", client=None, userErrors=[_payload("MutationErrors", **e) for e in problems])
+        return _payload(
+            "ClientCreatePayload", client=None, userErrors=[_payload("MutationErrors", **e) for e in problems]
+        )
     fields = {k: data.get(k) for k in ("title", "firstName", "lastName", "companyName", "isCompany")}
     fields.update(emails=emails, phones=phones, billingAddress=data.get("billingAddress"), isArchived=False)
     client = _put(ex.account, "clients", _new_record(ex.account, fields, ex.now))
@@ -757,8 +919,11 @@ def _m_client_edit(ex: Execution, args: dict[str, Any]) -> Any:
     table = _table(ex.account, "clients")
     record = table.get(decode_id(args["clientId"]) or "")
     if record is None:
-        return _payload("ClientEditPayload", client=None,
-                        userErrors=[_payload("MutationErrors", message="Client not found", path=["clientId"])])
+        return _payload(
+            "ClientEditPayload",
+            client=None,
+            userErrors=[_payload("MutationErrors", message="Client not found", path=["clientId"])],
+        )
     data = args["input"]
     problems = _poisoned({k: data.get(k) for k in ("firstName", "lastName", "companyName")}, ["input"])
     new_emails, p = _emails(data.get("emailsToAdd"), ["input", "emailsToAdd"], ex)
@@ -767,7 +932,9 @@ def _m_client_edit(ex: Execution, args: dict[str, Any]) -> Any:
     problems += p
     problems += _address_problems(data.get("billingAddress"), ["input", "billingAddress"])
     if problems:
-        return _payload("ClientEditPayload", client=None, userErrors=[_payload("MutationErrors", **e) for e in problems])
+        return _payload(
+            "ClientEditPayload", client=None, userErrors=[_payload("MutationErrors", **e) for e in problems]
+        )
     fields = dict(record["fields"])
     for key in ("title", "firstName", "lastName", "companyName", "isCompany", "billingAddress"):
         if key in data and data[key] is not None:
@@ -782,19 +949,31 @@ def _m_client_edit(ex: Execution, args: dict[str, Any]) -> Any:
 def _m_property_create(ex: Execution, args: dict[str, Any]) -> Any:
     client = _table(ex.account, "clients").get(decode_id(args["clientId"]) or "")
     if client is None:
-        return _payload("PropertyCreatePayload", client=None, properties=[],
-                        userErrors=[_payload("MutationErrors", message="Client not found", path=["clientId"])])
+        return _payload(
+            "PropertyCreatePayload",
+            client=None,
+            properties=[],
+            userErrors=[_payload("MutationErrors", message="Client not found", path=["clientId"])],
+        )
     items = args["input"].get("properties") or []
     problems = []
     for i, prop in enumerate(items):
         problems += _address_problems(prop.get("address"), ["input", "properties", str(i), "address"])
     if problems or not items:
         problems = problems or [_user_error("Properties can't be blank", ["input", "properties"])]
-        return _payload("PropertyCreatePayload", client=None, properties=[],
-                        userErrors=[_payload("MutationErrors", **e) for e in problems])
+        return _payload(
+            "PropertyCreatePayload",
+            client=None,
+            properties=[],
+            userErrors=[_payload("MutationErrors", **e) for e in problems],
+        )
     created = [_new_property(ex, client["id"], prop["address"]) for prop in items]
-    return _payload("PropertyCreatePayload", client=View(ex.account, "Client", client),
-                    properties=[View(ex.account, "Property", p) for p in created], userErrors=[])
+    return _payload(
+        "PropertyCreatePayload",
+        client=View(ex.account, "Client", client),
+        properties=[View(ex.account, "Property", p) for p in created],
+        userErrors=[],
+    )
 
 
 def _job_text_problems(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -814,16 +993,28 @@ def _m_job_create(ex: Execution, args: dict[str, Any]) -> Any:
     if data.get("jobNumber") is not None:
         number = data["jobNumber"]
         if _table(account, "jobs").lookup("jobNumber", str(number)):
-            return _payload("JobCreatePayload", job=None, userErrors=[
-                _payload("MutationErrors", message="Job number has already been taken", path=["input", "jobNumber"])])
+            return _payload(
+                "JobCreatePayload",
+                job=None,
+                userErrors=[
+                    _payload("MutationErrors", message="Job number has already been taken", path=["input", "jobNumber"])
+                ],
+            )
     account.meta["jb_job_number"] = max(number, int(account.meta.get("jb_job_number", 0)))
     timeframe = data.get("timeframe") or {}
     start = timeframe.get("startAt")
-    fields = {"jobNumber": number, "title": data.get("title"), "instructions": data.get("instructions"),
-              "propertyId": prop["id"], "clientId": prop["fields"]["clientId"],
-              "jobStatus": _status(start, bool(data["scheduling"]["createVisits"]), ex.now),
-              "startAt": f"{start}T00:00:00Z" if start else None, "completedAt": None,
-              "invoicing": data["invoicing"], "scheduling": data["scheduling"]}
+    fields = {
+        "jobNumber": number,
+        "title": data.get("title"),
+        "instructions": data.get("instructions"),
+        "propertyId": prop["id"],
+        "clientId": prop["fields"]["clientId"],
+        "jobStatus": _status(start, bool(data["scheduling"]["createVisits"]), ex.now),
+        "startAt": f"{start}T00:00:00Z" if start else None,
+        "completedAt": None,
+        "invoicing": data["invoicing"],
+        "scheduling": data["scheduling"],
+    }
     job = _put(account, "jobs", _new_record(account, fields, ex.now))
     return _payload("JobCreatePayload", job=View(account, "Job", job), userErrors=[])
 
@@ -841,8 +1032,9 @@ def _status(start: str | None, visits: bool, now: float) -> str:
 def _job_for(ex: Execution, args: dict[str, Any], payload: str) -> tuple[Record | None, Any]:
     record = _table(ex.account, "jobs").get(decode_id(args["jobId"]) or "")
     if record is None:
-        return None, _payload(payload, job=None,
-                              userErrors=[_payload("MutationErrors", message="Job not found", path=["jobId"])])
+        return None, _payload(
+            payload, job=None, userErrors=[_payload("MutationErrors", message="Job not found", path=["jobId"])]
+        )
     return record, None
 
 
@@ -867,18 +1059,29 @@ def _m_job_close(ex: Execution, args: dict[str, Any]) -> Any:
     if record is None:
         return missing
     if record["fields"].get("jobStatus") == "archived":
-        return _payload("JobClosePayload", job=None, userErrors=[
-            _payload("MutationErrors", message="Job is already closed", path=["jobId"])])
+        return _payload(
+            "JobClosePayload",
+            job=None,
+            userErrors=[_payload("MutationErrors", message="Job is already closed", path=["jobId"])],
+        )
     fields = {**record["fields"], "jobStatus": "archived", "completedAt": iso(ex.now)}
     updated = _put(ex.account, "jobs", {**record, "fields": fields, "updatedAt": iso(ex.now)})
     return _payload("JobClosePayload", job=View(ex.account, "Job", updated), userErrors=[])
 
 
 ROOT_RESOLVERS: dict[str, Callable[[Execution, dict[str, Any]], Any]] = {
-    "account": _q_account, "client": _by_id("clients", "Client"), "clients": _q_clients,
-    "job": _by_id("jobs", "Job"), "jobs": _q_jobs, "property": _by_id("properties", "Property"),
-    "properties": _q_properties, "clientCreate": _m_client_create, "clientEdit": _m_client_edit,
-    "propertyCreate": _m_property_create, "jobCreate": _m_job_create, "jobEdit": _m_job_edit,
+    "account": _q_account,
+    "client": _by_id("clients", "Client"),
+    "clients": _q_clients,
+    "job": _by_id("jobs", "Job"),
+    "jobs": _q_jobs,
+    "property": _by_id("properties", "Property"),
+    "properties": _q_properties,
+    "clientCreate": _m_client_create,
+    "clientEdit": _m_client_edit,
+    "propertyCreate": _m_property_create,
+    "jobCreate": _m_job_create,
+    "jobEdit": _m_job_edit,
     "jobClose": _m_job_close,
 }
 
@@ -887,9 +1090,11 @@ ROOT_RESOLVERS: dict[str, Callable[[Execution, dict[str, Any]], Any]] = {
 
 
 def _auth_error(description: str) -> VendorError:
-    return VendorError(401, {"error": "invalid_request", "error_description": description},
-                       {"WWW-Authenticate": f'Bearer realm="Jobber", error="invalid_token", '
-                                            f'error_description="{description}"'})
+    return VendorError(
+        401,
+        {"error": "invalid_request", "error_description": description},
+        {"WWW-Authenticate": f'Bearer realm="Jobber", error="invalid_token", error_description="{description}"'},
+    )
 
 
 def _too_many() -> dict[str, Any]:
@@ -900,8 +1105,13 @@ def _jwt(account: Account, ttl: float) -> tuple[str, float]:
     """A JWT-shaped access token (Jobber's are JWTs whose ``exp`` claim is the expiry)."""
     expires_at = time.time() + ttl
 
-    claims = {"iss": "sandbox-jobber", "sub": account.name, "exp": int(expires_at), "iat": int(time.time()),
-              "jti": secrets.token_hex(8)}
+    claims = {
+        "iss": "sandbox-jobber",
+        "sub": account.name,
+        "exp": int(expires_at),
+        "iat": int(time.time()),
+        "jti": secrets.token_hex(8),
+    }
     header = jwt_segment({"alg": "HS256", "typ": "JWT"})
     return f"{header}.{jwt_segment(claims)}.{secrets.token_urlsafe(24)}", expires_at
 
@@ -910,16 +1120,27 @@ class JobberAdapter(CrmAdapter):
     """Accounts are Jobber accounts with one app installed (OAuth, rotating refresh tokens)."""
 
     crm = CRM
-    settings = frozenset({"enabled", "token_ttl_seconds", "requests_per_5min", "query_cost_max", "restore_rate",
-                          "rotate_refresh_tokens", "account_name"})
+    settings = frozenset(
+        {
+            "enabled",
+            "token_ttl_seconds",
+            "requests_per_5min",
+            "query_cost_max",
+            "restore_rate",
+            "rotate_refresh_tokens",
+            "account_name",
+        }
+    )
     numeric_settings = frozenset({"token_ttl_seconds", "requests_per_5min", "query_cost_max", "restore_rate"})
 
     def identity(self, credentials: dict[str, Any]) -> tuple[list[str], list[str]]:
         oauth = [credentials.get(k) for k in ("clientId", "clientSecret", "refreshToken")]
         bare = [credentials.get(k) for k in ("apiKey", "accessToken") if credentials.get(k)]
         if not all(isinstance(v, str) and v for v in oauth) and not bare:
-            raise ValueError("Jobber credentials need clientId, clientSecret and refreshToken (OAuth), "
-                             "or a bare access token as apiKey/accessToken")
+            raise ValueError(
+                "Jobber credentials need clientId, clientSecret and refreshToken (OAuth), "
+                "or a bare access token as apiKey/accessToken"
+            )
         if not all(isinstance(v, str) for v in bare):
             raise ValueError("apiKey/accessToken must be strings")
         keys = [f"refresh:{oauth[2]}"] if all(oauth) else []
@@ -941,8 +1162,9 @@ class JobberAdapter(CrmAdapter):
         account.meta.setdefault("jb_account_id", encode_id(account.fixed_number("account_id")))
         ttl = float(account.setting("token_ttl_seconds", DEFAULT_TOKEN_TTL))
         # prepare() cannot reach the token store: bare tokens are issued on first use (_issue_bare_tokens).
-        account.meta["jb_bare_pending"] = [account.credentials[k] for k in ("apiKey", "accessToken")
-                                           if account.credentials.get(k)]
+        account.meta["jb_bare_pending"] = [
+            account.credentials[k] for k in ("apiKey", "accessToken") if account.credentials.get(k)
+        ]
         account.meta["jb_bare_ttl"] = ttl
 
     def unauthorized(self, reason: str) -> VendorError:
@@ -958,7 +1180,8 @@ class JobberAdapter(CrmAdapter):
         window = account.runtime.get("jb_ddos")
         if window is None:
             window = account.runtime["jb_ddos"] = SlidingWindow(
-                int(account.setting("requests_per_5min", DEFAULT_REQUESTS_PER_5MIN)), 300.0)
+                int(account.setting("requests_per_5min", DEFAULT_REQUESTS_PER_5MIN)), 300.0
+            )
         if not window.try_acquire(time.monotonic()):
             raise VendorError(429, _too_many())
         return 0.0
@@ -970,11 +1193,20 @@ class JobberAdapter(CrmAdapter):
             fields.setdefault("emails", [])
             fields.setdefault("phones", [])
             for i, e in enumerate(fields["emails"]):
-                fields["emails"][i] = {"id": encode_id(account.next_seq()), "description": "MAIN", "primary": i == 0,
-                                       **(e if isinstance(e, dict) else {"address": e})}
+                fields["emails"][i] = {
+                    "id": encode_id(account.next_seq()),
+                    "description": "MAIN",
+                    "primary": i == 0,
+                    **(e if isinstance(e, dict) else {"address": e}),
+                }
             for i, p in enumerate(fields["phones"]):
-                fields["phones"][i] = {"id": encode_id(account.next_seq()), "description": "MAIN", "primary": i == 0,
-                                       "smsAllowed": False, **(p if isinstance(p, dict) else {"number": p})}
+                fields["phones"][i] = {
+                    "id": encode_id(account.next_seq()),
+                    "description": "MAIN",
+                    "primary": i == 0,
+                    "smsAllowed": False,
+                    **(p if isinstance(p, dict) else {"number": p}),
+                }
         elif obj == "properties":
             if _table(account, "clients").get(str(fields.get("clientId") or "")) is None:
                 raise AdminError(400, "a property needs the clientId of an existing client")
@@ -993,8 +1225,12 @@ class JobberAdapter(CrmAdapter):
         return _put(account, obj, record)
 
     def export(self, account: Account, obj: str, record: Record) -> dict[str, Any]:
-        out = {"id": record["id"], **record["fields"], "createdAt": record["createdAt"],
-               "updatedAt": record["updatedAt"]}
+        out = {
+            "id": record["id"],
+            **record["fields"],
+            "createdAt": record["createdAt"],
+            "updatedAt": record["updatedAt"],
+        }
         if obj == "clients":
             out["name"] = _client_name(record["fields"])
             table = _table(account, "properties")
@@ -1032,24 +1268,33 @@ async def oauth_token(request: Request) -> Any:
     state = sandbox_state(request)
     refresh = form.get("refresh_token", "")
     with state.lock:
-        account = next((a for a in state.accounts_of(CRM)
-                        if refresh and a.meta.get("jb_refresh_token") == refresh), None)
-        client = next((a for a in state.accounts_of(CRM)
-                       if a.credentials.get("clientId") == form.get("client_id")), None)
-        if client is None or form.get("client_secret") != client.credentials.get("clientSecret") or (
-                account is not None and account.credentials.get("clientId") != form.get("client_id")):
+        account = next(
+            (a for a in state.accounts_of(CRM) if refresh and a.meta.get("jb_refresh_token") == refresh), None
+        )
+        client = next(
+            (a for a in state.accounts_of(CRM) if a.credentials.get("clientId") == form.get("client_id")), None
+        )
+        if (
+            client is None
+            or form.get("client_secret") != client.credentials.get("clientSecret")
+            or (account is not None and account.credentials.get("clientId") != form.get("client_id"))
+        ):
             raise oauth_error(401, "invalid_client", INVALID_CLIENT)
         if account is None:
             raise oauth_error(400, "invalid_grant", "The provided refresh token is not valid.")
         ttl = float(account.setting("token_ttl_seconds", DEFAULT_TOKEN_TTL))
         access, expires_at = _jwt(account, ttl)
         state.issue_token(account, access, ttl)
-        body: dict[str, Any] = {"access_token": access,
-                                "expires_at": datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}
+        body: dict[str, Any] = {
+            "access_token": access,
+            "expires_at": datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        }
         if account.setting("rotate_refresh_tokens", True) is False:
             body["refresh_token"] = refresh
-            body["warning"] = ("Refresh token rotation is off. This setting is required for apps to be published in "
-                               "the Jobber App Marketplace.")
+            body["warning"] = (
+                "Refresh token rotation is off. This setting is required for apps to be published in "
+                "the Jobber App Marketplace."
+            )
         else:
             new_refresh = secrets.token_hex(16)
             account.meta["jb_refresh_token"] = new_refresh
@@ -1075,9 +1320,15 @@ def _bucket(account: Account) -> tuple[dict[str, float], float, float]:
 
 def _cost_extension(requested: int, actual: int, account: Account) -> dict[str, Any]:
     bucket, maximum, rate = _bucket(account)
-    return {"requestedQueryCost": requested, "actualQueryCost": actual,
-            "throttleStatus": {"maximumAvailable": int(maximum), "currentlyAvailable": int(bucket["available"]),
-                               "restoreRate": int(rate)}}
+    return {
+        "requestedQueryCost": requested,
+        "actualQueryCost": actual,
+        "throttleStatus": {
+            "maximumAvailable": int(maximum),
+            "currentlyAvailable": int(bucket["available"]),
+            "restoreRate": int(rate),
+        },
+    }
 
 
 def _graphql_bad_request(message: str) -> VendorError:
@@ -1093,8 +1344,10 @@ async def graphql(request: Request) -> Response:
     ctx = await open_request(request, ADAPTER, token)
     version = request.headers.get("x-jobber-graphql-version", "").strip()
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", version):
-        raise _graphql_bad_request("The X-JOBBER-GRAPHQL-VERSION header is required (YYYY-MM-DD): "
-                                   "https://developer.getjobber.com/docs/using_jobbers_api/api_versioning")
+        raise _graphql_bad_request(
+            "The X-JOBBER-GRAPHQL-VERSION header is required (YYYY-MM-DD): "
+            "https://developer.getjobber.com/docs/using_jobbers_api/api_versioning"
+        )
     if "application/json" not in request.headers.get("content-type", ""):
         raise _graphql_bad_request("Requests must use the application/json content type")
     try:
@@ -1103,7 +1356,9 @@ async def graphql(request: Request) -> Response:
         raise _graphql_bad_request(f"Invalid JSON body: {exc}") from None
     versioning = {"version": version}
     if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-        return ctx.reply({"errors": [{"message": "No query string was present"}], "extensions": {"versioning": versioning}})
+        return ctx.reply(
+            {"errors": [{"message": "No query string was present"}], "extensions": {"versioning": versioning}}
+        )
     account = ctx.account
     with state.lock:
         try:
@@ -1111,15 +1366,24 @@ async def graphql(request: Request) -> Response:
             SCHEMA.validate(op)
             variables = SCHEMA.coerce_variables(op, body.get("variables"))
         except GraphQLError as exc:
-            return ctx.reply({"errors": [exc.to_json()],
-                              "extensions": {"cost": _cost_extension(0, 0, account), "versioning": versioning}})
+            return ctx.reply(
+                {
+                    "errors": [exc.to_json()],
+                    "extensions": {"cost": _cost_extension(0, 0, account), "versioning": versioning},
+                }
+            )
         requested = requested_cost(op.selections, "Mutation" if op.kind == "mutation" else "Query", variables)
         bucket, _, _ = _bucket(account)
         if account.setting("enabled", True) is not False and requested > bucket["available"]:
             account.stats.rate_limited += 1
-            return ctx.reply({"errors": [{"message": "Throttled", "extensions": {
-                "code": "THROTTLED", "documentation": DOCS_RATE_LIMITS}}],
-                "extensions": {"cost": _cost_extension(requested, 0, account), "versioning": versioning}})
+            return ctx.reply(
+                {
+                    "errors": [
+                        {"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": DOCS_RATE_LIMITS}}
+                    ],
+                    "extensions": {"cost": _cost_extension(requested, 0, account), "versioning": versioning},
+                }
+            )
         ex = Execution(account, variables, time.time())
         data = execute(ex, op)
         if account.setting("enabled", True) is not False:

@@ -109,7 +109,7 @@ def _suffix(id15: str) -> str:
     """The 3-character case-safety suffix that makes a 15-character id 18 long."""
     out = ""
     for i in range(3):
-        bits = sum(1 << j for j, ch in enumerate(id15[i * 5:i * 5 + 5]) if "A" <= ch <= "Z")
+        bits = sum(1 << j for j, ch in enumerate(id15[i * 5 : i * 5 + 5]) if "A" <= ch <= "Z")
         out += "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits]
     return out
 
@@ -158,12 +158,22 @@ class SfField:
         return not self.nillable and self.createable and self.defaultValue is None
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "label": self.name.removesuffix("__c").replace("_", " "), "type": self.type,
-                "length": self.length, "nillable": self.nillable, "createable": self.createable,
-                "updateable": self.updateable, "externalId": self.externalId, "unique": self.unique,
-                "idLookup": self.externalId or self.name == "Id", "referenceTo": list(self.referenceTo),
-                "defaultValue": self.defaultValue, "defaultedOnCreate": self.defaultValue is not None,
-                "custom": self.custom}
+        return {
+            "name": self.name,
+            "label": self.name.removesuffix("__c").replace("_", " "),
+            "type": self.type,
+            "length": self.length,
+            "nillable": self.nillable,
+            "createable": self.createable,
+            "updateable": self.updateable,
+            "externalId": self.externalId,
+            "unique": self.unique,
+            "idLookup": self.externalId or self.name == "Id",
+            "referenceTo": list(self.referenceTo),
+            "defaultValue": self.defaultValue,
+            "defaultedOnCreate": self.defaultValue is not None,
+            "custom": self.custom,
+        }
 
 
 def _text(name: str, length: int = 255, type_: str = "string", **kw: Any) -> SfField:
@@ -178,23 +188,48 @@ def _ext(name: str) -> SfField:
     return SfField(name, "string", 255, externalId=True, unique=True, custom=True)
 
 
-SYSTEM_FIELDS = (SfField("Id", "id", 18, nillable=False, createable=False, updateable=False),
-                 SfField("CreatedDate", "datetime", 0, nillable=False, createable=False, updateable=False),
-                 SfField("LastModifiedDate", "datetime", 0, nillable=False, createable=False, updateable=False))
+SYSTEM_FIELDS = (
+    SfField("Id", "id", 18, nillable=False, createable=False, updateable=False),
+    SfField("CreatedDate", "datetime", 0, nillable=False, createable=False, updateable=False),
+    SfField("LastModifiedDate", "datetime", 0, nillable=False, createable=False, updateable=False),
+)
 
 BASE_FIELDS: dict[str, tuple[SfField, ...]] = {
-    "Account": (_text("Name", nillable=False), _text("Phone", 40, "phone"), _text("BillingStreet", 255, "textarea"),
-                _text("BillingCity", 40), _text("BillingState", 80), _text("BillingPostalCode", 20),
-                _text("BillingCountry", 80), _text("Description", 32000, "textarea"),
-                _ext("RankItPro_Customer_Key__c")),
-    "Contact": (_ref("AccountId", "Account"), _text("FirstName", 40), _text("LastName", 80, nillable=False),
-                _text("Email", 80, "email"), _text("Phone", 40, "phone"), _text("MailingStreet", 255, "textarea"),
-                _text("MailingCity", 40), _text("MailingState", 80), _text("MailingPostalCode", 20),
-                _text("MailingCountry", 80), _ext("RankItPro_Customer_Key__c")),
-    "Case": (_ref("AccountId", "Account"), _ref("ContactId", "Contact"), _text("Subject", 255),
-             _text("Description", 32000, "textarea"),
-             _text("Status", 40, "picklist", nillable=False, defaultValue="New"), _text("Origin", 40, "picklist"),
-             _text("Priority", 40, "picklist"), _text("Type", 40, "picklist"), _ext("RankItPro_CheckIn_Key__c")),
+    "Account": (
+        _text("Name", nillable=False),
+        _text("Phone", 40, "phone"),
+        _text("BillingStreet", 255, "textarea"),
+        _text("BillingCity", 40),
+        _text("BillingState", 80),
+        _text("BillingPostalCode", 20),
+        _text("BillingCountry", 80),
+        _text("Description", 32000, "textarea"),
+        _ext("RankItPro_Customer_Key__c"),
+    ),
+    "Contact": (
+        _ref("AccountId", "Account"),
+        _text("FirstName", 40),
+        _text("LastName", 80, nillable=False),
+        _text("Email", 80, "email"),
+        _text("Phone", 40, "phone"),
+        _text("MailingStreet", 255, "textarea"),
+        _text("MailingCity", 40),
+        _text("MailingState", 80),
+        _text("MailingPostalCode", 20),
+        _text("MailingCountry", 80),
+        _ext("RankItPro_Customer_Key__c"),
+    ),
+    "Case": (
+        _ref("AccountId", "Account"),
+        _ref("ContactId", "Contact"),
+        _text("Subject", 255),
+        _text("Description", 32000, "textarea"),
+        _text("Status", 40, "picklist", nillable=False, defaultValue="New"),
+        _text("Origin", 40, "picklist"),
+        _text("Priority", 40, "picklist"),
+        _text("Type", 40, "picklist"),
+        _ext("RankItPro_CheckIn_Key__c"),
+    ),
 }
 #: Non-unique indexes for look-ups the hooks make (Email is matched case-insensitively).
 EXTRA_INDEXES = {"Contact": ("Email",)}
@@ -217,9 +252,14 @@ def _custom_field(raw: Any) -> SfField:
     if isinstance(raw, str):
         return SfField(raw, custom=True)
     if isinstance(raw, dict) and isinstance(raw.get("name"), str):
-        return SfField(raw["name"], str(raw.get("type", "string")), int(raw.get("length", 255)),
-                       externalId=bool(raw.get("externalId", False)), unique=bool(raw.get("unique", False)),
-                       custom=True)
+        return SfField(
+            raw["name"],
+            str(raw.get("type", "string")),
+            int(raw.get("length", 255)),
+            externalId=bool(raw.get("externalId", False)),
+            unique=bool(raw.get("unique", False)),
+            custom=True,
+        )
     raise ValueError(f"custom field must be a name or {{name, type?, length?, externalId?, unique?}}: {raw!r}")
 
 
@@ -273,14 +313,17 @@ def _as_api_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"message": e["message"], "errorCode": e["statusCode"], "fields": e["fields"]} for e in errors]
 
 
-ROLLED_BACK = _rec_error("ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                         "Record rolled back because not all records were valid and the request was using AllOrNone header")
+ROLLED_BACK = _rec_error(
+    "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+    "Record rolled back because not all records were valid and the request was using AllOrNone header",
+)
 
 
 def _render(obj: SObject, record: Record, version: str, names: list[str] | None = None) -> dict[str, Any]:
     fields = record["fields"]
-    out: dict[str, Any] = {"attributes": {"type": obj.name,
-                                          "url": f"{PREFIX}/services/data/{version}/sobjects/{obj.name}/{record['id']}"}}
+    out: dict[str, Any] = {
+        "attributes": {"type": obj.name, "url": f"{PREFIX}/services/data/{version}/sobjects/{obj.name}/{record['id']}"}
+    }
     for name in names if names is not None else obj.fields:
         out[name] = fields.get(name)
     return out
@@ -289,8 +332,9 @@ def _render(obj: SObject, record: Record, version: str, names: list[str] | None 
 # --------------------------------------------------------------------------- validation & writes
 
 
-def _validate(account: Account, obj: SObject, raw: dict[str, Any], existing: Record | None,
-              skip: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _validate(
+    account: Account, obj: SObject, raw: dict[str, Any], existing: Record | None, skip: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Canonical field values and record errors for an insert (``existing`` None) or update."""
     creating = existing is None
     values: dict[str, Any] = {}
@@ -303,36 +347,52 @@ def _validate(account: Account, obj: SObject, raw: dict[str, Any], existing: Rec
             errors.append(_rec_error("INVALID_FIELD", f"No such column '{key}' on sobject of type {obj.name}", [key]))
             continue
         if not (fld.createable if creating else fld.updateable):
-            errors.append(_rec_error("INVALID_FIELD_FOR_INSERT_UPDATE",
-                                     f"Unable to create/update fields: {fld.name}. Please check the security settings "
-                                     "of this field and verify that it is read/write for your profile or permission set.",
-                                     [fld.name]))
+            errors.append(
+                _rec_error(
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    f"Unable to create/update fields: {fld.name}. Please check the security settings "
+                    "of this field and verify that it is read/write for your profile or permission set.",
+                    [fld.name],
+                )
+            )
             continue
         if isinstance(value, (dict, list)):
-            errors.append(_rec_error("JSON_PARSER_ERROR", f"Cannot deserialize instance of {fld.type} from a JSON "
-                                     f"object or array for field {fld.name}", [fld.name]))
+            errors.append(
+                _rec_error(
+                    "JSON_PARSER_ERROR",
+                    f"Cannot deserialize instance of {fld.type} from a JSON object or array for field {fld.name}",
+                    [fld.name],
+                )
+            )
             continue
         if value is not None and (fld.type in TEXT_TYPES or fld.type == "reference"):
             value = str(value) if not isinstance(value, bool) else str(value).lower()
         values[fld.name] = None if value == "" else value
     for name in poisoned_fields(values):
-        errors.append(_rec_error("FIELD_CUSTOM_VALIDATION_EXCEPTION", f"{name}: value rejected by a validation rule",
-                                 [name]))
+        errors.append(
+            _rec_error("FIELD_CUSTOM_VALIDATION_EXCEPTION", f"{name}: value rejected by a validation rule", [name])
+        )
     for name, value in values.items():
         fld = obj.fields[name]
         if value is None:
             continue
         if fld.type in TEXT_TYPES and fld.length and len(value) > fld.length:
-            errors.append(_rec_error("STRING_TOO_LONG", f"{name}: data value too large: {value[:20]}... "
-                                     f"(max length={fld.length})", [name]))
+            errors.append(
+                _rec_error(
+                    "STRING_TOO_LONG",
+                    f"{name}: data value too large: {value[:20]}... (max length={fld.length})",
+                    [name],
+                )
+            )
         elif fld.type == "email" and not EMAIL_RE.match(value):
             errors.append(_rec_error("INVALID_EMAIL_ADDRESS", f"{name}: invalid email address: {value}", [name]))
         elif fld.type == "reference":
             ref = to18(value)
             targets = [t for t in fld.referenceTo if ref and ref.startswith(KEY_PREFIXES.get(t, "-"))]
             if ref is None or not targets:
-                errors.append(_rec_error("FIELD_INTEGRITY_EXCEPTION",
-                                         f"{name}: id value of incorrect type: {value}", [name]))
+                errors.append(
+                    _rec_error("FIELD_INTEGRITY_EXCEPTION", f"{name}: id value of incorrect type: {value}", [name])
+                )
             elif not any(account.tables[t].get(ref) for t in targets):
                 errors.append(_rec_error("INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {value}", [name]))
             else:
@@ -344,25 +404,37 @@ def _validate(account: Account, obj: SObject, raw: dict[str, Any], existing: Rec
                 values[fld.name] = merged[fld.name] = fld.defaultValue
     missing = [f.name for f in obj.fields.values() if f.required and merged.get(f.name) is None]
     if missing:
-        errors.append(_rec_error("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing))
+        errors.append(
+            _rec_error("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing)
+        )
     table = account.tables[obj.name]
     for fld in obj.fields.values():
         value = values.get(fld.name)
         if fld.unique and value is not None:
             other = table.lookup_one(fld.name, value)
             if other is not None and (existing is None or other != existing["id"]):
-                errors.append(_rec_error("DUPLICATE_VALUE", f"duplicate value found: {fld.name} duplicates value on "
-                                         f"record with id: {other}", [fld.name]))
+                errors.append(
+                    _rec_error(
+                        "DUPLICATE_VALUE",
+                        f"duplicate value found: {fld.name} duplicates value on record with id: {other}",
+                        [fld.name],
+                    )
+                )
     return values, errors
 
 
-def _insert(account: Account, obj: SObject, values: dict[str, Any], journal: Journal | None = None,
-            record_id: str | None = None) -> Record:
+def _insert(
+    account: Account, obj: SObject, values: dict[str, Any], journal: Journal | None = None, record_id: str | None = None
+) -> Record:
     rid = record_id or make_id(KEY_PREFIXES[obj.name], account.next_seq())
     now = time.time()
     stamp = _sf_time(now)
-    record: Record = {"id": rid, "fields": {"Id": rid, **values, "CreatedDate": stamp, "LastModifiedDate": stamp},
-                      "createdAt": iso(now), "updatedAt": iso(now)}
+    record: Record = {
+        "id": rid,
+        "fields": {"Id": rid, **values, "CreatedDate": stamp, "LastModifiedDate": stamp},
+        "createdAt": iso(now),
+        "updatedAt": iso(now),
+    }
     table = account.tables[obj.name]
     if journal is None:
         table.put(record)
@@ -373,8 +445,11 @@ def _insert(account: Account, obj: SObject, values: dict[str, Any], journal: Jou
 
 def _modify(account: Account, obj: SObject, record: Record, values: dict[str, Any], journal: Journal) -> Record:
     now = time.time()
-    updated = {**record, "fields": {**record["fields"], **values, "LastModifiedDate": _sf_time(now)},
-               "updatedAt": iso(now)}
+    updated = {
+        **record,
+        "fields": {**record["fields"], **values, "LastModifiedDate": _sf_time(now)},
+        "updatedAt": iso(now),
+    }
     journal.put(account.tables[obj.name], updated)
     return updated
 
@@ -384,8 +459,9 @@ def _find(account: Account, obj: SObject, record_id: Any) -> Record | None:
     return account.tables[obj.name].get(rid) if rid else None
 
 
-def _run(records: list[dict[str, Any]], all_or_none: bool,
-         op: Callable[[int, dict[str, Any], Journal], dict[str, Any]]) -> list[dict[str, Any]]:
+def _run(
+    records: list[dict[str, Any]], all_or_none: bool, op: Callable[[int, dict[str, Any], Journal], dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Apply ``op(index, record, journal)`` per record; with ``allOrNone`` and any failure, undo all."""
     journal = Journal()
     results = [op(i, rec, journal) for i, rec in enumerate(records)]
@@ -400,8 +476,11 @@ def _collection(body: Any) -> tuple[bool, list[dict[str, Any]]]:
         raise _api_error(400, "JSON_PARSER_ERROR", "Request body must be an object with a records array")
     records = body["records"]
     if len(records) > MAX_COLLECTION:
-        raise _api_error(400, "EXCEEDED_ID_LIMIT",
-                         f"record limit reached. cannot submit more than {MAX_COLLECTION} records into this call")
+        raise _api_error(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            f"record limit reached. cannot submit more than {MAX_COLLECTION} records into this call",
+        )
     if not all(isinstance(r, dict) for r in records):
         raise _api_error(400, "JSON_PARSER_ERROR", "Every record must be a JSON object")
     return bool(body.get("allOrNone", False)), records
@@ -423,14 +502,17 @@ class SalesforceAdapter(CrmAdapter):
     """Accounts are Salesforce orgs; tokens, API allocation and admin seeding."""
 
     crm = CRM
-    settings = frozenset({"enabled", "token_ttl_seconds", "daily_api_requests", "per_second", "custom_fields",
-                          "missing_external_ids"})
+    settings = frozenset(
+        {"enabled", "token_ttl_seconds", "daily_api_requests", "per_second", "custom_fields", "missing_external_ids"}
+    )
     numeric_settings = frozenset({"token_ttl_seconds", "daily_api_requests", "per_second"})
 
     def identity(self, credentials: dict[str, Any]) -> tuple[list[str], list[str]]:
         if not all(isinstance(credentials.get(k), str) and credentials[k] for k in ("clientId", "clientSecret")):
-            raise ValueError("Salesforce credentials need clientId and clientSecret (plus username, password and "
-                             "securityToken for the password flow)")
+            raise ValueError(
+                "Salesforce credentials need clientId and clientSecret (plus username, password and "
+                "securityToken for the password flow)"
+            )
         if "username" in credentials and not isinstance(credentials.get("password"), str):
             raise ValueError("Salesforce password flow needs password (and securityToken, possibly empty)")
         return [f"client:{credentials['clientId']}"], []
@@ -565,7 +647,9 @@ async def oauth_token(request: Request) -> Any:
         raise oauth_error(400, "unsupported_grant_type", "grant type not supported")
     state = sandbox_state(request)
     with state.lock:
-        account = next((a for a in state.accounts_of(CRM) if client_id and a.credentials.get("clientId") == client_id), None)
+        account = next(
+            (a for a in state.accounts_of(CRM) if client_id and a.credentials.get("clientId") == client_id), None
+        )
         if account is None:
             raise oauth_error(400, "invalid_client_id", "client identifier invalid")
         creds = account.credentials
@@ -573,7 +657,11 @@ async def oauth_token(request: Request) -> Any:
             raise oauth_error(400, "invalid_client", "invalid client credentials")
         if grant == "password":
             expected = f"{creds.get('password', '')}{creds.get('securityToken', '')}"
-            if not creds.get("username") or form.get("username") != creds["username"] or form.get("password") != expected:
+            if (
+                not creds.get("username")
+                or form.get("username") != creds["username"]
+                or form.get("password") != expected
+            ):
                 raise oauth_error(400, "invalid_grant", "authentication failure")
         ttl = float(account.setting("token_ttl_seconds", DEFAULT_TOKEN_TTL))
         org_id, user_id = account.meta["org_id"], account.meta["user_id"]
@@ -583,8 +671,14 @@ async def oauth_token(request: Request) -> Any:
     identity = f"{instance}/id/{org_id}/{user_id}"
     issued_at = str(int(time.time() * 1000))
     digest = hmac.new(str(creds["clientSecret"]).encode(), (identity + issued_at).encode(), hashlib.sha256).digest()
-    body = {"access_token": token.value, "instance_url": instance, "id": identity, "token_type": "Bearer",
-            "issued_at": issued_at, "signature": base64.b64encode(digest).decode()}
+    body = {
+        "access_token": token.value,
+        "instance_url": instance,
+        "id": identity,
+        "token_type": "Bearer",
+        "issued_at": issued_at,
+        "signature": base64.b64encode(digest).decode(),
+    }
     if grant == "client_credentials":
         body["scope"] = "api"
     return json_response(body)
@@ -595,8 +689,9 @@ async def oauth_token(request: Request) -> Any:
 
 @router.get("/services/data")
 async def versions(request: Request) -> Any:
-    return json_response([{"label": f"v{v}", "url": f"{PREFIX}/services/data/v{v}", "version": v}
-                          for v in SUPPORTED_VERSIONS])
+    return json_response(
+        [{"label": f"v{v}", "url": f"{PREFIX}/services/data/v{v}", "version": v} for v in SUPPORTED_VERSIONS]
+    )
 
 
 @router.get(DATA + "/limits")
@@ -604,17 +699,28 @@ async def limits(version: str, ctx: Ctx = Depends(_api)) -> Any:
     with ctx.state.lock:
         allocation = int(ctx.account.setting("daily_api_requests", DEFAULT_DAILY))
         used = ctx.account.runtime.setdefault("sf_daily", BucketCounter()).total(time.time())
-    return ctx.reply({"DailyApiRequests": {"Max": allocation, "Remaining": max(0, allocation - used)},
-                      "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
-                      "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000}})
+    return ctx.reply(
+        {
+            "DailyApiRequests": {"Max": allocation, "Remaining": max(0, allocation - used)},
+            "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+            "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
+        }
+    )
 
 
 def _describe_object(sobj: SObject, version: str, full: bool) -> dict[str, Any]:
     base = f"{PREFIX}/services/data/{version}/sobjects/{sobj.name}"
-    out: dict[str, Any] = {"name": sobj.name, "label": sobj.name, "keyPrefix": KEY_PREFIXES[sobj.name],
-                           "custom": False, "createable": True, "updateable": True, "deletable": True,
-                           "queryable": True, "urls": {"sobject": base, "describe": base + "/describe",
-                                                       "rowTemplate": base + "/{ID}"}}
+    out: dict[str, Any] = {
+        "name": sobj.name,
+        "label": sobj.name,
+        "keyPrefix": KEY_PREFIXES[sobj.name],
+        "custom": False,
+        "createable": True,
+        "updateable": True,
+        "deletable": True,
+        "queryable": True,
+        "urls": {"sobject": base, "describe": base + "/describe", "rowTemplate": base + "/{ID}"},
+    }
     if full:
         out["fields"] = [f.to_json() for f in sobj.fields.values()]
     return out
@@ -700,15 +806,17 @@ async def delete_record(version: str, sobject: str, record_id: str, ctx: Ctx = D
 def _external_field(sobj: SObject, name: str) -> str:
     fld = sobj.field(name)
     if fld is None:
-        raise _api_error(400, "INVALID_FIELD",
-                         f"Provided external ID field does not exist or is not accessible: {name}")
+        raise _api_error(
+            400, "INVALID_FIELD", f"Provided external ID field does not exist or is not accessible: {name}"
+        )
     if not fld.externalId and fld.name != "Id":
         raise _api_error(400, "INVALID_FIELD", f"Field {fld.name} is not an external ID field on {sobj.name}")
     return fld.name
 
 
-def _upsert_one(account: Account, sobj: SObject, field_name: str, key: Any, raw: dict[str, Any],
-                journal: Journal) -> dict[str, Any]:
+def _upsert_one(
+    account: Account, sobj: SObject, field_name: str, key: Any, raw: dict[str, Any], journal: Journal
+) -> dict[str, Any]:
     """Insert or update the record whose external id ``field_name`` equals ``key``."""
     table: Table = account.tables[sobj.name]
     existing = table.get(table.lookup_one(field_name, key) or "")
@@ -778,7 +886,9 @@ async def collection_update(version: str, ctx: Ctx = Depends(_api)) -> Any:
             return _failure([_rec_error("MISSING_ARGUMENT", "Id not specified in an update call")])
         rid = to18(given)
         if rid is None or not rid.startswith(KEY_PREFIXES[sobj.name]):
-            return _failure([_rec_error("MALFORMED_ID", f"{sobj.name} ID: id value of incorrect type: {given}", ["Id"])])
+            return _failure(
+                [_rec_error("MALFORMED_ID", f"{sobj.name} ID: id value of incorrect type: {given}", ["Id"])]
+            )
         record = ctx.account.tables[sobj.name].get(rid)
         if record is None:
             return _failure([_rec_error("ENTITY_IS_DELETED", "entity is deleted")])
@@ -811,7 +921,9 @@ async def collection_upsert(version: str, sobject: str, field: str, ctx: Ctx = D
             if fkey is None:
                 return _failure([_rec_error("MISSING_ARGUMENT", f"{name} not specified", [name])])
             if fkey in duplicated:
-                return _failure([_rec_error("DUPLICATE_EXTERNAL_ID", f"Duplicate external id specified: {key}", [name])])
+                return _failure(
+                    [_rec_error("DUPLICATE_EXTERNAL_ID", f"Duplicate external id specified: {key}", [name])]
+                )
             return _upsert_one(ctx.account, sobj, name, key, raw, journal)
 
         results = _run(records, all_or_none, upsert)
@@ -855,6 +967,7 @@ def _norm_for(sobj: SObject) -> Callable[[str, Any], Any]:
         if sobj.fields[name].type in ("id", "reference"):
             return to18(value) or value
         return soql.comparable(value)
+
     return norm
 
 
@@ -863,11 +976,14 @@ def _batch_size(request: Request) -> int:
     return min(QUERY_BATCH, max(200, int(match.group(1)))) if match else QUERY_BATCH
 
 
-def _page(ctx: Ctx, version: str, rows: list[dict[str, Any]], total: int, batch: int, offset: int,
-          locator: str | None) -> Any:
+def _page(
+    ctx: Ctx, version: str, rows: list[dict[str, Any]], total: int, batch: int, offset: int, locator: str | None
+) -> Any:
     end = offset + batch
     body: dict[str, Any] = {"totalSize": total, "done": end >= len(rows), "records": rows[offset:end]}
-    cursors: OrderedDict[str, tuple[list[dict[str, Any]], int]] = ctx.account.runtime.setdefault("sf_cursors", OrderedDict())
+    cursors: OrderedDict[str, tuple[list[dict[str, Any]], int]] = ctx.account.runtime.setdefault(
+        "sf_cursors", OrderedDict()
+    )
     if end < len(rows):
         if locator is None:
             locator = "01g" + "8c0" + _b62(secrets.randbits(53), 12)
@@ -892,13 +1008,21 @@ async def query(version: str, ctx: Ctx = Depends(_api)) -> Any:
     with ctx.state.lock:
         sobj = _sobject(ctx.account, parsed.sobject)
         if sobj is None:
-            raise _api_error(400, "INVALID_TYPE", f"\n{text}\nsObject type '{parsed.sobject}' is not supported. If you "
-                             "are attempting to use a custom object, be sure to append the '__c' after the entity name.")
+            raise _api_error(
+                400,
+                "INVALID_TYPE",
+                f"\n{text}\nsObject type '{parsed.sobject}' is not supported. If you "
+                "are attempting to use a custom object, be sure to append the '__c' after the entity name.",
+            )
         for name in parsed.referenced_fields():
             if name.lower() not in sobj.by_lower:
-                raise _api_error(400, "INVALID_FIELD", f"\n{text}\nNo such column '{name}' on entity '{sobj.name}'. If "
-                                 "you are attempting to use a custom field, be sure to append the '__c' after the "
-                                 "custom field name.")
+                raise _api_error(
+                    400,
+                    "INVALID_FIELD",
+                    f"\n{text}\nNo such column '{name}' on entity '{sobj.name}'. If "
+                    "you are attempting to use a custom field, be sure to append the '__c' after the "
+                    "custom field name.",
+                )
         fields = [sobj.by_lower[n.lower()] for n in parsed.fields]
         _canonical(parsed.where, sobj)
         table = ctx.account.tables[sobj.name]
@@ -914,7 +1038,7 @@ async def query(version: str, ctx: Ctx = Depends(_api)) -> Any:
             present.sort(key=lambda r: norm(canonical, r["fields"][canonical]), reverse=descending)
             matched = present + absent
         if parsed.limit is not None:
-            matched = matched[:parsed.limit]
+            matched = matched[: parsed.limit]
         rows = [_render(sobj, r, version, fields) for r in matched]
         return _page(ctx, version, rows, len(rows), _batch_size(ctx.request), 0, None)
 
@@ -984,8 +1108,11 @@ def _process_bulk_job(account: Account, job: dict[str, Any]) -> None:
                 result = _upsert_one(account, sobj, ext, key, raw, Journal())
         else:
             values, errors = _validate(account, sobj, raw, None)
-            result = _failure(errors) if errors else {
-                "id": _insert(account, sobj, values)["id"], "success": True, "errors": [], "created": True}
+            result = (
+                _failure(errors)
+                if errors
+                else {"id": _insert(account, sobj, values)["id"], "success": True, "errors": [], "created": True}
+            )
         if result["success"]:
             job["_ok"].append({"sf__Id": result["id"], "sf__Created": "true" if result["created"] else "false", **row})
         else:
@@ -1004,8 +1131,11 @@ async def bulk_create_job(version: str, ctx: Ctx = Depends(_api)) -> Any:
     operation, name = body.get("operation"), body.get("object")
     if operation not in BULK_OPERATIONS:
         raise _bulk_error(400, f"operation must be one of {', '.join(BULK_OPERATIONS)} in this sandbox")
-    if (body.get("contentType") or "CSV") != "CSV" or (body.get("columnDelimiter") or "COMMA") != "COMMA" \
-            or (body.get("lineEnding") or "LF") != "LF":
+    if (
+        (body.get("contentType") or "CSV") != "CSV"
+        or (body.get("columnDelimiter") or "COMMA") != "COMMA"
+        or (body.get("lineEnding") or "LF") != "LF"
+    ):
         raise _bulk_error(400, "this sandbox accepts contentType CSV, columnDelimiter COMMA, lineEnding LF")
     with ctx.state.lock:
         sobj = _sobject(ctx.account, str(name or ""))
@@ -1016,12 +1146,31 @@ async def bulk_create_job(version: str, ctx: Ctx = Depends(_api)) -> Any:
             ext = _external_field(sobj, str(body.get("externalIdFieldName") or ""))
         job_id = make_id(BULK_JOB_PREFIX, ctx.account.next_seq())
         stamp = iso().replace("Z", "+0000")
-        job = {"id": job_id, "operation": operation, "object": sobj.name, "createdById": ctx.account.meta["user_id"],
-               "createdDate": stamp, "systemModstamp": stamp, "state": "Open", "externalIdFieldName": ext,
-               "concurrencyMode": "Parallel", "contentType": "CSV", "apiVersion": float(version.lstrip("v")),
-               "contentUrl": f"services/data/{version}/jobs/ingest/{job_id}/batches", "lineEnding": "LF",
-               "columnDelimiter": "COMMA", "numberRecordsProcessed": 0, "numberRecordsFailed": 0, "retries": 0,
-               "totalProcessingTime": 0, "_columns": [], "_rows": [], "_ok": [], "_failed": [], "_uploads": 0}
+        job = {
+            "id": job_id,
+            "operation": operation,
+            "object": sobj.name,
+            "createdById": ctx.account.meta["user_id"],
+            "createdDate": stamp,
+            "systemModstamp": stamp,
+            "state": "Open",
+            "externalIdFieldName": ext,
+            "concurrencyMode": "Parallel",
+            "contentType": "CSV",
+            "apiVersion": float(version.lstrip("v")),
+            "contentUrl": f"services/data/{version}/jobs/ingest/{job_id}/batches",
+            "lineEnding": "LF",
+            "columnDelimiter": "COMMA",
+            "numberRecordsProcessed": 0,
+            "numberRecordsFailed": 0,
+            "retries": 0,
+            "totalProcessingTime": 0,
+            "_columns": [],
+            "_rows": [],
+            "_ok": [],
+            "_failed": [],
+            "_uploads": 0,
+        }
         if ext is None:
             job.pop("externalIdFieldName")
         _bulk_jobs(ctx.account)[job_id] = job
@@ -1036,8 +1185,9 @@ async def bulk_upload(version: str, job_id: str, ctx: Ctx = Depends(_api)) -> An
     with ctx.state.lock:
         job = _bulk_job(ctx, job_id)
         if job["state"] != "Open":
-            raise _bulk_error(409, f"Job {job['id']} is {job['state']}: data can only be uploaded to an Open job",
-                              "INVALIDJOBSTATE")
+            raise _bulk_error(
+                409, f"Job {job['id']} is {job['state']}: data can only be uploaded to an Open job", "INVALIDJOBSTATE"
+            )
         reader = csv.DictReader(io.StringIO(text))
         job["_columns"] = job["_columns"] or list(reader.fieldnames or [])
         job["_rows"].extend(reader)
@@ -1053,7 +1203,9 @@ async def bulk_set_state(version: str, job_id: str, ctx: Ctx = Depends(_api)) ->
         raise _bulk_error(400, "state must be UploadComplete or Aborted", "INVALIDREQUEST")
     with ctx.state.lock:
         job = _bulk_job(ctx, job_id)
-        if job["state"] in ("JobComplete", "Failed", "Aborted") or (state == "UploadComplete" and job["state"] != "Open"):
+        if job["state"] in ("JobComplete", "Failed", "Aborted") or (
+            state == "UploadComplete" and job["state"] != "Open"
+        ):
             raise _bulk_error(409, f"Job {job['id']} is {job['state']}", "INVALIDJOBSTATE")
         if state == "Aborted":
             job["state"] = "Aborted"
@@ -1084,8 +1236,9 @@ async def bulk_results(version: str, job_id: str, kind: str, ctx: Ctx = Depends(
     with ctx.state.lock:
         job = _bulk_job(ctx, job_id)
         if job["state"] not in ("JobComplete", "Failed", "Aborted"):
-            raise _bulk_error(409, f"Job {job['id']} is {job['state']}: results are available once it ends",
-                              "INVALIDJOBSTATE")
+            raise _bulk_error(
+                409, f"Job {job['id']} is {job['state']}: results are available once it ends", "INVALIDJOBSTATE"
+            )
         columns = job["_columns"]
         if kind == "successfulResults":
             return _csv_reply(ctx, ["sf__Id", "sf__Created", *columns], job["_ok"])

@@ -24,8 +24,14 @@ class SandboxServer:
             requests.post(f"{sandbox.url}/_sandbox/accounts", json={...})
     """
 
-    def __init__(self, port: int = 0, state_file: str | os.PathLike[str] | None = None, *,
-                 host: str = "127.0.0.1", log_level: str = "warning") -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        state_file: str | os.PathLike[str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        log_level: str = "warning",
+    ) -> None:
         self.host = host
         self.port = port
         self.state = SandboxState.from_file(state_file)
@@ -52,8 +58,9 @@ class SandboxServer:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_level=self._log_level, access_log=False, lifespan="off")
         server = self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                                        name=f"crm-sandbox-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name=f"crm-sandbox-{self.port}", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not server.started:
@@ -76,6 +83,7 @@ class SandboxServer:
     def __enter__(self) -> SandboxServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -88,12 +88,19 @@ _PROBLEM_TYPES = {
 
 
 def _problem_body(status: int, title: str, errors: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    return {"type": _PROBLEM_TYPES.get(status, "about:blank"), "title": title, "status": status,
-            "traceId": uuid.uuid4().hex, "errors": errors or {}, "data": {}}
+    return {
+        "type": _PROBLEM_TYPES.get(status, "about:blank"),
+        "title": title,
+        "status": status,
+        "traceId": uuid.uuid4().hex,
+        "errors": errors or {},
+        "data": {},
+    }
 
 
-def _problem(status: int, title: str, errors: dict[str, list[str]] | None = None,
-             headers: dict[str, str] | None = None) -> VendorError:
+def _problem(
+    status: int, title: str, errors: dict[str, list[str]] | None = None, headers: dict[str, str] | None = None
+) -> VendorError:
     return VendorError(status, _problem_body(status, title, errors), headers)
 
 
@@ -151,8 +158,11 @@ class _Errors(dict):
                 continue
             self.text(f"{where}.value", contact.get("value"), required=True)
             self.text(f"{where}.memo", contact.get("memo"))
-            if contact["type"] == "Email" and isinstance(contact.get("value"), str) \
-                    and not EMAIL_RE.match(contact["value"]):
+            if (
+                contact["type"] == "Email"
+                and isinstance(contact.get("value"), str)
+                and not EMAIL_RE.match(contact["value"])
+            ):
                 self.add(f"{where}.value", "The value is not a valid e-mail address.")
 
     def external(self, path: str, value: Any) -> None:
@@ -167,7 +177,8 @@ class _Errors(dict):
             self.add(f"{path}.applicationGuid", "The applicationGuid field must be a GUID.")
         items = value.get("externalData")
         if not isinstance(items, list) or not all(
-                isinstance(i, dict) and isinstance(i.get("key"), str) and isinstance(i.get("value"), str) for i in items):
+            isinstance(i, dict) and isinstance(i.get("key"), str) and isinstance(i.get("value"), str) for i in items
+        ):
             self.add(f"{path}.externalData", "externalData must be a list of {key, value} strings.")
 
     def custom_fields(self, path: str, value: Any) -> None:
@@ -177,7 +188,11 @@ class _Errors(dict):
             self.add(path, "customFields must be an array.")
             return
         for i, item in enumerate(value):
-            if not isinstance(item, dict) or not isinstance(item.get("typeId"), int) or isinstance(item.get("typeId"), bool):
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("typeId"), int)
+                or isinstance(item.get("typeId"), bool)
+            ):
                 self.add(f"{path}[{i}].typeId", "The typeId field is required.")
             else:
                 self.text(f"{path}[{i}].value", item.get("value"))
@@ -220,8 +235,13 @@ def _index_ext(index: dict[tuple[str, str, str], set[str]], record: Record) -> N
 
 
 def _phones(record: Record) -> set[str]:
-    return {d for c in record["fields"].get("contacts") or [] if c.get("type") in PHONE_TYPES
-            for d in [phone_digits(c.get("value"))] if d}
+    return {
+        d
+        for c in record["fields"].get("contacts") or []
+        if c.get("type") in PHONE_TYPES
+        for d in [phone_digits(c.get("value"))]
+        if d
+    }
 
 
 def _phone_index(account: Account) -> dict[str, set[str]]:
@@ -249,14 +269,23 @@ def _store(account: Account, obj: str, record: Record) -> Record:
 def _new(account: Account, obj: str, fields: dict[str, Any], now: float) -> Record:
     rid = account.next_seq()
     stamp = iso(now)
-    return _store(account, obj, {"id": str(rid), "fields": {**fields, "id": rid, "createdOn": stamp, "modifiedOn": stamp},
-                                 "createdAt": stamp, "updatedAt": stamp})
+    return _store(
+        account,
+        obj,
+        {
+            "id": str(rid),
+            "fields": {**fields, "id": rid, "createdOn": stamp, "modifiedOn": stamp},
+            "createdAt": stamp,
+            "updatedAt": stamp,
+        },
+    )
 
 
 def _changed(account: Account, obj: str, record: Record, changes: dict[str, Any], now: float) -> Record:
     stamp = iso(now)
-    return _store(account, obj, {**record, "fields": {**record["fields"], **changes, "modifiedOn": stamp},
-                                 "updatedAt": stamp})
+    return _store(
+        account, obj, {**record, "fields": {**record["fields"], **changes, "modifiedOn": stamp}, "updatedAt": stamp}
+    )
 
 
 def _ext_out(fields: dict[str, Any], guid: str | None) -> list[dict[str, str]] | None:
@@ -288,7 +317,9 @@ def _guid_param(request: Request) -> str | None:
         raise _invalid({"externalDataApplicationGuid": ["The value is not a valid GUID."]}) from None
 
 
-def _int(raw: Any, name: str, default: int | None = None, *, minimum: int = 0, maximum: int | None = None) -> int | None:
+def _int(
+    raw: Any, name: str, default: int | None = None, *, minimum: int = 0, maximum: int | None = None
+) -> int | None:
     if raw in (None, ""):
         return default
     try:
@@ -314,8 +345,9 @@ def _ext_candidates(request: Request, account: Account, obj: str, guid: str | No
     if key is None and values is None:
         return None
     if guid is None:
-        raise _invalid({"externalDataApplicationGuid": [
-            "externalDataApplicationGuid is required to filter by external data."]})
+        raise _invalid(
+            {"externalDataApplicationGuid": ["externalDataApplicationGuid is required to filter by external data."]}
+        )
     if not key:
         raise _invalid({"externalDataKey": ["externalDataKey is required with externalDataValues."]})
     table = _table(account, obj)
@@ -329,9 +361,15 @@ def _ext_candidates(request: Request, account: Account, obj: str, guid: str | No
         for value in (v for v in values.split(",") if v):
             ids |= index.get((guid, key, value), set())
     # verify against the current records (an update may have replaced the externalData)
-    return {i for i in ids if (r := table.get(i)) is not None and any(
-        e["key"] == key and (values is None or e["value"] in values.split(","))
-        for e in (r["fields"].get("externalData") or {}).get(guid, []))}
+    return {
+        i
+        for i in ids
+        if (r := table.get(i)) is not None
+        and any(
+            e["key"] == key and (values is None or e["value"] in values.split(","))
+            for e in (r["fields"].get("externalData") or {}).get(guid, [])
+        )
+    }
 
 
 def _page(request: Request, table: Table, ids: list[str], render) -> dict[str, Any]:
@@ -340,9 +378,13 @@ def _page(request: Request, table: Table, ids: list[str], render) -> dict[str, A
     page = _int(query.get("page"), "page", 1, minimum=1)
     size = _int(query.get("pageSize"), "pageSize", 50, minimum=1, maximum=MAX_PAGE_SIZE)
     start = (page - 1) * size
-    chunk = ids[start:start + size]
-    body: dict[str, Any] = {"page": page, "pageSize": size, "hasMore": start + size < len(ids),
-                            "data": [render(table.records[i]) for i in chunk]}
+    chunk = ids[start : start + size]
+    body: dict[str, Any] = {
+        "page": page,
+        "pageSize": size,
+        "hasMore": start + size < len(ids),
+        "data": [render(table.records[i]) for i in chunk],
+    }
     if str(query.get("includeTotal", "")).lower() == "true":
         body["totalCount"] = len(ids)
     return body
@@ -389,8 +431,10 @@ class ServiceTitanAdapter(CrmAdapter):
     def identity(self, credentials: dict[str, Any]) -> tuple[list[str], list[str]]:
         missing = [k for k in ("clientId", "clientSecret", "tenantId", "appKey") if not credentials.get(k)]
         if missing:
-            raise ValueError(f"ServiceTitan credentials need clientId, clientSecret, tenantId and appKey "
-                             f"(missing {', '.join(missing)})")
+            raise ValueError(
+                f"ServiceTitan credentials need clientId, clientSecret, tenantId and appKey "
+                f"(missing {', '.join(missing)})"
+            )
         if not str(credentials["tenantId"]).isdigit():
             raise ValueError("tenantId must be numeric")
         return [f"client:{credentials['clientId']}"], []
@@ -432,7 +476,9 @@ class ServiceTitanAdapter(CrmAdapter):
         fields = {k: v for k, v in body.items() if k not in ("id", "createdOn", "modifiedOn")}
         raw = fields.get("externalData")
         try:
-            fields["externalData"] = _ext_map(raw) if isinstance(raw, dict) and "applicationGuid" in raw else (raw or {})
+            fields["externalData"] = (
+                _ext_map(raw) if isinstance(raw, dict) and "applicationGuid" in raw else (raw or {})
+            )
         except (KeyError, ValueError):
             raise AdminError(400, "externalData must be {applicationGuid, externalData: [{key, value}]}") from None
         fields.setdefault("active", True)
@@ -444,8 +490,9 @@ class ServiceTitanAdapter(CrmAdapter):
     def export(self, account: Account, obj: str, record: Record) -> dict[str, Any]:
         """All fields; ``externalData`` flattened over every guid as ``[{applicationGuid, key, value}]``."""
         fields = dict(record["fields"])
-        fields["externalData"] = [{"applicationGuid": g, **i} for g, items in (fields.get("externalData") or {}).items()
-                                  for i in items]
+        fields["externalData"] = [
+            {"applicationGuid": g, **i} for g, items in (fields.get("externalData") or {}).items() for i in items
+        ]
         return fields
 
     def objects(self, account: Account) -> list[str]:
@@ -492,15 +539,22 @@ async def connect_token(request: Request) -> Any:
         raise oauth_error(400, "unsupported_grant_type")
     state = sandbox_state(request)
     with state.lock:
-        account = next((a for a in state.accounts_of(CRM) if client_id and a.credentials.get("clientId") == client_id),
-                       None)
+        account = next(
+            (a for a in state.accounts_of(CRM) if client_id and a.credentials.get("clientId") == client_id), None
+        )
         if account is None or client_secret != account.credentials.get("clientSecret"):
             raise oauth_error(400, "invalid_client")
         ttl = float(account.setting("token_ttl_seconds", DEFAULT_TOKEN_TTL))
         token = state.issue_token(account, "eyJ" + secrets.token_urlsafe(48), ttl)
         account.stats.by_endpoint[endpoint_key(request)] += 1
-    return json_response({"access_token": token.value, "expires_in": int(ttl) if float(ttl).is_integer() else ttl,
-                          "token_type": "Bearer", "scope": "tn.crm.customers tn.jpm.jobs"})
+    return json_response(
+        {
+            "access_token": token.value,
+            "expires_in": int(ttl) if float(ttl).is_integer() else ttl,
+            "token_type": "Bearer",
+            "scope": "tn.crm.customers tn.jpm.jobs",
+        }
+    )
 
 
 # --------------------------------------------------------------------------- customers
@@ -562,13 +616,26 @@ async def list_modified_contacts(ctx: Ctx = Depends(_api)) -> Any:
                 continue
             for c in f.get("contacts") or []:
                 phone = {"phoneNumber": c["value"], "doNotText": False} if c.get("type") in PHONE_TYPES else None
-                items.append({"modifiedOn": stamp, "phoneSettings": phone, "id": c.get("id"), "type": c.get("type"),
-                              "value": c.get("value"), "memo": c.get("memo"), "customerId": f["id"]})
+                items.append(
+                    {
+                        "modifiedOn": stamp,
+                        "phoneSettings": phone,
+                        "id": c.get("id"),
+                        "type": c.get("type"),
+                        "value": c.get("value"),
+                        "memo": c.get("memo"),
+                        "customerId": f["id"],
+                    }
+                )
         page = _int(query.get("page"), "page", 1, minimum=1)
         size = _int(query.get("pageSize"), "pageSize", 50, minimum=1, maximum=MAX_PAGE_SIZE)
         start = (page - 1) * size
-        body: dict[str, Any] = {"page": page, "pageSize": size, "hasMore": start + size < len(items),
-                                "data": items[start:start + size]}
+        body: dict[str, Any] = {
+            "page": page,
+            "pageSize": size,
+            "hasMore": start + size < len(items),
+            "data": items[start : start + size],
+        }
         if str(query.get("includeTotal", "")).lower() == "true":
             body["totalCount"] = len(items)
     return ctx.reply(body)
@@ -599,8 +666,10 @@ def _check_customer(body: dict[str, Any]) -> None:
 
 
 def _with_ids(account: Account, contacts: Any) -> list[dict[str, Any]]:
-    return [{"id": account.next_seq(), "type": c["type"], "value": c["value"], "memo": c.get("memo")}
-            for c in contacts or []]
+    return [
+        {"id": account.next_seq(), "type": c["type"], "value": c["value"], "memo": c.get("memo")}
+        for c in contacts or []
+    ]
 
 
 @router.post(CRM_PATH + "/customers")
@@ -612,20 +681,46 @@ async def create_customer(ctx: Ctx = Depends(_api)) -> Any:
     now = time.time()
     with ctx.state.lock:
         account = ctx.account
-        customer = _new(account, "customers", {
-            "active": True, "name": body["name"], "type": body.get("type") or "Residential",
-            "address": dict(body["address"]), "customFields": list(body.get("customFields") or []), "balance": 0,
-            "doNotMail": bool(body.get("doNotMail")), "doNotService": bool(body.get("doNotService")),
-            "createdById": 0, "mergedToId": None, "contacts": _with_ids(account, body.get("contacts")),
-            "externalData": _ext_map(body.get("externalData"))}, now)
+        customer = _new(
+            account,
+            "customers",
+            {
+                "active": True,
+                "name": body["name"],
+                "type": body.get("type") or "Residential",
+                "address": dict(body["address"]),
+                "customFields": list(body.get("customFields") or []),
+                "balance": 0,
+                "doNotMail": bool(body.get("doNotMail")),
+                "doNotService": bool(body.get("doNotService")),
+                "createdById": 0,
+                "mergedToId": None,
+                "contacts": _with_ids(account, body.get("contacts")),
+                "externalData": _ext_map(body.get("externalData")),
+            },
+            now,
+        )
         locations = []
         for loc in body["locations"]:
-            locations.append(_new(account, "locations", {
-                "customerId": customer["fields"]["id"], "active": True, "name": loc["name"],
-                "address": dict(loc["address"]), "customFields": list(loc.get("customFields") or []),
-                "createdById": 0, "mergedToId": None, "taxZoneId": None,
-                "contacts": _with_ids(account, loc.get("contacts")), "externalData": _ext_map(loc.get("externalData"))},
-                now))
+            locations.append(
+                _new(
+                    account,
+                    "locations",
+                    {
+                        "customerId": customer["fields"]["id"],
+                        "active": True,
+                        "name": loc["name"],
+                        "address": dict(loc["address"]),
+                        "customFields": list(loc.get("customFields") or []),
+                        "createdById": 0,
+                        "mergedToId": None,
+                        "taxZoneId": None,
+                        "contacts": _with_ids(account, loc.get("contacts")),
+                        "externalData": _ext_map(loc.get("externalData")),
+                    },
+                    now,
+                )
+            )
         out = _render("customers", customer, str(uuid.UUID(guid)) if guid else None)
         out["locations"] = [{**_render("locations", loc, None), "contacts": _render_contacts(loc)} for loc in locations]
         out["contacts"] = _render_contacts(customer)
@@ -654,8 +749,11 @@ async def update_customer(customer_id: int, ctx: Ctx = Depends(_api)) -> Any:
     with ctx.state.lock:
         account = ctx.account
         record = _record_or_404(account, "customers", customer_id)
-        changes = {k: body[k] for k in ("name", "type", "address", "customFields", "doNotMail", "doNotService", "active")
-                   if k in body}
+        changes = {
+            k: body[k]
+            for k in ("name", "type", "address", "customFields", "doNotMail", "doNotService", "active")
+            if k in body
+        }
         guid = None
         if isinstance(body.get("externalData"), dict):
             ext = _ext_map(body["externalData"])
@@ -677,11 +775,16 @@ async def list_locations(ctx: Ctx = Depends(_api)) -> Any:
     guid = _guid_param(request)
     with ctx.state.lock:
         table = _table(ctx.account, "locations")
-        kept = [rid for rid, r in table.records.items() if active(r["fields"])
-                and (customer_id is None or r["fields"].get("customerId") == customer_id)
-                and (ids is None or r["fields"]["id"] in ids)]
-        return ctx.reply(_page(request, table, _sorted(request, table, kept),
-                               lambda record: _render("locations", record, guid)))
+        kept = [
+            rid
+            for rid, r in table.records.items()
+            if active(r["fields"])
+            and (customer_id is None or r["fields"].get("customerId") == customer_id)
+            and (ids is None or r["fields"]["id"] in ids)
+        ]
+        return ctx.reply(
+            _page(request, table, _sorted(request, table, kept), lambda record: _render("locations", record, guid))
+        )
 
 
 @router.post(CRM_PATH + "/locations")
@@ -699,11 +802,23 @@ async def create_location(ctx: Ctx = Depends(_api)) -> Any:
     with ctx.state.lock:
         account = ctx.account
         _record_or_404(account, "customers", body["customerId"])
-        record = _new(account, "locations", {
-            "customerId": body["customerId"], "active": True, "name": body["name"], "address": dict(body["address"]),
-            "customFields": [], "createdById": 0, "mergedToId": None, "taxZoneId": None,
-            "contacts": _with_ids(account, body.get("contacts")), "externalData": _ext_map(body.get("externalData"))},
-            time.time())
+        record = _new(
+            account,
+            "locations",
+            {
+                "customerId": body["customerId"],
+                "active": True,
+                "name": body["name"],
+                "address": dict(body["address"]),
+                "customFields": [],
+                "createdById": 0,
+                "mergedToId": None,
+                "taxZoneId": None,
+                "contacts": _with_ids(account, body.get("contacts")),
+                "externalData": _ext_map(body.get("externalData")),
+            },
+            time.time(),
+        )
         return ctx.reply(_render("locations", record, None))
 
 
@@ -724,8 +839,11 @@ def _check_job(account: Account, body: dict[str, Any]) -> None:
             location = _table(account, "locations").get(str(ints["locationId"]))
             if location is None or location["fields"].get("customerId") != ints["customerId"]:
                 errors.add("locationId", f"Location {ints['locationId']} not found for customer {ints['customerId']}.")
-    for key, kind, what in (("businessUnitId", "business_units", "Business unit"), ("jobTypeId", "job_types", "Job type"),
-                            ("campaignId", "campaigns", "Campaign")):
+    for key, kind, what in (
+        ("businessUnitId", "business_units", "Business unit"),
+        ("jobTypeId", "job_types", "Job type"),
+        ("campaignId", "campaigns", "Campaign"),
+    ):
         if isinstance(ints[key], int) and ints[key] not in ADAPTER.reference(account, kind):
             errors.add(key, f"{what} {ints[key]} not found.")
     if body.get("priority") not in PRIORITIES:
@@ -758,16 +876,35 @@ async def create_job(ctx: Ctx = Depends(_api)) -> Any:
         _check_job(account, body)
         appointments = [{"id": account.next_seq(), **a} for a in body["appointments"]]
         guid = body["externalData"]["applicationGuid"] if isinstance(body.get("externalData"), dict) else None
-        job = _new(account, "jobs", {
-            "jobNumber": None, "customerId": body["customerId"], "locationId": body["locationId"],
-            "jobStatus": "Scheduled", "completedOn": None, "businessUnitId": body["businessUnitId"],
-            "jobTypeId": body["jobTypeId"], "priority": body["priority"], "campaignId": body["campaignId"],
-            "summary": body.get("summary"), "customFields": list(body.get("customFields") or []),
-            "appointmentCount": len(appointments), "firstAppointmentId": appointments[0]["id"],
-            "lastAppointmentId": appointments[-1]["id"], "recallForId": None, "warrantyId": None,
-            "noCharge": False, "notificationsEnabled": True, "createdById": 0,
-            "tagTypeIds": list(body.get("tagTypeIds") or []), "appointments": appointments,
-            "externalData": _ext_map(body.get("externalData"))}, time.time())
+        job = _new(
+            account,
+            "jobs",
+            {
+                "jobNumber": None,
+                "customerId": body["customerId"],
+                "locationId": body["locationId"],
+                "jobStatus": "Scheduled",
+                "completedOn": None,
+                "businessUnitId": body["businessUnitId"],
+                "jobTypeId": body["jobTypeId"],
+                "priority": body["priority"],
+                "campaignId": body["campaignId"],
+                "summary": body.get("summary"),
+                "customFields": list(body.get("customFields") or []),
+                "appointmentCount": len(appointments),
+                "firstAppointmentId": appointments[0]["id"],
+                "lastAppointmentId": appointments[-1]["id"],
+                "recallForId": None,
+                "warrantyId": None,
+                "noCharge": False,
+                "notificationsEnabled": True,
+                "createdById": 0,
+                "tagTypeIds": list(body.get("tagTypeIds") or []),
+                "appointments": appointments,
+                "externalData": _ext_map(body.get("externalData")),
+            },
+            time.time(),
+        )
         job = _store(account, "jobs", {**job, "fields": {**job["fields"], "jobNumber": str(job["fields"]["id"])}})
         return ctx.reply(_render("jobs", job, str(uuid.UUID(guid)) if guid else None))
 
@@ -790,12 +927,16 @@ async def list_jobs(ctx: Ctx = Depends(_api)) -> Any:
             f = table.records[rid]["fields"] if rid in table.records else None
             if f is None or (ids is not None and f["id"] not in ids):
                 continue
-            if (customer_id is not None and f["customerId"] != customer_id) or \
-                    (location_id is not None and f["locationId"] != location_id) or (status and f["jobStatus"] != status):
+            if (
+                (customer_id is not None and f["customerId"] != customer_id)
+                or (location_id is not None and f["locationId"] != location_id)
+                or (status and f["jobStatus"] != status)
+            ):
                 continue
             kept.append(rid)
-        return ctx.reply(_page(request, table, _sorted(request, table, kept),
-                               lambda record: _render("jobs", record, guid)))
+        return ctx.reply(
+            _page(request, table, _sorted(request, table, kept), lambda record: _render("jobs", record, guid))
+        )
 
 
 @router.get(JPM_PATH + "/jobs/{job_id}")

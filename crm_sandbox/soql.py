@@ -30,10 +30,39 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
-_ESCAPES = {"'": "'", '"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f",
-            "_": "\\_", "%": "\\%"}
-KEYWORDS = {"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "ASC", "DESC",
-            "LIMIT", "NULL", "TRUE", "FALSE", "NULLS", "FIRST", "LAST"}
+_ESCAPES = {
+    "'": "'",
+    '"': '"',
+    "\\": "\\",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "b": "\b",
+    "f": "\f",
+    "_": "\\_",
+    "%": "\\%",
+}
+KEYWORDS = {
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "LIKE",
+    "ORDER",
+    "BY",
+    "ASC",
+    "DESC",
+    "LIMIT",
+    "NULL",
+    "TRUE",
+    "FALSE",
+    "NULLS",
+    "FIRST",
+    "LAST",
+}
 
 
 class SoqlError(ValueError):
@@ -304,8 +333,9 @@ def compile_expr(expr: Expr | None, norm: Callable[[str, Any], Any]) -> Callable
 
         return member
     target = targets[0]
-    compare = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-               ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}[expr.op]
+    compare = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}[
+        expr.op
+    ]
 
     def ordered(fields: dict[str, Any]) -> bool:
         value = norm(name, fields.get(name))

@@ -408,8 +408,9 @@ class Fault:
         if count is not None and not (isinstance(count, int) and count > 0):
             raise ValueError("count must be a positive integer")
         retry_after = body.get("retry_after")
-        if retry_after is not None and (isinstance(retry_after, bool) or not isinstance(retry_after, (int, float))
-                                        or retry_after < 0):
+        if retry_after is not None and (
+            isinstance(retry_after, bool) or not isinstance(retry_after, (int, float)) or retry_after < 0
+        ):
             raise ValueError("retry_after must be a non-negative number of seconds")
         latency = body.get("latency_ms") or 0
         if not isinstance(latency, int) or latency < 0:

@@ -26,30 +26,64 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": 2.0,
-                  "execution_timeout": task_timeout(long=True)},
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": 2.0,
+        "execution_timeout": task_timeout(long=True),
+    },
     tags=["crm", "backfill"],
     doc_md=__doc__,
     params={
         # No default on purpose: a backfill names its CRM (the run fails at plan time without one).
-        "crm_type": Param(None, type=["null", "string"], enum=[None, *HOOKS], title="CRM type",
-                          description="The CRM to backfill (one per run; required)."),
+        "crm_type": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *HOOKS],
+            title="CRM type",
+            description="The CRM to backfill (one per run; required).",
+        ),
         "company_ids": dag_params.company_ids(
-            "Only these companies (empty: every company with an active integration of this CRM)."),
-        "date_from": dag_params.day("From (day, UTC)", "First day of check-ins to backfill (empty: the first check-in)."),
+            "Only these companies (empty: every company with an active integration of this CRM)."
+        ),
+        "date_from": dag_params.day(
+            "From (day, UTC)", "First day of check-ins to backfill (empty: the first check-in)."
+        ),
         "date_to": dag_params.day("To (day, UTC)", "Last day of check-ins to backfill, included (empty: today)."),
-        "dry_run": Param(True, type="boolean", title="Dry run",
-                         description="Only count and sample what would be sent; nothing goes to the CRM and the "
-                                     "ledger is not changed."),
-        "resync_quarantined": Param(False, type="boolean", title="Retry quarantined rows",
-                                    description="Also retry check-ins quarantined earlier, as if requeued."),
-        "chunk_days": Param(7, type="integer", minimum=1, maximum=366, title="Chunk size (days)",
-                            description="Days of check-ins per chunk; each finished chunk is checkpointed."),
-        "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=10000, title="Batch size",
-                            description="Check-ins per batch (empty: the CRM's default; Salesforce backfills use "
-                                        "5,000 and write Cases through Bulk API 2.0)."),
+        "dry_run": Param(
+            True,
+            type="boolean",
+            title="Dry run",
+            description="Only count and sample what would be sent; nothing goes to the CRM and the "
+            "ledger is not changed.",
+        ),
+        "resync_quarantined": Param(
+            False,
+            type="boolean",
+            title="Retry quarantined rows",
+            description="Also retry check-ins quarantined earlier, as if requeued.",
+        ),
+        "chunk_days": Param(
+            7,
+            type="integer",
+            minimum=1,
+            maximum=366,
+            title="Chunk size (days)",
+            description="Days of check-ins per chunk; each finished chunk is checkpointed.",
+        ),
+        "batch_size": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=10000,
+            title="Batch size",
+            description="Check-ins per batch (empty: the CRM's default; Salesforce backfills use "
+            "5,000 and write Cases through Bulk API 2.0).",
+        ),
         "rate_share": dag_params.rate_share(
-            0.5, "Share of the CRM's documented rate limit this backfill may use (the rest stays for the scheduled sync)."),
+            0.5,
+            "Share of the CRM's documented rate limit this backfill may use (the rest stays for the scheduled sync).",
+        ),
     },
 ) as dag:
     report = task(task_id="report", trigger_rule="all_done")(report_backfill)()
@@ -57,7 +91,11 @@ with DAG(
         chunks = task(task_id=f"plan_{crm_type}")(plan_backfill)(crm_type=crm_type)
         # One chunk at a time per run: the rate_share bound holds (limiters are per process) and two
         # chunks of one company never contend for its advisory lock.
-        run = task(task_id=f"backfill_{crm_type}", pool=pool_name(crm_type), max_active_tis_per_dagrun=1,
-                   map_index_template="{{ chunk_label }}")(run_chunk)
+        run = task(
+            task_id=f"backfill_{crm_type}",
+            pool=pool_name(crm_type),
+            max_active_tis_per_dagrun=1,
+            map_index_template="{{ chunk_label }}",
+        )(run_chunk)
         run.partial(crm_type=crm_type).expand(chunk=chunks) >> report
     report >> task(task_id="check_failures", trigger_rule="all_done", retries=0)(check_failures)()

@@ -25,22 +25,30 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2),
-                  "execution_timeout": task_timeout(long=True)},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "execution_timeout": task_timeout(long=True)},
     tags=["crm", "import"],
     doc_md=__doc__,
     params={
         "company_ids": dag_params.company_ids(),
         "crm_types": dag_params.crm_types(),
-        "page_size": Param(None, type=["null", "integer"], minimum=1, maximum=500, title="Page size",
-                           description="CRM customers per list request (empty: the CRM's largest page)."),
+        "page_size": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=500,
+            title="Page size",
+            description="CRM customers per list request (empty: the CRM's largest page).",
+        ),
         "rate_share": dag_params.rate_share(),
     },
 ) as dag:
     summary = task(task_id="summarize", trigger_rule="all_done")(summarize_imports)()
     for crm_type in HOOKS:
         companies = task(task_id=f"discover_{crm_type}")(discover_import_companies)(crm_type=crm_type)
-        imported = task(task_id=f"import_{crm_type}", pool=pool_name(crm_type))(import_company).partial(
-            crm_type=crm_type).expand(company_id=companies)
+        imported = (
+            task(task_id=f"import_{crm_type}", pool=pool_name(crm_type))(import_company)
+            .partial(crm_type=crm_type)
+            .expand(company_id=companies)
+        )
         imported >> summary
     summary >> task(task_id="check_failures", trigger_rule="all_done", retries=0)(check_failures)()

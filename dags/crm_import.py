@@ -25,16 +25,30 @@ with DAG(
     tags=["crm", "import"],
     doc_md=__doc__,
     params={
-        "company_id": Param(None, type=["null", "integer"], minimum=1, title="Company id",
-                            description="The company the check-ins belong to (required)."),
-        "file_path": Param(None, type=["null", "string"], title="CSV file",
-                           description="The CSV file, relative to the import folder CRM_SYNC_IMPORT_DIR "
-                                       "(required; a path leading out of that folder is refused)."),
-        "dry_run": Param(False, type="boolean", title="Dry run",
-                         description="Validate and write the rejects file, insert nothing."),
-        "output_dir": Param(None, type=["null", "string"], title="Report folder",
-                            description="Folder for the rejects and report files, inside the import folder "
-                                        "(empty: beside the CSV file)."),
+        "company_id": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Company id",
+            description="The company the check-ins belong to (required).",
+        ),
+        "file_path": Param(
+            None,
+            type=["null", "string"],
+            title="CSV file",
+            description="The CSV file, relative to the import folder CRM_SYNC_IMPORT_DIR "
+            "(required; a path leading out of that folder is refused).",
+        ),
+        "dry_run": Param(
+            False, type="boolean", title="Dry run", description="Validate and write the rejects file, insert nothing."
+        ),
+        "output_dir": Param(
+            None,
+            type=["null", "string"],
+            title="Report folder",
+            description="Folder for the rejects and report files, inside the import folder "
+            "(empty: beside the CSV file).",
+        ),
     },
 ) as dag:
     task(task_id="import_check_ins")(import_task)()

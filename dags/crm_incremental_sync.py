@@ -27,17 +27,33 @@ with DAG(
     max_active_runs=1,
     # execution_timeout (CRM_SYNC_TASK_TIMEOUT_MINUTES): a stuck task ends, so max_active_runs=1 never
     # holds the next run; the sync engine stops cleanly a margin before it (crm_sync.budget).
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": 2.0,
-                  "execution_timeout": task_timeout()},
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": 2.0,
+        "execution_timeout": task_timeout(),
+    },
     tags=["crm", "sync"],
     doc_md=__doc__,
     params={
         "company_ids": dag_params.company_ids(),
         "crm_types": dag_params.crm_types(),
-        "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=200, title="Batch size",
-                            description="Check-ins per CRM batch call (empty: the CRM's own batch limit)."),
-        "lookback_days": Param(7, type="integer", minimum=0, maximum=90, title="Edit look-back (days)",
-                               description="Synced check-ins created this recently are re-checked for edits."),
+        "batch_size": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=200,
+            title="Batch size",
+            description="Check-ins per CRM batch call (empty: the CRM's own batch limit).",
+        ),
+        "lookback_days": Param(
+            7,
+            type="integer",
+            minimum=0,
+            maximum=90,
+            title="Edit look-back (days)",
+            description="Synced check-ins created this recently are re-checked for edits.",
+        ),
         "rate_share": dag_params.rate_share(),
     },
 ) as dag:

@@ -37,8 +37,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=5),
-                  "execution_timeout": task_timeout(long=True)},
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=5), "execution_timeout": task_timeout(long=True)},
     tags=["crm", "report"],
     doc_md=__doc__,
     params={
@@ -46,17 +45,42 @@ with DAG(
         "crm_types": dag_params.crm_types(),
         "date_from": dag_params.day("From (date)", "First day of check-ins compared (empty: days before date_to)."),
         "date_to": dag_params.day("To (date)", "Last day of check-ins compared, inclusive (empty: today, UTC)."),
-        "days": Param(DEFAULT_DAYS, type="integer", minimum=1, maximum=366, title="Days",
-                      description="Days compared when date_from is empty."),
-        "sample_size": Param(DEFAULT_SAMPLE_SIZE, type="integer", minimum=0, maximum=100000,
-                             title="CRM read-back sample",
-                             description="At most this many CRM records read back per company and CRM (0: all)."),
-        "requeue": Param(False, type="boolean", title="Requeue",
-                         description="Put missing, stale and never-synced check-ins back in line for the next sync."),
-        "min_success_rate": Param(DEFAULT_MIN_SUCCESS_RATE, type=["null", "number"], minimum=0, maximum=1, title="Minimum success rate",
-                                  description="Alert when synced / eligible is below this (empty: no rate alert)."),
-        "fail_on_missing": Param(True, type="boolean", title="Alert on missing",
-                                 description="Alert when any synced check-in is missing in the CRM."),
+        "days": Param(
+            DEFAULT_DAYS,
+            type="integer",
+            minimum=1,
+            maximum=366,
+            title="Days",
+            description="Days compared when date_from is empty.",
+        ),
+        "sample_size": Param(
+            DEFAULT_SAMPLE_SIZE,
+            type="integer",
+            minimum=0,
+            maximum=100000,
+            title="CRM read-back sample",
+            description="At most this many CRM records read back per company and CRM (0: all).",
+        ),
+        "requeue": Param(
+            False,
+            type="boolean",
+            title="Requeue",
+            description="Put missing, stale and never-synced check-ins back in line for the next sync.",
+        ),
+        "min_success_rate": Param(
+            DEFAULT_MIN_SUCCESS_RATE,
+            type=["null", "number"],
+            minimum=0,
+            maximum=1,
+            title="Minimum success rate",
+            description="Alert when synced / eligible is below this (empty: no rate alert).",
+        ),
+        "fail_on_missing": Param(
+            True,
+            type="boolean",
+            title="Alert on missing",
+            description="Alert when any synced check-in is missing in the CRM.",
+        ),
     },
 ) as dag:
     requeued = task(task_id="requeue", trigger_rule="all_done")(requeue_task)()
@@ -64,8 +88,12 @@ with DAG(
     alert = task(task_id="alert", trigger_rule="all_done", retries=0)(alert_task)()
     for crm_type in HOOKS:
         companies = task(task_id=f"discover_{crm_type}")(discover_reconcile)(crm_type=crm_type)
-        reconciled = task(task_id=f"reconcile_{crm_type}", pool=pool_name(crm_type),
-                          map_index_template="{{ company_label }}")(reconcile_company).partial(
-            crm_type=crm_type).expand(company_id=companies)
+        reconciled = (
+            task(task_id=f"reconcile_{crm_type}", pool=pool_name(crm_type), map_index_template="{{ company_label }}")(
+                reconcile_company
+            )
+            .partial(crm_type=crm_type)
+            .expand(company_id=companies)
+        )
         reconciled >> requeued
     requeued >> report >> alert

@@ -25,22 +25,27 @@ def pools() -> dict[str, int]:
     return {f"crm_{crm_type}": POOL_SLOTS for crm_type in HOOKS}
 
 
-def airflow_env(home: Path, db_url: URL, *, allowed_hosts: str = "127.0.0.1:*,localhost:*",
-                extra: dict[str, str] | None = None) -> dict[str, str]:
+def airflow_env(
+    home: Path, db_url: URL, *, allowed_hosts: str = "127.0.0.1:*,localhost:*", extra: dict[str, str] | None = None
+) -> dict[str, str]:
     """The environment for Airflow commands: SQLite metadata in ``home``, the project's DAGs and plugins."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "AIRFLOW_CONN_RANKITPRO_DB": airflow_conn_json(db_url),
-        "AIRFLOW__CORE__FERNET_KEY": fernet_key(home),
-        "CRM_SYNC_ALLOWED_HOSTS": allowed_hosts,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "AIRFLOW_CONN_RANKITPRO_DB": airflow_conn_json(db_url),
+            "AIRFLOW__CORE__FERNET_KEY": fernet_key(home),
+            "CRM_SYNC_ALLOWED_HOSTS": allowed_hosts,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), env.get("PYTHONPATH", "")]).rstrip(
+                os.pathsep
+            ),
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -76,11 +81,18 @@ def ensure_airflow_db(env: dict[str, str]) -> None:
     marker = home / ".migrated"
     if not marker.exists():
         subprocess.run([airflow_bin(), "db", "migrate"], env=env, check=True, capture_output=True, text=True)
-        spec = {name: {"slots": slots, "description": f"concurrent {name[4:]} syncs", "include_deferred": False}
-                 for name, slots in pools().items()}
+        spec = {
+            name: {"slots": slots, "description": f"concurrent {name[4:]} syncs", "include_deferred": False}
+            for name, slots in pools().items()
+        }
         (home / "pools.json").write_text(json.dumps(spec))
-        subprocess.run([airflow_bin(), "pools", "import", str(home / "pools.json")], env=env, check=True,
-                       capture_output=True, text=True)
+        subprocess.run(
+            [airflow_bin(), "pools", "import", str(home / "pools.json")],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         marker.write_text("ok")
 
 
@@ -91,10 +103,12 @@ def dags_test_command(dag_id: str, conf: dict[str, Any] | None = None) -> list[s
     return cmd
 
 
-def dags_test(env: dict[str, str], dag_id: str, conf: dict[str, Any] | None = None, *, log_path: Path,
-              timeout: float = 900) -> subprocess.CompletedProcess:
+def dags_test(
+    env: dict[str, str], dag_id: str, conf: dict[str, Any] | None = None, *, log_path: Path, timeout: float = 900
+) -> subprocess.CompletedProcess:
     """Run ``airflow dags test``; its whole output goes to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as out:
-        return subprocess.run(dags_test_command(dag_id, conf), env=env, stdout=out, stderr=subprocess.STDOUT,
-                              timeout=timeout, cwd=ROOT)
+        return subprocess.run(
+            dags_test_command(dag_id, conf), env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, cwd=ROOT
+        )

@@ -22,9 +22,25 @@ from sqlalchemy.engine import Engine
 from localdev.demo_data import check_in_rows
 
 #: The columns :func:`check_in_rows` fills, in COPY order.
-COLUMNS = ("job_type", "notes", "customer_name", "customer_email", "customer_phone", "work_performed",
-           "materials_used", "address", "city", "state", "zip", "photos", "customer_feedback", "follow_up_required",
-           "technician_id", "company_id", "created_at")
+COLUMNS = (
+    "job_type",
+    "notes",
+    "customer_name",
+    "customer_email",
+    "customer_phone",
+    "work_performed",
+    "materials_used",
+    "address",
+    "city",
+    "state",
+    "zip",
+    "photos",
+    "customer_feedback",
+    "follow_up_required",
+    "technician_id",
+    "company_id",
+    "created_at",
+)
 #: ``check_in_rows`` draws a returning customer from a copy of the pool seen so far (quadratic in n), so rows are
 #: generated in blocks of this many, each with its own seed and customer pool (repeat customers within a block).
 BLOCK = 10_000
@@ -33,8 +49,16 @@ BLOCK = 10_000
 MAX_NOTES = 4000
 
 
-def spread_rows(company_id: int, technician_id: int, n: int, *, start: datetime, days: int, seed: int = 7,
-                max_notes: int | None = MAX_NOTES) -> Iterator[tuple[Any, ...]]:
+def spread_rows(
+    company_id: int,
+    technician_id: int,
+    n: int,
+    *,
+    start: datetime,
+    days: int,
+    seed: int = 7,
+    max_notes: int | None = MAX_NOTES,
+) -> Iterator[tuple[Any, ...]]:
     """``n`` check-in tuples (:data:`COLUMNS` order), ``created_at`` spread evenly over ``days`` from ``start``."""
     if n <= 0:
         return
@@ -53,8 +77,17 @@ def spread_rows(company_id: int, technician_id: int, n: int, *, start: datetime,
             i += 1
 
 
-def seed_check_ins(engine: Engine, company_id: int, technician_id: int, n: int, *, start: datetime, days: int,
-                   seed: int = 7, max_notes: int | None = MAX_NOTES) -> int:
+def seed_check_ins(
+    engine: Engine,
+    company_id: int,
+    technician_id: int,
+    n: int,
+    *,
+    start: datetime,
+    days: int,
+    seed: int = 7,
+    max_notes: int | None = MAX_NOTES,
+) -> int:
     """Insert ``n`` realistic check-ins for one company with ``COPY`` in one transaction; returns ``n``.
 
     ``created_at`` runs evenly from ``start`` over ``days`` days (naive UTC). The company and the
@@ -64,8 +97,9 @@ def seed_check_ins(engine: Engine, company_id: int, technician_id: int, n: int, 
     try:
         count = 0
         with raw.cursor() as cur, cur.copy(f"COPY check_ins ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-            for row in spread_rows(company_id, technician_id, n, start=start, days=days, seed=seed,
-                                   max_notes=max_notes):
+            for row in spread_rows(
+                company_id, technician_id, n, start=start, days=days, seed=seed, max_notes=max_notes
+            ):
                 copy.write_row(row)
                 count += 1
         raw.commit()

@@ -53,17 +53,30 @@ _SF = {"client_id": "3MVG9bench.client", "client_secret": "sf-bench-secret-123"}
 PROFILES: dict[str, CrmProfile] = {
     "hubspot": CrmProfile("hubspot", {"accessToken": _HS_TOKEN}, lambda url: hubspot_integration(url, _HS_TOKEN)),
     "salesforce": CrmProfile(
-        "salesforce", {"clientId": _SF["client_id"], "clientSecret": _SF["client_secret"]},
-        lambda url: salesforce_integration(url, **_SF), stand_in_rps=10.0),
+        "salesforce",
+        {"clientId": _SF["client_id"], "clientSecret": _SF["client_secret"]},
+        lambda url: salesforce_integration(url, **_SF),
+        stand_in_rps=10.0,
+    ),
     "servicetitan": CrmProfile(
-        "servicetitan", {"clientId": ST["client_id"], "clientSecret": ST["client_secret"],
-                         "tenantId": ST["tenant_id"], "appKey": ST["app_key"]},
-        lambda url: servicetitan_integration(url, **ST)),
+        "servicetitan",
+        {
+            "clientId": ST["client_id"],
+            "clientSecret": ST["client_secret"],
+            "tenantId": ST["tenant_id"],
+            "appKey": ST["app_key"],
+        },
+        lambda url: servicetitan_integration(url, **ST),
+    ),
     "housecallpro": CrmProfile("housecallpro", {"apiKey": HCP_KEY}, lambda url: housecallpro_integration(url, HCP_KEY)),
     "jobber": CrmProfile(
-        "jobber", {"clientId": JB["client_id"], "clientSecret": JB["client_secret"],
-                   "refreshToken": JB["refresh_token"]}, lambda url: jobber_integration(url, **JB)),
+        "jobber",
+        {"clientId": JB["client_id"], "clientSecret": JB["client_secret"], "refreshToken": JB["refresh_token"]},
+        lambda url: jobber_integration(url, **JB),
+    ),
     "fieldedge": CrmProfile(
-        "fieldedge", {"clientId": FE["client_id"], "clientSecret": FE["client_secret"], "targetId": FE["target_id"]},
-        lambda url: fieldedge_integration(url, **FE)),
+        "fieldedge",
+        {"clientId": FE["client_id"], "clientSecret": FE["client_secret"], "targetId": FE["target_id"]},
+        lambda url: fieldedge_integration(url, **FE),
+    ),
 }

@@ -33,8 +33,22 @@ def start_sandbox(port: int, state_file: Path, log_file: Path) -> tuple[subproce
     """The sandbox as its own process (as a user would run it); returns it and its base URL."""
     url = f"http://127.0.0.1:{port}"
     log = open(log_file, "a")
-    proc = subprocess.Popen([sys.executable, "-m", "crm_sandbox", "--host", "127.0.0.1", "--port", str(port),
-                             "--state-file", str(state_file)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "crm_sandbox",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--state-file",
+            str(state_file),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     for _ in range(100):
         try:
             requests.get(f"{url}/_sandbox/stats", timeout=1).raise_for_status()
@@ -52,14 +66,20 @@ def seed_existing_crm_customers(engine: sa.Engine, url: str) -> None:
     if requests.get(f"{url}/_sandbox/records/hubspot/lonestar/contacts", timeout=10).json():
         return
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT DISTINCT ON (ci.customer_email) ci.customer_email, ci.customer_name FROM check_ins ci "
-            "JOIN companies c ON c.id = ci.company_id WHERE c.name = 'Lone Star HVAC' "
-            "AND ci.customer_email LIKE '%@example.com' ORDER BY ci.customer_email LIMIT 3")).all()
+        rows = conn.execute(
+            sa.text(
+                "SELECT DISTINCT ON (ci.customer_email) ci.customer_email, ci.customer_name FROM check_ins ci "
+                "JOIN companies c ON c.id = ci.company_id WHERE c.name = 'Lone Star HVAC' "
+                "AND ci.customer_email LIKE '%@example.com' ORDER BY ci.customer_email LIMIT 3"
+            )
+        ).all()
     for email, name in rows:
         first, _, last = (name or "").partition(" ")
-        requests.post(f"{url}/_sandbox/records/hubspot/lonestar/contacts", timeout=10, json={
-            "properties": {"email": email.strip().upper(), "firstname": first, "lastname": last}}).raise_for_status()
+        requests.post(
+            f"{url}/_sandbox/records/hubspot/lonestar/contacts",
+            timeout=10,
+            json={"properties": {"email": email.strip().upper(), "firstname": first, "lastname": last}},
+        ).raise_for_status()
 
 
 def object_counts(url: str) -> dict[str, int]:
@@ -102,8 +122,10 @@ def main() -> int:
         elapsed = time.monotonic() - started
         with engine.connect() as conn:
             run_id = conn.execute(sa.text("SELECT run_id FROM crm_sync.runs ORDER BY id DESC LIMIT 1")).scalar()
-        print(f"\nDAG run {run_id}: {'success' if proc.returncode == 0 else 'FAILED'} in {elapsed:.1f}s "
-              f"(full Airflow log: {log_path})\n")
+        print(
+            f"\nDAG run {run_id}: {'success' if proc.returncode == 0 else 'FAILED'} in {elapsed:.1f}s "
+            f"(full Airflow log: {log_path})\n"
+        )
         if run_id:
             print(format_table(runs_for(engine, run_id)))
         after = object_counts(sandbox_url)

@@ -34,5 +34,13 @@ def airflow_conn_json(url: URL) -> str:
     import json
 
     host = url.host or url.query.get("host")
-    return json.dumps({"conn_type": "postgres", "host": host, "port": url.port, "login": url.username,
-                       "password": url.password, "schema": url.database})
+    return json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": host,
+            "port": url.port,
+            "login": url.username,
+            "password": url.password,
+            "schema": url.database,
+        }
+    )

@@ -56,8 +56,9 @@ REASONS = {
 }
 
 
-def seed_report_demo(engine: Engine, *, day_to: date, days: int = 30, seed: int = 7,
-                     run_id: str = RUN_ID) -> dict[str, Any]:
+def seed_report_demo(
+    engine: Engine, *, day_to: date, days: int = 30, seed: int = 7, run_id: str = RUN_ID
+) -> dict[str, Any]:
     """Seed ``days`` days up to ``day_to`` of check-ins and sync history; returns what it made."""
     rng = random.Random(seed)
     start = datetime.combine(day_to - timedelta(days=days - 1), time(7))
@@ -82,18 +83,30 @@ def seed_report_demo(engine: Engine, *, day_to: date, days: int = 30, seed: int 
             created = row["created_at"]
             bad_day = crm == "servicetitan" and created.date() == outage_day
             roll = rng.random()
-            entry = {"company_id": company_id, "crm_type": crm, "check_in_id": cid, "status": "synced",
-                     "error_kind": None, "last_error": None, "synced_at": None, "visit": f"{crm[:2].upper()}-{cid}"}
+            entry = {
+                "company_id": company_id,
+                "crm_type": crm,
+                "check_in_id": cid,
+                "status": "synced",
+                "error_kind": None,
+                "last_error": None,
+                "synced_at": None,
+                "visit": f"{crm[:2].upper()}-{cid}",
+            }
             if row["customer_name"] is None and row["customer_phone"] is None:
                 entry.update(status="quarantined", error_kind="no_identity", last_error=REASONS["no_identity"][0])
             elif roll < q_share or (bad_day and roll < 0.25):
                 kind = "crm_rejected" if rng.random() < 0.7 else "no_match"
-                text = (REASONS["crm_rejected"][crm] if kind == "crm_rejected"
-                        else REASONS["no_match"][0].format(email=(row["customer_email"] or "").strip().lower()))
+                text = (
+                    REASONS["crm_rejected"][crm]
+                    if kind == "crm_rejected"
+                    else REASONS["no_match"][0].format(email=(row["customer_email"] or "").strip().lower())
+                )
                 entry.update(status="quarantined", error_kind=kind, last_error=text)
             elif roll < q_share + f_share:
-                entry.update(status="failed", error_kind="transient",
-                             last_error="HTTP 503 from the CRM after 5 attempts")
+                entry.update(
+                    status="failed", error_kind="transient", last_error="HTTP 503 from the CRM after 5 attempts"
+                )
             else:
                 minutes = rng.lognormvariate(0, 0.6) * median_min * (6 if bad_day else 1)
                 entry["synced_at"] = created + timedelta(minutes=minutes)
@@ -101,53 +114,100 @@ def seed_report_demo(engine: Engine, *, day_to: date, days: int = 30, seed: int 
                 entry["visit"] = None
             ledger.append(entry)
         with engine.begin() as conn:
-            conn.execute(sa.text(
-                "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, crm_visit_id, error_kind, "
-                "last_error, attempts, synced_at) VALUES (:company_id, :crm_type, :check_in_id, :status, :visit, "
-                ":error_kind, :last_error, 1, CAST(:synced_at AS timestamp) AT TIME ZONE 'UTC')"), ledger)
-            conn.execute(sa.text(
-                "INSERT INTO crm_sync.integration_state (company_id, crm_type, settled_id) VALUES (:c, :t, :s)"),
-                {"c": company_id, "t": crm, "s": ids[-1]})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, crm_visit_id, error_kind, "
+                    "last_error, attempts, synced_at) VALUES (:company_id, :crm_type, :check_in_id, :status, :visit, "
+                    ":error_kind, :last_error, 1, CAST(:synced_at AS timestamp) AT TIME ZONE 'UTC')"
+                ),
+                ledger,
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO crm_sync.integration_state (company_id, crm_type, settled_id) VALUES (:c, :t, :s)"
+                ),
+                {"c": company_id, "t": crm, "s": ids[-1]},
+            )
             runs = []
             for d in range(days):
                 for hour in range(7, 20):
                     started = datetime.combine(start.date() + timedelta(days=d), time(hour, 5), tzinfo=UTC)
                     synced = max(0, int(rng.gauss(per_day / 12, 1)))
                     found = int(synced * 0.4)
-                    runs.append({"run_id": f"scheduled__{started.isoformat()}", "company_id": company_id,
-                                 "crm_type": crm, "started_at": started, "synced": synced,
-                                 "found": found, "created": synced - found,
-                                 "api_calls": 1 + synced * (3 if crm in ("housecallpro", "fieldedge") else 1),
-                                 "rate_limited": 1 if per_day_429 and rng.random() < per_day_429 / 13 else 0,
-                                 "retries": rng.choice([0, 0, 0, 1])})
-            conn.execute(sa.text(
-                "INSERT INTO crm_sync.runs (run_id, dag_id, company_id, crm_type, status, started_at, finished_at, "
-                "seconds, synced, customers_found, customers_created, visits_created, api_calls, rate_limited, retries)"
-                " VALUES (:run_id, 'crm_incremental_sync', :company_id, :crm_type, 'success', :started_at, "
-                ":started_at, 2.5, :synced, :found, :created, :synced, :api_calls, :rate_limited, :retries)"), runs)
+                    runs.append(
+                        {
+                            "run_id": f"scheduled__{started.isoformat()}",
+                            "company_id": company_id,
+                            "crm_type": crm,
+                            "started_at": started,
+                            "synced": synced,
+                            "found": found,
+                            "created": synced - found,
+                            "api_calls": 1 + synced * (3 if crm in ("housecallpro", "fieldedge") else 1),
+                            "rate_limited": 1 if per_day_429 and rng.random() < per_day_429 / 13 else 0,
+                            "retries": rng.choice([0, 0, 0, 1]),
+                        }
+                    )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO crm_sync.runs (run_id, dag_id, company_id, crm_type, status, started_at, finished_at, "
+                    "seconds, synced, customers_found, customers_created, visits_created, api_calls, rate_limited, retries)"
+                    " VALUES (:run_id, 'crm_incremental_sync', :company_id, :crm_type, 'success', :started_at, "
+                    ":started_at, 2.5, :synced, :found, :created, :synced, :api_calls, :rate_limited, :retries)"
+                ),
+                runs,
+            )
             made["pairs"].append((company_id, crm))
             made["check_ins"] += n
             _reconcile_demo(conn, rng, company_id, crm, name, ids, ledger, start.date(), day_to, run_id)
     return made
 
 
-def _reconcile_demo(conn, rng: random.Random, company_id: int, crm: str, name: str, ids: list[int],
-                    ledger: list[dict[str, Any]], day_from: date, day_to: date, run_id: str) -> None:
+def _reconcile_demo(
+    conn,
+    rng: random.Random,
+    company_id: int,
+    crm: str,
+    name: str,
+    ids: list[int],
+    ledger: list[dict[str, Any]],
+    day_from: date,
+    day_to: date,
+    run_id: str,
+) -> None:
     """One finished reconciliation of this run with discrepancies shaped like crm_sync.reconcile's."""
     findings: list[tuple[str, int | None, str | None, str]] = []
     synced = [e for e in ledger if e["status"] == "synced"]
     if name == "Lone Star Electric":
         for e in rng.sample(synced, 2):
-            findings.append(("missing_in_crm", e["check_in_id"], e["visit"],
-                             f"the ledger says synced as Case {e['visit']}, but Salesforce has no such record"))
+            findings.append(
+                (
+                    "missing_in_crm",
+                    e["check_in_id"],
+                    e["visit"],
+                    f"the ledger says synced as Case {e['visit']}, but Salesforce has no such record",
+                )
+            )
     if name == "Sunrise Heating & Air":
         for e in rng.sample(synced, 3):
-            findings.append(("stale", e["check_in_id"], e["visit"],
-                             "the check-in changed after its last sync (notes); the next run updates it"))
+            findings.append(
+                (
+                    "stale",
+                    e["check_in_id"],
+                    e["visit"],
+                    "the check-in changed after its last sync (notes); the next run updates it",
+                )
+            )
     if name == "Metro Plumbing Co":
         e = rng.choice(synced)
-        findings.append(("drift", e["check_in_id"], e["visit"],
-                         "ServiceTitan job summary differs from the check-in (edited in ServiceTitan)"))
+        findings.append(
+            (
+                "drift",
+                e["check_in_id"],
+                e["visit"],
+                "ServiceTitan job summary differs from the check-in (edited in ServiceTitan)",
+            )
+        )
     if name == "Riverside Pest Control":
         findings.append(("duplicate", None, "5512", "two HubSpot contacts share phone +15125550188 (ids 5512, 5530)"))
     for e in ledger:
@@ -157,20 +217,47 @@ def _reconcile_demo(conn, rng: random.Random, company_id: int, crm: str, name: s
     for cls, *_ in findings:
         counts[cls] = counts.get(cls, 0) + 1
     finished = datetime.combine(day_to + timedelta(days=1), time(5, 3), tzinfo=UTC)
-    rid = conn.execute(sa.text(
-        "INSERT INTO crm_sync.reconciliation_runs (run_id, dag_id, company_id, crm_type, range_start, range_end, "
-        "started_at, finished_at, source_count, eligible_count, ledger_count, synced_count, crm_checked, crm_sampled,"
-        " counts) VALUES (:r, 'crm_reconciliation_report', :c, :t, :a, :b, :s, :s, :n, :n, :n, :synced, :checked, "
-        ":sampled, CAST(:counts AS jsonb)) RETURNING id"),
-        {"r": run_id, "c": company_id, "t": crm, "a": day_from, "b": day_to + timedelta(days=1), "s": finished,
-         "n": len(ids), "synced": len(synced), "checked": min(1000, len(synced)), "sampled": len(synced) > 1000,
-         "counts": json.dumps(counts)}).scalar_one()
+    rid = conn.execute(
+        sa.text(
+            "INSERT INTO crm_sync.reconciliation_runs (run_id, dag_id, company_id, crm_type, range_start, range_end, "
+            "started_at, finished_at, source_count, eligible_count, ledger_count, synced_count, crm_checked, crm_sampled,"
+            " counts) VALUES (:r, 'crm_reconciliation_report', :c, :t, :a, :b, :s, :s, :n, :n, :n, :synced, :checked, "
+            ":sampled, CAST(:counts AS jsonb)) RETURNING id"
+        ),
+        {
+            "r": run_id,
+            "c": company_id,
+            "t": crm,
+            "a": day_from,
+            "b": day_to + timedelta(days=1),
+            "s": finished,
+            "n": len(ids),
+            "synced": len(synced),
+            "checked": min(1000, len(synced)),
+            "sampled": len(synced) > 1000,
+            "counts": json.dumps(counts),
+        },
+    ).scalar_one()
     if findings:
-        conn.execute(sa.text(
-            "INSERT INTO crm_sync.discrepancies (reconciliation_id, company_id, crm_type, check_in_id, crm_id, class, "
-            "detail, found_at) VALUES (:r, :c, :t, :ci, :crm_id, :cls, :d, :s)"),
-            [{"r": rid, "c": company_id, "t": crm, "ci": ci, "crm_id": crm_id, "cls": cls, "d": detail, "s": finished}
-             for cls, ci, crm_id, detail in findings])
+        conn.execute(
+            sa.text(
+                "INSERT INTO crm_sync.discrepancies (reconciliation_id, company_id, crm_type, check_in_id, crm_id, class, "
+                "detail, found_at) VALUES (:r, :c, :t, :ci, :crm_id, :cls, :d, :s)"
+            ),
+            [
+                {
+                    "r": rid,
+                    "c": company_id,
+                    "t": crm,
+                    "ci": ci,
+                    "crm_id": crm_id,
+                    "cls": cls,
+                    "d": detail,
+                    "s": finished,
+                }
+                for cls, ci, crm_id, detail in findings
+            ],
+        )
 
 
 def build_demo_report(engine: Engine, out_dir: Path, *, day_to: date, days: int = 30) -> dict[str, Any]:

@@ -76,17 +76,36 @@ class Chromium:
         assert exe, "chromium is not installed"
         port = _free_port()
         self._proc = subprocess.Popen(
-            [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={self.user_data_dir}",
-             f"--remote-debugging-port={port}", f"--window-size={self.size[0]},{self.size[1]}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                exe,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+                f"--user-data-dir={self.user_data_dir}",
+                f"--remote-debugging-port={port}",
+                f"--window-size={self.size[0]},{self.size[1]}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + self.timeout
             while True:
                 try:
-                    pages = [t for t in requests.get(f"http://127.0.0.1:{port}/json/list", timeout=2).json()
-                             if t["type"] == "page"]
+                    pages = [
+                        t
+                        for t in requests.get(f"http://127.0.0.1:{port}/json/list", timeout=2).json()
+                        if t["type"] == "page"
+                    ]
                     if pages:
                         break
                 except requests.RequestException:
@@ -96,8 +115,13 @@ class Chromium:
             self._ws = connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=20)
             for domain in ("Page", "Runtime", "Log"):
                 self.cdp(f"{domain}.enable")
-            self.cdp("Emulation.setDeviceMetricsOverride", width=self.size[0], height=self.size[1],
-                     deviceScaleFactor=1, mobile=False)
+            self.cdp(
+                "Emulation.setDeviceMetricsOverride",
+                width=self.size[0],
+                height=self.size[1],
+                deviceScaleFactor=1,
+                mobile=False,
+            )
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -128,8 +152,9 @@ class Chromium:
             d = p.get("exceptionDetails", {})
             self.errors.append(f"exception: {d.get('exception', {}).get('description') or d.get('text')}")
         elif method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-            self.errors.append("console.error: " + " ".join(str(a.get("value", a.get("description", "")))
-                                                           for a in p.get("args", [])))
+            self.errors.append(
+                "console.error: " + " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
+            )
         elif method == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
             self.errors.append(f"log: {p['entry'].get('text')} {p['entry'].get('url') or ''}".strip())
 
@@ -187,8 +212,10 @@ class Chromium:
         if full_page:
             metrics = self.cdp("Page.getLayoutMetrics")
             size = metrics.get("cssContentSize") or metrics["contentSize"]
-            params.update(captureBeyondViewport=True, clip={"x": 0, "y": 0, "width": self.size[0],
-                                                            "height": int(size["height"]), "scale": 1})
+            params.update(
+                captureBeyondViewport=True,
+                clip={"x": 0, "y": 0, "width": self.size[0], "height": int(size["height"]), "scale": 1},
+            )
         return base64.b64decode(self.cdp("Page.captureScreenshot", **params)["data"])
 
 
@@ -198,8 +225,8 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat, header = 8, b"", None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunk = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", chunk)
         elif kind == b"IDAT":
@@ -210,7 +237,7 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
     bpp = 3 if color == 2 else 4
     raw, stride, rows, prev = zlib.decompress(idat), width * bpp, [], bytearray(width * bpp)
     for y in range(height):
-        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - bpp] if i >= bpp else 0
             b, c = prev[i], prev[i - bpp] if i >= bpp else 0
@@ -234,6 +261,6 @@ def assert_not_blank(data: bytes) -> None:
     width, height, rows = png_pixels(data)
     assert width >= 800 and height >= 600, (width, height)
     bpp = len(rows[0]) // width
-    colours = Counter(row[x * bpp:x * bpp + 3] for row in rows[::4] for x in range(0, width, 4))
+    colours = Counter(row[x * bpp : x * bpp + 3] for row in rows[::4] for x in range(0, width, 4))
     background = colours.most_common(1)[0][1] / sum(colours.values())
     assert len(colours) > 50 and background < 0.97, f"{len(colours)} colours, background {background:.1%}"

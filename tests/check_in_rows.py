@@ -11,11 +11,23 @@ from crm_sync.prepare import prepare_check_in
 
 #: A tidy check-in as the extract query returns it; each test module overrides what it tests.
 BASE_ROW: dict[str, Any] = {
-    "id": 42, "company_id": 9, "job_type": "Water Heater Install", "notes": "Installed 50 gal unit.",
-    "customer_name": "Ann Lee", "customer_email": "ann@example.com", "customer_phone": "(512) 555-0100",
-    "work_performed": "Removed old tank", "address": "100 Congress Ave", "city": "Austin", "state": "TX",
-    "zip": "78701", "photos": ["https://cdn.example.com/1.jpg"], "customer_feedback": "Fast & friendly",
-    "created_at": datetime(2026, 11, 20, 14, 5, 9), "technician_id": 3, "technician_name": "Bob Tech",
+    "id": 42,
+    "company_id": 9,
+    "job_type": "Water Heater Install",
+    "notes": "Installed 50 gal unit.",
+    "customer_name": "Ann Lee",
+    "customer_email": "ann@example.com",
+    "customer_phone": "(512) 555-0100",
+    "work_performed": "Removed old tank",
+    "address": "100 Congress Ave",
+    "city": "Austin",
+    "state": "TX",
+    "zip": "78701",
+    "photos": ["https://cdn.example.com/1.jpg"],
+    "customer_feedback": "Fast & friendly",
+    "created_at": datetime(2026, 11, 20, 14, 5, 9),
+    "technician_id": 3,
+    "technician_name": "Bob Tech",
 }
 
 
@@ -38,6 +50,11 @@ def prepare_valid(row: Mapping[str, Any], settings: SyncSettings | None = None) 
 
 def with_body(item: PreparedCheckIn, body: str) -> PreparedCheckIn:
     """``item`` with its visit body replaced by exactly ``body`` (to test the mappers' own limits)."""
-    item.visit = Visit(title=item.visit.title, body=body, occurred_at=item.visit.occurred_at,
-                       job_type=item.visit.job_type, fields=item.visit.fields)
+    item.visit = Visit(
+        title=item.visit.title,
+        body=body,
+        occurred_at=item.visit.occurred_at,
+        job_type=item.visit.job_type,
+        fields=item.visit.fields,
+    )
     return item

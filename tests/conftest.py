@@ -100,10 +100,14 @@ def airflow_home(tmp_path_factory):
 
     home = Path(tempfile.mkdtemp(prefix="crm-sync-airflow-home-"))  # outside basetemp, as above
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
-    env.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__LOAD_EXAMPLES="False",
-               AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-               AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"), AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
-               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins")]))
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
+    )
     ensure_airflow_db(env)
     yield home
     shutil.rmtree(home, ignore_errors=True)

@@ -28,8 +28,11 @@ def rsps():
 
 
 def test_hubspot_portal_id_from_account_info(rsps):
-    rsps.add(responses.GET, "https://api.hubapi.com/account-info/v3/details",
-             json={"portalId": 62515, "accountType": "STANDARD", "timeZone": "US/Eastern"})
+    rsps.add(
+        responses.GET,
+        "https://api.hubapi.com/account-info/v3/details",
+        json={"portalId": 62515, "accountType": "STANDARD", "timeZone": "US/Eastern"},
+    )
     hook = HubSpotHook(credentials={"accessToken": "pat-na1-unit"}, account_key=f"hs-{uuid.uuid4()}")
     assert hook.account_identity() == "62515"
     assert hook.account_identity() == "62515"  # cached: one call
@@ -49,9 +52,14 @@ def _salesforce(rsps, identity_url: str | None) -> SalesforceHook:
     if identity_url:
         body["id"] = identity_url
     rsps.add(responses.POST, "https://acme.my.salesforce.com/services/oauth2/token", json=body)
-    return SalesforceHook(credentials={"clientId": "cid", "clientSecret": "cs-unit-0001",
-                                       "myDomainUrl": "https://acme.my.salesforce.com"},
-                          account_key=f"sf-{uuid.uuid4()}")
+    return SalesforceHook(
+        credentials={
+            "clientId": "cid",
+            "clientSecret": "cs-unit-0001",
+            "myDomainUrl": "https://acme.my.salesforce.com",
+        },
+        account_key=f"sf-{uuid.uuid4()}",
+    )
 
 
 def test_salesforce_org_id_from_the_token_responses_identity_url(rsps):
@@ -62,15 +70,21 @@ def test_salesforce_org_id_from_the_token_responses_identity_url(rsps):
 
 def test_salesforce_org_id_from_userinfo_when_the_token_response_has_no_identity_url(rsps):
     hook = _salesforce(rsps, None)
-    rsps.add(responses.GET, "https://acme.my.salesforce.com/services/oauth2/userinfo",
-             json={"organization_id": ORG, "user_id": "0055g00000BXe1kAAD"})
+    rsps.add(
+        responses.GET,
+        "https://acme.my.salesforce.com/services/oauth2/userinfo",
+        json={"organization_id": ORG, "user_id": "0055g00000BXe1kAAD"},
+    )
     assert hook.account_identity() == ORG
     assert rsps.calls[1].request.headers["Authorization"] == "Bearer 00D!session"
 
 
 def test_housecallpro_company_id_from_get_company(rsps):
-    rsps.add(responses.GET, "https://api.housecallpro.com/company",
-             json={"id": "4f1b7f2e-6c1e-4c71-9a8e-0d4b9f1f2c3a", "name": "Acme Plumbing"})
+    rsps.add(
+        responses.GET,
+        "https://api.housecallpro.com/company",
+        json={"id": "4f1b7f2e-6c1e-4c71-9a8e-0d4b9f1f2c3a", "name": "Acme Plumbing"},
+    )
     hook = HousecallProHook(credentials={"apiKey": "hcp-unit-key"}, account_key=f"hcp-{uuid.uuid4()}")
     assert hook.account_identity() == "4f1b7f2e-6c1e-4c71-9a8e-0d4b9f1f2c3a"
     assert rsps.calls[0].request.headers["Authorization"] == "Token hcp-unit-key"

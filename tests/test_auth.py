@@ -80,9 +80,14 @@ def test_client_credentials_posts_the_form_and_reads_the_lifetime(rsps):
     rsps.add(responses.POST, TOKEN_URL, json={"access_token": "at-1", "expires_in": 900})
     seen = []
     h = hook(clientId="c", clientSecret="s")
-    auth = ClientCredentials(h, token_path=TOKEN_PATH, token_url=lambda: TOKEN_URL,
-                             form=lambda: {"data": {"grant_type": "client_credentials", "client_id": "c"}},
-                             lifetime=lambda body, token: float(body["expires_in"]), on_token=seen.append)
+    auth = ClientCredentials(
+        h,
+        token_path=TOKEN_PATH,
+        token_url=lambda: TOKEN_URL,
+        form=lambda: {"data": {"grant_type": "client_credentials", "client_id": "c"}},
+        lifetime=lambda body, token: float(body["expires_in"]),
+        on_token=seen.append,
+    )
     assert auth.fetch_token() == ("at-1", 900.0)
     assert form(rsps.calls[0]) == {"grant_type": ["client_credentials"], "client_id": ["c"]}
     assert seen == [{"access_token": "at-1", "expires_in": 900}]
@@ -91,8 +96,9 @@ def test_client_credentials_posts_the_form_and_reads_the_lifetime(rsps):
 
 def test_client_credentials_without_a_token_is_bad_credentials(rsps):
     rsps.add(responses.POST, TOKEN_URL, json={"token_type": "bearer"})
-    auth = ClientCredentials(hook(), token_path=TOKEN_PATH, token_url=lambda: TOKEN_URL, form=dict,
-                             lifetime=lambda body, token: 60.0)
+    auth = ClientCredentials(
+        hook(), token_path=TOKEN_PATH, token_url=lambda: TOKEN_URL, form=dict, lifetime=lambda body, token: 60.0
+    )
     with pytest.raises(BadCredentialsError, match="authtest: the token response has no access_token"):
         auth.fetch_token()
 
@@ -102,11 +108,20 @@ def test_salesforce_password_sends_password_plus_security_token(rsps):
     h = hook(clientId="c", clientSecret="s", username="u@x", password="pw", securityToken="TOK")
     auth = SalesforcePassword(h, token_path=TOKEN_PATH, token_url=lambda: TOKEN_URL, lifetime=lambda b, t: 3600.0)
     assert auth.fetch_token() == ("00D!x", 3600.0)
-    assert form(rsps.calls[0]) == {"grant_type": ["password"], "client_id": ["c"], "client_secret": ["s"],
-                                   "username": ["u@x"], "password": ["pwTOK"]}
+    assert form(rsps.calls[0]) == {
+        "grant_type": ["password"],
+        "client_id": ["c"],
+        "client_secret": ["s"],
+        "username": ["u@x"],
+        "password": ["pwTOK"],
+    }
     with pytest.raises(ConfigurationError, match="username, password"):
-        SalesforcePassword(hook(clientId="c", clientSecret="s"), token_path=TOKEN_PATH, token_url=lambda: TOKEN_URL,
-                           lifetime=lambda b, t: 1.0).fetch_token()
+        SalesforcePassword(
+            hook(clientId="c", clientSecret="s"),
+            token_path=TOKEN_PATH,
+            token_url=lambda: TOKEN_URL,
+            lifetime=lambda b, t: 1.0,
+        ).fetch_token()
 
 
 # ---------------------------------------------------------------------- refresh token
@@ -116,8 +131,12 @@ def test_refresh_token_redeems_and_writes_a_rotated_token(rsps):
     h = hook(writer=written.append, clientId="c", clientSecret="s", refreshToken="rt-old")
     auth = RefreshToken(h, token_path=TOKEN_PATH, token_url=lambda: TOKEN_URL, default_seconds=60)
     assert auth.fetch_token() == ("at-2", 1800.0)
-    assert form(rsps.calls[0]) == {"grant_type": ["refresh_token"], "client_id": ["c"], "client_secret": ["s"],
-                                   "refresh_token": ["rt-old"]}
+    assert form(rsps.calls[0]) == {
+        "grant_type": ["refresh_token"],
+        "client_id": ["c"],
+        "client_secret": ["s"],
+        "refresh_token": ["rt-old"],
+    }
     assert written[0]["refreshToken"] == "rt-new" and h.cred("refreshToken") == "rt-new"
     assert "rt-new" in h.secrets()
 
@@ -126,8 +145,10 @@ def test_refresh_token_writes_nothing_when_the_token_did_not_rotate(rsps):
     rsps.add(responses.POST, TOKEN_URL, json={"access_token": "at-3"})
     written = []
     h = hook(writer=written.append, clientId="c", clientSecret="s", refreshToken="rt-same")
-    assert RefreshToken(h, token_path=TOKEN_PATH, token_url=lambda: TOKEN_URL,
-                        default_seconds=600).fetch_token() == ("at-3", 600.0)
+    assert RefreshToken(h, token_path=TOKEN_PATH, token_url=lambda: TOKEN_URL, default_seconds=600).fetch_token() == (
+        "at-3",
+        600.0,
+    )
     assert written == []
 
 

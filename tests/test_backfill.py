@@ -28,39 +28,63 @@ DAG_ID = "crm_backfill"
 def test_plan_chunks_covers_the_range_once_and_skips_done_chunks():
     chunks = plan_chunks([1, 2], date(2026, 3, 1), date(2026, 3, 10), 4)
     assert [(c["company_id"], c["chunk_start"], c["chunk_end"]) for c in chunks] == [
-        (1, "2026-03-01", "2026-03-05"), (1, "2026-03-05", "2026-03-09"), (1, "2026-03-09", "2026-03-11"),
-        (2, "2026-03-01", "2026-03-05"), (2, "2026-03-05", "2026-03-09"), (2, "2026-03-09", "2026-03-11")]
+        (1, "2026-03-01", "2026-03-05"),
+        (1, "2026-03-05", "2026-03-09"),
+        (1, "2026-03-09", "2026-03-11"),
+        (2, "2026-03-01", "2026-03-05"),
+        (2, "2026-03-05", "2026-03-09"),
+        (2, "2026-03-09", "2026-03-11"),
+    ]
     left = plan_chunks([1, 2], date(2026, 3, 1), date(2026, 3, 10), 4, {(1, date(2026, 3, 1)), (2, date(2026, 3, 9))})
     assert len(left) == 4 and {"company_id": 1, "chunk_start": "2026-03-01", "chunk_end": "2026-03-05"} not in left
     assert plan_chunks([1], date(2026, 3, 1), date(2026, 3, 1), 30) == [
-        {"company_id": 1, "chunk_start": "2026-03-01", "chunk_end": "2026-03-02"}]
+        {"company_id": 1, "chunk_start": "2026-03-01", "chunk_end": "2026-03-02"}
+    ]
 
 
 def test_backfill_key_depends_on_what_not_how_fast():
-    base = {"crm_type": "hubspot", "company_ids": [3, 1], "date_from": "2026-01-01", "date_to": "2026-02-01",
-            "chunk_days": 7, "dry_run": False}
+    base = {
+        "crm_type": "hubspot",
+        "company_ids": [3, 1],
+        "date_from": "2026-01-01",
+        "date_to": "2026-02-01",
+        "chunk_days": 7,
+        "dry_run": False,
+    }
     key = backfill_key(parse_params(base))
     assert key == backfill_key(parse_params({**base, "company_ids": [1, 3, 3], "batch_size": 50, "rate_share": 0.2}))
-    for change in ({"date_to": "2026-02-02"}, {"chunk_days": 3}, {"dry_run": True}, {"resync_quarantined": True},
-                   {"crm_type": "salesforce"}, {"company_ids": [1]}):
+    for change in (
+        {"date_to": "2026-02-02"},
+        {"chunk_days": 3},
+        {"dry_run": True},
+        {"resync_quarantined": True},
+        {"crm_type": "salesforce"},
+        {"company_ids": [1]},
+    ):
         assert backfill_key(parse_params({**base, **change})) != key, change
 
 
-@pytest.mark.parametrize("params, message", [
-    ({}, "crm_type is required"),
-    ({"crm_type": "zoho"}, "crm_type 'zoho' is not one of"),
-    ({"crm_type": "hubspot", "date_from": "2026-02-30"}, "date_from '2026-02-30' is not a date"),
-    ({"crm_type": "hubspot", "date_from": "2026-03-02", "date_to": "2026-03-01"}, "is after date_to"),
-    ({"crm_type": "hubspot", "company_ids": ["x"]}, "company_ids must be integers"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({}, "crm_type is required"),
+        ({"crm_type": "zoho"}, "crm_type 'zoho' is not one of"),
+        ({"crm_type": "hubspot", "date_from": "2026-02-30"}, "date_from '2026-02-30' is not a date"),
+        ({"crm_type": "hubspot", "date_from": "2026-03-02", "date_to": "2026-03-01"}, "is after date_to"),
+        ({"crm_type": "hubspot", "company_ids": ["x"]}, "company_ids must be integers"),
+    ],
+)
 def test_bad_params_are_refused_with_the_reason(params, message):
     with pytest.raises(BackfillParamError, match=message):
         parse_params(params)
 
 
 def test_merge_reports_sums_counts_and_keeps_few_samples():
-    one = {"counts": {"would_create_visits": 2, "invalid": 1}, "invalid_reasons": {"no email": 1},
-           "samples": [{"check_in_id": i} for i in range(4)]}
+    one = {
+        "counts": {"would_create_visits": 2, "invalid": 1},
+        "invalid_reasons": {"no email": 1},
+        "samples": [{"check_in_id": i} for i in range(4)],
+    }
     merged = merge_reports([one, one])
     assert merged["counts"] == {"would_create_visits": 4, "invalid": 2}
     assert merged["invalid_reasons"] == {"no email": 2} and len(merged["samples"]) == 5
@@ -70,25 +94,35 @@ def test_merge_reports_sums_counts_and_keeps_few_samples():
 def spread(db, company_id: int, first_day: str, hours: int) -> tuple[str, str]:
     """Spread a company's check-ins over days (one every ``hours``); returns the first and last day."""
     with db.begin() as conn:
-        conn.execute(sa.text(
-            "UPDATE check_ins SET created_at = CAST(:d AS timestamp) + (id - (SELECT min(id) FROM check_ins "
-            "WHERE company_id = :c)) * make_interval(hours => :h) WHERE company_id = :c"),
-            {"d": first_day, "c": company_id, "h": hours})
-        first, last = conn.execute(sa.text("SELECT min(created_at)::date, max(created_at)::date FROM check_ins "
-                                           "WHERE company_id = :c"), {"c": company_id}).one()
+        conn.execute(
+            sa.text(
+                "UPDATE check_ins SET created_at = CAST(:d AS timestamp) + (id - (SELECT min(id) FROM check_ins "
+                "WHERE company_id = :c)) * make_interval(hours => :h) WHERE company_id = :c"
+            ),
+            {"d": first_day, "c": company_id, "h": hours},
+        )
+        first, last = conn.execute(
+            sa.text("SELECT min(created_at)::date, max(created_at)::date FROM check_ins WHERE company_id = :c"),
+            {"c": company_id},
+        ).one()
     return first.isoformat(), last.isoformat()
 
 
 def chunk_rows(db) -> list[dict]:
     with db.connect() as conn:
-        return [dict(r) for r in conn.execute(sa.text(
-            "SELECT * FROM crm_sync.backfill_chunks ORDER BY company_id, chunk_start")).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(
+                sa.text("SELECT * FROM crm_sync.backfill_chunks ORDER BY company_id, chunk_start")
+            ).mappings()
+        ]
 
 
 def report_xcom(airflow_home) -> dict:
     with sqlite3.connect(airflow_home / "airflow.db") as meta:
-        (value,) = meta.execute("SELECT value FROM xcom WHERE dag_id = ? AND task_id = 'report' "
-                                "ORDER BY timestamp DESC LIMIT 1", (DAG_ID,)).fetchone()
+        (value,) = meta.execute(
+            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = 'report' ORDER BY timestamp DESC LIMIT 1", (DAG_ID,)
+        ).fetchone()
     return json.loads(value)
 
 
@@ -112,8 +146,14 @@ def test_dry_run_sends_nothing_and_reports_what_it_would_send(db, db_url, sandbo
     ids = seed(db, sandbox.url, hubspot=40, salesforce=0, broken=False)
     first, last = spread(db, ids["hubspot"], "2026-03-01", 6)
     before = stats(sandbox.url)
-    conf = {"crm_type": "hubspot", "company_ids": [ids["hubspot"]], "date_from": first, "date_to": last,
-            "chunk_days": 3, "dry_run": True}
+    conf = {
+        "crm_type": "hubspot",
+        "company_ids": [ids["hubspot"]],
+        "date_from": first,
+        "date_to": last,
+        "chunk_days": 3,
+        "dry_run": True,
+    }
     code, out = run_dag(airflow_home, db_url, tmp_path, dag_id=DAG_ID, conf=conf)
     assert code == 0, out[-3000:]
     after = stats(sandbox.url)
@@ -141,13 +181,26 @@ def test_killed_backfill_resumes_and_lands_every_row_once(db, db_url, sandbox, a
     ids = seed(db, sandbox.url, hubspot=60, salesforce=0, broken=False)
     company = ids["hubspot"]
     first, last = spread(db, company, "2026-02-01", 6)
-    conf = {"crm_type": "hubspot", "company_ids": [company], "date_from": first, "date_to": last,
-            "chunk_days": 2, "dry_run": False, "batch_size": 5}
+    conf = {
+        "crm_type": "hubspot",
+        "company_ids": [company],
+        "date_from": first,
+        "date_to": last,
+        "chunk_days": 2,
+        "dry_run": False,
+        "batch_size": 5,
+    }
     requests.post(f"{sandbox.url}/_sandbox/faults", json={"latency_ms": 100, "rate": 1.0}, timeout=5)
     env = airflow_env(airflow_home, db_url)
     with open(tmp_path / "killed.log", "w") as log:
-        proc = subprocess.Popen(dags_test_command(DAG_ID, conf), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=ROOT, start_new_session=True)
+        proc = subprocess.Popen(
+            dags_test_command(DAG_ID, conf),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 300
         try:
             while time.monotonic() < deadline:
@@ -191,8 +244,12 @@ def test_backfill_sends_nothing_the_incremental_sync_already_sent(db, db_url, sa
     result = report_xcom(airflow_home)
     assert result["candidates"] == 25 and result["unchanged"] == 25 and result["synced"] == 0, result
     with db.connect() as conn:
-        sent = conn.execute(sa.text("SELECT sum(visits_created + customers_created + visits_updated) FROM "
-                                    "crm_sync.runs WHERE dag_id = :d"), {"d": DAG_ID}).scalar()
+        sent = conn.execute(
+            sa.text(
+                "SELECT sum(visits_created + customers_created + visits_updated) FROM crm_sync.runs WHERE dag_id = :d"
+            ),
+            {"d": DAG_ID},
+        ).scalar()
     assert sent == 0
     # And the dry run says so.
     code, _ = run_dag(airflow_home, db_url, tmp_path, dag_id=DAG_ID, conf={**conf, "dry_run": True})
@@ -218,9 +275,11 @@ def test_incremental_dag_is_safe_to_backfill_with_airflow():
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     dag = bag.dags["crm_incremental_sync"]
     assert dag.max_active_runs == 1 and dag.catchup is False
-    source = (ROOT / "dags" / "crm_incremental_sync.py").read_text() + (
-        ROOT / "plugins" / "crm_sync" / "tasks" / "sync.py").read_text() + (
-        ROOT / "plugins" / "crm_sync" / "tasks" / "common.py").read_text()
+    source = (
+        (ROOT / "dags" / "crm_incremental_sync.py").read_text()
+        + (ROOT / "plugins" / "crm_sync" / "tasks" / "sync.py").read_text()
+        + (ROOT / "plugins" / "crm_sync" / "tasks" / "common.py").read_text()
+    )
     for word in ("data_interval", "logical_date", "ds }}", "execution_date"):
         assert word not in source, word
     backfill = bag.dags["crm_backfill"]

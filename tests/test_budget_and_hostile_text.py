@@ -39,14 +39,17 @@ from localdev.demo_data import (
 # ============================================================================ 1. admin-set limits
 
 
-@pytest.mark.parametrize("crm_type, key, value, expected", [
-    ("housecallpro", "requestsPerMinute", 0.0001, RateLimit(120, 60.0)),
-    ("housecallpro", "requestsPerMinute", "1e999", RateLimit(120, 60.0)),
-    ("servicetitan", "requestsPerSecond", 1000, None),
-    ("salesforce", "requestsPerSecond", float("nan"), RateLimit(None, 1.0)),
-    ("hubspot", "rateLimitPer10s", True, RateLimit(190.0, 10.0)),
-    ("fieldedge", "rateLimitPer10s", -5, RateLimit(100.0, 10.0)),
-])
+@pytest.mark.parametrize(
+    "crm_type, key, value, expected",
+    [
+        ("housecallpro", "requestsPerMinute", 0.0001, RateLimit(120, 60.0)),
+        ("housecallpro", "requestsPerMinute", "1e999", RateLimit(120, 60.0)),
+        ("servicetitan", "requestsPerSecond", 1000, None),
+        ("salesforce", "requestsPerSecond", float("nan"), RateLimit(None, 1.0)),
+        ("hubspot", "rateLimitPer10s", True, RateLimit(190.0, 10.0)),
+        ("fieldedge", "rateLimitPer10s", -5, RateLimit(100.0, 10.0)),
+    ],
+)
 def test_out_of_range_rate_limit_setting_is_a_warning_and_the_default(crm_type, key, value, expected):
     hook = HOOKS[crm_type](credentials={"apiKey": "k"}, settings={key: value})
     limit = hook.rate_limits["default"]
@@ -143,8 +146,14 @@ def test_time_budget_stops_cleanly_and_the_next_run_finishes_without_duplicates(
     company_id, tech = create_company(db, "Slow Co", {crm_type: slow})
     insert_check_ins(db, check_in_rows(company_id, tech, 12, messy=False, start=recent()))
 
-    first = IntegrationSync(db, company_id=company_id, crm_type=crm_type, integration=slow, run_id="budget-1",
-                            options=SyncOptions(batch_size=3, deadline=time.monotonic() + 3)).run()
+    first = IntegrationSync(
+        db,
+        company_id=company_id,
+        crm_type=crm_type,
+        integration=slow,
+        run_id="budget-1",
+        options=SyncOptions(batch_size=3, deadline=time.monotonic() + 3),
+    ).run()
     assert first.status == "partial" and "time budget reached" in first.error, first
     assert any("stopped by the time budget" in w for w in first.warnings), first.warnings
     rows = ledger(db, company_id, crm_type)
@@ -156,16 +165,21 @@ def test_time_budget_stops_cleanly_and_the_next_run_finishes_without_duplicates(
     assert sum(written.values()) == statuses["synced"] and all(n == 1 for n in written.values())
     # The run row and the app's history say so.
     with db.connect() as conn:
-        run = conn.execute(sa.text("SELECT status, error, warnings FROM crm_sync.runs WHERE run_id = 'budget-1'")
-                           ).one()
+        run = conn.execute(sa.text("SELECT status, error, warnings FROM crm_sync.runs WHERE run_id = 'budget-1'")).one()
     assert run.status == "partial" and "time budget" in run.error
     _, history = company_json(db, company_id)
     assert history and history[0]["crmType"] == crm_type
 
     # The next run (no budget, the default limit) picks the rest up: every check-in exactly once in the CRM.
     fast = {k: v for k, v in slow.items() if k != "crmSettings"}
-    second = IntegrationSync(db, company_id=company_id, crm_type=crm_type, integration=fast, run_id="budget-2",
-                             options=SyncOptions(batch_size=3)).run()
+    second = IntegrationSync(
+        db,
+        company_id=company_id,
+        crm_type=crm_type,
+        integration=fast,
+        run_id="budget-2",
+        options=SyncOptions(batch_size=3),
+    ).run()
     assert second.status == "success" and second.error is None, second
     rows = ledger(db, company_id, crm_type)
     assert set(rows) == check_in_ids(db, company_id)
@@ -180,16 +194,24 @@ def test_out_of_range_limit_reaches_the_run_summary(db, sandbox):
     company_id, tech = create_company(db, "Crawl Co", {"housecallpro": integration})
     insert_check_ins(db, check_in_rows(company_id, tech, 3, messy=False, start=recent()))
     # A deadline keeps the original code (1 request a minute) from hanging this test for minutes.
-    result = IntegrationSync(db, company_id=company_id, crm_type="housecallpro", integration=integration,
-                             run_id="crawl", options=SyncOptions(deadline=time.monotonic() + 60)).run()
+    result = IntegrationSync(
+        db,
+        company_id=company_id,
+        crm_type="housecallpro",
+        integration=integration,
+        run_id="crawl",
+        options=SyncOptions(deadline=time.monotonic() + 60),
+    ).run()
     assert result.status == "success" and result.synced == 3, result
     assert any("crmSettings.requestsPerMinute must be a number from 1 to 600" in w for w in result.warnings)
 
 
 # ============================================================================ 5. NUL bytes, lone surrogates, idempotency
 
-HOSTILE_JSON = ('{"hub\\u0000spot": {"status": "active", "credentials": {"apiKey": "k"}}, '
-                '"zoho\\ud800": {"status": "active", "name": "Z\\u0000\\udc00", "credentials": {"apiKey": "k"}}}')
+HOSTILE_JSON = (
+    '{"hub\\u0000spot": {"status": "active", "credentials": {"apiKey": "k"}}, '
+    '"zoho\\ud800": {"status": "active", "name": "Z\\u0000\\udc00", "credentials": {"apiKey": "k"}}}'
+)
 
 
 def test_nul_and_lone_surrogates_in_integration_keys_are_reported_once_per_run(db):
@@ -203,8 +225,9 @@ def test_nul_and_lone_surrogates_in_integration_keys_are_reported_once_per_run(d
         for p in problems:
             record_config_problem(db, "run-hostile", "crm_incremental_sync", p.company_id, p.crm_type, p.error)
     with db.connect() as conn:
-        rows = conn.execute(sa.text("SELECT crm_type, error FROM crm_sync.runs WHERE run_id = 'run-hostile' "
-                                    "ORDER BY crm_type")).all()
+        rows = conn.execute(
+            sa.text("SELECT crm_type, error FROM crm_sync.runs WHERE run_id = 'run-hostile' ORDER BY crm_type")
+        ).all()
     assert [r.crm_type for r in rows] == ["hub\ufffdspot", "zoho\ufffd"]
     assert all("unknown CRM type" in r.error and "\x00" not in r.error for r in rows)
     _, history = company_json(db, company_id)
@@ -215,26 +238,43 @@ def test_a_retried_configuration_report_adds_no_duplicate_row_or_history_entry(d
     from crm_sync.summary import record_config_problem
 
     company_id, _ = create_company(db, "No Creds Co", {"hubspot": {"status": "active", "credentials": {}}})
-    recorded = [record_config_problem(db, "run-retry", "crm_incremental_sync", company_id, "hubspot",
-                                      "the 'hubspot' integration has no credentials") for _ in range(3)]
+    recorded = [
+        record_config_problem(
+            db,
+            "run-retry",
+            "crm_incremental_sync",
+            company_id,
+            "hubspot",
+            "the 'hubspot' integration has no credentials",
+        )
+        for _ in range(3)
+    ]
     with db.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM crm_sync.runs WHERE run_id = 'run-retry'")).scalar() == 1
     assert len(company_json(db, company_id)[1]) == 1
     assert recorded == [True, False, False]
     # Another DAG run reports it again: once more.
-    record_config_problem(db, "run-next", "crm_incremental_sync", company_id, "hubspot",
-                          "the 'hubspot' integration has no credentials")
+    record_config_problem(
+        db, "run-next", "crm_incremental_sync", company_id, "hubspot", "the 'hubspot' integration has no credentials"
+    )
     assert len(company_json(db, company_id)[1]) == 2
 
 
 def test_lone_surrogates_in_sync_settings_reach_the_run_row_cleaned(db, sandbox):
     register(sandbox.url, "hubspot", "hs", {"accessToken": HS_TOKEN})
-    integration = hubspot_integration(sandbox.url, HS_TOKEN, customFieldMapping={"notes\ud800": "x"},
-                                      **{"extra\udc00\x00": True})
+    integration = hubspot_integration(
+        sandbox.url, HS_TOKEN, customFieldMapping={"notes\ud800": "x"}, **{"extra\udc00\x00": True}
+    )
     company_id, tech = create_company(db, "Surrogate Co", {"hubspot": integration})
     insert_check_ins(db, check_in_rows(company_id, tech, 2, messy=False, start=recent()))
-    result = IntegrationSync(db, company_id=company_id, crm_type="hubspot", integration=integration,
-                             run_id="surrogate-1", options=SyncOptions()).run()
+    result = IntegrationSync(
+        db,
+        company_id=company_id,
+        crm_type="hubspot",
+        integration=integration,
+        run_id="surrogate-1",
+        options=SyncOptions(),
+    ).run()
     assert result.status == "success" and result.synced == 2, result
     with db.connect() as conn:
         warnings = conn.execute(sa.text("SELECT warnings FROM crm_sync.runs WHERE run_id = 'surrogate-1'")).scalar()
@@ -255,8 +295,9 @@ def test_nul_in_imported_check_in_text_is_cleaned_instead_of_failing_the_file(db
     report = run_import(db, company_id, path, run_id="manual__nul", now=datetime(2026, 11, 1))
     assert (report.status, report.inserted, report.rejected) == ("imported", 1, 0), report
     with db.connect() as conn:
-        row = conn.execute(sa.text("SELECT job_type, customer_name, notes FROM check_ins WHERE company_id = :c"),
-                           {"c": company_id}).one()
+        row = conn.execute(
+            sa.text("SELECT job_type, customer_name, notes FROM check_ins WHERE company_id = :c"), {"c": company_id}
+        ).one()
     assert tuple(row) == ("AC\ufffdRepair", "Ann\ufffdLee", "fixed\ufffdit")
 
 
@@ -277,9 +318,14 @@ def test_engine_rows_are_cleaned_before_postgres():
 # ============================================================================ 7. non-finite numbers
 
 
-@pytest.mark.parametrize("raw", ['{"hubspot": {"crmSettings": {"rateLimitPer10s": 1e999}}}',
-                                 '{"hubspot": {"crmSettings": {"rateLimitPer10s": NaN}}}',
-                                 '{"hubspot": {"crmSettings": {"x": -Infinity}}}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"hubspot": {"crmSettings": {"rateLimitPer10s": 1e999}}}',
+        '{"hubspot": {"crmSettings": {"rateLimitPer10s": NaN}}}',
+        '{"hubspot": {"crmSettings": {"x": -Infinity}}}',
+    ],
+)
 def test_non_finite_numbers_in_crm_integrations_are_a_configuration_problem(raw):
     from crm_sync.settings import parse_integrations
 
@@ -293,18 +339,26 @@ def test_write_back_never_turns_1e999_into_infinity(db):
 
     def stored(company_id):
         with db.connect() as conn:
-            return tuple(conn.execute(sa.text("SELECT crm_integrations, crm_sync_history FROM companies "
-                                              "WHERE id = :c"), {"c": company_id}).one())
+            return tuple(
+                conn.execute(
+                    sa.text("SELECT crm_integrations, crm_sync_history FROM companies WHERE id = :c"), {"c": company_id}
+                ).one()
+            )
 
     # The app's own JSON holds 1e999: lastSyncedAt is not written (that would write Infinity back).
     raw = '{"hubspot": {"status": "active", "name": "HubSpot", "crmSettings": {"rateLimitPer10s": 1e999}}}'
     company_id, _ = create_company(db, "Overflow Co", raw)
-    assert write_back(db, company_id, "hubspot", synced=1, errors=0, at=datetime.now(UTC), set_last_synced=True,
-                      add_history=True) is False
+    assert (
+        write_back(
+            db, company_id, "hubspot", synced=1, errors=0, at=datetime.now(UTC), set_last_synced=True, add_history=True
+        )
+        is False
+    )
     assert stored(company_id) == (raw, "[]")
     # A configuration problem still reaches the history; the app's JSON stays as the app wrote it.
-    write_back(db, company_id, "hubspot", synced=0, errors=1, at=datetime.now(UTC), set_last_synced=False,
-               add_history=True)
+    write_back(
+        db, company_id, "hubspot", synced=0, errors=1, at=datetime.now(UTC), set_last_synced=False, add_history=True
+    )
     integrations, history = stored(company_id)
     assert integrations == raw and json.loads(history)[0]["status"] == "failed"
 
@@ -312,10 +366,13 @@ def test_write_back_never_turns_1e999_into_infinity(db):
     good = json.dumps({"hubspot": {"status": "active", "name": "HubSpot"}})
     company_id, _ = create_company(db, "NaN Co", good)
     with db.begin() as conn:
-        conn.execute(sa.text("UPDATE companies SET crm_sync_history = :h WHERE id = :c"),
-                     {"h": '[{"id": 1, "status": "success", "itemsProcessed": NaN}]', "c": company_id})
-    assert write_back(db, company_id, "hubspot", synced=1, errors=0, at=datetime.now(UTC), set_last_synced=True,
-                      add_history=True)
+        conn.execute(
+            sa.text("UPDATE companies SET crm_sync_history = :h WHERE id = :c"),
+            {"h": '[{"id": 1, "status": "success", "itemsProcessed": NaN}]', "c": company_id},
+        )
+    assert write_back(
+        db, company_id, "hubspot", synced=1, errors=0, at=datetime.now(UTC), set_last_synced=True, add_history=True
+    )
     integrations, history = stored(company_id)
     for text in (integrations, history):
         json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON written: {c}"))
@@ -373,7 +430,8 @@ print("DAG_RUN_STATE=" + str(run.state))
 
 @pytest.mark.e2e
 def test_dag_run_fails_when_a_task_fails_and_a_stuck_company_does_not_hold_the_others(
-        db, db_url, sandbox, airflow_home, tmp_path):
+    db, db_url, sandbox, airflow_home, tmp_path
+):
     from localdev.airflow_env import ROOT, airflow_env
 
     register(sandbox.url, "hubspot", "hs", {"accessToken": HS_TOKEN})
@@ -384,33 +442,56 @@ def test_dag_run_fails_when_a_task_fails_and_a_stuck_company_does_not_hold_the_o
     stuck, tech2 = create_company(db, "Stuck Co", {"hubspot": hubspot_integration(sandbox.url, slow_token)})
     insert_check_ins(db, check_in_rows(stuck, tech2, 2, messy=False, start=recent()))
     # Every request of the stuck account hangs for longer than the task may run.
-    requests.post(f"{sandbox.url}/_sandbox/faults", json={"crm": "hubspot", "account": "stuck",
-                                                          "latency_ms": 120000}, timeout=10).raise_for_status()
+    requests.post(
+        f"{sandbox.url}/_sandbox/faults", json={"crm": "hubspot", "account": "stuck", "latency_ms": 120000}, timeout=10
+    ).raise_for_status()
     hostile, _ = create_company(db, "Hostile Co", HOSTILE_JSON)
 
-    env = airflow_env(airflow_home, db_url, extra={
-        # 0.25 min execution timeout; a budget set (wrongly) beyond it, so only the timeout can end the task.
-        "CRM_SYNC_TASK_TIMEOUT_MINUTES": "0.25", "CRM_SYNC_TIME_BUDGET_SECONDS": "600"})
+    env = airflow_env(
+        airflow_home,
+        db_url,
+        extra={
+            # 0.25 min execution timeout; a budget set (wrongly) beyond it, so only the timeout can end the task.
+            "CRM_SYNC_TASK_TIMEOUT_MINUTES": "0.25",
+            "CRM_SYNC_TIME_BUDGET_SECONDS": "600",
+        },
+    )
     conf = {"crm_types": ["hubspot"], "company_ids": [good, stuck, hostile]}
-    proc = subprocess.run([sys.executable, "-c", _RUNNER, str(ROOT / "dags" / "crm_incremental_sync.py"),
-                           json.dumps(conf)], env=env, capture_output=True, text=True, timeout=420, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUNNER, str(ROOT / "dags" / "crm_incremental_sync.py"), json.dumps(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
+        cwd=ROOT,
+    )
     out = proc.stdout + proc.stderr
     assert "DAG_RUN_STATE=failed" in out, out[-5000:]
     # The good company synced; the stuck one was ended by its timeout; nothing else waited for it.
     assert Counter(r["status"] for r in ledger(db, good, "hubspot").values()) == {"synced": 4}
     assert "AirflowTaskTimeout" in out or "Timeout" in out
     with db.connect() as conn:
-        run_id = conn.execute(sa.text("SELECT run_id FROM crm_sync.runs WHERE company_id = :c"),
-                              {"c": good}).scalar()
-        problems = conn.execute(sa.text("SELECT crm_type FROM crm_sync.runs WHERE run_id = :r AND company_id = :c "
-                                        "AND status = 'config_error' ORDER BY crm_type"),
-                                {"r": run_id, "c": hostile}).scalars().all()
+        run_id = conn.execute(sa.text("SELECT run_id FROM crm_sync.runs WHERE company_id = :c"), {"c": good}).scalar()
+        problems = (
+            conn.execute(
+                sa.text(
+                    "SELECT crm_type FROM crm_sync.runs WHERE run_id = :r AND company_id = :c "
+                    "AND status = 'config_error' ORDER BY crm_type"
+                ),
+                {"r": run_id, "c": hostile},
+            )
+            .scalars()
+            .all()
+        )
     assert problems == ["hub\ufffdspot", "zoho\ufffd"], problems
     import sqlite3
 
     with sqlite3.connect(airflow_home / "airflow.db") as meta:
-        states = dict(meta.execute("SELECT task_id || ':' || map_index, state FROM task_instance WHERE run_id = ?",
-                                   (run_id,)).fetchall())
+        states = dict(
+            meta.execute(
+                "SELECT task_id || ':' || map_index, state FROM task_instance WHERE run_id = ?", (run_id,)
+            ).fetchall()
+        )
     assert states["check_configurations:-1"] == "success", states
     assert states["summarize:-1"] == "success" and states["check_failures:-1"] == "failed", states
     assert sorted(v for k, v in states.items() if k.startswith("sync_hubspot:")) == ["failed", "success"], states
@@ -437,15 +518,24 @@ def test_every_sync_backfill_import_export_and_report_task_has_an_execution_time
     from localdev.airflow_env import ROOT
 
     monkeypatch.delenv("CRM_SYNC_TASK_TIMEOUT_MINUTES", raising=False)
-    for name in ("crm_incremental_sync", "crm_backfill", "crm_customer_import", "crm_import", "crm_export",
-                 "crm_reconciliation_report"):
+    for name in (
+        "crm_incremental_sync",
+        "crm_backfill",
+        "crm_customer_import",
+        "crm_import",
+        "crm_export",
+        "crm_reconciliation_report",
+    ):
         dag = runpy.run_path(str(ROOT / "dags" / f"{name}.py"))["dag"]
         for task in dag.tasks:
             assert task.execution_timeout is not None, (name, task.task_id)
         leaves = [t.task_id for t in dag.tasks if not t.downstream_list]
         # A summary that runs all_done is never the only leaf: it would end a failed run green.
-        expected = {"crm_import": ["import_check_ins"], "crm_export": ["export_check_ins"],
-                    "crm_reconciliation_report": ["alert"]}.get(name, ["check_failures"])
+        expected = {
+            "crm_import": ["import_check_ins"],
+            "crm_export": ["export_check_ins"],
+            "crm_reconciliation_report": ["alert"],
+        }.get(name, ["check_failures"])
         assert leaves == expected, (name, leaves)
     sync = runpy.run_path(str(ROOT / "dags" / "crm_incremental_sync.py"))["dag"]
     assert sync.task_dict["sync_hubspot"].execution_timeout == timedelta(minutes=12)

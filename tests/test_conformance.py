@@ -33,8 +33,7 @@ def case(request) -> CrmCase:
 
 
 def register(sandbox, case: CrmCase, **limits) -> None:
-    body = {"crm": case.crm_type, "account": case.account, "credentials": case.sandbox_credentials,
-            "limits": limits}
+    body = {"crm": case.crm_type, "account": case.account, "credentials": case.sandbox_credentials, "limits": limits}
     if case.sandbox_options:
         body["options"] = case.sandbox_options
     requests.post(f"{sandbox.url}/_sandbox/accounts", json=body, timeout=10).raise_for_status()
@@ -55,8 +54,14 @@ def insert(db, rows) -> None:
 def sync(db, case: CrmCase, company_id: int, integration: dict | None = None, run_id: str = "c1", **options):
     """One engine run; the integration is re-read from the database, as the DAG does (rotated tokens)."""
     integration = integration or load_integration(db, company_id, case.crm_type)
-    return IntegrationSync(db, company_id=company_id, crm_type=case.crm_type, integration=integration,
-                           run_id=run_id, options=SyncOptions(**options)).run()
+    return IntegrationSync(
+        db,
+        company_id=company_id,
+        crm_type=case.crm_type,
+        integration=integration,
+        run_id=run_id,
+        options=SyncOptions(**options),
+    ).run()
 
 
 def markers(sandbox, case: CrmCase) -> Counter:
@@ -71,7 +76,9 @@ def assert_exactly_once(db, sandbox, case: CrmCase, company_id: int, quarantined
     rows = ledger(db, company_id, case.crm_type)
     assert set(rows) == check_in_ids(db, company_id)
     statuses = Counter(r["status"] for r in rows.values())
-    assert statuses == Counter({"synced": len(rows) - quarantined, **({"quarantined": quarantined} if quarantined else {})})
+    assert statuses == Counter(
+        {"synced": len(rows) - quarantined, **({"quarantined": quarantined} if quarantined else {})}
+    )
     found = markers(sandbox, case)
     assert set(found.values()) <= {1}, found
     synced_keys = {f"rankitpro-{company_id}-{cid}" for cid, r in rows.items() if r["status"] == "synced"}
@@ -182,11 +189,15 @@ def test_secrets_never_leave_the_hook(db, sandbox, case, caplog):
     company_id, _, rows = company(db, sandbox, case, 4)
     rows[1]["notes"] = "SANDBOX-INVALID"
     insert(db, rows)
-    results = [sync(db, case, company_id),
-               sync(db, case, company_id, case.bad_integration(sandbox.url), run_id="c2")]
+    results = [sync(db, case, company_id), sync(db, case, company_id, case.bad_integration(sandbox.url), run_id="c2")]
     with db.connect() as conn:
-        stored = json.dumps([[str(v) for v in r] for r in conn.execute(sa.text(
-            "SELECT * FROM crm_sync.ledger")).all() + conn.execute(sa.text("SELECT * FROM crm_sync.runs")).all()])
+        stored = json.dumps(
+            [
+                [str(v) for v in r]
+                for r in conn.execute(sa.text("SELECT * FROM crm_sync.ledger")).all()
+                + conn.execute(sa.text("SELECT * FROM crm_sync.runs")).all()
+            ]
+        )
     everything = caplog.text + stored + repr(results)
     for secret in case.secrets + ("wrong-secret-000",):
         assert secret not in everything, secret

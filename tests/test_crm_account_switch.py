@@ -29,11 +29,11 @@ class Switch:
     """Two accounts of one CRM and how to talk about their records."""
 
     crm: str
-    credentials: tuple[dict[str, Any], dict[str, Any]]   # sandbox credentials of accounts A and B
-    integration: Any                                    # (sandbox url, credentials) -> the app's integration
+    credentials: tuple[dict[str, Any], dict[str, Any]]  # sandbox credentials of accounts A and B
+    integration: Any  # (sandbox url, credentials) -> the app's integration
     customers: str
     visits: str
-    unrelated: dict[str, Any]                           # a customer typed into account B before the switch
+    unrelated: dict[str, Any]  # a customer typed into account B before the switch
 
     def visit_customer(self, visit: dict[str, Any]) -> str | None:
         """The customer a visit record hangs off."""
@@ -48,25 +48,50 @@ def _hubspot(url: str, creds: dict[str, Any]) -> dict[str, Any]:
 
 
 def _servicetitan(url: str, creds: dict[str, Any]) -> dict[str, Any]:
-    return {"name": "ServiceTitan", "status": "active",
-            "credentials": {**creds, "baseUrl": f"{url}/servicetitan", "authUrl": f"{url}/servicetitan"},
-            "crmSettings": {"businessUnitId": 1001, "jobTypeId": 2001, "campaignId": 3001, "priority": "Normal"},
-            "syncSettings": {"customerMatchStrategy": "all"}}
+    return {
+        "name": "ServiceTitan",
+        "status": "active",
+        "credentials": {**creds, "baseUrl": f"{url}/servicetitan", "authUrl": f"{url}/servicetitan"},
+        "crmSettings": {"businessUnitId": 1001, "jobTypeId": 2001, "campaignId": 3001, "priority": "Normal"},
+        "syncSettings": {"customerMatchStrategy": "all"},
+    }
 
 
 SWITCHES = [
-    Switch("hubspot", ({"accessToken": "pat-na1-portal-a-11aa22bb"}, {"accessToken": "pat-na1-portal-b-33cc44dd"}),
-           _hubspot, "contacts", "notes",
-           {"properties": {"firstname": "Unrelated", "lastname": "Person1", "email": "unrelated1@portal-b.example"}}),
+    Switch(
+        "hubspot",
+        ({"accessToken": "pat-na1-portal-a-11aa22bb"}, {"accessToken": "pat-na1-portal-b-33cc44dd"}),
+        _hubspot,
+        "contacts",
+        "notes",
+        {"properties": {"firstname": "Unrelated", "lastname": "Person1", "email": "unrelated1@portal-b.example"}},
+    ),
     # ServiceTitan: a field-service CRM whose ids are numbers counted per tenant, so tenants' ids collide.
-    Switch("servicetitan",
-           ({"clientId": "cid.tenant-a", "clientSecret": "cs1.tenant-a-secret-1a2b", "tenantId": "1234567",
-             "appKey": "ak1.switch-appkey-3c4d"},
-            {"clientId": "cid.tenant-b", "clientSecret": "cs1.tenant-b-secret-5e6f", "tenantId": "7654321",
-             "appKey": "ak1.switch-appkey-3c4d"}),
-           _servicetitan, "customers", "jobs",
-           {"name": "Unrelated Person1", "type": "Residential",
-            "address": {"street": "1 Elm St", "city": "Austin", "state": "TX", "zip": "78701", "country": "USA"}}),
+    Switch(
+        "servicetitan",
+        (
+            {
+                "clientId": "cid.tenant-a",
+                "clientSecret": "cs1.tenant-a-secret-1a2b",
+                "tenantId": "1234567",
+                "appKey": "ak1.switch-appkey-3c4d",
+            },
+            {
+                "clientId": "cid.tenant-b",
+                "clientSecret": "cs1.tenant-b-secret-5e6f",
+                "tenantId": "7654321",
+                "appKey": "ak1.switch-appkey-3c4d",
+            },
+        ),
+        _servicetitan,
+        "customers",
+        "jobs",
+        {
+            "name": "Unrelated Person1",
+            "type": "Residential",
+            "address": {"street": "1 Elm St", "city": "Austin", "state": "TX", "zip": "78701", "country": "USA"},
+        },
+    ),
 ]
 
 
@@ -79,8 +104,15 @@ def run(db, company_id: int, crm: str, run_id: str):
     """What the sync task does: the automatic customer index (first sync only), then the engine."""
     integration = load_integration(db, company_id, crm)
     ensure_customer_index(db, company_id, crm, integration, run_id=run_id, dag_id="test")
-    return IntegrationSync(db, company_id=company_id, crm_type=crm, integration=integration, run_id=run_id,
-                           dag_id="test", options=SyncOptions()).run()
+    return IntegrationSync(
+        db,
+        company_id=company_id,
+        crm_type=crm,
+        integration=integration,
+        run_id=run_id,
+        dag_id="test",
+        options=SyncOptions(),
+    ).run()
 
 
 def snapshot(url: str, s: Switch, account: str) -> tuple[list, list]:
@@ -90,8 +122,9 @@ def snapshot(url: str, s: Switch, account: str) -> tuple[list, list]:
 def test_reconnect_to_another_account_syncs_it_as_a_first_sync_and_never_touches_its_records(db, sandbox, switch):
     s, url = switch, sandbox.url
     for name, creds in zip(("acct-a", "acct-b"), s.credentials, strict=True):
-        requests.post(f"{url}/_sandbox/accounts", json={"crm": s.crm, "account": name, "credentials": creds},
-                      timeout=10).raise_for_status()
+        requests.post(
+            f"{url}/_sandbox/accounts", json={"crm": s.crm, "account": name, "credentials": creds}, timeout=10
+        ).raise_for_status()
     company_id, tech = create_company(db, f"{s.crm} switcher", {s.crm: s.integration(url, s.credentials[0])})
 
     def visits(phone_suffix: str | None = None) -> None:
@@ -117,8 +150,10 @@ def test_reconnect_to_another_account_syncs_it_as_a_first_sync_and_never_touches
 
     # The company's admin reconnects the integration to account B.
     with db.begin() as conn:
-        conn.execute(sa.text("UPDATE companies SET crm_integrations = :i WHERE id = :c"),
-                     {"i": json.dumps({s.crm: s.integration(url, s.credentials[1])}), "c": company_id})
+        conn.execute(
+            sa.text("UPDATE companies SET crm_integrations = :i WHERE id = :c"),
+            {"i": json.dumps({s.crm: s.integration(url, s.credentials[1])}), "c": company_id},
+        )
     # The same customers come back with new phone numbers (issue #10: the old code renamed B's customer
     # with A's colliding id to one of these and hung that customer's visit off it).
     visits("017")
@@ -144,12 +179,20 @@ def test_reconnect_to_another_account_syncs_it_as_a_first_sync_and_never_touches
     assert {r["crm_account"] for r in rows.values()} == {account_b}
     assert {r["status"] for r in rows.values()} == {"synced"}
     with db.connect() as conn:
-        archived = conn.execute(sa.text("SELECT crm_account, count(*) FROM crm_sync.ledger_archive "
-                                        "WHERE company_id = :c GROUP BY 1"), {"c": company_id}).all()
-        map_accounts = set(conn.execute(sa.text("SELECT DISTINCT crm_account FROM crm_sync.customer_map "
-                                                "WHERE company_id = :c"), {"c": company_id}).scalars())
-        imports = conn.execute(sa.text("SELECT crm_account, status FROM crm_sync.customer_imports "
-                                       "WHERE company_id = :c ORDER BY id"), {"c": company_id}).all()
+        archived = conn.execute(
+            sa.text("SELECT crm_account, count(*) FROM crm_sync.ledger_archive WHERE company_id = :c GROUP BY 1"),
+            {"c": company_id},
+        ).all()
+        map_accounts = set(
+            conn.execute(
+                sa.text("SELECT DISTINCT crm_account FROM crm_sync.customer_map WHERE company_id = :c"),
+                {"c": company_id},
+            ).scalars()
+        )
+        imports = conn.execute(
+            sa.text("SELECT crm_account, status FROM crm_sync.customer_imports WHERE company_id = :c ORDER BY id"),
+            {"c": company_id},
+        ).all()
     assert archived == [(account_a, 6)]
     assert map_accounts == {account_b}
     # The new account's customers were indexed before its first sync (the unrelated one among them).
@@ -171,22 +214,30 @@ def test_rows_written_before_accounts_were_recorded_are_adopted_by_the_first_run
     """Rows from before migration 0007 (no account) belong to the account the integration reports on the
     first run afterwards: nothing is re-sent, nothing is reported as a change."""
     s, url = SWITCHES[0], sandbox.url
-    requests.post(f"{url}/_sandbox/accounts", json={"crm": s.crm, "account": "acct-a", "credentials": s.credentials[0]},
-                  timeout=10).raise_for_status()
+    requests.post(
+        f"{url}/_sandbox/accounts",
+        json={"crm": s.crm, "account": "acct-a", "credentials": s.credentials[0]},
+        timeout=10,
+    ).raise_for_status()
     company_id, tech = create_company(db, "legacy", {s.crm: s.integration(url, s.credentials[0])})
     insert_check_ins(db, check_in_rows(company_id, tech, 4, messy=False, start=recent(), repeat_share=0.0))
     first = run(db, company_id, s.crm, "r1")
     assert first.synced == 4
     with db.begin() as conn:  # as if written before 0007
         for table in ("ledger", "customer_map", "customer_imports"):
-            conn.execute(sa.text(f"UPDATE crm_sync.{table} SET crm_account = NULL WHERE company_id = :c"),
-                         {"c": company_id})
+            conn.execute(
+                sa.text(f"UPDATE crm_sync.{table} SET crm_account = NULL WHERE company_id = :c"), {"c": company_id}
+            )
         conn.execute(sa.text("DELETE FROM crm_sync.crm_accounts WHERE company_id = :c"), {"c": company_id})
     again = run(db, company_id, s.crm, "r2")
     assert again.synced == 0 and again.unchanged == 4 and again.previous_crm_account is None
     with db.connect() as conn:
         for table in ("ledger", "customer_map", "customer_imports"):
-            accounts = set(conn.execute(sa.text(f"SELECT DISTINCT crm_account FROM crm_sync.{table} "
-                                                "WHERE company_id = :c"), {"c": company_id}).scalars())
+            accounts = set(
+                conn.execute(
+                    sa.text(f"SELECT DISTINCT crm_account FROM crm_sync.{table} WHERE company_id = :c"),
+                    {"c": company_id},
+                ).scalars()
+            )
             assert accounts == {first.crm_account}, table
     assert len(records(url, s.crm, "acct-a", s.visits)) == 4

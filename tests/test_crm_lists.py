@@ -48,13 +48,23 @@ def test_a_new_hook_module_is_accepted_without_editing_the_lists(zoho):
 
     entry = history_entry("zoho", None, synced=2, errors=0, at=datetime(2026, 3, 1, tzinfo=UTC))
     assert entry["crmName"] == "Zoho CRM"
-    reconciler = Reconciler(None, company_id=1, crm_type="zoho", integration={}, destination=None, run_id="r",
-                            dag_id=None, range_start=date(2026, 3, 1), range_end=date(2026, 3, 1))
+    reconciler = Reconciler(
+        None,
+        company_id=1,
+        crm_type="zoho",
+        integration={},
+        destination=None,
+        run_id="r",
+        dag_id=None,
+        range_start=date(2026, 3, 1),
+        range_end=date(2026, 3, 1),
+    )
     assert reconciler.crm_name == "Zoho CRM"
 
     assert registry.report_colours()["zoho"] == "#e42527"
-    chart = line_chart("t", [date(2026, 3, 1)], {"zoho": {date(2026, 3, 1): 1.0}}, y_format=str,
-                       colours=registry.report_colours())
+    chart = line_chart(
+        "t", [date(2026, 3, 1)], {"zoho": {date(2026, 3, 1): 1.0}}, y_format=str, colours=registry.report_colours()
+    )
     assert "#e42527" in chart
 
 
@@ -62,4 +72,5 @@ def test_unknown_and_not_yet_supported_types_stay_apart(monkeypatch):
     assert check_integration("zoho", {"credentials": {"token": "t"}}) == "unknown CRM type 'zoho'"
     monkeypatch.delitem(registry.HOOKS, "fieldedge")
     assert check_integration("fieldedge", {"credentials": {"apiKey": "k"}}) == (
-        "CRM type 'fieldedge' is not supported by this version of the sync yet")
+        "CRM type 'fieldedge' is not supported by this version of the sync yet"
+    )

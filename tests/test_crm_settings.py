@@ -103,8 +103,9 @@ def test_housecallpro_destination_settings():
     assert set_.tag == "RIP" and set_.schedule_minutes == 90
     bad, warnings = settings_of("housecallpro", {"scheduleJobs": True, "jobDurationMinutes": "an hour"})
     assert bad.schedule_minutes == 60
-    assert warnings == [("crmSettings.jobDurationMinutes must be a whole number of at least 1, got a str: "
-                         "default 60 used")]
+    assert warnings == [
+        ("crmSettings.jobDurationMinutes must be a whole number of at least 1, got a str: default 60 used")
+    ]
 
 
 def test_housecallpro_switches_written_as_text_are_read_as_switches():
@@ -119,14 +120,19 @@ def test_servicetitan_destination_settings():
     defaults, warnings = settings_of("servicetitan", {})
     assert (defaults.default_country, defaults.customer_type, defaults.job_defaults) == ("USA", "Residential", None)
     assert warnings == []
-    with pytest.raises(ConfigurationError, match="crmSettings is missing businessUnitId, jobTypeId, campaignId, "
-                                                 "priority"):
+    with pytest.raises(
+        ConfigurationError, match="crmSettings is missing businessUnitId, jobTypeId, campaignId, priority"
+    ):
         defaults.required_job_defaults()
-    good, _ = settings_of("servicetitan", {"businessUnitId": "1", "jobTypeId": 2, "campaignId": 3,
-                                           "priority": "High", "customerType": "Commercial"})
+    good, _ = settings_of(
+        "servicetitan",
+        {"businessUnitId": "1", "jobTypeId": 2, "campaignId": 3, "priority": "High", "customerType": "Commercial"},
+    )
     assert good.required_job_defaults() == JobDefaults(1, 2, 3, "High") and good.customer_type == "Commercial"
-    bad, warnings = settings_of("servicetitan", {"businessUnitId": 1, "jobTypeId": 2, "campaignId": 3,
-                                                 "priority": "High", "appointmentMinutes": 0})
+    bad, warnings = settings_of(
+        "servicetitan",
+        {"businessUnitId": 1, "jobTypeId": 2, "campaignId": 3, "priority": "High", "appointmentMinutes": 0},
+    )
     assert warnings == []  # unusable job defaults are an error, and only where jobs need them
     with pytest.raises(ConfigurationError, match="appointmentMinutes"):
         bad.required_job_defaults()
@@ -134,16 +140,16 @@ def test_servicetitan_destination_settings():
 
 def test_jobber_destination_settings():
     defaults, warnings = settings_of("jobber", {})
-    assert (defaults.invoicing_type, defaults.invoicing_schedule, defaults.close_jobs) == ("FIXED_PRICE", "NEVER",
-                                                                                           True)
+    assert (defaults.invoicing_type, defaults.invoicing_schedule, defaults.close_jobs) == ("FIXED_PRICE", "NEVER", True)
     assert defaults.aliases_per_request == 25 and warnings == []
     defaults.require("invoicingType", "invoicingSchedule")
     assert settings_of("jobber", {"closeJobs": "false"})[0].close_jobs is True  # only false turns it off
     assert settings_of("jobber", {"closeJobs": False})[0].close_jobs is False
     bad, warnings = settings_of("jobber", {"invoicingSchedule": "WEEKLY", "aliasesPerRequest": "many"})
     assert bad.invoicing_schedule == "NEVER" and bad.aliases_per_request == 25
-    assert warnings == [("crmSettings.aliasesPerRequest must be a whole number from 1 to 100, got a str: "
-                         "default 25 used")]
+    assert warnings == [
+        ("crmSettings.aliasesPerRequest must be a whole number from 1 to 100, got a str: default 25 used")
+    ]
     with pytest.raises(ConfigurationError, match="jobber: crmSettings.invoicingSchedule must be one of ON_COMPLETION"):
         bad.require("invoicingType", "invoicingSchedule")
 

@@ -33,15 +33,21 @@ CHECK_IN_PHONE = "+1 512-555-0142"
 
 
 # ---------------------------------------------------------------------- pure: keys, duplicates, masking
-@pytest.mark.parametrize("typed", ["(512) 555-0142", "512.555.0142", "+1 512-555-0142", "15125550142",
-                                   "512 555 0142 ext. 9"])
+@pytest.mark.parametrize(
+    "typed", ["(512) 555-0142", "512.555.0142", "+1 512-555-0142", "15125550142", "512 555 0142 ext. 9"]
+)
 def test_phone_keys_are_the_keys_the_sync_builds_for_check_ins(typed):
     from crm_sync.models import SyncSettings
     from crm_sync.prepare import prepare_check_in
 
     record = CrmCustomerRecord("1", name="Dana Whitfield", phone=typed)
-    row = {"id": 1, "company_id": 1, "customer_name": "Dana Whitfield", "customer_phone": CHECK_IN_PHONE,
-           "created_at": "2026-11-20T10:00:00"}
+    row = {
+        "id": 1,
+        "company_id": 1,
+        "customer_name": "Dana Whitfield",
+        "customer_phone": CHECK_IN_PHONE,
+        "created_at": "2026-11-20T10:00:00",
+    }
     sync_keys = prepare_check_in(row, SyncSettings()).match_keys
     assert customer_match_keys(record, "all") == sync_keys == ["phone:+15125550142"]
 
@@ -53,21 +59,26 @@ def test_keys_follow_the_match_strategy():
     assert customer_match_keys(record, "phone") == ["phone:+15125550100"]
     assert customer_match_keys(record, "name") == ["name:jane doe"]
     # 'all' keys a person by name only when there is no usable email or phone (as the sync does).
-    assert customer_match_keys(CrmCustomerRecord("8", name="Ann Lee", email="not-an-email", phone="12"),
-                               "all") == ["name:ann lee"]
+    assert customer_match_keys(CrmCustomerRecord("8", name="Ann Lee", email="not-an-email", phone="12"), "all") == [
+        "name:ann lee"
+    ]
     assert customer_match_keys(CrmCustomerRecord("9"), "all") == []
     # The sync's own marker, when the record carries one, is a key too.
     assert customer_match_keys(CrmCustomerRecord("10", phone="512-555-0100", sync_key="name:ann lee"), "all") == [
-        "phone:+15125550100", "name:ann lee"]
+        "phone:+15125550100",
+        "name:ann lee",
+    ]
 
 
 def test_duplicates_are_customers_sharing_an_email_or_phone_not_a_name():
     tracker = DuplicateTracker()
-    people = [CrmCustomerRecord("1", name="Sam Ortiz", email="sam@x.com"),
-              CrmCustomerRecord("2", name="Sam Ortiz", email="SAM@X.COM", phone="512-555-0199"),
-              CrmCustomerRecord("3", name="Samuel Ortiz", phone="(512) 555 0199"),
-              CrmCustomerRecord("4", name="Sam Ortiz"),
-              CrmCustomerRecord("5", name="Lee Park", email="lee@x.com")]
+    people = [
+        CrmCustomerRecord("1", name="Sam Ortiz", email="sam@x.com"),
+        CrmCustomerRecord("2", name="Sam Ortiz", email="SAM@X.COM", phone="512-555-0199"),
+        CrmCustomerRecord("3", name="Samuel Ortiz", phone="(512) 555 0199"),
+        CrmCustomerRecord("4", name="Sam Ortiz"),
+        CrmCustomerRecord("5", name="Lee Park", email="lee@x.com"),
+    ]
     for p in people:
         tracker.add(p.crm_id, customer_match_keys(p, "all"))
     groups, customers, examples = tracker.report()
@@ -106,8 +117,12 @@ def dana(db, sandbox, case: CrmCase, name: str = "Dana's HVAC") -> int:
 
 def customer_map(db, company_id: int) -> dict[str, tuple[str, bool]]:
     with db.connect() as conn:
-        return {r.match_key: (r.crm_customer_id, r.created_by_sync) for r in conn.execute(sa.text(
-            "SELECT * FROM crm_sync.customer_map WHERE company_id = :c"), {"c": company_id})}
+        return {
+            r.match_key: (r.crm_customer_id, r.created_by_sync)
+            for r in conn.execute(
+                sa.text("SELECT * FROM crm_sync.customer_map WHERE company_id = :c"), {"c": company_id}
+            )
+        }
 
 
 def test_import_prevents_a_duplicate_of_a_customer_typed_differently_in_the_crm(db, sandbox, case):
@@ -131,8 +146,9 @@ def test_import_prevents_a_duplicate_of_a_customer_typed_differently_in_the_crm(
     assert (result.customers_indexed, result.duplicate_groups) == (1, 0)
     assert customer_map(db, company_id)["phone:+15125550142"] == (seeded, False)
 
-    sync = IntegrationSync(db, company_id=company_id, crm_type=case.crm_type, integration=integration,
-                           run_id="sync-1").run()
+    sync = IntegrationSync(
+        db, company_id=company_id, crm_type=case.crm_type, integration=integration, run_id="sync-1"
+    ).run()
     assert sync.status == "success", sync.error
     # From the imported map: no CRM lookup hit, nothing created, the visit on the seeded customer.
     assert (sync.customers_found, sync.customers_created, sync.synced) == (0, 0, 1)
@@ -150,9 +166,13 @@ def test_ensure_runs_once_and_never_overwrites_a_mapping_the_sync_made(db, sandb
     integration = load_integration(db, company_id, "hubspot")
     seeded = case.seed_customer(sandbox.url, "Dana", "Whitfield", CRM_PHONE)
     with db.begin() as conn:  # the sync already mapped this phone to another contact
-        conn.execute(sa.text("INSERT INTO crm_sync.customer_map (company_id, crm_type, match_key, crm_customer_id, "
-                             "created_by_sync) VALUES (:c, 'hubspot', 'phone:+15125550142', '999', true)"),
-                     {"c": company_id})
+        conn.execute(
+            sa.text(
+                "INSERT INTO crm_sync.customer_map (company_id, crm_type, match_key, crm_customer_id, "
+                "created_by_sync) VALUES (:c, 'hubspot', 'phone:+15125550142', '999', true)"
+            ),
+            {"c": company_id},
+        )
     first = ensure_customer_index(db, company_id, "hubspot", integration, run_id="r1")
     assert first is not None and first.status == "success" and first.trigger == "auto"
     assert (first.keys_added, first.keys_already_mapped) == (0, 1)
@@ -160,8 +180,9 @@ def test_ensure_runs_once_and_never_overwrites_a_mapping_the_sync_made(db, sandb
     assert seeded != "999"
     calls = requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()["hubspot"][case.account]["requests"]
     assert ensure_customer_index(db, company_id, "hubspot", integration, run_id="r2") is None
-    assert requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()["hubspot"][case.account][
-        "requests"] == calls  # no CRM call once an import finished
+    assert (
+        requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()["hubspot"][case.account]["requests"] == calls
+    )  # no CRM call once an import finished
     [row] = imports_for(db, "r1")
     assert row["status"] == "success" and row["finished_at"] is not None
     assert "hubspot" in format_imports([row])
@@ -199,8 +220,9 @@ def test_dag_params_are_what_the_readme_documents():
     dag = runpy.run_path(str(ROOT / "dags" / "crm_customer_import.py"))["dag"]
     text = (ROOT / "README.md").read_text()
     section = re.search(r"^### `crm_customer_import`\n(.*?)(?=^#{1,3} )", text, re.DOTALL | re.MULTILINE).group(1)
-    table = re.search(r"^\| param \| type \| default \| meaning \|\n\|[-| ]+\|\n((?:\|.*\|\n)+)", section,
-                      re.MULTILINE).group(1)
+    table = re.search(
+        r"^\| param \| type \| default \| meaning \|\n\|[-| ]+\|\n((?:\|.*\|\n)+)", section, re.MULTILINE
+    ).group(1)
     rows = {}
     for line in table.splitlines():
         name, type_, default, meaning = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -218,7 +240,8 @@ def test_dag_params_are_what_the_readme_documents():
     structure = {t: sorted(dag.task_dict[t].downstream_task_ids) for t in dag.task_dict if t.startswith("discover")}
     assert all(down == [t.replace("discover", "import")] for t, down in structure.items())
     assert {dag.task_dict[t].pool for t in dag.task_dict if t.startswith("import_")} == {
-        f"crm_{t.split('_', 1)[1]}" for t in dag.task_dict if t.startswith("import_")}
+        f"crm_{t.split('_', 1)[1]}" for t in dag.task_dict if t.startswith("import_")
+    }
 
 
 def test_sandbox_servicetitan_modified_contacts_feed_is_paged_and_needs_a_date(sandbox):
@@ -228,19 +251,27 @@ def test_sandbox_servicetitan_modified_contacts_feed_is_paged_and_needs_a_date(s
     first = case.seed_customer(sandbox.url, "Dana", "Whitfield", CRM_PHONE)
     case.seed_customer(sandbox.url, "Lee", "Park", "512-555-0177")
     creds = case.sandbox_credentials
-    token = requests.post(f"{sandbox.url}/servicetitan/connect/token", data={
-        "grant_type": "client_credentials", "client_id": creds["clientId"], "client_secret": creds["clientSecret"]},
-        timeout=10).json()["access_token"]
+    token = requests.post(
+        f"{sandbox.url}/servicetitan/connect/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": creds["clientId"],
+            "client_secret": creds["clientSecret"],
+        },
+        timeout=10,
+    ).json()["access_token"]
     url = f"{sandbox.url}/servicetitan/crm/v2/tenant/{creds['tenantId']}/customers/contacts"
     headers = {"Authorization": f"Bearer {token}", "ST-App-Key": creds["appKey"]}
     assert requests.get(url, headers=headers, timeout=10).status_code == 400
-    page1 = requests.get(url, headers=headers, params={"modifiedOnOrAfter": "2000-01-01T00:00:00Z", "pageSize": 1},
-                         timeout=10).json()
+    page1 = requests.get(
+        url, headers=headers, params={"modifiedOnOrAfter": "2000-01-01T00:00:00Z", "pageSize": 1}, timeout=10
+    ).json()
     assert (page1["page"], page1["pageSize"], page1["hasMore"]) == (1, 1, True)
     assert page1["data"][0]["customerId"] == int(first) and page1["data"][0]["value"] == CRM_PHONE
     assert page1["data"][0]["type"] == "Phone" and page1["data"][0]["phoneSettings"]["phoneNumber"] == CRM_PHONE
-    page2 = requests.get(url, headers=headers, params={"modifiedOnOrAfter": "2000-01-01T00:00:00Z", "pageSize": 1,
-                                                       "page": 2}, timeout=10).json()
+    page2 = requests.get(
+        url, headers=headers, params={"modifiedOnOrAfter": "2000-01-01T00:00:00Z", "pageSize": 1, "page": 2}, timeout=10
+    ).json()
     assert page2["hasMore"] is False and page2["data"][0]["value"] == "512-555-0177"
     none = requests.get(url, headers=headers, params={"modifiedBefore": "2000-01-01T00:00:00Z"}, timeout=10).json()
     assert none["data"] == [] and none["hasMore"] is False

@@ -19,7 +19,7 @@ from localdev.demo_data import check_in_rows, create_company, hubspot_integratio
 
 pytestmark = pytest.mark.e2e
 
-CRM_PHONE = "(512) 555-0142"        # as typed in the CRM
+CRM_PHONE = "(512) 555-0142"  # as typed in the CRM
 CHECK_IN_PHONE = "+1 512-555-0142"  # as typed by the technician
 #: Contacts already in the portal: Dana (the one who checks in), two pairs sharing a phone typed
 #: differently (HubSpot itself refuses a second contact with the same email), one with a name only.
@@ -35,8 +35,11 @@ PRE_EXISTING = [
 
 def seed_contacts(sandbox_url: str, account: str) -> dict[str, str]:
     """Seed PRE_EXISTING straight into the sandbox (admin route, no API call counted); first name -> id."""
-    resp = requests.post(f"{sandbox_url}/_sandbox/records/hubspot/{account}/contacts",
-                         json=[{"properties": p} for p in PRE_EXISTING], timeout=10)
+    resp = requests.post(
+        f"{sandbox_url}/_sandbox/records/hubspot/{account}/contacts",
+        json=[{"properties": p} for p in PRE_EXISTING],
+        timeout=10,
+    )
     resp.raise_for_status()
     return {c["properties"]["firstname"]: c["id"] for c in resp.json()}
 
@@ -51,36 +54,50 @@ def dana_company(db, sandbox_url: str, name: str, token: str = HS_TOKEN) -> int:
 
 def imports(db, company_id: int) -> list[dict]:
     with db.connect() as conn:
-        return [dict(r) for r in conn.execute(sa.text(
-            "SELECT * FROM crm_sync.customer_imports WHERE company_id = :c ORDER BY id"), {"c": company_id}).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(
+                sa.text("SELECT * FROM crm_sync.customer_imports WHERE company_id = :c ORDER BY id"), {"c": company_id}
+            ).mappings()
+        ]
 
 
 def customer_map(db, company_id: int) -> dict[str, tuple[str, bool]]:
     with db.connect() as conn:
-        return {r.match_key: (r.crm_customer_id, r.created_by_sync) for r in conn.execute(sa.text(
-            "SELECT * FROM crm_sync.customer_map WHERE company_id = :c"), {"c": company_id})}
+        return {
+            r.match_key: (r.crm_customer_id, r.created_by_sync)
+            for r in conn.execute(
+                sa.text("SELECT * FROM crm_sync.customer_map WHERE company_id = :c"), {"c": company_id}
+            )
+        }
 
 
 def sync_run(db, company_id: int) -> dict:
     with db.connect() as conn:
-        return dict(conn.execute(sa.text("SELECT * FROM crm_sync.runs WHERE company_id = :c ORDER BY id DESC LIMIT 1"),
-                                 {"c": company_id}).mappings().one())
+        return dict(
+            conn.execute(
+                sa.text("SELECT * FROM crm_sync.runs WHERE company_id = :c ORDER BY id DESC LIMIT 1"), {"c": company_id}
+            )
+            .mappings()
+            .one()
+        )
 
 
 def dana_notes(sandbox_url: str, account: str, dana_id: str) -> list[dict]:
-    return [n for n in records(sandbox_url, "hubspot", account, "notes")
-            if any(a["to"]["id"] == dana_id for a in n.get("associations", []))]
+    return [
+        n
+        for n in records(sandbox_url, "hubspot", account, "notes")
+        if any(a["to"]["id"] == dana_id for a in n.get("associations", []))
+    ]
 
 
-def test_import_dag_then_sync_attaches_the_visit_to_the_existing_customer(db, db_url, sandbox, airflow_home,
-                                                                        tmp_path):
+def test_import_dag_then_sync_attaches_the_visit_to_the_existing_customer(db, db_url, sandbox, airflow_home, tmp_path):
     register(sandbox.url, "hubspot", "hs", {"accessToken": HS_TOKEN})
     ids = seed_contacts(sandbox.url, "hs")
     good = dana_company(db, sandbox.url, "Dana's HVAC")
     broken = dana_company(db, sandbox.url, "Wrong Token Co", token="pat-na1-not-a-valid-token-000")
 
-    code, out = run_dag(airflow_home, db_url, tmp_path, dag_id="crm_customer_import",
-                        conf={"crm_types": ["hubspot"]})
+    code, out = run_dag(airflow_home, db_url, tmp_path, dag_id="crm_customer_import", conf={"crm_types": ["hubspot"]})
     assert code == 0, out[-3000:]
 
     [done] = imports(db, good)
@@ -118,7 +135,8 @@ def test_import_dag_then_sync_attaches_the_visit_to_the_existing_customer(db, db
 
 
 def test_first_incremental_sync_imports_by_itself_and_a_broken_company_does_not_stop_it(
-        db, db_url, sandbox, airflow_home, tmp_path):
+    db, db_url, sandbox, airflow_home, tmp_path
+):
     register(sandbox.url, "hubspot", "hs", {"accessToken": HS_TOKEN})
     ids = seed_contacts(sandbox.url, "hs")
     good = dana_company(db, sandbox.url, "Auto Import Co")
@@ -146,7 +164,8 @@ def test_first_incremental_sync_imports_by_itself_and_a_broken_company_does_not_
     assert len(imports(db, good)) == 1 and len(imports(db, broken)) == 2
     calls_after = requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()["hubspot"]["hs"]["by_endpoint"]
     assert calls_after.get("GET /hubspot/crm/v3/objects/contacts") == calls_before.get(
-        "GET /hubspot/crm/v3/objects/contacts")
+        "GET /hubspot/crm/v3/objects/contacts"
+    )
 
 
 def test_import_dag_covers_every_crm(db, db_url, sandbox, airflow_home, tmp_path):

@@ -49,7 +49,9 @@ def test_parse_time_and_no_io_at_import(path):
 def test_incremental_sync_shape(dagbag):
     dag = dagbag.dags["crm_incremental_sync"]
     assert dag.max_active_runs == 1 and not dag.catchup
-    assert {"check_configurations", "discover_hubspot", "sync_hubspot", "sync_salesforce", "summarize"} <= set(dag.task_dict)
+    assert {"check_configurations", "discover_hubspot", "sync_hubspot", "sync_salesforce", "summarize"} <= set(
+        dag.task_dict
+    )
     for crm in ("hubspot", "salesforce"):
         task = dag.task_dict[f"sync_{crm}"]
         assert task.pool == f"crm_{crm}"

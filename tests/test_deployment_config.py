@@ -26,11 +26,23 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 AIRFLOW_HOME_IN_IMAGE = PurePosixPath("/opt/airflow")  # the official image's AIRFLOW_HOME
 #: Read by the official image's entrypoint (scripts/docker/entrypoint_prod.sh), not by this project.
-IMAGE_ENTRYPOINT_VARS = {"_AIRFLOW_DB_MIGRATE", "_AIRFLOW_WWW_USER_CREATE", "_AIRFLOW_WWW_USER_USERNAME",
-                         "_AIRFLOW_WWW_USER_PASSWORD", "_PIP_ADDITIONAL_REQUIREMENTS", "DUMB_INIT_SETSID",
-                         "CONNECTION_CHECK_MAX_COUNT"}
-SECRETS = {"POSTGRES_PASSWORD", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
-           "AIRFLOW__API__SECRET_KEY", "_AIRFLOW_WWW_USER_PASSWORD", "AIRFLOW_CONN_RANKITPRO_DB"}
+IMAGE_ENTRYPOINT_VARS = {
+    "_AIRFLOW_DB_MIGRATE",
+    "_AIRFLOW_WWW_USER_CREATE",
+    "_AIRFLOW_WWW_USER_USERNAME",
+    "_AIRFLOW_WWW_USER_PASSWORD",
+    "_PIP_ADDITIONAL_REQUIREMENTS",
+    "DUMB_INIT_SETSID",
+    "CONNECTION_CHECK_MAX_COUNT",
+}
+SECRETS = {
+    "POSTGRES_PASSWORD",
+    "AIRFLOW__CORE__FERNET_KEY",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "AIRFLOW__API__SECRET_KEY",
+    "_AIRFLOW_WWW_USER_PASSWORD",
+    "AIRFLOW_CONN_RANKITPRO_DB",
+}
 
 
 def compose() -> dict:
@@ -43,8 +55,11 @@ def airflow_services(doc: dict) -> dict[str, dict]:
 
 
 def env_example() -> dict[str, str]:
-    pairs = [line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
-             if line.strip() and not line.lstrip().startswith("#")]
+    pairs = [
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     return {k.strip(): v.strip() for k, v in pairs}
 
 
@@ -66,16 +81,31 @@ def run_compose(*args: str, env_file: Path) -> subprocess.CompletedProcess:
     # Nothing from this shell may fill in a variable: only the env file does.
     names = set(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE.read_text()))
     env = {k: v for k, v in os.environ.items() if k not in names and k != "COMPOSE_PROFILES"}
-    return subprocess.run([*cli, "--project-directory", str(ROOT), "-f", str(COMPOSE), "--env-file", str(env_file),
-                           *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [*cli, "--project-directory", str(ROOT), "-f", str(COMPOSE), "--env-file", str(env_file), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 # ---------------------------------------------------------------------- Compose itself
 def test_compose_config_is_valid_with_the_documented_variables():
     proc = run_compose("config", "-q", env_file=ENV_EXAMPLE)
     assert proc.returncode == 0, proc.stderr
-    services = run_compose("--profile", "sandbox", "--profile", "flower", "--profile", "debug", "config",
-                           "--services", env_file=ENV_EXAMPLE)
+    services = run_compose(
+        "--profile",
+        "sandbox",
+        "--profile",
+        "flower",
+        "--profile",
+        "debug",
+        "config",
+        "--services",
+        env_file=ENV_EXAMPLE,
+    )
     assert services.returncode == 0, services.stderr
     assert set(services.stdout.split()) == set(compose()["services"])
 
@@ -98,11 +128,24 @@ def test_compose_file_matches_the_compose_specification():
 def test_compose_has_the_official_structure():
     doc = compose()
     services = doc["services"]
-    for name in ("postgres", "redis", "airflow-init", "airflow-apiserver", "airflow-scheduler",
-                 "airflow-dag-processor", "airflow-triggerer", "airflow-worker"):
+    for name in (
+        "postgres",
+        "redis",
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+    ):
         assert name in services, name
-    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-                 "airflow-worker"):
+    for name in (
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+    ):
         s = services[name]
         assert s["healthcheck"]["test"], name
         assert s["depends_on"]["airflow-init"] == {"condition": "service_completed_successfully"}, name
@@ -129,8 +172,10 @@ def test_every_secret_comes_from_env_and_every_variable_is_documented():
     text = COMPOSE.read_text()
     used = set(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
     documented = env_example()
-    assert used == set(documented), (f"used in compose, not in .env.example: {sorted(used - set(documented))}; "
-                                     f"documented, unused: {sorted(set(documented) - used)}")
+    assert used == set(documented), (
+        f"used in compose, not in .env.example: {sorted(used - set(documented))}; "
+        f"documented, unused: {sorted(set(documented) - used)}"
+    )
     for name in SECRETS:
         # Required (":?"): compose stops with a message instead of starting with an empty or default secret.
         assert re.search(rf"\$\{{{name}:\?", text), f"{name} must be ${{{name}:?...}} in docker-compose.yaml"
@@ -161,7 +206,7 @@ def test_compose_sets_only_variables_something_reads_and_all_the_sync_reads():
             options = conf.configuration_description.get(m.group(1).lower(), {}).get("options", {})
             assert m.group(2).lower() in options, f"{name} is no Airflow setting"
         elif name.startswith("AIRFLOW_CONN_"):
-            assert name[len("AIRFLOW_CONN_"):].lower() == RANKITPRO_CONN_ID, name
+            assert name[len("AIRFLOW_CONN_") :].lower() == RANKITPRO_CONN_ID, name
         elif name == "AIRFLOW_CONFIG":
             continue  # Airflow's own (airflow/configuration.py)
         elif name not in IMAGE_ENTRYPOINT_VARS:
@@ -248,8 +293,9 @@ def test_dockerfile_pins_airflow_and_installs_requirements_and_the_project():
 
     text = DOCKERFILE.read_text()
     pinned = re.search(r"^apache-airflow==(\S+)", (ROOT / "requirements.txt").read_text(), re.MULTILINE).group(1)
-    assert re.search(rf"^ARG AIRFLOW_VERSION={re.escape(pinned)}$", text, re.MULTILINE), \
+    assert re.search(rf"^ARG AIRFLOW_VERSION={re.escape(pinned)}$", text, re.MULTILINE), (
         "the Dockerfile and requirements.txt pin different Airflow versions"
+    )
     assert airflow.__version__ == pinned
     assert re.search(r"^FROM apache/airflow:\$\{AIRFLOW_VERSION\}", text, re.MULTILINE)
     assert re.search(r'pip install .*"apache-airflow==\$\{AIRFLOW_VERSION\}" -r /opt/airflow/requirements.txt', text)
@@ -259,8 +305,11 @@ def test_dockerfile_pins_airflow_and_installs_requirements_and_the_project():
     roots = {d.split("/")[0] for d in project["tool"]["setuptools"]["package-dir"].values()}
     needed = roots | {"pyproject.toml", project["project"]["readme"], "requirements.txt", "dags", "include"}
     assert needed <= copied, f"the Dockerfile does not copy {sorted(needed - copied)}"
-    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert not (copied & ignored), f".dockerignore drops what the Dockerfile copies: {copied & ignored}"
     for srcs, dest in dockerfile_copies():
         for src in srcs:
@@ -279,20 +328,46 @@ def test_project_installs_in_the_image_layout(tmp_path):
         target = home / PurePosixPath(dest).relative_to(AIRFLOW_HOME_IN_IMAGE)
         for src in srcs:
             if (ROOT / src).is_dir():
-                shutil.copytree(ROOT / src, target if dest.endswith("/") and len(srcs) == 1 else target / src,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True)
+                shutil.copytree(
+                    ROOT / src,
+                    target if dest.endswith("/") and len(srcs) == 1 else target / src,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                    dirs_exist_ok=True,
+                )
             else:
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / src, target / Path(src).name if dest.endswith("/") else target)
     prefix = tmp_path / "prefix"
     # --ignore-installed: pip must not uninstall this checkout's own editable install from the venv.
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed",
-                           "--prefix", str(prefix), "-e", str(home)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--ignore-installed",
+            "--prefix",
+            str(prefix),
+            "-e",
+            str(home),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    own = subprocess.run([sys.executable, "-c", "import crm_hooks; print(crm_hooks.__file__)"], capture_output=True,
-                         text=True, cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-    assert own.stdout.strip() == str(ROOT / "plugins" / "crm_hooks" / "__init__.py"), \
+    own = subprocess.run(
+        [sys.executable, "-c", "import crm_hooks; print(crm_hooks.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert own.stdout.strip() == str(ROOT / "plugins" / "crm_hooks" / "__init__.py"), (
         f"the venv's own install of the project must be untouched: {own.stdout} {own.stderr[-1000:]}"
+    )
     site_dir = next(prefix.glob("lib/python*/site-packages"))
     venv_site = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
     probe = f"""
@@ -309,8 +384,9 @@ print(json.dumps({{"crm_hooks": crm_hooks.__file__, "sandbox": crm_sandbox.__fil
                   "conn_types": sorted(c["connection-type"] for c in info["connection-types"])}}))
 """
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CRM_SYNC_SQL_DIR")}
-    out = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, env=env,
-                         cwd=tmp_path, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert Path(got["crm_hooks"]).is_relative_to(home / "plugins"), got

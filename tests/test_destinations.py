@@ -26,8 +26,9 @@ def test_all_or_nothing_batch_is_split_until_the_bad_record_stands_alone():
 
 def test_chunked_and_distinct_customers():
     assert [list(c) for c in chunked(list(range(5)), 2)] == [[0, 1], [2, 3], [4]]
-    rows = [PreparedCheckIn(i, 1, "h", Customer(email=f"{i % 2}@x.com"), None, [f"email:{i % 2}@x.com"])
-            for i in range(4)]
+    rows = [
+        PreparedCheckIn(i, 1, "h", Customer(email=f"{i % 2}@x.com"), None, [f"email:{i % 2}@x.com"]) for i in range(4)
+    ]
     assert [r.check_in_id for r in distinct_customers(rows)] == [2, 3]
 
 

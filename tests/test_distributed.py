@@ -92,8 +92,14 @@ class Deployment:
 
     def start(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> None:
         log = open(self.home / f"{name}.log", "w")
-        self.procs[name] = subprocess.Popen(args, env={**self.env, **(extra_env or {})}, cwd=self.home, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            args,
+            env={**self.env, **(extra_env or {})},
+            cwd=self.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
 
     def log(self, name: str) -> str:
@@ -150,8 +156,9 @@ class Deployment:
 
     # ------------------------------------------------------------------ REST API
     def login(self) -> None:
-        r = requests.post(f"{self.api_url}/auth/token", json={"username": "admin", "password": self.password},
-                          timeout=30)
+        r = requests.post(
+            f"{self.api_url}/auth/token", json={"username": "admin", "password": self.password}, timeout=30
+        )
         assert r.status_code == 201, r.text
         self.token = r.json()["access_token"]
         self.session.headers["Authorization"] = f"Bearer {self.token}"
@@ -190,7 +197,8 @@ class Deployment:
 
     def task_instances(self, run_id: str) -> list[dict[str, Any]]:
         return self.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}).json()[
-            "task_instances"]
+            "task_instances"
+        ]
 
 
 # ---------------------------------------------------------------------- the deployment
@@ -228,39 +236,40 @@ def deployment(tmp_path_factory):
         password = secrets.token_urlsafe(12)
         (home / "passwords.json").write_text(json.dumps({"admin": password}))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
-        env.update({
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__CORE__AUTH_MANAGER":
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__CORE__FERNET_KEY": _fernet_key(),
-            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta_url,
-            "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{meta_url}",
-            # A queue of this session's own: nothing else on the shared Redis takes (or gives) its tasks.
-            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(16),
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-            # Runs come from the REST API only: no scheduled run of the */15 schedule gets in between.
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "AIRFLOW_CONN_RANKITPRO_DB": airflow_conn_json(app_url),
-            "CRM_SYNC_ALLOWED_HOSTS": "127.0.0.1:*",
-            "CRM_SYNC_POOL_SLOTS": ",".join(f"{k}={v}" for k, v in POOL_SLOTS.items()),
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), str(ROOT / "tests")]),
-        })
+        env.update(
+            {
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+                "AIRFLOW__CORE__FERNET_KEY": _fernet_key(),
+                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta_url,
+                "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
+                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{meta_url}",
+                # A queue of this session's own: nothing else on the shared Redis takes (or gives) its tasks.
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(port),
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+                "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(16),
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                # Runs come from the REST API only: no scheduled run of the */15 schedule gets in between.
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "AIRFLOW_CONN_RANKITPRO_DB": airflow_conn_json(app_url),
+                "CRM_SYNC_ALLOWED_HOSTS": "127.0.0.1:*",
+                "CRM_SYNC_POOL_SLOTS": ",".join(f"{k}={v}" for k, v in POOL_SLOTS.items()),
+                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), str(ROOT / "tests")]),
+            }
+        )
         dep = Deployment(home, env, f"http://127.0.0.1:{port}", password)
         dep.ids, dep.engine, dep.sandbox, dep.timings = ids, engine, sandbox, {}
         airflow = str(Path(sys.executable).with_name("airflow"))
@@ -272,15 +281,33 @@ def deployment(tmp_path_factory):
         dep.start("scheduler", airflow, "scheduler")
         dep.start("dag-processor", airflow, "dag-processor")
         for name in WORKERS:
-            dep.start(name, airflow, "celery", "worker", "-H", f"{name}@%h", "-c", "2", "-q", queue,
-                      "--skip-serve-logs", "--without-mingle", "--without-gossip",
-                      extra_env={"CRM_SYNC_TEST_WORKER_NAME": name,
-                                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": "distributed_worker_name.hostname"})
-        dep.wait_for("the api-server", lambda: requests.get(f"{dep.api_url}/api/v2/monitor/health",
-                                                            timeout=5).status_code == 200)
+            dep.start(
+                name,
+                airflow,
+                "celery",
+                "worker",
+                "-H",
+                f"{name}@%h",
+                "-c",
+                "2",
+                "-q",
+                queue,
+                "--skip-serve-logs",
+                "--without-mingle",
+                "--without-gossip",
+                extra_env={
+                    "CRM_SYNC_TEST_WORKER_NAME": name,
+                    "AIRFLOW__CORE__HOSTNAME_CALLABLE": "distributed_worker_name.hostname",
+                },
+            )
+        dep.wait_for(
+            "the api-server", lambda: requests.get(f"{dep.api_url}/api/v2/monitor/health", timeout=5).status_code == 200
+        )
         dep.login()
-        dep.wait_for(f"{DAG_ID} parsed by the dag-processor",
-                     lambda: dep.api("GET", f"/dags/{DAG_ID}", expect=None).status_code == 200)
+        dep.wait_for(
+            f"{DAG_ID} parsed by the dag-processor",
+            lambda: dep.api("GET", f"/dags/{DAG_ID}", expect=None).status_code == 200,
+        )
         for name in WORKERS:
             dep.wait_for(f"worker {name}", lambda n=name: re.search(rf"{n}@\S+ ready", dep.log(n)))
         dep.timings["deployment up"] = time.monotonic() - started
@@ -315,8 +342,11 @@ def _fernet_key() -> str:
 def seed_companies(engine: sa.Engine, sandbox_url: str) -> dict[str, list[int]]:
     """Four HubSpot and four Salesforce companies (each its own CRM account), plus broken configurations."""
     base = seed(engine, sandbox_url, hubspot=CHECK_INS, salesforce=CHECK_INS, broken=True)
-    ids: dict[str, list[int]] = {"hubspot": [base["hubspot"]], "salesforce": [base["salesforce"]],
-                                 "accounts": {base["hubspot"]: "hs", base["salesforce"]: "sf"}}
+    ids: dict[str, list[int]] = {
+        "hubspot": [base["hubspot"]],
+        "salesforce": [base["salesforce"]],
+        "accounts": {base["hubspot"]: "hs", base["salesforce"]: "sf"},
+    }
     for i in range(2, 5):
         token = f"{HS_TOKEN}-{i}"
         register(sandbox_url, "hubspot", f"hs{i}", {"accessToken": token})
@@ -325,10 +355,15 @@ def seed_companies(engine: sa.Engine, sandbox_url: str) -> dict[str, list[int]]:
         ids["hubspot"].append(cid)
         ids["accounts"][cid] = f"hs{i}"
         creds = {"client_id": f"3MVG9dist.{i}", "client_secret": f"sf-dist-secret-{i}-{secrets.token_hex(4)}"}
-        register(sandbox_url, "salesforce", f"sf{i}", {"clientId": creds["client_id"],
-                                                       "clientSecret": creds["client_secret"]})
-        cid, tid = create_company(engine, f"Salesforce Co {i}",
-                                  {"salesforce": salesforce_integration(sandbox_url, **creds)})
+        register(
+            sandbox_url,
+            "salesforce",
+            f"sf{i}",
+            {"clientId": creds["client_id"], "clientSecret": creds["client_secret"]},
+        )
+        cid, tid = create_company(
+            engine, f"Salesforce Co {i}", {"salesforce": salesforce_integration(sandbox_url, **creds)}
+        )
         insert_check_ins(engine, check_in_rows(cid, tid, CHECK_INS, seed=i, start=recent()))
         ids["salesforce"].append(cid)
         ids["accounts"][cid] = f"sf{i}"
@@ -386,8 +421,9 @@ def test_sync_runs_on_both_workers_within_pools_exactly_once(deployment):
     assert dep.api("GET", f"/dags/{DAG_ID}").json()["is_paused"] is True  # paused at creation
     dep.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
     # A slower CRM, so syncs of one pool are in flight together and the pool limit is what holds them.
-    requests.post(f"{dep.sandbox.url}/_sandbox/faults", json={"latency_ms": 150, "rate": 1.0},
-                  timeout=5).raise_for_status()
+    requests.post(
+        f"{dep.sandbox.url}/_sandbox/faults", json={"latency_ms": 150, "rate": 1.0}, timeout=5
+    ).raise_for_status()
     started = time.monotonic()
     try:
         run_id = dep.trigger({})
@@ -397,8 +433,12 @@ def test_sync_runs_on_both_workers_within_pools_exactly_once(deployment):
     dep.timings["first run"] = time.monotonic() - started
     tis = dep.task_instances(run_id)
     # CRM types no company uses expand to nothing: their sync task is skipped, everything else succeeded.
-    failed = [(t["task_id"], t["map_index"], t["state"]) for t in tis if t["state"] != "success"
-              and not (t["state"] == "skipped" and t["task_id"].startswith("sync_") and t["map_index"] == -1)]
+    failed = [
+        (t["task_id"], t["map_index"], t["state"])
+        for t in tis
+        if t["state"] != "success"
+        and not (t["state"] == "skipped" and t["task_id"].startswith("sync_") and t["map_index"] == -1)
+    ]
     assert run["state"] == "success" and not failed, failed
 
     mapped = [t for t in tis if t["task_id"].startswith("sync_") and t["map_index"] >= 0]
@@ -413,14 +453,17 @@ def test_sync_runs_on_both_workers_within_pools_exactly_once(deployment):
         assert max_overlap(spans) <= slots, f"{pool} ({slots} slots) ran {max_overlap(spans)} at once: {spans}"
     sf_hosts = {t["hostname"] for t in mapped if t["pool"] == "crm_salesforce"}
     hs_spans = [(_ts(t["start_date"]), _ts(t["end_date"])) for t in mapped if t["pool"] == "crm_hubspot"]
-    print(f"per worker: {dict(hosts)}; salesforce pool ran on {sorted(sf_hosts)}; "
-          f"hubspot max concurrency {max_overlap(hs_spans)}")
+    print(
+        f"per worker: {dict(hosts)}; salesforce pool ran on {sorted(sf_hosts)}; "
+        f"hubspot max concurrency {max_overlap(hs_spans)}"
+    )
 
     keys = assert_exactly_once(dep)
     assert sum(keys.values()) >= 6 * CHECK_INS  # a few rows per company are quarantined for bad data
     with dep.engine.connect() as conn:
-        problems = conn.execute(sa.text(
-            "SELECT count(*) FROM crm_sync.runs WHERE status = 'config_error' AND run_id = :r"), {"r": run_id}).scalar()
+        problems = conn.execute(
+            sa.text("SELECT count(*) FROM crm_sync.runs WHERE status = 'config_error' AND run_id = :r"), {"r": run_id}
+        ).scalar()
     assert problems == 3  # broken JSON, unknown CRM, no credentials: reported, the rest synced
 
 
@@ -435,12 +478,12 @@ def test_trigger_with_params_and_read_state_and_logs_through_the_api(deployment)
     insert_check_ins(dep.engine, check_in_rows(company, tid, 6, seed=99, start=recent()))
 
     # The form validates like the API does: a value outside the documented range is refused.
-    bad = dep.api("POST", f"/dags/{DAG_ID}/dagRuns", expect=400,
-                  json={"logical_date": None, "conf": {"batch_size": 500}})
+    bad = dep.api(
+        "POST", f"/dags/{DAG_ID}/dagRuns", expect=400, json={"logical_date": None, "conf": {"batch_size": 500}}
+    )
     assert "batch_size" in bad.text
 
-    conf = {"company_ids": [company], "crm_types": ["hubspot"], "batch_size": 5, "lookback_days": 3,
-            "rate_share": 0.5}
+    conf = {"company_ids": [company], "crm_types": ["hubspot"], "batch_size": 5, "lookback_days": 3, "rate_share": 0.5}
     run_id = dep.trigger(conf)
     run = dep.wait_run(run_id)
     assert run["state"] == "success", run
@@ -454,14 +497,21 @@ def test_trigger_with_params_and_read_state_and_logs_through_the_api(deployment)
     assert not [t for (task, idx), t in tis.items() if task == "sync_salesforce" and idx >= 0]
 
     ti = synced[0]
-    log = dep.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/sync_hubspot/logs/{ti['try_number']}",
-                  params={"map_index": ti["map_index"]}, headers={"Accept": "application/json"}).json()
+    log = dep.api(
+        "GET",
+        f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/sync_hubspot/logs/{ti['try_number']}",
+        params={"map_index": ti["map_index"]},
+        headers={"Accept": "application/json"},
+    ).json()
     text = "\n".join(line if isinstance(line, str) else json.dumps(line) for line in log["content"])
     assert f"company {company} -> hubspot" in text, text[-3000:]
     counts = re.search(r"'visits_created': (\d+)", text)
     assert counts and int(counts.group(1)) >= 5, text[-3000:]  # the 6 new check-ins, less any quarantined
-    discover = dep.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/discover_salesforce/logs/1",
-                       headers={"Accept": "application/json"}).json()
+    discover = dep.api(
+        "GET",
+        f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/discover_salesforce/logs/1",
+        headers={"Accept": "application/json"},
+    ).json()
     assert discover["content"]
     assert_exactly_once(dep)
 
@@ -471,8 +521,9 @@ def readme_params(dag_id: str) -> dict[str, dict[str, Any]]:
     readme = (ROOT / "README.md").read_text()
     section = re.search(rf"^### `{re.escape(dag_id)}`\n(.*?)(?=^#{{1,3}} )", readme, re.DOTALL | re.MULTILINE)
     assert section, f"README.md has no section ### `{dag_id}`"
-    table = re.search(r"^\| param \| type \| default \| meaning \|\n\|[-| ]+\|\n((?:\|.*\|\n)+)", section.group(1),
-                      re.MULTILINE)
+    table = re.search(
+        r"^\| param \| type \| default \| meaning \|\n\|[-| ]+\|\n((?:\|.*\|\n)+)", section.group(1), re.MULTILINE
+    )
     assert table, f"README.md section {dag_id} has no params table (| param | type | default | meaning |)"
     rows = {}
     for line in table.group(1).splitlines():
@@ -483,8 +534,11 @@ def readme_params(dag_id: str) -> dict[str, dict[str, Any]]:
 
 def schema_from_readme(type_text: str) -> dict[str, Any]:
     """``integer 1–200 or empty`` -> the JSON schema the trigger form uses."""
-    m = re.fullmatch(r"(array of (integers|strings)|integer|number|string|boolean)(?: ([\d.]+)–([\d.]+))?"
-                     r"( or empty)?", type_text)
+    m = re.fullmatch(
+        r"(array of (integers|strings)|integer|number|string|boolean)(?: ([\d.]+)–([\d.]+))?"
+        r"( or empty)?",
+        type_text,
+    )
     assert m, f"README type {type_text!r} is not one of the documented forms"
     base, items, lo, hi, nullable = m.groups()
     schema: dict[str, Any] = {}
@@ -518,8 +572,9 @@ def test_trigger_form_params_are_what_the_readme_documents(deployment):
             expected_default = json.loads(default) if re.fullmatch(r"[\[\]\d.\-\"truefalsn,]+", default) else None
             assert value == expected_default, f"{dag_id}.{name}: form default {value!r} vs README {doc['default']!r}"
             description = form[name]["description"] or ""
-            assert description.rstrip(".") == doc["meaning"].rstrip("."), \
+            assert description.rstrip(".") == doc["meaning"].rstrip("."), (
                 f"{dag_id}.{name}: form description {description!r} vs README meaning {doc['meaning']!r}"
+            )
             assert schema.get("title"), f"{dag_id}.{name} has no title in the form"
 
 
@@ -528,9 +583,16 @@ SCREENSHOT = ROOT / "docs" / "trigger-form.png"
 FORM_LABELS = ("Company ids", "CRM types", "Batch size", "Edit look-back (days)", "Rate-limit share")
 
 
-def chromium_screenshot(url: str, token: str, user_data_dir: Path, *, wait_for: tuple[str, ...],
-                        click: str | None = None, size: tuple[int, int] = (1280, 1300),
-                        timeout: float = 90) -> tuple[bytes, str]:
+def chromium_screenshot(
+    url: str,
+    token: str,
+    user_data_dir: Path,
+    *,
+    wait_for: tuple[str, ...],
+    click: str | None = None,
+    size: tuple[int, int] = (1280, 1300),
+    timeout: float = 90,
+) -> tuple[bytes, str]:
     """Open ``url`` in headless Chromium with the API token as the UI's ``_token`` cookie (the login page
     sets the same cookie), click the element ``click`` (a CSS selector) once it is there, wait until every
     text of ``wait_for`` is on the page; returns (PNG, page text)."""
@@ -541,8 +603,9 @@ def chromium_screenshot(url: str, token: str, user_data_dir: Path, *, wait_for: 
         browser.navigate(url, wait_load=False)
         text = ""
         while click and time.monotonic() < deadline:
-            if browser.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(click)}); "
-                                f"if (e) e.click(); return !!e; }})()"):
+            if browser.evaluate(
+                f"(() => {{ const e = document.querySelector({json.dumps(click)}); if (e) e.click(); return !!e; }})()"
+            ):
                 break
             time.sleep(0.5)
         while time.monotonic() < deadline:
@@ -559,8 +622,13 @@ def chromium_screenshot(url: str, token: str, user_data_dir: Path, *, wait_for: 
 def test_trigger_form_screenshot(deployment, tmp_path):
     require_chromium()
     # The DAG page's Trigger button opens the trigger form (Airflow 3.3 has no URL of its own for it).
-    png, text = chromium_screenshot(f"{deployment.api_url}/dags/{DAG_ID}", deployment.token, tmp_path / "chromium",
-                                    click='[data-testid="trigger-dag-button"]', wait_for=FORM_LABELS)
+    png, text = chromium_screenshot(
+        f"{deployment.api_url}/dags/{DAG_ID}",
+        deployment.token,
+        tmp_path / "chromium",
+        click='[data-testid="trigger-dag-button"]',
+        wait_for=FORM_LABELS,
+    )
     assert "Trigger" in text
     assert_not_blank(png)
     (tmp_path / "trigger-form.png").write_bytes(png)

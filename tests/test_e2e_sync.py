@@ -70,9 +70,12 @@ def test_incremental_sync_end_to_end(db, db_url, sandbox, airflow_home, tmp_path
 
     # Quarantined rows carry a specific reason; bad configurations are reported, not fatal.
     with db.connect() as conn:
-        reasons = conn.execute(sa.text("SELECT last_error FROM crm_sync.ledger WHERE status = 'quarantined'")).scalars().all()
-        problems = dict(conn.execute(sa.text(
-            "SELECT company_id, error FROM crm_sync.runs WHERE status = 'config_error'")).all())
+        reasons = (
+            conn.execute(sa.text("SELECT last_error FROM crm_sync.ledger WHERE status = 'quarantined'")).scalars().all()
+        )
+        problems = dict(
+            conn.execute(sa.text("SELECT company_id, error FROM crm_sync.runs WHERE status = 'config_error'")).all()
+        )
     assert reasons and all("match strategy" in r or "customer" in r for r in reasons), reasons
     assert "not valid JSON" in problems[ids["broken_json"]]
     assert "unknown CRM type 'zoho'" in problems[ids["unknown_crm"]]
@@ -82,8 +85,9 @@ def test_incremental_sync_end_to_end(db, db_url, sandbox, airflow_home, tmp_path
     integrations, history = company_json(db, ids["hubspot"])
     assert integrations["hubspot"]["lastSyncedAt"].endswith("Z")
     assert history[0]["crmType"] == "hubspot" and history[0]["status"] == "partial"
-    assert history[0]["errorCount"] == len([r for r in ledger(db, ids["hubspot"], "hubspot").values()
-                                            if r["status"] == "quarantined"])
+    assert history[0]["errorCount"] == len(
+        [r for r in ledger(db, ids["hubspot"], "hubspot").values() if r["status"] == "quarantined"]
+    )
     _, no_cred_history = company_json(db, ids["no_credentials"])
     assert no_cred_history[0]["status"] == "failed"
 
@@ -91,8 +95,12 @@ def test_incremental_sync_end_to_end(db, db_url, sandbox, airflow_home, tmp_path
     for secret in SECRETS:
         assert secret not in out
     with db.connect() as conn:
-        dump = " ".join(str(r) for r in conn.execute(sa.text(
-            "SELECT l.*, r.* FROM crm_sync.ledger l FULL JOIN crm_sync.runs r ON false")).all())
+        dump = " ".join(
+            str(r)
+            for r in conn.execute(
+                sa.text("SELECT l.*, r.* FROM crm_sync.ledger l FULL JOIN crm_sync.runs r ON false")
+            ).all()
+        )
     assert not any(s in dump for s in SECRETS)
     with sqlite3.connect(airflow_home / "airflow.db") as meta:
         xcoms = " ".join(str(v) for (v,) in meta.execute("SELECT value FROM xcom"))
@@ -109,9 +117,12 @@ def test_incremental_sync_end_to_end(db, db_url, sandbox, airflow_home, tmp_path
             assert data["objects"] == before[crm][account]["objects"]
     assert visit_keys(sandbox.url) == keys
     with db.connect() as conn:
-        last = conn.execute(sa.text(
-            "SELECT sum(visits_created), sum(customers_created), sum(unchanged) FROM crm_sync.runs "
-            "WHERE run_id = (SELECT run_id FROM crm_sync.runs ORDER BY id DESC LIMIT 1)")).one()
+        last = conn.execute(
+            sa.text(
+                "SELECT sum(visits_created), sum(customers_created), sum(unchanged) FROM crm_sync.runs "
+                "WHERE run_id = (SELECT run_id FROM crm_sync.runs ORDER BY id DESC LIMIT 1)"
+            )
+        ).one()
     assert last[0] == 0 and last[1] == 0 and last[2] > 0
 
 
@@ -119,36 +130,51 @@ def test_edited_check_in_is_updated(db, db_url, sandbox, airflow_home, tmp_path)
     ids = seed(db, sandbox.url, hubspot=12, salesforce=12, broken=False)
     assert run_dag(airflow_home, db_url, tmp_path)[0] == 0
     keys = assert_exactly_once(db, sandbox.url, ids)
-    synced = {crm: [cid for cid, r in ledger(db, ids[crm], crm).items() if r["status"] == "synced"]
-              for crm in ("hubspot", "salesforce")}
+    synced = {
+        crm: [cid for cid, r in ledger(db, ids[crm], crm).items() if r["status"] == "synced"]
+        for crm in ("hubspot", "salesforce")
+    }
     with db.begin() as conn:
         for crm in synced:
-            conn.execute(sa.text("UPDATE check_ins SET notes = 'EDITED: replaced the blower motor' WHERE id = :i"),
-                         {"i": synced[crm][0]})
+            conn.execute(
+                sa.text("UPDATE check_ins SET notes = 'EDITED: replaced the blower motor' WHERE id = :i"),
+                {"i": synced[crm][0]},
+            )
     code, out = run_dag(airflow_home, db_url, tmp_path)
     assert code == 0, out[-3000:]
     assert visit_keys(sandbox.url) == keys, "an edit updates, never creates"
-    note = next(n for n in records(sandbox.url, "hubspot", "hs", "notes")
-                if n["properties"]["rankitpro_checkin_key"] == f"rankitpro-{ids['hubspot']}-{synced['hubspot'][0]}")
+    note = next(
+        n
+        for n in records(sandbox.url, "hubspot", "hs", "notes")
+        if n["properties"]["rankitpro_checkin_key"] == f"rankitpro-{ids['hubspot']}-{synced['hubspot'][0]}"
+    )
     assert "EDITED: replaced the blower motor" in note["properties"]["hs_note_body"]
-    case = next(c for c in records(sandbox.url, "salesforce", "sf", "Case")
-                if c["RankItPro_CheckIn_Key__c"] == f"rankitpro-{ids['salesforce']}-{synced['salesforce'][0]}")
+    case = next(
+        c
+        for c in records(sandbox.url, "salesforce", "sf", "Case")
+        if c["RankItPro_CheckIn_Key__c"] == f"rankitpro-{ids['salesforce']}-{synced['salesforce'][0]}"
+    )
     assert "EDITED: replaced the blower motor" in case["Description"]
     with db.connect() as conn:
-        updated = conn.execute(sa.text(
-            "SELECT sum(visits_updated) FROM crm_sync.runs WHERE run_id = "
-            "(SELECT run_id FROM crm_sync.runs ORDER BY id DESC LIMIT 1)")).scalar()
+        updated = conn.execute(
+            sa.text(
+                "SELECT sum(visits_updated) FROM crm_sync.runs WHERE run_id = "
+                "(SELECT run_id FROM crm_sync.runs ORDER BY id DESC LIMIT 1)"
+            )
+        ).scalar()
     assert updated == 2
 
 
 def test_injected_429_and_5xx_give_the_same_result(db, db_url, sandbox, airflow_home, tmp_path):
     ids = seed(db, sandbox.url, hubspot=25, salesforce=25, broken=False)
-    requests.post(f"{sandbox.url}/_sandbox/faults", json={"status": 429, "rate": 0.25, "retry_after": 0.05},
-                  timeout=5).raise_for_status()
+    requests.post(
+        f"{sandbox.url}/_sandbox/faults", json={"status": 429, "rate": 0.25, "retry_after": 0.05}, timeout=5
+    ).raise_for_status()
     requests.post(f"{sandbox.url}/_sandbox/faults", json={"status": 503, "rate": 0.15}, timeout=5).raise_for_status()
     # 8 attempts per request: losing a whole batch to ~30% faults becomes a 1-in-25,000 event per call.
-    code, out = run_dag(airflow_home, db_url, tmp_path,
-                        extra_env={"CRM_SYNC_BACKOFF_SECONDS": "0.05", "CRM_SYNC_MAX_ATTEMPTS": "8"})
+    code, out = run_dag(
+        airflow_home, db_url, tmp_path, extra_env={"CRM_SYNC_BACKOFF_SECONDS": "0.05", "CRM_SYNC_MAX_ATTEMPTS": "8"}
+    )
     assert code == 0, out[-3000:]
     requests.delete(f"{sandbox.url}/_sandbox/faults", timeout=5)
     with db.connect() as conn:
@@ -171,8 +197,14 @@ def test_killed_mid_batch_then_rerun_is_exactly_once(db, db_url, sandbox, airflo
     requests.post(f"{sandbox.url}/_sandbox/faults", json={"latency_ms": 150, "rate": 1.0}, timeout=5)
     env = airflow_env(airflow_home, db_url)
     log = open(tmp_path / "killed.log", "w")
-    proc = subprocess.Popen(dags_test_command("crm_incremental_sync", {"batch_size": 5}), env=env, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(
+        dags_test_command("crm_incremental_sync", {"batch_size": 5}),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:

@@ -21,8 +21,13 @@ HS_TOKEN = "pat-na1-engine-44aa55bb-66cc"
 
 
 def salesforce_company(db, sandbox, n, **limits):
-    register(sandbox.url, "salesforce", "sf", {"clientId": SF_CREDS["client_id"],
-                                               "clientSecret": SF_CREDS["client_secret"]}, **limits)
+    register(
+        sandbox.url,
+        "salesforce",
+        "sf",
+        {"clientId": SF_CREDS["client_id"], "clientSecret": SF_CREDS["client_secret"]},
+        **limits,
+    )
     integration = salesforce_integration(sandbox.url, **SF_CREDS)
     company_id, tech = create_company(db, "SF Co", {"salesforce": integration})
     insert_check_ins(db, check_in_rows(company_id, tech, n, messy=False, start=recent()))
@@ -40,8 +45,9 @@ def hubspot_company(db, sandbox, rows, **settings):
 
 
 def sync(db, company_id, crm, integration, run_id="r1", **options):
-    return IntegrationSync(db, company_id=company_id, crm_type=crm, integration=integration, run_id=run_id,
-                           options=SyncOptions(**options)).run()
+    return IntegrationSync(
+        db, company_id=company_id, crm_type=crm, integration=integration, run_id=run_id, options=SyncOptions(**options)
+    ).run()
 
 
 def test_salesforce_daily_limit_stops_cleanly_then_resumes(db, sandbox):
@@ -54,9 +60,13 @@ def test_salesforce_daily_limit_stops_cleanly_then_resumes(db, sandbox):
     # No retry storm: the 403 REQUEST_LIMIT_EXCEEDED was not retried.
     assert forbidden["requests"] <= 9
 
-    register(sandbox.url, "salesforce", "sf", {"clientId": SF_CREDS["client_id"],
-                                               "clientSecret": SF_CREDS["client_secret"]},
-             daily_api_requests=100000)
+    register(
+        sandbox.url,
+        "salesforce",
+        "sf",
+        {"clientId": SF_CREDS["client_id"], "clientSecret": SF_CREDS["client_secret"]},
+        daily_api_requests=100000,
+    )
     result = sync(db, company_id, "salesforce", integration, run_id="r2", batch_size=10)
     assert result.status == "success", result.error
     rows = ledger(db, company_id, "salesforce")
@@ -75,12 +85,19 @@ def test_token_expiring_mid_run_is_refreshed(db, sandbox):
 
 
 def test_missing_external_id_fields_is_a_clear_configuration_error(db, sandbox):
-    register(sandbox.url, "salesforce", "sf", {"clientId": SF_CREDS["client_id"],
-                                               "clientSecret": SF_CREDS["client_secret"]})
-    requests.post(f"{sandbox.url}/_sandbox/accounts", json={
-        "crm": "salesforce", "account": "sf", "credentials": {"clientId": SF_CREDS["client_id"],
-                                                             "clientSecret": SF_CREDS["client_secret"]},
-        "options": {"missing_external_ids": True}}, timeout=5).raise_for_status()
+    register(
+        sandbox.url, "salesforce", "sf", {"clientId": SF_CREDS["client_id"], "clientSecret": SF_CREDS["client_secret"]}
+    )
+    requests.post(
+        f"{sandbox.url}/_sandbox/accounts",
+        json={
+            "crm": "salesforce",
+            "account": "sf",
+            "credentials": {"clientId": SF_CREDS["client_id"], "clientSecret": SF_CREDS["client_secret"]},
+            "options": {"missing_external_ids": True},
+        },
+        timeout=5,
+    ).raise_for_status()
     integration = salesforce_integration(sandbox.url, **SF_CREDS)
     company_id, tech = create_company(db, "No Fields Co", {"salesforce": integration})
     insert_check_ins(db, check_in_rows(company_id, tech, 3, messy=False, start=recent()))
@@ -98,11 +115,14 @@ def _row(**kw):
 
 def test_existing_crm_customer_with_differently_formatted_phone_is_matched(db, sandbox):
     register(sandbox.url, "hubspot", "hs", {"accessToken": HS_TOKEN})
-    requests.post(f"{sandbox.url}/_sandbox/records/hubspot/hs/contacts",
-                  json={"properties": {"firstname": "Rita", "lastname": "Ortiz", "phone": "(512) 555-0199"}},
-                  timeout=5).raise_for_status()
-    company_id, integration = hubspot_company(db, sandbox, [_row(customer_name="Rita Ortiz", customer_email=None,
-                                                                 customer_phone="512.555.0199")])
+    requests.post(
+        f"{sandbox.url}/_sandbox/records/hubspot/hs/contacts",
+        json={"properties": {"firstname": "Rita", "lastname": "Ortiz", "phone": "(512) 555-0199"}},
+        timeout=5,
+    ).raise_for_status()
+    company_id, integration = hubspot_company(
+        db, sandbox, [_row(customer_name="Rita Ortiz", customer_email=None, customer_phone="512.555.0199")]
+    )
     result = sync(db, company_id, "hubspot", integration)
     assert result.status == "success" and result.customers_found == 1 and result.customers_created == 0
     contacts = records(sandbox.url, "hubspot", "hs", "contacts")
@@ -113,7 +133,8 @@ def test_existing_crm_customer_with_differently_formatted_phone_is_matched(db, s
 
 def test_create_new_customers_off_quarantines_unknown_customers(db, sandbox):
     company_id, integration = hubspot_company(
-        db, sandbox, [_row(customer_email="new.person@example.com")], createNewCustomers=False)
+        db, sandbox, [_row(customer_email="new.person@example.com")], createNewCustomers=False
+    )
     result = sync(db, company_id, "hubspot", integration)
     assert result.quarantined == 1 and result.synced == 0 and result.status == "failed"
     (row,) = ledger(db, company_id, "hubspot").values()
@@ -124,8 +145,10 @@ def test_create_new_customers_off_quarantines_unknown_customers(db, sandbox):
 
 def test_requeued_quarantined_row_is_retried_and_unchanged_rows_are_not(db, sandbox):
     company_id, integration = hubspot_company(
-        db, sandbox, [_row(customer_email="a@example.com"), _row(customer_email=None, customer_phone=None,
-                                                                  customer_name=None)])
+        db,
+        sandbox,
+        [_row(customer_email="a@example.com"), _row(customer_email=None, customer_phone=None, customer_name=None)],
+    )
     first = sync(db, company_id, "hubspot", integration)
     assert first.synced == 1 and first.quarantined == 1
     second = sync(db, company_id, "hubspot", integration, run_id="r2")

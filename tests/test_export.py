@@ -42,15 +42,18 @@ def test_empty_dates_mean_the_day_before_the_run():
     assert q["created_from"] == datetime(2026, 3, 1) and q["created_to"] == datetime(2026, 3, 10)
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"date_from": "2026-03-05", "date_to": "2026-03-01"}, "date_from 2026-03-05 is after date_to 2026-03-01"),
-    ({"date_from": "03/05/2026"}, "date_from must be a date like 2026-03-31, got '03/05/2026'"),
-    ({"date_to": "2026-02-30"}, "date_to must be a date"),
-    ({"formats": ["xlsx"]}, "formats ['xlsx'] not supported"),
-    ({"crm_types": ["zoho"]}, "crm_types ['zoho'] unknown"),
-    ({"company_ids": ["7"]}, "company_ids must be a list of integers"),
-    ({"chunk_size": 0}, "chunk_size must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"date_from": "2026-03-05", "date_to": "2026-03-01"}, "date_from 2026-03-05 is after date_to 2026-03-01"),
+        ({"date_from": "03/05/2026"}, "date_from must be a date like 2026-03-31, got '03/05/2026'"),
+        ({"date_to": "2026-02-30"}, "date_to must be a date"),
+        ({"formats": ["xlsx"]}, "formats ['xlsx'] not supported"),
+        ({"crm_types": ["zoho"]}, "crm_types ['zoho'] unknown"),
+        ({"company_ids": ["7"]}, "company_ids must be a list of integers"),
+        ({"chunk_size": 0}, "chunk_size must be a positive integer"),
+    ],
+)
 def test_bad_parameters_are_refused_with_the_reason(raw, message):
     with pytest.raises(ExportError, match=message.replace("[", r"\[").replace("]", r"\]")):
         resolve_params(raw, run_date=date(2026, 3, 10))
@@ -64,8 +67,10 @@ def test_output_folder_and_run_date():
     with pytest.raises(PathRefused, match="output_dir '/x/y' is outside the export folder /e"):
         default_export_root(" /x/y ", {"CRM_SYNC_EXPORT_DIR": "/e"})
     p = resolve_params({"date_from": "2026-03-01", "date_to": "2026-03-02"}, run_date=date(2026, 3, 10))
-    assert export_folder_name(p, "manual__2026-03-10T10:00:00+00:00") == \
-        "check_ins_20260301_20260302_manual__2026-03-10T10_00_00_00_00"
+    assert (
+        export_folder_name(p, "manual__2026-03-10T10:00:00+00:00")
+        == "check_ins_20260301_20260302_manual__2026-03-10T10_00_00_00_00"
+    )
     assert run_date_of({"logical_date": None, "data_interval_end": datetime(2026, 3, 10, 0, 0)}) == date(2026, 3, 10)
 
 
@@ -87,21 +92,33 @@ def test_bulk_seed_spreads_realistic_rows_over_the_range(db):
     cid, tid = create_company(db, "Bulk Co", None)
     assert seed_check_ins(db, cid, tid, 25_000, start=datetime(2026, 5, 1), days=5) == 25_000
     with db.connect() as conn:
-        n, first, last, days, emails, names, long_notes = conn.execute(sa.text(
-            "SELECT count(*), min(created_at), max(created_at), count(DISTINCT created_at::date), "
-            "count(DISTINCT customer_email), count(customer_name), max(length(notes)) "
-            "FROM check_ins WHERE company_id = :c"), {"c": cid}).one()
+        n, first, last, days, emails, names, long_notes = conn.execute(
+            sa.text(
+                "SELECT count(*), min(created_at), max(created_at), count(DISTINCT created_at::date), "
+                "count(DISTINCT customer_email), count(customer_name), max(length(notes)) "
+                "FROM check_ins WHERE company_id = :c"
+            ),
+            {"c": cid},
+        ).one()
     assert n == 25_000 and first == datetime(2026, 5, 1) and last < datetime(2026, 5, 6) and days == 5
-    assert 5_000 < emails < 25_000 and names < n      # returning customers, and rows without a name
-    assert long_notes == 4000                         # the demo's 75 KB notes, cut for benchmarks
+    assert 5_000 < emails < 25_000 and names < n  # returning customers, and rows without a name
+    assert long_notes == 4000  # the demo's 75 KB notes, cut for benchmarks
     with db.connect() as conn:
-        again = conn.execute(sa.text("SELECT customer_email FROM check_ins WHERE company_id = :c ORDER BY id LIMIT 50"),
-                             {"c": cid}).scalars().all()
+        again = (
+            conn.execute(
+                sa.text("SELECT customer_email FROM check_ins WHERE company_id = :c ORDER BY id LIMIT 50"), {"c": cid}
+            )
+            .scalars()
+            .all()
+        )
     cid2, tid2 = create_company(db, "Bulk Co", None)
     seed_check_ins(db, cid2, tid2, 50, start=datetime(2026, 5, 1), days=5)
     with db.connect() as conn:
-        first50 = conn.execute(sa.text("SELECT customer_email FROM check_ins WHERE company_id = :c ORDER BY id"),
-                               {"c": cid2}).scalars().all()
+        first50 = (
+            conn.execute(sa.text("SELECT customer_email FROM check_ins WHERE company_id = :c ORDER BY id"), {"c": cid2})
+            .scalars()
+            .all()
+        )
     # Deterministic per (seed, company): same generator, other company id -> other customers.
     assert len(first50) == 50 and first50 != again
 
@@ -113,27 +130,41 @@ def seed(db) -> dict[str, int]:
     seed_check_ins(db, cid, tid, 120, start=datetime(2026, 3, 1), days=10)
     seed_check_ins(db, other, other_tid, 30, start=datetime(2026, 3, 1), days=10)
     with db.begin() as conn:
-        ids = conn.execute(sa.text("SELECT id FROM check_ins WHERE company_id = :c ORDER BY id"), {"c": cid}).scalars().all()
+        ids = (
+            conn.execute(sa.text("SELECT id FROM check_ins WHERE company_id = :c ORDER BY id"), {"c": cid})
+            .scalars()
+            .all()
+        )
         for n, check_in_id in enumerate(ids[::3]):
-            conn.execute(sa.text(
-                "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, crm_customer_id, crm_visit_id, "
-                "attempts, synced_at) VALUES (:c, 'hubspot', :i, 'synced', :cust, :visit, 1, "
-                "'2026-03-11 10:00:00.123456+00')"), {"c": cid, "i": check_in_id, "cust": f"C{n}", "visit": f"V{n}"})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, crm_customer_id, crm_visit_id, "
+                    "attempts, synced_at) VALUES (:c, 'hubspot', :i, 'synced', :cust, :visit, 1, "
+                    "'2026-03-11 10:00:00.123456+00')"
+                ),
+                {"c": cid, "i": check_in_id, "cust": f"C{n}", "visit": f"V{n}"},
+            )
         for check_in_id in ids[::5]:
-            conn.execute(sa.text(
-                "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, error_kind, last_error, "
-                "attempts) VALUES (:c, 'salesforce', :i, 'quarantined', 'no_match', 'customer not found in CRM', 2)"),
-                {"c": cid, "i": check_in_id})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, error_kind, last_error, "
+                    "attempts) VALUES (:c, 'salesforce', :i, 'quarantined', 'no_match', 'customer not found in CRM', 2)"
+                ),
+                {"c": cid, "i": check_in_id},
+            )
     return {"company": cid, "other": other}
 
 
 def expected(db, company_ids, date_from, date_to, crm_types=()):
     """What the export must hold, computed independently of the export's SQL."""
     with db.connect() as conn:
-        check_ins = conn.execute(sa.text(
-            "SELECT id, customer_name, customer_email, created_at FROM check_ins "
-            "WHERE company_id = ANY(:c) AND created_at >= :f AND created_at < :t ORDER BY id"),
-            {"c": company_ids, "f": date_from, "t": date_to}).all()
+        check_ins = conn.execute(
+            sa.text(
+                "SELECT id, customer_name, customer_email, created_at FROM check_ins "
+                "WHERE company_id = ANY(:c) AND created_at >= :f AND created_at < :t ORDER BY id"
+            ),
+            {"c": company_ids, "f": date_from, "t": date_to},
+        ).all()
         ledger = conn.execute(sa.text("SELECT check_in_id, crm_type, status, crm_visit_id FROM crm_sync.ledger")).all()
     by_id: dict[int, list] = {}
     for row in ledger:
@@ -144,8 +175,15 @@ def expected(db, company_ids, date_from, date_to, crm_types=()):
         if crm_types:
             for crm in sorted(crm_types):
                 hit = [e for e in entries if e.crm_type == crm]
-                rows.append((ci.id, crm, hit[0].status if hit else "not_sent", hit[0].crm_visit_id if hit else None,
-                             ci.customer_name))
+                rows.append(
+                    (
+                        ci.id,
+                        crm,
+                        hit[0].status if hit else "not_sent",
+                        hit[0].crm_visit_id if hit else None,
+                        ci.customer_name,
+                    )
+                )
         elif entries:
             rows += [(ci.id, e.crm_type, e.status, e.crm_visit_id, ci.customer_name) for e in entries]
         else:
@@ -160,8 +198,7 @@ def as_tuples(df: pd.DataFrame) -> list[tuple]:
 
 def test_chunked_export_round_trips(db, tmp_path):
     ids = seed(db)
-    raw_params = {"company_ids": [ids["company"]], "date_from": "2026-03-03", "date_to": "2026-03-06",
-                  "chunk_size": 7}
+    raw_params = {"company_ids": [ids["company"]], "date_from": "2026-03-03", "date_to": "2026-03-06", "chunk_size": 7}
     params = resolve_params(raw_params, run_date=date(2026, 3, 20))
     manifest = run_export(db, params, tmp_path, run_id="manual__t1")
     folder = tmp_path / manifest["export"]
@@ -197,8 +234,12 @@ def test_chunked_export_round_trips(db, tmp_path):
     pd.testing.assert_frame_equal(csv_df, escaped)
     assert as_tuples(csv_df) == want
     # Escaping off (for programs): the CSV is the Parquet data exactly; the manifest's checksums still hold.
-    plain = run_export(db, resolve_params({**raw_params, "csv_escape_formulas": False}, run_date=date(2026, 3, 20)),
-                       tmp_path, run_id="manual__t1_plain")
+    plain = run_export(
+        db,
+        resolve_params({**raw_params, "csv_escape_formulas": False}, run_date=date(2026, 3, 20)),
+        tmp_path,
+        run_id="manual__t1_plain",
+    )
     plain_folder = tmp_path / plain["export"]
     pd.testing.assert_frame_equal(read_csv(plain_folder / "check_ins.csv"), parquet_df)
     for f in plain["files"]:
@@ -212,8 +253,16 @@ def test_chunked_export_round_trips(db, tmp_path):
 
 def test_crm_filter_gives_one_row_per_requested_crm(db, tmp_path):
     ids = seed(db)
-    params = resolve_params({"date_from": "2026-03-01", "date_to": "2026-03-10", "crm_types": ["salesforce"],
-                             "formats": ["parquet"], "chunk_size": 50}, run_date=date(2026, 3, 20))
+    params = resolve_params(
+        {
+            "date_from": "2026-03-01",
+            "date_to": "2026-03-10",
+            "crm_types": ["salesforce"],
+            "formats": ["parquet"],
+            "chunk_size": 50,
+        },
+        run_date=date(2026, 3, 20),
+    )
     manifest = run_export(db, params, tmp_path, run_id="r2")
     folder = tmp_path / manifest["export"]
     assert [f["name"] for f in manifest["files"]] == ["check_ins.parquet"]
@@ -238,11 +287,17 @@ def test_empty_range_writes_headers_only(db, tmp_path):
 @pytest.mark.e2e
 def test_export_dag_run(db, db_url, airflow_home, tmp_path):
     ids = seed(db)
-    out_dir = tmp_path / "exports"     # a folder inside the export root, named relative to it
-    conf = {"company_ids": [ids["company"]], "date_from": "2026-03-02", "date_to": "2026-03-04",
-            "output_dir": "exports", "chunk_size": 10}
-    code, out = run_dag(airflow_home, db_url, tmp_path, dag_id="crm_export", conf=conf,
-                        extra_env={"CRM_SYNC_EXPORT_DIR": str(tmp_path)})
+    out_dir = tmp_path / "exports"  # a folder inside the export root, named relative to it
+    conf = {
+        "company_ids": [ids["company"]],
+        "date_from": "2026-03-02",
+        "date_to": "2026-03-04",
+        "output_dir": "exports",
+        "chunk_size": 10,
+    }
+    code, out = run_dag(
+        airflow_home, db_url, tmp_path, dag_id="crm_export", conf=conf, extra_env={"CRM_SYNC_EXPORT_DIR": str(tmp_path)}
+    )
     assert code == 0, out[-3000:]
     folders = list(out_dir.iterdir())
     assert len(folders) == 1
@@ -253,9 +308,13 @@ def test_export_dag_run(db, db_url, airflow_home, tmp_path):
     assert manifest["parameters"]["company_ids"] == [ids["company"]]
     assert HS_TOKEN not in out
     with sqlite3.connect(airflow_home / "airflow.db") as meta:
-        xcoms = [v for (v,) in meta.execute(
-            "SELECT value FROM xcom WHERE dag_id = 'crm_export' AND task_id = 'export_check_ins'")]
+        xcoms = [
+            v
+            for (v,) in meta.execute(
+                "SELECT value FROM xcom WHERE dag_id = 'crm_export' AND task_id = 'export_check_ins'"
+            )
+        ]
     summary = json.loads(xcoms[-1])
     assert summary["row_count"] == len(want) and summary["folder"] == str(folders[0])
     assert summary["files"][0]["sha256"] == manifest["files"][0]["sha256"]
-    assert "customer_name" not in json.dumps(summary)     # counts and paths only, no row data
+    assert "customer_name" not in json.dumps(summary)  # counts and paths only, no row data

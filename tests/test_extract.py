@@ -19,16 +19,23 @@ def _rows(company_id, technician_id, n):
 
 
 def _candidates(db, company_id):
-    return [r["id"] for batch in iter_candidate_batches(db, company_id, "hubspot", batch_size=100, lookback_days=7)
-            for r in batch]
+    return [
+        r["id"]
+        for batch in iter_candidate_batches(db, company_id, "hubspot", batch_size=100, lookback_days=7)
+        for r in batch
+    ]
 
 
 def _mark_synced(db, company_id, ids):
     with db.begin() as conn:
         for i in ids:
-            conn.execute(sa.text(
-                "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, source_hash, synced_hash) "
-                "VALUES (:c, 'hubspot', :i, 'synced', 'h', 'h') ON CONFLICT DO NOTHING"), {"c": company_id, "i": i})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, source_hash, synced_hash) "
+                    "VALUES (:c, 'hubspot', :i, 'synced', 'h', 'h') ON CONFLICT DO NOTHING"
+                ),
+                {"c": company_id, "i": i},
+            )
 
 
 def test_row_committed_late_is_read_by_a_later_run(db):
@@ -82,6 +89,5 @@ def test_edited_rows_inside_the_lookback_are_candidates_again(db):
     # Synced rows within the look-back come back for a hash comparison; older ones do not.
     assert sorted(_candidates(db, company_id)) == []  # created in January: outside a 7-day look-back
     with db.begin() as conn:
-        conn.execute(sa.text("UPDATE check_ins SET created_at = now() AT TIME ZONE 'UTC' WHERE id = :i"),
-                     {"i": ids[0]})
+        conn.execute(sa.text("UPDATE check_ins SET created_at = now() AT TIME ZONE 'UTC' WHERE id = :i"), {"i": ids[0]})
     assert _candidates(db, company_id) == [ids[0]]

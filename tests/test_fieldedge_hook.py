@@ -55,7 +55,9 @@ def token_ok(rsps, token="eyJ.fe-access-token-0001.sig", **extra):
 
 
 def calls(rsps, url, method=None):
-    return [c for c in rsps.calls if c.request.url.split("?")[0] == url and (method is None or c.request.method == method)]
+    return [
+        c for c in rsps.calls if c.request.url.split("?")[0] == url and (method is None or c.request.method == method)
+    ]
 
 
 def body(call) -> dict:
@@ -78,17 +80,24 @@ def test_token_request_shape_bearer_and_caching(rsps):
     assert len(token_calls) == 1
     req = token_calls[0].request
     assert req.headers["Content-Type"] == "application/json" and "Authorization" not in req.headers
-    assert body(token_calls[0]) == {"grant_type": "client_credentials", "client_id": "fe-client-1",
-                                    "client_secret": SECRET, "target_id": "tenant-777"}
+    assert body(token_calls[0]) == {
+        "grant_type": "client_credentials",
+        "client_id": "fe-client-1",
+        "client_secret": SECRET,
+        "target_id": "tenant-777",
+    }
     api = calls(rsps, SEARCH)[0].request
     assert api.headers["Authorization"] == "Bearer eyJ.fe-access-token-0001.sig"
     assert "Ocp-Apim-Subscription-Key" not in api.headers
 
 
-@pytest.mark.parametrize(("extra", "expected"), [
-    ({"expires_in": 900}, 900.0),
-    ({}, 1800.0),                  # from the JWT's exp claim
-])
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"expires_in": 900}, 900.0),
+        ({}, 1800.0),  # from the JWT's exp claim
+    ],
+)
 def test_token_lifetime_from_expires_in_or_jwt_exp(rsps, extra, expected):
     rsps.add(responses.POST, TOKEN_URL, json={"access_token": jwt(time.time() + 1800), **extra})
     _, lifetime = hook().fetch_token()
@@ -120,10 +129,13 @@ def test_legacy_only_credentials_explain_what_fieldedge_needs(rsps):
     assert not rsps.calls
 
 
-@pytest.mark.parametrize(("creds", "missing"), [
-    ({"clientId": "c", "clientSecret": "s"}, "targetId"),
-    ({"clientId": "c", "targetId": "t", "clientSecret": " "}, "clientSecret"),
-])
+@pytest.mark.parametrize(
+    ("creds", "missing"),
+    [
+        ({"clientId": "c", "clientSecret": "s"}, "targetId"),
+        ({"clientId": "c", "targetId": "t", "clientSecret": " "}, "clientSecret"),
+    ],
+)
 def test_missing_keys_are_named(rsps, creds, missing):
     with pytest.raises(ConfigurationError, match=f"missing {missing}"):
         hook(creds).fetch_token()
@@ -133,12 +145,19 @@ def test_missing_keys_are_named(rsps, creds, missing):
 def test_overrides_base_url_and_auth_url(rsps):
     rsps.add(responses.POST, "https://dev.marketplace.fieldedge.com/oauth/token", json={"access_token": "tok-dev"})
     rsps.add(responses.GET, "https://dev.api.fieldedge.com/leads/v1/customers/search", status=204)
-    h = hook({**CREDS, "baseUrl": "https://dev.api.fieldedge.com/leads/",
-              "authUrl": "https://dev.marketplace.fieldedge.com/oauth/token"})  # a full token URL works too
+    h = hook(
+        {
+            **CREDS,
+            "baseUrl": "https://dev.api.fieldedge.com/leads/",
+            "authUrl": "https://dev.marketplace.fieldedge.com/oauth/token",
+        }
+    )  # a full token URL works too
     assert h.token_url == "https://dev.marketplace.fieldedge.com/oauth/token"
     h.search_customers(email="a@example.com")
     assert [c.request.url.split("?")[0] for c in rsps.calls] == [
-        "https://dev.marketplace.fieldedge.com/oauth/token", "https://dev.api.fieldedge.com/leads/v1/customers/search"]
+        "https://dev.marketplace.fieldedge.com/oauth/token",
+        "https://dev.api.fieldedge.com/leads/v1/customers/search",
+    ]
 
 
 @pytest.mark.parametrize("key", ["baseUrl", "authUrl"])
@@ -158,8 +177,12 @@ def test_vendor_override_must_be_https(rsps):
 
 
 def test_bad_client_secret_is_bad_credentials_without_the_secret(rsps):
-    rsps.add(responses.POST, TOKEN_URL, status=401,
-             json={"error": "invalid_client", "error_description": f"Client authentication failed ({SECRET})"})
+    rsps.add(
+        responses.POST,
+        TOKEN_URL,
+        status=401,
+        json={"error": "invalid_client", "error_description": f"Client authentication failed ({SECRET})"},
+    )
     with pytest.raises(BadCredentialsError) as err:
         hook().search_customers(email="a@example.com")
     assert "invalid_client" in str(err.value) and SECRET not in str(err.value)
@@ -170,8 +193,12 @@ def test_bad_client_secret_is_bad_credentials_without_the_secret(rsps):
 def test_401_refreshes_the_token_once(rsps):
     rsps.add(responses.POST, TOKEN_URL, json={"access_token": "tok-old"})
     rsps.add(responses.POST, TOKEN_URL, json={"access_token": "tok-new"})
-    rsps.add(responses.GET, SEARCH, status=401,
-             json={"statusCode": 401, "message": "Unauthorized. Access token is missing or invalid."})
+    rsps.add(
+        responses.GET,
+        SEARCH,
+        status=401,
+        json={"statusCode": 401, "message": "Unauthorized. Access token is missing or invalid."},
+    )
     rsps.add(responses.GET, SEARCH, json={"customers": [{"id": "c1"}]})
     assert hook().search_customers(email="a@example.com") == [{"id": "c1"}]
     assert [c.request.headers["Authorization"] for c in calls(rsps, SEARCH)] == ["Bearer tok-old", "Bearer tok-new"]
@@ -179,8 +206,12 @@ def test_401_refreshes_the_token_once(rsps):
 
 def test_401_after_refresh_is_bad_credentials(rsps):
     token_ok(rsps)
-    rsps.add(responses.GET, SEARCH, status=401,
-             json={"statusCode": 401, "message": "Unauthorized. Access token is missing or invalid."})
+    rsps.add(
+        responses.GET,
+        SEARCH,
+        status=401,
+        json={"statusCode": 401, "message": "Unauthorized. Access token is missing or invalid."},
+    )
     with pytest.raises(BadCredentialsError, match="Access token is missing or invalid"):
         hook().search_customers(email="a@example.com")
     assert len(calls(rsps, SEARCH)) == 2
@@ -197,28 +228,45 @@ def test_classify_error_mapping():
         r.headers.update(headers or {})
         return r
 
-    problem = {"type": "https://tools.ietf.org/html/rfc9110#section-15.5.1",
-               "title": "One or more validation errors occurred.", "status": 400,
-               "errors": {"firstName": ["firstName must not contain numbers."]}}
+    problem = {
+        "type": "https://tools.ietf.org/html/rfc9110#section-15.5.1",
+        "title": "One or more validation errors occurred.",
+        "status": 400,
+        "errors": {"firstName": ["firstName must not contain numbers."]},
+    }
     bad = h.classify_error(response(400, problem))
     assert isinstance(bad, BadRecordError) and "firstName must not contain numbers" in str(bad)
-    limited = h.classify_error(response(429, {"statusCode": 429, "message": "Rate limit is exceeded. Try again in 7 "
-                                              "seconds."}, headers={"Retry-After": "7"}))
+    limited = h.classify_error(
+        response(
+            429,
+            {"statusCode": 429, "message": "Rate limit is exceeded. Try again in 7 seconds."},
+            headers={"Retry-After": "7"},
+        )
+    )
     assert isinstance(limited, RateLimitedError) and limited.retry_after == 7.0
-    quota = h.classify_error(response(403, {"statusCode": 403, "message": "Out of call volume quota. Quota will be "
-                                            "replenished in 02:11:00."}))
+    quota = h.classify_error(
+        response(
+            403, {"statusCode": 403, "message": "Out of call volume quota. Quota will be replenished in 02:11:00."}
+        )
+    )
     assert isinstance(quota, QuotaExhaustedError)
     assert isinstance(h.classify_error(response(403, {"statusCode": 403, "message": "Forbidden"})), BadCredentialsError)
     assert isinstance(h.classify_error(response(503)), RetryableError)
-    token = h.classify_error(response(400, {"error": "invalid_request", "error_description": "target_id missing"},
-                                      url=TOKEN_URL))
+    token = h.classify_error(
+        response(400, {"error": "invalid_request", "error_description": "target_id missing"}, url=TOKEN_URL)
+    )
     assert isinstance(token, BadCredentialsError) and "target_id missing" in str(token)
 
 
 def test_429_retry_after_is_honoured(rsps, sleeps):
     token_ok(rsps)
-    rsps.add(responses.GET, SEARCH, status=429, headers={"Retry-After": "3"},
-             json={"statusCode": 429, "message": "Rate limit is exceeded. Try again in 3 seconds."})
+    rsps.add(
+        responses.GET,
+        SEARCH,
+        status=429,
+        headers={"Retry-After": "3"},
+        json={"statusCode": 429, "message": "Rate limit is exceeded. Try again in 3 seconds."},
+    )
     rsps.add(responses.GET, SEARCH, status=204)
     h = hook()
     assert h.search_customers(email="a@example.com") == []
@@ -247,7 +295,9 @@ def test_rate_limits_from_settings_and_account_id():
     assert hook(settings={"rateLimitPer10s": "junk"}).rate_limits["default"] == RateLimit(100, 10.0)
     assert hook().rate_limits["token"] == RateLimit(None)
     account = hook().account_id()
-    assert len(account) == 12 and "tenant-777" not in account and account != hook({**CREDS, "targetId": "t2"}).account_id()
+    assert (
+        len(account) == 12 and "tenant-777" not in account and account != hook({**CREDS, "targetId": "t2"}).account_id()
+    )
 
 
 # ---------------------------------------------------------------------- customers
@@ -266,8 +316,12 @@ def test_search_request_shape_and_answers(rsps):
 
 def test_create_customer_shape_and_id(rsps):
     token_ok(rsps)
-    rsps.add(responses.POST, CUSTOMERS, status=201,
-             json={"data": {"customerId": "9f1a6b1c-3a3e", "createdAt": "2026-02-09T10:15:30Z"}})
+    rsps.add(
+        responses.POST,
+        CUSTOMERS,
+        status=201,
+        json={"data": {"customerId": "9f1a6b1c-3a3e", "createdAt": "2026-02-09T10:15:30Z"}},
+    )
     payload = {"firstName": "Sam", "lastName": "Wilson", "email": "sam@test.com", "phoneNumber": "+14155552671"}
     assert hook().create_customer(payload) == "9f1a6b1c-3a3e"
     assert body(calls(rsps, CUSTOMERS, "POST")[0]) == payload
@@ -279,7 +333,7 @@ def test_create_customer_after_a_5xx_looks_up_before_posting_again(rsps, sleeps)
     rsps.add(responses.GET, SEARCH, json={"customers": [{"id": "landed-1", "primaryEmail": "SAM@test.com"}]})
     h = hook()
     assert h.create_customer({"email": "sam@test.com", "lastName": "Wilson"}) == "landed-1"
-    assert len(calls(rsps, CUSTOMERS, "POST")) == 1            # never sent twice
+    assert len(calls(rsps, CUSTOMERS, "POST")) == 1  # never sent twice
     assert h.stats.retries == 1
 
 
@@ -294,8 +348,13 @@ def test_create_customer_after_a_timeout_posts_again_when_nothing_landed(rsps, s
 
 def test_create_after_429_is_resent_without_a_look_up(rsps, sleeps):
     token_ok(rsps)
-    rsps.add(responses.POST, CUSTOMERS, status=429, headers={"Retry-After": "2"},
-             json={"statusCode": 429, "message": "Rate limit is exceeded. Try again in 2 seconds."})
+    rsps.add(
+        responses.POST,
+        CUSTOMERS,
+        status=429,
+        headers={"Retry-After": "2"},
+        json={"statusCode": 429, "message": "Rate limit is exceeded. Try again in 2 seconds."},
+    )
     rsps.add(responses.POST, CUSTOMERS, status=201, json={"data": {"customerId": "c-3"}})
     assert hook().create_customer({"email": "a@example.com"}) == "c-3"
     assert 2.0 in sleeps and not calls(rsps, SEARCH)
@@ -303,9 +362,16 @@ def test_create_after_429_is_resent_without_a_look_up(rsps, sleeps):
 
 def test_create_validation_error_is_bad_record_and_not_retried(rsps, sleeps):
     token_ok(rsps)
-    rsps.add(responses.POST, CUSTOMERS, status=400, json={
-        "title": "One or more validation errors occurred.", "status": 400,
-        "errors": {"email": ["Email is required when phone number is not provided."]}})
+    rsps.add(
+        responses.POST,
+        CUSTOMERS,
+        status=400,
+        json={
+            "title": "One or more validation errors occurred.",
+            "status": 400,
+            "errors": {"email": ["Email is required when phone number is not provided."]},
+        },
+    )
     with pytest.raises(BadRecordError, match="Email is required"):
         hook().create_customer({"firstName": "Ann"})
     assert len(calls(rsps, CUSTOMERS, "POST")) == 1 and not sleeps
@@ -347,8 +413,16 @@ def test_create_lead_shape_and_id(rsps):
 def test_create_lead_after_a_5xx_finds_it_by_tracking_id(rsps, sleeps):
     token_ok(rsps)
     rsps.add(responses.POST, LEADS, status=500, json={"statusCode": 500, "message": "Internal server error"})
-    rsps.add(responses.GET, LEADS, json={"leads": [{"leadId": "other", "trackingId": "rankitpro-9-4"},
-                                                   {"leadId": "lead-2", "trackingId": "rankitpro-9-42"}]})
+    rsps.add(
+        responses.GET,
+        LEADS,
+        json={
+            "leads": [
+                {"leadId": "other", "trackingId": "rankitpro-9-4"},
+                {"leadId": "lead-2", "trackingId": "rankitpro-9-42"},
+            ]
+        },
+    )
     assert hook().create_lead({"trackingId": "rankitpro-9-42"}) == "lead-2"
     assert len(calls(rsps, LEADS, "POST")) == 1
     assert parse_qs(urlsplit(calls(rsps, LEADS, "GET")[0].request.url).query) == {"trackingId": ["rankitpro-9-42"]}
@@ -390,16 +464,33 @@ def test_check_access_request(rsps):
 
 # ---------------------------------------------------------------------- building
 def test_credentials_from_connection():
-    conn = Connection(conn_id="fe", conn_type="crm_fieldedge", login="cid", password=SECRET,
-                      extra=json.dumps({"targetId": "t-1", "extra__crm_fieldedge__baseUrl": "https://dev.api.fieldedge.com/leads"}))
+    conn = Connection(
+        conn_id="fe",
+        conn_type="crm_fieldedge",
+        login="cid",
+        password=SECRET,
+        extra=json.dumps({"targetId": "t-1", "extra__crm_fieldedge__baseUrl": "https://dev.api.fieldedge.com/leads"}),
+    )
     assert FieldEdgeHook.credentials_from_connection(conn) == {
-        "clientId": "cid", "clientSecret": SECRET, "targetId": "t-1", "baseUrl": "https://dev.api.fieldedge.com/leads"}
+        "clientId": "cid",
+        "clientSecret": SECRET,
+        "targetId": "t-1",
+        "baseUrl": "https://dev.api.fieldedge.com/leads",
+    }
 
 
 def test_hook_from_airflow_connection_env(monkeypatch, rsps):
-    monkeypatch.setenv("AIRFLOW_CONN_CRM_FIELDEDGE_DEFAULT", json.dumps({
-        "conn_type": "crm_fieldedge", "login": "cid", "password": SECRET,
-        "extra": {"targetId": "t-1", "crmSettings": {"rateLimitPer10s": 20}}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CRM_FIELDEDGE_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "crm_fieldedge",
+                "login": "cid",
+                "password": SECRET,
+                "extra": {"targetId": "t-1", "crmSettings": {"rateLimitPer10s": 20}},
+            }
+        ),
+    )
     token_ok(rsps)
     rsps.add(responses.GET, SEARCH, status=204)
     h = FastFieldEdge(account_key=f"fe-{uuid.uuid4()}")
@@ -421,8 +512,10 @@ TENANT = {"clientId": "fe-sbx-client", "clientSecret": "fe-sbx-secret-4471", "ta
 def sandbox_tenant(sandbox, **limits) -> dict:
     """Register a tenant; return the integration credentials pointing at the sandbox."""
     creds = {k: f"{v}-{uuid.uuid4().hex[:6]}" for k, v in TENANT.items()}
-    requests.post(f"{sandbox.url}/_sandbox/accounts", json={
-        "crm": "fieldedge", "account": creds["targetId"], "credentials": creds, "limits": limits}).raise_for_status()
+    requests.post(
+        f"{sandbox.url}/_sandbox/accounts",
+        json={"crm": "fieldedge", "account": creds["targetId"], "credentials": creds, "limits": limits},
+    ).raise_for_status()
     return {**creds, "baseUrl": f"{sandbox.url}/fieldedge/leads", "authUrl": f"{sandbox.url}/fieldedge"}
 
 
@@ -438,10 +531,21 @@ def destination(creds, strategy="all", **crm_settings) -> FieldEdgeDestination:
 
 def row(check_in_id=1, **overrides):
     strategy = overrides.pop("_strategy", "all")
-    raw = {"id": check_in_id, "company_id": 5, "job_type": "AC Repair", "notes": "Replaced capacitor.",
-           "customer_name": "Ann Lee", "customer_email": "ann@example.com", "customer_phone": "(512) 555-0100",
-           "address": "1 Oak St", "city": "Austin", "state": "TX", "zip": "78701",
-           "created_at": "2026-11-20 14:05:09", **overrides}
+    raw = {
+        "id": check_in_id,
+        "company_id": 5,
+        "job_type": "AC Repair",
+        "notes": "Replaced capacitor.",
+        "customer_name": "Ann Lee",
+        "customer_email": "ann@example.com",
+        "customer_phone": "(512) 555-0100",
+        "address": "1 Oak St",
+        "city": "Austin",
+        "state": "TX",
+        "zip": "78701",
+        "created_at": "2026-11-20 14:05:09",
+        **overrides,
+    }
     item = prepare_check_in(raw, SyncSettings(customer_match_strategy=strategy))
     assert item.error is None, item.error
     return item
@@ -485,8 +589,13 @@ def test_sandbox_validation_and_poisoned_fields(sandbox):
     with pytest.raises(BadRecordError, match="Email is required when phone number is not provided"):
         h.create_customer({"firstName": "Ann"})
     with pytest.raises(BadRecordError, match="appointment.availabilityNotes"):
-        h.create_lead({"trackingId": "t-1", "customer": {"email": "a@example.com"},
-                       "appointment": {"availabilityNotes": "SANDBOX-INVALID"}})
+        h.create_lead(
+            {
+                "trackingId": "t-1",
+                "customer": {"email": "a@example.com"},
+                "appointment": {"availabilityNotes": "SANDBOX-INVALID"},
+            }
+        )
 
 
 def test_destination_one_search_answers_email_and_phone_then_create(sandbox):
@@ -494,33 +603,49 @@ def test_destination_one_search_answers_email_and_phone_then_create(sandbox):
     dest = destination(creds)
     item = row()
     assert dest.match_customers([(item.match_keys[0], item.customer)]) == {}
-    assert dest.match_customers([(item.match_keys[1], item.customer)]) == {}   # answered by the same search
+    assert dest.match_customers([(item.match_keys[1], item.customer)]) == {}  # answered by the same search
     assert dest.hook.stats.by_endpoint == {"POST /oauth/token": 1, "GET /v1/customers/search": 1}
     created = dest.create_customers([item])[item.customer_key]
     assert created.ok and created.created
     fresh = destination(creds)
     assert fresh.match_customers([(k, item.customer) for k in item.match_keys]) == {
-        k: CustomerRef(created.crm_id) for k in item.match_keys}
+        k: CustomerRef(created.crm_id) for k in item.match_keys
+    }
 
 
 def test_destination_name_strategy_matches_first_and_last_name(sandbox):
     creds = sandbox_tenant(sandbox)
-    requests.post(f"{sandbox.url}/_sandbox/records/fieldedge/{creds['targetId']}/customers", json=[
-        {"id": "c-ann-smith", "firstName": "Ann", "lastName": "Smith", "primaryEmail": "as@example.com"},
-        {"id": "c-ann-lee", "firstName": "Ann", "lastName": "Lee", "primaryPhone": "+15125550199"},
-    ]).raise_for_status()
+    requests.post(
+        f"{sandbox.url}/_sandbox/records/fieldedge/{creds['targetId']}/customers",
+        json=[
+            {"id": "c-ann-smith", "firstName": "Ann", "lastName": "Smith", "primaryEmail": "as@example.com"},
+            {"id": "c-ann-lee", "firstName": "Ann", "lastName": "Lee", "primaryPhone": "+15125550199"},
+        ],
+    ).raise_for_status()
     item = row(_strategy="name", customer_email=None)
     assert item.match_keys == ["name:ann lee"]
     assert destination(creds, "name").match_customers([(item.match_keys[0], item.customer)]) == {
-        "name:ann lee": CustomerRef("c-ann-lee")}
+        "name:ann lee": CustomerRef("c-ann-lee")
+    }
 
 
 def test_destination_update_customer_merges_and_skips_unchanged(sandbox):
     creds = sandbox_tenant(sandbox)
-    requests.post(f"{sandbox.url}/_sandbox/records/fieldedge/{creds['targetId']}/customers", json={
-        "id": "c-1", "firstName": "Ann", "lastName": "Lee", "companyName": "Lee Bakery", "email": "ann@example.com",
-        "phoneNumber": "+15125550100", "address1": "9 Old Rd", "city": "Austin", "state": "TX", "zip": "78701",
-    }).raise_for_status()
+    requests.post(
+        f"{sandbox.url}/_sandbox/records/fieldedge/{creds['targetId']}/customers",
+        json={
+            "id": "c-1",
+            "firstName": "Ann",
+            "lastName": "Lee",
+            "companyName": "Lee Bakery",
+            "email": "ann@example.com",
+            "phoneNumber": "+15125550100",
+            "address1": "9 Old Rd",
+            "city": "Austin",
+            "state": "TX",
+            "zip": "78701",
+        },
+    ).raise_for_status()
     dest = destination(creds)
     item = row()
     assert dest.update_customers([(CustomerRef("c-1"), item)])["c-1"].ok
@@ -528,7 +653,7 @@ def test_destination_update_customer_merges_and_skips_unchanged(sandbox):
     assert stored["address1"] == "1 Oak St" and stored["companyName"] == "Lee Bakery"
     again = dest.update_customers([(CustomerRef("c-1"), item)])
     assert again["c-1"].ok
-    assert dest.hook.stats.by_endpoint.get("PUT /v1/customers/{customerId}") == 1      # unchanged: no second PUT
+    assert dest.hook.stats.by_endpoint.get("PUT /v1/customers/{customerId}") == 1  # unchanged: no second PUT
     assert dest.hook.stats.by_endpoint.get("GET /v1/customers/{customerId}") == 2
 
 
@@ -546,7 +671,7 @@ def test_destination_lead_marker_find_and_no_update(sandbox):
     before = dict(dest.hook.stats.by_endpoint)
     updated = dest.update_visits([(item, created.crm_id, ref)])[item.visit_key]
     assert updated.ok and updated.crm_id == created.crm_id
-    assert dest.hook.stats.by_endpoint == before                                     # no call
+    assert dest.hook.stats.by_endpoint == before  # no call
     assert any("cannot be updated" in w for w in item.warnings)
 
 
@@ -574,10 +699,14 @@ def test_destination_stopping_error_after_a_write_leaves_the_rest_uncertain(sand
     dest = destination(creds)
     items = [row(21, customer_email="a1@example.com"), row(22, customer_email="a2@example.com")]
     rsps.add(responses.POST, f"{sandbox.url}/fieldedge/leads/v1/leads", status=201, json={"data": {"leadId": "L1"}})
-    rsps.add(responses.POST, f"{sandbox.url}/fieldedge/leads/v1/leads", status=403,
-             json={"statusCode": 403, "message": "Out of call volume quota."})
+    rsps.add(
+        responses.POST,
+        f"{sandbox.url}/fieldedge/leads/v1/leads",
+        status=403,
+        json={"statusCode": 403, "message": "Out of call volume quota."},
+    )
     results = dest.create_visits([(i, None) for i in items])
     assert results[items[0].visit_key].ok and results[items[0].visit_key].crm_id == "L1"
-    assert results[items[1].visit_key].uncertain                 # kept in_flight: looked up next run
-    with pytest.raises(QuotaExhaustedError):                      # nothing written yet: the engine stops
+    assert results[items[1].visit_key].uncertain  # kept in_flight: looked up next run
+    with pytest.raises(QuotaExhaustedError):  # nothing written yet: the engine stops
         dest.create_visits([(items[1], None)])

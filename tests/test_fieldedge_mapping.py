@@ -13,8 +13,17 @@ from crm_sync.mapping import fieldedge
 from crm_sync.models import Customer, PreparedCheckIn
 
 MARKER = re.compile(r"…\[truncated by Rank It Pro sync: [\d,]+ characters, [\d,]+ not shown\]")
-FULL = Customer(email="ann@example.com", phone="+15125550100", first_name="Ann", last_name="Lee",
-                street="100 Congress Ave", city="Austin", state="TX", zip="78701", country="US")
+FULL = Customer(
+    email="ann@example.com",
+    phone="+15125550100",
+    first_name="Ann",
+    last_name="Lee",
+    street="100 Congress Ave",
+    city="Austin",
+    state="TX",
+    zip="78701",
+    country="US",
+)
 
 
 make_row = row_factory(materials_used="Flex lines", follow_up_required=False)
@@ -33,9 +42,17 @@ def test_customer_payload_full():
     payload, warnings, error = fieldedge.customer_payload(FULL)
     assert error is None and warnings == []
     assert payload == {
-        "firstName": "Ann", "lastName": "Lee", "email": "ann@example.com", "phoneNumber": "+15125550100",
-        "preferredContactMethods": ["Email", "Phone"], "address1": "100 Congress Ave", "city": "Austin",
-        "state": "TX", "zip": "78701", "marketingEmailOptIn": False, "marketingSmsOptIn": False,
+        "firstName": "Ann",
+        "lastName": "Lee",
+        "email": "ann@example.com",
+        "phoneNumber": "+15125550100",
+        "preferredContactMethods": ["Email", "Phone"],
+        "address1": "100 Congress Ave",
+        "city": "Austin",
+        "state": "TX",
+        "zip": "78701",
+        "marketingEmailOptIn": False,
+        "marketingSmsOptIn": False,
     }
     assert "customerId" not in payload  # FieldEdge: never send customerId on create
 
@@ -46,12 +63,15 @@ def test_customer_payload_without_email_or_phone_is_refused_before_any_call():
     assert "preferredContactMethods" not in payload
 
 
-@pytest.mark.parametrize(("first", "sent", "warning"), [
-    ("J", None, "shorter than FieldEdge's 2"),
-    ("Ann2", None, "contains digits"),
-    ("A" * 60, "A" * 49 + "…", "longer than FieldEdge's 50"),
-    ("  Mary   Jo ", "Mary Jo", None),
-])
+@pytest.mark.parametrize(
+    ("first", "sent", "warning"),
+    [
+        ("J", None, "shorter than FieldEdge's 2"),
+        ("Ann2", None, "contains digits"),
+        ("A" * 60, "A" * 49 + "…", "longer than FieldEdge's 50"),
+        ("  Mary   Jo ", "Mary Jo", None),
+    ],
+)
 def test_names_follow_fieldedge_rules(first, sent, warning):
     payload, warnings, _ = fieldedge.customer_payload(Customer(email="a@example.com", first_name=first))
     assert payload.get("firstName") == sent
@@ -69,34 +89,72 @@ def test_phone_only_customer_prefers_phone():
 
 
 def test_record_payload_reads_the_search_shape():
-    record = {"id": "c9a1", "firstName": "John", "lastName": "Doe", "companyName": "Acme Heating Services",
-              "address1": "123 Main St", "address2": "Suite 200", "city": "Dallas", "state": "TX", "zip": "75201",
-              "primaryPhone": "+1-214-555-0198", "primaryEmail": "john.doe@acmeheating.com",
-              "contactOnPhone": True, "contactOnSms": True, "marketingEmailOptIn": True}
+    record = {
+        "id": "c9a1",
+        "firstName": "John",
+        "lastName": "Doe",
+        "companyName": "Acme Heating Services",
+        "address1": "123 Main St",
+        "address2": "Suite 200",
+        "city": "Dallas",
+        "state": "TX",
+        "zip": "75201",
+        "primaryPhone": "+1-214-555-0198",
+        "primaryEmail": "john.doe@acmeheating.com",
+        "contactOnPhone": True,
+        "contactOnSms": True,
+        "marketingEmailOptIn": True,
+    }
     assert fieldedge.record_payload(record) == {
-        "firstName": "John", "lastName": "Doe", "companyName": "Acme Heating Services",
-        "email": "john.doe@acmeheating.com", "phoneNumber": "+12145550198",
-        "preferredContactMethods": ["Phone", "SMS"], "address1": "123 Main St", "address2": "Suite 200",
-        "city": "Dallas", "state": "TX", "zip": "75201", "marketingEmailOptIn": True,
+        "firstName": "John",
+        "lastName": "Doe",
+        "companyName": "Acme Heating Services",
+        "email": "john.doe@acmeheating.com",
+        "phoneNumber": "+12145550198",
+        "preferredContactMethods": ["Phone", "SMS"],
+        "address1": "123 Main St",
+        "address2": "Suite 200",
+        "city": "Dallas",
+        "state": "TX",
+        "zip": "75201",
+        "marketingEmailOptIn": True,
     }
 
 
 def test_customer_update_keeps_what_fieldedge_holds_and_lays_the_check_in_over_it():
-    record = {"firstName": "Ann", "lastName": "Lee", "companyName": "Lee Bakery", "address2": "Unit 5",
-              "primaryEmail": "ann@example.com", "primaryPhone": "+1-512-555-0100", "address1": "1 Old Rd",
-              "city": "Austin", "state": "TX", "zip": "78701", "contactOnEmail": True, "marketingEmailOptIn": True}
+    record = {
+        "firstName": "Ann",
+        "lastName": "Lee",
+        "companyName": "Lee Bakery",
+        "address2": "Unit 5",
+        "primaryEmail": "ann@example.com",
+        "primaryPhone": "+1-512-555-0100",
+        "address1": "1 Old Rd",
+        "city": "Austin",
+        "state": "TX",
+        "zip": "78701",
+        "contactOnEmail": True,
+        "marketingEmailOptIn": True,
+    }
     body, _ = fieldedge.customer_update(record, FULL)
-    assert body["address1"] == "100 Congress Ave"                  # from the check-in
-    assert body["companyName"] == "Lee Bakery" and body["address2"] == "Unit 5"   # kept: PUT replaces
+    assert body["address1"] == "100 Congress Ave"  # from the check-in
+    assert body["companyName"] == "Lee Bakery" and body["address2"] == "Unit 5"  # kept: PUT replaces
     assert body["marketingEmailOptIn"] is True and body["marketingSmsOptIn"] is False
     assert body["preferredContactMethods"] == ["Email"]
     assert list(body) == [k for k in fieldedge.CUSTOMER_KEYS if k in body]
 
 
 def test_customer_update_is_none_when_nothing_changes():
-    record = {"firstName": "ann", "lastName": "LEE", "primaryEmail": "Ann@Example.com",
-              "primaryPhone": "+1-512-555-0100", "address1": "100  Congress Ave", "city": "Austin", "state": "TX",
-              "zip": "78701"}
+    record = {
+        "firstName": "ann",
+        "lastName": "LEE",
+        "primaryEmail": "Ann@Example.com",
+        "primaryPhone": "+1-512-555-0100",
+        "address1": "100  Congress Ave",
+        "city": "Austin",
+        "state": "TX",
+        "zip": "78701",
+    }
     assert fieldedge.customer_update(record, FULL) == (None, [])
 
 
@@ -109,15 +167,23 @@ def test_lead_payload_shape():
     assert payload["source"] == "rankitpro" and payload["isExistingCustomer"] is True
     assert payload["preferredContactMethod"] == "Phone"
     assert payload["customer"] == {
-        "customerRefId": "cust-1", "firstName": "Ann", "lastName": "Lee", "email": "ann@example.com",
-        "phone": "5125550100", "marketingEmailOptedIn": False,
+        "customerRefId": "cust-1",
+        "firstName": "Ann",
+        "lastName": "Lee",
+        "email": "ann@example.com",
+        "phone": "5125550100",
+        "marketingEmailOptedIn": False,
         "address": {"addressLine1": "100 Congress Ave", "city": "Austin", "state": "TX", "postalCode": "78701"},
     }
     appointment = payload["appointment"]
     assert (appointment["preferredDate"], appointment["preferredTime"]) == ("2026-11-20", "08:05")  # CST = UTC-6
     assert appointment["timezone"] == "America/Chicago"
     notes = appointment["availabilityNotes"]
-    assert notes.startswith(fieldedge.NOTES_HEADER) and "Removed old tank" in notes and "https://cdn.example.com/1.jpg" in notes
+    assert (
+        notes.startswith(fieldedge.NOTES_HEADER)
+        and "Removed old tank" in notes
+        and "https://cdn.example.com/1.jpg" in notes
+    )
     assert payload["metaData"] == {"rankitproCheckInKey": "rankitpro-9-42", "jobType": "Water Heater Install"}
 
 
@@ -142,8 +208,12 @@ def test_long_visit_report_is_truncated_visibly_never_refused():
 
 
 def test_custom_fields_go_to_metadata_and_reserved_keys_are_kept():
-    mapping = {"customerFeedback": "feedback", "followUpRequired": "followUp", "notes": "rankitproCheckInKey",
-               "noSuchField": "x"}
+    mapping = {
+        "customerFeedback": "feedback",
+        "followUpRequired": "followUp",
+        "notes": "rankitproCheckInKey",
+        "noSuchField": "x",
+    }
     payload, warnings = fieldedge.lead_payload(prepared(), "c", mapping)
     meta = payload["metaData"]
     assert meta["feedback"] == "Fast & friendly" and meta["followUp"] == "false"

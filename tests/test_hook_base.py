@@ -47,8 +47,12 @@ class DemoHook(CrmHook):
     tokens_issued = 0
 
     def fetch_token(self):
-        body = self.request_json("POST", f"{self.base_url}/oauth/token", authenticated=False,
-                                 data={"client_secret": self.require("clientSecret")[0]})
+        body = self.request_json(
+            "POST",
+            f"{self.base_url}/oauth/token",
+            authenticated=False,
+            data={"client_secret": self.require("clientSecret")[0]},
+        )
         return body["access_token"], body.get("expires_in", 3600)
 
     def auth_headers(self):
@@ -77,8 +81,6 @@ def make_hook(**creds) -> DemoHook:
 
 def token_ok(rsps, token="tok-1111"):
     rsps.add(responses.POST, TOKEN_URL, json={"access_token": token, "expires_in": 3600})
-
-
 
 
 def calls_to(rsps, url):
@@ -184,8 +186,12 @@ def test_token_is_cached_between_calls(rsps):
 
 def test_quota_exhausted_is_never_retried(rsps, sleeps):
     token_ok(rsps)
-    rsps.add(responses.GET, f"{BASE}/items", status=403,
-             json=[{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}])
+    rsps.add(
+        responses.GET,
+        f"{BASE}/items",
+        status=403,
+        json=[{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}],
+    )
     with pytest.raises(QuotaExhaustedError):
         make_hook().request("GET", "/items")
     assert len(calls_to(rsps, f"{BASE}/items")) == 1
@@ -354,8 +360,10 @@ def test_provider_info_matches_airflow_schema():
         assert getattr(__import__(module, fromlist=[name]), name) is cls
         assert entry["hook-name"] == cls.hook_name
         ui = entry["ui-field-behaviour"]
-        jsonschema.validate({"hidden_fields": ui["hidden-fields"], "relabeling": ui["relabeling"],
-                             "placeholders": ui["placeholders"]}, behaviour_schema)
+        jsonschema.validate(
+            {"hidden_fields": ui["hidden-fields"], "relabeling": ui["relabeling"], "placeholders": ui["placeholders"]},
+            behaviour_schema,
+        )
         for field_name, spec in entry["conn-fields"].items():
             assert spec["label"] and "type" in spec["schema"]
             if field_name in cls.secret_keys:

@@ -66,11 +66,16 @@ def test_missing_api_key_names_the_key(rsps):
     assert not rsps.calls
 
 
-@pytest.mark.parametrize("status,body_", [(401, {"message": "Unauthorized"}), (403, {"error": {"message": "Forbidden"}}),
-                                          (401, None)])
+@pytest.mark.parametrize(
+    "status,body_", [(401, {"message": "Unauthorized"}), (403, {"error": {"message": "Forbidden"}}), (401, None)]
+)
 def test_401_403_are_bad_credentials_naming_the_max_plan(rsps, status, body_):
-    rsps.add(responses.GET, f"{API}/customers/cus_1", status=status,
-             **({"json": body_} if body_ is not None else {"body": ""}))
+    rsps.add(
+        responses.GET,
+        f"{API}/customers/cus_1",
+        status=status,
+        **({"json": body_} if body_ is not None else {"body": ""}),
+    )
     with pytest.raises(BadCredentialsError) as err:
         hook().get_customer("cus_1")
     assert "MAX plan" in str(err.value) and KEY not in str(err.value)
@@ -103,14 +108,19 @@ def test_base_url_override_must_be_allowed(rsps, monkeypatch):
     with pytest.raises(ConfigurationError, match="https"):
         hook({"apiKey": KEY, "baseUrl": "http://api.housecallpro.com"}).get_customer("cus_1")
     rsps.add(responses.GET, "http://sandbox.internal:8765/housecallpro/customers/cus_1", json={"id": "cus_1"})
-    assert hook({"apiKey": KEY, "baseUrl": "http://sandbox.internal:8765/housecallpro/"}).get_customer("cus_1") == \
-        {"id": "cus_1"}
+    assert hook({"apiKey": KEY, "baseUrl": "http://sandbox.internal:8765/housecallpro/"}).get_customer("cus_1") == {
+        "id": "cus_1"
+    }
     assert not [c for c in rsps.calls if "evil" in c.request.url]
 
 
 def test_credentials_from_connection_and_env(monkeypatch, rsps):
-    conn = Connection(conn_id="x", conn_type="crm_housecallpro", password=KEY,
-                      extra=json.dumps({"baseUrl": f"{API}", "crmSettings": {"companyId": "loc-1"}}))
+    conn = Connection(
+        conn_id="x",
+        conn_type="crm_housecallpro",
+        password=KEY,
+        extra=json.dumps({"baseUrl": f"{API}", "crmSettings": {"companyId": "loc-1"}}),
+    )
     assert HousecallProHook.credentials_from_connection(conn) == {"apiKey": KEY, "baseUrl": API}
     monkeypatch.setenv("AIRFLOW_CONN_CRM_HOUSECALLPRO_DEFAULT", conn.as_json())
     rsps.add(responses.GET, f"{API}/customers/cus_1", json={"id": "cus_1"})
@@ -135,15 +145,23 @@ def test_rate_limits_and_account_id():
 
 
 # ---------------------------------------------------------------------- errors
-@pytest.mark.parametrize("status,payload,cls,text", [
-    (422, {"error": {"message": "address not found for this customer"}}, BadRecordError, "address not found"),
-    (422, {"errors": {"zip": ["is missing"], "city": ["is missing"]}}, BadRecordError, "zip is missing; city is missing"),
-    (404, {"error": "job not found"}, BadRecordError, "job not found"),
-    (400, {"message": "Unit price must be a number", "unit_price": "nan"}, BadRecordError, "Unit price"),
-    (429, {"error": {"message": "Too many requests"}}, RateLimitedError, "Too many"),
-    (500, "<html>oops</html>", RetryableError, "oops"),
-    (502, None, RetryableError, "Bad Gateway"),
-])
+@pytest.mark.parametrize(
+    "status,payload,cls,text",
+    [
+        (422, {"error": {"message": "address not found for this customer"}}, BadRecordError, "address not found"),
+        (
+            422,
+            {"errors": {"zip": ["is missing"], "city": ["is missing"]}},
+            BadRecordError,
+            "zip is missing; city is missing",
+        ),
+        (404, {"error": "job not found"}, BadRecordError, "job not found"),
+        (400, {"message": "Unit price must be a number", "unit_price": "nan"}, BadRecordError, "Unit price"),
+        (429, {"error": {"message": "Too many requests"}}, RateLimitedError, "Too many"),
+        (500, "<html>oops</html>", RetryableError, "oops"),
+        (502, None, RetryableError, "Bad Gateway"),
+    ],
+)
 def test_classify_error_reads_each_documented_body(status, payload, cls, text):
     response = requests.Response()
     response.status_code = status
@@ -186,8 +204,13 @@ def test_create_after_a_timeout_is_unconfirmed(rsps, sleeps):
 
 
 def test_create_after_a_429_is_resent(rsps, sleeps):
-    rsps.add(responses.POST, f"{API}/customers/cus_1/addresses", status=429, headers={"Retry-After": "2"},
-             json={"error": {"message": "Too many requests"}})
+    rsps.add(
+        responses.POST,
+        f"{API}/customers/cus_1/addresses",
+        status=429,
+        headers={"Retry-After": "2"},
+        json={"error": {"message": "Too many requests"}},
+    )
     rsps.add(responses.POST, f"{API}/customers/cus_1/addresses", json={"id": "adr_1"})
     h = hook()
     assert h.create_address("cus_1", {"street": "1 Elm"}) == {"id": "adr_1"}
@@ -225,8 +248,12 @@ def test_create_and_update_customer_shapes(rsps):
     rsps.add(responses.POST, f"{API}/customers", status=201, json={"id": "cus_1", "addresses": [{"id": "adr_1"}]})
     rsps.add(responses.PUT, f"{API}/customers/cus_1", json={"id": "cus_1"})
     h = hook()
-    payload = {"first_name": "Ann", "email": "ann@x.com", "notifications_enabled": False,
-               "addresses": [{"street": "1 Elm", "country": "US"}]}
+    payload = {
+        "first_name": "Ann",
+        "email": "ann@x.com",
+        "notifications_enabled": False,
+        "addresses": [{"street": "1 Elm", "country": "US"}],
+    }
     assert h.create_customer(payload)["addresses"] == [{"id": "adr_1"}]
     h.update_customer("cus_1", {"last_name": "Smith"})
     assert body(rsps.calls[0]) == payload and rsps.calls[0].request.headers["Content-Type"] == "application/json"
@@ -236,7 +263,9 @@ def test_create_and_update_customer_shapes(rsps):
 def test_job_shapes(rsps):
     rsps.add(responses.POST, f"{API}/jobs", status=201, json={"id": "job_1", "notes": []})
     rsps.add(responses.POST, f"{API}/jobs/job_1/notes", status=201, json={"id": "nte_1", "content": "hi"})
-    rsps.add(responses.DELETE, f"{API}/jobs/job_1/notes/nte_0", status=404, json={"error": {"message": "note not found"}})
+    rsps.add(
+        responses.DELETE, f"{API}/jobs/job_1/notes/nte_0", status=404, json={"error": {"message": "note not found"}}
+    )
     rsps.add(responses.DELETE, f"{API}/jobs/job_1/notes/nte_1", status=200)
     h = hook()
     job = {"customer_id": "cus_1", "address_id": "adr_1", "notes": "x", "tags": ["Rank It Pro"]}
@@ -251,8 +280,13 @@ def test_job_shapes(rsps):
 def test_list_jobs_shape_and_last_page(rsps):
     rsps.add(responses.GET, f"{API}/jobs", json=page("jobs", [{"id": "job_2"}, {"id": "job_1"}], 1, 1, 100))
     assert [j["id"] for j in hook().list_jobs("cus_1")] == ["job_2", "job_1"]
-    assert query(rsps.calls[0]) == {"customer_id": "cus_1", "sort_by": "created_at", "sort_direction": "desc",
-                                    "page": "1", "page_size": "100"}
+    assert query(rsps.calls[0]) == {
+        "customer_id": "cus_1",
+        "sort_by": "created_at",
+        "sort_direction": "desc",
+        "page": "1",
+        "page_size": "100",
+    }
     assert len(rsps.calls) == 1
 
 
@@ -278,14 +312,21 @@ def hcp(sandbox):
     from crm_sync.models import SyncSettings
 
     key = f"hcp-dest-{uuid.uuid4().hex}"
-    requests.post(f"{sandbox.url}/_sandbox/accounts", json={"crm": "housecallpro", "account": "dest",
-                                                           "credentials": {"apiKey": key}}, timeout=10).raise_for_status()
-    requests.post(f"{sandbox.url}/_sandbox/records/housecallpro/dest/job_types", json=[{"name": "AC Repair"}],
-                  timeout=10).raise_for_status()
+    requests.post(
+        f"{sandbox.url}/_sandbox/accounts",
+        json={"crm": "housecallpro", "account": "dest", "credentials": {"apiKey": key}},
+        timeout=10,
+    ).raise_for_status()
+    requests.post(
+        f"{sandbox.url}/_sandbox/records/housecallpro/dest/job_types", json=[{"name": "AC Repair"}], timeout=10
+    ).raise_for_status()
 
     def make(**crm_settings):
-        h = HousecallProHook(credentials={"apiKey": key, "baseUrl": f"{sandbox.url}/housecallpro"},
-                             settings=crm_settings, account_key=f"hcp-{uuid.uuid4()}")
+        h = HousecallProHook(
+            credentials={"apiKey": key, "baseUrl": f"{sandbox.url}/housecallpro"},
+            settings=crm_settings,
+            account_key=f"hcp-{uuid.uuid4()}",
+        )
         dest = HousecallProDestination(h, SyncSettings())
         dest.prepare()
         return dest
@@ -299,11 +340,27 @@ def check_ins(n, start=0, **overrides):
     from crm_sync.prepare import prepare_check_in
 
     moment = datetime.now() - timedelta(days=1)
-    return [prepare_check_in({"id": 500 + i, "company_id": 7, "job_type": "AC Repair", "customer_name": f"Ann Lee{i}",
-                              "customer_email": f"ann{i}@example.com", "customer_phone": None,
-                              "address": f"{i} Oak St", "city": "Austin", "state": "TX", "zip": "78701",
-                              "notes": f"visit {i}", "created_at": moment, **overrides}, SyncSettings())
-            for i in range(start, start + n)]
+    return [
+        prepare_check_in(
+            {
+                "id": 500 + i,
+                "company_id": 7,
+                "job_type": "AC Repair",
+                "customer_name": f"Ann Lee{i}",
+                "customer_email": f"ann{i}@example.com",
+                "customer_phone": None,
+                "address": f"{i} Oak St",
+                "city": "Austin",
+                "state": "TX",
+                "zip": "78701",
+                "notes": f"visit {i}",
+                "created_at": moment,
+                **overrides,
+            },
+            SyncSettings(),
+        )
+        for i in range(start, start + n)
+    ]
 
 
 def stored(url, obj):
@@ -349,8 +406,11 @@ def test_job_create_that_times_out_is_found_not_duplicated(hcp, monkeypatch):
     dest.create_customers(rows)
     monkeypatch.setattr(CrmHook, "timeout", (2.0, 0.3))
     monkeypatch.setattr(destination_module, "UNCONFIRMED_GRACE_SECONDS", 1.0)
-    requests.post(f"{hcp.url}/_sandbox/faults", json={"crm": "housecallpro", "latency_ms": 800, "count": 1,
-                                                      "path_contains": "/housecallpro/jobs"}, timeout=5)
+    requests.post(
+        f"{hcp.url}/_sandbox/faults",
+        json={"crm": "housecallpro", "latency_ms": 800, "count": 1, "path_contains": "/housecallpro/jobs"},
+        timeout=5,
+    )
     result = dest.create_visits([(rows[0], dest._refs[rows[0].customer_key])])[rows[0].visit_key]
     assert result.ok
     jobs = stored(hcp.url, "jobs")
@@ -434,7 +494,10 @@ def test_update_customers_reads_once_and_writes_only_what_differs(hcp):
     assert dest.hook.stats.by_endpoint == {"GET /job_fields/job_types": 1, "GET /customers/{id}": 1}
     renamed = check_ins(1, id=802, customer_name="Ann Leigh")[0]
     dest.update_customers([(CustomerRef(crm_id, "adr_x"), renamed)])
-    assert dest.hook.stats.by_endpoint["PUT /customers/{id}"] == 1 and dest.hook.stats.by_endpoint["GET /customers/{id}"] == 1
+    assert (
+        dest.hook.stats.by_endpoint["PUT /customers/{id}"] == 1
+        and dest.hook.stats.by_endpoint["GET /customers/{id}"] == 1
+    )
     (customer,) = stored(hcp.url, "customers")
     assert customer["last_name"] == "Leigh" and customer["email"] == "ann0@example.com"
     # the run now knows the customer: the job goes to the check-in's street, not the remembered address

@@ -14,10 +14,20 @@ from crm_sync.text import utf16_len
 
 
 def row(**overrides):
-    base = {"id": 1234, "company_id": 42, "job_type": "AC Repair", "customer_name": "SMITH, ANN",
-            "customer_email": " Ann.Smith@Example.com ", "customer_phone": "(512) 555-0100 x12",
-            "notes": "Replaced capacitor.", "address": "12 Oak St", "city": "Austin", "state": "TX", "zip": "78701",
-            "created_at": datetime(2026, 11, 20, 14, 30)}
+    base = {
+        "id": 1234,
+        "company_id": 42,
+        "job_type": "AC Repair",
+        "customer_name": "SMITH, ANN",
+        "customer_email": " Ann.Smith@Example.com ",
+        "customer_phone": "(512) 555-0100 x12",
+        "notes": "Replaced capacitor.",
+        "address": "12 Oak St",
+        "city": "Austin",
+        "state": "TX",
+        "zip": "78701",
+        "created_at": datetime(2026, 11, 20, 14, 30),
+    }
     return {**base, **overrides}
 
 
@@ -27,10 +37,15 @@ def prepared(**overrides):
 
 def test_customer_payload_from_a_messy_check_in():
     payload, warnings = m.customer_payload(prepared().customer)
-    assert payload == {"first_name": "Ann", "last_name": "Smith", "email": "ann.smith@example.com",
-                       "mobile_number": "5125550100", "notifications_enabled": False, "tags": ["Rank It Pro"],
-                       "addresses": [{"street": "12 Oak St", "city": "Austin", "state": "TX", "zip": "78701",
-                                      "country": "US"}]}
+    assert payload == {
+        "first_name": "Ann",
+        "last_name": "Smith",
+        "email": "ann.smith@example.com",
+        "mobile_number": "5125550100",
+        "notifications_enabled": False,
+        "tags": ["Rank It Pro"],
+        "addresses": [{"street": "12 Oak St", "city": "Austin", "state": "TX", "zip": "78701", "country": "US"}],
+    }
     assert warnings == []
 
 
@@ -55,29 +70,40 @@ def test_phones_national_for_north_america_e164_otherwise():
 
 
 def test_update_payload_never_touches_the_email():
-    assert m.customer_update_payload(prepared().customer) == {"first_name": "Ann", "last_name": "Smith",
-                                                              "mobile_number": "5125550100"}
+    assert m.customer_update_payload(prepared().customer) == {
+        "first_name": "Ann",
+        "last_name": "Smith",
+        "mobile_number": "5125550100",
+    }
     assert m.customer_update_payload(Customer(email="a@x.com")) == {}
 
 
 def test_address_payload_complete_or_none():
     customer = prepared().customer
-    assert m.address_payload(customer) == {"street": "12 Oak St", "city": "Austin", "state": "TX", "zip": "78701",
-                                           "country": "US"}
+    assert m.address_payload(customer) == {
+        "street": "12 Oak St",
+        "city": "Austin",
+        "state": "TX",
+        "zip": "78701",
+        "country": "US",
+    }
     assert m.address_payload(Customer(street="12 Oak St", city="Austin")) is None
     assert m.address_payload(Customer(street="12 Oak St"), complete=False) == {"street": "12 Oak St", "country": "US"}
     assert m.address_payload(Customer(city="Austin"), complete=False) is None
 
 
-@pytest.mark.parametrize("key,record,expected", [
-    ("email:ann@x.com", {"email": "Ann@X.com "}, True),
-    ("email:ann@x.com", {"email": "ann2@x.com"}, False),
-    ("phone:+15125550100", {"mobile_number": None, "work_number": "(512) 555-0100"}, True),
-    ("phone:+15125550100", {"mobile_number": "5125550101"}, False),
-    ("name:ann smith", {"first_name": "Ann", "last_name": " Smith"}, True),
-    ("name:ann smith", {"first_name": "Anne", "last_name": "Smith"}, False),
-    ("key:whatever", {"email": "x"}, False),
-])
+@pytest.mark.parametrize(
+    "key,record,expected",
+    [
+        ("email:ann@x.com", {"email": "Ann@X.com "}, True),
+        ("email:ann@x.com", {"email": "ann2@x.com"}, False),
+        ("phone:+15125550100", {"mobile_number": None, "work_number": "(512) 555-0100"}, True),
+        ("phone:+15125550100", {"mobile_number": "5125550101"}, False),
+        ("name:ann smith", {"first_name": "Ann", "last_name": " Smith"}, True),
+        ("name:ann smith", {"first_name": "Anne", "last_name": "Smith"}, False),
+        ("key:whatever", {"email": "x"}, False),
+    ],
+)
 def test_search_hits_are_checked_exactly(key, record, expected):
     assert m.customer_matches(key, record) is expected
 
@@ -90,9 +116,11 @@ def test_search_text_per_key_kind():
 
 
 def test_pick_address_prefers_the_check_in_street():
-    addresses = [{"id": "adr_1", "type": "billing", "street": "9 Elm Dr", "zip": "78702"},
-                 {"id": "adr_2", "type": "service", "street": "12 Oak St.", "zip": "78701-1234"},
-                 {"street": "no id"}]
+    addresses = [
+        {"id": "adr_1", "type": "billing", "street": "9 Elm Dr", "zip": "78702"},
+        {"id": "adr_2", "type": "service", "street": "12 Oak St.", "zip": "78701-1234"},
+        {"street": "no id"},
+    ]
     assert m.pick_address(addresses, Customer(street="12  oak st", zip="78701")) == "adr_2"
     assert m.pick_address(addresses, Customer(street="12 Oak Street")) == "adr_2"
     assert m.pick_address(addresses, Customer(street="9 Elm Drive")) == "adr_1"
@@ -105,12 +133,16 @@ def test_pick_address_prefers_the_check_in_street():
 
 def test_job_payload_carries_marker_tags_and_optional_fields():
     item = prepared()
-    payload, warnings = m.job_payload(item, "cus_1", "adr_1", tags=["Rank It Pro"], job_type_id="jbt_9",
-                                      schedule_minutes=90)
+    payload, warnings = m.job_payload(
+        item, "cus_1", "adr_1", tags=["Rank It Pro"], job_type_id="jbt_9", schedule_minutes=90
+    )
     assert payload["customer_id"] == "cus_1" and payload["address_id"] == "adr_1"
     assert payload["tags"] == ["Rank It Pro"] and payload["job_fields"] == {"job_type_id": "jbt_9"}
-    assert payload["schedule"] == {"scheduled_start": "2026-11-20T14:30:00Z", "scheduled_end": "2026-11-20T16:00:00Z",
-                                   "arrival_window": 0}
+    assert payload["schedule"] == {
+        "scheduled_start": "2026-11-20T14:30:00Z",
+        "scheduled_end": "2026-11-20T16:00:00Z",
+        "arrival_window": 0,
+    }
     assert payload["notes"].startswith("[Rank It Pro sync key: rankitpro-42-1234]\n\n")
     assert "Replaced capacitor." in payload["notes"] and warnings == []
     assert m.markers_in(payload["notes"]) == {"rankitpro-42-1234"}
@@ -150,4 +182,6 @@ def test_customer_changes_compare_phones_as_numbers():
     record = {"first_name": "Ann", "last_name": "Smith", "mobile_number": "(512) 555-0100", "email": "other@x.com"}
     assert m.customer_changes(record, customer) == {}
     assert m.customer_changes({**record, "last_name": "Smyth", "mobile_number": None}, customer) == {
-        "last_name": "Smith", "mobile_number": "5125550100"}
+        "last_name": "Smith",
+        "mobile_number": "5125550100",
+    }

@@ -44,8 +44,10 @@ THROTTLE = {"maximumAvailable": 10000, "currentlyAvailable": 9990, "restoreRate"
 
 def jwt(seconds: float) -> str:
     """A JWT-shaped token expiring in ``seconds`` (Jobber's access tokens are JWTs)."""
+
     def part(obj):
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
     return f"{part({'alg': 'HS256'})}.{part({'exp': int(time.time() + seconds), 'n': uuid.uuid4().hex})}.sig"
 
 
@@ -56,14 +58,25 @@ class FastJobber(JobberHook):
 
 def hook(credentials=None, writer=None, **kwargs) -> FastJobber:
     kwargs.setdefault("account_key", f"jb-{uuid.uuid4()}")
-    creds = credentials if credentials is not None else {"clientId": "cid", "clientSecret": CLIENT_SECRET,
-                                                         "refreshToken": REFRESH}
+    creds = (
+        credentials
+        if credentials is not None
+        else {"clientId": "cid", "clientSecret": CLIENT_SECRET, "refreshToken": REFRESH}
+    )
     return FastJobber(credentials=creds, credentials_writer=writer, **kwargs)
 
 
 def gql(data=None, errors=None, requested=10, actual=5, throttle=None, **extensions) -> dict:
-    body = {"extensions": {"cost": {"requestedQueryCost": requested, "actualQueryCost": actual,
-                                    "throttleStatus": throttle or THROTTLE}, **extensions}}
+    body = {
+        "extensions": {
+            "cost": {
+                "requestedQueryCost": requested,
+                "actualQueryCost": actual,
+                "throttleStatus": throttle or THROTTLE,
+            },
+            **extensions,
+        }
+    }
     if data is not None or errors is None:
         body["data"] = data
     if errors is not None:
@@ -82,8 +95,11 @@ def graphql_calls(rsps):
 # ---------------------------------------------------------------------- auth and rotation
 def test_refresh_request_shape_and_rotated_tokens_written_before_use(rsps):
     access = jwt(3600)
-    rsps.add(responses.POST, TOKEN, json={"access_token": access, "refresh_token": ROTATED,
-                                          "expires_at": "2026-11-25 21:04:31 UTC"})
+    rsps.add(
+        responses.POST,
+        TOKEN,
+        json={"access_token": access, "refresh_token": ROTATED, "expires_at": "2026-11-25 21:04:31 UTC"},
+    )
     rsps.add(responses.POST, GRAPHQL, json=gql({"account": {"id": "MQ==", "name": "Acme HVAC"}}))
     order = []
 
@@ -94,8 +110,12 @@ def test_refresh_request_shape_and_rotated_tokens_written_before_use(rsps):
     assert h.account() == {"id": "MQ==", "name": "Acme HVAC"}
     token_req = rsps.calls[0].request
     assert token_req.headers["Content-Type"] == "application/x-www-form-urlencoded"
-    assert parse_qs(token_req.body) == {"client_id": ["cid"], "client_secret": [CLIENT_SECRET],
-                                        "grant_type": ["refresh_token"], "refresh_token": [REFRESH]}
+    assert parse_qs(token_req.body) == {
+        "client_id": ["cid"],
+        "client_secret": [CLIENT_SECRET],
+        "grant_type": ["refresh_token"],
+        "refresh_token": [REFRESH],
+    }
     # written once, only the rotated keys, after the token call and before the GraphQL call
     assert order == [("write", {"accessToken": access, "refreshToken": ROTATED}, 1)]
     assert rsps.calls[1].request.headers["Authorization"] == f"Bearer {access}"
@@ -129,15 +149,23 @@ def test_a_valid_stored_access_token_is_used_without_refreshing(rsps):
 
 def test_401_refreshes_once_and_never_reuses_the_refused_token(rsps):
     stored, fresh = jwt(3600), jwt(3600)
-    rsps.add(responses.POST, GRAPHQL, status=401, json={"error": "invalid_request",
-                                                        "error_description": "The access token is invalid"})
+    rsps.add(
+        responses.POST,
+        GRAPHQL,
+        status=401,
+        json={"error": "invalid_request", "error_description": "The access token is invalid"},
+    )
     rsps.add(responses.POST, TOKEN, json={"access_token": fresh, "refresh_token": ROTATED})
     rsps.add(responses.POST, GRAPHQL, json=gql({"account": {"id": "1", "name": "A"}}))
-    h = hook({"clientId": "cid", "clientSecret": CLIENT_SECRET, "refreshToken": REFRESH, "accessToken": stored},
-             writer=lambda creds: None)
+    h = hook(
+        {"clientId": "cid", "clientSecret": CLIENT_SECRET, "refreshToken": REFRESH, "accessToken": stored},
+        writer=lambda creds: None,
+    )
     h.account()
-    assert [c.request.headers.get("Authorization") for c in graphql_calls(rsps)] == [f"Bearer {stored}",
-                                                                                    f"Bearer {fresh}"]
+    assert [c.request.headers.get("Authorization") for c in graphql_calls(rsps)] == [
+        f"Bearer {stored}",
+        f"Bearer {fresh}",
+    ]
 
 
 def test_without_a_writer_the_refresh_token_is_never_redeemed(rsps):
@@ -164,8 +192,12 @@ def test_a_writer_that_keeps_failing_stops_before_the_new_token_is_used(rsps):
 
 
 def test_dead_refresh_token_asks_to_reconnect_without_leaking(rsps):
-    rsps.add(responses.POST, TOKEN, status=400,
-             json={"error": "invalid_grant", "error_description": f"The provided refresh token is not valid. {REFRESH}"})
+    rsps.add(
+        responses.POST,
+        TOKEN,
+        status=400,
+        json={"error": "invalid_grant", "error_description": f"The provided refresh token is not valid. {REFRESH}"},
+    )
     h = hook(writer=lambda creds: None)
     with pytest.raises(BadCredentialsError) as info:
         h.account()
@@ -193,11 +225,14 @@ def test_an_expired_bare_jwt_fails_before_any_request(rsps):
     assert len(rsps.calls) == 0
 
 
-@pytest.mark.parametrize(("creds", "missing"), [
-    ({"clientId": "cid"}, "refreshToken, clientId and clientSecret"),
-    ({"refreshToken": REFRESH}, "clientId, clientSecret"),
-    ({"refreshToken": REFRESH, "clientId": "cid", "clientSecret": " "}, "clientSecret"),
-])
+@pytest.mark.parametrize(
+    ("creds", "missing"),
+    [
+        ({"clientId": "cid"}, "refreshToken, clientId and clientSecret"),
+        ({"refreshToken": REFRESH}, "clientId, clientSecret"),
+        ({"refreshToken": REFRESH, "clientId": "cid", "clientSecret": " "}, "clientSecret"),
+    ],
+)
 def test_missing_keys_are_named(rsps, creds, missing):
     h = hook(creds, writer=lambda c: None)
     with pytest.raises(ConfigurationError, match=missing):
@@ -207,36 +242,68 @@ def test_missing_keys_are_named(rsps, creds, missing):
 
 def test_override_hosts_must_be_allowed_for_api_and_token(rsps, monkeypatch):
     monkeypatch.setenv("CRM_SYNC_ALLOWED_HOSTS", "127.0.0.1:*")
-    bad = hook({"clientId": "cid", "clientSecret": CLIENT_SECRET, "refreshToken": REFRESH,
-                "baseUrl": "https://jobber.example.org/api"}, writer=lambda c: None)
+    bad = hook(
+        {
+            "clientId": "cid",
+            "clientSecret": CLIENT_SECRET,
+            "refreshToken": REFRESH,
+            "baseUrl": "https://jobber.example.org/api",
+        },
+        writer=lambda c: None,
+    )
     with pytest.raises(ConfigurationError, match="CRM_SYNC_ALLOWED_HOSTS"):
         bad.account()
-    bad_auth = hook({"clientId": "cid", "clientSecret": CLIENT_SECRET, "refreshToken": REFRESH,
-                     "authUrl": "http://evil.example.org"}, writer=lambda c: None)
+    bad_auth = hook(
+        {
+            "clientId": "cid",
+            "clientSecret": CLIENT_SECRET,
+            "refreshToken": REFRESH,
+            "authUrl": "http://evil.example.org",
+        },
+        writer=lambda c: None,
+    )
     with pytest.raises(ConfigurationError, match="CRM_SYNC_ALLOWED_HOSTS"):
         bad_auth.account()
     assert len(rsps.calls) == 0
     base = "http://127.0.0.1:8099/jobber/api"
     rsps.add(responses.POST, f"{base}/oauth/token", json={"access_token": jwt(3600), "refresh_token": ROTATED})
     rsps.add(responses.POST, f"{base}/graphql", json=gql({"account": {"id": "1", "name": "Sandbox Co"}}))
-    ok = hook({"clientId": "cid", "clientSecret": CLIENT_SECRET, "refreshToken": REFRESH, "baseUrl": base},
-              writer=lambda c: None)
+    ok = hook(
+        {"clientId": "cid", "clientSecret": CLIENT_SECRET, "refreshToken": REFRESH, "baseUrl": base},
+        writer=lambda c: None,
+    )
     assert ok.test_connection() == (True, "Connected to Jobber account Sandbox Co (API version 2025-04-16)")
 
 
 def test_credentials_from_connection():
-    conn = Connection(conn_id="j", conn_type="crm_jobber", login="cid", password=CLIENT_SECRET,
-                      extra=json.dumps({"refreshToken": REFRESH, "extra__crm_jobber__baseUrl": "https://x.getjobber.com/api",
-                                        "crmSettings": {"apiVersion": "2025-01-20"}}))
+    conn = Connection(
+        conn_id="j",
+        conn_type="crm_jobber",
+        login="cid",
+        password=CLIENT_SECRET,
+        extra=json.dumps(
+            {
+                "refreshToken": REFRESH,
+                "extra__crm_jobber__baseUrl": "https://x.getjobber.com/api",
+                "crmSettings": {"apiVersion": "2025-01-20"},
+            }
+        ),
+    )
     assert JobberHook.credentials_from_connection(conn) == {
-        "clientId": "cid", "clientSecret": CLIENT_SECRET, "refreshToken": REFRESH,
-        "baseUrl": "https://x.getjobber.com/api"}
+        "clientId": "cid",
+        "clientSecret": CLIENT_SECRET,
+        "refreshToken": REFRESH,
+        "baseUrl": "https://x.getjobber.com/api",
+    }
 
 
 # ---------------------------------------------------------------------- GraphQL requests
 def test_graphql_request_shape_version_header_and_aliases(rsps):
-    rsps.add(responses.POST, GRAPHQL, json=gql({"s0": {"nodes": [{"id": "MQ==", "emails": [{"address": "a@x.com"}]}]},
-                                                "s1": {"nodes": []}}))
+    rsps.add(
+        responses.POST,
+        GRAPHQL,
+        json=gql({"s0": {"nodes": [{"id": "MQ==", "emails": [{"address": "a@x.com"}]}]}, "s1": {"nodes": []}}),
+    )
     h = hook({"apiKey": "legacy-bearer-token-123"}, settings={"apiVersion": "2025-01-20"})
     found = h.search_clients(["a@x.com", "5125550100", "a@x.com"], first=3)
     assert found == {"a@x.com": [{"id": "MQ==", "emails": [{"address": "a@x.com"}]}], "5125550100": []}
@@ -246,8 +313,10 @@ def test_graphql_request_shape_version_header_and_aliases(rsps):
     body = sent(rsps.calls[0])
     assert body["variables"] == {"t0": "a@x.com", "t1": "5125550100"}
     assert body["query"].startswith("query RipClientSearch($t0: String!, $t1: String!) { s0: clients(")
-    assert "s1: clients(searchTerm: $t1, first: 3) { nodes { id firstName lastName companyName emails { address } " \
-           "phones { number } } }" in body["query"]
+    assert (
+        "s1: clients(searchTerm: $t1, first: 3) { nodes { id firstName lastName companyName emails { address } "
+        "phones { number } } }" in body["query"]
+    )
 
 
 def test_query_points_spent_are_counted_beside_the_requests(rsps):
@@ -269,7 +338,9 @@ def test_invalid_api_version_setting_is_a_configuration_error(rsps):
 def test_query_cost_follows_jobbers_rule():
     # every field 1, nodes free, a connection's nodes times first (the rate-limit page's examples)
     assert f("quote", "id", "cost", "title", f("client", "id", "firstName"), id='"MTc1"').cost() == 7
-    assert f("quotes", f("edges", f("node", "id", "cost", "quoteNumber", "quoteStatus", "title")), first=10).cost() == 50
+    assert (
+        f("quotes", f("edges", f("node", "id", "cost", "quoteNumber", "quoteStatus", "title")), first=10).cost() == 50
+    )
     paged = f("jobs", f("nodes", "id", "title"), f("pageInfo", "hasNextPage", "endCursor"), first=100)
     assert paged.cost() == 203
 
@@ -281,9 +352,20 @@ def test_chunks_respect_cost_cap_and_alias_setting():
 
 
 def test_throttled_answer_waits_for_the_bucket_then_succeeds(rsps, sleeps):
-    throttled = gql(errors=[{"message": "Throttled", "extensions": {
-        "code": "THROTTLED", "documentation": "https://developer.getjobber.com/docs/using_jobbers_api/api_rate_limits"}}],
-        requested=1500, actual=0, throttle={"maximumAvailable": 10000, "currentlyAvailable": 500, "restoreRate": 500})
+    throttled = gql(
+        errors=[
+            {
+                "message": "Throttled",
+                "extensions": {
+                    "code": "THROTTLED",
+                    "documentation": "https://developer.getjobber.com/docs/using_jobbers_api/api_rate_limits",
+                },
+            }
+        ],
+        requested=1500,
+        actual=0,
+        throttle={"maximumAvailable": 10000, "currentlyAvailable": 500, "restoreRate": 500},
+    )
     rsps.add(responses.POST, GRAPHQL, json=throttled)
     rsps.add(responses.POST, GRAPHQL, json=gql({"account": {"id": "1", "name": "A"}}))
     h = hook({"apiKey": "t0k3n-legacy"})
@@ -315,38 +397,71 @@ def test_5xx_and_timeouts_are_retried_then_raised(rsps, sleeps):
 
 
 def test_document_the_version_rejects_is_a_configuration_error(rsps):
-    rsps.add(responses.POST, GRAPHQL, json=gql(errors=[{
-        "message": "Field 'clientProperties' doesn't exist on type 'Client'", "locations": [{"line": 1, "column": 9}],
-        "extensions": {"code": "undefinedField", "typeName": "Client", "fieldName": "clientProperties"}}]))
+    rsps.add(
+        responses.POST,
+        GRAPHQL,
+        json=gql(
+            errors=[
+                {
+                    "message": "Field 'clientProperties' doesn't exist on type 'Client'",
+                    "locations": [{"line": 1, "column": 9}],
+                    "extensions": {"code": "undefinedField", "typeName": "Client", "fieldName": "clientProperties"},
+                }
+            ]
+        ),
+    )
     with pytest.raises(ConfigurationError, match="API version 2025-04-16 rejected"):
         hook({"apiKey": "t0k3n-legacy"}).get_clients(["MQ=="])
 
 
 def test_disconnected_app_asks_to_reconnect(rsps):
-    rsps.add(responses.POST, GRAPHQL, json=gql(errors=[{
-        "message": "User has disconnected this app from their account. Please delete this token"}]))
+    rsps.add(
+        responses.POST,
+        GRAPHQL,
+        json=gql(errors=[{"message": "User has disconnected this app from their account. Please delete this token"}]),
+    )
     with pytest.raises(BadCredentialsError, match="reconnect Jobber"):
         hook({"apiKey": "t0k3n-legacy"}).account()
 
 
 def test_a_read_that_failed_in_part_is_never_taken_for_nothing_found(rsps):
-    rsps.add(responses.POST, GRAPHQL, json=gql({"s0": None, "s1": {"nodes": []}}, errors=[
-        {"message": "Internal error", "path": ["s0"], "locations": [{"line": 1, "column": 40}]}]))
+    rsps.add(
+        responses.POST,
+        GRAPHQL,
+        json=gql(
+            {"s0": None, "s1": {"nodes": []}},
+            errors=[{"message": "Internal error", "path": ["s0"], "locations": [{"line": 1, "column": 40}]}],
+        ),
+    )
     with pytest.raises(RetryableError, match="Internal error"):
         hook({"apiKey": "t0k3n-legacy"}).search_clients(["a@x.com", "b@x.com"])
 
 
 def test_mutation_outcomes_user_errors_and_uncertain(rsps):
-    rsps.add(responses.POST, GRAPHQL, json=gql({
-        "m0": {"job": {"id": "Sm9iMQ==", "jobNumber": 7, "title": "t (rankitpro-1-1)"}, "userErrors": []},
-        "m1": {"job": None, "userErrors": [{"message": "Instructions is invalid", "path": ["input", "instructions"]}]},
-    }))
-    rsps.add(responses.POST, GRAPHQL, json=gql(None, errors=[
-        {"message": "boom", "path": ["m1"], "locations": [{"line": 1, "column": 90}]}]))
+    rsps.add(
+        responses.POST,
+        GRAPHQL,
+        json=gql(
+            {
+                "m0": {"job": {"id": "Sm9iMQ==", "jobNumber": 7, "title": "t (rankitpro-1-1)"}, "userErrors": []},
+                "m1": {
+                    "job": None,
+                    "userErrors": [{"message": "Instructions is invalid", "path": ["input", "instructions"]}],
+                },
+            }
+        ),
+    )
+    rsps.add(
+        responses.POST,
+        GRAPHQL,
+        json=gql(None, errors=[{"message": "boom", "path": ["m1"], "locations": [{"line": 1, "column": 90}]}]),
+    )
     h = hook({"apiKey": "t0k3n-legacy"})
     good, bad = h.create_jobs([{"propertyId": "p"}, {"propertyId": "p"}])
     assert good.ok and good.record["id"] == "Sm9iMQ=="
-    assert not bad.ok and not bad.uncertain and bad.error == "Jobber refused: Instructions is invalid (input.instructions)"
+    assert (
+        not bad.ok and not bad.uncertain and bad.error == "Jobber refused: Instructions is invalid (input.instructions)"
+    )
     body = sent(rsps.calls[0])
     assert body["query"].startswith("mutation RipJobCreate($i0: JobCreateAttributes!, $i1: JobCreateAttributes!)")
     assert "m0: jobCreate(input: $i0) { job { id jobNumber title } userErrors { message path } }" in body["query"]
@@ -356,10 +471,20 @@ def test_mutation_outcomes_user_errors_and_uncertain(rsps):
 
 
 def test_jobs_created_after_follows_cursors(rsps):
-    rsps.add(responses.POST, GRAPHQL, json=gql({"jobs": {"nodes": [{"id": "1", "title": "a"}],
-                                                         "pageInfo": {"hasNextPage": True, "endCursor": "Y3Vy"}}}))
-    rsps.add(responses.POST, GRAPHQL, json=gql({"jobs": {"nodes": [{"id": "2", "title": "b"}],
-                                                         "pageInfo": {"hasNextPage": False, "endCursor": "Y3Vz"}}}))
+    rsps.add(
+        responses.POST,
+        GRAPHQL,
+        json=gql(
+            {"jobs": {"nodes": [{"id": "1", "title": "a"}], "pageInfo": {"hasNextPage": True, "endCursor": "Y3Vy"}}}
+        ),
+    )
+    rsps.add(
+        responses.POST,
+        GRAPHQL,
+        json=gql(
+            {"jobs": {"nodes": [{"id": "2", "title": "b"}], "pageInfo": {"hasNextPage": False, "endCursor": "Y3Vz"}}}
+        ),
+    )
     h = hook({"apiKey": "t0k3n-legacy"})
     jobs = list(h.jobs_created_after(datetime(2026, 11, 20, 12, 0, tzinfo=UTC)))
     assert [j["id"] for j in jobs] == ["1", "2"]
@@ -395,8 +520,12 @@ def test_version_warning_is_logged_once(rsps, caplog):
 
 
 def test_token_endpoint_outage_is_retryable_and_5xx_bodies_are_redacted(rsps, sleeps):
-    rsps.add(responses.POST, TOKEN, status=503, json={"error": "server_error",
-                                                      "error_description": f"refresh_token={REFRESH} failed"})
+    rsps.add(
+        responses.POST,
+        TOKEN,
+        status=503,
+        json={"error": "server_error", "error_description": f"refresh_token={REFRESH} failed"},
+    )
     h = hook(writer=lambda c: None, max_attempts=2)
     with pytest.raises(RetryableError) as info:
         h.account()
@@ -415,19 +544,44 @@ def _row(check_in_id: int):
     from crm_sync.models import SyncSettings
     from crm_sync.prepare import prepare_check_in
 
-    return prepare_check_in({"id": check_in_id, "company_id": 5, "customer_name": "Ann Lee",
-                             "customer_email": "ann@example.com", "address": "1 Main St", "zip": "78701",
-                             "created_at": datetime(2026, 11, 20, 9, 0)}, SyncSettings())
+    return prepare_check_in(
+        {
+            "id": check_in_id,
+            "company_id": 5,
+            "customer_name": "Ann Lee",
+            "customer_email": "ann@example.com",
+            "address": "1 Main St",
+            "zip": "78701",
+            "created_at": datetime(2026, 11, 20, 9, 0),
+        },
+        SyncSettings(),
+    )
 
 
 def test_find_visits_scans_recent_jobs_for_keys_the_search_misses(rsps):
-    rsps.add(responses.POST, GRAPHQL, json=gql({
-        "s0": {"nodes": [{"id": "J1", "title": "AC (rankitpro-5-1)"}]},
-        "s1": {"nodes": [{"id": "J9", "title": "AC (rankitpro-5-21)"}]},  # fuzzy hit: not the same key
-        "s2": {"nodes": []}}))
-    rsps.add(responses.POST, GRAPHQL, json=gql({"jobs": {
-        "nodes": [{"id": "J2", "title": "AC (rankitpro-5-2)"}, {"id": "J7", "title": "Office job"}],
-        "pageInfo": {"hasNextPage": True, "endCursor": "Y3Vy"}}}))
+    rsps.add(
+        responses.POST,
+        GRAPHQL,
+        json=gql(
+            {
+                "s0": {"nodes": [{"id": "J1", "title": "AC (rankitpro-5-1)"}]},
+                "s1": {"nodes": [{"id": "J9", "title": "AC (rankitpro-5-21)"}]},  # fuzzy hit: not the same key
+                "s2": {"nodes": []},
+            }
+        ),
+    )
+    rsps.add(
+        responses.POST,
+        GRAPHQL,
+        json=gql(
+            {
+                "jobs": {
+                    "nodes": [{"id": "J2", "title": "AC (rankitpro-5-2)"}, {"id": "J7", "title": "Office job"}],
+                    "pageInfo": {"hasNextPage": True, "endCursor": "Y3Vy"},
+                }
+            }
+        ),
+    )
     dest = _destination(hook({"apiKey": "t0k3n-legacy"}))
     rows = [_row(1), _row(2), _row(3)]
     rsps.add(responses.POST, GRAPHQL, json=gql({"jobs": {"nodes": [], "pageInfo": {"hasNextPage": False}}}))
@@ -443,8 +597,9 @@ def test_a_chunk_failing_after_another_landed_leaves_the_rest_uncertain(rsps):
     dest._properties["C1"] = [("P1", "1 main st|78701")]
     from crm_sync.destinations.base import CustomerRef
 
-    rsps.add(responses.POST, GRAPHQL, json=gql({"m0": {"job": {"id": "J1", "jobNumber": 1, "title": "x"},
-                                                       "userErrors": []}}))
+    rsps.add(
+        responses.POST, GRAPHQL, json=gql({"m0": {"job": {"id": "J1", "jobNumber": 1, "title": "x"}, "userErrors": []}})
+    )
     rsps.add(responses.POST, GRAPHQL, status=401, json={"error": "invalid_request"})
     rows = [_row(1), _row(2), _row(3)]
     results = dest.create_visits([(r, CustomerRef("C1")) for r in rows])
@@ -476,10 +631,14 @@ def test_classify_error_mapping():
     assert type(e) is BadCredentialsError and "reconnect Jobber" in str(e)
 
 
-@pytest.mark.parametrize("failure", [
-    {"status": 503, "json": {"errors": [{"message": "Service temporarily unavailable"}]}},
-    {"body": requests.ReadTimeout("read timed out")},
-], ids=["5xx", "timeout"])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"status": 503, "json": {"errors": [{"message": "Service temporarily unavailable"}]}},
+        {"body": requests.ReadTimeout("read timed out")},
+    ],
+    ids=["5xx", "timeout"],
+)
 def test_a_mutation_that_may_have_run_is_never_sent_twice(rsps, sleeps, failure):
     rsps.add(responses.POST, GRAPHQL, **failure)
     rsps.add(responses.POST, GRAPHQL, json=gql({"m0": {"job": {"id": "J1"}, "userErrors": []}}))
@@ -491,10 +650,16 @@ def test_a_mutation_that_may_have_run_is_never_sent_twice(rsps, sleeps, failure)
 
 def test_a_mutation_refused_unexecuted_is_sent_again(rsps, sleeps):
     rsps.add(responses.POST, GRAPHQL, status=429, headers={"Retry-After": "2"}, json={"error": "Too Many Requests"})
-    rsps.add(responses.POST, GRAPHQL, json=gql(errors=[{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
-                                               requested=900, actual=0,
-                                               throttle={"maximumAvailable": 10000, "currentlyAvailable": 400,
-                                                         "restoreRate": 500}))
+    rsps.add(
+        responses.POST,
+        GRAPHQL,
+        json=gql(
+            errors=[{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
+            requested=900,
+            actual=0,
+            throttle={"maximumAvailable": 10000, "currentlyAvailable": 400, "restoreRate": 500},
+        ),
+    )
     rsps.add(responses.POST, GRAPHQL, json=gql({"m0": {"job": {"id": "J1"}, "userErrors": []}}))
     h = hook({"apiKey": "t0k3n-legacy"})
     (outcome,) = h.create_jobs([{"propertyId": "p"}])
@@ -517,8 +682,7 @@ def sandbox_account(sandbox, name="jb", credentials=None, **limits) -> str:
 
 def sandbox_hook(sandbox, writes, credentials=None, **kwargs) -> FastJobber:
     creds = {**(credentials or SBX_CREDS), "baseUrl": f"{sandbox.url}/jobber/api"}
-    return FastJobber(credentials=creds, credentials_writer=writes.append, account_key=f"jb-{uuid.uuid4()}",
-                      **kwargs)
+    return FastJobber(credentials=creds, credentials_writer=writes.append, account_key=f"jb-{uuid.uuid4()}", **kwargs)
 
 
 @pytest.fixture
@@ -537,12 +701,28 @@ def test_sandbox_rotates_refresh_tokens_and_kills_the_old_one(live, sandbox):
     h.account()  # the 1-second token expired: refreshed with the rotated refresh token
     assert len(writes) == 2 and writes[0]["refreshToken"] != writes[1]["refreshToken"]
     token_url = f"{sandbox.url}/jobber/api/oauth/token"
-    old = requests.post(token_url, data={"grant_type": "refresh_token", "client_id": "sbx-client",
-                                         "client_secret": "sbx-secret-0001", "refresh_token": "sbx-refresh-0001"})
-    assert old.status_code == 400 and old.json() == {"error": "invalid_grant",
-                                                      "error_description": "The provided refresh token is not valid."}
-    wrong = requests.post(token_url, data={"grant_type": "refresh_token", "client_id": "sbx-client",
-                                           "client_secret": "nope", "refresh_token": writes[1]["refreshToken"]})
+    old = requests.post(
+        token_url,
+        data={
+            "grant_type": "refresh_token",
+            "client_id": "sbx-client",
+            "client_secret": "sbx-secret-0001",
+            "refresh_token": "sbx-refresh-0001",
+        },
+    )
+    assert old.status_code == 400 and old.json() == {
+        "error": "invalid_grant",
+        "error_description": "The provided refresh token is not valid.",
+    }
+    wrong = requests.post(
+        token_url,
+        data={
+            "grant_type": "refresh_token",
+            "client_id": "sbx-client",
+            "client_secret": "nope",
+            "refresh_token": writes[1]["refreshToken"],
+        },
+    )
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
     # a refused client authentication rotates nothing: the stored token still works
     assert sandbox_hook(sandbox, writes, {**SBX_CREDS, "refreshToken": writes[1]["refreshToken"]}).account()
@@ -551,23 +731,34 @@ def test_sandbox_rotates_refresh_tokens_and_kills_the_old_one(live, sandbox):
 def test_sandbox_graphql_shapes_validation_and_poisoned_fields(live, sandbox):
     sandbox_account(sandbox)
     h = sandbox_hook(sandbox, [])
-    (created, bad) = h.create_clients([
-        {"firstName": "Ann", "lastName": "Lee", "emails": [{"description": "MAIN", "primary": True,
-                                                            "address": "ann@example.com"}],
-         "phones": [{"description": "MAIN", "primary": True, "number": "(512) 555-0100 ext. 7"}],
-         "properties": [{"address": {"street1": "1 Main St", "postalCode": "78701"}}]},
-        {"firstName": "SANDBOX-INVALID"}])
+    (created, bad) = h.create_clients(
+        [
+            {
+                "firstName": "Ann",
+                "lastName": "Lee",
+                "emails": [{"description": "MAIN", "primary": True, "address": "ann@example.com"}],
+                "phones": [{"description": "MAIN", "primary": True, "number": "(512) 555-0100 ext. 7"}],
+                "properties": [{"address": {"street1": "1 Main St", "postalCode": "78701"}}],
+            },
+            {"firstName": "SANDBOX-INVALID"},
+        ]
+    )
     assert created.ok and bad.error == "Jobber refused: First name is invalid (input.firstName)"
     client_id = created.record["id"]
     prop = created.record["clientProperties"]["nodes"][0]
     assert prop["address"]["street1"] == "1 Main St"
     found = h.search_clients(["ann@example.com", "5125550100", "ann lee", "nobody@example.com"])
     assert [len(found[t]) for t in ("ann@example.com", "5125550100", "ann lee", "nobody@example.com")] == [1, 1, 1, 0]
-    job_input = {"propertyId": prop["id"], "title": "AC (rankitpro-1-2)", "instructions": "ok",
-                 "scheduling": {"createVisits": True, "notifyTeam": False},
-                 "invoicing": {"invoicingType": "FIXED_PRICE", "invoicingSchedule": "NEVER"}}
-    ok, poisoned, missing = h.create_jobs([job_input, {**job_input, "instructions": "SANDBOX-INVALID"},
-                                           {**job_input, "propertyId": "OTk5OTk="}])
+    job_input = {
+        "propertyId": prop["id"],
+        "title": "AC (rankitpro-1-2)",
+        "instructions": "ok",
+        "scheduling": {"createVisits": True, "notifyTeam": False},
+        "invoicing": {"invoicingType": "FIXED_PRICE", "invoicingSchedule": "NEVER"},
+    }
+    ok, poisoned, missing = h.create_jobs(
+        [job_input, {**job_input, "instructions": "SANDBOX-INVALID"}, {**job_input, "propertyId": "OTk5OTk="}]
+    )
     assert ok.ok and "Instructions is invalid" in poisoned.error and "Property not found" in missing.error
     assert h.search_jobs(["rankitpro-1-2"])["rankitpro-1-2"][0]["id"] == ok.record["id"]
     assert [o.ok for o in h.close_jobs([ok.record["id"]])] == [True]
@@ -575,11 +766,15 @@ def test_sandbox_graphql_shapes_validation_and_poisoned_fields(live, sandbox):
     jobs = requests.get(f"{sandbox.url}/_sandbox/records/jobber/jb/jobs", timeout=5).json()
     assert len(jobs) == 1 and jobs[0]["jobStatus"] == "archived"
     # a document the schema does not know: no data, a graphql-ruby style error
-    bad_doc = requests.post(f"{sandbox.url}/jobber/api/graphql", json={"query": "{ account { id nme } }"},
-                            headers={**h.auth_headers(), "X-JOBBER-GRAPHQL-VERSION": "2025-04-16"}).json()
+    bad_doc = requests.post(
+        f"{sandbox.url}/jobber/api/graphql",
+        json={"query": "{ account { id nme } }"},
+        headers={**h.auth_headers(), "X-JOBBER-GRAPHQL-VERSION": "2025-04-16"},
+    ).json()
     assert "data" not in bad_doc and bad_doc["errors"][0]["extensions"]["code"] == "undefinedField"
-    no_version = requests.post(f"{sandbox.url}/jobber/api/graphql", json={"query": "{ account { id } }"},
-                               headers=h.auth_headers())
+    no_version = requests.post(
+        f"{sandbox.url}/jobber/api/graphql", json={"query": "{ account { id } }"}, headers=h.auth_headers()
+    )
     assert no_version.status_code == 400
 
 
@@ -590,9 +785,11 @@ def test_sandbox_query_cost_throttles_and_ddos_guard(live, sandbox, sleeps):
         list(h.jobs_created_after(datetime(2026, 1, 1, tzinfo=UTC)))
     # 80 points per search: once the bucket is known, one alias per document, waiting for points
     assert h.search_clients(["a@example.com", "b@example.com"]) == {"a@example.com": [], "b@example.com": []}
-    raw = requests.post(f"{sandbox.url}/jobber/api/graphql",
-                        json={"query": "{ jobs(first: 100) { nodes { id title } } }"},
-                        headers={**h.auth_headers(), "X-JOBBER-GRAPHQL-VERSION": "2025-04-16"}).json()
+    raw = requests.post(
+        f"{sandbox.url}/jobber/api/graphql",
+        json={"query": "{ jobs(first: 100) { nodes { id title } } }"},
+        headers={**h.auth_headers(), "X-JOBBER-GRAPHQL-VERSION": "2025-04-16"},
+    ).json()
     assert raw["errors"][0]["extensions"]["code"] == "THROTTLED"
     assert raw["extensions"]["cost"]["requestedQueryCost"] == 200
     assert raw["extensions"]["cost"]["throttleStatus"]["maximumAvailable"] == 100

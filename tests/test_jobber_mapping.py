@@ -25,7 +25,8 @@ def test_client_create_input_has_emails_phones_and_the_service_address_as_proper
     data, warnings = mapping.client_create_input(prepared().customer)
     address = {"street1": "100 Congress Ave", "city": "Austin", "province": "TX", "postalCode": "78701"}
     assert data == {
-        "firstName": "Ann", "lastName": "Lee",
+        "firstName": "Ann",
+        "lastName": "Lee",
         "emails": [{"description": "MAIN", "primary": True, "address": "ann@example.com"}],
         "phones": [{"description": "MAIN", "primary": True, "number": "(512) 555-0100"}],
         "properties": [{"address": address}],
@@ -57,15 +58,23 @@ def test_long_names_and_address_lines_are_cut_visibly():
 
 
 def test_client_keys_read_jobber_formats():
-    client = {"firstName": "Ann ", "lastName": "Lee", "emails": [{"address": " ANN@example.com"}],
-              "phones": [{"number": "512.555.0100"}, {"number": "not a phone"}]}
+    client = {
+        "firstName": "Ann ",
+        "lastName": "Lee",
+        "emails": [{"address": " ANN@example.com"}],
+        "phones": [{"number": "512.555.0100"}, {"number": "not a phone"}],
+    }
     assert mapping.client_keys(client) == {"email:ann@example.com", "phone:+15125550100", "name:ann lee"}
 
 
 def test_client_edit_input_adds_what_is_missing_and_keeps_what_the_office_typed():
     item = prepared()
-    same = {"firstName": "Ann", "lastName": "Lee", "emails": [{"address": "ann@example.com"}],
-            "phones": [{"number": "+1 512 555 0100"}]}
+    same = {
+        "firstName": "Ann",
+        "lastName": "Lee",
+        "emails": [{"address": "ann@example.com"}],
+        "phones": [{"number": "+1 512 555 0100"}],
+    }
     assert mapping.client_edit_input(item.customer, same) is None
     other = {"firstName": "Annie", "lastName": "Lee", "emails": [{"address": "office@example.com"}], "phones": []}
     assert mapping.client_edit_input(item.customer, other) == {

@@ -56,28 +56,34 @@ def test_statuses_are_plain_strings_for_the_database_and_json():
     assert UNCERTAIN < UNFINISHED and LedgerStatus.SYNCED not in UNFINISHED
 
 
-@pytest.mark.parametrize(("row", "source_hash", "expected"), [
-    ({}, "h", False),                                                          # no ledger row yet
-    ({"ledger_status": "synced", "synced_hash": "h"}, "h", True),
-    ({"ledger_status": "synced", "synced_hash": "h"}, "edited", False),
-    ({"ledger_status": "synced", "synced_hash": "h", "requeue": True}, "h", False),
-    ({"ledger_status": "quarantined", "ledger_source_hash": "h"}, "h", True),
-    ({"ledger_status": "quarantined", "ledger_source_hash": "h"}, "edited", False),
-    ({"ledger_status": "failed", "ledger_source_hash": "h", "synced_hash": "h"}, "h", False),
-    ({"ledger_status": "in_flight", "ledger_source_hash": "h"}, "h", False),
-])
+@pytest.mark.parametrize(
+    ("row", "source_hash", "expected"),
+    [
+        ({}, "h", False),  # no ledger row yet
+        ({"ledger_status": "synced", "synced_hash": "h"}, "h", True),
+        ({"ledger_status": "synced", "synced_hash": "h"}, "edited", False),
+        ({"ledger_status": "synced", "synced_hash": "h", "requeue": True}, "h", False),
+        ({"ledger_status": "quarantined", "ledger_source_hash": "h"}, "h", True),
+        ({"ledger_status": "quarantined", "ledger_source_hash": "h"}, "edited", False),
+        ({"ledger_status": "failed", "ledger_source_hash": "h", "synced_hash": "h"}, "h", False),
+        ({"ledger_status": "in_flight", "ledger_source_hash": "h"}, "h", False),
+    ],
+)
 def test_is_unchanged(row, source_hash, expected):
     assert is_unchanged(row, source_hash) is expected
 
 
-@pytest.mark.parametrize(("before", "sent", "expected"), [
-    (None, False, LedgerStatus.PENDING),
-    ("pending", False, LedgerStatus.PENDING),
-    ("synced", False, LedgerStatus.PENDING),              # an edit not sent yet: pending, not synced
-    ("in_flight", False, LedgerStatus.IN_FLIGHT),         # still uncertain from an earlier attempt
-    ("failed", False, LedgerStatus.FAILED),
-    (None, True, LedgerStatus.IN_FLIGHT),                 # a visit request went out: maybe in the CRM
-    ("failed", True, LedgerStatus.IN_FLIGHT),
-])
+@pytest.mark.parametrize(
+    ("before", "sent", "expected"),
+    [
+        (None, False, LedgerStatus.PENDING),
+        ("pending", False, LedgerStatus.PENDING),
+        ("synced", False, LedgerStatus.PENDING),  # an edit not sent yet: pending, not synced
+        ("in_flight", False, LedgerStatus.IN_FLIGHT),  # still uncertain from an earlier attempt
+        ("failed", False, LedgerStatus.FAILED),
+        (None, True, LedgerStatus.IN_FLIGHT),  # a visit request went out: maybe in the CRM
+        ("failed", True, LedgerStatus.IN_FLIGHT),
+    ],
+)
 def test_status_when_stopped_unsent(before, sent, expected):
     assert status_when_stopped_unsent(before, sent=sent) is expected

@@ -19,9 +19,16 @@ MARKER = re.compile(r"…\[truncated by Rank It Pro sync: [\d,]+ characters, [\d
 
 
 make_row = row_factory(
-    materials_used="Flex lines", before_photos=[], after_photos=[], problem_description="Leaking tank",
-    solution_description="Replaced", follow_up_required=True, follow_up_notes=None, latitude=Decimal("30.2672"),
-    created_at=datetime(2026, 11, 20, 14, 5, 9, 123456))
+    materials_used="Flex lines",
+    before_photos=[],
+    after_photos=[],
+    problem_description="Leaking tank",
+    solution_description="Replaced",
+    follow_up_required=True,
+    follow_up_notes=None,
+    latitude=Decimal("30.2672"),
+    created_at=datetime(2026, 11, 20, 14, 5, 9, 123456),
+)
 
 
 def prepared(**overrides) -> PreparedCheckIn:
@@ -33,16 +40,28 @@ def with_body(body: str) -> PreparedCheckIn:
     return replace_body(prepared(), body)
 
 
-FULL = Customer(email="ann@example.com", phone="+15125550100", phone_extension="23", first_name="Ann",
-                last_name="Lee", street="100 Congress Ave", city="Austin", state="TX", zip="78701", country="US")
+FULL = Customer(
+    email="ann@example.com",
+    phone="+15125550100",
+    phone_extension="23",
+    first_name="Ann",
+    last_name="Lee",
+    street="100 Congress Ave",
+    city="Austin",
+    state="TX",
+    zip="78701",
+    country="US",
+)
 
 
 # =========================================================================== shared helpers
 @pytest.mark.parametrize(
     ("moment", "expected"),
-    [(datetime(2026, 3, 8, 7, 30), "2026-03-08T07:30:00.000Z"),
-     (datetime(2026, 11, 1, 6, 30, 0, 999999, tzinfo=UTC), "2026-11-01T06:30:00.999Z"),
-     (datetime(2026, 3, 8, 1, 30, tzinfo=timezone(timedelta(hours=-6))), "2026-03-08T07:30:00.000Z")],
+    [
+        (datetime(2026, 3, 8, 7, 30), "2026-03-08T07:30:00.000Z"),
+        (datetime(2026, 11, 1, 6, 30, 0, 999999, tzinfo=UTC), "2026-11-01T06:30:00.999Z"),
+        (datetime(2026, 3, 8, 1, 30, tzinfo=timezone(timedelta(hours=-6))), "2026-03-08T07:30:00.000Z"),
+    ],
 )
 def test_iso_utc(moment, expected):
     assert common.iso_utc(moment) == expected
@@ -50,22 +69,42 @@ def test_iso_utc(moment, expected):
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(None, None), (True, "true"), (False, "false"), (3, "3"), (Decimal("30.2670"), "30.2670"), ("x", "x"),
-     (["https://a/1", "https://a/2"], "https://a/1\nhttps://a/2"), ([], ""),
-     (datetime(2026, 3, 8, 7, 30, tzinfo=UTC), "2026-03-08T07:30:00.000Z"), ({"b": 1, "a": 2}, '{"a": 2, "b": 1}')],
+    [
+        (None, None),
+        (True, "true"),
+        (False, "false"),
+        (3, "3"),
+        (Decimal("30.2670"), "30.2670"),
+        ("x", "x"),
+        (["https://a/1", "https://a/2"], "https://a/1\nhttps://a/2"),
+        ([], ""),
+        (datetime(2026, 3, 8, 7, 30, tzinfo=UTC), "2026-03-08T07:30:00.000Z"),
+        ({"b": 1, "a": 2}, '{"a": 2, "b": 1}'),
+    ],
 )
 def test_to_text(value, text):
     assert common.to_text(value) == text
 
 
-@pytest.mark.parametrize(("value", "out"), [(True, True), (3, 3), (1.5, 1.5), (Decimal("2.50"), 2.5), ("x", "x"),
-                                            (None, None), (float("nan"), None), (["a", "b"], "a\nb")])
+@pytest.mark.parametrize(
+    ("value", "out"),
+    [
+        (True, True),
+        (3, 3),
+        (1.5, 1.5),
+        (Decimal("2.50"), 2.5),
+        ("x", "x"),
+        (None, None),
+        (float("nan"), None),
+        (["a", "b"], "a\nb"),
+    ],
+)
 def test_to_json_value(value, out):
     assert common.to_json_value(value) == out
 
 
 def test_fit_text_shrinks_until_rendered_fits():
-    text = "<&>" * 30_000                         # escapes to 4-5x its length
+    text = "<&>" * 30_000  # escapes to 4-5x its length
     out, truncated = common.fit_text(text, 10_000, hubspot.body_html)
     assert truncated and utf16_len(out) <= 10_000 and "truncated by Rank It Pro sync" in out
 
@@ -77,26 +116,46 @@ def test_map_custom_fields_is_shared():
 # =========================================================================== HubSpot contact
 def test_contact_properties_full():
     assert hubspot.contact_properties(FULL) == {
-        "email": "ann@example.com", "firstname": "Ann", "lastname": "Lee", "phone": "+15125550100",
-        "address": "100 Congress Ave", "city": "Austin", "state": "TX", "zip": "78701", "country": "US"}
+        "email": "ann@example.com",
+        "firstname": "Ann",
+        "lastname": "Lee",
+        "phone": "+15125550100",
+        "address": "100 Congress Ave",
+        "city": "Austin",
+        "state": "TX",
+        "zip": "78701",
+        "country": "US",
+    }
 
 
 @pytest.mark.parametrize(
     ("customer", "expected"),
-    [(Customer(), {}),
-     (Customer(email="ann@example.com"), {"email": "ann@example.com"}),
-     (Customer(phone="+442079460958", first_name="Ann"), {"phone": "+442079460958", "firstname": "Ann"})],
+    [
+        (Customer(), {}),
+        (Customer(email="ann@example.com"), {"email": "ann@example.com"}),
+        (Customer(phone="+442079460958", first_name="Ann"), {"phone": "+442079460958", "firstname": "Ann"}),
+    ],
 )
 def test_contact_properties_omit_missing(customer, expected):
     assert hubspot.contact_properties(customer) == expected
 
 
 def test_contact_properties_from_messy_row():
-    item = prepared(customer_name="LEE, ANN", customer_email=" Ann@Example.COM; other@example.com",
-                    customer_phone="512.555.0100 x23")
+    item = prepared(
+        customer_name="LEE, ANN",
+        customer_email=" Ann@Example.COM; other@example.com",
+        customer_phone="512.555.0100 x23",
+    )
     assert hubspot.contact_properties(item.customer) == {
-        "email": "ann@example.com", "firstname": "Ann", "lastname": "Lee", "phone": "+15125550100",
-        "address": "100 Congress Ave", "city": "Austin", "state": "TX", "zip": "78701"}
+        "email": "ann@example.com",
+        "firstname": "Ann",
+        "lastname": "Lee",
+        "phone": "+15125550100",
+        "address": "100 Congress Ave",
+        "city": "Austin",
+        "state": "TX",
+        "zip": "78701",
+    }
 
 
 # =========================================================================== HubSpot note
@@ -112,8 +171,14 @@ def test_note_properties_basics():
 
 
 def test_note_body_escapes_html_from_the_check_in():
-    props, _ = hubspot.note_properties(prepared(notes="<p>Temp &lt; 40</p><script>alert(1)</script>",
-                                                customer_feedback="5 < 6 & <img src=x onerror=alert(1)>"), {}, None)
+    props, _ = hubspot.note_properties(
+        prepared(
+            notes="<p>Temp &lt; 40</p><script>alert(1)</script>",
+            customer_feedback="5 < 6 & <img src=x onerror=alert(1)>",
+        ),
+        {},
+        None,
+    )
     body = props["hs_note_body"]
     assert "<script" not in body and "<img" not in body and "<p>" not in body
     assert "Temp &lt; 40" in body
@@ -121,8 +186,10 @@ def test_note_body_escapes_html_from_the_check_in():
 
 @pytest.mark.parametrize(
     ("created_at", "stamp"),
-    [(datetime(2026, 3, 8, 7, 30), "2026-03-08T07:30:00.000Z"),
-     (datetime(2026, 11, 1, 6, 30), "2026-11-01T06:30:00.000Z")],
+    [
+        (datetime(2026, 3, 8, 7, 30), "2026-03-08T07:30:00.000Z"),
+        (datetime(2026, 11, 1, 6, 30), "2026-11-01T06:30:00.000Z"),
+    ],
 )
 def test_note_timestamp_across_dst(created_at, stamp):
     props, _ = hubspot.note_properties(prepared(created_at=created_at), {}, None)
@@ -135,7 +202,7 @@ def test_note_70k_notes_fit():
     body = props["hs_note_body"]
     assert utf16_len(body) <= hubspot.NOTE_BODY_LIMIT
     assert MARKER.search(body) and "70,000 characters" in body
-    assert "Photos:" in body                              # later sections survive a huge notes field
+    assert "Photos:" in body  # later sections survive a huge notes field
     assert warnings == []
 
 
@@ -153,17 +220,30 @@ def test_note_body_always_fits_hubspot_limit(body):
 
 def test_note_custom_fields():
     item = prepared()
-    mapping = {"customerFeedback": "rip_customer_feedback", "followUpRequired": "rip_follow_up",
-               "materialsUsed": "rip_materials", "followUpNotes": "rip_follow_up_notes", "photos": "rip_photos",
-               "latitude": "rip_lat", "createdAt": "rip_created"}
-    known = {"rip_customer_feedback", "rip_follow_up", "rip_materials", "rip_follow_up_notes", "rip_photos",
-             "rip_lat", "rip_created"}
+    mapping = {
+        "customerFeedback": "rip_customer_feedback",
+        "followUpRequired": "rip_follow_up",
+        "materialsUsed": "rip_materials",
+        "followUpNotes": "rip_follow_up_notes",
+        "photos": "rip_photos",
+        "latitude": "rip_lat",
+        "createdAt": "rip_created",
+    }
+    known = {
+        "rip_customer_feedback",
+        "rip_follow_up",
+        "rip_materials",
+        "rip_follow_up_notes",
+        "rip_photos",
+        "rip_lat",
+        "rip_created",
+    }
     props, warnings = hubspot.note_properties(item, mapping, known)
     assert warnings == []
     assert props["rip_customer_feedback"] == "Fast & friendly"
     assert props["rip_follow_up"] == "true"
     assert props["rip_materials"] == "Flex lines"
-    assert "rip_follow_up_notes" not in props               # None is skipped
+    assert "rip_follow_up_notes" not in props  # None is skipped
     assert props["rip_photos"] == "https://cdn.example.com/1.jpg"
     assert props["rip_lat"] == "30.2672"
     assert props["rip_created"] == "2026-11-20T14:05:09.123Z"
@@ -177,16 +257,33 @@ def test_note_custom_fields_false_is_sent():
 
 @pytest.mark.parametrize(
     ("mapping", "known", "warning"),
-    [({"favouriteColour": "rip_colour"}, None,
-      "customFieldMapping: 'favouriteColour' is not a Rank It Pro check-in field: skipped"),
-     ({"customerFeedback": "rip_missing"}, {"rip_other"},
-      "customFieldMapping: HubSpot note property 'rip_missing' (for customerFeedback) does not exist in the CRM: skipped"),
-     ({"customerFeedback": "RIP_feedback"}, {"rip_feedback"},
-      "customFieldMapping: HubSpot note property 'RIP_feedback' (for customerFeedback) does not exist in the CRM: skipped"),
-     ({"notes": "hs_note_body"}, None,
-      "customFieldMapping: HubSpot note property 'hs_note_body' is written by the sync itself: notes skipped"),
-     ({"notes": "rankitpro_checkin_key"}, None,
-      "customFieldMapping: HubSpot note property 'rankitpro_checkin_key' is written by the sync itself: notes skipped")],
+    [
+        (
+            {"favouriteColour": "rip_colour"},
+            None,
+            "customFieldMapping: 'favouriteColour' is not a Rank It Pro check-in field: skipped",
+        ),
+        (
+            {"customerFeedback": "rip_missing"},
+            {"rip_other"},
+            "customFieldMapping: HubSpot note property 'rip_missing' (for customerFeedback) does not exist in the CRM: skipped",
+        ),
+        (
+            {"customerFeedback": "RIP_feedback"},
+            {"rip_feedback"},
+            "customFieldMapping: HubSpot note property 'RIP_feedback' (for customerFeedback) does not exist in the CRM: skipped",
+        ),
+        (
+            {"notes": "hs_note_body"},
+            None,
+            "customFieldMapping: HubSpot note property 'hs_note_body' is written by the sync itself: notes skipped",
+        ),
+        (
+            {"notes": "rankitpro_checkin_key"},
+            None,
+            "customFieldMapping: HubSpot note property 'rankitpro_checkin_key' is written by the sync itself: notes skipped",
+        ),
+    ],
 )
 def test_note_custom_fields_unknown_are_skipped_with_warning(mapping, known, warning):
     item = prepared()
@@ -198,7 +295,8 @@ def test_note_custom_fields_unknown_are_skipped_with_warning(mapping, known, war
 
 def test_note_custom_fields_good_ones_survive_a_bad_one():
     props, warnings = hubspot.note_properties(
-        prepared(), {"bogusField": "rip_x", "customerFeedback": "rip_fb", "jobType": "rip_nope"}, {"rip_fb"})
+        prepared(), {"bogusField": "rip_x", "customerFeedback": "rip_fb", "jobType": "rip_nope"}, {"rip_fb"}
+    )
     assert props["rip_fb"] == "Fast & friendly"
     assert "rip_x" not in props and "rip_nope" not in props
     assert len(warnings) == 2 and "'bogusField'" in warnings[0] and "'rip_nope'" in warnings[1]
@@ -208,8 +306,9 @@ def test_note_custom_field_value_is_fitted():
     item = prepared(notes="n" * 70_000)
     props, warnings = hubspot.note_properties(item, {"notes": "rip_notes"}, None)
     assert utf16_len(props["rip_notes"]) <= hubspot.PROPERTY_VALUE_LIMIT and MARKER.search(props["rip_notes"])
-    assert warnings == ["customFieldMapping: notes is longer than 65,536 characters: truncated for HubSpot note "
-                        "property 'rip_notes'"]
+    assert warnings == [
+        "customFieldMapping: notes is longer than 65,536 characters: truncated for HubSpot note property 'rip_notes'"
+    ]
 
 
 def test_note_without_visit_is_a_programming_error():
@@ -221,16 +320,27 @@ def test_note_without_visit_is_a_programming_error():
 # =========================================================================== Salesforce Account / Contact
 def test_account_record_full():
     assert salesforce.account_record(FULL, "email:ann@example.com") == {
-        "attributes": {"type": "Account"}, "Name": "Ann Lee", "Phone": "+15125550100",
-        "BillingStreet": "100 Congress Ave", "BillingCity": "Austin", "BillingState": "TX",
-        "BillingPostalCode": "78701", "BillingCountry": "US", "RankItPro_Customer_Key__c": "email:ann@example.com"}
+        "attributes": {"type": "Account"},
+        "Name": "Ann Lee",
+        "Phone": "+15125550100",
+        "BillingStreet": "100 Congress Ave",
+        "BillingCity": "Austin",
+        "BillingState": "TX",
+        "BillingPostalCode": "78701",
+        "BillingCountry": "US",
+        "RankItPro_Customer_Key__c": "email:ann@example.com",
+    }
 
 
 @pytest.mark.parametrize(
     ("customer", "name"),
-    [(Customer(first_name="Ann"), "Ann"), (Customer(last_name="Lee"), "Lee"),
-     (Customer(email="ann@example.com", phone="+15125550100"), "ann@example.com"),
-     (Customer(phone="+15125550100"), "+15125550100"), (Customer(), "Rank It Pro customer")],
+    [
+        (Customer(first_name="Ann"), "Ann"),
+        (Customer(last_name="Lee"), "Lee"),
+        (Customer(email="ann@example.com", phone="+15125550100"), "ann@example.com"),
+        (Customer(phone="+15125550100"), "+15125550100"),
+        (Customer(), "Rank It Pro customer"),
+    ],
 )
 def test_account_name_fallbacks(customer, name):
     record = salesforce.account_record(customer, "k")
@@ -253,19 +363,30 @@ def test_contact_record_full():
     record, warnings = salesforce.contact_record(FULL, "email:ann@example.com", "001000000000001")
     assert warnings == []
     assert record == {
-        "attributes": {"type": "Contact"}, "FirstName": "Ann", "LastName": "Lee", "Email": "ann@example.com",
-        "Phone": "+15125550100", "MailingStreet": "100 Congress Ave", "MailingCity": "Austin",
-        "MailingState": "TX", "MailingPostalCode": "78701", "MailingCountry": "US",
-        "AccountId": "001000000000001", "RankItPro_Customer_Key__c": "email:ann@example.com"}
+        "attributes": {"type": "Contact"},
+        "FirstName": "Ann",
+        "LastName": "Lee",
+        "Email": "ann@example.com",
+        "Phone": "+15125550100",
+        "MailingStreet": "100 Congress Ave",
+        "MailingCity": "Austin",
+        "MailingState": "TX",
+        "MailingPostalCode": "78701",
+        "MailingCountry": "US",
+        "AccountId": "001000000000001",
+        "RankItPro_Customer_Key__c": "email:ann@example.com",
+    }
 
 
 @pytest.mark.parametrize(
     ("customer", "first", "last", "warned"),
-    [(Customer(first_name="Ann", last_name="Lee"), "Ann", "Lee", False),
-     (Customer(first_name="Cher"), None, "Cher", False),
-     (Customer(email="ann.lee@example.com"), None, "ann.lee", True),
-     (Customer(phone="+15125550100"), None, "Unknown", True),
-     (Customer(), None, "Unknown", True)],
+    [
+        (Customer(first_name="Ann", last_name="Lee"), "Ann", "Lee", False),
+        (Customer(first_name="Cher"), None, "Cher", False),
+        (Customer(email="ann.lee@example.com"), None, "ann.lee", True),
+        (Customer(phone="+15125550100"), None, "Unknown", True),
+        (Customer(), None, "Unknown", True),
+    ],
 )
 def test_contact_last_name_fallbacks(customer, first, last, warned):
     record, warnings = salesforce.contact_record(customer, "k", None)
@@ -339,12 +460,16 @@ def test_both_crms_fit_the_same_huge_check_in():
 
 
 def test_case_custom_fields_are_typed_and_case_insensitive():
-    mapping = {"customerFeedback": "rip_feedback__c", "followUpRequired": "RIP_Follow_Up__c", "latitude": "Lat__c",
-               "followUpNotes": "Notes__c"}
+    mapping = {
+        "customerFeedback": "rip_feedback__c",
+        "followUpRequired": "RIP_Follow_Up__c",
+        "latitude": "Lat__c",
+        "followUpNotes": "Notes__c",
+    }
     known = {"RIP_Feedback__c", "rip_follow_up__c", "Lat__c", "Notes__c", "Subject"}
     record, warnings = salesforce.case_record(prepared(), None, None, mapping, known)
     assert warnings == []
-    assert record["RIP_Feedback__c"] == "Fast & friendly"        # the org's spelling is used
+    assert record["RIP_Feedback__c"] == "Fast & friendly"  # the org's spelling is used
     assert record["rip_follow_up__c"] is True
     assert record["Lat__c"] == pytest.approx(30.2672)
     assert "Notes__c" not in record
@@ -352,15 +477,29 @@ def test_case_custom_fields_are_typed_and_case_insensitive():
 
 @pytest.mark.parametrize(
     ("mapping", "known", "warning"),
-    [({"favouriteColour": "Colour__c"}, None,
-      "customFieldMapping: 'favouriteColour' is not a Rank It Pro check-in field: skipped"),
-     ({"customerFeedback": "Missing__c"}, {"Other__c"},
-      "customFieldMapping: Salesforce Case field 'Missing__c' (for customerFeedback) does not exist in the CRM: skipped"),
-     ({"notes": "description"}, None,
-      "customFieldMapping: Salesforce Case field 'description' is written by the sync itself: notes skipped"),
-     ({"notes": "RankItPro_CheckIn_Key__c"}, {"RankItPro_CheckIn_Key__c"},
-      "customFieldMapping: Salesforce Case field 'RankItPro_CheckIn_Key__c' is written by the sync itself: "
-      "notes skipped")],
+    [
+        (
+            {"favouriteColour": "Colour__c"},
+            None,
+            "customFieldMapping: 'favouriteColour' is not a Rank It Pro check-in field: skipped",
+        ),
+        (
+            {"customerFeedback": "Missing__c"},
+            {"Other__c"},
+            "customFieldMapping: Salesforce Case field 'Missing__c' (for customerFeedback) does not exist in the CRM: skipped",
+        ),
+        (
+            {"notes": "description"},
+            None,
+            "customFieldMapping: Salesforce Case field 'description' is written by the sync itself: notes skipped",
+        ),
+        (
+            {"notes": "RankItPro_CheckIn_Key__c"},
+            {"RankItPro_CheckIn_Key__c"},
+            "customFieldMapping: Salesforce Case field 'RankItPro_CheckIn_Key__c' is written by the sync itself: "
+            "notes skipped",
+        ),
+    ],
 )
 def test_case_custom_fields_unknown_are_skipped_with_warning(mapping, known, warning):
     record, warnings = salesforce.case_record(prepared(), None, None, mapping, known)
@@ -372,9 +511,11 @@ def test_case_custom_fields_unknown_are_skipped_with_warning(mapping, known, war
 def test_case_custom_fields_with_settings_from_the_app():
     from crm_sync.settings import parse_sync_settings
 
-    settings, warnings = parse_sync_settings({"customFieldMapping": {"customerFeedback": "RIP_Feedback__c",
-                                                                     "bogus": "Nope__c"}})
+    settings, warnings = parse_sync_settings(
+        {"customFieldMapping": {"customerFeedback": "RIP_Feedback__c", "bogus": "Nope__c"}}
+    )
     assert len(warnings) == 1
-    record, case_warnings = salesforce.case_record(prepared(), None, None, settings.custom_field_mapping,
-                                                   {"RIP_Feedback__c"})
+    record, case_warnings = salesforce.case_record(
+        prepared(), None, None, settings.custom_field_mapping, {"RIP_Feedback__c"}
+    )
     assert case_warnings == [] and record["RIP_Feedback__c"] == "Fast & friendly"

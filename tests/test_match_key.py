@@ -8,13 +8,16 @@ from crm_sync.match_key import MatchKey, MatchKind, keys_for_customer
 from crm_sync.models import Customer
 
 
-@pytest.mark.parametrize(("text", "kind", "value"), [
-    ("email:ann@example.com", "email", "ann@example.com"),
-    ("phone:+15125550100", "phone", "+15125550100"),
-    ("name:mary ann van der berg", "name", "mary ann van der berg"),
-    ("email:odd:colon@example.com", "email", "odd:colon@example.com"),   # only the first ":" separates
-    ("no-kind", "no-kind", ""),
-])
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("email:ann@example.com", "email", "ann@example.com"),
+        ("phone:+15125550100", "phone", "+15125550100"),
+        ("name:mary ann van der berg", "name", "mary ann van der berg"),
+        ("email:odd:colon@example.com", "email", "odd:colon@example.com"),  # only the first ":" separates
+        ("no-kind", "no-kind", ""),
+    ],
+)
 def test_parse(text, kind, value):
     key = MatchKey.parse(text)
     assert (key.kind, key.value) == (kind, value)
@@ -37,12 +40,15 @@ def test_identity_kinds():
     assert not MatchKey.name("john smith").identifies_a_person
 
 
-@pytest.mark.parametrize(("strategy", "expected"), [
-    ("all", ["email:ann@example.com", "phone:+15125550100"]),
-    ("email", ["email:ann@example.com"]),
-    ("phone", ["phone:+15125550100"]),
-    ("name", ["name:ann lee"]),
-])
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        ("all", ["email:ann@example.com", "phone:+15125550100"]),
+        ("email", ["email:ann@example.com"]),
+        ("phone", ["phone:+15125550100"]),
+        ("name", ["name:ann lee"]),
+    ],
+)
 def test_keys_for_customer(strategy, expected):
     customer = Customer(email="ann@example.com", phone="+15125550100", first_name="Ann", last_name="Lee")
     assert keys_for_customer(customer, strategy) == expected

@@ -55,8 +55,9 @@ def import_context(file_path: str, **params) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- reading
-@pytest.mark.parametrize("file_path", ["/proc/self/environ", "../../../../../../../../proc/self/environ",
-                                       "/etc/passwd", "~/.bashrc"])
+@pytest.mark.parametrize(
+    "file_path", ["/proc/self/environ", "../../../../../../../../proc/self/environ", "/etc/passwd", "~/.bashrc"]
+)
 def test_import_of_a_system_file_fails_the_task_without_its_content(roots, file_path):
     with pytest.raises(AirflowFailException) as err:
         import_task(**import_context(file_path))
@@ -105,19 +106,19 @@ def test_a_symlink_swapped_in_after_the_check_is_not_followed(roots, tmp_path):
     outside = tmp_path / "outside.csv"
     outside.write_text("SECRET")
     target.unlink()
-    target.symlink_to(outside)                          # the file itself swapped
+    target.symlink_to(outside)  # the file itself swapped
     with pytest.raises(PathRefused, match="symlinks are not followed"):
         open_regular(checked, where=where)
     target.unlink()
     (roots["import"] / "d").rmdir()
-    (roots["import"] / "d").symlink_to(tmp_path, target_is_directory=True)    # a folder on the way swapped
+    (roots["import"] / "d").symlink_to(tmp_path, target_is_directory=True)  # a folder on the way swapped
     (tmp_path / "f.csv").write_text("SECRET")
     with pytest.raises(PathRefused, match="symlinks are not followed"):
         open_regular(checked, where=where)
 
 
 def test_fifos_directories_and_devices_are_refused(roots):
-    os.mkfifo(roots["import"] / "pipe.csv")       # opening it for reading would block without O_NONBLOCK
+    os.mkfifo(roots["import"] / "pipe.csv")  # opening it for reading would block without O_NONBLOCK
     (roots["import"] / "folder.csv").mkdir()
     for name, what in (("pipe.csv", "a FIFO"), ("folder.csv", "a directory")):
         with pytest.raises(AirflowFailException, match=f"file_path .*{name}' is {what}.*: only a regular file"):
@@ -125,7 +126,7 @@ def test_fifos_directories_and_devices_are_refused(roots):
     try:
         os.mknod(roots["import"] / "null.csv", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
     except PermissionError:
-        return                                      # no CAP_MKNOD here: FIFOs and folders were checked
+        return  # no CAP_MKNOD here: FIFOs and folders were checked
     with pytest.raises(AirflowFailException, match="is a device"):
         import_task(**import_context("null.csv"))
 
@@ -140,8 +141,17 @@ def test_a_system_folder_cannot_be_a_root(monkeypatch):
 # ---------------------------------------------------------------------------------------------- no content in errors
 def test_unknown_columns_are_named_only_when_they_look_like_column_names():
     with pytest.raises(ImportFileError) as err:
-        resolve_header(["checked_in_at", "job_type", "technician_email", "colour",
-                        "AIRFLOW__CORE__FERNET_KEY=Zm9vYmFyYmF6cXV4", "", "x" * 65])
+        resolve_header(
+            [
+                "checked_in_at",
+                "job_type",
+                "technician_email",
+                "colour",
+                "AIRFLOW__CORE__FERNET_KEY=Zm9vYmFyYmF6cXV4",
+                "",
+                "x" * 65,
+            ]
+        )
     text = str(err.value)
     assert "unknown columns 'colour', column 5 (name not shown), an unnamed column (column 6), column 7" in text
     assert "Zm9vYmFy" not in text and "FERNET" not in text and "xxxxx" not in text
@@ -149,9 +159,11 @@ def test_unknown_columns_are_named_only_when_they_look_like_column_names():
 
 def test_a_file_that_is_no_import_file_is_refused_without_quoting_it(db, tmp_path):
     cid, _ = create_company(db, "Leak Co", None)
-    for first_line, secret in ((b"root:x:0:0:root:/root:/bin/bash\n", b"/bin/bash"),
-                               (b"DB_PASSWORD=hunter2-secret,API_KEY=abc\n", b"hunter2"),
-                               (b"checked_in_at,job_type,technician_email,hunter2-secret\n", b"hunter2")):
+    for first_line, secret in (
+        (b"root:x:0:0:root:/root:/bin/bash\n", b"/bin/bash"),
+        (b"DB_PASSWORD=hunter2-secret,API_KEY=abc\n", b"hunter2"),
+        (b"checked_in_at,job_type,technician_email,hunter2-secret\n", b"hunter2"),
+    ):
         path = tmp_path / "leak.csv"
         path.write_bytes(first_line + b"a,b,c,d\n")
         with pytest.raises(ImportFileError) as err:
@@ -165,12 +177,18 @@ def test_a_file_that_is_no_import_file_is_refused_without_quoting_it(db, tmp_pat
 
 # ---------------------------------------------------------------------------------------------- writing
 def test_export_output_dir_outside_the_root_is_refused(roots, tmp_path):
-    context = {"params": {"output_dir": str(tmp_path / "elsewhere")}, "run_id": "manual__x",
-               "logical_date": datetime(2026, 3, 10)}
+    context = {
+        "params": {"output_dir": str(tmp_path / "elsewhere")},
+        "run_id": "manual__x",
+        "logical_date": datetime(2026, 3, 10),
+    }
     for bad in (str(tmp_path / "elsewhere"), "../elsewhere", "/etc", "sub/../../x"):
         context["params"]["output_dir"] = bad
-        with pytest.raises(AirflowFailException, match=r"output_dir .* is outside the export folder .*"
-                                                       r"CRM_SYNC_EXPORT_DIR"):
+        with pytest.raises(
+            AirflowFailException,
+            match=r"output_dir .* is outside the export folder .*"
+            r"CRM_SYNC_EXPORT_DIR",
+        ):
             export_task(**context)
     assert not (tmp_path / "elsewhere").exists()
     assert paths.confine("output_dir", "daily/acme", paths.root("export")) == roots["export"] / "daily" / "acme"
@@ -182,7 +200,7 @@ def modes(folder: Path) -> dict[str, int]:
 
 @pytest.fixture
 def open_umask():
-    old = os.umask(0o002)           # a group-writable, world-readable default: the code must not rely on it
+    old = os.umask(0o002)  # a group-writable, world-readable default: the code must not rely on it
     yield
     os.umask(old)
 
@@ -191,41 +209,65 @@ def seed_formulas(db) -> int:
     """A company with one check-in whose text cells a spreadsheet would run."""
     cid, tid = create_company(db, "=Formula Co", None)
     with db.begin() as conn:
-        conn.execute(INSERT_CHECK_IN, {
-            "job_type": "@SUM(1+1)", "notes": "-2+3", "customer_name": "=HYPERLINK(\"http://x\",\"y\")",
-            "customer_email": "a@example.com", "customer_phone": "+15125550101", "work_performed": "\tTab",
-            "materials_used": "\rCR", "address": "'quoted", "city": "Austin", "state": "TX", "zip": "78701",
-            "photos": "[]", "customer_feedback": None, "follow_up_required": False, "technician_id": tid,
-            "company_id": cid, "created_at": datetime(2026, 3, 2, 10, 0)})
-        conn.execute(sa.text("UPDATE check_ins SET latitude = -30.5, longitude = -97.75 WHERE company_id = :c"),
-                     {"c": cid})
+        conn.execute(
+            INSERT_CHECK_IN,
+            {
+                "job_type": "@SUM(1+1)",
+                "notes": "-2+3",
+                "customer_name": '=HYPERLINK("http://x","y")',
+                "customer_email": "a@example.com",
+                "customer_phone": "+15125550101",
+                "work_performed": "\tTab",
+                "materials_used": "\rCR",
+                "address": "'quoted",
+                "city": "Austin",
+                "state": "TX",
+                "zip": "78701",
+                "photos": "[]",
+                "customer_feedback": None,
+                "follow_up_required": False,
+                "technician_id": tid,
+                "company_id": cid,
+                "created_at": datetime(2026, 3, 2, 10, 0),
+            },
+        )
+        conn.execute(
+            sa.text("UPDATE check_ins SET latitude = -30.5, longitude = -97.75 WHERE company_id = :c"), {"c": cid}
+        )
     return cid
 
 
 def test_export_files_are_owner_only_and_csv_formulas_escaped(db, roots, open_umask):
     cid = seed_formulas(db)
-    params = resolve_params({"company_ids": [cid], "date_from": "2026-03-01", "date_to": "2026-03-03"},
-                            run_date=date(2026, 3, 10))
+    params = resolve_params(
+        {"company_ids": [cid], "date_from": "2026-03-01", "date_to": "2026-03-03"}, run_date=date(2026, 3, 10)
+    )
     manifest = run_export(db, params, roots["export"] / "nested", run_id="manual__perm")
     folder = Path(manifest["folder"])
-    assert modes(folder) == {folder.name: 0o700, "check_ins.csv": 0o600, "check_ins.parquet": 0o600,
-                             "manifest.json": 0o600}
+    assert modes(folder) == {
+        folder.name: 0o700,
+        "check_ins.csv": 0o600,
+        "check_ins.parquet": 0o600,
+        "manifest.json": 0o600,
+    }
     assert stat.S_IMODE((roots["export"] / "nested").stat().st_mode) == 0o700
 
     with open(folder / "check_ins.csv", newline="", encoding="utf-8") as f:
         row = next(csv.DictReader(f))
-    assert row["customer_name"] == "'=HYPERLINK(\"http://x\",\"y\")" and row["job_type"] == "'@SUM(1+1)"
+    assert row["customer_name"] == '\'=HYPERLINK("http://x","y")' and row["job_type"] == "'@SUM(1+1)"
     assert row["notes"] == "'-2+3" and row["customer_phone"] == "'+15125550101"
     assert row["work_performed"] == "'\tTab" and row["materials_used"] == "'\rCR"
-    assert row["company_name"] == "'=Formula Co" and row["address"] == "'quoted"     # a leading ' alone: as is
-    assert row["latitude"] == "-30.5" and row["longitude"] == "-97.75"     # numbers are not text: not escaped
+    assert row["company_name"] == "'=Formula Co" and row["address"] == "'quoted"  # a leading ' alone: as is
+    assert row["latitude"] == "-30.5" and row["longitude"] == "-97.75"  # numbers are not text: not escaped
     parquet = pd.read_parquet(folder / "check_ins.parquet").iloc[0]
-    assert parquet["customer_name"].startswith("=HYPERLINK") and parquet["notes"] == "-2+3"   # Parquet untouched
+    assert parquet["customer_name"].startswith("=HYPERLINK") and parquet["notes"] == "-2+3"  # Parquet untouched
     on_disk = json.loads((folder / "manifest.json").read_text())
     assert on_disk["parameters"]["csv_escape_formulas"] is True and on_disk["csv"]["formula_escaping"] != "off"
 
-    raw = resolve_params({"company_ids": [cid], "date_from": "2026-03-01", "date_to": "2026-03-03",
-                          "csv_escape_formulas": False}, run_date=date(2026, 3, 10))
+    raw = resolve_params(
+        {"company_ids": [cid], "date_from": "2026-03-01", "date_to": "2026-03-03", "csv_escape_formulas": False},
+        run_date=date(2026, 3, 10),
+    )
     plain = Path(run_export(db, raw, roots["export"], run_id="manual__plain")["folder"])
     df = read_csv(plain / "check_ins.csv")
     assert df["customer_name"].iloc[0].startswith("=HYPERLINK") and df["customer_phone"].iloc[0] == "+15125550101"
@@ -240,8 +282,10 @@ def test_file_mode_setting_can_give_the_group_read_access_only(db, roots, monkey
         assert paths.file_mode() == 0o600, bad
     monkeypatch.setenv("CRM_SYNC_FILE_MODE", "640")
     cid = seed_formulas(db)
-    params = resolve_params({"company_ids": [cid], "date_from": "2026-03-02", "date_to": "2026-03-02",
-                             "formats": ["csv"]}, run_date=date(2026, 3, 10))
+    params = resolve_params(
+        {"company_ids": [cid], "date_from": "2026-03-02", "date_to": "2026-03-02", "formats": ["csv"]},
+        run_date=date(2026, 3, 10),
+    )
     folder = Path(run_export(db, params, roots["export"], run_id="g")["folder"])
     assert modes(folder) == {folder.name: 0o750, "check_ins.csv": 0o640, "manifest.json": 0o640}
 
@@ -249,8 +293,11 @@ def test_file_mode_setting_can_give_the_group_read_access_only(db, roots, monkey
 def test_import_rejects_are_owner_only_and_formula_escaped(db, roots, open_umask):
     cid, _ = create_company(db, "Import Co", None)
     path = roots["import"] / "old.csv"
-    path.write_text(HEADER + "=1+1,2026-03-01,AC Repair,alex@example.com,Pat,=HYPERLINK(\"x\")\n"
-                    "-5,2026-03-01,@SUM(A1),nobody@example.com,Sam,sam@example.com\n", encoding="utf-8")
+    path.write_text(
+        HEADER + '=1+1,2026-03-01,AC Repair,alex@example.com,Pat,=HYPERLINK("x")\n'
+        "-5,2026-03-01,@SUM(A1),nobody@example.com,Sam,sam@example.com\n",
+        encoding="utf-8",
+    )
     report = run_import(db, cid, path, run_id="manual__..", now=NOW, root=paths.root("import"))
     folder = Path(report.rejects_file).parent
     assert folder.parent == roots["import"] and not folder.name.startswith(".") and ".." not in folder.name
@@ -258,7 +305,7 @@ def test_import_rejects_are_owner_only_and_formula_escaped(db, roots, open_umask
     with open(report.rejects_file, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     first = next(r for r in rows if r["column"] == "customer_email")
-    assert first["external_id"] == "'=1+1" and first["value"] == "'=HYPERLINK(\"x\")" and first["line"] == "2"
+    assert first["external_id"] == "'=1+1" and first["value"] == '\'=HYPERLINK("x")' and first["line"] == "2"
     second = next(r for r in rows if r["column"] == "technician_email")
     assert second["external_id"] == "'-5"
     assert csv_safe(-5) == -5 and csv_safe("") == "" and csv_safe(None) is None
@@ -274,8 +321,12 @@ def test_a_run_id_gives_a_safe_report_folder_inside_the_report_root(db, roots, m
     folder = Path(out["html"]).parent
     assert folder.parent == roots["report"], folder
     assert not folder.name.startswith(".") and ".." not in folder.name and "/" not in folder.name
-    assert modes(folder) == {folder.name: 0o700, "report.html": 0o600, "discrepancies.csv": 0o600,
-                             "quality_metrics.csv": 0o600}
+    assert modes(folder) == {
+        folder.name: 0o700,
+        "report.html": 0o600,
+        "discrepancies.csv": 0o600,
+        "quality_metrics.csv": 0o600,
+    }
 
 
 def test_safe_component_keeps_ordinary_run_ids_and_bounds_long_ones():
@@ -289,8 +340,9 @@ def test_safe_component_keeps_ordinary_run_ids_and_bounds_long_ones():
 # ---------------------------------------------------------------------------------------------- the real DAGs
 def ti_rows(airflow_home: Path, dag_id: str) -> list[tuple]:
     with sqlite3.connect(airflow_home / "airflow.db") as meta:
-        return meta.execute("SELECT state, try_number FROM task_instance WHERE dag_id = ? ORDER BY rowid DESC "
-                            "LIMIT 1", (dag_id,)).fetchall()
+        return meta.execute(
+            "SELECT state, try_number FROM task_instance WHERE dag_id = ? ORDER BY rowid DESC LIMIT 1", (dag_id,)
+        ).fetchall()
 
 
 @pytest.mark.e2e
@@ -299,9 +351,14 @@ def test_import_dag_with_proc_self_environ_fails_at_once_without_leaking(db, db_
     root = tmp_path / "imports"
     root.mkdir()
     cid, _ = create_company(db, "DAG Co", None)
-    code, out = run_dag(airflow_home, db_url, tmp_path, dag_id="crm_import",
-                        conf={"company_id": cid, "file_path": "/proc/self/environ"},
-                        extra_env={"CRM_SYNC_IMPORT_DIR": str(root), "CRM_SYNC_LEAK_CANARY": canary})
+    code, out = run_dag(
+        airflow_home,
+        db_url,
+        tmp_path,
+        dag_id="crm_import",
+        conf={"company_id": cid, "file_path": "/proc/self/environ"},
+        extra_env={"CRM_SYNC_IMPORT_DIR": str(root), "CRM_SYNC_LEAK_CANARY": canary},
+    )
     assert code != 0
     assert canary not in out, "the worker's environment reached the task log"
     assert "file_path '/proc/self/environ' is outside the import folder" in out
@@ -312,10 +369,14 @@ def test_import_dag_with_proc_self_environ_fails_at_once_without_leaking(db, db_
 def test_export_dag_with_output_dir_outside_the_root_fails_without_retry(db, db_url, airflow_home, tmp_path):
     root = tmp_path / "exports"
     root.mkdir()
-    code, out = run_dag(airflow_home, db_url, tmp_path, dag_id="crm_export",
-                        conf={"output_dir": str(tmp_path / "elsewhere"), "date_from": "2026-03-01",
-                              "date_to": "2026-03-01"},
-                        extra_env={"CRM_SYNC_EXPORT_DIR": str(root)})
+    code, out = run_dag(
+        airflow_home,
+        db_url,
+        tmp_path,
+        dag_id="crm_export",
+        conf={"output_dir": str(tmp_path / "elsewhere"), "date_from": "2026-03-01", "date_to": "2026-03-01"},
+        extra_env={"CRM_SYNC_EXPORT_DIR": str(root)},
+    )
     assert code != 0
     assert "is outside the export folder" in out and not (tmp_path / "elsewhere").exists()
     # crm_export has retries=1: an AirflowFailException skips it (the param would be just as bad next time).

@@ -39,7 +39,9 @@ def percentile(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def _check_ins(engine, company_id: int, technician_id: int, created: list[datetime], names: dict[int, str] | None = None):
+def _check_ins(
+    engine, company_id: int, technician_id: int, created: list[datetime], names: dict[int, str] | None = None
+):
     rows = list(check_in_rows(company_id, technician_id, len(created), seed=3, messy=False))
     for i, (row, at) in enumerate(zip(rows, created, strict=True)):
         row["created_at"] = at
@@ -47,45 +49,110 @@ def _check_ins(engine, company_id: int, technician_id: int, created: list[dateti
             row["customer_name"] = names[i]
     insert_check_ins(engine, iter(rows))
     with engine.connect() as conn:
-        return [r[0] for r in conn.execute(sa.text(
-            "SELECT id FROM check_ins WHERE company_id = :c ORDER BY id"), {"c": company_id})]
+        return [
+            r[0]
+            for r in conn.execute(
+                sa.text("SELECT id FROM check_ins WHERE company_id = :c ORDER BY id"), {"c": company_id}
+            )
+        ]
 
 
-def _ledger(conn, company_id: int, crm: str, check_in_id: int, status: str, *, created: datetime | None = None,
-            latency: float | None = None, kind: str | None = None, error: str | None = None) -> None:
+def _ledger(
+    conn,
+    company_id: int,
+    crm: str,
+    check_in_id: int,
+    status: str,
+    *,
+    created: datetime | None = None,
+    latency: float | None = None,
+    kind: str | None = None,
+    error: str | None = None,
+) -> None:
     synced_at = None if latency is None else created + timedelta(seconds=latency)
-    conn.execute(sa.text(
-        "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, crm_visit_id, error_kind, last_error, "
-        "synced_at) VALUES (:c, :crm, :id, :s, :v, :k, :e, CAST(:at AS timestamp) AT TIME ZONE 'UTC')"),
-        {"c": company_id, "crm": crm, "id": check_in_id, "s": status, "v": f"V{check_in_id}" if status == "synced"
-         else None, "k": kind, "e": error, "at": synced_at})
+    conn.execute(
+        sa.text(
+            "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, crm_visit_id, error_kind, last_error, "
+            "synced_at) VALUES (:c, :crm, :id, :s, :v, :k, :e, CAST(:at AS timestamp) AT TIME ZONE 'UTC')"
+        ),
+        {
+            "c": company_id,
+            "crm": crm,
+            "id": check_in_id,
+            "s": status,
+            "v": f"V{check_in_id}" if status == "synced" else None,
+            "k": kind,
+            "e": error,
+            "at": synced_at,
+        },
+    )
 
 
 def _run(conn, company_id: int, crm: str, started: datetime, **counts) -> None:
-    row = {k: 0 for k in ("candidates", "unchanged", "synced", "customers_found", "customers_created",
-                          "customers_updated", "visits_created", "visits_updated", "visits_recovered", "quarantined",
-                          "failed", "api_calls", "retries", "rate_limited")}
+    row = {
+        k: 0
+        for k in (
+            "candidates",
+            "unchanged",
+            "synced",
+            "customers_found",
+            "customers_created",
+            "customers_updated",
+            "visits_created",
+            "visits_updated",
+            "visits_recovered",
+            "quarantined",
+            "failed",
+            "api_calls",
+            "retries",
+            "rate_limited",
+        )
+    }
     row.update(counts)
-    row.update(run_id=f"scheduled__{started.isoformat()}", dag_id="crm_incremental_sync", company_id=company_id,
-               crm_type=crm, status="success", started_at=started.replace(tzinfo=None).isoformat() + "+00:00",
-               finished_at=None, seconds=1, error=None, quarantine_reasons="{}", warnings="[]")
+    row.update(
+        run_id=f"scheduled__{started.isoformat()}",
+        dag_id="crm_incremental_sync",
+        company_id=company_id,
+        crm_type=crm,
+        status="success",
+        started_at=started.replace(tzinfo=None).isoformat() + "+00:00",
+        finished_at=None,
+        seconds=1,
+        error=None,
+        quarantine_reasons="{}",
+        warnings="[]",
+    )
     from crm_sync.db import sql
 
     conn.execute(sql("run_insert"), row)
 
 
-def _reconciliation(conn, company_id: int, crm: str, run_id: str, started: datetime,
-                    findings: list[tuple[str, int | None, str]]) -> int:
-    rid = conn.execute(sa.text(
-        "INSERT INTO crm_sync.reconciliation_runs (run_id, company_id, crm_type, range_start, range_end, started_at, "
-        "finished_at) VALUES (:r, :c, :crm, :a, :b, :s, :s) RETURNING id"),
-        {"r": run_id, "c": company_id, "crm": crm, "a": D1, "b": D2 + timedelta(days=1), "s": started}).scalar_one()
+def _reconciliation(
+    conn, company_id: int, crm: str, run_id: str, started: datetime, findings: list[tuple[str, int | None, str]]
+) -> int:
+    rid = conn.execute(
+        sa.text(
+            "INSERT INTO crm_sync.reconciliation_runs (run_id, company_id, crm_type, range_start, range_end, started_at, "
+            "finished_at) VALUES (:r, :c, :crm, :a, :b, :s, :s) RETURNING id"
+        ),
+        {"r": run_id, "c": company_id, "crm": crm, "a": D1, "b": D2 + timedelta(days=1), "s": started},
+    ).scalar_one()
     for cls, check_in_id, detail in findings:
-        conn.execute(sa.text(
-            "INSERT INTO crm_sync.discrepancies (reconciliation_id, company_id, crm_type, check_in_id, crm_id, class, "
-            "detail) VALUES (:r, :c, :crm, :ci, :crm_id, :cls, :d)"),
-            {"r": rid, "c": company_id, "crm": crm, "ci": check_in_id, "crm_id": f"V{check_in_id}" if check_in_id
-             else None, "cls": cls, "d": detail})
+        conn.execute(
+            sa.text(
+                "INSERT INTO crm_sync.discrepancies (reconciliation_id, company_id, crm_type, check_in_id, crm_id, class, "
+                "detail) VALUES (:r, :c, :crm, :ci, :crm_id, :cls, :d)"
+            ),
+            {
+                "r": rid,
+                "c": company_id,
+                "crm": crm,
+                "ci": check_in_id,
+                "crm_id": f"V{check_in_id}" if check_in_id else None,
+                "cls": cls,
+                "d": detail,
+            },
+        )
     return rid
 
 
@@ -104,41 +171,78 @@ def scenario(db):
         # Day 1: 7 synced, 2 quarantined (two reasons), 1 failed.
         for cid, lat in zip(ids_a[:7], LATENCIES_D1, strict=True):
             _ledger(conn, a, "hubspot", cid, "synced", created=created[cid], latency=lat)
-        _ledger(conn, a, "hubspot", ids_a[7], "quarantined", kind="no_match",
-                error="no existing customer in the CRM matches email:x@example.com and createNewCustomers is off")
+        _ledger(
+            conn,
+            a,
+            "hubspot",
+            ids_a[7],
+            "quarantined",
+            kind="no_match",
+            error="no existing customer in the CRM matches email:x@example.com and createNewCustomers is off",
+        )
         _ledger(conn, a, "hubspot", ids_a[8], "quarantined", kind="crm_rejected", error="Property email is invalid")
         _ledger(conn, a, "hubspot", ids_a[9], "failed", kind="transient", error="HTTP 503 after 5 attempts")
         # Day 2: 2 synced, 1 pending, 1 passed over (no ledger row, at the horizon), 1 not reached yet.
         for cid, lat in zip(ids_a[10:12], LATENCIES_D2, strict=True):
             _ledger(conn, a, "hubspot", cid, "synced", created=created[cid], latency=lat)
         _ledger(conn, a, "hubspot", ids_a[12], "pending")
-        conn.execute(sa.text("INSERT INTO crm_sync.integration_state (company_id, crm_type, settled_id) "
-                             "VALUES (:c, 'hubspot', :s)"), {"c": a, "s": ids_a[13]})
+        conn.execute(
+            sa.text(
+                "INSERT INTO crm_sync.integration_state (company_id, crm_type, settled_id) VALUES (:c, 'hubspot', :s)"
+            ),
+            {"c": a, "s": ids_a[13]},
+        )
         for cid, at in zip(ids_b, [datetime(2026, 11, 20, 12), datetime(2026, 11, 21, 12)], strict=True):
             _ledger(conn, b, "salesforce", cid, "synced", created=at, latency=45)
-        _run(conn, a, "hubspot", datetime(2026, 11, 20, 9), api_calls=5, rate_limited=1, retries=2, customers_found=3,
-             customers_created=4)
+        _run(
+            conn,
+            a,
+            "hubspot",
+            datetime(2026, 11, 20, 9),
+            api_calls=5,
+            rate_limited=1,
+            retries=2,
+            customers_found=3,
+            customers_created=4,
+        )
         _run(conn, a, "hubspot", datetime(2026, 11, 20, 23, 45), api_calls=7, retries=1, customers_found=1)
         _run(conn, a, "hubspot", datetime(2026, 11, 21, 10), api_calls=2, customers_created=1)
         _run(conn, b, "salesforce", datetime(2026, 11, 21, 12, 5), api_calls=3, customers_created=2)
         # An older reconciliation (must not show) and the latest, of this run.
-        _reconciliation(conn, a, "hubspot", "old_run", datetime(2026, 11, 21, 1),
-                        [("missing_in_crm", ids_a[1], "OLD finding that must not show")])
-        s["recon_a"] = _reconciliation(conn, a, "hubspot", "this_run", datetime(2026, 11, 22, 5), [
-            ("missing_in_crm", ids_a[0], "HubSpot has no note V1 any more <b>bold</b>"),
-            ("missing_in_crm", ids_a[2], "HubSpot has no note"),
-            ("stale", ids_a[3], "check-in changed after its last sync"),
-            ("quarantined", ids_a[7], "no existing customer in the CRM matches email:x@example.com"),
-            ("duplicate", None, "=HYPERLINK(\"http://evil\") two customers share phone +15125550101"),
-        ])
+        _reconciliation(
+            conn,
+            a,
+            "hubspot",
+            "old_run",
+            datetime(2026, 11, 21, 1),
+            [("missing_in_crm", ids_a[1], "OLD finding that must not show")],
+        )
+        s["recon_a"] = _reconciliation(
+            conn,
+            a,
+            "hubspot",
+            "this_run",
+            datetime(2026, 11, 22, 5),
+            [
+                ("missing_in_crm", ids_a[0], "HubSpot has no note V1 any more <b>bold</b>"),
+                ("missing_in_crm", ids_a[2], "HubSpot has no note"),
+                ("stale", ids_a[3], "check-in changed after its last sync"),
+                ("quarantined", ids_a[7], "no existing customer in the CRM matches email:x@example.com"),
+                ("duplicate", None, '=HYPERLINK("http://evil") two customers share phone +15125550101'),
+            ],
+        )
         _reconciliation(conn, b, "salesforce", "this_run", datetime(2026, 11, 22, 5), [])
     return s
 
 
 def metrics(engine) -> dict[tuple, Decimal]:
     with engine.connect() as conn:
-        return {(r.day, r.company_id, r.crm_type, r.metric, r.dimension): r.value for r in conn.execute(sa.text(
-            "SELECT day, company_id, crm_type, metric, dimension, value FROM crm_sync.quality_daily"))}
+        return {
+            (r.day, r.company_id, r.crm_type, r.metric, r.dimension): r.value
+            for r in conn.execute(
+                sa.text("SELECT day, company_id, crm_type, metric, dimension, value FROM crm_sync.quality_daily")
+            )
+        }
 
 
 def test_metrics_are_exact_per_company_crm_and_day(db, scenario):
@@ -181,9 +285,13 @@ def test_recomputation_is_idempotent_and_follows_the_ledger(db, scenario):
     assert metrics(db) == before
     # The no_match row is fixed and synced: its reason disappears, the rate goes up.
     with db.begin() as conn:
-        conn.execute(sa.text("UPDATE crm_sync.ledger SET status = 'synced', error_kind = NULL, "
-                             "synced_at = now() WHERE company_id = :c AND check_in_id = :i"),
-                     {"c": a, "i": scenario["ids_a"][7]})
+        conn.execute(
+            sa.text(
+                "UPDATE crm_sync.ledger SET status = 'synced', error_kind = NULL, "
+                "synced_at = now() WHERE company_id = :c AND check_in_id = :i"
+            ),
+            {"c": a, "i": scenario["ids_a"][7]},
+        )
     compute_quality_metrics(db, day_from=D1, day_to=D2)
     after = metrics(db)
     assert (D1, a, "hubspot", "quarantined", "no_match") not in after
@@ -245,29 +353,37 @@ def test_report_html_and_csv(db, scenario, tmp_path):
     with open(out["csv"], newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     with db.connect() as conn:
-        expected = conn.execute(sa.text(
-            "SELECT count(*) FROM crm_sync.discrepancies d JOIN crm_sync.reconciliation_runs r "
-            "ON r.id = d.reconciliation_id WHERE r.run_id = 'this_run'")).scalar_one()
+        expected = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM crm_sync.discrepancies d JOIN crm_sync.reconciliation_runs r "
+                "ON r.id = d.reconciliation_id WHERE r.run_id = 'this_run'"
+            )
+        ).scalar_one()
     assert len(rows) == out["csv_rows"] == expected == 5
     assert {r["customer_name"] for r in rows if r["check_in_id"] == str(scenario["ids_a"][0])} == {HOSTILE_CUSTOMER}
     assert next(r["detail"] for r in rows if r["class"] == "duplicate").startswith("'=HYPERLINK")
     with open(out["metrics_csv"], newline="", encoding="utf-8") as fh:
         metric_rows = list(csv.DictReader(fh))
     with db.connect() as conn:
-        in_range = conn.execute(sa.text("SELECT count(*) FROM crm_sync.quality_daily WHERE day BETWEEN :a AND :b"),
-                                {"a": D1, "b": D2}).scalar_one()
+        in_range = conn.execute(
+            sa.text("SELECT count(*) FROM crm_sync.quality_daily WHERE day BETWEEN :a AND :b"), {"a": D1, "b": D2}
+        ).scalar_one()
     assert len(metric_rows) == out["metrics_rows"] == in_range
-    assert any(r["company_id"] == str(a) and r["metric"] == "success_rate" and r["value"] == "0.700000"
-               for r in metric_rows)
+    assert any(
+        r["company_id"] == str(a) and r["metric"] == "success_rate" and r["value"] == "0.700000" for r in metric_rows
+    )
 
 
 def test_report_caps_table_rows_but_counts_everything(db, scenario, tmp_path):
     with db.begin() as conn:
         for i in range(7):
-            conn.execute(sa.text(
-                "INSERT INTO crm_sync.discrepancies (reconciliation_id, company_id, crm_type, check_in_id, class, "
-                "detail) VALUES (:r, :c, 'hubspot', :ci, 'stale', 'changed')"),
-                {"r": scenario["recon_a"], "c": scenario["a"], "ci": 900000 + i})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO crm_sync.discrepancies (reconciliation_id, company_id, crm_type, check_in_id, class, "
+                    "detail) VALUES (:r, :c, 'hubspot', :ci, 'stale', 'changed')"
+                ),
+                {"r": scenario["recon_a"], "c": scenario["a"], "ci": 900000 + i},
+            )
     compute_quality_metrics(db, day_from=D1, day_to=D2)
     out = build_report(db, run_id="this_run", output_dir=tmp_path, day_from=D1, day_to=D2, rows_per_class=3)
     page = Path(out["html"]).read_text(encoding="utf-8")
@@ -293,7 +409,8 @@ def test_assess_rules():
     assert assess({**good, "discrepancies": {"duplicate": 2}}).status == "red"
     assert assess({**good, "never_sent": 1}).status == "red"
     assert assess({**good, "discrepancies": {"stale": 3}}).reasons == [
-        "3 stale: changed in the app since their last sync"]
+        "3 stale: changed in the app since their last sync"
+    ]
     assert assess({**good, "failed": 1}).status == "amber"
     assert assess({**good, "rate_limited": 4}).status == "amber"
     assert assess({**good, "latency_p95_s": 7200}).reasons == ["p95 latency 2.0 h > 60.0 min"]
@@ -326,10 +443,20 @@ def test_quarantine_reasons_group_by_reason_not_by_customer(db, scenario, tmp_pa
     at = datetime(2026, 11, 20, 15)
     new = _check_ins(db, b, tech, [at] * 3)[-3:]
     with db.begin() as conn:
-        for cid, keys in zip(new[:2], ["email:ann@example.com, phone:+15125550123",
-                                       "email:bob.o'neil@example.com, phone:+15125550999"], strict=True):
-            _ledger(conn, b, "salesforce", cid, "quarantined", kind="no_match",
-                    error=f"no existing customer in the CRM matches {keys} and createNewCustomers is off")
+        for cid, keys in zip(
+            new[:2],
+            ["email:ann@example.com, phone:+15125550123", "email:bob.o'neil@example.com, phone:+15125550999"],
+            strict=True,
+        ):
+            _ledger(
+                conn,
+                b,
+                "salesforce",
+                cid,
+                "quarantined",
+                kind="no_match",
+                error=f"no existing customer in the CRM matches {keys} and createNewCustomers is off",
+            )
         _ledger(conn, b, "salesforce", new[2], "quarantined", kind="", error="")
     compute_quality_metrics(db, day_from=D1, day_to=D2)
     m = metrics(db)
@@ -339,8 +466,10 @@ def test_quarantine_reasons_group_by_reason_not_by_customer(db, scenario, tmp_pa
     out = build_report(db, run_id="this_run", output_dir=tmp_path, day_from=D1, day_to=D2)
     page = Path(out["html"]).read_text(encoding="utf-8")
     # One row for both customers: the match keys are blanked.
-    assert ("<td>salesforce</td><td>no_match</td><td class=\"detail\">no existing customer in the CRM matches "
-            "email:..., phone:... and createNewCustomers is off</td><td class=\"n\">2</td>") in page
+    assert (
+        '<td>salesforce</td><td>no_match</td><td class="detail">no existing customer in the CRM matches '
+        'email:..., phone:... and createNewCustomers is off</td><td class="n">2</td>'
+    ) in page
     assert "ann@example.com" not in page and "+15125550999" not in page
     assert f"{new[1]}, {new[0]}</td>" in page  # newest example first
     assert "<td>salesforce</td><td>unknown</td>" in page

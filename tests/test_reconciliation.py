@@ -49,22 +49,33 @@ DRIFT_EDIT = {
 }
 #: Per CRM: a customer record (admin seed body) carrying ``phone``, created behind the sync's back.
 DUPLICATE_CUSTOMER = {
-    "hubspot": lambda phone: {"properties": {"firstname": "Dup", "lastname": "Licate", "phone": phone,
-                                             "email": "dup.licate@example.net"}},
-    "salesforce": lambda phone: {"FirstName": "Dup", "LastName": "Licate", "Phone": phone,
-                                 "Email": "dup.licate@example.net"},
-    "servicetitan": lambda phone: {"name": "Dup Licate", "type": "Residential",
-                                   "contacts": [{"id": 990001, "type": "Phone", "value": phone}]},
+    "hubspot": lambda phone: {
+        "properties": {"firstname": "Dup", "lastname": "Licate", "phone": phone, "email": "dup.licate@example.net"}
+    },
+    "salesforce": lambda phone: {
+        "FirstName": "Dup",
+        "LastName": "Licate",
+        "Phone": phone,
+        "Email": "dup.licate@example.net",
+    },
+    "servicetitan": lambda phone: {
+        "name": "Dup Licate",
+        "type": "Residential",
+        "contacts": [{"id": 990001, "type": "Phone", "value": phone}],
+    },
     "jobber": lambda phone: {"firstName": "Dup", "lastName": "Licate", "phones": [{"number": phone}]},
     "housecallpro": lambda phone: {"first_name": "Dup", "last_name": "Licate", "mobile_number": phone},
 }
 
 #: Per CRM that can be searched by the marker: a copy of a stored visit record (admin export), as a seed body.
 DUPLICATE_VISIT = {
-    "servicetitan": lambda job: {**{k: v for k, v in job.items() if k not in ("id", "externalData")},
-                                 "externalData": {"applicationGuid": job["externalData"][0]["applicationGuid"],
-                                                  "externalData": [{"key": e["key"], "value": e["value"]}
-                                                                   for e in job["externalData"]]}},
+    "servicetitan": lambda job: {
+        **{k: v for k, v in job.items() if k not in ("id", "externalData")},
+        "externalData": {
+            "applicationGuid": job["externalData"][0]["applicationGuid"],
+            "externalData": [{"key": e["key"], "value": e["value"]} for e in job["externalData"]],
+        },
+    },
     "jobber": lambda job: {k: v for k, v in job.items() if k not in ("id", "createdAt", "updatedAt", "jobNumber")},
 }
 #: CRMs whose report cannot look for two visit records of one check-in (no marker search, no unique marker).
@@ -81,20 +92,33 @@ def register(sandbox, case: CrmCase) -> None:
 
 def sync(db, case: CrmCase, company_id: int, run_id: str):
     integration = load_integration(db, company_id, case.crm_type)
-    return IntegrationSync(db, company_id=company_id, crm_type=case.crm_type, integration=integration,
-                           run_id=run_id, options=SyncOptions()).run()
+    return IntegrationSync(
+        db, company_id=company_id, crm_type=case.crm_type, integration=integration, run_id=run_id, options=SyncOptions()
+    ).run()
 
 
 def report(db, case: CrmCase, company_id: int, run_id: str, sample_size: int = 0) -> reconcile.ReconcileResult:
     start, end = date_range(None, None, 30)
-    return reconcile.reconcile_integration(db, company_id=company_id, crm_type=case.crm_type, run_id=run_id,
-                                           dag_id="test", range_start=start, range_end=end, sample_size=sample_size)
+    return reconcile.reconcile_integration(
+        db,
+        company_id=company_id,
+        crm_type=case.crm_type,
+        run_id=run_id,
+        dag_id="test",
+        range_start=start,
+        range_end=end,
+        sample_size=sample_size,
+    )
 
 
 def discrepancies(db, reconciliation_id: int) -> dict[str, set]:
     with db.connect() as conn:
-        rows = conn.execute(sa.text("SELECT class, check_in_id, crm_id, detail FROM crm_sync.discrepancies "
-                                    "WHERE reconciliation_id = :r"), {"r": reconciliation_id}).all()
+        rows = conn.execute(
+            sa.text(
+                "SELECT class, check_in_id, crm_id, detail FROM crm_sync.discrepancies WHERE reconciliation_id = :r"
+            ),
+            {"r": reconciliation_id},
+        ).all()
     out: dict[str, set] = {}
     for cls, check_in_id, crm_id, _ in rows:
         out.setdefault(cls, set()).add(check_in_id if check_in_id is not None else crm_id)
@@ -112,9 +136,13 @@ def admin(sandbox, method: str, case: CrmCase, obj: str, record_id: str = "", **
 def add_duplicate_customer(db, sandbox, case: CrmCase, company_id: int) -> tuple[str, str]:
     """A second CRM customer with the phone (typed differently) of a customer the sync uses; returns both ids."""
     with db.connect() as conn:
-        phone_key, used_customer = conn.execute(sa.text(
-            "SELECT match_key, crm_customer_id FROM crm_sync.customer_map WHERE company_id = :c AND crm_type = :t "
-            "AND match_key LIKE 'phone:%' ORDER BY match_key LIMIT 1"), {"c": company_id, "t": case.crm_type}).one()
+        phone_key, used_customer = conn.execute(
+            sa.text(
+                "SELECT match_key, crm_customer_id FROM crm_sync.customer_map WHERE company_id = :c AND crm_type = :t "
+                "AND match_key LIKE 'phone:%' ORDER BY match_key LIMIT 1"
+            ),
+            {"c": company_id, "t": case.crm_type},
+        ).one()
     e164 = phone_key.split(":", 1)[1]
     national = f"({e164[2:5]}) {e164[5:8]}-{e164[8:]}"
     assert normalize_phone(national)[0] == e164
@@ -152,8 +180,9 @@ def test_report_finds_exactly_what_was_broken_and_requeue_repairs_it(db, sandbox
     admin(sandbox, "DELETE", case, case.visit_object, by_id[deleted_in_crm]["crm_visit_id"])
     # 2. stale: the check-in is edited after its sync.
     with db.begin() as conn:
-        conn.execute(sa.text("UPDATE check_ins SET notes = 'Edited after the sync' WHERE id = :i"),
-                     {"i": edited_check_in})
+        conn.execute(
+            sa.text("UPDATE check_ins SET notes = 'Edited after the sync' WHERE id = :i"), {"i": edited_check_in}
+        )
     # 3. drift: the CRM record is edited by hand.
     edit = DRIFT_EDIT[crm_type](f"rankitpro-{company_id}-{drifted}")
     admin(sandbox, "PATCH", case, case.visit_object, by_id[drifted]["crm_visit_id"], json=edit)
@@ -164,10 +193,13 @@ def test_report_finds_exactly_what_was_broken_and_requeue_repairs_it(db, sandbox
     lost = dict(rows[0], notes="Lost row", created_at=recent())
     insert_check_ins(db, iter([lost]))
     with db.begin() as conn:
-        lost_id = conn.execute(sa.text("SELECT max(id) FROM check_ins WHERE company_id = :c"),
-                               {"c": company_id}).scalar()
-        conn.execute(sa.text("UPDATE crm_sync.integration_state SET settled_id = :i WHERE company_id = :c "
-                             "AND crm_type = :t"), {"i": lost_id, "c": company_id, "t": crm_type})
+        lost_id = conn.execute(
+            sa.text("SELECT max(id) FROM check_ins WHERE company_id = :c"), {"c": company_id}
+        ).scalar()
+        conn.execute(
+            sa.text("UPDATE crm_sync.integration_state SET settled_id = :i WHERE company_id = :c AND crm_type = :t"),
+            {"i": lost_id, "c": company_id, "t": crm_type},
+        )
     # 6. duplicate: a second CRM customer with the phone of a customer the sync uses (another format).
     duplicate_id = used_customer = None
     if crm_type in DUPLICATE_CUSTOMER:
@@ -176,8 +208,11 @@ def test_report_finds_exactly_what_was_broken_and_requeue_repairs_it(db, sandbox
     twin = None
     if crm_type in DUPLICATE_VISIT:
         twin = synced[4]
-        stored = next(r for r in records(sandbox.url, crm_type, case.account, case.visit_object)
-                      if str(r["id"]) == by_id[twin]["crm_visit_id"])
+        stored = next(
+            r
+            for r in records(sandbox.url, crm_type, case.account, case.visit_object)
+            if str(r["id"]) == by_id[twin]["crm_visit_id"]
+        )
         admin(sandbox, "POST", case, case.visit_object, json=DUPLICATE_VISIT[crm_type](stored))
 
     found = report(db, case, company_id, "report-1")
@@ -198,7 +233,8 @@ def test_report_finds_exactly_what_was_broken_and_requeue_repairs_it(db, sandbox
     assert set(classes) == set(reconcile.CLASSES) - (set() if duplicate_id or twin else {"duplicate"})
     assert found.counts == {cls: len(v) for cls, v in classes.items()}
     expected_notes = ({"duplicate customers not checked"} if crm_type not in DUPLICATE_CUSTOMER else set()) | (
-        {"duplicate visit records not checked"} if crm_type in VISIT_DUPLICATES_UNCHECKED else set())
+        {"duplicate visit records not checked"} if crm_type in VISIT_DUPLICATES_UNCHECKED else set()
+    )
     assert {n.split(":")[0] for n in found.notes} == expected_notes, found.notes
     # The report wrote nothing into the app: no history entry, lastSyncedAt unchanged.
     assert company_json(db, company_id) == before
@@ -210,7 +246,7 @@ def test_report_finds_exactly_what_was_broken_and_requeue_repairs_it(db, sandbox
     sync(db, case, company_id, "sync-2")
     markers = visit_marker_counts(sandbox, case)
     for cid in (deleted_in_crm, edited_check_in, lost_id):
-        assert markers[f"rankitpro-{company_id}-{cid}"] == 1, (cid, markers)   # re-created once, updated, sent
+        assert markers[f"rankitpro-{company_id}-{cid}"] == 1, (cid, markers)  # re-created once, updated, sent
     assert all(n == (2 if key == f"rankitpro-{company_id}-{twin}" else 1) for key, n in markers.items() if key), markers
     after = ledger(db, company_id, crm_type)
     assert {after[c]["status"] for c in (deleted_in_crm, edited_check_in, lost_id)} == {"synced"}
@@ -223,8 +259,10 @@ def test_report_finds_exactly_what_was_broken_and_requeue_repairs_it(db, sandbox
     assert classes["quarantined"] == {quarantined}
     assert len(classes.get("duplicate", ())) == bool(duplicate_id) + bool(twin)
     with db.connect() as conn:
-        stamped = conn.execute(sa.text("SELECT class, requeued_at IS NOT NULL FROM crm_sync.discrepancies "
-                                       "WHERE reconciliation_id = :r"), {"r": found.reconciliation_id}).all()
+        stamped = conn.execute(
+            sa.text("SELECT class, requeued_at IS NOT NULL FROM crm_sync.discrepancies WHERE reconciliation_id = :r"),
+            {"r": found.reconciliation_id},
+        ).all()
     assert {cls for cls, done in stamped if done} == {"missing_in_crm", "stale", "never_synced"}
 
 
@@ -237,14 +275,18 @@ def test_sampled_read_back_and_unreadable_parts_are_recorded_not_fatal(db, sandb
     result = report(db, case, company_id, "r-sampled", sample_size=5)
     assert result.crm_checked == 5 and result.crm_sampled and result.synced_count == 12 and not result.notes
     with db.connect() as conn:
-        row = conn.execute(sa.text("SELECT crm_checked, crm_sampled, error FROM crm_sync.reconciliation_runs "
-                                   "WHERE id = :i"), {"i": result.reconciliation_id}).one()
+        row = conn.execute(
+            sa.text("SELECT crm_checked, crm_sampled, error FROM crm_sync.reconciliation_runs WHERE id = :i"),
+            {"i": result.reconciliation_id},
+        ).one()
     assert tuple(row) == (5, True, None)
 
     # A CRM that cannot be read (every call 503) leaves the source x ledger classes and says why.
-    requests.post(f"{sandbox.url}/_sandbox/faults", json={"crm": "hubspot", "status": 503, "rate": 1.0},
-                  timeout=10).raise_for_status()
+    requests.post(
+        f"{sandbox.url}/_sandbox/faults", json={"crm": "hubspot", "status": 503, "rate": 1.0}, timeout=10
+    ).raise_for_status()
     import os
+
     os.environ["CRM_SYNC_MAX_ATTEMPTS"] = "1"
     try:
         down = report(db, case, company_id, "r-down")
@@ -256,8 +298,13 @@ def test_sampled_read_back_and_unreadable_parts_are_recorded_not_fatal(db, sandb
 
 # ============================================================================ pure functions
 def _row(**kw):
-    base = {"id": 10, "ledger_status": "synced", "synced_hash": "h1", "crm_visit_id": "n1",
-            "created_at": datetime(2026, 11, 1, 8, 0)}
+    base = {
+        "id": 10,
+        "ledger_status": "synced",
+        "synced_hash": "h1",
+        "crm_visit_id": "n1",
+        "created_at": datetime(2026, 11, 1, 8, 0),
+    }
     return {**base, **kw}
 
 
@@ -279,8 +326,12 @@ def test_comparable_and_field_differences():
     assert comparable("2026-11-20T08:00:00.000Z") == comparable("2026-11-20T08:00:00+00:00")
     assert comparable(" text \r\n") == "text"
     assert comparable(3) == comparable(3.0)
-    assert field_differences({"a": "x", "b": "2026-11-20T08:00:00Z", "c": "keep"},
-                             {"a": "x ", "b": "2026-11-20T08:00:00.000Z"}) == []
+    assert (
+        field_differences(
+            {"a": "x", "b": "2026-11-20T08:00:00Z", "c": "keep"}, {"a": "x ", "b": "2026-11-20T08:00:00.000Z"}
+        )
+        == []
+    )
     assert field_differences({"a": "x", "b": "y"}, {"a": "x", "b": "z"}) == ["b"]
     assert field_differences({"a": "x"}, {"a": None}) == ["a"]
 
@@ -294,11 +345,13 @@ def test_classify_read_back():
 
 
 def test_duplicate_customers_groups_by_normalised_keys_for_used_customers_only():
-    people = [SimpleNamespace(crm_id="1", email="Ann@Example.com ", phone="(512) 555-0100"),
-              SimpleNamespace(crm_id="2", email="ann@example.com", phone=None),
-              SimpleNamespace(crm_id="3", email=None, phone="+1 512 555 0100"),
-              SimpleNamespace(crm_id="7", email="zed@example.com", phone="512-555-0199"),
-              SimpleNamespace(crm_id="8", email="ZED@example.com", phone=None)]
+    people = [
+        SimpleNamespace(crm_id="1", email="Ann@Example.com ", phone="(512) 555-0100"),
+        SimpleNamespace(crm_id="2", email="ann@example.com", phone=None),
+        SimpleNamespace(crm_id="3", email=None, phone="+1 512 555 0100"),
+        SimpleNamespace(crm_id="7", email="zed@example.com", phone="512-555-0199"),
+        SimpleNamespace(crm_id="8", email="ZED@example.com", phone=None),
+    ]
     findings = duplicate_customers(people, {"1"}, "HubSpot")
     assert sorted(f.crm_id for f in findings) == ["1,2", "1,3"]
     assert all(f.cls == "duplicate" and f.check_in_id is None for f in findings)
@@ -316,14 +369,28 @@ def test_duplicate_visits_and_visit_key():
 
 
 def test_alert_problems():
-    rows = [{"company_id": 1, "crm_type": "hubspot", "eligible_count": 100, "synced_count": 97,
-             "counts": {"missing_in_crm": 0}},
-            {"company_id": 2, "crm_type": "salesforce", "eligible_count": 50, "synced_count": 50,
-             "counts": json.dumps({"missing_in_crm": 2})},
-            {"company_id": 3, "crm_type": "jobber", "eligible_count": 0, "synced_count": 0, "counts": {}}]
+    rows = [
+        {
+            "company_id": 1,
+            "crm_type": "hubspot",
+            "eligible_count": 100,
+            "synced_count": 97,
+            "counts": {"missing_in_crm": 0},
+        },
+        {
+            "company_id": 2,
+            "crm_type": "salesforce",
+            "eligible_count": 50,
+            "synced_count": 50,
+            "counts": json.dumps({"missing_in_crm": 2}),
+        },
+        {"company_id": 3, "crm_type": "jobber", "eligible_count": 0, "synced_count": 0, "counts": {}},
+    ]
     problems = alert_problems(rows, min_success_rate=0.98, fail_on_missing=True)
-    assert problems == ["company 1 x hubspot: success rate 97.0% < 98.0% (97 of 100 eligible check-ins synced)",
-                        "company 2 x salesforce: 2 check-in(s) missing in the CRM although the ledger says synced"]
+    assert problems == [
+        "company 1 x hubspot: success rate 97.0% < 98.0% (97 of 100 eligible check-ins synced)",
+        "company 2 x salesforce: 2 check-in(s) missing in the CRM although the ledger says synced",
+    ]
     assert alert_problems(rows, min_success_rate=0.95, fail_on_missing=False) == []
     assert alert_problems(rows, min_success_rate=None, fail_on_missing=True)[0].startswith("company 2")
 
@@ -362,15 +429,16 @@ def test_report_never_touches_history_or_last_synced_at(db, sandbox):
     integration = dict(case.integration(sandbox.url), lastSyncedAt="2026-11-20T08:00:00.000Z")
     company_id, _ = create_company(db, "quiet", {"hubspot": integration})
     with db.connect() as conn:
-        before = conn.execute(sa.text("SELECT crm_integrations, crm_sync_history FROM companies WHERE id = :c"),
-                              {"c": company_id}).one()
+        before = conn.execute(
+            sa.text("SELECT crm_integrations, crm_sync_history FROM companies WHERE id = :c"), {"c": company_id}
+        ).one()
     result = report(db, case, company_id, "quiet-1")
     assert result.source_count == 0 and result.counts == {}
     with db.connect() as conn:
-        after = conn.execute(sa.text("SELECT crm_integrations, crm_sync_history FROM companies WHERE id = :c"),
-                             {"c": company_id}).one()
+        after = conn.execute(
+            sa.text("SELECT crm_integrations, crm_sync_history FROM companies WHERE id = :c"), {"c": company_id}
+        ).one()
     assert tuple(after) == tuple(before)
-
 
 
 # ============================================================================ the DAG, for real
@@ -384,21 +452,31 @@ def test_reconciliation_dag_alerts_requeues_and_comes_back_clean(db, db_url, san
     assert code == 0, out[-3000:]
     synced = {cid: r for cid, r in ledger(db, company_id, "hubspot").items() if r["status"] == "synced"}
     victim = min(synced)
-    requests.delete(f"{sandbox.url}/_sandbox/records/hubspot/hs/notes/{synced[victim]['crm_visit_id']}",
-                    timeout=10).raise_for_status()
+    requests.delete(
+        f"{sandbox.url}/_sandbox/records/hubspot/hs/notes/{synced[victim]['crm_visit_id']}", timeout=10
+    ).raise_for_status()
     before = company_json(db, company_id)
 
     # Missing in the CRM crosses the default threshold: the alert task fails with a clear message.
-    code, out = run_dag(airflow_home, db_url, tmp_path, dag_id="crm_reconciliation_report",
-                        conf={"crm_types": ["hubspot"], "requeue": True, "min_success_rate": 0.5})
+    code, out = run_dag(
+        airflow_home,
+        db_url,
+        tmp_path,
+        dag_id="crm_reconciliation_report",
+        conf={"crm_types": ["hubspot"], "requeue": True, "min_success_rate": 0.5},
+    )
     assert code != 0, out[-3000:]
     assert "CRM reconciliation thresholds crossed in 1 case(s)" in out, out[-5000:]
     assert f"company {company_id} x hubspot: 1 check-in(s) missing in the CRM although the ledger says synced" in out
     with db.connect() as conn:
-        rows = conn.execute(sa.text("SELECT d.class, d.check_in_id, d.requeued_at IS NOT NULL FROM "
-                                    "crm_sync.discrepancies d JOIN crm_sync.reconciliation_runs r "
-                                    "ON r.id = d.reconciliation_id WHERE r.dag_id = 'crm_reconciliation_report' "
-                                    "AND d.class = 'missing_in_crm'")).all()
+        rows = conn.execute(
+            sa.text(
+                "SELECT d.class, d.check_in_id, d.requeued_at IS NOT NULL FROM "
+                "crm_sync.discrepancies d JOIN crm_sync.reconciliation_runs r "
+                "ON r.id = d.reconciliation_id WHERE r.dag_id = 'crm_reconciliation_report' "
+                "AND d.class = 'missing_in_crm'"
+            )
+        ).all()
     assert rows == [("missing_in_crm", victim, True)]
     assert company_json(db, company_id) == before, "the report adds no history entry and keeps lastSyncedAt"
     assert ledger(db, company_id, "hubspot")[victim]["requeue"] is True
@@ -409,15 +487,21 @@ def test_reconciliation_dag_alerts_requeues_and_comes_back_clean(db, db_url, san
     notes = records(sandbox.url, "hubspot", "hs", "notes")
     keys = Counter(n["properties"].get("rankitpro_checkin_key") for n in notes)
     assert keys[f"rankitpro-{company_id}-{victim}"] == 1 and max(keys.values()) == 1
-    code, out = run_dag(airflow_home, db_url, tmp_path, dag_id="crm_reconciliation_report",
-                        conf={"crm_types": ["hubspot"], "min_success_rate": 0.5})
+    code, out = run_dag(
+        airflow_home,
+        db_url,
+        tmp_path,
+        dag_id="crm_reconciliation_report",
+        conf={"crm_types": ["hubspot"], "min_success_rate": 0.5},
+    )
     assert code == 0, out[-5000:]
     assert "company x CRM reconciliations within thresholds" in out
     reports = sorted((airflow_home / "reports").glob("*/report.html"), key=lambda f: f.stat().st_mtime)
     assert reports and str(company_id) in reports[-1].read_text(), "the report task wrote this run's report"
     with db.connect() as conn:
-        last = conn.execute(sa.text("SELECT counts FROM crm_sync.reconciliation_runs ORDER BY id DESC LIMIT 1")
-                            ).scalar()
+        last = conn.execute(
+            sa.text("SELECT counts FROM crm_sync.reconciliation_runs ORDER BY id DESC LIMIT 1")
+        ).scalar()
     assert "missing_in_crm" not in last, last
 
 
@@ -442,14 +526,24 @@ def test_hubspot_read_visits_is_one_batch_read_by_id(rsps):
     import test_hubspot_hook as hs
 
     props = {"hs_note_body": "b", "hs_timestamp": "2026-11-20T08:00:00Z", "rankitpro_checkin_key": "k"}
-    rsps.add(responses.POST, f"{hs.API}/crm/v3/objects/notes/batch/read", status=207, json={
-        "status": "COMPLETE", "results": [{"id": "11", "properties": props}],
-        "errors": [{"status": "error", "category": "OBJECT_NOT_FOUND", "context": {"ids": ["12"]}}]})
+    rsps.add(
+        responses.POST,
+        f"{hs.API}/crm/v3/objects/notes/batch/read",
+        status=207,
+        json={
+            "status": "COMPLETE",
+            "results": [{"id": "11", "properties": props}],
+            "errors": [{"status": "error", "category": "OBJECT_NOT_FOUND", "context": {"ids": ["12"]}}],
+        },
+    )
     found = _destination("hubspot", hs.hook()).read_visits(["11", "12", "11"])
     assert found == {"11": props}
     (call,) = rsps.calls
-    assert json.loads(call.request.body) == {"inputs": [{"id": "11"}, {"id": "12"}], "propertiesWithHistory": [],
-                                             "properties": ["hs_note_body", "hs_timestamp", "rankitpro_checkin_key"]}
+    assert json.loads(call.request.body) == {
+        "inputs": [{"id": "11"}, {"id": "12"}],
+        "propertiesWithHistory": [],
+        "properties": ["hs_note_body", "hs_timestamp", "rankitpro_checkin_key"],
+    }
     assert _query(call) == {"archived": "false"}
 
 
@@ -462,13 +556,18 @@ def test_salesforce_read_visits_is_soql_by_id(rsps):
     sf.token_ok(rsps)
     fields = {"Subject": "s", "Description": "d", "RankItPro_CheckIn_Key__c": "rankitpro-1-2"}
     record = {"attributes": {"type": "Case"}, "Id": "500xx0000001AAAAA2", **fields}
-    rsps.add(responses.GET, f"{sf.DATA}/query", headers=sf.LIMIT_HEADER,
-             json={"done": True, "totalSize": 1, "records": [record]})
+    rsps.add(
+        responses.GET,
+        f"{sf.DATA}/query",
+        headers=sf.LIMIT_HEADER,
+        json={"done": True, "totalSize": 1, "records": [record]},
+    )
     found = _destination("salesforce", sf.cc_hook()).read_visits(["500xx0000001AAA", "500xx0000002BBBAA3"])
     assert found == {"500xx0000001AAA": fields}
     assert _query(sf.data_calls(rsps)[0])["q"] == (
         "SELECT Id, Subject, Description, RankItPro_CheckIn_Key__c FROM Case "
-        "WHERE Id IN ('500xx0000001AAA', '500xx0000002BBBAA3')")
+        "WHERE Id IN ('500xx0000001AAA', '500xx0000002BBBAA3')"
+    )
 
 
 @pytest.mark.usefixtures("instant_rate_limits")
@@ -479,13 +578,22 @@ def test_servicetitan_read_visits_lists_jobs_by_ids_with_the_app_guid(rsps):
 
     st.token(rsps)
     h = st.hook()
-    rsps.add(responses.GET, st.JOBS, json=st.page([{"id": 7, "summary": "x", "externalData": [
-        {"key": "rankitpro_checkin_key", "value": "rankitpro-1-2"}]}]))
+    rsps.add(
+        responses.GET,
+        st.JOBS,
+        json=st.page(
+            [{"id": 7, "summary": "x", "externalData": [{"key": "rankitpro_checkin_key", "value": "rankitpro-1-2"}]}]
+        ),
+    )
     found = _destination("servicetitan", h).read_visits(["7", "8"])
     assert found == {"7": {"summary": "x", "marker": "rankitpro-1-2"}}
     call = next(c for c in rsps.calls if c.request.url.startswith(st.JOBS))
-    assert _query(call) == {"ids": "7,8", "externalDataApplicationGuid": h.application_guid, "page": "1",
-                            "pageSize": _query(call)["pageSize"]}
+    assert _query(call) == {
+        "ids": "7,8",
+        "externalDataApplicationGuid": h.application_guid,
+        "page": "1",
+        "pageSize": _query(call)["pageSize"],
+    }
 
 
 @pytest.mark.usefixtures("instant_rate_limits")
@@ -494,8 +602,17 @@ def test_housecallpro_read_visits_gets_each_job_and_404_means_gone(rsps):
 
     import test_housecallpro_hook as hcp
 
-    rsps.add(responses.GET, f"{hcp.API}/jobs/job_1", json={"id": "job_1", "notes": [
-        {"id": "n1", "content": "other"}, {"id": "n2", "content": "[Rank It Pro sync key: rankitpro-1-2]\n\nbody"}]})
+    rsps.add(
+        responses.GET,
+        f"{hcp.API}/jobs/job_1",
+        json={
+            "id": "job_1",
+            "notes": [
+                {"id": "n1", "content": "other"},
+                {"id": "n2", "content": "[Rank It Pro sync key: rankitpro-1-2]\n\nbody"},
+            ],
+        },
+    )
     rsps.add(responses.GET, f"{hcp.API}/jobs/job_2", status=404, json={"error": {"message": "Job not found"}})
     found = _destination("housecallpro", hcp.hook()).read_visits(["job_1", "job_2"])
     assert found == {"job_1": {"note": "[Rank It Pro sync key: rankitpro-1-2]\n\nbody", "marker": "rankitpro-1-2"}}
@@ -509,8 +626,11 @@ def test_jobber_read_visits_aliases_job_by_id(rsps):
     import test_jobber_hook as jb
 
     rsps.add(responses.POST, jb.TOKEN, json={"access_token": jb.jwt(3600), "refresh_token": jb.ROTATED})
-    rsps.add(responses.POST, jb.GRAPHQL, json=jb.gql({"j0": {"id": "Z2lk1", "title": "t (rankitpro-1-2)",
-                                                             "instructions": "i"}, "j1": None}))
+    rsps.add(
+        responses.POST,
+        jb.GRAPHQL,
+        json=jb.gql({"j0": {"id": "Z2lk1", "title": "t (rankitpro-1-2)", "instructions": "i"}, "j1": None}),
+    )
     found = _destination("jobber", jb.hook(writer=lambda creds: None)).read_visits(["Z2lk1", "Z2lk2"])
     assert found == {"Z2lk1": {"title": "t (rankitpro-1-2)", "instructions": "i"}}
     sent = json.loads(next(c for c in rsps.calls if c.request.url == jb.GRAPHQL).request.body)

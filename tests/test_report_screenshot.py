@@ -27,7 +27,8 @@ def report(db, tmp_path):
 def column(browser: Chromium, table: str, index: int) -> list[str]:
     return browser.evaluate(
         f"Array.from(document.querySelectorAll('#{table} tbody tr'))"
-        f".filter(r => r.style.display !== 'none').map(r => r.cells[{index}].textContent.trim())")
+        f".filter(r => r.style.display !== 'none').map(r => r.cells[{index}].textContent.trim())"
+    )
 
 
 def test_report_renders_sorts_and_filters_in_chromium(report, tmp_path):
@@ -38,12 +39,15 @@ def test_report_renders_sorts_and_filters_in_chromium(report, tmp_path):
         charts = browser.evaluate(
             "Array.from(document.querySelectorAll('svg.chart')).map(s => { const b = s.getBoundingClientRect(); "
             "return {w: b.width, h: b.height, lines: s.querySelectorAll('polyline').length, "
-            "lineLength: Array.from(s.querySelectorAll('polyline')).reduce((n, p) => n + p.getTotalLength(), 0)}; })")
+            "lineLength: Array.from(s.querySelectorAll('polyline')).reduce((n, p) => n + p.getTotalLength(), 0)}; })"
+        )
         assert len(charts) == 2
         for c in charts:
             assert c["w"] > 300 and c["h"] > 150 and c["lines"] >= 6 and c["lineLength"] > 1000, c
-        assert browser.evaluate("document.getElementById('headline-success-rate').textContent") == \
-            f"{report['headline']['success_rate']:.1%}"
+        assert (
+            browser.evaluate("document.getElementById('headline-success-rate').textContent")
+            == f"{report['headline']['success_rate']:.1%}"
+        )
 
         # Sorting: the discrepancy table by check-in id, ascending then descending.
         header = "#disc-table thead th:nth-child(4)"
@@ -58,17 +62,20 @@ def test_report_renders_sorts_and_filters_in_chromium(report, tmp_path):
         assert numbers == sorted(numbers, reverse=True)
         # Sorting the health table by success rate puts the worst first.
         browser.evaluate("document.querySelector('#integration-table thead th:nth-child(4)').click()")
-        rates = [float(v.rstrip('%')) for v in column(browser, "integration-table", 3)]
+        rates = [float(v.rstrip("%")) for v in column(browser, "integration-table", 3)]
         assert rates == sorted(rates) and rates[0] < rates[-1]
 
         # Filtering by class, then by text.
         total = len(column(browser, "disc-table", 0))
-        choose = "(() => {{ const e = document.getElementById('{}'); e.value = '{}'; e.dispatchEvent(new Event('{}')); }})()"
+        choose = (
+            "(() => {{ const e = document.getElementById('{}'); e.value = '{}'; e.dispatchEvent(new Event('{}')); }})()"
+        )
         browser.evaluate(choose.format("disc-class", "missing_in_crm", "change"))
         classes = column(browser, "disc-table", 0)
         assert classes and set(classes) == {"missing_in_crm"} and len(classes) < total
-        assert browser.evaluate("document.getElementById('disc-count').textContent") == \
-            f"{len(classes)} of {total} rows"
+        assert (
+            browser.evaluate("document.getElementById('disc-count').textContent") == f"{len(classes)} of {total} rows"
+        )
         browser.evaluate(choose.format("disc-class", "", "change"))
         browser.evaluate(choose.format("disc-filter", "Lone Star", "input"))
         assert set(column(browser, "disc-table", 1)) == {"Lone Star Electric"}

@@ -28,21 +28,35 @@ JOB = f"{DATA}/jobs/ingest/{JOB_ID}"
 
 
 def hook() -> SalesforceHook:
-    return SalesforceHook(credentials={"clientId": "cid", "clientSecret": "cs-bulk-secret", "myDomainUrl": INSTANCE},
-                          account_key=f"sf-{uuid.uuid4()}")
+    return SalesforceHook(
+        credentials={"clientId": "cid", "clientSecret": "cs-bulk-secret", "myDomainUrl": INSTANCE},
+        account_key=f"sf-{uuid.uuid4()}",
+    )
 
 
 @pytest.fixture
 def sf(rsps):
-    rsps.add(responses.POST, f"{INSTANCE}/services/oauth2/token",
-             json={"access_token": "00D!bulk", "instance_url": INSTANCE, "token_type": "Bearer"})
+    rsps.add(
+        responses.POST,
+        f"{INSTANCE}/services/oauth2/token",
+        json={"access_token": "00D!bulk", "instance_url": INSTANCE, "token_type": "Bearer"},
+    )
     return rsps
 
 
 def job_info(state: str, **extra) -> dict:
-    return {"id": JOB_ID, "operation": "upsert", "object": "Case", "state": state, "contentType": "CSV",
-            "externalIdFieldName": "RankItPro_CheckIn_Key__c", "lineEnding": "LF", "columnDelimiter": "COMMA",
-            "contentUrl": f"services/data/v62.0/jobs/ingest/{JOB_ID}/batches", **extra}
+    return {
+        "id": JOB_ID,
+        "operation": "upsert",
+        "object": "Case",
+        "state": state,
+        "contentType": "CSV",
+        "externalIdFieldName": "RankItPro_CheckIn_Key__c",
+        "lineEnding": "LF",
+        "columnDelimiter": "COMMA",
+        "contentUrl": f"services/data/v62.0/jobs/ingest/{JOB_ID}/batches",
+        **extra,
+    }
 
 
 def test_create_job_body(sf):
@@ -51,9 +65,14 @@ def test_create_job_body(sf):
     assert info["state"] == "Open"
     request = sf.calls[-1].request
     assert request.headers["Authorization"] == "Bearer 00D!bulk"
-    assert json.loads(request.body) == {"object": "Case", "operation": "upsert", "contentType": "CSV",
-                                        "lineEnding": "LF", "columnDelimiter": "COMMA",
-                                        "externalIdFieldName": "RankItPro_CheckIn_Key__c"}
+    assert json.loads(request.body) == {
+        "object": "Case",
+        "operation": "upsert",
+        "contentType": "CSV",
+        "lineEnding": "LF",
+        "columnDelimiter": "COMMA",
+        "externalIdFieldName": "RankItPro_CheckIn_Key__c",
+    }
     with pytest.raises(ValueError, match="external_id_field"):
         hook().create_ingest_job("Case", "upsert")
     with pytest.raises(ValueError, match="invalid Salesforce sObject name"):
@@ -84,12 +103,27 @@ def test_wait_polls_until_a_final_state_with_growing_pauses(sf):
 
 
 def test_records_to_csv_quotes_and_leaves_out_attributes():
-    text = records_to_csv([{"attributes": {"type": "Case"}, "Subject": 'He said "hi", twice', "Description": "a\nb",
-                            "Origin": None, "IsEscalated": True}, {"Subject": "x", "Priority": "High"}])
+    text = records_to_csv(
+        [
+            {
+                "attributes": {"type": "Case"},
+                "Subject": 'He said "hi", twice',
+                "Description": "a\nb",
+                "Origin": None,
+                "IsEscalated": True,
+            },
+            {"Subject": "x", "Priority": "High"},
+        ]
+    )
     rows = list(csv.DictReader(io.StringIO(text)))
     assert text.splitlines()[0] == "Subject,Description,Origin,IsEscalated,Priority"
-    assert rows[0] == {"Subject": 'He said "hi", twice', "Description": "a\nb", "Origin": "", "IsEscalated": "true",
-                       "Priority": ""}
+    assert rows[0] == {
+        "Subject": 'He said "hi", twice',
+        "Description": "a\nb",
+        "Origin": "",
+        "IsEscalated": "true",
+        "Priority": "",
+    }
     assert rows[1]["Subject"] == "x" and rows[1]["Description"] == ""
 
 
@@ -98,18 +132,37 @@ def test_bulk_upsert_reads_the_three_result_sets(sf):
     sf.add(responses.PUT, f"{JOB}/batches", status=201)
     sf.add(responses.PATCH, JOB, json=job_info("UploadComplete"))
     sf.add(responses.GET, JOB, json=job_info("JobComplete", numberRecordsProcessed=3, numberRecordsFailed=1))
-    sf.add(responses.GET, f"{JOB}/successfulResults", content_type="text/csv",
-           body='"sf__Id","sf__Created",Subject,RankItPro_CheckIn_Key__c\n"500xx0000001AAAAA0","true",B,k2\n')
-    sf.add(responses.GET, f"{JOB}/failedResults", content_type="text/csv",
-           body='"sf__Id","sf__Error",Subject,RankItPro_CheckIn_Key__c\n'
-                '"","FIELD_CUSTOM_VALIDATION_EXCEPTION:Subject: rejected:Subject --",A,k1\n')
-    sf.add(responses.GET, f"{JOB}/unprocessedrecords", content_type="text/csv",
-           body="Subject,RankItPro_CheckIn_Key__c\nC,k3\n")
-    out = hook().bulk_upsert("Case", "RankItPro_CheckIn_Key__c", [
-        {"Subject": "A", "RankItPro_CheckIn_Key__c": "k1"}, {"Subject": "B", "RankItPro_CheckIn_Key__c": "k2"},
-        {"Subject": "C", "RankItPro_CheckIn_Key__c": "k3"}])
-    assert out.successful == [{"sf__Id": "500xx0000001AAAAA0", "sf__Created": "true", "Subject": "B",
-                               "RankItPro_CheckIn_Key__c": "k2"}]
+    sf.add(
+        responses.GET,
+        f"{JOB}/successfulResults",
+        content_type="text/csv",
+        body='"sf__Id","sf__Created",Subject,RankItPro_CheckIn_Key__c\n"500xx0000001AAAAA0","true",B,k2\n',
+    )
+    sf.add(
+        responses.GET,
+        f"{JOB}/failedResults",
+        content_type="text/csv",
+        body='"sf__Id","sf__Error",Subject,RankItPro_CheckIn_Key__c\n'
+        '"","FIELD_CUSTOM_VALIDATION_EXCEPTION:Subject: rejected:Subject --",A,k1\n',
+    )
+    sf.add(
+        responses.GET,
+        f"{JOB}/unprocessedrecords",
+        content_type="text/csv",
+        body="Subject,RankItPro_CheckIn_Key__c\nC,k3\n",
+    )
+    out = hook().bulk_upsert(
+        "Case",
+        "RankItPro_CheckIn_Key__c",
+        [
+            {"Subject": "A", "RankItPro_CheckIn_Key__c": "k1"},
+            {"Subject": "B", "RankItPro_CheckIn_Key__c": "k2"},
+            {"Subject": "C", "RankItPro_CheckIn_Key__c": "k3"},
+        ],
+    )
+    assert out.successful == [
+        {"sf__Id": "500xx0000001AAAAA0", "sf__Created": "true", "Subject": "B", "RankItPro_CheckIn_Key__c": "k2"}
+    ]
     assert out.failed[0]["sf__Error"].startswith("FIELD_CUSTOM_VALIDATION_EXCEPTION")
     assert out.unprocessed == [{"Subject": "C", "RankItPro_CheckIn_Key__c": "k3"}]
     assert [c.request.method for c in sf.calls[1:]] == ["POST", "PUT", "PATCH", "GET", "GET", "GET", "GET"]
@@ -119,8 +172,12 @@ def test_bulk_upsert_reads_the_three_result_sets(sf):
 
 def test_bulk_upsert_aborts_a_job_whose_upload_is_refused(sf):
     sf.add(responses.POST, f"{DATA}/jobs/ingest", json=job_info("Open"))
-    sf.add(responses.PUT, f"{JOB}/batches", status=400,
-           json=[{"errorCode": "INVALIDREQUEST", "message": "Content-Type must be text/csv"}])
+    sf.add(
+        responses.PUT,
+        f"{JOB}/batches",
+        status=400,
+        json=[{"errorCode": "INVALIDREQUEST", "message": "Content-Type must be text/csv"}],
+    )
     sf.add(responses.PATCH, JOB, json=job_info("Aborted"))
     with pytest.raises(BadRecordError, match="INVALIDREQUEST"):
         hook().bulk_upsert("Case", "RankItPro_CheckIn_Key__c", [{"RankItPro_CheckIn_Key__c": "k1"}])
@@ -139,13 +196,21 @@ def test_bulk_path_lands_every_row_and_quarantines_the_invalid_one(db, db_url, s
         raw = conn.execute(sa.text("SELECT crm_integrations FROM companies WHERE id = :c"), {"c": company}).scalar()
         integrations = json.loads(raw)
         integrations["salesforce"]["crmSettings"] = {"bulkThreshold": 10}  # 40 rows: one bulk job per batch
-        conn.execute(sa.text("UPDATE companies SET crm_integrations = :j WHERE id = :c"),
-                     {"j": json.dumps(integrations), "c": company})
-        bad = conn.execute(sa.text(
-            "SELECT id FROM check_ins WHERE company_id = :c AND customer_email LIKE '%@example.com' ORDER BY id "
-            "LIMIT 1"), {"c": company}).scalar()
-        conn.execute(sa.text("UPDATE check_ins SET notes = 'SANDBOX-INVALID: a validation rule refuses this' "
-                             "WHERE id = :i"), {"i": bad})
+        conn.execute(
+            sa.text("UPDATE companies SET crm_integrations = :j WHERE id = :c"),
+            {"j": json.dumps(integrations), "c": company},
+        )
+        bad = conn.execute(
+            sa.text(
+                "SELECT id FROM check_ins WHERE company_id = :c AND customer_email LIKE '%@example.com' ORDER BY id "
+                "LIMIT 1"
+            ),
+            {"c": company},
+        ).scalar()
+        conn.execute(
+            sa.text("UPDATE check_ins SET notes = 'SANDBOX-INVALID: a validation rule refuses this' WHERE id = :i"),
+            {"i": bad},
+        )
     conf = {"crm_type": "salesforce", "company_ids": [company], "chunk_days": 30, "dry_run": False}
     code, out = run_dag(airflow_home, db_url, tmp_path, dag_id="crm_backfill", conf=conf)
     assert code == 0, out[-3000:]

@@ -48,20 +48,28 @@ def cc_hook(**extra) -> FastSalesforce:
 
 
 def pw_hook(**extra) -> FastSalesforce:
-    creds = {"clientId": "cid-0001", "clientSecret": CLIENT_SECRET, "username": "ops@acme.com",
-             "password": PASSWORD, "securityToken": SEC_TOKEN, **extra}
+    creds = {
+        "clientId": "cid-0001",
+        "clientSecret": CLIENT_SECRET,
+        "username": "ops@acme.com",
+        "password": PASSWORD,
+        "securityToken": SEC_TOKEN,
+        **extra,
+    }
     return FastSalesforce(credentials=creds, account_key=f"sf-{uuid.uuid4()}")
 
 
 def token_ok(rsps, url=f"{MY_DOMAIN}/services/oauth2/token", token="00Dxx!session-0001", instance=INSTANCE):
-    payload = {"access_token": token, "token_type": "Bearer", "id": "https://login.salesforce.com/id/00D/005",
-               "issued_at": "1763625603004", "signature": "sig"}
+    payload = {
+        "access_token": token,
+        "token_type": "Bearer",
+        "id": "https://login.salesforce.com/id/00D/005",
+        "issued_at": "1763625603004",
+        "signature": "sig",
+    }
     if instance:
         payload["instance_url"] = instance
     rsps.add(responses.POST, url, json=payload)
-
-
-
 
 
 def token_calls(rsps):
@@ -82,8 +90,12 @@ def sf_error(code, message, fields=None):
 # ---------------------------------------------------------------------- auth flows
 def test_client_credentials_token_request(rsps):
     token_ok(rsps)
-    rsps.add(responses.GET, f"{DATA}/limits", json={"DailyApiRequests": {"Max": 5000, "Remaining": 4982}},
-             headers=LIMIT_HEADER)
+    rsps.add(
+        responses.GET,
+        f"{DATA}/limits",
+        json={"DailyApiRequests": {"Max": 5000, "Remaining": 4982}},
+        headers=LIMIT_HEADER,
+    )
     h = cc_hook()
     assert h.auth_flow == "client_credentials"
     assert h.limits()["DailyApiRequests"]["Max"] == 5000
@@ -106,16 +118,24 @@ def test_password_flow_token_request(rsps):
     assert tok.request.url == "https://login.salesforce.com/services/oauth2/token"
     assert "Authorization" not in tok.request.headers
     assert parse_qs(tok.request.body) == {
-        "grant_type": ["password"], "client_id": ["cid-0001"], "client_secret": [CLIENT_SECRET],
-        "username": ["ops@acme.com"], "password": [PASSWORD + SEC_TOKEN]}
+        "grant_type": ["password"],
+        "client_id": ["cid-0001"],
+        "client_secret": [CLIENT_SECRET],
+        "username": ["ops@acme.com"],
+        "password": [PASSWORD + SEC_TOKEN],
+    }
 
 
 @pytest.mark.parametrize(
     ("extra", "token_host"),
-    [({"authUrl": "https://test.salesforce.com"}, "https://test.salesforce.com"),
-     ({"instanceUrl": "https://acme.my.salesforce.com/"}, "https://acme.my.salesforce.com"),
-     ({"myDomainUrl": "https://acme2.my.salesforce.com", "instanceUrl": "https://na1.salesforce.com"},
-      "https://acme2.my.salesforce.com")],
+    [
+        ({"authUrl": "https://test.salesforce.com"}, "https://test.salesforce.com"),
+        ({"instanceUrl": "https://acme.my.salesforce.com/"}, "https://acme.my.salesforce.com"),
+        (
+            {"myDomainUrl": "https://acme2.my.salesforce.com", "instanceUrl": "https://na1.salesforce.com"},
+            "https://acme2.my.salesforce.com",
+        ),
+    ],
 )
 def test_password_flow_token_host(extra, token_host):
     h = pw_hook(**extra)
@@ -132,13 +152,20 @@ def test_password_flow_without_security_token(rsps):
 
 @pytest.mark.parametrize(
     ("creds", "expected"),
-    [({}, "client credentials flow is missing myDomainUrl, clientId, clientSecret; "
-          "username-password flow is missing clientId, clientSecret, username, password"),
-     ({"clientId": "c", "username": "u", "password": "p"}, "missing clientSecret"),
-     ({"clientSecret": "s", "myDomainUrl": MY_DOMAIN}, "missing clientId"),
-     ({"clientId": "c", "clientSecret": "s", "username": "u"}, "missing password"),
-     ({"clientId": "c", "clientSecret": "s", "instanceUrl": INSTANCE},
-      "client credentials flow is missing myDomainUrl;")],
+    [
+        (
+            {},
+            "client credentials flow is missing myDomainUrl, clientId, clientSecret; "
+            "username-password flow is missing clientId, clientSecret, username, password",
+        ),
+        ({"clientId": "c", "username": "u", "password": "p"}, "missing clientSecret"),
+        ({"clientSecret": "s", "myDomainUrl": MY_DOMAIN}, "missing clientId"),
+        ({"clientId": "c", "clientSecret": "s", "username": "u"}, "missing password"),
+        (
+            {"clientId": "c", "clientSecret": "s", "instanceUrl": INSTANCE},
+            "client credentials flow is missing myDomainUrl;",
+        ),
+    ],
 )
 def test_missing_keys_name_what_each_flow_needs(rsps, creds, expected):
     h = FastSalesforce(credentials=creds or {"x": "y"}, account_key=f"sf-{uuid.uuid4()}")
@@ -151,8 +178,12 @@ def test_missing_keys_name_what_each_flow_needs(rsps, creds, expected):
 
 
 def test_oauth_error_is_bad_credentials_with_description(rsps):
-    rsps.add(responses.POST, "https://login.salesforce.com/services/oauth2/token", status=400,
-             json={"error": "invalid_grant", "error_description": f"authentication failure for {PASSWORD}"})
+    rsps.add(
+        responses.POST,
+        "https://login.salesforce.com/services/oauth2/token",
+        status=400,
+        json={"error": "invalid_grant", "error_description": f"authentication failure for {PASSWORD}"},
+    )
     h = pw_hook()
     with pytest.raises(BadCredentialsError) as info:
         h.limits()
@@ -177,8 +208,11 @@ def test_foreign_instance_url_is_refused(rsps, monkeypatch):
     with pytest.raises(ConfigurationError, match="instance_url"):
         cc_hook().limits()
     assert data_calls(rsps) == []
-    rsps.replace(responses.POST, f"{MY_DOMAIN}/services/oauth2/token",
-                 json={"access_token": "t-0001", "instance_url": "http://acme.my.salesforce.com"})
+    rsps.replace(
+        responses.POST,
+        f"{MY_DOMAIN}/services/oauth2/token",
+        json={"access_token": "t-0001", "instance_url": "http://acme.my.salesforce.com"},
+    )
     with pytest.raises(ConfigurationError, match="https"):
         cc_hook().limits()
     assert data_calls(rsps) == []
@@ -191,16 +225,23 @@ def test_my_domain_override_must_be_allowed(rsps, monkeypatch):
     assert len(rsps.calls) == 0
 
 
-@pytest.mark.parametrize("next_url", ["/services/data/v62.0/query/01gX-1",
-                                      "/salesforce/services/data/v62.0/query/01gX-1"])
+@pytest.mark.parametrize(
+    "next_url", ["/services/data/v62.0/query/01gX-1", "/salesforce/services/data/v62.0/query/01gX-1"]
+)
 def test_sandbox_prefix_base_urls(rsps, next_url):
     """The local sandbox serves Salesforce under http://127.0.0.1:PORT/salesforce (allowed in conftest)."""
     base = "http://127.0.0.1:8099/salesforce"
     token_ok(rsps, url=f"{base}/services/oauth2/token", instance=base)
-    rsps.add(responses.GET, f"{base}/services/data/v62.0/query",
-             json={"totalSize": 2, "done": False, "records": [{"Id": "001A"}], "nextRecordsUrl": next_url})
-    rsps.add(responses.GET, f"{base}/services/data/v62.0/query/01gX-1",
-             json={"totalSize": 2, "done": True, "records": [{"Id": "001B"}]})
+    rsps.add(
+        responses.GET,
+        f"{base}/services/data/v62.0/query",
+        json={"totalSize": 2, "done": False, "records": [{"Id": "001A"}], "nextRecordsUrl": next_url},
+    )
+    rsps.add(
+        responses.GET,
+        f"{base}/services/data/v62.0/query/01gX-1",
+        json={"totalSize": 2, "done": True, "records": [{"Id": "001B"}]},
+    )
     h = cc_hook(myDomainUrl=base)
     assert [r["Id"] for r in h.query("SELECT Id FROM Account")] == ["001A", "001B"]
 
@@ -215,8 +256,7 @@ def test_session_cached_for_session_seconds_and_refreshed_on_invalid_session(rsp
     token_ok(rsps, token="00D!first-session")
     token_ok(rsps, token="00D!second-session")
     url = f"{DATA}/sobjects/Account/describe"
-    rsps.add(responses.GET, url, status=401,
-             json=sf_error("INVALID_SESSION_ID", "Session expired or invalid"))
+    rsps.add(responses.GET, url, status=401, json=sf_error("INVALID_SESSION_ID", "Session expired or invalid"))
     rsps.add(responses.GET, url, json={"name": "Account", "fields": []}, headers=LIMIT_HEADER)
     h = cc_hook(settings={"sessionSeconds": 7200})
     assert h.describe("Account")["name"] == "Account"
@@ -228,8 +268,9 @@ def test_session_cached_for_session_seconds_and_refreshed_on_invalid_session(rsp
 
 def test_invalid_session_twice_is_bad_credentials(rsps):
     token_ok(rsps)
-    rsps.add(responses.GET, f"{DATA}/limits", status=401,
-             json=sf_error("INVALID_SESSION_ID", "Session expired or invalid"))
+    rsps.add(
+        responses.GET, f"{DATA}/limits", status=401, json=sf_error("INVALID_SESSION_ID", "Session expired or invalid")
+    )
     with pytest.raises(BadCredentialsError, match="INVALID_SESSION_ID"):
         cc_hook().limits()
     assert len(data_calls(rsps)) == 2
@@ -238,8 +279,12 @@ def test_invalid_session_twice_is_bad_credentials(rsps):
 # ---------------------------------------------------------------------- errors
 def test_request_limit_exceeded_is_quota_and_never_retried(rsps, sleeps):
     token_ok(rsps)
-    rsps.add(responses.GET, f"{DATA}/limits", status=403,
-             json=sf_error("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."))
+    rsps.add(
+        responses.GET,
+        f"{DATA}/limits",
+        status=403,
+        json=sf_error("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
+    )
     with pytest.raises(QuotaExhaustedError):
         cc_hook().limits()
     assert len(data_calls(rsps)) == 1 and sleeps == []
@@ -287,8 +332,12 @@ def test_server_unavailable_is_retried(rsps, sleeps):
 
 def test_upsert_multiple_matches_300_raises(rsps):
     token_ok(rsps)
-    rsps.add(responses.PATCH, f"{DATA}/composite/sobjects/Contact/RIP_Key__c", status=300,
-             json=["/services/data/v62.0/sobjects/Contact/003A", "/services/data/v62.0/sobjects/Contact/003B"])
+    rsps.add(
+        responses.PATCH,
+        f"{DATA}/composite/sobjects/Contact/RIP_Key__c",
+        status=300,
+        json=["/services/data/v62.0/sobjects/Contact/003A", "/services/data/v62.0/sobjects/Contact/003B"],
+    )
     with pytest.raises(BadRecordError, match="matches 2 records"):
         cc_hook().upsert_records("Contact", "RIP_Key__c", [{"RIP_Key__c": "k1", "LastName": "Doe"}])
 
@@ -297,8 +346,9 @@ def test_upsert_multiple_matches_300_raises(rsps):
 def test_limit_info_header_and_budget(rsps):
     token_ok(rsps)
     rsps.add(responses.GET, f"{DATA}/limits", json={}, headers={"Sforce-Limit-Info": "api-usage=4500/5000"})
-    rsps.add(responses.GET, f"{DATA}/limits", json={},
-             headers={"Sforce-Limit-Info": "api-usage=4501/5000; api-bursts=1/750"})
+    rsps.add(
+        responses.GET, f"{DATA}/limits", json={}, headers={"Sforce-Limit-Info": "api-usage=4501/5000; api-bursts=1/750"}
+    )
     h = cc_hook()
     assert h.api_usage is None and h.budget_exhausted() is False
     h.limits()
@@ -321,11 +371,22 @@ def test_check_access_reports_usage(rsps):
 def test_query_follows_next_records_url(rsps):
     token_ok(rsps)
     soql = "SELECT Id, Email FROM Contact WHERE " + soql_in("Email", ["o'neil@x.com", "a@x.com"])
-    rsps.add(responses.GET, f"{DATA}/query", json={
-        "totalSize": 3, "done": False, "nextRecordsUrl": "/services/data/v62.0/query/01gD0000002HU6KIAW-2000",
-        "records": [{"attributes": {"type": "Contact"}, "Id": "003A"}, {"Id": "003B"}]}, headers=LIMIT_HEADER)
-    rsps.add(responses.GET, f"{DATA}/query/01gD0000002HU6KIAW-2000",
-             json={"totalSize": 3, "done": True, "records": [{"Id": "003C"}]})
+    rsps.add(
+        responses.GET,
+        f"{DATA}/query",
+        json={
+            "totalSize": 3,
+            "done": False,
+            "nextRecordsUrl": "/services/data/v62.0/query/01gD0000002HU6KIAW-2000",
+            "records": [{"attributes": {"type": "Contact"}, "Id": "003A"}, {"Id": "003B"}],
+        },
+        headers=LIMIT_HEADER,
+    )
+    rsps.add(
+        responses.GET,
+        f"{DATA}/query/01gD0000002HU6KIAW-2000",
+        json={"totalSize": 3, "done": True, "records": [{"Id": "003C"}]},
+    )
     h = cc_hook()
     records = h.query(soql)
     assert data_calls(rsps) == []  # lazy
@@ -337,8 +398,11 @@ def test_query_follows_next_records_url(rsps):
 
 def test_query_absolute_next_url_must_be_allowed(rsps):
     token_ok(rsps)
-    rsps.add(responses.GET, f"{DATA}/query", json={
-        "done": False, "nextRecordsUrl": "https://attacker.example/next", "records": [{"Id": "1"}]})
+    rsps.add(
+        responses.GET,
+        f"{DATA}/query",
+        json={"done": False, "nextRecordsUrl": "https://attacker.example/next", "records": [{"Id": "1"}]},
+    )
     with pytest.raises(ConfigurationError):
         list(cc_hook().query("SELECT Id FROM Account"))
 
@@ -358,20 +422,39 @@ def test_upsert_records_shape_and_per_record_errors(rsps):
     url = f"{DATA}/composite/sobjects/Contact/RIP_Key__c"
     results = [
         {"id": "003A", "success": True, "errors": [], "created": True},
-        {"success": False, "created": False, "errors": [
-            {"statusCode": "REQUIRED_FIELD_MISSING", "message": "Required fields are missing: [LastName]",
-             "fields": ["LastName"]}]},
+        {
+            "success": False,
+            "created": False,
+            "errors": [
+                {
+                    "statusCode": "REQUIRED_FIELD_MISSING",
+                    "message": "Required fields are missing: [LastName]",
+                    "fields": ["LastName"],
+                }
+            ],
+        },
     ]
     rsps.add(responses.PATCH, url, json=results)
-    records = [{"RIP_Key__c": "rankitpro-7-1", "LastName": "Doe", "Email": "o'neil@x.com"},
-               {"attributes": {"type": "Contact"}, "RIP_Key__c": "rankitpro-7-2"}]
+    records = [
+        {"RIP_Key__c": "rankitpro-7-1", "LastName": "Doe", "Email": "o'neil@x.com"},
+        {"attributes": {"type": "Contact"}, "RIP_Key__c": "rankitpro-7-2"},
+    ]
     assert cc_hook().upsert_records("Contact", "RIP_Key__c", records) == results
     (call,) = data_calls(rsps)
     assert call.request.method == "PATCH"
     assert call.request.headers["Authorization"] == "Bearer 00Dxx!session-0001"
-    assert json.loads(call.request.body) == {"allOrNone": False, "records": [
-        {"RIP_Key__c": "rankitpro-7-1", "LastName": "Doe", "Email": "o'neil@x.com", "attributes": {"type": "Contact"}},
-        {"attributes": {"type": "Contact"}, "RIP_Key__c": "rankitpro-7-2"}]}
+    assert json.loads(call.request.body) == {
+        "allOrNone": False,
+        "records": [
+            {
+                "RIP_Key__c": "rankitpro-7-1",
+                "LastName": "Doe",
+                "Email": "o'neil@x.com",
+                "attributes": {"type": "Contact"},
+            },
+            {"attributes": {"type": "Contact"}, "RIP_Key__c": "rankitpro-7-2"},
+        ],
+    }
     assert records[0].get("attributes") is None  # the caller's dicts are not modified
 
 
@@ -391,8 +474,7 @@ def test_upsert_records_validation(rsps):
 
 def test_create_records(rsps):
     token_ok(rsps)
-    rsps.add(responses.POST, f"{DATA}/composite/sobjects",
-             json=[{"id": "500A", "success": True, "errors": []}])
+    rsps.add(responses.POST, f"{DATA}/composite/sobjects", json=[{"id": "500A", "success": True, "errors": []}])
     recs = [{"attributes": {"type": "Case"}, "Subject": "AC repair", "ContactId": "003A"}]
     assert cc_hook().create_records(recs, all_or_none=True)[0]["id"] == "500A"
     assert json.loads(data_calls(rsps)[0].request.body) == {"allOrNone": True, "records": recs}
@@ -402,8 +484,7 @@ def test_create_records(rsps):
 
 def test_update_records(rsps):
     token_ok(rsps)
-    rsps.add(responses.PATCH, f"{DATA}/composite/sobjects",
-             json=[{"id": "500A", "success": True, "errors": []}])
+    rsps.add(responses.PATCH, f"{DATA}/composite/sobjects", json=[{"id": "500A", "success": True, "errors": []}])
     recs = [{"attributes": {"type": "Case"}, "id": "500A", "Status": "Closed"}]
     assert cc_hook().update_records(recs)[0]["success"] is True
     call = data_calls(rsps)[0]
@@ -424,8 +505,9 @@ def test_rate_limits_and_account_key_need_no_token(rsps):
     h = cc_hook()
     assert h.rate_limits == {"default": RateLimit(None, 1.0)}
     assert cc_hook(settings={"requestsPerSecond": 20}).rate_limits["default"] == RateLimit(20, 1.0)
-    plain = FastSalesforce(credentials={"clientId": "cid-0001", "clientSecret": CLIENT_SECRET,
-                                        "myDomainUrl": MY_DOMAIN})
+    plain = FastSalesforce(
+        credentials={"clientId": "cid-0001", "clientSecret": CLIENT_SECRET, "myDomainUrl": MY_DOMAIN}
+    )
     assert plain.account_key.startswith(f"salesforce:{MY_DOMAIN}:") and len(plain.account_id()) == 12
     assert CLIENT_SECRET not in plain.account_key
     assert len(rsps.calls) == 0
@@ -434,16 +516,22 @@ def test_rate_limits_and_account_key_need_no_token(rsps):
 # ---------------------------------------------------------------------- SOQL helpers
 @pytest.mark.parametrize(
     ("value", "literal"),
-    [("Bob's BBQ", r"'Bob\'s BBQ'"),
-     ("C:\\temp\\", r"'C:\\temp\\'"),
-     ("\\'; DELETE", r"'\\\'; DELETE'"),
-     ("' OR Name != '", r"'\' OR Name != \''"),
-     ('say "hi"', r"""'say \"hi\"'"""),
-     ("line1\nline2\r\t\b\f", r"'line1\nline2\r\t\b\f'"),
-     ("nul\x00bell\x07", r"'nul\u0000bell\u0007'"),
-     ("Zoë Ångström 山田 🙂", "'Zoë Ångström 山田 🙂'"),
-     ("50%_off", "'50%_off'"),
-     (None, "null"), (True, "true"), (False, "false"), (42, "42"), (1.5, "1.5")],
+    [
+        ("Bob's BBQ", r"'Bob\'s BBQ'"),
+        ("C:\\temp\\", r"'C:\\temp\\'"),
+        ("\\'; DELETE", r"'\\\'; DELETE'"),
+        ("' OR Name != '", r"'\' OR Name != \''"),
+        ('say "hi"', r"""'say \"hi\"'"""),
+        ("line1\nline2\r\t\b\f", r"'line1\nline2\r\t\b\f'"),
+        ("nul\x00bell\x07", r"'nul\u0000bell\u0007'"),
+        ("Zoë Ångström 山田 🙂", "'Zoë Ångström 山田 🙂'"),
+        ("50%_off", "'50%_off'"),
+        (None, "null"),
+        (True, "true"),
+        (False, "false"),
+        (42, "42"),
+        (1.5, "1.5"),
+    ],
 )
 def test_soql_quote(value, literal):
     assert soql_quote(value) == literal
@@ -464,19 +552,39 @@ def test_soql_in():
 
 # ---------------------------------------------------------------------- connections
 def test_credentials_from_connection_password_flow():
-    conn = Connection(conn_id="sf", conn_type="crm_salesforce", host="acme.my.salesforce.com",
-                      login="ops@acme.com", password=PASSWORD,
-                      extra=json.dumps({"clientId": "cid", "clientSecret": CLIENT_SECRET,
-                                        "securityToken": SEC_TOKEN, "authUrl": "https://test.salesforce.com"}))
+    conn = Connection(
+        conn_id="sf",
+        conn_type="crm_salesforce",
+        host="acme.my.salesforce.com",
+        login="ops@acme.com",
+        password=PASSWORD,
+        extra=json.dumps(
+            {
+                "clientId": "cid",
+                "clientSecret": CLIENT_SECRET,
+                "securityToken": SEC_TOKEN,
+                "authUrl": "https://test.salesforce.com",
+            }
+        ),
+    )
     assert SalesforceHook.credentials_from_connection(conn) == {
-        "username": "ops@acme.com", "password": PASSWORD, "clientId": "cid", "clientSecret": CLIENT_SECRET,
-        "securityToken": SEC_TOKEN, "authUrl": "https://test.salesforce.com",
-        "instanceUrl": "https://acme.my.salesforce.com"}
+        "username": "ops@acme.com",
+        "password": PASSWORD,
+        "clientId": "cid",
+        "clientSecret": CLIENT_SECRET,
+        "securityToken": SEC_TOKEN,
+        "authUrl": "https://test.salesforce.com",
+        "instanceUrl": "https://acme.my.salesforce.com",
+    }
 
 
 def test_credentials_from_connection_client_credentials():
-    conn = Connection(conn_id="sf", conn_type="crm_salesforce", host="https://acme.my.salesforce.com",
-                      extra=json.dumps({"extra__crm_salesforce__clientId": "cid", "clientSecret": CLIENT_SECRET}))
+    conn = Connection(
+        conn_id="sf",
+        conn_type="crm_salesforce",
+        host="https://acme.my.salesforce.com",
+        extra=json.dumps({"extra__crm_salesforce__clientId": "cid", "clientSecret": CLIENT_SECRET}),
+    )
     creds = SalesforceHook.credentials_from_connection(conn)
     assert creds == {"clientId": "cid", "clientSecret": CLIENT_SECRET, "myDomainUrl": "https://acme.my.salesforce.com"}
     h = FastSalesforce(credentials=creds)
@@ -484,15 +592,27 @@ def test_credentials_from_connection_client_credentials():
 
 
 def test_credentials_from_connection_host_with_port():
-    conn = Connection(conn_id="sf", conn_type="crm_salesforce", host="http://127.0.0.1/salesforce", port=8099,
-                      extra=json.dumps({"clientId": "cid", "clientSecret": "s"}))
+    conn = Connection(
+        conn_id="sf",
+        conn_type="crm_salesforce",
+        host="http://127.0.0.1/salesforce",
+        port=8099,
+        extra=json.dumps({"clientId": "cid", "clientSecret": "s"}),
+    )
     assert SalesforceHook.credentials_from_connection(conn)["myDomainUrl"] == "http://127.0.0.1:8099/salesforce"
 
 
 def test_hook_from_airflow_connection_env(monkeypatch, rsps):
-    monkeypatch.setenv("AIRFLOW_CONN_CRM_SALESFORCE_DEFAULT", json.dumps({
-        "conn_type": "crm_salesforce", "host": MY_DOMAIN,
-        "extra": {"clientId": "cid-0001", "clientSecret": CLIENT_SECRET, "crmSettings": {"apiVersion": "64.0"}}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CRM_SALESFORCE_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "crm_salesforce",
+                "host": MY_DOMAIN,
+                "extra": {"clientId": "cid-0001", "clientSecret": CLIENT_SECRET, "crmSettings": {"apiVersion": "64.0"}},
+            }
+        ),
+    )
     token_ok(rsps)
     rsps.add(responses.GET, f"{INSTANCE}/services/data/v64.0/sobjects/Account/describe", json={"name": "Account"})
     h = FastSalesforce(account_key=f"sf-{uuid.uuid4()}")

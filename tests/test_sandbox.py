@@ -28,8 +28,9 @@ def _name(prefix: str) -> str:
 
 def register(sandbox: SandboxServer, crm: str, credentials: dict[str, Any], **extra: Any) -> str:
     account = _name(crm)
-    r = requests.post(f"{sandbox.url}/_sandbox/accounts",
-                      json={"crm": crm, "account": account, "credentials": credentials, **extra})
+    r = requests.post(
+        f"{sandbox.url}/_sandbox/accounts", json={"crm": crm, "account": account, "credentials": credentials, **extra}
+    )
     assert r.status_code == 201, r.text
     return account
 
@@ -41,14 +42,22 @@ def hubspot_account(sandbox: SandboxServer, **extra: Any) -> tuple[str, dict[str
 
 def salesforce_org(sandbox: SandboxServer, **extra: Any) -> tuple[str, dict[str, str]]:
     """An org with both flows configured; returns (account, client credentials)."""
-    creds = {"clientId": "cid-" + uuid.uuid4().hex, "clientSecret": "secret", "username": "ops@example.com",
-             "password": "pw", "securityToken": "TOKEN123"}
+    creds = {
+        "clientId": "cid-" + uuid.uuid4().hex,
+        "clientSecret": "secret",
+        "username": "ops@example.com",
+        "password": "pw",
+        "securityToken": "TOKEN123",
+    }
     return register(sandbox, "salesforce", creds, **extra), creds
 
 
 def sf_login(sandbox: SandboxServer, creds: dict[str, str]) -> tuple[str, dict[str, str]]:
-    r = requests.post(f"{sandbox.url}/salesforce/services/oauth2/token", data={"grant_type": "client_credentials"},
-                      auth=(creds["clientId"], creds["clientSecret"]))
+    r = requests.post(
+        f"{sandbox.url}/salesforce/services/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        auth=(creds["clientId"], creds["clientSecret"]),
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     return f"{body['instance_url']}/services/data/{SF_VERSION}", {"Authorization": f"Bearer {body['access_token']}"}
@@ -72,10 +81,17 @@ def test_account_registration_and_auth(sandbox: SandboxServer) -> None:
     admin = f"{sandbox.url}/_sandbox/accounts"
     assert requests.post(admin, json={"crm": "hubspot", "account": "x", "credentials": {}}).status_code == 400
     assert requests.post(admin, json={"crm": "nope", "account": "x", "credentials": {}}).status_code == 404
-    assert requests.post(admin, json={"crm": "hubspot", "account": "x", "credentials": {"accessToken": "t"},
-                                      "limits": {"ten_seconds": 5}}).status_code == 400
+    assert (
+        requests.post(
+            admin,
+            json={"crm": "hubspot", "account": "x", "credentials": {"accessToken": "t"}, "limits": {"ten_seconds": 5}},
+        ).status_code
+        == 400
+    )
     token = headers["Authorization"].split()[1]
-    clash = requests.post(admin, json={"crm": "hubspot", "account": _name("other"), "credentials": {"accessToken": token}})
+    clash = requests.post(
+        admin, json={"crm": "hubspot", "account": _name("other"), "credentials": {"accessToken": token}}
+    )
     assert clash.status_code == 409
     again = requests.post(admin, json={"crm": "hubspot", "account": account, "credentials": {"accessToken": token}})
     assert again.status_code == 200 and again.json()["created"] is False
@@ -96,12 +112,19 @@ def test_accounts_do_not_share_records(sandbox: SandboxServer) -> None:
 def test_hubspot_batch_upsert_new_existing_and_partial_errors(sandbox: SandboxServer) -> None:
     _, headers = hubspot_account(sandbox)
     base = f"{sandbox.url}/hubspot/crm/v3/objects/contacts"
-    existing = requests.post(base, json={"properties": {"email": "old@example.com", "firstname": "Old"}}, headers=headers)
+    existing = requests.post(
+        base, json={"properties": {"email": "old@example.com", "firstname": "Old"}}, headers=headers
+    )
     assert existing.status_code == 201
     existing_id = existing.json()["id"]
 
     inputs = [
-        {"idProperty": "email", "id": "OLD@example.com", "properties": {"lastname": "Timer"}, "objectWriteTraceId": "a"},
+        {
+            "idProperty": "email",
+            "id": "OLD@example.com",
+            "properties": {"lastname": "Timer"},
+            "objectWriteTraceId": "a",
+        },
         {"idProperty": "email", "id": "new@example.com", "properties": {"firstname": "New"}, "objectWriteTraceId": "b"},
     ]
     r = requests.post(f"{base}/batch/upsert", json={"inputs": inputs}, headers=headers)
@@ -127,8 +150,11 @@ def test_hubspot_batch_upsert_new_existing_and_partial_errors(sandbox: SandboxSe
     assert all(e["category"] == "VALIDATION_ERROR" for e in errors.values())
     assert 'Property \\"shoe_size\\" does not exist' in errors["t3"]["message"]
 
-    bad = requests.post(f"{base}/batch/upsert", json={"inputs": [{"idProperty": "firstname", "id": "x", "properties": {}}]},
-                        headers=headers)
+    bad = requests.post(
+        f"{base}/batch/upsert",
+        json={"inputs": [{"idProperty": "firstname", "id": "x", "properties": {}}]},
+        headers=headers,
+    )
     assert bad.status_code == 400 and bad.json()["category"] == "VALIDATION_ERROR"
     too_many = [{"idProperty": "email", "id": f"u{i}@example.com", "properties": {}} for i in range(101)]
     assert requests.post(f"{base}/batch/upsert", json={"inputs": too_many}, headers=headers).status_code == 400
@@ -154,29 +180,38 @@ def test_hubspot_create_conflicts_and_batch_all_or_nothing(sandbox: SandboxServe
     assert [c["properties"]["email"] for c in listed] == ["dup@example.com"]  # nothing of the failed batch
 
     note = {"hs_timestamp": "2026-11-24T10:00:00Z", "hs_note_body": "Replaced water heater"}
-    assoc = [{"to": {"id": body["id"]}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}]}]
-    r = requests.post(f"{base}/notes/batch/create", json={"inputs": [{"properties": note, "associations": assoc}]},
-                      headers=headers)
+    assoc = [
+        {"to": {"id": body["id"]}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}]}
+    ]
+    r = requests.post(
+        f"{base}/notes/batch/create", json={"inputs": [{"properties": note, "associations": assoc}]}, headers=headers
+    )
     assert r.status_code == 201 and r.json()["status"] == "COMPLETE"
     missing = [{"to": {"id": "999999"}, "types": assoc[0]["types"]}]
     r = requests.post(f"{base}/notes", json={"properties": note, "associations": missing}, headers=headers)
     assert r.status_code == 400 and r.json()["category"] == "VALIDATION_ERROR"
-    r = requests.post(f"{base}/notes", json={"properties": {"hs_note_body": "x" * 65_537, "hs_timestamp": "1"}},
-                      headers=headers)
+    r = requests.post(
+        f"{base}/notes", json={"properties": {"hs_note_body": "x" * 65_537, "hs_timestamp": "1"}}, headers=headers
+    )
     assert r.status_code == 400
 
 
 def test_hubspot_search_by_phone_formats_and_email_case(sandbox: SandboxServer) -> None:
     account, headers = hubspot_account(sandbox, limits={"search_per_second": 50})  # default 5/s would trip here
-    seeded = requests.post(f"{sandbox.url}/_sandbox/records/hubspot/{account}/contacts",
-                           json={"properties": {"email": "Pat@Example.com", "phone": "(512) 555-0100"}})
+    seeded = requests.post(
+        f"{sandbox.url}/_sandbox/records/hubspot/{account}/contacts",
+        json={"properties": {"email": "Pat@Example.com", "phone": "(512) 555-0100"}},
+    )
     assert seeded.status_code == 201
     contact_id = seeded.json()["id"]
     url = f"{sandbox.url}/hubspot/crm/v3/objects/contacts/search"
 
     def search(prop: str, value: str) -> list[str]:
-        body = {"filterGroups": [{"filters": [{"propertyName": prop, "operator": "EQ", "value": value}]}],
-                "properties": ["email", "phone"], "limit": 10}
+        body = {
+            "filterGroups": [{"filters": [{"propertyName": prop, "operator": "EQ", "value": value}]}],
+            "properties": ["email", "phone"],
+            "limit": 10,
+        }
         r = requests.post(url, json=body, headers=headers)
         assert r.status_code == 200, r.text
         assert "X-HubSpot-RateLimit-Max" not in r.headers  # search answers carry no rate-limit headers
@@ -186,8 +221,12 @@ def test_hubspot_search_by_phone_formats_and_email_case(sandbox: SandboxServer) 
         assert search("phone", phone) == [contact_id], phone
     assert search("phone", "5125550101") == []
     assert search("email", "pat@example.COM") == [contact_id]
-    either = {"filterGroups": [{"filters": [{"propertyName": "email", "operator": "IN", "values": ["nobody@x.com"]}]},
-                               {"filters": [{"propertyName": "phone", "operator": "HAS_PROPERTY"}]}]}
+    either = {
+        "filterGroups": [
+            {"filters": [{"propertyName": "email", "operator": "IN", "values": ["nobody@x.com"]}]},
+            {"filters": [{"propertyName": "phone", "operator": "HAS_PROPERTY"}]},
+        ]
+    }
     assert requests.post(url, json=either, headers=headers).json()["total"] == 1
 
 
@@ -222,8 +261,12 @@ def test_hubspot_oauth_refresh_and_token_expiry(sandbox: SandboxServer) -> None:
     creds = {"clientId": "app-1", "clientSecret": "app-secret", "refreshToken": "rt-" + uuid.uuid4().hex}
     account = register(sandbox, "hubspot", creds, limits={"token_ttl_seconds": 1})
     token_url = f"{sandbox.url}/hubspot/oauth/v1/token"
-    form = {"grant_type": "refresh_token", "client_id": "app-1", "client_secret": "app-secret",
-            "refresh_token": creds["refreshToken"]}
+    form = {
+        "grant_type": "refresh_token",
+        "client_id": "app-1",
+        "client_secret": "app-secret",
+        "refresh_token": creds["refreshToken"],
+    }
 
     bad = requests.post(token_url, data={**form, "client_secret": "wrong"})
     assert bad.status_code == 400 and bad.json()["status"] == "BAD_CLIENT_SECRET"
@@ -232,7 +275,11 @@ def test_hubspot_oauth_refresh_and_token_expiry(sandbox: SandboxServer) -> None:
     r = requests.post(token_url, data=form)
     assert r.status_code == 200
     issued = r.json()
-    assert issued["token_type"] == "bearer" and issued["expires_in"] == 1 and issued["refresh_token"] == form["refresh_token"]
+    assert (
+        issued["token_type"] == "bearer"
+        and issued["expires_in"] == 1
+        and issued["refresh_token"] == form["refresh_token"]
+    )
     contacts = f"{sandbox.url}/hubspot/crm/v3/objects/contacts"
     headers = {"Authorization": f"Bearer {issued['access_token']}"}
     ok = requests.get(contacts, headers=headers)
@@ -252,8 +299,14 @@ def test_hubspot_oauth_refresh_and_token_expiry(sandbox: SandboxServer) -> None:
 def test_hubspot_unique_property_upsert(sandbox: SandboxServer) -> None:
     _, headers = hubspot_account(sandbox)
     props = f"{sandbox.url}/hubspot/crm/v3/properties/contacts"
-    definition = {"name": "rankitpro_customer_key", "label": "Rank It Pro key", "type": "string", "fieldType": "text",
-                  "groupName": "contactinformation", "hasUniqueValue": True}
+    definition = {
+        "name": "rankitpro_customer_key",
+        "label": "Rank It Pro key",
+        "type": "string",
+        "fieldType": "text",
+        "groupName": "contactinformation",
+        "hasUniqueValue": True,
+    }
     assert requests.post(props, json=definition, headers=headers).status_code == 201
     assert requests.post(props, json=definition, headers=headers).status_code == 409
     names = {p["name"]: p for p in requests.get(props, headers=headers).json()["results"]}
@@ -263,10 +316,16 @@ def test_hubspot_unique_property_upsert(sandbox: SandboxServer) -> None:
     item = {"idProperty": "rankitpro_customer_key", "id": "cust-1", "properties": {"firstname": "Kim"}}
     first = requests.post(url, json={"inputs": [item]}, headers=headers).json()["results"][0]
     second = requests.post(url, json={"inputs": [{**item, "properties": {"lastname": "Lee"}}]}, headers=headers)
-    assert first["new"] is True and second.json()["results"][0] == {**second.json()["results"][0], "new": False,
-                                                                   "id": first["id"]}
-    clash = requests.post(f"{sandbox.url}/hubspot/crm/v3/objects/contacts",
-                          json={"properties": {"lastname": "Other", "rankitpro_customer_key": "CUST-1"}}, headers=headers)
+    assert first["new"] is True and second.json()["results"][0] == {
+        **second.json()["results"][0],
+        "new": False,
+        "id": first["id"],
+    }
+    clash = requests.post(
+        f"{sandbox.url}/hubspot/crm/v3/objects/contacts",
+        json={"properties": {"lastname": "Other", "rankitpro_customer_key": "CUST-1"}},
+        headers=headers,
+    )
     assert clash.status_code == 400 and first["id"] in clash.json()["message"]
 
 
@@ -279,25 +338,45 @@ def test_salesforce_token_flows(sandbox: SandboxServer) -> None:
     form = {"grant_type": "client_credentials", "client_id": creds["clientId"], "client_secret": creds["clientSecret"]}
     by_form = requests.post(token_url, data=form)
     basic = base64.b64encode(f"{creds['clientId']}:{creds['clientSecret']}".encode()).decode()
-    by_basic = requests.post(token_url, data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"})
-    password = requests.post(token_url, data={"grant_type": "password", "client_id": creds["clientId"],
-                                              "client_secret": creds["clientSecret"], "username": creds["username"],
-                                              "password": creds["password"] + creds["securityToken"]})
+    by_basic = requests.post(
+        token_url, data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+    )
+    password = requests.post(
+        token_url,
+        data={
+            "grant_type": "password",
+            "client_id": creds["clientId"],
+            "client_secret": creds["clientSecret"],
+            "username": creds["username"],
+            "password": creds["password"] + creds["securityToken"],
+        },
+    )
     for r in (by_form, by_basic, password):
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["instance_url"] == f"{sandbox.url}/salesforce" and body["token_type"] == "Bearer"
         assert {"access_token", "id", "issued_at", "signature"} <= set(body)
-        usage = requests.get(f"{body['instance_url']}/services/data/{SF_VERSION}/limits",
-                             headers={"Authorization": f"Bearer {body['access_token']}"})
+        usage = requests.get(
+            f"{body['instance_url']}/services/data/{SF_VERSION}/limits",
+            headers={"Authorization": f"Bearer {body['access_token']}"},
+        )
         assert usage.status_code == 200 and usage.json()["DailyApiRequests"]["Max"] == 100_000
         assert usage.headers["Sforce-Limit-Info"].startswith("api-usage=")
 
-    no_token = requests.post(token_url, data={"grant_type": "password", "client_id": creds["clientId"],
-                                              "client_secret": creds["clientSecret"], "username": creds["username"],
-                                              "password": creds["password"]})
-    assert no_token.status_code == 400 and no_token.json() == {"error": "invalid_grant",
-                                                               "error_description": "authentication failure"}
+    no_token = requests.post(
+        token_url,
+        data={
+            "grant_type": "password",
+            "client_id": creds["clientId"],
+            "client_secret": creds["clientSecret"],
+            "username": creds["username"],
+            "password": creds["password"],
+        },
+    )
+    assert no_token.status_code == 400 and no_token.json() == {
+        "error": "invalid_grant",
+        "error_description": "authentication failure",
+    }
     wrong_secret = requests.post(token_url, data={**form, "client_secret": "nope"})
     assert wrong_secret.status_code == 400 and wrong_secret.json()["error"] == "invalid_client"
 
@@ -306,66 +385,109 @@ def test_salesforce_collections_upsert_and_record_errors(sandbox: SandboxServer)
     _, creds = salesforce_org(sandbox, options={"custom_fields": {"Case": ["Customer_Feedback__c"]}})
     base, headers = sf_login(sandbox, creds)
     url = f"{base}/composite/sobjects/Account/RankItPro_Customer_Key__c"
-    accounts = [{"attributes": {"type": "Account"}, "Name": f"Home {i}", "RankItPro_Customer_Key__c": f"c{i}"}
-                for i in range(3)]
+    accounts = [
+        {"attributes": {"type": "Account"}, "Name": f"Home {i}", "RankItPro_Customer_Key__c": f"c{i}"} for i in range(3)
+    ]
     r = requests.patch(url, json={"allOrNone": False, "records": accounts}, headers=headers)
     assert r.status_code == 200
     created = r.json()
-    assert [x["created"] for x in created] == [True] * 3 and all(x["id"].startswith("001") and len(x["id"]) == 18
-                                                                 for x in created)
+    assert [x["created"] for x in created] == [True] * 3 and all(
+        x["id"].startswith("001") and len(x["id"]) == 18 for x in created
+    )
     accounts[0]["Phone"] = "512-555-0100"
-    again = requests.patch(url, json={"records": accounts[:1] + [{"attributes": {"type": "Account"},
-                                                                  "Name": "New", "RankItPro_Customer_Key__c": "c9"}]},
-                           headers=headers).json()
+    again = requests.patch(
+        url,
+        json={
+            "records": accounts[:1]
+            + [{"attributes": {"type": "Account"}, "Name": "New", "RankItPro_Customer_Key__c": "c9"}]
+        },
+        headers=headers,
+    ).json()
     assert [x["created"] for x in again] == [False, True] and again[0]["id"] == created[0]["id"]
 
     contacts = [
         {"attributes": {"type": "Contact"}, "RankItPro_Customer_Key__c": "p1", "FirstName": "No last name"},
         {"attributes": {"type": "Contact"}, "RankItPro_Customer_Key__c": "p2", "LastName": "Doe", "Email": "bad@"},
-        {"attributes": {"type": "Contact"}, "RankItPro_Customer_Key__c": "p3", "LastName": "Doe",
-         "AccountId": "001" + "0" * 15},
+        {
+            "attributes": {"type": "Contact"},
+            "RankItPro_Customer_Key__c": "p3",
+            "LastName": "Doe",
+            "AccountId": "001" + "0" * 15,
+        },
         {"attributes": {"type": "Contact"}, "RankItPro_Customer_Key__c": "p4", "LastName": "Doe", "Shoe__c": "9"},
-        {"attributes": {"type": "Contact"}, "RankItPro_Customer_Key__c": "p5", "LastName": "Doe",
-         "Email": "Doe@Example.com", "AccountId": created[0]["id"]},
+        {
+            "attributes": {"type": "Contact"},
+            "RankItPro_Customer_Key__c": "p5",
+            "LastName": "Doe",
+            "Email": "Doe@Example.com",
+            "AccountId": created[0]["id"],
+        },
     ]
-    res = requests.patch(f"{base}/composite/sobjects/Contact/RankItPro_Customer_Key__c",
-                         json={"records": contacts}, headers=headers).json()
+    res = requests.patch(
+        f"{base}/composite/sobjects/Contact/RankItPro_Customer_Key__c", json={"records": contacts}, headers=headers
+    ).json()
     codes = [x["errors"][0]["statusCode"] if not x["success"] else "OK" for x in res]
-    assert codes == ["REQUIRED_FIELD_MISSING", "INVALID_EMAIL_ADDRESS", "INVALID_CROSS_REFERENCE_KEY", "INVALID_FIELD",
-                     "OK"]
-    assert res[0]["errors"][0] == {"statusCode": "REQUIRED_FIELD_MISSING",
-                                   "message": "Required fields are missing: [LastName]", "fields": ["LastName"]}
+    assert codes == [
+        "REQUIRED_FIELD_MISSING",
+        "INVALID_EMAIL_ADDRESS",
+        "INVALID_CROSS_REFERENCE_KEY",
+        "INVALID_FIELD",
+        "OK",
+    ]
+    assert res[0]["errors"][0] == {
+        "statusCode": "REQUIRED_FIELD_MISSING",
+        "message": "Required fields are missing: [LastName]",
+        "fields": ["LastName"],
+    }
 
-    case = {"attributes": {"type": "Case"}, "RankItPro_CheckIn_Key__c": "k1", "Subject": "Visit",
-            "Customer_Feedback__c": "Great", "ContactId": res[4]["id"]}
+    case = {
+        "attributes": {"type": "Case"},
+        "RankItPro_CheckIn_Key__c": "k1",
+        "Subject": "Visit",
+        "Customer_Feedback__c": "Great",
+        "ContactId": res[4]["id"],
+    }
     too_long = {**case, "RankItPro_CheckIn_Key__c": "k2", "Description": "x" * 32_001}
-    rolled = requests.patch(f"{base}/composite/sobjects/Case/RankItPro_CheckIn_Key__c",
-                            json={"allOrNone": True, "records": [case, too_long]}, headers=headers).json()
+    rolled = requests.patch(
+        f"{base}/composite/sobjects/Case/RankItPro_CheckIn_Key__c",
+        json={"allOrNone": True, "records": [case, too_long]},
+        headers=headers,
+    ).json()
     assert [x["errors"][0]["statusCode"] for x in rolled] == ["ALL_OR_NONE_OPERATION_ROLLED_BACK", "STRING_TOO_LONG"]
-    ok = requests.patch(f"{base}/composite/sobjects/Case/RankItPro_CheckIn_Key__c", json={"records": [case]},
-                        headers=headers).json()[0]
+    ok = requests.patch(
+        f"{base}/composite/sobjects/Case/RankItPro_CheckIn_Key__c", json={"records": [case]}, headers=headers
+    ).json()[0]
     stored = requests.get(f"{base}/sobjects/Case/{ok['id']}", headers=headers).json()
     assert stored["Status"] == "New" and stored["Customer_Feedback__c"] == "Great"
 
     not_external = requests.patch(f"{base}/composite/sobjects/Account/Name", json={"records": []}, headers=headers)
     assert not_external.status_code == 400 and not_external.json()[0]["errorCode"] == "INVALID_FIELD"
-    big = requests.post(f"{base}/composite/sobjects", json={"records": [{"attributes": {"type": "Account"}, "Name": "x"}] * 201},
-                        headers=headers)
+    big = requests.post(
+        f"{base}/composite/sobjects",
+        json={"records": [{"attributes": {"type": "Account"}, "Name": "x"}] * 201},
+        headers=headers,
+    )
     assert big.status_code == 400 and big.json()[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
     single = requests.post(f"{base}/sobjects/Contact", json={"FirstName": "x"}, headers=headers)
     assert single.status_code == 400 and single.json()[0]["errorCode"] == "REQUIRED_FIELD_MISSING"
 
     _, plain = salesforce_org(sandbox, options={"missing_external_ids": True})
     plain_base, plain_headers = sf_login(sandbox, plain)
-    r = requests.patch(f"{plain_base}/composite/sobjects/Account/RankItPro_Customer_Key__c", json={"records": []},
-                       headers=plain_headers)
+    r = requests.patch(
+        f"{plain_base}/composite/sobjects/Account/RankItPro_Customer_Key__c",
+        json={"records": []},
+        headers=plain_headers,
+    )
     assert r.status_code == 400 and "does not exist" in r.json()[0]["message"]
 
 
 def test_salesforce_soql(sandbox: SandboxServer) -> None:
     account, creds = salesforce_org(sandbox)
     base, headers = sf_login(sandbox, creds)
-    seed = [{"LastName": f"L{i}", "Email": f"user{i}@example.com", "RankItPro_Customer_Key__c": f"k{i}"} for i in range(2100)]
+    seed = [
+        {"LastName": f"L{i}", "Email": f"user{i}@example.com", "RankItPro_Customer_Key__c": f"k{i}"}
+        for i in range(2100)
+    ]
     assert requests.post(f"{sandbox.url}/_sandbox/records/salesforce/{account}/Contact", json=seed).status_code == 201
 
     q = "SELECT Id, Email FROM Contact WHERE Email IN ('USER1@example.com', 'user2@example.com', 'o\\'neil@x.com') LIMIT 10"
@@ -398,18 +520,24 @@ def test_salesforce_daily_allocation_and_session_expiry(sandbox: SandboxServer) 
     usage = [requests.get(f"{base}/limits", headers=headers).headers["Sforce-Limit-Info"] for _ in range(3)]
     assert usage == ["api-usage=1/3", "api-usage=2/3", "api-usage=3/3"]
     r = requests.get(f"{base}/limits", headers=headers)
-    assert r.status_code == 403 and r.json() == [{"message": "TotalRequests Limit exceeded.",
-                                                  "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+    assert r.status_code == 403 and r.json() == [
+        {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
+    ]
     assert "Retry-After" not in r.headers
 
     _, creds = salesforce_org(sandbox)
     base, headers = sf_login(sandbox, creds)
-    account = [a["account"] for a in requests.get(f"{sandbox.url}/_sandbox/accounts").json()
-               if a["credentials"].get("clientId") == creds["clientId"]][0]
+    account = [
+        a["account"]
+        for a in requests.get(f"{sandbox.url}/_sandbox/accounts").json()
+        if a["credentials"].get("clientId") == creds["clientId"]
+    ][0]
     assert requests.get(f"{base}/sobjects/Contact/describe", headers=headers).status_code == 200
     requests.post(f"{sandbox.url}/_sandbox/accounts/salesforce/{account}/expire-tokens")
     r = requests.get(f"{base}/sobjects/Contact/describe", headers=headers)
-    assert r.status_code == 401 and r.json() == [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+    assert r.status_code == 401 and r.json() == [
+        {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}
+    ]
     base, headers = sf_login(sandbox, creds)
     assert requests.get(f"{base}/sobjects/Contact/describe", headers=headers).status_code == 200
 
@@ -456,31 +584,43 @@ def test_state_save_and_load_round_trip(tmp_path) -> None:
     state_file = tmp_path / "sandbox.json"
     with SandboxServer(state_file=state_file) as first:
         hs_account, hs_headers = hubspot_account(first)
-        created = requests.post(f"{first.url}/hubspot/crm/v3/objects/contacts",
-                                json={"properties": {"email": "keep@example.com", "phone": "512 555 0199"}},
-                                headers=hs_headers).json()
+        created = requests.post(
+            f"{first.url}/hubspot/crm/v3/objects/contacts",
+            json={"properties": {"email": "keep@example.com", "phone": "512 555 0199"}},
+            headers=hs_headers,
+        ).json()
         sf_account, creds = salesforce_org(first)
         base, sf_headers = sf_login(first, creds)
-        sf_id = requests.post(f"{base}/sobjects/Account", json={"Name": "Kept", "RankItPro_Customer_Key__c": "k"},
-                              headers=sf_headers).json()["id"]
+        sf_id = requests.post(
+            f"{base}/sobjects/Account", json={"Name": "Kept", "RankItPro_Customer_Key__c": "k"}, headers=sf_headers
+        ).json()["id"]
         assert requests.post(f"{first.url}/_sandbox/save").json()["saved"] == str(state_file)
     assert state_file.exists()
 
     with SandboxServer(state_file=state_file) as second:
         records = requests.get(f"{second.url}/_sandbox/records/hubspot/{hs_account}/contacts").json()
         assert [r["id"] for r in records] == [created["id"]]
-        dup = requests.post(f"{second.url}/hubspot/crm/v3/objects/contacts",
-                            json={"properties": {"email": "KEEP@example.com"}}, headers=hs_headers)
+        dup = requests.post(
+            f"{second.url}/hubspot/crm/v3/objects/contacts",
+            json={"properties": {"email": "KEEP@example.com"}},
+            headers=hs_headers,
+        )
         assert dup.status_code == 409  # static token and email index survived
-        found = requests.post(f"{second.url}/hubspot/crm/v3/objects/contacts/search", headers=hs_headers,
-                              json={"filterGroups": [{"filters": [{"propertyName": "phone", "operator": "EQ",
-                                                                   "value": "+1 512-555-0199"}]}]}).json()
+        found = requests.post(
+            f"{second.url}/hubspot/crm/v3/objects/contacts/search",
+            headers=hs_headers,
+            json={
+                "filterGroups": [{"filters": [{"propertyName": "phone", "operator": "EQ", "value": "+1 512-555-0199"}]}]
+            },
+        ).json()
         assert found["total"] == 1
         base = base.replace(first.url, second.url)
         r = requests.get(f"{base}/sobjects/Account/{sf_id}", headers=sf_headers)  # issued token still valid
         assert r.status_code == 200 and r.json()["Name"] == "Kept"
-        upsert = requests.patch(f"{base}/composite/sobjects/Account/RankItPro_Customer_Key__c", headers=sf_headers,
-                                json={"records": [{"attributes": {"type": "Account"}, "Name": "Kept 2",
-                                                   "RankItPro_Customer_Key__c": "K"}]}).json()
+        upsert = requests.patch(
+            f"{base}/composite/sobjects/Account/RankItPro_Customer_Key__c",
+            headers=sf_headers,
+            json={"records": [{"attributes": {"type": "Account"}, "Name": "Kept 2", "RankItPro_Customer_Key__c": "K"}]},
+        ).json()
         assert upsert[0] == {"id": sf_id, "success": True, "errors": [], "created": False}
         assert requests.get(f"{second.url}/_sandbox/stats").json()["salesforce"][sf_account]["objects"]["Account"] == 1

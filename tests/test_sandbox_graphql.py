@@ -10,8 +10,11 @@ SCHEMA = Schema(
     scalars={"String", "Int", "Boolean", "ID"},
     enums={"Colour": {"RED", "BLUE"}},
     inputs={"ThingInput": {"name": "String!", "colour": "Colour"}},
-    outputs={"Query": {"thing": "Thing", "things": "[Thing!]!"}, "Mutation": {"thingCreate": "Thing!"},
-             "Thing": {"id": "ID!", "name": "String!"}},
+    outputs={
+        "Query": {"thing": "Thing", "things": "[Thing!]!"},
+        "Mutation": {"thingCreate": "Thing!"},
+        "Thing": {"id": "ID!", "name": "String!"},
+    },
     args={("Query", "thing"): {"id": "ID!"}, ("Mutation", "thingCreate"): {"input": "ThingInput!"}},
 )
 
@@ -25,7 +28,7 @@ def _error(query: str, variables: dict | None = None) -> GraphQLError:
 
 
 def test_parse_validate_and_coerce_a_mutation():
-    op = parse('mutation Make($in: ThingInput!) { thingCreate(input: $in) { id name } }')
+    op = parse("mutation Make($in: ThingInput!) { thingCreate(input: $in) { id name } }")
     SCHEMA.validate(op)
     variables = SCHEMA.coerce_variables(op, {"in": {"name": "a", "colour": "RED"}})
     assert op.kind == "mutation" and op.selections[0].args == {"input": Var("in")}
@@ -34,13 +37,17 @@ def test_parse_validate_and_coerce_a_mutation():
 
 def test_graphql_ruby_shaped_errors():
     assert _error("{ thing(id: 1) { colour } }").to_json() == {
-        "message": "Field 'colour' doesn't exist on type 'Thing'", "locations": [{"line": 1, "column": 18}],
-        "extensions": {"code": "undefinedField", "typeName": "Thing", "fieldName": "colour"}}
+        "message": "Field 'colour' doesn't exist on type 'Thing'",
+        "locations": [{"line": 1, "column": 18}],
+        "extensions": {"code": "undefinedField", "typeName": "Thing", "fieldName": "colour"},
+    }
     assert _error("{ thing { id } }").extensions["code"] == "missingRequiredArguments"
     assert _error("{ things }").extensions["code"] == "selectionMismatch"
     assert _error("query Q($x: Nope) { things { id } }").extensions["code"] == "variableRequiresValidType"
     assert _error("fragment F on Thing { id }").message == "Fragments are not supported by this sandbox"
-    bad = _error("mutation M($in: ThingInput!) { thingCreate(input: $in) { id } }", {"in": {"name": "a", "colour": "GREEN"}})
+    bad = _error(
+        "mutation M($in: ThingInput!) { thingCreate(input: $in) { id } }", {"in": {"name": "a", "colour": "GREEN"}}
+    )
     assert bad.message == "Variable $in of type ThingInput! was provided invalid value for colour"
 
 

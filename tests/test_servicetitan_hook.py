@@ -56,8 +56,14 @@ def page(data, has_more=False, number=1):
 
 
 def problem(status, title, errors=None):
-    return {"type": "https://tools.ietf.org/html/rfc7231#section-6.5.1", "title": title, "status": status,
-            "traceId": "00-9f1c2d3e4f5a6b7c-01", "errors": errors or {}, "data": {}}
+    return {
+        "type": "https://tools.ietf.org/html/rfc7231#section-6.5.1",
+        "title": title,
+        "status": status,
+        "traceId": "00-9f1c2d3e4f5a6b7c-01",
+        "errors": errors or {},
+        "data": {},
+    }
 
 
 def params(call) -> dict[str, list[str]]:
@@ -84,8 +90,11 @@ def test_token_request_shape_caching_and_both_auth_headers(rsps):
     req = token_calls[0].request
     assert req.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert "Authorization" not in req.headers and "ST-App-Key" not in req.headers
-    assert parse_qs(req.body) == {"grant_type": ["client_credentials"], "client_id": ["cid.unit-client"],
-                                  "client_secret": [SECRET]}
+    assert parse_qs(req.body) == {
+        "grant_type": ["client_credentials"],
+        "client_id": ["cid.unit-client"],
+        "client_secret": [SECRET],
+    }
     for call in api_calls(rsps):
         assert call.request.headers["Authorization"] == "Bearer st-token-0001"
         assert call.request.headers["ST-App-Key"] == APP_KEY
@@ -99,8 +108,10 @@ def test_token_is_refreshed_after_401_then_the_call_succeeds(rsps):
     rsps.add(responses.GET, CUSTOMERS, json=page([{"id": 7}]))
     h = hook()
     assert h.find_customers_by_phone("5125550100") == [{"id": 7}]
-    assert [c.request.headers["Authorization"] for c in api_calls(rsps)] == ["Bearer st-token-old",
-                                                                               "Bearer st-token-new"]
+    assert [c.request.headers["Authorization"] for c in api_calls(rsps)] == [
+        "Bearer st-token-old",
+        "Bearer st-token-new",
+    ]
     assert h.stats.token_refreshes == 2
 
 
@@ -124,8 +135,10 @@ def test_bad_client_secret_is_bad_credentials_without_the_secret(rsps, sleeps):
     assert ok is False and SECRET not in message and APP_KEY not in message
 
 
-@pytest.mark.parametrize(("missing", "named"), [("appKey", "appKey (appKey is the ST-App-Key"),
-                                                ("tenantId", "tenantId"), ("clientSecret", "clientSecret")])
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [("appKey", "appKey (appKey is the ST-App-Key"), ("tenantId", "tenantId"), ("clientSecret", "clientSecret")],
+)
 def test_missing_credential_is_a_configuration_error_naming_it(rsps, missing, named):
     h = hook({k: v for k, v in CREDS.items() if k != missing})
     with pytest.raises(ConfigurationError, match=named.replace("(", r"\(")):
@@ -180,8 +193,16 @@ def test_429_retry_after_is_honoured_and_defaults_to_one_second(rsps, sleeps):
 
 def test_validation_error_is_a_bad_record_with_field_messages_not_retried(rsps, sleeps):
     token(rsps)
-    rsps.add(responses.POST, JOBS, status=400, json=problem(400, "One or more validation errors occurred.", {
-        "summary": ["The value is not valid."], "appointments[0].end": ["The end must be after the start."]}))
+    rsps.add(
+        responses.POST,
+        JOBS,
+        status=400,
+        json=problem(
+            400,
+            "One or more validation errors occurred.",
+            {"summary": ["The value is not valid."], "appointments[0].end": ["The end must be after the start."]},
+        ),
+    )
     with pytest.raises(BadRecordError) as info:
         hook().create_job({"customerId": 1})
     text = str(info.value)
@@ -240,13 +261,32 @@ def test_find_by_marker_chunks_values_follows_pages_and_keys_by_value(rsps):
     token(rsps)
     guid = DEFAULT_APPLICATION_GUID
     values = [f"email:user{i}@example.com" for i in range(30)]
-    rsps.add(responses.GET, CUSTOMERS, json=page([
-        {"id": 1, "externalData": [{"key": "rankitpro_customer_key", "value": values[0]}]}], has_more=True))
-    rsps.add(responses.GET, CUSTOMERS, json=page([
-        {"id": 2, "externalData": [{"key": "other", "value": values[1]},
-                                   {"key": "rankitpro_customer_key", "value": values[1]}]}], number=2))
-    rsps.add(responses.GET, CUSTOMERS, json=page([
-        {"id": 3, "externalData": [{"key": "rankitpro_customer_key", "value": values[29]}]}]))
+    rsps.add(
+        responses.GET,
+        CUSTOMERS,
+        json=page([{"id": 1, "externalData": [{"key": "rankitpro_customer_key", "value": values[0]}]}], has_more=True),
+    )
+    rsps.add(
+        responses.GET,
+        CUSTOMERS,
+        json=page(
+            [
+                {
+                    "id": 2,
+                    "externalData": [
+                        {"key": "other", "value": values[1]},
+                        {"key": "rankitpro_customer_key", "value": values[1]},
+                    ],
+                }
+            ],
+            number=2,
+        ),
+    )
+    rsps.add(
+        responses.GET,
+        CUSTOMERS,
+        json=page([{"id": 3, "externalData": [{"key": "rankitpro_customer_key", "value": values[29]}]}]),
+    )
     found = hook().find_customers_by_marker("rankitpro_customer_key", values)
     assert {v: c["id"] for v, c in found.items()} == {values[0]: 1, values[1]: 2, values[29]: 3}
     calls = api_calls(rsps)
@@ -270,12 +310,20 @@ def test_application_guid_setting_is_used_and_validated(rsps):
 
 
 def _customer_request():
-    return {"name": "Ann Lee", "address": {"street": "1 Main", "city": "Austin", "state": "TX", "zip": "78701",
-                                           "country": "USA"},
-            "locations": [{"name": "Ann Lee", "address": {"street": "1 Main", "city": "Austin", "state": "TX",
-                                                          "zip": "78701", "country": "USA"}}],
-            "externalData": {"applicationGuid": DEFAULT_APPLICATION_GUID,
-                             "externalData": [{"key": "rankitpro_customer_key", "value": "email:ann@example.com"}]}}
+    return {
+        "name": "Ann Lee",
+        "address": {"street": "1 Main", "city": "Austin", "state": "TX", "zip": "78701", "country": "USA"},
+        "locations": [
+            {
+                "name": "Ann Lee",
+                "address": {"street": "1 Main", "city": "Austin", "state": "TX", "zip": "78701", "country": "USA"},
+            }
+        ],
+        "externalData": {
+            "applicationGuid": DEFAULT_APPLICATION_GUID,
+            "externalData": [{"key": "rankitpro_customer_key", "value": "email:ann@example.com"}],
+        },
+    }
 
 
 def test_create_customer_posts_the_request_and_returns_the_created_response(rsps):
@@ -286,16 +334,18 @@ def test_create_customer_posts_the_request_and_returns_the_created_response(rsps
     assert body(api_calls(rsps)[0]) == _customer_request()
 
 
-@pytest.mark.parametrize("failure", [requests.exceptions.ReadTimeout("read timed out"), 503],
-                         ids=["timeout", "503"])
+@pytest.mark.parametrize("failure", [requests.exceptions.ReadTimeout("read timed out"), 503], ids=["timeout", "503"])
 def test_create_whose_answer_was_lost_is_found_by_its_marker_not_sent_again(rsps, sleeps, failure):
     token(rsps)
     if isinstance(failure, int):
         rsps.add(responses.POST, CUSTOMERS, status=failure, json={"message": "gateway"})
     else:
         rsps.add(responses.POST, CUSTOMERS, body=failure)
-    rsps.add(responses.GET, CUSTOMERS, json=page([
-        {"id": 11, "externalData": [{"key": "rankitpro_customer_key", "value": "email:ann@example.com"}]}]))
+    rsps.add(
+        responses.GET,
+        CUSTOMERS,
+        json=page([{"id": 11, "externalData": [{"key": "rankitpro_customer_key", "value": "email:ann@example.com"}]}]),
+    )
     h = hook()
     assert h.create_customer(_customer_request())["id"] == 11
     methods = [c.request.method for c in api_calls(rsps)]
@@ -307,8 +357,13 @@ def test_create_whose_answer_was_lost_and_not_stored_is_sent_again(rsps, sleeps)
     rsps.add(responses.POST, JOBS, status=502)
     rsps.add(responses.GET, JOBS, json=page([]))
     rsps.add(responses.POST, JOBS, json={"id": 77, "externalData": []})
-    job = {"customerId": 1, "externalData": {"applicationGuid": DEFAULT_APPLICATION_GUID,
-                                             "externalData": [{"key": "rankitpro_checkin_key", "value": "rankitpro-1-9"}]}}
+    job = {
+        "customerId": 1,
+        "externalData": {
+            "applicationGuid": DEFAULT_APPLICATION_GUID,
+            "externalData": [{"key": "rankitpro_checkin_key", "value": "rankitpro-1-9"}],
+        },
+    }
     assert hook().create_job(job)["id"] == 77
     calls = api_calls(rsps)
     assert [c.request.method for c in calls] == ["POST", "GET", "POST"]
@@ -330,8 +385,15 @@ def test_create_gives_up_after_max_attempts_with_a_retryable_error(rsps, sleeps)
     rsps.add(responses.GET, JOBS, json=page([]))
     h = hook(max_attempts=3)
     with pytest.raises(RetryableError):
-        h.create_job({"customerId": 1, "externalData": {"applicationGuid": DEFAULT_APPLICATION_GUID, "externalData": [
-            {"key": "rankitpro_checkin_key", "value": "rankitpro-1-3"}]}})
+        h.create_job(
+            {
+                "customerId": 1,
+                "externalData": {
+                    "applicationGuid": DEFAULT_APPLICATION_GUID,
+                    "externalData": [{"key": "rankitpro_checkin_key", "value": "rankitpro-1-3"}],
+                },
+            }
+        )
     assert [c.request.method for c in api_calls(rsps)] == ["POST", "GET", "POST", "GET", "POST"]
     assert h.max_attempts == 3
 
@@ -350,8 +412,10 @@ def test_updates_and_locations_request_shapes(rsps):
     assert [loc["id"] for loc in h.list_locations(11)] == [12, 13]
     calls = api_calls(rsps)
     assert [(c.request.method, urlsplit(c.request.url).path) for c in calls[:3]] == [
-        ("PATCH", f"/crm/v2/tenant/{TENANT}/customers/11"), ("PATCH", f"/jpm/v2/tenant/{TENANT}/jobs/77"),
-        ("POST", f"/crm/v2/tenant/{TENANT}/locations")]
+        ("PATCH", f"/crm/v2/tenant/{TENANT}/customers/11"),
+        ("PATCH", f"/jpm/v2/tenant/{TENANT}/jobs/77"),
+        ("POST", f"/crm/v2/tenant/{TENANT}/locations"),
+    ]
     assert body(calls[0]) == {"name": "Ann Lee"} and body(calls[1]) == {"summary": "<b>x</b>"}
     assert params(calls[3]) == {"customerId": ["11"], "sort": ["+Id"], "page": ["1"], "pageSize": ["50"]}
     with pytest.raises(ValueError):
@@ -362,8 +426,12 @@ def test_updates_and_locations_request_shapes(rsps):
 def test_reference_reads_return_none_when_missing(rsps):
     token(rsps)
     rsps.add(responses.GET, f"{API}/jpm/v2/tenant/{TENANT}/job-types/2001", json={"id": 2001, "name": "Repair"})
-    rsps.add(responses.GET, f"{API}/settings/v2/tenant/{TENANT}/business-units/9", status=404,
-             json=problem(404, "Business unit not found"))
+    rsps.add(
+        responses.GET,
+        f"{API}/settings/v2/tenant/{TENANT}/business-units/9",
+        status=404,
+        json=problem(404, "Business unit not found"),
+    )
     rsps.add(responses.GET, f"{API}/marketing/v2/tenant/{TENANT}/campaigns/3001", json={"id": 3001})
     h = hook()
     assert h.get_job_type(2001)["name"] == "Repair"
@@ -380,20 +448,32 @@ def test_rate_limit_is_the_documented_60_per_second_with_a_jitter_margin():
 
 
 def test_credentials_from_connection():
-    conn = Connection(conn_id="crm_servicetitan_t", conn_type="crm_servicetitan", login="cid.c", password=SECRET,
-                      extra=json.dumps({"tenantId": TENANT, "appKey": APP_KEY, "environment": "integration",
-                                        "crmSettings": {"jobTypeId": 2001}}))
+    conn = Connection(
+        conn_id="crm_servicetitan_t",
+        conn_type="crm_servicetitan",
+        login="cid.c",
+        password=SECRET,
+        extra=json.dumps(
+            {"tenantId": TENANT, "appKey": APP_KEY, "environment": "integration", "crmSettings": {"jobTypeId": 2001}}
+        ),
+    )
     assert ServiceTitanHook.credentials_from_connection(conn) == {
-        "clientId": "cid.c", "clientSecret": SECRET, "tenantId": TENANT, "appKey": APP_KEY,
-        "environment": "integration"}
+        "clientId": "cid.c",
+        "clientSecret": SECRET,
+        "tenantId": TENANT,
+        "appKey": APP_KEY,
+        "environment": "integration",
+    }
 
 
 # ---------------------------------------------------------------------- against the sandbox (real HTTP)
 def sandbox_hook(sandbox, credentials=None, **limits) -> FastServiceTitan:
     creds = {**CREDS, "clientId": f"cid.{uuid.uuid4().hex[:8]}"}
-    requests.post(f"{sandbox.url}/_sandbox/accounts", json={"crm": "servicetitan", "account": creds["clientId"],
-                                                            "credentials": creds, "options": limits},
-                  timeout=10).raise_for_status()
+    requests.post(
+        f"{sandbox.url}/_sandbox/accounts",
+        json={"crm": "servicetitan", "account": creds["clientId"], "credentials": creds, "options": limits},
+        timeout=10,
+    ).raise_for_status()
     base = f"{sandbox.url}/servicetitan"
     return hook({**creds, "baseUrl": base, "authUrl": base, **(credentials or {})})
 
@@ -404,9 +484,22 @@ def test_sandbox_customer_and_job_round_trip(sandbox):
     from crm_sync.prepare import prepare_check_in
 
     h = sandbox_hook(sandbox)
-    row = prepare_check_in({"id": 5, "company_id": 2, "customer_name": "Ann Lee", "customer_email": "ann@example.com",
-                            "customer_phone": "512-555-0100", "address": "1 Main St", "city": "Austin", "state": "TX",
-                            "zip": "78701", "notes": "Fixed it", "created_at": "2026-11-20T10:00:00"}, SyncSettings())
+    row = prepare_check_in(
+        {
+            "id": 5,
+            "company_id": 2,
+            "customer_name": "Ann Lee",
+            "customer_email": "ann@example.com",
+            "customer_phone": "512-555-0100",
+            "address": "1 Main St",
+            "city": "Austin",
+            "state": "TX",
+            "zip": "78701",
+            "notes": "Fixed it",
+            "created_at": "2026-11-20T10:00:00",
+        },
+        SyncSettings(),
+    )
     payload, _, _ = st.customer_payload(row, h.application_guid)
     created = h.create_customer(payload)
     customer_id, location_id = created["id"], created["locations"][0]["id"]
@@ -422,9 +515,12 @@ def test_sandbox_customer_and_job_round_trip(sandbox):
     job_payload, _ = st.job_payload(row, customer_id, location_id, defaults, h.application_guid, {})
     job = h.create_job(job_payload)
     assert job["jobStatus"] == "Scheduled" and job["externalData"] == [
-        {"key": st.VISIT_MARKER_KEY, "value": "rankitpro-2-5"}]
-    assert h.find_jobs_by_marker(st.VISIT_MARKER_KEY, ["rankitpro-2-5", "rankitpro-2-6"])["rankitpro-2-5"]["id"] == \
-        job["id"]
+        {"key": st.VISIT_MARKER_KEY, "value": "rankitpro-2-5"}
+    ]
+    assert (
+        h.find_jobs_by_marker(st.VISIT_MARKER_KEY, ["rankitpro-2-5", "rankitpro-2-6"])["rankitpro-2-5"]["id"]
+        == job["id"]
+    )
     assert h.update_job(job["id"], {"summary": "Edited"})["summary"] == "Edited"
     assert h.update_customer(customer_id, {"name": "Ann B. Lee"})["name"] == "Ann B. Lee"
     # a marker written under another application guid is invisible to this one

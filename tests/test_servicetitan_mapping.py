@@ -19,9 +19,14 @@ MARKER = re.compile(r"…\[truncated by Rank It Pro sync: [\d,]+ characters, [\d
 DEFAULTS = JobDefaults(business_unit_id=1001, job_type_id=2001, campaign_id=3001, priority="Normal")
 
 
-make_row = row_factory(notes="Installed <50 gal> unit & tested.", customer_name="LEE, ANN",
-                       customer_email=" Ann@Example.com ", customer_phone="(512) 555-0100 x23", photos=[],
-                       customer_feedback="Great")
+make_row = row_factory(
+    notes="Installed <50 gal> unit & tested.",
+    customer_name="LEE, ANN",
+    customer_email=" Ann@Example.com ",
+    customer_phone="(512) 555-0100 x23",
+    photos=[],
+    customer_feedback="Great",
+)
 
 
 def prepared(**overrides) -> PreparedCheckIn:
@@ -39,12 +44,18 @@ def test_customer_payload_has_bill_to_address_location_contacts_and_marker():
     assert error is None and warnings == []
     address = {"street": "100 Congress Ave", "city": "Austin", "state": "TX", "zip": "78701", "country": "USA"}
     assert payload == {
-        "name": "Ann Lee", "type": "Residential", "address": address,
+        "name": "Ann Lee",
+        "type": "Residential",
+        "address": address,
         "locations": [{"name": "Ann Lee", "address": address}],
-        "contacts": [{"type": "Email", "value": "ann@example.com"},
-                     {"type": "Phone", "value": "5125550100", "memo": "ext. 23"}],
-        "externalData": {"applicationGuid": GUID, "externalData": [
-            {"key": "rankitpro_customer_key", "value": "email:ann@example.com"}]},
+        "contacts": [
+            {"type": "Email", "value": "ann@example.com"},
+            {"type": "Phone", "value": "5125550100", "memo": "ext. 23"},
+        ],
+        "externalData": {
+            "applicationGuid": GUID,
+            "externalData": [{"key": "rankitpro_customer_key", "value": "email:ann@example.com"}],
+        },
     }
     assert payload["locations"][0]["address"] is not payload["address"]
 
@@ -54,7 +65,9 @@ def test_customer_payload_settings_country_and_type():
     assert payload["address"]["country"] == "Canada" and payload["type"] == "Commercial"
 
 
-@pytest.mark.parametrize(("overrides", "missing"), [({"zip": None}, "zip"), ({"address": "", "city": None}, "street, city")])
+@pytest.mark.parametrize(
+    ("overrides", "missing"), [({"zip": None}, "zip"), ({"address": "", "city": None}, "street, city")]
+)
 def test_customer_without_a_complete_address_is_refused_with_the_missing_parts(overrides, missing):
     payload, _, error = st.customer_payload(prepared(**overrides), GUID)
     assert payload is None
@@ -93,8 +106,10 @@ def test_marker_values_are_the_key_or_a_stable_hash():
 
 def test_location_payload_and_customer_update():
     assert st.location_payload(5, prepared().customer) == {
-        "name": "Ann Lee", "customerId": 5,
-        "address": {"street": "100 Congress Ave", "city": "Austin", "state": "TX", "zip": "78701", "country": "USA"}}
+        "name": "Ann Lee",
+        "customerId": 5,
+        "address": {"street": "100 Congress Ave", "city": "Austin", "state": "TX", "zip": "78701", "country": "USA"},
+    }
     assert st.location_payload(5, Customer(first_name="Ann")) is None
     assert st.customer_update(prepared().customer) == {"name": "Ann Lee"}
     assert st.customer_update(Customer(first_name="Ann", email="a@x.com")) == {}
@@ -105,12 +120,21 @@ def test_job_payload_has_every_required_field_and_the_visit_marker():
     item = prepared()
     payload, warnings = st.job_payload(item, 11, 12, DEFAULTS, GUID, {})
     assert warnings == []
-    assert {k: payload[k] for k in ("customerId", "locationId", "businessUnitId", "jobTypeId", "priority",
-                                    "campaignId")} == {"customerId": 11, "locationId": 12, "businessUnitId": 1001,
-                                                       "jobTypeId": 2001, "priority": "Normal", "campaignId": 3001}
+    assert {
+        k: payload[k] for k in ("customerId", "locationId", "businessUnitId", "jobTypeId", "priority", "campaignId")
+    } == {
+        "customerId": 11,
+        "locationId": 12,
+        "businessUnitId": 1001,
+        "jobTypeId": 2001,
+        "priority": "Normal",
+        "campaignId": 3001,
+    }
     assert payload["appointments"] == [{"start": "2026-11-20T14:05:09.000Z", "end": "2026-11-20T15:05:09.000Z"}]
-    assert payload["externalData"] == {"applicationGuid": GUID, "externalData": [
-        {"key": "rankitpro_checkin_key", "value": "rankitpro-9-42"}]}
+    assert payload["externalData"] == {
+        "applicationGuid": GUID,
+        "externalData": [{"key": "rankitpro_checkin_key", "value": "rankitpro-9-42"}],
+    }
     assert "customFields" not in payload
     summary = payload["summary"]
     assert summary.startswith("Job type: Water Heater Install<br>Technician: Bob Tech<br>")
@@ -120,20 +144,23 @@ def test_job_payload_has_every_required_field_and_the_visit_marker():
 def test_job_payload_appointment_length_and_technicians():
     defaults = JobDefaults(1, 2, 3, "High", appointment_minutes=90, technician_ids=(55, 56))
     payload, _ = st.job_payload(prepared(), 1, 2, defaults, GUID, {})
-    assert payload["appointments"] == [{"start": "2026-11-20T14:05:09.000Z", "end": "2026-11-20T15:35:09.000Z",
-                                        "technicianIds": [55, 56]}]
+    assert payload["appointments"] == [
+        {"start": "2026-11-20T14:05:09.000Z", "end": "2026-11-20T15:35:09.000Z", "technicianIds": [55, 56]}
+    ]
 
 
 def test_long_summary_is_truncated_visibly_within_the_limit():
     payload, warnings = st.job_payload(with_body("x <y> " * 5000), 1, 2, DEFAULTS, GUID, {})
     assert utf16_len(payload["summary"]) <= st.LIMITS["summary"]
     assert MARKER.search(payload["summary"]) and warnings == [
-        "job summary is longer than 10,000 characters: truncated visibly"]
+        "job summary is longer than 10,000 characters: truncated visibly"
+    ]
 
 
 def test_custom_fields_go_to_job_custom_field_type_ids():
-    payload, warnings = st.job_payload(prepared(), 1, 2, DEFAULTS, GUID,
-                                       {"customerFeedback": "88", "materialsUsed": "not-a-type-id", "nope": "90"})
+    payload, warnings = st.job_payload(
+        prepared(), 1, 2, DEFAULTS, GUID, {"customerFeedback": "88", "materialsUsed": "not-a-type-id", "nope": "90"}
+    )
     assert payload["customFields"] == [{"typeId": 88, "value": "Great"}]
     assert any("nope" in w for w in warnings)
 
@@ -149,9 +176,16 @@ def test_job_update_sends_summary_and_custom_fields_only():
 
 # ---------------------------------------------------------------------- crmSettings
 def test_job_defaults_from_crm_settings():
-    assert parse_job_defaults({"businessUnitId": "1001", "jobTypeId": 2001, "campaignId": 3001, "priority": "Normal",
-                               "appointmentMinutes": 30, "technicianIds": [7]}) == JobDefaults(
-        1001, 2001, 3001, "Normal", 30, (7,))
+    assert parse_job_defaults(
+        {
+            "businessUnitId": "1001",
+            "jobTypeId": 2001,
+            "campaignId": 3001,
+            "priority": "Normal",
+            "appointmentMinutes": 30,
+            "technicianIds": [7],
+        }
+    ) == JobDefaults(1001, 2001, 3001, "Normal", 30, (7,))
 
 
 def test_missing_job_settings_are_named_together():
@@ -164,5 +198,6 @@ def test_malformed_job_settings_are_named():
     with pytest.raises(ConfigurationError, match="jobTypeId"):
         parse_job_defaults({"businessUnitId": 1, "jobTypeId": "repair", "campaignId": 3, "priority": "Normal"})
     with pytest.raises(ConfigurationError, match="appointmentMinutes"):
-        parse_job_defaults({"businessUnitId": 1, "jobTypeId": 2, "campaignId": 3, "priority": "Normal",
-                            "appointmentMinutes": 0})
+        parse_job_defaults(
+            {"businessUnitId": 1, "jobTypeId": 2, "campaignId": 3, "priority": "Normal", "appointmentMinutes": 0}
+        )

@@ -36,9 +36,14 @@ TOKEN_ENDPOINT = "POST /jobber/api/oauth/token"
 
 def authorize(sandbox, refresh_token: str) -> None:
     """A (new) authorization of the app in the sandbox: ``refresh_token`` becomes the only valid one."""
-    requests.post(f"{sandbox.url}/_sandbox/accounts", timeout=10, json={
-        "crm": "jobber", "account": ACCOUNT,
-        "credentials": {"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET, "refreshToken": refresh_token}},
+    requests.post(
+        f"{sandbox.url}/_sandbox/accounts",
+        timeout=10,
+        json={
+            "crm": "jobber",
+            "account": ACCOUNT,
+            "credentials": {"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET, "refreshToken": refresh_token},
+        },
     ).raise_for_status()
 
 
@@ -54,9 +59,16 @@ def token_refreshes(sandbox) -> int:
 
 def refresh_is_valid(sandbox, refresh_token: str) -> bool:
     """Whether Jobber (the sandbox) still accepts ``refresh_token`` -- spends it when it does."""
-    answer = requests.post(f"{sandbox.url}/jobber/api/oauth/token", timeout=10, data={
-        "grant_type": "refresh_token", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-        "refresh_token": refresh_token})
+    answer = requests.post(
+        f"{sandbox.url}/jobber/api/oauth/token",
+        timeout=10,
+        data={
+            "grant_type": "refresh_token",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "refresh_token": refresh_token,
+        },
+    )
     return answer.status_code == 200
 
 
@@ -68,26 +80,44 @@ def app_json(db, company_id: int) -> str:
 def app_saves(db, company_id: int, raw: str) -> None:
     """The app writes its whole JSON, as it does when an admin saves any setting."""
     with db.begin() as conn:
-        conn.execute(sa.text("UPDATE companies SET crm_integrations = :raw WHERE id = :c"),
-                     {"raw": raw, "c": company_id})
+        conn.execute(
+            sa.text("UPDATE companies SET crm_integrations = :raw WHERE id = :c"), {"raw": raw, "c": company_id}
+        )
 
 
 def stored_row(db, company_id: int) -> dict | None:
     with db.connect() as conn:
-        row = conn.execute(sa.text("SELECT * FROM crm_sync.integration_credentials WHERE company_id = :c "
-                                   "AND crm_type = 'jobber'"), {"c": company_id}).mappings().first()
+        row = (
+            conn.execute(
+                sa.text("SELECT * FROM crm_sync.integration_credentials WHERE company_id = :c AND crm_type = 'jobber'"),
+                {"c": company_id},
+            )
+            .mappings()
+            .first()
+        )
     return dict(row) if row else None
 
 
 def jobber_company(db, sandbox, n: int = 4) -> tuple[int, int]:
     """A company with an active Jobber integration (the app's first connection) and ``n`` check-ins."""
     authorize(sandbox, FIRST_REFRESH)
-    integration = {"name": "Jobber", "status": "active",
-                   "credentials": {"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET, "refreshToken": FIRST_REFRESH,
-                                   "baseUrl": f"{sandbox.url}/jobber/api"},
-                   "crmSettings": {"aliasesPerRequest": 25},
-                   "syncSettings": {"syncCustomers": True, "createNewCustomers": True, "syncCheckInsAsJobs": True,
-                                    "customerMatchStrategy": "all"}}
+    integration = {
+        "name": "Jobber",
+        "status": "active",
+        "credentials": {
+            "clientId": CLIENT_ID,
+            "clientSecret": CLIENT_SECRET,
+            "refreshToken": FIRST_REFRESH,
+            "baseUrl": f"{sandbox.url}/jobber/api",
+        },
+        "crmSettings": {"aliasesPerRequest": 25},
+        "syncSettings": {
+            "syncCustomers": True,
+            "createNewCustomers": True,
+            "syncCheckInsAsJobs": True,
+            "customerMatchStrategy": "all",
+        },
+    }
     company_id, tech = create_company(db, f"Rotation Roofing {uuid.uuid4().hex[:6]}", {"jobber": integration})
     insert_check_ins(db, check_in_rows(company_id, tech, n, messy=False, start=recent()))
     return company_id, tech
@@ -99,9 +129,14 @@ def more_check_ins(db, company_id: int, tech: int, n: int, seed: int) -> None:
 
 def sync(db, company_id: int, run_id: str):
     """One engine run; the integration is read from the database, as the DAG task does."""
-    return IntegrationSync(db, company_id=company_id, crm_type="jobber",
-                           integration=load_integration(db, company_id, "jobber"), run_id=run_id,
-                           options=SyncOptions()).run()
+    return IntegrationSync(
+        db,
+        company_id=company_id,
+        crm_type="jobber",
+        integration=load_integration(db, company_id, "jobber"),
+        run_id=run_id,
+        options=SyncOptions(),
+    ).run()
 
 
 def live_pair(db, company_id: int) -> dict:
@@ -145,8 +180,11 @@ def test_an_app_save_from_a_stale_copy_does_not_bring_back_the_invalidated_refre
 def test_the_customer_index_and_a_sync_refreshing_at_once_spend_the_refresh_token_once(db, sandbox):
     company_id, _ = jobber_company(db, sandbox, n=3)
     # Every token request is slow: whichever task refreshes first still holds the lock when the other asks.
-    requests.post(f"{sandbox.url}/_sandbox/faults", timeout=5, json={
-        "crm": "jobber", "path_contains": "/oauth/token", "latency_ms": 700, "count": 2}).raise_for_status()
+    requests.post(
+        f"{sandbox.url}/_sandbox/faults",
+        timeout=5,
+        json={"crm": "jobber", "path_contains": "/oauth/token", "latency_ms": 700, "count": 2},
+    ).raise_for_status()
     start = threading.Barrier(2)
     outcomes: dict[str, object] = {}
 
@@ -158,8 +196,9 @@ def test_the_customer_index_and_a_sync_refreshing_at_once_spend_the_refresh_toke
     def run_sync() -> None:
         integration = load_integration(db, company_id, "jobber")
         start.wait()
-        outcomes["sync"] = IntegrationSync(db, company_id=company_id, crm_type="jobber", integration=integration,
-                                           run_id="race", options=SyncOptions()).run()
+        outcomes["sync"] = IntegrationSync(
+            db, company_id=company_id, crm_type="jobber", integration=integration, run_id="race", options=SyncOptions()
+        ).run()
 
     threads = [threading.Thread(target=index), threading.Thread(target=run_sync)]
     for t in threads:
@@ -182,8 +221,11 @@ def test_the_customer_index_and_a_sync_refreshing_at_once_spend_the_refresh_toke
 
 def test_two_hooks_in_two_threads_refresh_once_and_both_work(db, sandbox):
     company_id, _ = jobber_company(db, sandbox, n=0)
-    requests.post(f"{sandbox.url}/_sandbox/faults", timeout=5, json={
-        "crm": "jobber", "path_contains": "/oauth/token", "latency_ms": 700, "count": 2}).raise_for_status()
+    requests.post(
+        f"{sandbox.url}/_sandbox/faults",
+        timeout=5,
+        json={"crm": "jobber", "path_contains": "/oauth/token", "latency_ms": 700, "count": 2},
+    ).raise_for_status()
     hooks = [_hook(db, company_id), _hook(db, company_id)]
     start = threading.Barrier(2)
     accounts: list[dict] = []
@@ -199,8 +241,11 @@ def test_two_hooks_in_two_threads_refresh_once_and_both_work(db, sandbox):
         t.join(timeout=60)
     assert len(accounts) == 2 and token_refreshes(sandbox) == 1
     assert [h.stats.token_refreshes for h in hooks] == [1, 1]
-    assert hooks[0].credentials["refreshToken"] == hooks[1].credentials["refreshToken"] \
+    assert (
+        hooks[0].credentials["refreshToken"]
+        == hooks[1].credentials["refreshToken"]
         == live_pair(db, company_id)["refreshToken"]
+    )
     for hook in hooks:  # both keep working on the same pair
         assert hook.account()["id"]
 
@@ -276,8 +321,10 @@ def test_a_write_that_did_not_read_the_current_version_is_refused(db, sandbox):
     store = TokenStore(db, company_id, "jobber")
     with store.exclusive():
         with db.begin() as conn:  # a writer that bypassed the lock
-            conn.execute(sa.text("UPDATE crm_sync.integration_credentials SET version = version + 1 "
-                                 "WHERE company_id = :c"), {"c": company_id})
+            conn.execute(
+                sa.text("UPDATE crm_sync.integration_credentials SET version = version + 1 WHERE company_id = :c"),
+                {"c": company_id},
+            )
         with pytest.raises(ConfigurationError, match="not overwritten"):
             store({"accessToken": "jb-rot-access-x", "refreshToken": "jb-rot-refresh-x"})
     after = stored_row(db, company_id)
@@ -288,8 +335,9 @@ def _hook(db, company_id: int):
     """A Jobber hook built the way every task builds one: the app's JSON plus the sync's token store."""
     integration = load_integration(db, company_id, "jobber")
     settings, _ = parse_sync_settings(integration.get("syncSettings"))
-    return destination_for("jobber", integration, settings,
-                           credentials_writer=credentials_writer(db, company_id, "jobber")).hook
+    return destination_for(
+        "jobber", integration, settings, credentials_writer=credentials_writer(db, company_id, "jobber")
+    ).hook
 
 
 def test_a_task_that_cannot_get_the_refresh_lock_gets_a_retryable_error_without_secrets(db, sandbox, monkeypatch):

@@ -49,8 +49,12 @@ class _CountingHandler(socketserver.BaseRequestHandler):
             pass
         # Answer like a CRM, so a hook that did connect finishes quickly (and the test sees the leak).
         body = b'{"access_token": "t", "expires_in": 3600}'
-        self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                             + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        self.request.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\nConnection: close\r\n\r\n"
+            + body
+        )
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -173,8 +177,9 @@ HOSTILE: list[tuple[str, str]] = [
 
 
 def form(template: str, listener: Listener, allowed_port: int, vendor: str) -> str:
-    return template.format(L=f"{listener.host}:{listener.port}", lp=listener.port, A=f"127.0.0.1:{allowed_port}",
-                           ap=allowed_port, V=vendor)
+    return template.format(
+        L=f"{listener.host}:{listener.port}", lp=listener.port, A=f"127.0.0.1:{allowed_port}", ap=allowed_port, V=vendor
+    )
 
 
 def vendor_host(hook_cls: type[CrmHook]) -> str:
@@ -219,10 +224,14 @@ def test_refusals_never_echo_the_url(allow_only):
 #: crm -> (credentials without the hostile URL, the URL settings it reads)
 HOOK_SETUPS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     "hubspot": ({"clientId": "cid", "clientSecret": SECRET, "refreshToken": REFRESH}, ("baseUrl",)),
-    "salesforce": ({"clientId": "cid", "clientSecret": SECRET, "username": "u@example.com", "password": SECRET},
-                   ("authUrl", "instanceUrl")),
-    "servicetitan": ({"clientId": "cid", "clientSecret": SECRET, "tenantId": "1234567", "appKey": SECRET},
-                     ("baseUrl", "authUrl")),
+    "salesforce": (
+        {"clientId": "cid", "clientSecret": SECRET, "username": "u@example.com", "password": SECRET},
+        ("authUrl", "instanceUrl"),
+    ),
+    "servicetitan": (
+        {"clientId": "cid", "clientSecret": SECRET, "tenantId": "1234567", "appKey": SECRET},
+        ("baseUrl", "authUrl"),
+    ),
     "housecallpro": ({"apiKey": SECRET}, ("baseUrl",)),
     "jobber": ({"clientId": "cid", "clientSecret": SECRET, "refreshToken": REFRESH}, ("baseUrl", "authUrl")),
     "fieldedge": ({"clientId": "cid", "clientSecret": SECRET, "targetId": "t-1"}, ("baseUrl", "authUrl")),
@@ -236,8 +245,7 @@ def build(crm: str, key: str, url: str) -> CrmHook:
     if key == "myDomainUrl":  # Salesforce's client credentials flow
         creds.pop("username"), creds.pop("password")
     creds[key] = url
-    return HOOKS[crm](credentials=creds, account_key=f"{crm}-{key}-{id(url)}",
-                      credentials_writer=lambda _: None)
+    return HOOKS[crm](credentials=creds, account_key=f"{crm}-{key}-{id(url)}", credentials_writer=lambda _: None)
 
 
 def test_every_crm_and_url_setting_is_covered():
@@ -264,11 +272,14 @@ def test_session_refuses_a_foreign_host_even_without_the_validator(crm, listener
     hook = HOOKS[crm](credentials=HOOK_SETUPS[crm][0])
     session = hook.get_conn()
     before = listener.connections
-    for send in (lambda: session.get(f"http://{listener.host}:{listener.port}/"),
-                 lambda: session.post(f"http://{listener.host}:{listener.port}\\@127.0.0.1:{allow_only}/",
-                                      data={"client_secret": SECRET}),
-                 lambda: session.request("GET", f"http://2130706434:{listener.port}/"),
-                 lambda: session.get(f"ftp://127.0.0.1:{allow_only}/")):
+    for send in (
+        lambda: session.get(f"http://{listener.host}:{listener.port}/"),
+        lambda: session.post(
+            f"http://{listener.host}:{listener.port}\\@127.0.0.1:{allow_only}/", data={"client_secret": SECRET}
+        ),
+        lambda: session.request("GET", f"http://2130706434:{listener.port}/"),
+        lambda: session.get(f"ftp://127.0.0.1:{allow_only}/"),
+    ):
         with pytest.raises(ConfigurationError, match=f"{crm} request"):
             send()
     assert listener.connections == before
@@ -288,13 +299,21 @@ def test_no_product_code_sends_http_outside_the_guarded_session():
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 owner = node.func.value
                 name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
-                if (name == "requests" and node.func.attr in senders) or name in ("httpx", "urllib3") \
-                        or node.func.attr in ("urlopen", "HTTPConnection", "HTTPSConnection", "PoolManager"):
+                if (
+                    (name == "requests" and node.func.attr in senders)
+                    or name in ("httpx", "urllib3")
+                    or node.func.attr in ("urlopen", "HTTPConnection", "HTTPSConnection", "PoolManager")
+                ):
                     found.append(f"{path.relative_to(root)}:{node.lineno}")
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 mods = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
-                if any(m.split(".")[0] in ("httpx", "aiohttp", "urllib3") or m in ("http.client", "urllib.request")
-                       for m in mods) and path.name != "hosts.py":
+                if (
+                    any(
+                        m.split(".")[0] in ("httpx", "aiohttp", "urllib3") or m in ("http.client", "urllib.request")
+                        for m in mods
+                    )
+                    and path.name != "hosts.py"
+                ):
                     found.append(f"{path.relative_to(root)}:{node.lineno} (import)")
     assert found == []
 
@@ -310,8 +329,9 @@ class _Redirector(http.server.BaseHTTPRequestHandler):
             self.rfile.read(length)
         server.paths.append(self.path)  # type: ignore[attr-defined]
         if "token" in self.path and not server.redirect_token:  # type: ignore[attr-defined]
-            body = json.dumps({"access_token": "tok-redirect-test", "expires_in": 3600,
-                               "instance_url": server.base}).encode()  # type: ignore[attr-defined]
+            body = json.dumps(
+                {"access_token": "tok-redirect-test", "expires_in": 3600, "instance_url": server.base}
+            ).encode()  # type: ignore[attr-defined]
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -351,8 +371,7 @@ def redirect_hook(crm: str, base: str) -> CrmHook:
         creds["baseUrl"] = base
         if "authUrl" in HOOK_SETUPS[crm][1]:
             creds["authUrl"] = base
-    return HOOKS[crm](credentials=creds, account_key=f"{crm}-redirect-{id(creds)}",
-                      credentials_writer=lambda _: None)
+    return HOOKS[crm](credentials=creds, account_key=f"{crm}-redirect-{id(creds)}", credentials_writer=lambda _: None)
 
 
 @pytest.mark.parametrize("redirect_token", [True, False], ids=["token-request", "api-request"])
@@ -373,12 +392,15 @@ def test_a_redirect_is_refused_and_carries_nothing(crm, redirect_token, redirect
 
 
 # ---------------------------------------------------------------------- a malformed override in a real run
-@pytest.mark.parametrize(("crm", "key", "url", "problem"), [
-    ("hubspot", "baseUrl", "http://127.0.0.1:99999", "invalid port"),
-    ("hubspot", "baseUrl", "http://[::1", "malformed IPv6"),
-    ("fieldedge", "authUrl", "http://127.0.0.1:99999/fieldedge", "invalid port"),
-    ("salesforce", "myDomainUrl", "http://[::1", "malformed IPv6"),
-])
+@pytest.mark.parametrize(
+    ("crm", "key", "url", "problem"),
+    [
+        ("hubspot", "baseUrl", "http://127.0.0.1:99999", "invalid port"),
+        ("hubspot", "baseUrl", "http://[::1", "malformed IPv6"),
+        ("fieldedge", "authUrl", "http://127.0.0.1:99999/fieldedge", "invalid port"),
+        ("salesforce", "myDomainUrl", "http://[::1", "malformed IPv6"),
+    ],
+)
 def test_a_malformed_override_is_a_config_error_of_the_run(db, crm, key, url, problem):
     """Issue #10 section 7: no ValueError out of the engine; the run row and the app's history say why."""
     import sqlalchemy as sa
@@ -392,19 +414,29 @@ def test_a_malformed_override_is_a_config_error_of_the_run(db, crm, key, url, pr
     if key == "myDomainUrl":
         creds.pop("username"), creds.pop("password")
     creds[key] = url
-    integration = {"name": display_name(crm), "status": "active", "credentials": creds,
-                   "syncSettings": {"customerMatchStrategy": "all"}}
+    integration = {
+        "name": display_name(crm),
+        "status": "active",
+        "credentials": creds,
+        "syncSettings": {"customerMatchStrategy": "all"},
+    }
     company_id, tech = create_company(db, "Malformed URL Co", {crm: integration})
     insert_check_ins(db, check_in_rows(company_id, tech, 2, messy=False))
 
-    result = IntegrationSync(db, company_id=company_id, crm_type=crm, integration=integration,
-                             run_id="malformed-url").run()
+    result = IntegrationSync(
+        db, company_id=company_id, crm_type=crm, integration=integration, run_id="malformed-url"
+    ).run()
 
     assert result.status == "config_error" and problem in (result.error or ""), result.error
     assert f"{crm} {key}" in result.error and url not in result.error
     with db.connect() as conn:
-        row = conn.execute(sa.text("SELECT status, error FROM crm_sync.runs WHERE run_id = 'malformed-url' "
-                                   "AND company_id = :c AND crm_type = :t"), {"c": company_id, "t": crm}).one()
+        row = conn.execute(
+            sa.text(
+                "SELECT status, error FROM crm_sync.runs WHERE run_id = 'malformed-url' "
+                "AND company_id = :c AND crm_type = :t"
+            ),
+            {"c": company_id, "t": crm},
+        ).one()
     assert row.status == "config_error" and problem in row.error
     _, history = company_json(db, company_id)
     assert history and history[0]["crmType"] == crm and history[0]["status"] == "failed"

@@ -47,8 +47,14 @@ def test_always_resends_a_5xx_like_any_call(rsps, sleeps):
     assert posts(rsps) == 2
 
 
-@pytest.mark.parametrize("failure", [{"status": 503, "json": {}}, {"body": requests.ConnectionError("dropped")},
-                                     {"body": requests.ReadTimeout("slow")}])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"status": 503, "json": {}},
+        {"body": requests.ConnectionError("dropped")},
+        {"body": requests.ReadTimeout("slow")},
+    ],
+)
 def test_never_raises_an_uncertain_outcome_at_once(rsps, sleeps, failure):
     rsps.add(responses.POST, ITEMS, **failure)
     rsps.add(responses.POST, ITEMS, status=201, json={"id": "1"})
@@ -91,8 +97,9 @@ def test_after_lookup_returns_the_found_record_instead_of_resending(rsps, sleeps
         looked.append(1)
         return {"id": "stored-by-the-first-send"}
 
-    assert hook().request_json("POST", "/items", json={}, resend="after_lookup",
-                               lookup=lookup) == {"id": "stored-by-the-first-send"}
+    assert hook().request_json("POST", "/items", json={}, resend="after_lookup", lookup=lookup) == {
+        "id": "stored-by-the-first-send"
+    }
     assert posts(rsps) == 1 and looked == [1]
 
 
@@ -100,8 +107,9 @@ def test_after_lookup_resends_when_the_lookup_finds_nothing(rsps, sleeps):
     rsps.add(responses.POST, ITEMS, body=requests.ConnectionError("dropped"))
     rsps.add(responses.POST, ITEMS, status=201, json={"id": "2"})
     looked: list[int] = []
-    assert hook().request_json("POST", "/items", json={}, resend="after_lookup",
-                               lookup=lambda: looked.append(1)) == {"id": "2"}
+    assert hook().request_json("POST", "/items", json={}, resend="after_lookup", lookup=lambda: looked.append(1)) == {
+        "id": "2"
+    }
     assert posts(rsps) == 2 and looked == [1]
 
 
@@ -109,8 +117,9 @@ def test_after_lookup_does_not_look_up_after_a_429(rsps, sleeps):
     rsps.add(responses.POST, ITEMS, status=429, json={})
     rsps.add(responses.POST, ITEMS, status=201, json={"id": "3"})
     looked: list[int] = []
-    assert hook().request_json("POST", "/items", json={}, resend="after_lookup",
-                               lookup=lambda: looked.append(1)) == {"id": "3"}
+    assert hook().request_json("POST", "/items", json={}, resend="after_lookup", lookup=lambda: looked.append(1)) == {
+        "id": "3"
+    }
     assert looked == []  # the CRM refused the first send: nothing to look for
 
 
@@ -119,8 +128,9 @@ def test_after_lookup_gives_up_with_the_last_retryable_error(rsps, sleeps):
         rsps.add(responses.POST, ITEMS, status=500, json={})
     looked: list[int] = []
     with pytest.raises(RetryableError):
-        hook(max_attempts=3).request_json("POST", "/items", json={}, resend="after_lookup",
-                                          lookup=lambda: looked.append(1))
+        hook(max_attempts=3).request_json(
+            "POST", "/items", json={}, resend="after_lookup", lookup=lambda: looked.append(1)
+        )
     assert posts(rsps) == 3 and looked == [1, 1]
 
 
@@ -132,8 +142,10 @@ def test_parse_marks_an_unconfirming_2xx_uncertain(rsps, sleeps):
             raise RetryableError("no id")
         return body["data"]["id"]
 
-    assert hook().request_json("POST", "/items", json={}, resend="after_lookup", lookup=lambda: "found-7",
-                               parse=parse) == "found-7"
+    assert (
+        hook().request_json("POST", "/items", json={}, resend="after_lookup", lookup=lambda: "found-7", parse=parse)
+        == "found-7"
+    )
     assert posts(rsps) == 1
 
 

@@ -73,8 +73,9 @@ class Authenticator:
         """``body["access_token"]``, or a :class:`BadCredentialsError` naming the CRM (and ``hint``)."""
         token = body.get("access_token") if isinstance(body, Mapping) else None
         if not token:
-            raise BadCredentialsError(f"{self.hook.crm_type}: the token response has no access_token"
-                                      + (f"; {hint}" if hint else ""))
+            raise BadCredentialsError(
+                f"{self.hook.crm_type}: the token response has no access_token" + (f"; {hint}" if hint else "")
+            )
         return str(token)
 
 
@@ -109,9 +110,17 @@ class ClientCredentials(Authenticator):
     :param limit: the hook's rate limit the token endpoint counts against.
     """
 
-    def __init__(self, hook: CrmHook, *, token_path: str, token_url: Callable[[], str],
-                 form: Callable[[], dict[str, Any]], lifetime: Callable[[Mapping[str, Any], str], float],
-                 on_token: Callable[[Mapping[str, Any]], None] | None = None, limit: str = "default"):
+    def __init__(
+        self,
+        hook: CrmHook,
+        *,
+        token_path: str,
+        token_url: Callable[[], str],
+        form: Callable[[], dict[str, Any]],
+        lifetime: Callable[[Mapping[str, Any], str], float],
+        on_token: Callable[[Mapping[str, Any]], None] | None = None,
+        limit: str = "default",
+    ):
         super().__init__(hook, token_path=token_path)
         self.token_url = token_url
         self.form = form
@@ -121,8 +130,14 @@ class ClientCredentials(Authenticator):
 
     def fetch_token(self) -> tuple[str, float]:
         request = self.form()
-        body = self.hook.request_json("POST", self.token_url(), authenticated=False, limit=self.limit,
-                                      endpoint=f"POST {self.token_path}", **request)
+        body = self.hook.request_json(
+            "POST",
+            self.token_url(),
+            authenticated=False,
+            limit=self.limit,
+            endpoint=f"POST {self.token_path}",
+            **request,
+        )
         token = self.access_token_from(body)
         if self.on_token is not None:
             self.on_token(body)
@@ -142,14 +157,17 @@ class SalesforcePassword(ClientCredentials):
 
     def _password_form(self) -> dict[str, Any]:
         client_id, client_secret, username, password = self.hook.require(
-            "clientId", "clientSecret", "username", "password")
-        return {"data": {
-            "grant_type": "password",
-            "client_id": client_id,
-            "client_secret": client_secret,
-            "username": username,
-            "password": f"{password}{self.hook.cred('securityToken') or ''}",
-        }}
+            "clientId", "clientSecret", "username", "password"
+        )
+        return {
+            "data": {
+                "grant_type": "password",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "username": username,
+                "password": f"{password}{self.hook.cred('securityToken') or ''}",
+            }
+        }
 
 
 class RefreshToken(Authenticator):
@@ -164,8 +182,9 @@ class RefreshToken(Authenticator):
     :param hint: appended to token errors (e.g. "reconnect Jobber in Rank It Pro").
     """
 
-    def __init__(self, hook: CrmHook, *, token_path: str, token_url: Callable[[], str],
-                 default_seconds: float, hint: str = ""):
+    def __init__(
+        self, hook: CrmHook, *, token_path: str, token_url: Callable[[], str], default_seconds: float, hint: str = ""
+    ):
         super().__init__(hook, token_path=token_path)
         self.token_url = token_url
         self.default_seconds = default_seconds
@@ -194,9 +213,16 @@ class RefreshToken(Authenticator):
         hook = self.hook
         client_id, client_secret, refresh_token = hook.require("clientId", "clientSecret", "refreshToken")
         body = hook.request_json(
-            "POST", self.token_url(), authenticated=False, endpoint=f"POST {self.token_path}",
-            data={"grant_type": "refresh_token", "client_id": client_id, "client_secret": client_secret,
-                  "refresh_token": refresh_token},
+            "POST",
+            self.token_url(),
+            authenticated=False,
+            endpoint=f"POST {self.token_path}",
+            data={
+                "grant_type": "refresh_token",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "refresh_token": refresh_token,
+            },
         )
         body = body if isinstance(body, Mapping) else {}
         access = self.access_token_from(body, self.hint)
@@ -218,5 +244,13 @@ class RefreshToken(Authenticator):
             hook.credentials_writer(dict(hook.credentials))
 
 
-__all__ = ["NEVER_EXPIRES", "Authenticator", "ClientCredentials", "RefreshToken", "SalesforcePassword",
-           "StaticToken", "is_token_request", "jwt_expiry"]
+__all__ = [
+    "NEVER_EXPIRES",
+    "Authenticator",
+    "ClientCredentials",
+    "RefreshToken",
+    "SalesforcePassword",
+    "StaticToken",
+    "is_token_request",
+    "jwt_expiry",
+]

@@ -250,9 +250,7 @@ class CrmHook(BaseHook):
         """The values of ``keys``; a :class:`ConfigurationError` names every missing one."""
         missing = [k for k in keys if self.cred(k) is None]
         if missing:
-            raise ConfigurationError(
-                f"{self.crm_type}: credentials are missing {', '.join(missing)}"
-            )
+            raise ConfigurationError(f"{self.crm_type}: credentials are missing {', '.join(missing)}")
         return [self.cred(k) for k in keys]
 
     def override_url(self, key: str, default: str) -> str:
@@ -374,8 +372,9 @@ class CrmHook(BaseHook):
         the masker first."""
         if self._session is None:
             register_secrets(self.secrets())
-            session = GuardedSession(self.crm_type, self.vendor_domains, pool_connections=4, pool_maxsize=16,
-                                     max_retries=0)
+            session = GuardedSession(
+                self.crm_type, self.vendor_domains, pool_connections=4, pool_maxsize=16, max_retries=0
+            )
             session.headers.update({"Accept": "application/json", "User-Agent": "rankitpro-crm-sync/1.0"})
             self._session = session
         return self._session
@@ -432,15 +431,27 @@ class CrmHook(BaseHook):
         :raises CrmError: a typed error once retries are exhausted or not applicable.
         """
         if resend == "always":
-            return self._send(method, path_or_url, limit=limit, authenticated=authenticated, endpoint=endpoint,
-                              attempts=self.max_attempts, **kwargs)
+            return self._send(
+                method,
+                path_or_url,
+                limit=limit,
+                authenticated=authenticated,
+                endpoint=endpoint,
+                attempts=self.max_attempts,
+                **kwargs,
+            )
         if resend != "never":
             raise ValueError(f"request(resend={resend!r}): a resend after a look-up needs request_json(lookup=...)")
-        return self.send_write(lambda: self._send(method, path_or_url, limit=limit, authenticated=authenticated,
-                                                  endpoint=endpoint, attempts=1, **kwargs), resend="never")
+        return self.send_write(
+            lambda: self._send(
+                method, path_or_url, limit=limit, authenticated=authenticated, endpoint=endpoint, attempts=1, **kwargs
+            ),
+            resend="never",
+        )
 
-    def send_write(self, send_once: Callable[[], T], *, resend: Resend,
-                   lookup: Callable[[], T | None] | None = None) -> T:
+    def send_write(
+        self, send_once: Callable[[], T], *, resend: Resend, lookup: Callable[[], T | None] | None = None
+    ) -> T:
         """Run ``send_once`` (one attempt of a write) under a resend policy; the one home of "at most once".
 
         Most CRMs have no idempotency key, so a create must never be re-sent blindly:
@@ -499,8 +510,11 @@ class CrmHook(BaseHook):
         extra_headers = dict(kwargs.pop("headers", None) or {})
 
         def attempt() -> requests.Response:
-            limiter = limiter_for(self.account_key, limit,
-                                self.rate_limits.get(limit, self.rate_limits["default"]).scaled(self.rate_share))
+            limiter = limiter_for(
+                self.account_key,
+                limit,
+                self.rate_limits.get(limit, self.rate_limits["default"]).scaled(self.rate_share),
+            )
             self.stats.waited_seconds += limiter.acquire(deadline=self.deadline)
             self.check_budget()
             try:
@@ -513,8 +527,9 @@ class CrmHook(BaseHook):
             _SENT.count = requests_sent() + 1
             self.stats.by_endpoint[label] = self.stats.by_endpoint.get(label, 0) + 1
             try:
-                response = self.get_conn().request(method, url, headers=send_headers, timeout=self.request_timeout(),
-                                                   **kwargs)
+                response = self.get_conn().request(
+                    method, url, headers=send_headers, timeout=self.request_timeout(), **kwargs
+                )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise RetryableError(f"{self.crm_type} {label}: {type(exc).__name__}") from None
             log.debug("%s -> %s", label, response.status_code)
@@ -527,8 +542,12 @@ class CrmHook(BaseHook):
                 limiter.drain()
             elif isinstance(error, RetryableError):
                 self.stats.server_errors += 1
-            if isinstance(error, BadCredentialsError) and authenticated and not auth_retry["done"] \
-                    and response.status_code == 401:
+            if (
+                isinstance(error, BadCredentialsError)
+                and authenticated
+                and not auth_retry["done"]
+                and response.status_code == 401
+            ):
                 # One refresh per call: a token can expire between our clock and theirs.
                 auth_retry["done"] = True
                 self.invalidate_token()
@@ -597,8 +616,13 @@ class CrmHook(BaseHook):
         if isinstance(exc, _RefreshAndRetry):
             return
         self.stats.retries += 1
-        log.warning("%s: retrying after %s (attempt %d of %d)", self.crm_type, exc,
-                    retry_state.attempt_number, self.max_attempts)
+        log.warning(
+            "%s: retrying after %s (attempt %d of %d)",
+            self.crm_type,
+            exc,
+            retry_state.attempt_number,
+            self.max_attempts,
+        )
 
     def request_json(
         self,
@@ -626,8 +650,17 @@ class CrmHook(BaseHook):
         endpoint = kwargs.pop("endpoint", None)
 
         def send_once() -> Any:
-            body = _decoded(self._send(method, path_or_url, limit=limit, authenticated=authenticated,
-                                       endpoint=endpoint, attempts=1, **kwargs))
+            body = _decoded(
+                self._send(
+                    method,
+                    path_or_url,
+                    limit=limit,
+                    authenticated=authenticated,
+                    endpoint=endpoint,
+                    attempts=1,
+                    **kwargs,
+                )
+            )
             return parse(body) if parse is not None else body
 
         return self.send_write(send_once, resend=resend, lookup=lookup)
@@ -700,6 +733,16 @@ def _retry_after(response: requests.Response) -> float | None:
 
 
 __all__ = [
-    "BadCredentialsError", "BadRecordError", "BudgetExhaustedError", "CallStats", "ConfigurationError", "CrmError",
-    "CrmHook", "QuotaExhaustedError", "RateLimit", "RateLimitedError", "Resend", "RetryableError",
+    "BadCredentialsError",
+    "BadRecordError",
+    "BudgetExhaustedError",
+    "CallStats",
+    "ConfigurationError",
+    "CrmError",
+    "CrmHook",
+    "QuotaExhaustedError",
+    "RateLimit",
+    "RateLimitedError",
+    "Resend",
+    "RetryableError",
 ]

@@ -64,7 +64,8 @@ class SettingsReader:
             shown = f"{value:g}" if value is not None else f"a {type(raw).__name__}"
             self.warnings[key] = (
                 f"crmSettings.{key} must be a number from {minimum:g} to {maximum:g}, got {shown[:30]}: "
-                f"{'no limit (the default)' if default is None else f'default {default:g}'} used")
+                f"{'no limit (the default)' if default is None else f'default {default:g}'} used"
+            )
             return default
         return value
 
@@ -87,8 +88,9 @@ class SettingsReader:
         if value is None or not in_range:
             shown = str(value) if value is not None else f"a {type(raw).__name__}"
             limits = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
-            self.warnings[key] = (f"crmSettings.{key} must be a whole number {limits}, got {shown[:30]}: "
-                                  f"default {default} used")
+            self.warnings[key] = (
+                f"crmSettings.{key} must be a whole number {limits}, got {shown[:30]}: default {default} used"
+            )
             return default
         return value
 

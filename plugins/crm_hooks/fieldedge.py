@@ -166,11 +166,16 @@ class FieldEdgeSettings(CrmSettings):
 
     @classmethod
     def read(cls, reader: SettingsReader) -> FieldEdgeSettings:
-        return cls(rate_limit_per_10s=reader.number("rateLimitPer10s", default=DEFAULT_REQUESTS_PER_10S, minimum=1,
-                                                    maximum=300),
-                   token_seconds=reader.lenient_float("tokenSeconds", DEFAULT_TOKEN_SECONDS), zone=_zone(reader),
-                   lead_source=reader.present("leadSource") or DEFAULT_LEAD_SOURCE,
-                   lead_lookup=reader.flag("leadLookup", default=True), errors=reader.errors)
+        return cls(
+            rate_limit_per_10s=reader.number(
+                "rateLimitPer10s", default=DEFAULT_REQUESTS_PER_10S, minimum=1, maximum=300
+            ),
+            token_seconds=reader.lenient_float("tokenSeconds", DEFAULT_TOKEN_SECONDS),
+            zone=_zone(reader),
+            lead_source=reader.present("leadSource") or DEFAULT_LEAD_SOURCE,
+            lead_lookup=reader.flag("leadLookup", default=True),
+            errors=reader.errors,
+        )
 
     def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
         """``default``: ``rateLimitPer10s`` per rolling 10 s; the Gobo token endpoint is not paced."""
@@ -183,8 +188,9 @@ def _zone(reader: SettingsReader) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        reader.refuse("timezone", f"fieldedge: crmSettings.timezone {name!r} is not an IANA time zone "
-                                  "(e.g. America/Chicago)")
+        reader.refuse(
+            "timezone", f"fieldedge: crmSettings.timezone {name!r} is not an IANA time zone (e.g. America/Chicago)"
+        )
         return DEFAULT_ZONE
 
 
@@ -213,8 +219,12 @@ class FieldEdgeHook(CrmHook):
     crm_type = "fieldedge"
     display_name = "FieldEdge"
     report_colour = "#c2255c"
-    vendor_domains = ("fieldedge.com", "fieldedge.withgobo.com", "fieldedge-staging.withgobo.com",
-                      "fieldedge-staging.withgobo.dev")
+    vendor_domains = (
+        "fieldedge.com",
+        "fieldedge.withgobo.com",
+        "fieldedge-staging.withgobo.com",
+        "fieldedge-staging.withgobo.dev",
+    )
     default_base_url = DEFAULT_BASE_URL
     batch_size = 1
     secret_keys = ("clientSecret", "subscriptionKey", "apiKey", "password")
@@ -248,7 +258,8 @@ class FieldEdgeHook(CrmHook):
                 f"fieldedge: the credentials hold {', '.join(legacy)} (FieldEdge's retired API, which the sync "
                 "cannot use) but not " + ", ".join(missing) + ". FieldEdge's Open API needs clientId and "
                 "clientSecret (from your app in the FieldEdge Marketplace) and targetId (your FieldEdge Tenant ID, "
-                "shown in the FieldEdge web portal): add them to the FieldEdge integration's credentials")
+                "shown in the FieldEdge web portal): add them to the FieldEdge integration's credentials"
+            )
         client_id, client_secret, target_id = self.require(*OAUTH_KEYS)
         return str(client_id), str(client_secret), str(target_id)
 
@@ -277,13 +288,25 @@ class FieldEdgeHook(CrmHook):
         The lifetime is ``expires_in`` when given, else the JWT's ``exp`` claim, else
         ``crmSettings.tokenSeconds`` (default :data:`DEFAULT_TOKEN_SECONDS`).
         """
-        return ClientCredentials(self, token_path=TOKEN_PATH, token_url=lambda: self.token_url, form=self._token_form,
-                                 lifetime=self._token_lifetime, limit="token")
+        return ClientCredentials(
+            self,
+            token_path=TOKEN_PATH,
+            token_url=lambda: self.token_url,
+            form=self._token_form,
+            lifetime=self._token_lifetime,
+            limit="token",
+        )
 
     def _token_form(self) -> dict[str, Any]:
         client_id, client_secret, target_id = self.oauth_keys()
-        return {"json": {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
-                         "target_id": target_id}}
+        return {
+            "json": {
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "target_id": target_id,
+            }
+        }
 
     def _token_lifetime(self, body: Mapping[str, Any], token: str) -> float:
         try:
@@ -316,19 +339,20 @@ class FieldEdgeHook(CrmHook):
         """
         status = response.status_code
         body = json_body(response)
-        detail = self.redact(_error_detail(body) or (response.reason or "").strip() or f"HTTP {status}",
-                             limit=500)
+        detail = self.redact(_error_detail(body) or (response.reason or "").strip() or f"HTTP {status}", limit=500)
         code = str(body.get("error")) if isinstance(body, Mapping) and body.get("error") else None
         if is_token_request(response, TOKEN_PATH) and status < 500 and status != 429:
-            return BadCredentialsError(f"fieldedge OAuth token request failed (HTTP {status}): {detail}",
-                                       status=status, code=code)
+            return BadCredentialsError(
+                f"fieldedge OAuth token request failed (HTTP {status}): {detail}", status=status, code=code
+            )
         if status == 403 and "quota" in detail.lower():
             return QuotaExhaustedError(f"fieldedge HTTP 403: {detail}", status=status, code="QUOTA")
         return self.default_error(response, detail, code=code)
 
     # ------------------------------------------------------------------ writes FieldEdge does not deduplicate
-    def _create(self, path: str, payload: Mapping[str, Any], *, id_keys: tuple[str, ...],
-                landed: Callable[[], str | None]) -> str:
+    def _create(
+        self, path: str, payload: Mapping[str, Any], *, id_keys: tuple[str, ...], landed: Callable[[], str | None]
+    ) -> str:
         """``POST`` a new record and return its id, never leaving two records behind.
 
         ``resend="after_lookup"`` (:meth:`CrmHook.send_write`): a 429 (APIM answers it before FieldEdge
@@ -336,6 +360,7 @@ class FieldEdgeHook(CrmHook):
         or a 2xx without an id may have stored the record: the next attempt first calls ``landed()``
         (a look-up by the sync's own marker) and returns the id found there instead of posting again.
         """
+
         def created_id(body: Any) -> str:
             data = _data(body)
             created = record_id(data, *id_keys) if isinstance(data, Mapping) else None
@@ -344,12 +369,20 @@ class FieldEdgeHook(CrmHook):
                 raise RetryableError(f"fieldedge POST {path}: the response has no {id_keys[0]}")
             return created
 
-        return self.request_json("POST", path, json=dict(payload), endpoint=f"POST {path}", resend="after_lookup",
-                                 lookup=lambda: landed() or None, parse=created_id)
+        return self.request_json(
+            "POST",
+            path,
+            json=dict(payload),
+            endpoint=f"POST {path}",
+            resend="after_lookup",
+            lookup=lambda: landed() or None,
+            parse=created_id,
+        )
 
     # ------------------------------------------------------------------ customers
-    def search_customers(self, *, email: str | None = None, phone: str | None = None,
-                         first_name: str | None = None) -> list[dict[str, Any]]:
+    def search_customers(
+        self, *, email: str | None = None, phone: str | None = None, first_name: str | None = None
+    ) -> list[dict[str, Any]]:
         """``GET /v1/customers/search?email=&phone=&firstName=`` -> the ``customers`` list.
 
         FieldEdge returns customers matching *one or more* of the given criteria, and 204 (here
@@ -395,7 +428,9 @@ class FieldEdgeHook(CrmHook):
     def update_customer(self, customer_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """``PUT /v1/customers/{customerId}`` with the full customer body (idempotent, so retried)."""
         path = f"{CUSTOMERS_PATH}/{_path_id(customer_id, 'customer id')}"
-        body = _data(self.request_json("PUT", path, json=dict(payload), endpoint=f"PUT {CUSTOMERS_PATH}/{{customerId}}"))
+        body = _data(
+            self.request_json("PUT", path, json=dict(payload), endpoint=f"PUT {CUSTOMERS_PATH}/{{customerId}}")
+        )
         return dict(body) if isinstance(body, Mapping) else {}
 
     # ------------------------------------------------------------------ leads
@@ -433,15 +468,21 @@ class FieldEdgeHook(CrmHook):
         :raises ConfigurationError: FieldEdge answers 404/405/501 (no such look-up on this API).
         """
         try:
-            body = self.request_json("GET", LEADS_PATH, params={LEAD_TRACKING_PARAM: tracking_id},
-                                     endpoint=f"GET {LEADS_PATH}?{LEAD_TRACKING_PARAM}")
+            body = self.request_json(
+                "GET",
+                LEADS_PATH,
+                params={LEAD_TRACKING_PARAM: tracking_id},
+                endpoint=f"GET {LEADS_PATH}?{LEAD_TRACKING_PARAM}",
+            )
         except BadRecordError as exc:
             if exc.status in (404, 405, 501):
                 raise ConfigurationError(
                     f"fieldedge: the API did not accept the lead look-up GET {LEADS_PATH}?{LEAD_TRACKING_PARAM}= "
                     f"(HTTP {exc.status}), so the sync cannot check whether an interrupted attempt already created "
                     "a lead; it stops rather than risk duplicates. Set crmSettings.leadLookup to false to resend "
-                    "such rows anyway (a crash may then leave a duplicate lead)", status=exc.status) from None
+                    "such rows anyway (a crash may then leave a duplicate lead)",
+                    status=exc.status,
+                ) from None
             raise
         if not isinstance(body, Mapping):
             return []
@@ -450,8 +491,15 @@ class FieldEdgeHook(CrmHook):
             items = _data(body)
         if isinstance(items, Mapping):
             items = [items]
-        return [dict(lead) for lead in items or [] if isinstance(lead, Mapping)
-                and str(lead.get("trackingId") or "") == tracking_id] if isinstance(items, list) else []
+        return (
+            [
+                dict(lead)
+                for lead in items or []
+                if isinstance(lead, Mapping) and str(lead.get("trackingId") or "") == tracking_id
+            ]
+            if isinstance(items, list)
+            else []
+        )
 
     # ------------------------------------------------------------------ UI
     def fetch_account_identity(self) -> str:
@@ -488,12 +536,21 @@ def _error_detail(body: Any) -> str:
             parts.append(body[key])
     errors = body.get("errors")
     if isinstance(errors, Mapping):
-        parts += [f"{field}: {'; '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
-                  for field, msgs in list(errors.items())[:10]]
+        parts += [
+            f"{field}: {'; '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+            for field, msgs in list(errors.items())[:10]
+        ]
     elif isinstance(errors, list):
         parts += [e if isinstance(e, str) else str((e or {}).get("message") or e) for e in errors[:10]]
     return parts[0] + (": " + "; ".join(parts[1:]) if len(parts) > 1 else "") if parts else ""
 
 
-__all__ = ["DEFAULT_LEAD_SOURCE", "FieldEdgeHook", "FieldEdgeSettings", "e164", "record_email", "record_id",
-           "record_phone"]
+__all__ = [
+    "DEFAULT_LEAD_SOURCE",
+    "FieldEdgeHook",
+    "FieldEdgeSettings",
+    "e164",
+    "record_email",
+    "record_id",
+    "record_phone",
+]

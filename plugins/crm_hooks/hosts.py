@@ -82,7 +82,7 @@ def parse_target(url: str, *, what: str) -> Target:
     if not match:
         raise _refuse(what, "it must be an absolute http:// or https:// URL")
     scheme = match.group(1).lower()
-    authority = re.split(r"[/?#]", url[match.end():], maxsplit=1)[0]
+    authority = re.split(r"[/?#]", url[match.end() :], maxsplit=1)[0]
     if not authority:
         raise _refuse(what, "it has no host")
     if "@" in authority:
@@ -103,7 +103,7 @@ def _split_authority(authority: str, scheme: str, what: str) -> tuple[str, int]:
             host = f"[{ipaddress.IPv6Address(authority[1:end]).compressed}]"
         except ValueError:
             raise _refuse(what, "malformed IPv6 address") from None
-        rest = authority[end + 1:]
+        rest = authority[end + 1 :]
     else:
         host, sep, port_text = authority.partition(":")
         rest = sep + port_text
@@ -131,20 +131,27 @@ def _split_authority(authority: str, scheme: str, what: str) -> tuple[str, int]:
 def _dotted_quad(labels: list[str]) -> bool:
     """Four decimal labels 0-255 without leading zeros (``0177`` is octal to some resolvers)."""
     return len(labels) == 4 and all(
-        lbl.isdigit() and int(lbl) <= 255 and (lbl == "0" or not lbl.startswith("0")) for lbl in labels)
+        lbl.isdigit() and int(lbl) <= 255 and (lbl == "0" or not lbl.startswith("0")) for lbl in labels
+    )
 
 
 def _cross_check(url: str, ours: Target, what: str) -> None:
     """Require urlsplit and requests/urllib3 to read ``url`` as ``ours``."""
     try:
         parts = urlsplit(url)
-        split = Target(parts.scheme.lower(), _normal_host(parts.hostname or ""),
-                       parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 0))
+        split = Target(
+            parts.scheme.lower(),
+            _normal_host(parts.hostname or ""),
+            parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 0),
+        )
         prepared = requests.PreparedRequest()
         prepared.prepare_url(url, None)
         wire = urllib3.util.parse_url(prepared.url or "")
-        client = Target((wire.scheme or "").lower(), _normal_host(wire.host or ""),
-                        wire.port or _DEFAULT_PORTS.get((wire.scheme or "").lower(), 0))
+        client = Target(
+            (wire.scheme or "").lower(),
+            _normal_host(wire.host or ""),
+            wire.port or _DEFAULT_PORTS.get((wire.scheme or "").lower(), 0),
+        )
     except (ValueError, requests.RequestException, LocationParseError):
         raise _refuse(what, "the URL cannot be parsed") from None
     if split != ours or client != ours:
@@ -192,8 +199,10 @@ def host_allowed(target: Target, vendor_domains: tuple[str, ...]) -> bool:
     """A vendor host over https, or a host (and port) listed in ``CRM_SYNC_ALLOWED_HOSTS``."""
     if is_vendor_host(target.host, vendor_domains):
         return target.scheme == "https"
-    return any(_glob(host, target.host) and (port is None or _glob(port, str(target.port)))
-               for host, port in _allowed_patterns())
+    return any(
+        _glob(host, target.host) and (port is None or _glob(port, str(target.port)))
+        for host, port in _allowed_patterns()
+    )
 
 
 def check_url(url: str, vendor_domains: tuple[str, ...], *, what: str) -> str:
@@ -261,7 +270,8 @@ class GuardedSession(requests.Session):
             raise ConfigurationError(
                 f"{self.crm_type} answered HTTP {status} with a redirect to {_where(response.url, location)}; "
                 "redirects are not followed (credentials are never re-sent to another address): set the "
-                "integration's URL to the address the CRM answers on directly")
+                "integration's URL to the address the CRM answers on directly"
+            )
         return response
 
     def resolve_redirects(self, resp: requests.Response, req: requests.PreparedRequest, **kwargs: Any):

@@ -212,8 +212,9 @@ class HubSpotHook(CrmHook):
         self._check_auth_config()
         if not self.uses_oauth:
             return StaticToken(self, "accessToken")
-        return RefreshToken(self, token_path=TOKEN_PATH, token_url=lambda: f"{self.base_url}{TOKEN_PATH}",
-                            default_seconds=1800)
+        return RefreshToken(
+            self, token_path=TOKEN_PATH, token_url=lambda: f"{self.base_url}{TOKEN_PATH}", default_seconds=1800
+        )
 
     def auth_headers(self) -> dict[str, str]:
         """``Authorization: Bearer <private-app token or OAuth access token>``."""
@@ -243,8 +244,7 @@ class HubSpotHook(CrmHook):
         text = f"hubspot HTTP {status}: {detail}"
 
         if is_token_request(response, TOKEN_PATH) and 400 <= status < 500 and status != 429:
-            return BadCredentialsError(f"hubspot OAuth token refresh failed: {detail}", status=status,
-                                       code=category)
+            return BadCredentialsError(f"hubspot OAuth token refresh failed: {detail}", status=status, code=category)
         if status == 429:
             policy = str(body.get("policyName") or "").upper()
             if policy == "DAILY":
@@ -255,8 +255,9 @@ class HubSpotHook(CrmHook):
             return error
         if status == 409:
             match = _EXISTING_ID.search(str(message or ""))
-            return HubSpotConflictError(text, status=status, code=category or "CONFLICT",
-                                        existing_id=match.group(1) if match else None)
+            return HubSpotConflictError(
+                text, status=status, code=category or "CONFLICT", existing_id=match.group(1) if match else None
+            )
         if status == 477:  # portal migration in progress (community-documented): try later
             return RetryableError(text, status=status, code=category)
         return self.default_error(response, detail, code=category)
@@ -308,8 +309,12 @@ class HubSpotHook(CrmHook):
         if description:
             payload["description"] = description
         try:
-            return self.request_json("POST", f"/crm/v3/properties/{o}", json=payload,
-                                     endpoint=f"POST /crm/v3/properties/{o}") or {}
+            return (
+                self.request_json(
+                    "POST", f"/crm/v3/properties/{o}", json=payload, endpoint=f"POST /crm/v3/properties/{o}"
+                )
+                or {}
+            )
         except BadRecordError as exc:
             if exc.status == 409:
                 return {}
@@ -348,15 +353,22 @@ class HubSpotHook(CrmHook):
         found: list[dict[str, Any]] = []
         for start in range(0, len(id_list), self.batch_size):
             payload: dict[str, Any] = {
-                "inputs": [{"id": i} for i in id_list[start:start + self.batch_size]],
+                "inputs": [{"id": i} for i in id_list[start : start + self.batch_size]],
                 "properties": list(properties),
                 "propertiesWithHistory": [],
             }
             if id_property:
                 payload["idProperty"] = id_property
-            body = self.request_json("POST", f"/crm/v3/objects/{o}/batch/read", json=payload,
-                                     params={"archived": "false"},
-                                     endpoint=f"POST /crm/v3/objects/{o}/batch/read") or {}
+            body = (
+                self.request_json(
+                    "POST",
+                    f"/crm/v3/objects/{o}/batch/read",
+                    json=payload,
+                    params={"archived": "false"},
+                    endpoint=f"POST /crm/v3/objects/{o}/batch/read",
+                )
+                or {}
+            )
             found.extend(body.get("results") or [])
         return found
 
@@ -390,8 +402,16 @@ class HubSpotHook(CrmHook):
             }
             if after:
                 payload["after"] = str(after)
-            body = self.request_json("POST", f"/crm/v3/objects/{o}/search", json=payload, limit="search",
-                                     endpoint=f"POST /crm/v3/objects/{o}/search") or {}
+            body = (
+                self.request_json(
+                    "POST",
+                    f"/crm/v3/objects/{o}/search",
+                    json=payload,
+                    limit="search",
+                    endpoint=f"POST /crm/v3/objects/{o}/search",
+                )
+                or {}
+            )
             next_after = ((body.get("paging") or {}).get("next") or {}).get("after")
             return list(body.get("results") or []), next_after
 
@@ -423,8 +443,10 @@ class HubSpotHook(CrmHook):
                 params["properties"] = ",".join(properties)
             if after:
                 params["after"] = str(after)
-            body = self.request_json("GET", f"/crm/v3/objects/{o}", params=params,
-                                     endpoint=f"GET /crm/v3/objects/{o}") or {}
+            body = (
+                self.request_json("GET", f"/crm/v3/objects/{o}", params=params, endpoint=f"GET /crm/v3/objects/{o}")
+                or {}
+            )
             next_after = ((body.get("paging") or {}).get("next") or {}).get("after")
             return list(body.get("results") or []), next_after
 
@@ -437,8 +459,15 @@ class HubSpotHook(CrmHook):
             raise ValueError(f"HubSpot batch/{operation} takes at most {self.batch_size} inputs, got {len(inputs)}")
         if not inputs:
             return BatchOutcome()
-        body = self.request_json("POST", f"/crm/v3/objects/{o}/batch/{operation}", json={"inputs": inputs},
-                                 endpoint=f"POST /crm/v3/objects/{o}/batch/{operation}") or {}
+        body = (
+            self.request_json(
+                "POST",
+                f"/crm/v3/objects/{o}/batch/{operation}",
+                json={"inputs": inputs},
+                endpoint=f"POST /crm/v3/objects/{o}/batch/{operation}",
+            )
+            or {}
+        )
         return BatchOutcome(results=list(body.get("results") or []), errors=list(body.get("errors") or []))
 
     def batch_upsert(self, object_type: str, inputs: Sequence[Mapping[str, Any]]) -> BatchOutcome:
@@ -481,11 +510,15 @@ class HubSpotHook(CrmHook):
         https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/create-contact
         """
         o = _object_path(object_type)
-        return self.request_json(
-            "POST", f"/crm/v3/objects/{o}",
-            json={"properties": dict(properties), "associations": list(associations or [])},
-            endpoint=f"POST /crm/v3/objects/{o}",
-        ) or {}
+        return (
+            self.request_json(
+                "POST",
+                f"/crm/v3/objects/{o}",
+                json={"properties": dict(properties), "associations": list(associations or [])},
+                endpoint=f"POST /crm/v3/objects/{o}",
+            )
+            or {}
+        )
 
     def fetch_account_identity(self) -> str:
         """The portal (hub) id: ``GET /account-info/v3/details`` -> ``portalId``.
@@ -503,8 +536,7 @@ class HubSpotHook(CrmHook):
     def check_access(self) -> str:
         """``GET /crm/v3/objects/contacts?limit=1`` (needs the contacts read scope)."""
         self._check_auth_config()
-        self.request("GET", "/crm/v3/objects/contacts", params={"limit": 1},
-                     endpoint="GET /crm/v3/objects/contacts")
+        self.request("GET", "/crm/v3/objects/contacts", params={"limit": 1}, endpoint="GET /crm/v3/objects/contacts")
         return "Connected to HubSpot (contacts readable)"
 
 

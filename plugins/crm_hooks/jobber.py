@@ -139,13 +139,17 @@ class JobberSettings(CrmSettings):
 
     @classmethod
     def read(cls, reader: SettingsReader) -> JobberSettings:
-        aliases = reader.integer("aliasesPerRequest", default=DEFAULT_ALIASES_PER_REQUEST, minimum=1, maximum=100,
-                                 clamp=True)
-        return cls(api_version=(reader.present("apiVersion") or DEFAULT_API_VERSION).strip(),
-                   aliases_per_request=aliases,
-                   invoicing_type=_choice(reader, "invoicingType", INVOICING_TYPES, "FIXED_PRICE"),
-                   invoicing_schedule=_choice(reader, "invoicingSchedule", INVOICING_SCHEDULES, "NEVER"),
-                   close_jobs=reader.raw.get("closeJobs", True) is not False, errors=reader.errors)
+        aliases = reader.integer(
+            "aliasesPerRequest", default=DEFAULT_ALIASES_PER_REQUEST, minimum=1, maximum=100, clamp=True
+        )
+        return cls(
+            api_version=(reader.present("apiVersion") or DEFAULT_API_VERSION).strip(),
+            aliases_per_request=aliases,
+            invoicing_type=_choice(reader, "invoicingType", INVOICING_TYPES, "FIXED_PRICE"),
+            invoicing_schedule=_choice(reader, "invoicingSchedule", INVOICING_SCHEDULES, "NEVER"),
+            close_jobs=reader.raw.get("closeJobs", True) is not False,
+            errors=reader.errors,
+        )
 
 
 def _choice(reader: SettingsReader, key: str, allowed: Sequence[str], default: str) -> str:
@@ -173,7 +177,8 @@ class JobberBareToken(Authenticator):
             raise BadCredentialsError(
                 "jobber: the stored access token (apiKey) has expired or was refused, and Jobber has no "
                 f"long-lived API keys: {RECONNECT} (OAuth) so the integration gets refreshToken, clientId "
-                "and clientSecret")
+                "and clientSecret"
+            )
         return token, left if left is not None else DEFAULT_TOKEN_SECONDS
 
 
@@ -199,7 +204,8 @@ class JobberRefresh(RefreshToken):
             raise ConfigurationError(
                 "jobber: the access token must be refreshed, but this hook has no credentials writer; Jobber "
                 "rotates refresh tokens (the old one dies at once), so redeeming it here would lock the company "
-                "out. Refresh through the sync (it stores the new tokens) or set a valid accessToken")
+                "out. Refresh through the sync (it stores the new tokens) or set a valid accessToken"
+            )
 
     def lifetime(self, body: Mapping[str, Any], token: str) -> float:
         """The JWT's ``exp``, else the answer's ``expires_at``, else 60 minutes."""
@@ -276,8 +282,9 @@ class JobberHook(CrmHook):
         """``crmSettings.apiVersion`` or :data:`DEFAULT_API_VERSION` (sent as ``X-JOBBER-GRAPHQL-VERSION``)."""
         version = self.crm_settings.api_version
         if not _VERSION.match(version):
-            raise ConfigurationError(f"jobber: crmSettings.apiVersion {version[:20]!r} is not a date like "
-                                     f"{DEFAULT_API_VERSION}")
+            raise ConfigurationError(
+                f"jobber: crmSettings.apiVersion {version[:20]!r} is not a date like {DEFAULT_API_VERSION}"
+            )
         return version
 
     @property
@@ -314,11 +321,15 @@ class JobberHook(CrmHook):
         if self.uses_oauth:
             missing = [k for k in ("clientId", "clientSecret") if self.cred(k) is None]
             if missing:
-                raise ConfigurationError(f"jobber: credentials are missing {', '.join(missing)} (needed with "
-                                         "refreshToken to renew Jobber's 60-minute access tokens)")
+                raise ConfigurationError(
+                    f"jobber: credentials are missing {', '.join(missing)} (needed with "
+                    "refreshToken to renew Jobber's 60-minute access tokens)"
+                )
         elif self.cred("apiKey") is None and self.cred("accessToken") is None:
-            raise ConfigurationError("jobber: credentials are missing refreshToken, clientId and clientSecret "
-                                     f"(Jobber only offers OAuth; {RECONNECT})")
+            raise ConfigurationError(
+                "jobber: credentials are missing refreshToken, clientId and clientSecret "
+                f"(Jobber only offers OAuth; {RECONNECT})"
+            )
 
     def invalidate_token(self) -> None:
         """After a 401: remember that this token is refused, so a stored one is not tried again."""
@@ -345,8 +356,13 @@ class JobberHook(CrmHook):
         self._check_auth_config()
         if not self.uses_oauth:
             return JobberBareToken(self)
-        return JobberRefresh(self, token_path=TOKEN_PATH, token_url=lambda: self.token_url,
-                             default_seconds=DEFAULT_TOKEN_SECONDS, hint=RECONNECT)
+        return JobberRefresh(
+            self,
+            token_path=TOKEN_PATH,
+            token_url=lambda: self.token_url,
+            default_seconds=DEFAULT_TOKEN_SECONDS,
+            hint=RECONNECT,
+        )
 
     def store_tokens(self, tokens: dict[str, str]) -> None:
         """Persist rotated tokens (only these keys: the writer merges them), then keep them in memory.
@@ -367,7 +383,8 @@ class JobberHook(CrmHook):
                 if attempt == 2:
                     raise BadCredentialsError(
                         f"jobber: the rotated refresh token could not be saved ({failure}); Jobber has already "
-                        f"invalidated the previous one, so the next run may need to {RECONNECT}") from None
+                        f"invalidated the previous one, so the next run may need to {RECONNECT}"
+                    ) from None
                 log.warning("jobber: saving the rotated tokens failed (%s); retrying once", failure)
 
     def auth_headers(self) -> dict[str, str]:
@@ -387,13 +404,15 @@ class JobberHook(CrmHook):
         status = response.status_code
         detail = self.redact(_error_text(json_body(response)) or (response.reason or "").strip() or f"HTTP {status}")
         if is_token_request(response, TOKEN_PATH) and 400 <= status < 500 and status != 429:
-            return BadCredentialsError(f"jobber: refreshing the access token failed ({detail}); {RECONNECT}",
-                                       status=status)
+            return BadCredentialsError(
+                f"jobber: refreshing the access token failed ({detail}); {RECONNECT}", status=status
+            )
         if status == 401:
             return BadCredentialsError(f"jobber HTTP 401: {detail}", status=status)
         if status == 403:
-            return BadCredentialsError(f"jobber HTTP 403: {detail} (the app may lack a scope; {RECONNECT})",
-                                       status=status)
+            return BadCredentialsError(
+                f"jobber HTTP 403: {detail} (the app may lack a scope; {RECONNECT})", status=status
+            )
         if status == 400:
             return ConfigurationError(f"jobber HTTP 400: {detail} (API version {self.api_version})", status=status)
         return self.default_error(response, detail)
@@ -427,11 +446,14 @@ class JobberHook(CrmHook):
         if any(_code(e) == "THROTTLED" for e in errors if isinstance(e, Mapping)):
             requested, maximum = cost.get("requestedQueryCost"), (status or {}).get("maximumAvailable")
             if isinstance(requested, (int, float)) and isinstance(maximum, (int, float)) and requested > maximum:
-                raise ConfigurationError(f"jobber: a document costing {requested} points never fits the account's "
-                                         f"maximum of {maximum}; lower crmSettings.aliasesPerRequest")
+                raise ConfigurationError(
+                    f"jobber: a document costing {requested} points never fits the account's "
+                    f"maximum of {maximum}; lower crmSettings.aliasesPerRequest"
+                )
             self.stats.rate_limited += 1
-            raise RateLimitedError("jobber: GraphQL query cost throttled", code="THROTTLED",
-                                   retry_after=throttle_wait(cost))
+            raise RateLimitedError(
+                "jobber: GraphQL query cost throttled", code="THROTTLED", retry_after=throttle_wait(cost)
+            )
 
     # ------------------------------------------------------------------ GraphQL
     def chunks(self, items: Sequence[Any], unit_cost: int) -> Iterator[Sequence[Any]]:
@@ -440,10 +462,11 @@ class JobberHook(CrmHook):
         cap = min(MAX_REQUEST_COST, int(cost_budget(self.account_key).maximum // 2))
         size = max(1, min(self.aliases_per_request, cap // max(1, unit_cost)))
         for start in range(0, len(items), size):
-            yield items[start:start + size]
+            yield items[start : start + size]
 
-    def graphql(self, kind: str, name: str, variables: Mapping[str, tuple[str, Any]],
-                fields: Sequence[Field]) -> GraphQLResult:
+    def graphql(
+        self, kind: str, name: str, variables: Mapping[str, tuple[str, Any]], fields: Sequence[Field]
+    ) -> GraphQLResult:
         """Send one document: ``POST /graphql`` ``{query, variables}``; waits for query-cost points first.
 
         :param variables: name -> (GraphQL type, value).
@@ -463,18 +486,21 @@ class JobberHook(CrmHook):
             # 429 from the DDoS guard and a THROTTLED answer run nothing and are waited out; a 401 is answered
             # by one token refresh, as for any call (CrmHook.send_write).
             self.access_token()  # a refresh now gets the token endpoint's own retries
-            response = self.request("POST", GRAPHQL_PATH, json=payload, headers=headers,
-                                    endpoint=f"POST graphql {name}", resend="never")
+            response = self.request(
+                "POST", GRAPHQL_PATH, json=payload, headers=headers, endpoint=f"POST graphql {name}", resend="never"
+            )
         else:
-            response = self.request("POST", GRAPHQL_PATH, json=payload, headers=headers,
-                                    endpoint=f"POST graphql {name}")
+            response = self.request(
+                "POST", GRAPHQL_PATH, json=payload, headers=headers, endpoint=f"POST graphql {name}"
+            )
         body = json_body(response)
         if not isinstance(body, Mapping):
             raise RetryableError(f"jobber: the GraphQL answer to {name} is not JSON")
-        result = GraphQLResult(data=body.get("data") if isinstance(body.get("data"), Mapping) else None,
-                               errors=[e for e in body.get("errors") or [] if isinstance(e, Mapping)],
-                               extensions=body.get("extensions") if isinstance(body.get("extensions"), Mapping)
-                               else {})
+        result = GraphQLResult(
+            data=body.get("data") if isinstance(body.get("data"), Mapping) else None,
+            errors=[e for e in body.get("errors") or [] if isinstance(e, Mapping)],
+            extensions=body.get("extensions") if isinstance(body.get("extensions"), Mapping) else {},
+        )
         self._raise_request_errors(name, kind, result)
         return result
 
@@ -487,8 +513,7 @@ class JobberHook(CrmHook):
         field_errors = result.data is not None or any(e.get("path") for e in result.errors)
         if field_errors and kind == "mutation":
             return  # per alias: the caller marks those aliases failed or uncertain
-        if field_errors or any("temporarily unavailable" in str(e.get("message") or "").lower()
-                               for e in result.errors):
+        if field_errors or any("temporarily unavailable" in str(e.get("message") or "").lower() for e in result.errors):
             # A read that failed in part must not pass for "nothing found" (that would create duplicates).
             raise RetryableError(f"jobber {name}: {text}")
         raise ConfigurationError(f"jobber: API version {self.api_version} rejected the {kind} {name}: {text}")
@@ -497,8 +522,10 @@ class JobberHook(CrmHook):
         budget = cost_budget(self.account_key)
         now = time.monotonic()
         if cost > budget.maximum:
-            raise ConfigurationError(f"jobber: a document costing {cost} points exceeds the account's maximum "
-                                     f"of {budget.maximum:.0f}; lower crmSettings.aliasesPerRequest")
+            raise ConfigurationError(
+                f"jobber: a document costing {cost} points exceeds the account's maximum "
+                f"of {budget.maximum:.0f}; lower crmSettings.aliasesPerRequest"
+            )
         wait = min(budget.wait_for(cost, now, self.rate_share), MAX_COST_WAIT_SECONDS)
         if wait > 0:
             self.check_budget(wait)
@@ -506,8 +533,9 @@ class JobberHook(CrmHook):
             _sleep(wait)
         budget.spend(cost, time.monotonic())
 
-    def _aliased(self, kind: str, name: str, items: Sequence[Any], arg_types: Mapping[str, str],
-                 build: Any) -> tuple[GraphQLResult, list[str]]:
+    def _aliased(
+        self, kind: str, name: str, items: Sequence[Any], arg_types: Mapping[str, str], build: Any
+    ) -> tuple[GraphQLResult, list[str]]:
         """One document with one aliased field per item: ``build(i, item)`` -> (field, {arg: value})."""
         variables: dict[str, tuple[str, Any]] = {}
         fields: list[Field] = []
@@ -527,15 +555,20 @@ class JobberHook(CrmHook):
             errors = result.errors_for(alias)
             if not isinstance(payload, Mapping):
                 # No payload: the mutation may or may not have run (a non-null field nulls all data).
-                reason = self.redact("; ".join(errors) or "; ".join(str(e.get("message")) for e in result.errors[:2])
-                                     or "no payload returned", limit=300)
+                reason = self.redact(
+                    "; ".join(errors)
+                    or "; ".join(str(e.get("message")) for e in result.errors[:2])
+                    or "no payload returned",
+                    limit=300,
+                )
                 out.append(MutationOutcome(error=f"Jobber: {reason}", uncertain=True))
                 continue
             user_errors = [e for e in payload.get("userErrors") or [] if isinstance(e, Mapping)]
             record = payload.get(payload_key)
             if user_errors:
-                out.append(MutationOutcome(error="Jobber refused: " + self.redact(_user_errors_text(user_errors),
-                                                                                  limit=400)))
+                out.append(
+                    MutationOutcome(error="Jobber refused: " + self.redact(_user_errors_text(user_errors), limit=400))
+                )
             elif record in (None, []):
                 out.append(MutationOutcome(error="Jobber returned no record and no error", uncertain=True))
             else:
@@ -564,9 +597,15 @@ class JobberHook(CrmHook):
         unit = f("clients", f("nodes", *CLIENT_MATCH_FIELDS), first=first).cost()
         for chunk in self.chunks(unique, unit):
             result, aliases = self._aliased(
-                "query", "RipClientSearch", chunk, {"t": "String!"},
-                lambda i, term: (f("clients", f("nodes", *CLIENT_MATCH_FIELDS), alias=f"s{i}", searchTerm=f"$t{i}",
-                                   first=first), {"t": term}))
+                "query",
+                "RipClientSearch",
+                chunk,
+                {"t": "String!"},
+                lambda i, term: (
+                    f("clients", f("nodes", *CLIENT_MATCH_FIELDS), alias=f"s{i}", searchTerm=f"$t{i}", first=first),
+                    {"t": term},
+                ),
+            )
             for term, alias in zip(chunk, aliases, strict=True):
                 found = ((result.data or {}).get(alias) or {}).get("nodes") or []
                 out[term] = [n for n in found if isinstance(n, Mapping)]
@@ -581,9 +620,13 @@ class JobberHook(CrmHook):
         fields = client_fields(properties)
         out: dict[str, dict[str, Any] | None] = {}
         for chunk in self.chunks(unique, f("client", *fields).cost()):
-            result, aliases = self._aliased("query", "RipClients", chunk, {"c": "EncodedId!"},
-                                            lambda i, cid: (f("client", *fields, alias=f"c{i}", id=f"$c{i}"),
-                                                            {"c": cid}))
+            result, aliases = self._aliased(
+                "query",
+                "RipClients",
+                chunk,
+                {"c": "EncodedId!"},
+                lambda i, cid: (f("client", *fields, alias=f"c{i}", id=f"$c{i}"), {"c": cid}),
+            )
             for cid, alias in zip(chunk, aliases, strict=True):
                 node = (result.data or {}).get(alias)
                 out[cid] = dict(node) if isinstance(node, Mapping) else None
@@ -624,24 +667,36 @@ class JobberHook(CrmHook):
 
         https://developer.getjobber.com/docs/using_jobbers_api/api_queries_and_mutations
         """
-        selection = (f("client", "id", f("clientProperties", f("nodes", "id", ADDRESS), first=properties)),
-                     USER_ERRORS)
-        result, aliases = self._aliased("mutation", "RipClientCreate", inputs, {"i": "ClientCreateInput!"},
-                                        lambda i, data: (f("clientCreate", *selection, alias=f"m{i}",
-                                                           input=f"$i{i}"), {"i": dict(data)}))
+        selection = (f("client", "id", f("clientProperties", f("nodes", "id", ADDRESS), first=properties)), USER_ERRORS)
+        result, aliases = self._aliased(
+            "mutation",
+            "RipClientCreate",
+            inputs,
+            {"i": "ClientCreateInput!"},
+            lambda i, data: (f("clientCreate", *selection, alias=f"m{i}", input=f"$i{i}"), {"i": dict(data)}),
+        )
         return self._outcomes(result, aliases, "client")
 
     def create_clients_cost(self, properties: int = 5) -> int:
-        return f("clientCreate", f("client", "id", f("clientProperties", f("nodes", "id", ADDRESS),
-                                                     first=properties)), USER_ERRORS).cost()
+        return f(
+            "clientCreate",
+            f("client", "id", f("clientProperties", f("nodes", "id", ADDRESS), first=properties)),
+            USER_ERRORS,
+        ).cost()
 
     def edit_clients(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[MutationOutcome]:
         """``clientEdit(clientId: $c, input: ClientEditInput!) { client { id } userErrors { message path } }``
         per ``(client id, input)``, in one document."""
         result, aliases = self._aliased(
-            "mutation", "RipClientEdit", items, {"c": "EncodedId!", "i": "ClientEditInput!"},
-            lambda i, item: (f("clientEdit", f("client", "id"), USER_ERRORS, alias=f"m{i}", clientId=f"$c{i}",
-                               input=f"$i{i}"), {"c": item[0], "i": dict(item[1])}))
+            "mutation",
+            "RipClientEdit",
+            items,
+            {"c": "EncodedId!", "i": "ClientEditInput!"},
+            lambda i, item: (
+                f("clientEdit", f("client", "id"), USER_ERRORS, alias=f"m{i}", clientId=f"$c{i}", input=f"$i{i}"),
+                {"c": item[0], "i": dict(item[1])},
+            ),
+        )
         return self._outcomes(result, aliases, "client")
 
     def create_properties(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[MutationOutcome]:
@@ -651,10 +706,22 @@ class JobberHook(CrmHook):
         Each outcome's ``record`` is the created property.
         """
         result, aliases = self._aliased(
-            "mutation", "RipPropertyCreate", items, {"c": "EncodedId!", "i": "PropertyCreateInput!"},
-            lambda i, item: (f("propertyCreate", f("properties", "id", ADDRESS), USER_ERRORS, alias=f"m{i}",
-                               clientId=f"$c{i}", input=f"$i{i}"),
-                             {"c": item[0], "i": {"properties": [{"address": dict(item[1])}]}}))
+            "mutation",
+            "RipPropertyCreate",
+            items,
+            {"c": "EncodedId!", "i": "PropertyCreateInput!"},
+            lambda i, item: (
+                f(
+                    "propertyCreate",
+                    f("properties", "id", ADDRESS),
+                    USER_ERRORS,
+                    alias=f"m{i}",
+                    clientId=f"$c{i}",
+                    input=f"$i{i}",
+                ),
+                {"c": item[0], "i": {"properties": [{"address": dict(item[1])}]}},
+            ),
+        )
         outcomes = self._outcomes(result, aliases, "properties")
         for outcome in outcomes:
             if outcome.ok:
@@ -664,28 +731,48 @@ class JobberHook(CrmHook):
     def create_jobs(self, inputs: Sequence[Mapping[str, Any]]) -> list[MutationOutcome]:
         """``jobCreate(input: JobCreateAttributes!) { job { id jobNumber title } userErrors { message path } }``
         for every input, in one document (use :meth:`chunks` with :attr:`JOB_WRITE_COST`)."""
-        result, aliases = self._aliased("mutation", "RipJobCreate", inputs, {"i": "JobCreateAttributes!"},
-                                        lambda i, data: (f("jobCreate", f("job", "id", "jobNumber", "title"),
-                                                           USER_ERRORS, alias=f"m{i}", input=f"$i{i}"),
-                                                         {"i": dict(data)}))
+        result, aliases = self._aliased(
+            "mutation",
+            "RipJobCreate",
+            inputs,
+            {"i": "JobCreateAttributes!"},
+            lambda i, data: (
+                f("jobCreate", f("job", "id", "jobNumber", "title"), USER_ERRORS, alias=f"m{i}", input=f"$i{i}"),
+                {"i": dict(data)},
+            ),
+        )
         return self._outcomes(result, aliases, "job")
 
     def edit_jobs(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[MutationOutcome]:
         """``jobEdit(jobId: $j, input: JobEditInput!) { job { id title } userErrors { message path } }`` per
         ``(job id, input)``, in one document."""
         result, aliases = self._aliased(
-            "mutation", "RipJobEdit", items, {"j": "EncodedId!", "i": "JobEditInput!"},
-            lambda i, item: (f("jobEdit", f("job", "id", "title"), USER_ERRORS, alias=f"m{i}", jobId=f"$j{i}",
-                               input=f"$i{i}"), {"j": item[0], "i": dict(item[1])}))
+            "mutation",
+            "RipJobEdit",
+            items,
+            {"j": "EncodedId!", "i": "JobEditInput!"},
+            lambda i, item: (
+                f("jobEdit", f("job", "id", "title"), USER_ERRORS, alias=f"m{i}", jobId=f"$j{i}", input=f"$i{i}"),
+                {"j": item[0], "i": dict(item[1])},
+            ),
+        )
         return self._outcomes(result, aliases, "job")
 
-    def close_jobs(self, job_ids: Sequence[str], decision: str = "COMPLETE_PAST_DESTROY_FUTURE") -> list[MutationOutcome]:
+    def close_jobs(
+        self, job_ids: Sequence[str], decision: str = "COMPLETE_PAST_DESTROY_FUTURE"
+    ) -> list[MutationOutcome]:
         """``jobClose(jobId: $j, input: {modifyIncompleteVisitsBy: DECISION}) { job { id jobStatus }
         userErrors { message path } }`` per job: closes it and completes its past visits."""
         result, aliases = self._aliased(
-            "mutation", "RipJobClose", job_ids, {"j": "EncodedId!", "i": "JobCloseInput!"},
-            lambda i, jid: (f("jobClose", f("job", "id", "jobStatus"), USER_ERRORS, alias=f"m{i}", jobId=f"$j{i}",
-                              input=f"$i{i}"), {"j": jid, "i": {"modifyIncompleteVisitsBy": decision}}))
+            "mutation",
+            "RipJobClose",
+            job_ids,
+            {"j": "EncodedId!", "i": "JobCloseInput!"},
+            lambda i, jid: (
+                f("jobClose", f("job", "id", "jobStatus"), USER_ERRORS, alias=f"m{i}", jobId=f"$j{i}", input=f"$i{i}"),
+                {"j": jid, "i": {"modifyIncompleteVisitsBy": decision}},
+            ),
+        )
         return self._outcomes(result, aliases, "job")
 
     #: Requested cost of one aliased job write (create/edit/close), for :meth:`chunks`.
@@ -698,9 +785,16 @@ class JobberHook(CrmHook):
         unique = list(dict.fromkeys(terms))
         out: dict[str, list[dict[str, Any]]] = {}
         for chunk in self.chunks(unique, f("jobs", f("nodes", "id", "title"), first=first).cost()):
-            result, aliases = self._aliased("query", "RipJobSearch", chunk, {"t": "String!"},
-                                            lambda i, term: (f("jobs", f("nodes", "id", "title"), alias=f"s{i}",
-                                                               searchTerm=f"$t{i}", first=first), {"t": term}))
+            result, aliases = self._aliased(
+                "query",
+                "RipJobSearch",
+                chunk,
+                {"t": "String!"},
+                lambda i, term: (
+                    f("jobs", f("nodes", "id", "title"), alias=f"s{i}", searchTerm=f"$t{i}", first=first),
+                    {"t": term},
+                ),
+            )
             for term, alias in zip(chunk, aliases, strict=True):
                 found = ((result.data or {}).get(alias) or {}).get("nodes") or []
                 out[term] = [n for n in found if isinstance(n, Mapping)]
@@ -714,9 +808,13 @@ class JobberHook(CrmHook):
         unique = list(dict.fromkeys(str(i) for i in job_ids))
         out: dict[str, dict[str, Any]] = {}
         for chunk in self.chunks(unique, f("job", "id", "title", "instructions").cost()):
-            result, aliases = self._aliased("query", "RipJobsRead", chunk, {"j": "EncodedId!"},
-                                            lambda i, jid: (f("job", "id", "title", "instructions", alias=f"j{i}",
-                                                              id=f"$j{i}"), {"j": jid}))
+            result, aliases = self._aliased(
+                "query",
+                "RipJobsRead",
+                chunk,
+                {"j": "EncodedId!"},
+                lambda i, jid: (f("job", "id", "title", "instructions", alias=f"j{i}", id=f"$j{i}"), {"j": jid}),
+            )
             for jid, alias in zip(chunk, aliases, strict=True):
                 node = (result.data or {}).get(alias)
                 if isinstance(node, Mapping):

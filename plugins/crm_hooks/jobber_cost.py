@@ -86,5 +86,12 @@ def throttle_wait(cost: Mapping[str, Any]) -> float | None:
     return max(0.5, (requested - available) / rate + 0.1)
 
 
-__all__ = ["DEFAULT_COST_MAXIMUM", "DEFAULT_RESTORE_RATE", "MAX_COST_WAIT_SECONDS", "MAX_REQUEST_COST", "CostBudget",
-           "cost_budget", "throttle_wait"]
+__all__ = [
+    "DEFAULT_COST_MAXIMUM",
+    "DEFAULT_RESTORE_RATE",
+    "MAX_COST_WAIT_SECONDS",
+    "MAX_REQUEST_COST",
+    "CostBudget",
+    "cost_budget",
+    "throttle_wait",
+]

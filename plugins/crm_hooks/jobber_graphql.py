@@ -64,8 +64,14 @@ def document(kind: str, name: str, variables: Mapping[str, str], fields: Sequenc
 
 USER_ERRORS = f("userErrors", "message", "path")
 ADDRESS = f("address", "street1", "city", "province", "postalCode")
-CLIENT_MATCH_FIELDS = (f("id"), f("firstName"), f("lastName"), f("companyName"), f("emails", "address"),
-                       f("phones", "number"))
+CLIENT_MATCH_FIELDS = (
+    f("id"),
+    f("firstName"),
+    f("lastName"),
+    f("companyName"),
+    f("emails", "address"),
+    f("phones", "number"),
+)
 
 
 def client_fields(properties: int) -> tuple[Field, ...]:
@@ -88,8 +94,11 @@ class GraphQLResult:
 
     def errors_for(self, alias: str) -> list[str]:
         """Messages of the errors whose path starts at ``alias``."""
-        return [str(e.get("message") or "error") for e in self.errors
-                if isinstance(e, Mapping) and (e.get("path") or [None])[0] == alias]
+        return [
+            str(e.get("message") or "error")
+            for e in self.errors
+            if isinstance(e, Mapping) and (e.get("path") or [None])[0] == alias
+        ]
 
 
 @dataclass
@@ -110,5 +119,14 @@ class MutationOutcome:
         return self.record is not None and self.error is None and not self.uncertain
 
 
-__all__ = ["ADDRESS", "CLIENT_MATCH_FIELDS", "USER_ERRORS", "Field", "GraphQLResult", "MutationOutcome",
-           "client_fields", "document", "f"]
+__all__ = [
+    "ADDRESS",
+    "CLIENT_MATCH_FIELDS",
+    "USER_ERRORS",
+    "Field",
+    "GraphQLResult",
+    "MutationOutcome",
+    "client_fields",
+    "document",
+    "f",
+]

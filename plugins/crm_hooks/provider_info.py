@@ -35,6 +35,7 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": PACKAGE_NAME,
         "name": "Rank It Pro CRM sync",
         "description": "Hooks that push Rank It Pro check-ins into CRMs: "
-                       + ", ".join(e["hook-name"] for e in types) + ".",
+        + ", ".join(e["hook-name"] for e in types)
+        + ".",
         "connection-types": types,
     }

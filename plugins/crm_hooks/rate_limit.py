@@ -80,7 +80,8 @@ class RollingWindowLimiter:
             if deadline is not None and now + sleep_for > deadline:
                 raise BudgetExhaustedError(
                     f"time budget reached: the next slot of this rate limit ({self.capacity:g} per "
-                    f"{self.limit.per_seconds:g} s) is {sleep_for:.0f} s away")
+                    f"{self.limit.per_seconds:g} s) is {sleep_for:.0f} s away"
+                )
             time.sleep(sleep_for)
             waited += sleep_for
 

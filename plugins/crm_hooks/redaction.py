@@ -14,8 +14,10 @@ from collections.abc import Iterable
 _PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"(?i)(token\s+)[A-Za-z0-9._~+/=-]{16,}"),
-    re.compile(r"(?i)((?:access_token|refresh_token|client_secret|password|api_key|apikey|security_token)"
-               r"[\"']?\s*[:=]\s*[\"']?)[^\"'&\s,}]+"),
+    re.compile(
+        r"(?i)((?:access_token|refresh_token|client_secret|password|api_key|apikey|security_token)"
+        r"[\"']?\s*[:=]\s*[\"']?)[^\"'&\s,}]+"
+    ),
     re.compile(r"pat-[a-z0-9]{2,4}-[A-Za-z0-9-]{8,}"),
 ]
 

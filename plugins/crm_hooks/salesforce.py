@@ -98,13 +98,15 @@ class SalesforceSettings(CrmSettings):
         except (TypeError, ValueError):
             share = 0.9
         status, origin = reader.raw.get("caseStatus", "Closed"), reader.raw.get("caseOrigin")
-        return cls(api_version=reader.present("apiVersion"),
-                   session_seconds=reader.lenient_float("sessionSeconds", 3600.0), daily_budget_share=share,
-                   requests_per_second=reader.number("requestsPerSecond", default=None, minimum=1, maximum=100),
-                   bulk_threshold=reader.integer("bulkThreshold", default=DEFAULT_BULK_THRESHOLD, minimum=1,
-                                                 clamp=True),
-                   case_status=None if status is None else str(status),
-                   case_origin=None if origin is None else str(origin))
+        return cls(
+            api_version=reader.present("apiVersion"),
+            session_seconds=reader.lenient_float("sessionSeconds", 3600.0),
+            daily_budget_share=share,
+            requests_per_second=reader.number("requestsPerSecond", default=None, minimum=1, maximum=100),
+            bulk_threshold=reader.integer("bulkThreshold", default=DEFAULT_BULK_THRESHOLD, minimum=1, clamp=True),
+            case_status=None if status is None else str(status),
+            case_origin=None if origin is None else str(origin),
+        )
 
     def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
         """Unlimited unless ``requestsPerSecond`` is set; the daily allocation is watched through
@@ -218,8 +220,12 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
         if self.auth_flow == "client_credentials":
             base = self._url_setting("myDomainUrl")
         else:
-            base = (self._url_setting("authUrl") or self._url_setting("myDomainUrl")
-                    or self._url_setting("instanceUrl") or DEFAULT_LOGIN_URL)
+            base = (
+                self._url_setting("authUrl")
+                or self._url_setting("myDomainUrl")
+                or self._url_setting("instanceUrl")
+                or DEFAULT_LOGIN_URL
+            )
         return f"{base}{TOKEN_PATH}"
 
     @property
@@ -255,8 +261,12 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
         https://developer.salesforce.com/blogs/2024/02/invoke-rest-apis-with-the-salesforce-integration-user-and-oauth-client-credentials,
         https://help.salesforce.com/s/articleView?id=000886201&language=en_US&type=1
         """
-        common: dict[str, Any] = {"token_path": TOKEN_PATH, "token_url": lambda: self.token_url,
-                                  "lifetime": self._session_seconds, "on_token": self._on_token}
+        common: dict[str, Any] = {
+            "token_path": TOKEN_PATH,
+            "token_url": lambda: self.token_url,
+            "lifetime": self._session_seconds,
+            "on_token": self._on_token,
+        }
         if self.auth_flow == "client_credentials":
             return ClientCredentials(self, form=self._client_credentials_form, **common)
         return SalesforcePassword(self, **common)
@@ -270,8 +280,9 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
         self._identity_url = str(body.get("id") or "") or None
         instance = body.get("instance_url")
         if instance:
-            self._instance_url = check_url(str(instance), self.vendor_domains,
-                                           what="salesforce token response instance_url")
+            self._instance_url = check_url(
+                str(instance), self.vendor_domains, what="salesforce token response instance_url"
+            )
         else:
             fallback = self._url_setting("instanceUrl") or self._url_setting("myDomainUrl")
             if not fallback:
@@ -321,8 +332,9 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
                 return RetryableError(f"salesforce HTTP {status}: {detail}", status=status)
             if status == 429:
                 return self.default_error(response, detail, code=str(body.get("error")))
-            return BadCredentialsError(f"salesforce authentication failed: {detail}", status=status,
-                                       code=str(body.get("error")))
+            return BadCredentialsError(
+                f"salesforce authentication failed: {detail}", status=status, code=str(body.get("error"))
+            )
         code: str | None = None
         message: str | None = None
         if isinstance(body, list) and body and isinstance(body[0], Mapping):
@@ -333,10 +345,14 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
                 message = f"{message} (fields: {', '.join(map(str, fields))})"
         if status == 300:
             matches = len(body) if isinstance(body, list) else "several"
-            return BadRecordError(f"salesforce HTTP 300: external ID matches {matches} records",
-                                  status=status, code="MULTIPLE_EXTERNAL_ID_MATCHES")
-        detail = self.redact(": ".join(str(p) for p in (code, message) if p)
-                             or (response.reason or "").strip() or f"HTTP {status}")
+            return BadRecordError(
+                f"salesforce HTTP 300: external ID matches {matches} records",
+                status=status,
+                code="MULTIPLE_EXTERNAL_ID_MATCHES",
+            )
+        detail = self.redact(
+            ": ".join(str(p) for p in (code, message) if p) or (response.reason or "").strip() or f"HTTP {status}"
+        )
         text = f"salesforce HTTP {status}: {detail}"
         if status == 429:  # not a Salesforce status, but proxies send it: a rate limit, Retry-After honoured
             return self.default_error(response, detail, code=code)
@@ -347,8 +363,9 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
             return QuotaExhaustedError(text, status=status, code=code)
         if status == 410:
             version = self.crm_settings.api_version or self.default_api_version
-            return ConfigurationError(f"{text} (API version {version} is retired; set crmSettings.apiVersion)",
-                                      status=status, code=code)
+            return ConfigurationError(
+                f"{text} (API version {version} is retired; set crmSettings.apiVersion)", status=status, code=code
+            )
         return self.default_error(response, detail, code=code)
 
     def observe_response(self, response: requests.Response) -> None:
@@ -384,6 +401,7 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
         :func:`crm_hooks.soql.soql_quote` / :func:`crm_hooks.soql.soql_in`.
         https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_query.htm
         """
+
         def fetch_page(next_url: Any) -> tuple[list[Any], Any]:
             if next_url:
                 body = self.request_json("GET", self._resolve_next(str(next_url)), endpoint="GET query (next)")
@@ -401,8 +419,12 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
         """
         name = api_name(sobject, "sObject name")
         if name not in self._describe_cache:
-            self._describe_cache[name] = self.request_json(
-                "GET", self.data_path(f"sobjects/{name}/describe"), endpoint=f"GET sobjects/{name}/describe") or {}
+            self._describe_cache[name] = (
+                self.request_json(
+                    "GET", self.data_path(f"sobjects/{name}/describe"), endpoint=f"GET sobjects/{name}/describe"
+                )
+                or {}
+            )
         return self._describe_cache[name]
 
     @staticmethod
@@ -447,10 +469,15 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
             if record.get(ext) in (None, ""):
                 raise ValueError(f"record {i} has no value for external ID field {ext}")
             typed.append(self._typed(record, name, i))
-        return list(self.request_json(
-            "PATCH", self.data_path(f"composite/sobjects/{name}/{ext}"),
-            json={"allOrNone": bool(all_or_none), "records": typed},
-            endpoint=f"PATCH composite/sobjects/{name}/{ext}") or [])
+        return list(
+            self.request_json(
+                "PATCH",
+                self.data_path(f"composite/sobjects/{name}/{ext}"),
+                json={"allOrNone": bool(all_or_none), "records": typed},
+                endpoint=f"PATCH composite/sobjects/{name}/{ext}",
+            )
+            or []
+        )
 
     def create_records(
         self, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
@@ -465,9 +492,15 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
         if not records:
             return []
         typed = [self._typed(r, None, i) for i, r in enumerate(records)]
-        return list(self.request_json("POST", self.data_path("composite/sobjects"),
-                                      json={"allOrNone": bool(all_or_none), "records": typed},
-                                      endpoint="POST composite/sobjects") or [])
+        return list(
+            self.request_json(
+                "POST",
+                self.data_path("composite/sobjects"),
+                json={"allOrNone": bool(all_or_none), "records": typed},
+                endpoint="POST composite/sobjects",
+            )
+            or []
+        )
 
     def update_records(
         self, records: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
@@ -486,9 +519,15 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
             if not (record.get("id") or record.get("Id")):
                 raise ValueError(f"record {i} has no id")
             typed.append(self._typed(record, None, i))
-        return list(self.request_json("PATCH", self.data_path("composite/sobjects"),
-                                      json={"allOrNone": bool(all_or_none), "records": typed},
-                                      endpoint="PATCH composite/sobjects") or [])
+        return list(
+            self.request_json(
+                "PATCH",
+                self.data_path("composite/sobjects"),
+                json={"allOrNone": bool(all_or_none), "records": typed},
+                endpoint="PATCH composite/sobjects",
+            )
+            or []
+        )
 
     def limits(self) -> dict[str, Any]:
         """The org's limits: ``GET /services/data/vXX.X/limits`` (``DailyApiRequests`` etc.).

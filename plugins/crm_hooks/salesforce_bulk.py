@@ -54,8 +54,9 @@ def records_to_csv(records: Sequence[Mapping[str, Any]]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for record in records:
-        writer.writerow(["" if (v := record.get(c)) is None else (str(v).lower() if isinstance(v, bool) else v)
-                         for c in columns])
+        writer.writerow(
+            ["" if (v := record.get(c)) is None else (str(v).lower() if isinstance(v, bool) else v) for c in columns]
+        )
     return out.getvalue()
 
 
@@ -73,8 +74,9 @@ class SalesforceBulkIngest:
             raise ValueError(f"invalid Bulk API job id {job_id!r}")
         return self.data_path(f"jobs/ingest/{job_id}{suffix}")
 
-    def create_ingest_job(self, sobject: str, operation: str = "upsert",
-                          external_id_field: str | None = None) -> dict[str, Any]:
+    def create_ingest_job(
+        self, sobject: str, operation: str = "upsert", external_id_field: str | None = None
+    ) -> dict[str, Any]:
         """Create a Bulk API 2.0 ingest job: ``POST /services/data/vXX.X/jobs/ingest``.
 
         Body ``{object, operation, externalIdFieldName (upsert), contentType: "CSV", lineEnding: "LF",
@@ -82,14 +84,18 @@ class SalesforceBulkIngest:
         ``contentUrl``, ...).
         https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/create_job.htm
         """
-        body: dict[str, Any] = {"object": api_name(sobject, "sObject name"), "operation": operation,
-                                "contentType": "CSV", "lineEnding": "LF", "columnDelimiter": "COMMA"}
+        body: dict[str, Any] = {
+            "object": api_name(sobject, "sObject name"),
+            "operation": operation,
+            "contentType": "CSV",
+            "lineEnding": "LF",
+            "columnDelimiter": "COMMA",
+        }
         if operation == "upsert":
             if not external_id_field:
                 raise ValueError("an upsert job needs external_id_field")
             body["externalIdFieldName"] = api_name(external_id_field, "external ID field")
-        return self.request_json("POST", self.data_path("jobs/ingest"), json=body,
-                                 endpoint="POST jobs/ingest") or {}
+        return self.request_json("POST", self.data_path("jobs/ingest"), json=body, endpoint="POST jobs/ingest") or {}
 
     def upload_job_data(self, job_id: str, csv_text: str) -> None:
         """Upload the job's CSV: ``PUT /services/data/vXX.X/jobs/ingest/{jobId}/batches``,
@@ -100,8 +106,13 @@ class SalesforceBulkIngest:
         data = csv_text.encode("utf-8")
         if len(data) > BULK_UPLOAD_MAX_BYTES:
             raise ValueError(f"Bulk API 2.0 uploads take at most {BULK_UPLOAD_MAX_BYTES} bytes, got {len(data)}")
-        self.request("PUT", self._job_path(job_id, "/batches"), data=data,
-                     headers={"Content-Type": "text/csv"}, endpoint="PUT jobs/ingest/batches")
+        self.request(
+            "PUT",
+            self._job_path(job_id, "/batches"),
+            data=data,
+            headers={"Content-Type": "text/csv"},
+            endpoint="PUT jobs/ingest/batches",
+        )
 
     def set_job_state(self, job_id: str, state: str) -> dict[str, Any]:
         """Close (``UploadComplete``: Salesforce starts processing) or abort (``Aborted``) a job:
@@ -110,8 +121,10 @@ class SalesforceBulkIngest:
         """
         if state not in ("UploadComplete", "Aborted"):
             raise ValueError(f"a job can only be set to UploadComplete or Aborted, not {state!r}")
-        return self.request_json("PATCH", self._job_path(job_id), json={"state": state},
-                                 endpoint="PATCH jobs/ingest") or {}
+        return (
+            self.request_json("PATCH", self._job_path(job_id), json={"state": state}, endpoint="PATCH jobs/ingest")
+            or {}
+        )
 
     def ingest_job_info(self, job_id: str) -> dict[str, Any]:
         """``GET /services/data/vXX.X/jobs/ingest/{jobId}``: ``state`` (Open, UploadComplete, InProgress,
@@ -120,8 +133,9 @@ class SalesforceBulkIngest:
         """
         return self.request_json("GET", self._job_path(job_id), endpoint="GET jobs/ingest") or {}
 
-    def wait_for_ingest_job(self, job_id: str, *, timeout: float | None = None,
-                            sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    def wait_for_ingest_job(
+        self, job_id: str, *, timeout: float | None = None, sleep: Callable[[float], None] = time.sleep
+    ) -> dict[str, Any]:
         """Poll :meth:`ingest_job_info` (1 s, doubling to 30 s) until a final state or ``timeout``.
 
         Returns the last job info; its ``state`` is not final when the wait timed out.
@@ -149,13 +163,16 @@ class SalesforceBulkIngest:
         """
         if kind not in ("successfulResults", "failedResults", "unprocessedrecords"):
             raise ValueError(f"unknown Bulk API result kind {kind!r}")
-        response = self.request("GET", self._job_path(job_id, f"/{kind}"), headers={"Accept": "text/csv"},
-                                endpoint=f"GET jobs/ingest/{kind}")
+        response = self.request(
+            "GET",
+            self._job_path(job_id, f"/{kind}"),
+            headers={"Accept": "text/csv"},
+            endpoint=f"GET jobs/ingest/{kind}",
+        )
         response.encoding = "utf-8"
         return list(csv.DictReader(io.StringIO(response.text)))
 
-    def bulk_upsert(self, sobject: str, external_id_field: str, records: Sequence[Mapping[str, Any]]
-                    ) -> BulkOutcome:
+    def bulk_upsert(self, sobject: str, external_id_field: str, records: Sequence[Mapping[str, Any]]) -> BulkOutcome:
         """Upsert ``records`` by an external id with one Bulk API 2.0 ingest job (idempotent by the key):
         create, upload, close, wait, then read the three result sets. About 7 API calls whatever the
         number of records (up to the upload limit), against 1 per 200 with sObject Collections.
@@ -178,9 +195,12 @@ class SalesforceBulkIngest:
         info = self.wait_for_ingest_job(job_id)
         if info.get("state") not in self.BULK_FINAL_STATES:
             return BulkOutcome(info, [], [], [])
-        return BulkOutcome(info, self.ingest_job_results(job_id, "successfulResults"),
-                           self.ingest_job_results(job_id, "failedResults"),
-                           self.ingest_job_results(job_id, "unprocessedrecords"))
+        return BulkOutcome(
+            info,
+            self.ingest_job_results(job_id, "successfulResults"),
+            self.ingest_job_results(job_id, "failedResults"),
+            self.ingest_job_results(job_id, "unprocessedrecords"),
+        )
 
 
 __all__ = ["BULK_UPLOAD_MAX_BYTES", "BulkOutcome", "SalesforceBulkIngest", "records_to_csv"]

@@ -73,9 +73,9 @@ TOKEN_PATH = "/connect/token"
 DEFAULT_APPLICATION_GUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://rankitpro.com/crm-sync/servicetitan"))
 
 _UNCONFIRMED_DEFAULTS = {
-    "retry_after_seconds": 1.0,   # 429 without Retry-After: wait out the one-second window
-    "page_size": 50,              # the documented default; the maximum is not documented
-    "values_per_call": 25,        # externalDataValues per list call
+    "retry_after_seconds": 1.0,  # 429 without Retry-After: wait out the one-second window
+    "page_size": 50,  # the documented default; the maximum is not documented
+    "values_per_call": 25,  # externalDataValues per list call
 }
 PAGE_SIZE = _UNCONFIRMED_DEFAULTS["page_size"]
 VALUES_PER_CALL = _UNCONFIRMED_DEFAULTS["values_per_call"]
@@ -102,7 +102,6 @@ class JobDefaults:
     technician_ids: tuple[int, ...] = field(default=())
 
 
-
 def parse_job_defaults(settings: Mapping[str, Any]) -> JobDefaults:
     """``crmSettings`` -> :class:`JobDefaults`.
 
@@ -112,7 +111,8 @@ def parse_job_defaults(settings: Mapping[str, Any]) -> JobDefaults:
     if missing:
         raise ConfigurationError(
             f"servicetitan: crmSettings is missing {', '.join(missing)} (every ServiceTitan job needs a business "
-            "unit, job type, campaign and priority; set the tenant's ids under crmSettings)")
+            "unit, job type, campaign and priority; set the tenant's ids under crmSettings)"
+        )
     ids: dict[str, int] = {}
     bad = []
     for key in ("businessUnitId", "jobTypeId", "campaignId"):
@@ -131,10 +131,18 @@ def parse_job_defaults(settings: Mapping[str, Any]) -> JobDefaults:
     except (TypeError, ValueError):
         bad.append("technicianIds")
     if bad or not 1 <= minutes <= 24 * 60:
-        raise ConfigurationError(f"servicetitan: crmSettings {', '.join(bad) or 'appointmentMinutes'} must be "
-                                 "numeric ServiceTitan ids (appointmentMinutes: 1-1440)")
-    return JobDefaults(ids["businessUnitId"], ids["jobTypeId"], ids["campaignId"],
-                       str(settings["priority"]).strip(), minutes, technician_ids)
+        raise ConfigurationError(
+            f"servicetitan: crmSettings {', '.join(bad) or 'appointmentMinutes'} must be "
+            "numeric ServiceTitan ids (appointmentMinutes: 1-1440)"
+        )
+    return JobDefaults(
+        ids["businessUnitId"],
+        ids["jobTypeId"],
+        ids["campaignId"],
+        str(settings["priority"]).strip(),
+        minutes,
+        technician_ids,
+    )
 
 
 @dataclass(frozen=True)
@@ -159,11 +167,15 @@ class ServiceTitanSettings(CrmSettings):
         except ConfigurationError as exc:
             job_defaults = None
             reader.refuse(JOB_DEFAULTS, exc.message)
-        return cls(requests_per_second=reader.number("requestsPerSecond", default=60.0, minimum=1, maximum=60),
-                   environment=reader.present("environment"), application_guid=reader.present("applicationGuid"),
-                   default_country=reader.present("defaultCountry") or "USA",
-                   customer_type=reader.present("customerType") or "Residential",
-                   job_defaults=job_defaults, errors=reader.errors)
+        return cls(
+            requests_per_second=reader.number("requestsPerSecond", default=60.0, minimum=1, maximum=60),
+            environment=reader.present("environment"),
+            application_guid=reader.present("applicationGuid"),
+            default_country=reader.present("defaultCountry") or "USA",
+            customer_type=reader.present("customerType") or "Residential",
+            job_defaults=job_defaults,
+            errors=reader.errors,
+        )
 
     def required_job_defaults(self) -> JobDefaults:
         """The job defaults every ServiceTitan job needs.
@@ -257,8 +269,9 @@ class ServiceTitanHook(CrmHook):
         try:
             return str(uuid.UUID(str(raw)))
         except ValueError:
-            raise ConfigurationError("servicetitan: applicationGuid must be a GUID "
-                                     "(e.g. 3f2b...-...; leave it unset for the sync's default)") from None
+            raise ConfigurationError(
+                "servicetitan: applicationGuid must be a GUID (e.g. 3f2b...-...; leave it unset for the sync's default)"
+            ) from None
 
     def account_id(self) -> str:
         """Tenant id plus a short fingerprint of the app key (the limit is per app per tenant)."""
@@ -273,8 +286,14 @@ class ServiceTitanHook(CrmHook):
         """Every credential key a call needs, named at once when missing (before any request)."""
         missing = [k for k in ("clientId", "clientSecret", "tenantId", "appKey") if self.cred(k) is None]
         if missing:
-            hint = (" (appKey is the ST-App-Key of the Rank It Pro ServiceTitan app; the admin form does not "
-                    "collect it yet: add it to the integration's credentials)") if "appKey" in missing else ""
+            hint = (
+                (
+                    " (appKey is the ST-App-Key of the Rank It Pro ServiceTitan app; the admin form does not "
+                    "collect it yet: add it to the integration's credentials)"
+                )
+                if "appKey" in missing
+                else ""
+            )
             raise ConfigurationError(f"servicetitan: credentials are missing {', '.join(missing)}{hint}")
         self.tenant  # noqa: B018 - validates the id
         self.base_url  # noqa: B018 - validates the override host
@@ -287,8 +306,13 @@ class ServiceTitanHook(CrmHook):
 
         https://developer.servicetitan.io/docs/get-going-first-api-call, https://developer.servicetitan.io/docs/oauth20
         """
-        return ClientCredentials(self, token_path=TOKEN_PATH, token_url=lambda: self.token_url, form=self._token_form,
-                                 lifetime=lambda body, _token: float(body.get("expires_in") or 900))
+        return ClientCredentials(
+            self,
+            token_path=TOKEN_PATH,
+            token_url=lambda: self.token_url,
+            form=self._token_form,
+            lifetime=lambda body, _token: float(body.get("expires_in") or 900),
+        )
 
     def _token_form(self) -> dict[str, Any]:
         self.check_config()
@@ -317,34 +341,45 @@ class ServiceTitanHook(CrmHook):
         if is_token_request(response, TOKEN_PATH) and 400 <= status < 500 and status != 429:
             return BadCredentialsError(
                 f"servicetitan OAuth token request failed: {detail} (check clientId/clientSecret and that they "
-                f"belong to the {self.environment} environment)", status=status, code=str(body.get("error") or ""))
+                f"belong to the {self.environment} environment)",
+                status=status,
+                code=str(body.get("error") or ""),
+            )
         if status == 401:
-            return BadCredentialsError(f"servicetitan HTTP 401: {detail} (check the access token and credentials.appKey)",
-                                       status=status)
+            return BadCredentialsError(
+                f"servicetitan HTTP 401: {detail} (check the access token and credentials.appKey)", status=status
+            )
         if status == 403:
-            return BadCredentialsError(f"servicetitan HTTP 403: {detail} (is the app connected to tenant "
-                                       f"{self.cred('tenantId')} with the CRM and Job Planning scopes?)", status=status)
+            return BadCredentialsError(
+                f"servicetitan HTTP 403: {detail} (is the app connected to tenant "
+                f"{self.cred('tenantId')} with the CRM and Job Planning scopes?)",
+                status=status,
+            )
         error = self.default_error(response, detail, code=str(body.get("title") or "") or None)
         if isinstance(error, RateLimitedError) and error.retry_after is None:
             error.retry_after = _UNCONFIRMED_DEFAULTS["retry_after_seconds"]
         return error
 
     # ------------------------------------------------------------------ paging & safe writes
-    def _list(self, path: str, params: Mapping[str, Any], *, endpoint: str,
-              page_size: int | None = None) -> Iterator[dict[str, Any]]:
+    def _list(
+        self, path: str, params: Mapping[str, Any], *, endpoint: str, page_size: int | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Every item of a paged list (``page`` from 1 while ``hasMore``)."""
         size = int(page_size or PAGE_SIZE)
 
         def fetch_page(page: Any) -> tuple[list[Any], Any]:
             number = int(page or 1)
-            body = self.request_json("GET", path, params={**params, "page": number, "pageSize": size},
-                                     endpoint=endpoint) or {}
+            body = (
+                self.request_json("GET", path, params={**params, "page": number, "pageSize": size}, endpoint=endpoint)
+                or {}
+            )
             return list(body.get("data") or []), (number + 1 if body.get("hasMore") else None)
 
         return self.paginate(fetch_page)
 
-    def _post_once(self, path: str, payload: Mapping[str, Any], lookup: Callable[[], dict[str, Any] | None],
-                   *, endpoint: str) -> dict[str, Any]:
+    def _post_once(
+        self, path: str, payload: Mapping[str, Any], lookup: Callable[[], dict[str, Any] | None], *, endpoint: str
+    ) -> dict[str, Any]:
         """POST a create that must not happen twice; ServiceTitan has no idempotency key.
 
         A timeout, dropped connection or 5xx may come after ServiceTitan stored the record, so before
@@ -352,15 +387,23 @@ class ServiceTitanHook(CrmHook):
         (``resend="after_lookup"``, :meth:`CrmHook.send_write`). A 429 is refused before processing and
         is simply retried after its wait.
         """
-        return self.request_json("POST", path, json=dict(payload), endpoint=endpoint, resend="after_lookup",
-                                 lookup=lookup, parse=lambda body: body or {})
+        return self.request_json(
+            "POST",
+            path,
+            json=dict(payload),
+            endpoint=endpoint,
+            resend="after_lookup",
+            lookup=lookup,
+            parse=lambda body: body or {},
+        )
 
     def _by_marker(self, path: str, key: str, values: Iterable[str], *, endpoint: str) -> dict[str, dict[str, Any]]:
         """Records carrying ``externalData`` ``key`` = one of ``values`` (this guid), by value (the first one)."""
         return {value: items[0] for value, items in self._all_by_marker(path, key, values, endpoint=endpoint).items()}
 
-    def _all_by_marker(self, path: str, key: str, values: Iterable[str], *, endpoint: str
-                       ) -> dict[str, list[dict[str, Any]]]:
+    def _all_by_marker(
+        self, path: str, key: str, values: Iterable[str], *, endpoint: str
+    ) -> dict[str, list[dict[str, Any]]]:
         """Every record carrying ``externalData`` ``key`` = one of ``values`` (this guid), by value."""
         wanted = list(dict.fromkeys(v for v in values if v))
         bad = [v for v in wanted if "," in v]
@@ -369,9 +412,12 @@ class ServiceTitanHook(CrmHook):
         found: dict[str, list[dict[str, Any]]] = {}
         guid = self.application_guid
         for start in range(0, len(wanted), VALUES_PER_CALL):
-            chunk = wanted[start:start + VALUES_PER_CALL]
-            params = {"externalDataApplicationGuid": guid, "externalDataKey": key,
-                      "externalDataValues": ",".join(chunk)}
+            chunk = wanted[start : start + VALUES_PER_CALL]
+            params = {
+                "externalDataApplicationGuid": guid,
+                "externalDataKey": key,
+                "externalDataValues": ",".join(chunk),
+            }
             for item in self._list(path, params, endpoint=endpoint):
                 for value in external_values(item, key):
                     if value in chunk:
@@ -382,23 +428,39 @@ class ServiceTitanHook(CrmHook):
     def find_customers_by_marker(self, key: str, values: Iterable[str]) -> dict[str, dict[str, Any]]:
         """``GET /crm/v2/tenant/{t}/customers?externalDataApplicationGuid=&externalDataKey=&externalDataValues=``
         (comma-separated; chunks of 25, every page); returns marker value -> customer."""
-        return self._by_marker(self.tenant_path("crm", "customers"), key, values,
-                               endpoint="GET /crm/v2/tenant/{t}/customers (externalData)")
+        return self._by_marker(
+            self.tenant_path("crm", "customers"),
+            key,
+            values,
+            endpoint="GET /crm/v2/tenant/{t}/customers (externalData)",
+        )
 
     def find_customers_by_phone(self, phone: str) -> list[dict[str, Any]]:
         """``GET /crm/v2/tenant/{t}/customers?phone=&sort=+Id`` (first page: "by phone number of contacts";
         active customers only, ServiceTitan's default)."""
-        body = self.request_json("GET", self.tenant_path("crm", "customers"),
-                                 params={"phone": phone, "sort": "+Id", "page": 1, "pageSize": PAGE_SIZE},
-                                 endpoint="GET /crm/v2/tenant/{t}/customers (phone)") or {}
+        body = (
+            self.request_json(
+                "GET",
+                self.tenant_path("crm", "customers"),
+                params={"phone": phone, "sort": "+Id", "page": 1, "pageSize": PAGE_SIZE},
+                endpoint="GET /crm/v2/tenant/{t}/customers (phone)",
+            )
+            or {}
+        )
         return list(body.get("data") or [])
 
     def find_customers_by_name(self, name: str) -> list[dict[str, Any]]:
         """``GET /crm/v2/tenant/{t}/customers?name=&sort=+Id`` (first page; ServiceTitan's matching rule for
         ``name`` is not documented: callers compare names themselves)."""
-        body = self.request_json("GET", self.tenant_path("crm", "customers"),
-                                 params={"name": name, "sort": "+Id", "page": 1, "pageSize": PAGE_SIZE},
-                                 endpoint="GET /crm/v2/tenant/{t}/customers (name)") or {}
+        body = (
+            self.request_json(
+                "GET",
+                self.tenant_path("crm", "customers"),
+                params={"name": name, "sort": "+Id", "page": 1, "pageSize": PAGE_SIZE},
+                endpoint="GET /crm/v2/tenant/{t}/customers (name)",
+            )
+            or {}
+        )
         return list(body.get("data") or [])
 
     def create_customer(self, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -408,54 +470,88 @@ class ServiceTitanHook(CrmHook):
         customer found that way has no ``locations`` key (read them with :meth:`list_locations`)."""
         key, value = _marker_of(payload)
         return self._post_once(
-            self.tenant_path("crm", "customers"), payload,
+            self.tenant_path("crm", "customers"),
+            payload,
             lambda: self.find_customers_by_marker(key, [value]).get(value) if key else None,
-            endpoint="POST /crm/v2/tenant/{t}/customers")
+            endpoint="POST /crm/v2/tenant/{t}/customers",
+        )
 
     def update_customer(self, customer_id: int | str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """``PATCH /crm/v2/tenant/{t}/customers/{id}`` (``UpdateCustomerRequest``, e.g. ``{name}``)."""
-        return self.request_json("PATCH", self.tenant_path("crm", f"customers/{int(customer_id)}"),
-                                 json=dict(payload), endpoint="PATCH /crm/v2/tenant/{t}/customers/{id}") or {}
+        return (
+            self.request_json(
+                "PATCH",
+                self.tenant_path("crm", f"customers/{int(customer_id)}"),
+                json=dict(payload),
+                endpoint="PATCH /crm/v2/tenant/{t}/customers/{id}",
+            )
+            or {}
+        )
 
     def list_locations(self, customer_id: int | str) -> list[dict[str, Any]]:
         """``GET /crm/v2/tenant/{t}/locations?customerId=&sort=+Id`` (active locations, every page)."""
-        return list(self._list(self.tenant_path("crm", "locations"), {"customerId": int(customer_id), "sort": "+Id"},
-                               endpoint="GET /crm/v2/tenant/{t}/locations"))
+        return list(
+            self._list(
+                self.tenant_path("crm", "locations"),
+                {"customerId": int(customer_id), "sort": "+Id"},
+                endpoint="GET /crm/v2/tenant/{t}/locations",
+            )
+        )
 
     # ------------------------------------------------------------------ read-back (customer import)
     def iter_all_customers(self, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """``GET /crm/v2/tenant/{t}/customers?sort=+Id&page=&pageSize=`` while ``hasMore`` (active customers,
         ServiceTitan's default). ``CustomerResponse`` has no email or phone: see :meth:`iter_customer_contacts`.
         Spec: tenant-crm-v2.yml ``Customers_GetList``, ``PaginatedResponse_Of_Crm.V2.Customers.CustomerResponse``."""
-        return self._list(self.tenant_path("crm", "customers"), {"sort": "+Id"}, page_size=page_size,
-                          endpoint="GET /crm/v2/tenant/{t}/customers (list)")
+        return self._list(
+            self.tenant_path("crm", "customers"),
+            {"sort": "+Id"},
+            page_size=page_size,
+            endpoint="GET /crm/v2/tenant/{t}/customers (list)",
+        )
 
     def iter_customer_contacts(self, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Every customer contact: ``GET /crm/v2/tenant/{t}/customers/contacts?modifiedOnOrAfter=2000-01-01T00:00:00Z``
         (one date bound is required; this one covers every contact), items ``{id, type, value, memo, customerId,
         modifiedOn, phoneSettings}``; the only way to read customers' emails and phones in bulk.
         Spec: tenant-crm-v2.yml ``Customers_GetModifiedContactsList``."""
-        return self._list(self.tenant_path("crm", "customers/contacts"), {"modifiedOnOrAfter": "2000-01-01T00:00:00Z"},
-                          page_size=page_size, endpoint="GET /crm/v2/tenant/{t}/customers/contacts")
+        return self._list(
+            self.tenant_path("crm", "customers/contacts"),
+            {"modifiedOnOrAfter": "2000-01-01T00:00:00Z"},
+            page_size=page_size,
+            endpoint="GET /crm/v2/tenant/{t}/customers/contacts",
+        )
 
     def iter_all_locations(self, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """``GET /crm/v2/tenant/{t}/locations?sort=+Id`` every page (active locations; ``customerId`` on each).
         Spec: tenant-crm-v2.yml ``Locations_GetList``."""
-        return self._list(self.tenant_path("crm", "locations"), {"sort": "+Id"}, page_size=page_size,
-                          endpoint="GET /crm/v2/tenant/{t}/locations (list)")
+        return self._list(
+            self.tenant_path("crm", "locations"),
+            {"sort": "+Id"},
+            page_size=page_size,
+            endpoint="GET /crm/v2/tenant/{t}/locations (list)",
+        )
 
     def create_location(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /crm/v2/tenant/{t}/locations`` (``CreateLocationRequest``: ``name``, ``address``,
         ``customerId``). Only used for a matched customer that has no active location."""
-        return self.request_json("POST", self.tenant_path("crm", "locations"), json=dict(payload),
-                                 endpoint="POST /crm/v2/tenant/{t}/locations") or {}
+        return (
+            self.request_json(
+                "POST",
+                self.tenant_path("crm", "locations"),
+                json=dict(payload),
+                endpoint="POST /crm/v2/tenant/{t}/locations",
+            )
+            or {}
+        )
 
     # ------------------------------------------------------------------ jobs
     def find_jobs_by_marker(self, key: str, values: Iterable[str]) -> dict[str, dict[str, Any]]:
         """``GET /jpm/v2/tenant/{t}/jobs?externalDataApplicationGuid=&externalDataKey=&externalDataValues=``
         (chunks of 25, every page); returns marker value -> job."""
-        return self._by_marker(self.tenant_path("jpm", "jobs"), key, values,
-                               endpoint="GET /jpm/v2/tenant/{t}/jobs (externalData)")
+        return self._by_marker(
+            self.tenant_path("jpm", "jobs"), key, values, endpoint="GET /jpm/v2/tenant/{t}/jobs (externalData)"
+        )
 
     def get_jobs(self, job_ids: Iterable[int | str]) -> dict[str, dict[str, Any]]:
         """Jobs by id: ``GET /jpm/v2/tenant/{t}/jobs?ids=1,2,...`` ("Perform lookup by multiple IDs (maximum
@@ -464,19 +560,21 @@ class ServiceTitanHook(CrmHook):
         wanted = list(dict.fromkeys(str(int(i)) for i in job_ids))
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(wanted), IDS_PER_CALL):
-            chunk = wanted[start:start + IDS_PER_CALL]
+            chunk = wanted[start : start + IDS_PER_CALL]
             # The guid makes ServiceTitan return this app's externalData (the marker) with each job.
             params = {"ids": ",".join(chunk), "externalDataApplicationGuid": self.application_guid}
-            for job in self._list(self.tenant_path("jpm", "jobs"), params,
-                                  endpoint="GET /jpm/v2/tenant/{t}/jobs (ids)"):
+            for job in self._list(
+                self.tenant_path("jpm", "jobs"), params, endpoint="GET /jpm/v2/tenant/{t}/jobs (ids)"
+            ):
                 if str(job.get("id")) in chunk:
                     found[str(job["id"])] = job
         return found
 
     def find_all_jobs_by_marker(self, key: str, values: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
         """As :meth:`find_jobs_by_marker`, but every job per marker value (the reconciliation's duplicate check)."""
-        return self._all_by_marker(self.tenant_path("jpm", "jobs"), key, values,
-                                   endpoint="GET /jpm/v2/tenant/{t}/jobs (externalData)")
+        return self._all_by_marker(
+            self.tenant_path("jpm", "jobs"), key, values, endpoint="GET /jpm/v2/tenant/{t}/jobs (externalData)"
+        )
 
     def create_job(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /jpm/v2/tenant/{t}/jobs`` (``JobCreateRequest``: ``customerId, locationId,
@@ -485,15 +583,24 @@ class ServiceTitanHook(CrmHook):
         create is resolved by its externalData marker before it is sent again."""
         key, value = _marker_of(payload)
         return self._post_once(
-            self.tenant_path("jpm", "jobs"), payload,
+            self.tenant_path("jpm", "jobs"),
+            payload,
             lambda: self.find_jobs_by_marker(key, [value]).get(value) if key else None,
-            endpoint="POST /jpm/v2/tenant/{t}/jobs")
+            endpoint="POST /jpm/v2/tenant/{t}/jobs",
+        )
 
     def update_job(self, job_id: int | str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """``PATCH /jpm/v2/tenant/{t}/jobs/{id}`` (``UpdateJobRequest``, e.g. ``{summary, customFields}``;
         externalData is left out so the marker stays)."""
-        return self.request_json("PATCH", self.tenant_path("jpm", f"jobs/{int(job_id)}"), json=dict(payload),
-                                 endpoint="PATCH /jpm/v2/tenant/{t}/jobs/{id}") or {}
+        return (
+            self.request_json(
+                "PATCH",
+                self.tenant_path("jpm", f"jobs/{int(job_id)}"),
+                json=dict(payload),
+                endpoint="PATCH /jpm/v2/tenant/{t}/jobs/{id}",
+            )
+            or {}
+        )
 
     # ------------------------------------------------------------------ reference data
     def _get_or_none(self, path: str, endpoint: str) -> dict[str, Any] | None:
@@ -506,18 +613,23 @@ class ServiceTitanHook(CrmHook):
 
     def get_business_unit(self, unit_id: int) -> dict[str, Any] | None:
         """``GET /settings/v2/tenant/{t}/business-units/{id}``; ``None`` when it does not exist."""
-        return self._get_or_none(self.tenant_path("settings", f"business-units/{int(unit_id)}"),
-                                 "GET /settings/v2/tenant/{t}/business-units/{id}")
+        return self._get_or_none(
+            self.tenant_path("settings", f"business-units/{int(unit_id)}"),
+            "GET /settings/v2/tenant/{t}/business-units/{id}",
+        )
 
     def get_job_type(self, job_type_id: int) -> dict[str, Any] | None:
         """``GET /jpm/v2/tenant/{t}/job-types/{id}``; ``None`` when it does not exist."""
-        return self._get_or_none(self.tenant_path("jpm", f"job-types/{int(job_type_id)}"),
-                                 "GET /jpm/v2/tenant/{t}/job-types/{id}")
+        return self._get_or_none(
+            self.tenant_path("jpm", f"job-types/{int(job_type_id)}"), "GET /jpm/v2/tenant/{t}/job-types/{id}"
+        )
 
     def get_campaign(self, campaign_id: int) -> dict[str, Any] | None:
         """``GET /marketing/v2/tenant/{t}/campaigns/{id}``; ``None`` when it does not exist."""
-        return self._get_or_none(self.tenant_path("marketing", f"campaigns/{int(campaign_id)}"),
-                                 "GET /marketing/v2/tenant/{t}/campaigns/{id}")
+        return self._get_or_none(
+            self.tenant_path("marketing", f"campaigns/{int(campaign_id)}"),
+            "GET /marketing/v2/tenant/{t}/campaigns/{id}",
+        )
 
     def fetch_account_identity(self) -> str:
         """The tenant id, as confirmed by the API.
@@ -533,8 +645,12 @@ class ServiceTitanHook(CrmHook):
     def check_access(self) -> str:
         """``GET /crm/v2/tenant/{t}/customers?pageSize=1`` (token, app key, tenant and CRM scope)."""
         self.check_config()
-        self.request("GET", self.tenant_path("crm", "customers"), params={"page": 1, "pageSize": 1},
-                     endpoint="GET /crm/v2/tenant/{t}/customers")
+        self.request(
+            "GET",
+            self.tenant_path("crm", "customers"),
+            params={"page": 1, "pageSize": 1},
+            endpoint="GET /crm/v2/tenant/{t}/customers",
+        )
         return f"Connected to ServiceTitan tenant {self.tenant} ({self.environment}; customers readable)"
 
 
@@ -546,7 +662,7 @@ def external_values(item: Mapping[str, Any], key: str) -> list[str]:
 
 def _marker_of(payload: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The first externalData ``(key, value)`` of a create request (the sync's marker)."""
-    entries = ((payload.get("externalData") or {}).get("externalData") or [])
+    entries = (payload.get("externalData") or {}).get("externalData") or []
     if entries:
         return str(entries[0]["key"]), str(entries[0]["value"])
     return None, None
@@ -568,5 +684,13 @@ def _problem_text(body: Mapping[str, Any]) -> str:
     return title or "; ".join(details)
 
 
-__all__ = ["DEFAULT_APPLICATION_GUID", "HOSTS", "REQUIRED_JOB_SETTINGS", "JobDefaults", "ServiceTitanHook",
-           "ServiceTitanSettings", "external_values", "parse_job_defaults"]
+__all__ = [
+    "DEFAULT_APPLICATION_GUID",
+    "HOSTS",
+    "REQUIRED_JOB_SETTINGS",
+    "JobDefaults",
+    "ServiceTitanHook",
+    "ServiceTitanSettings",
+    "external_values",
+    "parse_job_defaults",
+]

@@ -55,9 +55,11 @@ class AccountBinding:
         return self.previous is not None and not self.change_reported
 
     def change_message(self) -> str:
-        return (f"CRM account changed from {self.previous} to {self.account}: the old account's mappings and "
-                "ledger are kept as its history, the new account's customers are indexed and it is synced as "
-                "a first sync")
+        return (
+            f"CRM account changed from {self.previous} to {self.account}: the old account's mappings and "
+            "ledger are kept as its history, the new account's customers are indexed and it is synced as "
+            "a first sync"
+        )
 
 
 def bound_account(engine: Engine, company_id: int, crm_type: str) -> str | None:
@@ -79,22 +81,38 @@ def bind_account(engine: Engine, company_id: int, crm_type: str, account: str) -
             counts = conn.execute(sql("account_adopt"), {**keys, "crm_account": account}).first()
             adopted = int(counts.ledger_rows) + int(counts.map_rows)
             if adopted:
-                log.info("company %s -> %s: %d rows written before accounts were recorded adopted by account %s",
-                         company_id, crm_type, adopted, account)
+                log.info(
+                    "company %s -> %s: %d rows written before accounts were recorded adopted by account %s",
+                    company_id,
+                    crm_type,
+                    adopted,
+                    account,
+                )
             return AccountBinding(account, adopted_rows=adopted)
         if row.crm_account == account:
             return AccountBinding(account, row.previous_account, bool(row.change_reported))
         params = {**keys, "crm_account": account, "previous_account": row.crm_account}
-        for name in ("account_archive_ledger", "account_archive_customer_map", "account_restore_ledger",
-                     "account_restore_customer_map", "account_switch"):
+        for name in (
+            "account_archive_ledger",
+            "account_archive_customer_map",
+            "account_restore_ledger",
+            "account_restore_customer_map",
+            "account_switch",
+        ):
             conn.execute(sql(name), params)
-    log.warning("company %s -> %s: CRM account changed from %s to %s; old rows archived", company_id, crm_type,
-                row.crm_account, account)
+    log.warning(
+        "company %s -> %s: CRM account changed from %s to %s; old rows archived",
+        company_id,
+        crm_type,
+        row.crm_account,
+        account,
+    )
     return AccountBinding(account, row.crm_account, change_reported=False)
 
 
 def mark_change_reported(engine: Engine, company_id: int, crm_type: str, account: str) -> None:
     """A sync run has told the change (its warning and run row): later runs do not repeat it."""
     with engine.begin() as conn:
-        conn.execute(sql("account_change_reported"),
-                     {"company_id": company_id, "crm_type": crm_type, "crm_account": account})
+        conn.execute(
+            sql("account_change_reported"), {"company_id": company_id, "crm_type": crm_type, "crm_account": account}
+        )

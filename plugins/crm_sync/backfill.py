@@ -45,9 +45,9 @@ class BackfillParams:
     """The params that define *what* a backfill does (they make up its key)."""
 
     crm_type: str
-    company_ids: tuple[int, ...]          # empty: every company with an active integration
-    date_from: date | None                # None: the companies' first check-in
-    date_to: date | None                  # None: today (UTC)
+    company_ids: tuple[int, ...]  # empty: every company with an active integration
+    date_from: date | None  # None: the companies' first check-in
+    date_to: date | None  # None: today (UTC)
     chunk_days: int
     dry_run: bool
     resync_quarantined: bool
@@ -82,8 +82,15 @@ def parse_params(params: dict[str, Any]) -> BackfillParams:
     chunk_days = int(params.get("chunk_days") or 7)
     if chunk_days < 1:
         raise BackfillParamError(f"chunk_days must be at least 1, got {chunk_days}")
-    return BackfillParams(crm_type, company_ids, date_from, date_to, chunk_days, bool(params.get("dry_run", True)),
-                          bool(params.get("resync_quarantined", False)))
+    return BackfillParams(
+        crm_type,
+        company_ids,
+        date_from,
+        date_to,
+        chunk_days,
+        bool(params.get("dry_run", True)),
+        bool(params.get("resync_quarantined", False)),
+    )
 
 
 def backfill_key(p: BackfillParams) -> str:
@@ -92,15 +99,24 @@ def backfill_key(p: BackfillParams) -> str:
     ``batch_size`` and ``rate_share`` only change how fast, so they are not part of it; a
     dry run has its own key, so its report rows never count as done chunks.
     """
-    basis = json.dumps({"crm_type": p.crm_type, "company_ids": list(p.company_ids),
-                        "date_from": str(p.date_from or ""), "date_to": str(p.date_to or ""),
-                        "chunk_days": p.chunk_days, "dry_run": p.dry_run,
-                        "resync_quarantined": p.resync_quarantined}, sort_keys=True)
+    basis = json.dumps(
+        {
+            "crm_type": p.crm_type,
+            "company_ids": list(p.company_ids),
+            "date_from": str(p.date_from or ""),
+            "date_to": str(p.date_to or ""),
+            "chunk_days": p.chunk_days,
+            "dry_run": p.dry_run,
+            "resync_quarantined": p.resync_quarantined,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(basis.encode()).hexdigest()[:20]
 
 
-def plan_chunks(company_ids: list[int], first: date, last: date, chunk_days: int,
-                done: set[tuple[int, date]] = frozenset()) -> list[dict[str, Any]]:
+def plan_chunks(
+    company_ids: list[int], first: date, last: date, chunk_days: int, done: set[tuple[int, date]] = frozenset()
+) -> list[dict[str, Any]]:
     """Company x date chunks covering ``[first, last]`` (inclusive days), minus the ``done`` ones.
 
     Each chunk is ``{"company_id", "chunk_start", "chunk_end"}`` with ISO dates and
@@ -114,8 +130,9 @@ def plan_chunks(company_ids: list[int], first: date, last: date, chunk_days: int
         while start <= last:
             end = min(start + timedelta(days=chunk_days), last + timedelta(days=1))
             if (company_id, start) not in done:
-                chunks.append({"company_id": company_id, "chunk_start": start.isoformat(),
-                               "chunk_end": end.isoformat()})
+                chunks.append(
+                    {"company_id": company_id, "chunk_start": start.isoformat(), "chunk_end": end.isoformat()}
+                )
             start = end
     return chunks
 
@@ -177,12 +194,21 @@ CHUNK_COLUMNS = (
 def format_chunks(rows: list[dict[str, Any]]) -> list[str]:
     """The chunks as a fixed-width table (no rule under the titles), a chunk's error after its line."""
     lines = render(CHUNK_COLUMNS, rows, rule=False)
-    return lines[:1] + [line + (f"  {r['error'][:120]}" if r["error"] else "") for line, r in zip(lines[1:], rows,
-                                                                                                   strict=True)]
+    return lines[:1] + [
+        line + (f"  {r['error'][:120]}" if r["error"] else "") for line, r in zip(lines[1:], rows, strict=True)
+    ]
 
 
-def execute_chunk(engine: Engine, chunk: dict[str, Any], crm_type: str, raw_params: dict[str, Any], *,
-                  run_id: str, dag_id: str | None, deadline: float | None = None) -> dict[str, Any]:
+def execute_chunk(
+    engine: Engine,
+    chunk: dict[str, Any],
+    crm_type: str,
+    raw_params: dict[str, Any],
+    *,
+    run_id: str,
+    dag_id: str | None,
+    deadline: float | None = None,
+) -> dict[str, Any]:
     """One chunk (:func:`crm_sync.tasks.backfill.run_chunk` without Airflow; the benchmark calls it directly);
     ``deadline`` is the time budget."""
     from crm_hooks.errors import ConfigurationError
@@ -200,27 +226,47 @@ def execute_chunk(engine: Engine, chunk: dict[str, Any], crm_type: str, raw_para
         if not params.dry_run and conn.execute(sql("backfill_chunk_status"), ids).scalar() == "done":
             log.info("%s: done by an earlier run, skipped", label)
             return {"company_id": company_id, "chunk": label, "status": "already_done"}
-        conn.execute(sql("backfill_chunk_start"), {
-            **ids, "crm_type": crm_type, "chunk_end": chunk["chunk_end"], "run_id": run_id,
-            "status": "dry_run" if params.dry_run else "running",
-            "params": json.dumps({k: str(v) if isinstance(v, date) else v for k, v in vars(params).items()})})
+        conn.execute(
+            sql("backfill_chunk_start"),
+            {
+                **ids,
+                "crm_type": crm_type,
+                "chunk_end": chunk["chunk_end"],
+                "run_id": run_id,
+                "status": "dry_run" if params.dry_run else "running",
+                "params": json.dumps({k: str(v) if isinstance(v, date) else v for k, v in vars(params).items()}),
+            },
+        )
     try:
         integration = load_integration(engine, company_id, crm_type)
     except ConfigurationError as exc:
         _finish(engine, ids, "failed", error=str(exc))
         raise
     batch_size = raw_params.get("batch_size")
-    options = SyncOptions(batch_size=int(batch_size) if batch_size else _backfill_batch_size(crm_type),
-                          rate_share=float(raw_params.get("rate_share") or 0.5), dry_run=params.dry_run,
-                          created_from=_midnight(chunk["chunk_start"]), created_to=_midnight(chunk["chunk_end"]),
-                          resync_quarantined=params.resync_quarantined, deadline=deadline)
+    options = SyncOptions(
+        batch_size=int(batch_size) if batch_size else _backfill_batch_size(crm_type),
+        rate_share=float(raw_params.get("rate_share") or 0.5),
+        dry_run=params.dry_run,
+        created_from=_midnight(chunk["chunk_start"]),
+        created_to=_midnight(chunk["chunk_end"]),
+        resync_quarantined=params.resync_quarantined,
+        deadline=deadline,
+    )
     if params.dry_run:
-        result = IntegrationSync(engine, company_id=company_id, crm_type=crm_type, integration=integration,
-                                 run_id=run_id, dag_id=dag_id, options=options).run()
+        result = IntegrationSync(
+            engine,
+            company_id=company_id,
+            crm_type=crm_type,
+            integration=integration,
+            run_id=run_id,
+            dag_id=dag_id,
+            options=options,
+        ).run()
     else:
         # The CRM's customers are indexed once, before the company's first chunk (as before its first sync).
-        result = sync_with_index(engine, company_id, crm_type, integration, run_id=run_id, dag_id=dag_id,
-                                 options=options)
+        result = sync_with_index(
+            engine, company_id, crm_type, integration, run_id=run_id, dag_id=dag_id, options=options
+        )
     summary = result_summary(result)
     summary["chunk"] = label
     if params.dry_run:
@@ -236,20 +282,39 @@ def execute_chunk(engine: Engine, chunk: dict[str, Any], crm_type: str, raw_para
     _finish(engine, ids, "done" if done else "failed", result=result, error=result.error)
     log.info("%s: %s", label, summary)
     if not done:
-        raise RuntimeError(f"{label} is not finished ({result.failed} rows failed or in flight"
-                           f"{'; ' + result.error if result.error else ''}); a retry or re-trigger resumes it")
+        raise RuntimeError(
+            f"{label} is not finished ({result.failed} rows failed or in flight"
+            f"{'; ' + result.error if result.error else ''}); a retry or re-trigger resumes it"
+        )
     return summary
 
 
-def _finish(engine: Engine, ids: dict[str, Any], status: str, *, result: Any = None,
-            report: dict[str, Any] | None = None, error: str | None = None) -> None:
-    counts = {k: getattr(result, k, 0) if result is not None else 0
-              for k in ("candidates", "synced", "unchanged", "quarantined", "failed", "api_calls")}
+def _finish(
+    engine: Engine,
+    ids: dict[str, Any],
+    status: str,
+    *,
+    result: Any = None,
+    report: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    counts = {
+        k: getattr(result, k, 0) if result is not None else 0
+        for k in ("candidates", "synced", "unchanged", "quarantined", "failed", "api_calls")
+    }
     if report is not None:
         counts["quarantined"] = report["counts"].get("invalid", 0)
     with engine.begin() as conn:
-        conn.execute(sql("backfill_chunk_finish"), {**ids, **counts, "status": status, "error": storable_text(error),
-                                                    "report": dumps_strict(report) if report is not None else None})
+        conn.execute(
+            sql("backfill_chunk_finish"),
+            {
+                **ids,
+                **counts,
+                "status": status,
+                "error": storable_text(error),
+                "report": dumps_strict(report) if report is not None else None,
+            },
+        )
 
 
 def _backfill_batch_size(crm_type: str) -> int | None:

@@ -49,8 +49,17 @@ from crm_sync.csv_escape import csv_safe
 from crm_sync.db import sql
 from crm_sync.text import echo, shorten
 
-__all__ = ["COLUMN_SPECS", "ImportFileError", "ImportReport", "Technicians", "parse_checked_in_at",
-           "read_rows", "resolve_header", "run_import", "validate_row"]
+__all__ = [
+    "COLUMN_SPECS",
+    "ImportFileError",
+    "ImportReport",
+    "Technicians",
+    "parse_checked_in_at",
+    "read_rows",
+    "resolve_header",
+    "run_import",
+    "validate_row",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +70,7 @@ LONG = 20_000
 @dataclass(frozen=True)
 class ColumnSpec:
     name: str
-    kind: str            # text | datetime | email | phone | bool | latitude | longitude | photos | key | technician
+    kind: str  # text | datetime | email | phone | bool | latitude | longitude | photos | key | technician
     required: bool
     max_len: int
     meaning: str
@@ -69,16 +78,36 @@ class ColumnSpec:
 
 #: The import file's columns (header names are matched case-insensitively; spaces and dashes count as "_").
 COLUMN_SPECS: tuple[ColumnSpec, ...] = (
-    ColumnSpec("external_id", "key", False, 200,
-               "The row's id in the previous system. Recommended: a re-import skips ids already imported."),
-    ColumnSpec("checked_in_at", "datetime", True, 40,
-               "When the visit happened (check_ins.created_at): ISO 8601 (2026-03-01, 2026-03-01 14:30, "
-               "2026-03-01T14:30:00-06:00) or US (03/01/2026 2:30 PM). Without an offset: UTC."),
+    ColumnSpec(
+        "external_id",
+        "key",
+        False,
+        200,
+        "The row's id in the previous system. Recommended: a re-import skips ids already imported.",
+    ),
+    ColumnSpec(
+        "checked_in_at",
+        "datetime",
+        True,
+        40,
+        "When the visit happened (check_ins.created_at): ISO 8601 (2026-03-01, 2026-03-01 14:30, "
+        "2026-03-01T14:30:00-06:00) or US (03/01/2026 2:30 PM). Without an offset: UTC.",
+    ),
     ColumnSpec("job_type", "text", True, SHORT, "Job type, e.g. AC Repair."),
-    ColumnSpec("technician_email", "technician", False, SHORT,
-               "Email of one of the company's technicians (this or technician_name is required)."),
-    ColumnSpec("technician_name", "technician", False, SHORT,
-               "Name of one of the company's technicians; must match exactly one (case-insensitive)."),
+    ColumnSpec(
+        "technician_email",
+        "technician",
+        False,
+        SHORT,
+        "Email of one of the company's technicians (this or technician_name is required).",
+    ),
+    ColumnSpec(
+        "technician_name",
+        "technician",
+        False,
+        SHORT,
+        "Name of one of the company's technicians; must match exactly one (case-insensitive).",
+    ),
     ColumnSpec("customer_name", "text", False, SHORT, "Customer name."),
     ColumnSpec("customer_email", "email", False, SHORT, "Customer email; stored lower-cased."),
     ColumnSpec("customer_phone", "phone", False, 40, "Customer phone, any US or +country format; stored as E.164."),
@@ -100,9 +129,27 @@ COLUMN_SPECS: tuple[ColumnSpec, ...] = (
 )
 SPECS = {s.name: s for s in COLUMN_SPECS}
 #: Columns of a validated row that go into check_ins (besides technician_id, company_id, created_at).
-_DB_FIELDS = ("job_type", "notes", "customer_name", "customer_email", "customer_phone", "work_performed",
-              "materials_used", "address", "city", "state", "zip", "latitude", "longitude", "problem_description",
-              "solution_description", "customer_feedback", "follow_up_required", "follow_up_notes", "photos")
+_DB_FIELDS = (
+    "job_type",
+    "notes",
+    "customer_name",
+    "customer_email",
+    "customer_phone",
+    "work_performed",
+    "materials_used",
+    "address",
+    "city",
+    "state",
+    "zip",
+    "latitude",
+    "longitude",
+    "problem_description",
+    "solution_description",
+    "customer_feedback",
+    "follow_up_required",
+    "follow_up_notes",
+    "photos",
+)
 REJECT_COLUMNS = ("line", "external_id", "column", "value", "reason")
 EARLIEST = datetime(1990, 1, 1)
 
@@ -145,13 +192,14 @@ def resolve_header(header: list[str]) -> list[str]:
     """
     names = [_norm_header(h) for h in header]
     if not any(n in SPECS for n in names):
-        raise ImportFileError(f"header (line 1): none of its {len(header)} cells is a known column, is this a "
-                              f"check-in CSV file? (known: {', '.join(SPECS)})")
+        raise ImportFileError(
+            f"header (line 1): none of its {len(header)} cells is a known column, is this a "
+            f"check-in CSV file? (known: {', '.join(SPECS)})"
+        )
     problems = []
     unknown = [column_label(h, i) for i, (h, n) in enumerate(zip(header, names, strict=True), 1) if n not in SPECS]
     if unknown:
-        problems.append(f"unknown columns {', '.join(unknown)} "
-                        f"(known: {', '.join(SPECS)})")
+        problems.append(f"unknown columns {', '.join(unknown)} (known: {', '.join(SPECS)})")
     repeated = sorted(n for n, c in Counter(names).items() if c > 1 and n in SPECS)
     if repeated:
         problems.append(f"columns given twice: {', '.join(repeated)}")
@@ -196,8 +244,9 @@ def parse_checked_in_at(text: str, *, now: datetime) -> tuple[datetime | None, s
 
 
 def _bool(text: str) -> bool | None:
-    return {"true": True, "yes": True, "y": True, "1": True, "false": False, "no": False, "n": False,
-            "0": False}.get(text.lower())
+    return {"true": True, "yes": True, "y": True, "1": True, "false": False, "no": False, "n": False, "0": False}.get(
+        text.lower()
+    )
 
 
 def _photos(text: str) -> tuple[str | None, str | None]:
@@ -240,8 +289,9 @@ class Technicians:
         return None, column, several if ids else missing
 
 
-def validate_row(raw: Mapping[str, str], technicians: Technicians, *, now: datetime
-                 ) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
+def validate_row(
+    raw: Mapping[str, str], technicians: Technicians, *, now: datetime
+) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
     """A row of the file (column -> text) as check_ins values, or (None, [(column, reason), ...])."""
     errors: list[tuple[str, str]] = []
     out: dict[str, Any] = {name: None for name in _DB_FIELDS}
@@ -304,15 +354,24 @@ def validate_row(raw: Mapping[str, str], technicians: Technicians, *, now: datet
             else:
                 out[name] = photos
     if (out["latitude"] is None) != (out["longitude"] is None) and not any(
-            c in ("latitude", "longitude") for c, _ in errors):
-        errors.append(("latitude" if out["latitude"] is None else "longitude",
-                       "latitude and longitude go together: give both or neither"))
+        c in ("latitude", "longitude") for c, _ in errors
+    ):
+        errors.append(
+            (
+                "latitude" if out["latitude"] is None else "longitude",
+                "latitude and longitude go together: give both or neither",
+            )
+        )
     if not (values.get("customer_name") or values.get("customer_email") or values.get("customer_phone")):
         errors.append(("customer_name", "a customer_name, customer_email or customer_phone is required"))
     email, name = values.get("technician_email", ""), values.get("technician_name", "")
     if not email and not name:
-        errors.append(("technician_email" if "technician_email" in values else "technician_name",
-                       "required, but empty (technician_email or technician_name)"))
+        errors.append(
+            (
+                "technician_email" if "technician_email" in values else "technician_name",
+                "required, but empty (technician_email or technician_name)",
+            )
+        )
     else:
         tech_id, column, reason = technicians.resolve(email, name)
         if reason:
@@ -327,8 +386,11 @@ def source_key(values: Mapping[str, Any], external_id: str | None) -> str:
     """The key that makes a re-import skip this row (see the module docstring)."""
     if external_id is not None:
         return f"ext:{external_id}"
-    canonical = json.dumps({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in sorted(values.items())},
-                           sort_keys=True, default=str)
+    canonical = json.dumps(
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in sorted(values.items())},
+        sort_keys=True,
+        default=str,
+    )
     return "row:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -360,24 +422,27 @@ def read_rows(source: Path | IO[bytes]) -> Iterator[tuple[int, dict[str, str], s
             for record in reader:
                 start, line = line, reader.line_num + 1
                 if not any(cell.strip() for cell in record):
-                    continue                          # blank lines are not rows
+                    continue  # blank lines are not rows
                 if len(record) != len(names):
                     # The fields are kept for the rejects file (e.g. its external_id), never imported.
-                    yield start, dict(zip(names, record, strict=False)), \
-                        f"has {len(record)} fields, the header has {len(names)}"
+                    yield (
+                        start,
+                        dict(zip(names, record, strict=False)),
+                        f"has {len(record)} fields, the header has {len(names)}",
+                    )
                     continue
                 yield start, dict(zip(names, record, strict=True)), None
         except UnicodeDecodeError:
             # Neither the bytes nor the text around them: the file may be anything.
             near = f" (near line {reader.line_num + 1})" if reader is not None else ""
             raise ImportFileError(f"not UTF-8 text{near}; save the file as UTF-8") from None
-        except csv.Error as exc:    # the csv module's messages name the problem, never the data
+        except csv.Error as exc:  # the csv module's messages name the problem, never the data
             raise ImportFileError(f"not a readable CSV file near line {reader.line_num}: {exc}") from None
     finally:
         if isinstance(source, Path):
             handle.close()
         else:
-            handle.detach()         # the caller's file stays open
+            handle.detach()  # the caller's file stays open
 
 
 @dataclass
@@ -421,9 +486,17 @@ def _write_rejects(folder: Path, rejects: list[Reject]) -> Path:
     return path
 
 
-def run_import(engine: Engine, company_id: int, path: Path, *, run_id: str, dry_run: bool = False,
-               output_dir: str | Path | None = None, now: datetime | None = None,
-               root: paths.Root | None = None) -> ImportReport:
+def run_import(
+    engine: Engine,
+    company_id: int,
+    path: Path,
+    *,
+    run_id: str,
+    dry_run: bool = False,
+    output_dir: str | Path | None = None,
+    now: datetime | None = None,
+    root: paths.Root | None = None,
+) -> ImportReport:
     """Validate ``path`` and insert its valid rows in one transaction; see the module docstring.
 
     ``root``: the import folder ``path`` was confined to (the task's); the file is then opened from it without
@@ -432,12 +505,22 @@ def run_import(engine: Engine, company_id: int, path: Path, *, run_id: str, dry_
     now = now or datetime.now(UTC).replace(tzinfo=None)
     path = Path(path)
     with _open_file(path, root) as handle:
-        return _run_import(engine, company_id, path, handle, run_id=run_id, dry_run=dry_run, output_dir=output_dir,
-                           now=now)
+        return _run_import(
+            engine, company_id, path, handle, run_id=run_id, dry_run=dry_run, output_dir=output_dir, now=now
+        )
 
 
-def _run_import(engine: Engine, company_id: int, path: Path, handle: IO[bytes], *, run_id: str, dry_run: bool,
-                output_dir: str | Path | None, now: datetime) -> ImportReport:
+def _run_import(
+    engine: Engine,
+    company_id: int,
+    path: Path,
+    handle: IO[bytes],
+    *,
+    run_id: str,
+    dry_run: bool,
+    output_dir: str | Path | None,
+    now: datetime,
+) -> ImportReport:
     with engine.connect() as conn:
         if conn.execute(sql("import_company_exists"), {"company_id": company_id}).scalar() is None:
             raise ImportFileError(f"company {company_id} does not exist")
@@ -459,25 +542,48 @@ def _run_import(engine: Engine, company_id: int, path: Path, handle: IO[bytes], 
         values, errors = validate_row(raw, technicians, now=now)
         if errors:
             invalid += 1
-            rejects += [Reject(line, shown_id, col, shorten(raw.get(col, ""), 80), reason)
-                        for col, reason in errors]
+            rejects += [Reject(line, shown_id, col, shorten(raw.get(col, ""), 80), reason) for col, reason in errors]
             continue
         key = source_key(values, shown_id if external_id is not None else None)
         if key in seen:
             duplicates += 1
             what = "same external_id" if key.startswith("ext:") else "identical row"
-            rejects.append(Reject(line, shown_id, "external_id" if key.startswith("ext:") else "",
-                                  shown_id, f"duplicate of line {seen[key]} ({what})"))
+            rejects.append(
+                Reject(
+                    line,
+                    shown_id,
+                    "external_id" if key.startswith("ext:") else "",
+                    shown_id,
+                    f"duplicate of line {seen[key]} ({what})",
+                )
+            )
             continue
         seen[key] = line
         valid.append({**values, "company_id": company_id, "source_key": key, "line": line})
 
-    report = ImportReport(import_id=0, company_id=company_id, file_name=path.name, file_sha256=file_sha256,
-                          dry_run=dry_run, rows_read=rows_read, duplicates_in_file=duplicates, rejected=invalid)
-    with engine.begin() as conn:   # on record at once, so a failed import is still listed
-        report.import_id = int(conn.execute(sql("import_start"), {
-            "run_id": run_id, "company_id": company_id, "file_name": path.name,
-            "file_sha256": report.file_sha256, "dry_run": dry_run}).scalar_one())
+    report = ImportReport(
+        import_id=0,
+        company_id=company_id,
+        file_name=path.name,
+        file_sha256=file_sha256,
+        dry_run=dry_run,
+        rows_read=rows_read,
+        duplicates_in_file=duplicates,
+        rejected=invalid,
+    )
+    with engine.begin() as conn:  # on record at once, so a failed import is still listed
+        report.import_id = int(
+            conn.execute(
+                sql("import_start"),
+                {
+                    "run_id": run_id,
+                    "company_id": company_id,
+                    "file_name": path.name,
+                    "file_sha256": report.file_sha256,
+                    "dry_run": dry_run,
+                },
+            ).scalar_one()
+        )
     folder = report_folder(path, output_dir, run_id)
     try:
         with engine.begin() as conn:
@@ -485,8 +591,9 @@ def _run_import(engine: Engine, company_id: int, path: Path, handle: IO[bytes], 
             known: dict[str, Any] = {}
             keys = [row["source_key"] for row in valid]
             for i in range(0, len(keys), 10_000):
-                for hit in conn.execute(sql("import_existing_keys"),
-                                        {"company_id": company_id, "keys": keys[i:i + 10_000]}):
+                for hit in conn.execute(
+                    sql("import_existing_keys"), {"company_id": company_id, "keys": keys[i : i + 10_000]}
+                ):
                     known[hit.source_key] = hit
             fresh = []
             for row in valid:
@@ -495,36 +602,73 @@ def _run_import(engine: Engine, company_id: int, path: Path, handle: IO[bytes], 
                     fresh.append(row)
                     continue
                 shown = row["source_key"][4:] if row["source_key"].startswith("ext:") else ""
-                rejects.append(Reject(row["line"], shown, "external_id" if shown else "", shown,
-                                      f"already imported as check-in {hit.check_in_id} (import {hit.import_id}, "
-                                      f"line {hit.line})"))
+                rejects.append(
+                    Reject(
+                        row["line"],
+                        shown,
+                        "external_id" if shown else "",
+                        shown,
+                        f"already imported as check-in {hit.check_in_id} (import {hit.import_id}, line {hit.line})",
+                    )
+                )
             report.already_imported = len(valid) - len(fresh)
             if fresh and not dry_run:
-                conn.execute(sql("import_insert_check_in"),
-                             [{**row, "import_id": report.import_id} for row in fresh])
+                conn.execute(sql("import_insert_check_in"), [{**row, "import_id": report.import_id} for row in fresh])
             report.inserted = 0 if dry_run else len(fresh)
         report.status = "dry_run" if dry_run else "imported"
     except Exception as exc:
         report.status = "failed"
         report.inserted = 0
-        _finish(engine, report, error=f"{type(exc).__name__}: nothing was imported (the transaction was rolled "
-                                      f"back); {echo(str(exc).splitlines()[0] if str(exc) else '', 200)}")
+        _finish(
+            engine,
+            report,
+            error=f"{type(exc).__name__}: nothing was imported (the transaction was rolled "
+            f"back); {echo(str(exc).splitlines()[0] if str(exc) else '', 200)}",
+        )
         raise
-    report.errors_by_column = dict(Counter(r.column or "(row)" for r in rejects
-                                           if not r.reason.startswith(("already imported", "duplicate of"))))
+    report.errors_by_column = dict(
+        Counter(r.column or "(row)" for r in rejects if not r.reason.startswith(("already imported", "duplicate of")))
+    )
     paths.make_private_dir(folder)
     report.rejects_file = str(_write_rejects(folder, rejects))
     report.report_file = str(folder / "report.json")
     paths.write_private_text(Path(report.report_file), json.dumps(report.as_dict(), indent=2) + "\n")
     _finish(engine, report)
-    log.info("import %s of %s for company %s: %d rows read, %d inserted, %d rejected, %d duplicates in the file, "
-             "%d already imported%s", report.import_id, path.name, company_id, rows_read, report.inserted,
-             report.rejected, duplicates, report.already_imported, " (dry run)" if dry_run else "")
+    log.info(
+        "import %s of %s for company %s: %d rows read, %d inserted, %d rejected, %d duplicates in the file, "
+        "%d already imported%s",
+        report.import_id,
+        path.name,
+        company_id,
+        rows_read,
+        report.inserted,
+        report.rejected,
+        duplicates,
+        report.already_imported,
+        " (dry run)" if dry_run else "",
+    )
     return report
 
 
 def _finish(engine: Engine, report: ImportReport, error: str | None = None) -> None:
     with engine.begin() as conn:
-        conn.execute(sql("import_finish"), {**{k: getattr(report, k) for k in (
-            "status", "rows_read", "inserted", "rejected", "duplicates_in_file", "already_imported",
-            "rejects_file", "report_file")}, "import_id": report.import_id, "error": error})
+        conn.execute(
+            sql("import_finish"),
+            {
+                **{
+                    k: getattr(report, k)
+                    for k in (
+                        "status",
+                        "rows_read",
+                        "inserted",
+                        "rejected",
+                        "duplicates_in_file",
+                        "already_imported",
+                        "rejects_file",
+                        "report_file",
+                    )
+                },
+                "import_id": report.import_id,
+                "error": error,
+            },
+        )

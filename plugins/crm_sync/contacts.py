@@ -59,7 +59,7 @@ def _email_token(token: str) -> str:
         previous = token
         token = token.strip("<>()[]{}\"'`").strip()
         token = _MAILTO.sub("", token)
-    token = token.split("?", 1)[0]          # mailto:a@x.com?subject=...
+    token = token.split("?", 1)[0]  # mailto:a@x.com?subject=...
     return token.rstrip(".:")
 
 
@@ -89,19 +89,19 @@ def normalize_email(raw: Any) -> tuple[str | None, list[str]]:
             valid.append(address)
     if not valid:
         reason = rejected[0][1] if rejected else "empty"
-        return None, [f"customer_email {echo(text)} is not a valid email address "
-                      f"({shorten(reason, 100)}): dropped"]
+        return None, [f"customer_email {echo(text)} is not a valid email address ({shorten(reason, 100)}): dropped"]
     warnings: list[str] = []
     dropped = valid[1:] + [c for c, _ in rejected]
     if dropped:
         shown = ", ".join(echo(d, 40) for d in dropped[:3]) + (" ..." if len(dropped) > 3 else "")
-        warnings.append(f"customer_email {echo(text)} holds {len(dropped) + 1} addresses: "
-                        f"kept '{valid[0]}', dropped {shown}")
+        warnings.append(
+            f"customer_email {echo(text)} holds {len(dropped) + 1} addresses: kept '{valid[0]}', dropped {shown}"
+        )
     return valid[0], warnings
 
 
 # --------------------------------------------------------------------------- phone
-_FICTIONAL_NANP = re.compile(r"^[2-9](?!11)\d{2}55501\d{2}$")   # NXX-555-0100..0199
+_FICTIONAL_NANP = re.compile(r"^[2-9](?!11)\d{2}55501\d{2}$")  # NXX-555-0100..0199
 _POSSIBLE_REASONS = {
     phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "no area code",
     phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
@@ -138,14 +138,15 @@ def normalize_phone(raw: Any, default_region: str = "US") -> tuple[str | None, s
     accepted: list[phonenumbers.PhoneNumber] = []
     problems: list[str] = []
     try:
-        matches = list(phonenumbers.PhoneNumberMatcher(text, default_region,
-                                                       leniency=phonenumbers.Leniency.POSSIBLE))
+        matches = list(phonenumbers.PhoneNumberMatcher(text, default_region, leniency=phonenumbers.Leniency.POSSIBLE))
     except Exception:  # pragma: no cover - defensive: the matcher is not supposed to raise
         matches = []
     for match in matches:
         if _phone_ok(match.number):
-            if all(match.number.national_number != a.national_number
-                   or match.number.country_code != a.country_code for a in accepted):
+            if all(
+                match.number.national_number != a.national_number or match.number.country_code != a.country_code
+                for a in accepted
+            ):
                 accepted.append(match.number)
         else:
             problems.append(_phone_problem(match.number))
@@ -169,8 +170,9 @@ def normalize_phone(raw: Any, default_region: str = "US") -> tuple[str | None, s
     warnings: list[str] = []
     if len(accepted) > 1:
         dropped = ", ".join(_format_e164(n) for n in accepted[1:])
-        warnings.append(f"customer_phone {echo(text)} holds {len(accepted)} phone numbers: kept {e164}, "
-                        f"dropped {dropped}")
+        warnings.append(
+            f"customer_phone {echo(text)} holds {len(accepted)} phone numbers: kept {e164}, dropped {dropped}"
+        )
     return e164, extension, warnings
 
 
@@ -198,8 +200,30 @@ _HONORIFICS = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "rev", "sir", "mis
 _GENERATIONAL = {"jr": "Jr.", "sr": "Sr.", "ii": "II", "iii": "III", "iv": "IV"}
 _PROFESSIONAL = {"md", "phd", "dds", "dmd", "esq", "cpa", "rn", "dvm"}
 _EMAIL_LIKE = re.compile(r"[<(\[]?\S+@\S+[>)\]]?")
-_PARTICLES = {"van", "von", "de", "der", "den", "del", "della", "di", "da", "du", "la", "le",
-              "dos", "das", "ten", "ter", "st", "st.", "ste", "saint", "bin", "ibn"}
+_PARTICLES = {
+    "van",
+    "von",
+    "de",
+    "der",
+    "den",
+    "del",
+    "della",
+    "di",
+    "da",
+    "du",
+    "la",
+    "le",
+    "dos",
+    "das",
+    "ten",
+    "ter",
+    "st",
+    "st.",
+    "ste",
+    "saint",
+    "bin",
+    "ibn",
+}
 
 
 def _bare(token: str) -> str:
@@ -249,7 +273,7 @@ def split_name(raw: Any) -> tuple[str | None, str | None, list[str]]:
     text = WHITESPACE.sub(" ", unicodedata.normalize("NFC", clean_text(raw))).strip(" ,;")
     if not text:
         return None, None, []
-    if "@" in text:    # "John Smith <john@x.com>": keep the name part
+    if "@" in text:  # "John Smith <john@x.com>": keep the name part
         text = WHITESPACE.sub(" ", _EMAIL_LIKE.sub(" ", text)).strip(" ,;")
         if not any(c.isalpha() for c in text):
             return None, None, [f"customer_name {echo(raw)} looks like an email address: dropped"]
@@ -264,7 +288,7 @@ def split_name(raw: Any) -> tuple[str | None, str | None, list[str]]:
         for token in pieces.pop().split():
             if _bare(token) in _GENERATIONAL:
                 generational.append(_GENERATIONAL[_bare(token)])
-    if len(pieces) >= 2:                                   # "Smith, John"
+    if len(pieces) >= 2:  # "Smith, John"
         last_tokens = _strip_suffixes(_strip_honorifics(pieces[0].split()), generational)
         first_tokens = _strip_suffixes(_strip_honorifics(" ".join(pieces[1:]).split()), generational)
         if not first_tokens and not last_tokens:

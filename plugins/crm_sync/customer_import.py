@@ -114,8 +114,10 @@ class DuplicateTracker:
         """(groups, customers in any group, examples): a group is a key shared by 2+ CRM customers."""
         groups = {k: ids for k, ids in self.ids_by_key.items() if len(ids) > 1}
         customers = {i for ids in groups.values() for i in ids}
-        examples = [{"key": mask_key(k), "crm_ids": ids[:5], "customers": len(ids)}
-                    for k, ids in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:max_examples]]
+        examples = [
+            {"key": mask_key(k), "crm_ids": ids[:5], "customers": len(ids)}
+            for k, ids in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:max_examples]
+        ]
         return len(groups), len(customers), examples
 
 
@@ -149,10 +151,20 @@ class ImportResult:
 
 
 # --------------------------------------------------------------------------- the import
-def import_customers(engine: Engine, company_id: int, crm_type: str, integration: dict[str, Any], *,
-                     destination: Destination | None = None, trigger: str = "dag", run_id: str | None = None,
-                     dag_id: str | None = None, rate_share: float = 1.0,
-                     page_size: int | None = None, deadline: float | None = None) -> ImportResult:
+def import_customers(
+    engine: Engine,
+    company_id: int,
+    crm_type: str,
+    integration: dict[str, Any],
+    *,
+    destination: Destination | None = None,
+    trigger: str = "dag",
+    run_id: str | None = None,
+    dag_id: str | None = None,
+    rate_share: float = 1.0,
+    page_size: int | None = None,
+    deadline: float | None = None,
+) -> ImportResult:
     """Read every customer of the company's CRM into ``crm_sync.customer_map``; record and return the outcome.
 
     CRM errors (bad credentials, CRM down after retries, quota) end the import with
@@ -161,9 +173,17 @@ def import_customers(engine: Engine, company_id: int, crm_type: str, integration
     """
     result = ImportResult(company_id=company_id, crm_type=crm_type, trigger=trigger, run_id=run_id, dag_id=dag_id)
     with engine.begin() as conn:
-        import_id = conn.execute(sql("customer_import_start"), {
-            "run_id": run_id, "dag_id": dag_id, "trigger": trigger, "company_id": company_id,
-            "crm_type": crm_type, "crm_account": None}).first()[0]
+        import_id = conn.execute(
+            sql("customer_import_start"),
+            {
+                "run_id": run_id,
+                "dag_id": dag_id,
+                "trigger": trigger,
+                "company_id": company_id,
+                "crm_type": crm_type,
+                "crm_account": None,
+            },
+        ).first()[0]
     clock = time.monotonic()
     settings, _ = parse_sync_settings(integration.get("syncSettings"))
     built = destination is None
@@ -194,17 +214,28 @@ def import_customers(engine: Engine, company_id: int, crm_type: str, integration
         result.seconds = round(time.monotonic() - clock, 3)
         _finish(engine, import_id, result)
     level = logging.INFO if result.status == "success" else logging.WARNING
-    log.log(level, "customer import company %s -> %s: %s, %d CRM customers, %d keys added, %d already mapped, "
-            "%d duplicate groups (%d customers)%s", company_id, crm_type, result.status, result.customers_indexed,
-            result.keys_added, result.keys_already_mapped, result.duplicate_groups, result.duplicate_customers,
-            f": {result.error}" if result.error else "")
+    log.log(
+        level,
+        "customer import company %s -> %s: %s, %d CRM customers, %d keys added, %d already mapped, "
+        "%d duplicate groups (%d customers)%s",
+        company_id,
+        crm_type,
+        result.status,
+        result.customers_indexed,
+        result.keys_added,
+        result.keys_already_mapped,
+        result.duplicate_groups,
+        result.duplicate_customers,
+        f": {result.error}" if result.error else "",
+    )
     if unexpected is not None:
         raise unexpected
     return result
 
 
-def ensure_customer_index(engine: Engine, company_id: int, crm_type: str, integration: dict[str, Any],
-                          **kwargs: Any) -> ImportResult | None:
+def ensure_customer_index(
+    engine: Engine, company_id: int, crm_type: str, integration: dict[str, Any], **kwargs: Any
+) -> ImportResult | None:
     """Import the CRM's customers once, before the first sync of this company x CRM; never raises.
 
     Returns None (one indexed query, no CRM call) once a successful import is recorded (or one that
@@ -223,16 +254,30 @@ def ensure_customer_index(engine: Engine, company_id: int, crm_type: str, integr
             done = conn.execute(sql("customer_import_done"), {"company_id": company_id, "crm_type": crm_type}).scalar()
         if done:
             return None
-        return import_customers(engine, company_id, crm_type, integration, trigger=kwargs.pop("trigger", "auto"),
-                                **kwargs)
+        return import_customers(
+            engine, company_id, crm_type, integration, trigger=kwargs.pop("trigger", "auto"), **kwargs
+        )
     except Exception as exc:  # the sync must run whatever happened here
-        log.warning("customer import before the first sync of company %s -> %s failed (%s); syncing anyway",
-                    company_id, crm_type, type(exc).__name__, exc_info=True)
+        log.warning(
+            "customer import before the first sync of company %s -> %s failed (%s); syncing anyway",
+            company_id,
+            crm_type,
+            type(exc).__name__,
+            exc_info=True,
+        )
         return None
 
 
-def sync_with_index(engine: Engine, company_id: int, crm_type: str, integration: dict[str, Any], *, run_id: str,
-                    dag_id: str | None, options: SyncOptions) -> IntegrationResult:
+def sync_with_index(
+    engine: Engine,
+    company_id: int,
+    crm_type: str,
+    integration: dict[str, Any],
+    *,
+    run_id: str,
+    dag_id: str | None,
+    options: SyncOptions,
+) -> IntegrationResult:
     """Sync one company x CRM through one destination: the CRM's customers indexed first (first sync only,
     :func:`ensure_customer_index`), then the sync (:class:`crm_sync.integration_sync.IntegrationSync`).
 
@@ -244,33 +289,74 @@ def sync_with_index(engine: Engine, company_id: int, crm_type: str, integration:
     from crm_sync.integration_sync import IntegrationSync
 
     try:
-        destination = company_destination(engine, company_id, crm_type, integration, rate_share=options.rate_share,
-                                          max_attempts=options.max_attempts)
+        destination = company_destination(
+            engine, company_id, crm_type, integration, rate_share=options.rate_share, max_attempts=options.max_attempts
+        )
     except CrmError:
         # Settings the hook refuses: the index and the sync each try and record why (a failed import, a
         # config_error run), as they do with destinations of their own.
         destination = None
     try:
-        ensure_customer_index(engine, company_id, crm_type, integration, destination=destination, run_id=run_id,
-                              dag_id=dag_id, rate_share=options.rate_share, deadline=options.deadline)
+        ensure_customer_index(
+            engine,
+            company_id,
+            crm_type,
+            integration,
+            destination=destination,
+            run_id=run_id,
+            dag_id=dag_id,
+            rate_share=options.rate_share,
+            deadline=options.deadline,
+        )
         if destination is not None:
             destination.hook.stats = CallStats()
-        return IntegrationSync(engine, company_id=company_id, crm_type=crm_type, integration=integration,
-                               run_id=run_id, dag_id=dag_id, options=options, destination=destination).run()
+        return IntegrationSync(
+            engine,
+            company_id=company_id,
+            crm_type=crm_type,
+            integration=integration,
+            run_id=run_id,
+            dag_id=dag_id,
+            options=options,
+            destination=destination,
+        ).run()
     finally:
         if destination is not None:
             destination.close()
 
 
-def record_failure(engine: Engine, company_id: int, crm_type: str, error: str, *, trigger: str = "dag",
-                   run_id: str | None = None, dag_id: str | None = None) -> ImportResult:
+def record_failure(
+    engine: Engine,
+    company_id: int,
+    crm_type: str,
+    error: str,
+    *,
+    trigger: str = "dag",
+    run_id: str | None = None,
+    dag_id: str | None = None,
+) -> ImportResult:
     """An import that could not start (e.g. the integration's settings changed since discovery)."""
-    result = ImportResult(company_id=company_id, crm_type=crm_type, trigger=trigger, run_id=run_id, dag_id=dag_id,
-                          status="failed", error=error)
+    result = ImportResult(
+        company_id=company_id,
+        crm_type=crm_type,
+        trigger=trigger,
+        run_id=run_id,
+        dag_id=dag_id,
+        status="failed",
+        error=error,
+    )
     with engine.begin() as conn:
-        import_id = conn.execute(sql("customer_import_start"), {
-            "run_id": run_id, "dag_id": dag_id, "trigger": trigger, "company_id": company_id,
-            "crm_type": crm_type, "crm_account": None}).first()[0]
+        import_id = conn.execute(
+            sql("customer_import_start"),
+            {
+                "run_id": run_id,
+                "dag_id": dag_id,
+                "trigger": trigger,
+                "company_id": company_id,
+                "crm_type": crm_type,
+                "crm_account": None,
+            },
+        ).first()[0]
     _finish(engine, import_id, result)
     log.warning("customer import company %s -> %s not started: %s", company_id, crm_type, error)
     return result
@@ -314,14 +400,17 @@ def format_imports(rows: Iterable[dict[str, Any]]) -> str:
         if isinstance(examples, str):
             examples = json.loads(examples)
         for ex in examples:
-            notes.append(f"  {name} {r['crm_type']}: {ex['customers']} CRM customers share {ex['key']} "
-                         f"(ids {', '.join(ex['crm_ids'])})")
+            notes.append(
+                f"  {name} {r['crm_type']}: {ex['customers']} CRM customers share {ex['key']} "
+                f"(ids {', '.join(ex['crm_ids'])})"
+            )
     return "\n".join(lines + (["", "Notes:"] + notes if notes else []))
 
 
 # --------------------------------------------------------------------------- internals
-def _index(engine: Engine, destination: Destination, result: ImportResult, strategy: str,
-           page_size: int | None) -> None:
+def _index(
+    engine: Engine, destination: Destination, result: ImportResult, strategy: str, page_size: int | None
+) -> None:
     duplicates = DuplicateTracker()
     seen: set[str] = set()
     pending: dict[str, tuple[str, str | None]] = {}
@@ -329,8 +418,9 @@ def _index(engine: Engine, destination: Destination, result: ImportResult, strat
     # A CRM that cannot list customers says so on the first read, before any other call is made.
     first = next(records, None)
     # The keys are the account's: bind first (an account change archives the old account's map).
-    result.crm_account = bind_account(engine, result.company_id, result.crm_type,
-                                      destination.account_identity()).account
+    result.crm_account = bind_account(
+        engine, result.company_id, result.crm_type, destination.account_identity()
+    ).account
     try:
         for record in itertools.chain([first] if first is not None else [], records):
             result.customers_indexed += 1
@@ -356,22 +446,32 @@ def _write(engine: Engine, result: ImportResult, pending: dict[str, tuple[str, s
         return
     keys = list(pending)
     with engine.begin() as conn:
-        added = conn.execute(sql("customer_import_map_insert"), {
-            # CRM-sent names may hold NUL / lone surrogates: stored cleaned, as the sync looks them up.
-            "company_id": result.company_id, "crm_type": result.crm_type, "match_keys": [storable_text(k) for k in keys],
-            "crm_account": result.crm_account,
-            "crm_customer_ids": [pending[k][0] for k in keys],
-            "crm_parent_ids": [pending[k][1] for k in keys]}).scalars().all()
+        added = (
+            conn.execute(
+                sql("customer_import_map_insert"),
+                {
+                    # CRM-sent names may hold NUL / lone surrogates: stored cleaned, as the sync looks them up.
+                    "company_id": result.company_id,
+                    "crm_type": result.crm_type,
+                    "match_keys": [storable_text(k) for k in keys],
+                    "crm_account": result.crm_account,
+                    "crm_customer_ids": [pending[k][0] for k in keys],
+                    "crm_parent_ids": [pending[k][1] for k in keys],
+                },
+            )
+            .scalars()
+            .all()
+        )
     result.keys_added += len(added)
     result.keys_already_mapped += len(keys) - len(added)
     pending.clear()
 
 
 def _finish(engine: Engine, import_id: int, result: ImportResult) -> None:
-    row = {k: v for k, v in result.summary().items() if k not in ("company_id", "crm_type", "trigger", "run_id",
-                                                                   "dag_id")}
-    row.update(id=import_id, finished_at=datetime.now(UTC),
-               duplicate_examples=dumps_strict(result.duplicate_examples))
+    row = {
+        k: v for k, v in result.summary().items() if k not in ("company_id", "crm_type", "trigger", "run_id", "dag_id")
+    }
+    row.update(id=import_id, finished_at=datetime.now(UTC), duplicate_examples=dumps_strict(result.duplicate_examples))
     with engine.begin() as conn:
         conn.execute(sql("customer_import_finish"), row)
 
@@ -381,6 +481,15 @@ def _redact(destination: Destination | None, text: str) -> str:
     return destination.hook.redact(text) if destination is not None else text
 
 
-__all__ = ["DuplicateTracker", "ImportResult", "customer_match_keys", "ensure_customer_index", "format_imports",
-           "import_customers", "imports_for", "mask_key", "record_failure", "sync_with_index"]
-
+__all__ = [
+    "DuplicateTracker",
+    "ImportResult",
+    "customer_match_keys",
+    "ensure_customer_index",
+    "format_imports",
+    "import_customers",
+    "imports_for",
+    "mask_key",
+    "record_failure",
+    "sync_with_index",
+]

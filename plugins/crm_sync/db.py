@@ -39,15 +39,19 @@ def migrate(engine: Engine) -> list[str]:
     applied: list[str] = []
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS crm_sync"))
-        conn.execute(sa.text(
-            "CREATE TABLE IF NOT EXISTS crm_sync.schema_migrations "
-            "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE IF NOT EXISTS crm_sync.schema_migrations "
+                "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+        )
     for path in sorted((SQL_DIR / "migrations").glob("*.sql")):
         with engine.begin() as conn:
             # One migrator at a time, even from several workers.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('crm_sync.migrate'))"))
-            done = conn.execute(sa.text("SELECT 1 FROM crm_sync.schema_migrations WHERE version = :v"),
-                                {"v": path.stem}).first()
+            done = conn.execute(
+                sa.text("SELECT 1 FROM crm_sync.schema_migrations WHERE version = :v"), {"v": path.stem}
+            ).first()
             if done:
                 continue
             conn.exec_driver_sql(path.read_text())

@@ -41,8 +41,18 @@ from crm_sync.csv_escape import escape_formulas
 from crm_sync.db import sql
 from crm_sync.settings import known_crm_types
 
-__all__ = ["COLUMNS", "FORMATS", "ExportError", "ExportParams", "default_export_root", "export_folder_name",
-           "read_csv", "resolve_params", "run_date_of", "run_export"]
+__all__ = [
+    "COLUMNS",
+    "FORMATS",
+    "ExportError",
+    "ExportParams",
+    "default_export_root",
+    "export_folder_name",
+    "read_csv",
+    "resolve_params",
+    "run_date_of",
+    "run_export",
+]
 
 FORMATS = ("csv", "parquet")
 DEFAULT_CHUNK_SIZE = 20_000
@@ -90,8 +100,17 @@ COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
 )
 SCHEMA = pa.schema([pa.field(name, type_) for name, type_ in COLUMNS])
 _PANDAS_DTYPES: dict[str, Any] = {
-    name: ("Int64" if pa.types.is_integer(t) else "boolean" if pa.types.is_boolean(t) else "float64"
-           if pa.types.is_floating(t) else "datetime64[us]" if pa.types.is_timestamp(t) else "string")
+    name: (
+        "Int64"
+        if pa.types.is_integer(t)
+        else "boolean"
+        if pa.types.is_boolean(t)
+        else "float64"
+        if pa.types.is_floating(t)
+        else "datetime64[us]"
+        if pa.types.is_timestamp(t)
+        else "string"
+    )
     for name, t in COLUMNS
 }
 
@@ -103,23 +122,31 @@ class ExportError(ValueError):
 @dataclass(frozen=True)
 class ExportParams:
     company_ids: tuple[int, ...]
-    date_from: date           # inclusive
-    date_to: date             # inclusive
+    date_from: date  # inclusive
+    date_to: date  # inclusive
     formats: tuple[str, ...]
     crm_types: tuple[str, ...]
     chunk_size: int = DEFAULT_CHUNK_SIZE
-    csv_escape_formulas: bool = True    # False: CSV text cells as they are (for programs, not spreadsheets)
+    csv_escape_formulas: bool = True  # False: CSV text cells as they are (for programs, not spreadsheets)
 
     def query_params(self) -> dict[str, Any]:
         """The bind parameters of ``export_check_ins.sql``: created_at in [date_from, date_to + 1 day)."""
-        return {"company_ids": list(self.company_ids), "crm_types": list(self.crm_types),
-                "created_from": datetime.combine(self.date_from, datetime.min.time()),
-                "created_to": datetime.combine(self.date_to + timedelta(days=1), datetime.min.time())}
+        return {
+            "company_ids": list(self.company_ids),
+            "crm_types": list(self.crm_types),
+            "created_from": datetime.combine(self.date_from, datetime.min.time()),
+            "created_to": datetime.combine(self.date_to + timedelta(days=1), datetime.min.time()),
+        }
 
     def manifest(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(company_ids=list(self.company_ids), formats=list(self.formats), crm_types=list(self.crm_types),
-                    date_from=self.date_from.isoformat(), date_to=self.date_to.isoformat())
+        data.update(
+            company_ids=list(self.company_ids),
+            formats=list(self.formats),
+            crm_types=list(self.crm_types),
+            date_from=self.date_from.isoformat(),
+            date_to=self.date_to.isoformat(),
+        )
         return data
 
 
@@ -175,9 +202,15 @@ def resolve_params(raw: Mapping[str, Any], *, run_date: date) -> ExportParams:
     escape = True if escape is None else escape
     if not isinstance(escape, bool):
         raise ExportError(f"csv_escape_formulas must be true or false, got {str(escape)[:20]!r}")
-    return ExportParams(company_ids=tuple(sorted(set(ids))), date_from=date_from, date_to=date_to,
-                        formats=tuple(dict.fromkeys(formats)), crm_types=tuple(dict.fromkeys(crm_types)),
-                        chunk_size=chunk_size, csv_escape_formulas=escape)
+    return ExportParams(
+        company_ids=tuple(sorted(set(ids))),
+        date_from=date_from,
+        date_to=date_to,
+        formats=tuple(dict.fromkeys(formats)),
+        crm_types=tuple(dict.fromkeys(crm_types)),
+        chunk_size=chunk_size,
+        csv_escape_formulas=escape,
+    )
 
 
 def default_export_root(output_dir: str | None = None, env: Mapping[str, str] | None = None) -> Path:
@@ -201,11 +234,11 @@ def iter_chunks(engine: Engine, params: ExportParams) -> Iterator[pd.DataFrame]:
     """The export's rows as frames of at most ``chunk_size`` rows, from a server-side cursor."""
     with engine.connect().execution_options(stream_results=True, yield_per=params.chunk_size) as conn:
         result = conn.execute(sql("export_check_ins"), params.query_params())
-        if list(result.keys()) != [name for name, _ in COLUMNS]:   # the SQL file and COLUMNS must agree
+        if list(result.keys()) != [name for name, _ in COLUMNS]:  # the SQL file and COLUMNS must agree
             raise RuntimeError(f"export_check_ins.sql returns {list(result.keys())}, expected the COLUMNS list")
         for partition in result.partitions(params.chunk_size):
             df = frame(partition)
-            del partition          # one copy of the chunk alive at a time, not two
+            del partition  # one copy of the chunk alive at a time, not two
             yield df
 
 
@@ -220,7 +253,7 @@ class _Writers:
         for fmt, name in (("csv", "check_ins.csv"), ("parquet", "check_ins.parquet")):
             if fmt in formats:
                 self.paths[fmt] = folder / name
-                paths.open_private(self.paths[fmt], "wb").close()   # owner-only before Arrow writes a byte
+                paths.open_private(self.paths[fmt], "wb").close()  # owner-only before Arrow writes a byte
         if "csv" in formats:
             # Arrow's writer: RFC 4180 quoting, null = empty field, ~3x faster than DataFrame.to_csv.
             self._csv = pacsv.CSVWriter(self.paths["csv"], SCHEMA)
@@ -233,7 +266,7 @@ class _Writers:
             # appended: the header was written once
             self._csv.write_table(escape_formulas(table) if self._escape else table)
         if self._parquet is not None:
-            self._parquet.write_table(table)   # one row group per chunk
+            self._parquet.write_table(table)  # one row group per chunk
 
     def close(self) -> None:
         if self._csv is not None:
@@ -252,8 +285,9 @@ class _Counts:
     last_check_in: int | None = None
 
 
-def run_export(engine: Engine, params: ExportParams, root: Path, *, run_id: str,
-               generated_at: datetime | None = None) -> dict[str, Any]:
+def run_export(
+    engine: Engine, params: ExportParams, root: Path, *, run_id: str, generated_at: datetime | None = None
+) -> dict[str, Any]:
     """Write one export folder under ``root``; returns the manifest (also written as ``manifest.json``)."""
     generated_at = generated_at or datetime.now(UTC)
     paths.make_private_dir(root)
@@ -277,26 +311,35 @@ def run_export(engine: Engine, params: ExportParams, root: Path, *, run_id: str,
             counts.last_check_in = int(ids.iloc[-1])
             counts.by_company.update({int(k): int(v) for k, v in df["company_id"].value_counts().items()})
             counts.by_status.update({str(k): int(v) for k, v in df["sync_status"].value_counts().items()})
-            del df, ids            # freed before the next chunk is fetched
+            del df, ids  # freed before the next chunk is fetched
     except BaseException:
         writers.close()
-        shutil.rmtree(partial, ignore_errors=True)   # never leave half an export behind
+        shutil.rmtree(partial, ignore_errors=True)  # never leave half an export behind
         raise
     writers.close()
 
     files = []
     for fmt, path in writers.paths.items():
-        files.append({"name": path.name, "format": fmt, "rows": counts.rows, "bytes": path.stat().st_size,
-                      "sha256": paths.sha256_file(path)})
+        files.append(
+            {
+                "name": path.name,
+                "format": fmt,
+                "rows": counts.rows,
+                "bytes": path.stat().st_size,
+                "sha256": paths.sha256_file(path),
+            }
+        )
     manifest = {
         "export": final.name,
         "run_id": run_id,
         "generated_at": generated_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "parameters": params.manifest(),
-        "query": {"sql": "include/sql/export_check_ins.sql",
-                  "created_at_from": params.query_params()["created_from"].isoformat(),
-                  "created_at_before": params.query_params()["created_to"].isoformat(),
-                  "order": "check_in_id, crm_type (no CRM first)"},
+        "query": {
+            "sql": "include/sql/export_check_ins.sql",
+            "created_at_from": params.query_params()["created_from"].isoformat(),
+            "created_at_before": params.query_params()["created_to"].isoformat(),
+            "order": "check_in_id, crm_type (no CRM first)",
+        },
         "row_count": counts.rows,
         "check_in_count": counts.check_ins,
         "chunks": counts.chunks,
@@ -305,12 +348,18 @@ def run_export(engine: Engine, params: ExportParams, root: Path, *, run_id: str,
         "columns": [{"name": name, "type": str(type_)} for name, type_ in COLUMNS],
         "files": files,
         "timestamps": "naive UTC",
-        "csv": {"encoding": "utf-8", "header": True, "null": "empty field", "timestamp_format": CSV_TIMESTAMP,
-                "formula_escaping": "text cells starting with = + - @ tab or CR are prefixed with '"
-                                    if params.csv_escape_formulas else "off"},
+        "csv": {
+            "encoding": "utf-8",
+            "header": True,
+            "null": "empty field",
+            "timestamp_format": CSV_TIMESTAMP,
+            "formula_escaping": "text cells starting with = + - @ tab or CR are prefixed with '"
+            if params.csv_escape_formulas
+            else "off",
+        },
     }
     paths.write_private_text(partial / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-    if final.exists():               # a retry of the same run: its own earlier folder
+    if final.exists():  # a retry of the same run: its own earlier folder
         shutil.rmtree(final)
     partial.rename(final)
     manifest["folder"] = str(final)
@@ -322,8 +371,9 @@ def read_csv(path: Path) -> pd.DataFrame:
     names = [name for name, _ in COLUMNS]
     times = [name for name, t in COLUMNS if pa.types.is_timestamp(t)]
     dtypes = {k: v for k, v in _PANDAS_DTYPES.items() if k not in times}
-    df = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values=[""], parse_dates=times,
-                     date_format=CSV_TIMESTAMP)
+    df = pd.read_csv(
+        path, dtype=dtypes, keep_default_na=False, na_values=[""], parse_dates=times, date_format=CSV_TIMESTAMP
+    )
     for name in times:
         df[name] = df[name].astype("datetime64[us]")
     return df[names]

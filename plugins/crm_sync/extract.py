@@ -47,12 +47,18 @@ def integration_settled_id(engine: Engine, company_id: int, crm_type: str) -> in
 def advance_integration(engine: Engine, company_id: int, crm_type: str, settled_id: int) -> None:
     """After a complete run: every row up to ``settled_id`` has been considered."""
     with engine.begin() as conn:
-        conn.execute(sql("integration_state_advance"),
-                     {"company_id": company_id, "crm_type": crm_type, "settled_id": settled_id})
+        conn.execute(
+            sql("integration_state_advance"), {"company_id": company_id, "crm_type": crm_type, "settled_id": settled_id}
+        )
 
 
 def iter_candidate_batches(
-    engine: Engine, company_id: int, crm_type: str, *, batch_size: int, lookback_days: int,
+    engine: Engine,
+    company_id: int,
+    crm_type: str,
+    *,
+    batch_size: int,
+    lookback_days: int,
     crm_account: str | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Candidate rows in id order, ``batch_size`` at a time, from a server-side cursor.
@@ -70,17 +76,29 @@ def iter_candidate_batches(
 
 
 def iter_range_batches(
-    engine: Engine, company_id: int, crm_type: str, *, created_from: datetime, created_to: datetime,
-    batch_size: int, resync_quarantined: bool = False, crm_account: str | None = None,
+    engine: Engine,
+    company_id: int,
+    crm_type: str,
+    *,
+    created_from: datetime,
+    created_to: datetime,
+    batch_size: int,
+    resync_quarantined: bool = False,
+    crm_account: str | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Every check-in created in ``[created_from, created_to)`` (a dated backfill), in id order.
 
     Rows already synced or quarantined come back too (the engine counts them unchanged and
     never sends them again); ``resync_quarantined`` marks quarantined rows as requeued.
     """
-    params = {"company_id": company_id, "crm_type": crm_type, "resync_quarantined": resync_quarantined,
-              "crm_account": crm_account,
-              "created_from": _naive_utc(created_from), "created_to": _naive_utc(created_to)}
+    params = {
+        "company_id": company_id,
+        "crm_type": crm_type,
+        "resync_quarantined": resync_quarantined,
+        "crm_account": crm_account,
+        "created_from": _naive_utc(created_from),
+        "created_to": _naive_utc(created_to),
+    }
     yield from _stream(engine, "extract_range", params, batch_size)
 
 

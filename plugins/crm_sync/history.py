@@ -42,7 +42,8 @@ def history_entry(crm_type: str, crm_name: str | None, *, synced: int, errors: i
         "id": int(at.timestamp() * 1000),
         "crmType": crm_type,
         "crmName": storable_text(crm_name if isinstance(crm_name, str) and crm_name else None)
-        or display_name(crm_type) or storable_text(crm_type),
+        or display_name(crm_type)
+        or storable_text(crm_type),
         "status": history_status(synced, errors),
         "itemsProcessed": synced + errors,
         "errorCount": errors,
@@ -99,8 +100,11 @@ def write_back(
             return False
         new_history = history_text
         if add_history:
-            new_history = with_entry(history_text, history_entry(crm_type, crm_name, synced=synced,
-                                                                 errors=errors, at=at))
-        conn.execute(sql("company_write_back"), {"company_id": company_id, "crm_integrations": new_integrations,
-                                                 "crm_sync_history": new_history})
+            new_history = with_entry(
+                history_text, history_entry(crm_type, crm_name, synced=synced, errors=errors, at=at)
+            )
+        conn.execute(
+            sql("company_write_back"),
+            {"company_id": company_id, "crm_integrations": new_integrations, "crm_sync_history": new_history},
+        )
     return True

@@ -67,17 +67,17 @@ MAX_CONSECUTIVE_FAILED_BATCHES = 3
 class SyncOptions:
     """Knobs of one integration run (DAG params map onto these)."""
 
-    batch_size: int | None = None          # default: the CRM's batch endpoint size
-    lookback_days: int = 7                 # window in which edited check-ins are detected
-    rate_share: float = 1.0                # share of the CRM's rate limit this run may use
-    max_attempts: int | None = None        # per request, before a transient error fails the rows
+    batch_size: int | None = None  # default: the CRM's batch endpoint size
+    lookback_days: int = 7  # window in which edited check-ins are detected
+    rate_share: float = 1.0  # share of the CRM's rate limit this run may use
+    max_attempts: int | None = None  # per request, before a transient error fails the rows
     #: nothing is sent and nothing in the ledger changes: the run counts what it would do (``result.report``)
     dry_run: bool = False
     #: a dated range (backfill): every check-in created in [created_from, created_to) instead of the
     #: incremental candidates; the integration's id horizon is not moved
     created_from: datetime | None = None
     created_to: datetime | None = None
-    resync_quarantined: bool = False       # range runs: retry quarantined rows as if requeued
+    resync_quarantined: bool = False  # range runs: retry quarantined rows as if requeued
     #: ``time.monotonic()`` by which the run must stop (None: no budget). Checked between batches and
     #: before every CRM wait or request (:meth:`CrmHook.check_budget`); unsent rows stay pending.
     deadline: float | None = None
@@ -153,23 +153,43 @@ class DryRunReport:
     customers_seen: set[str] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, Any]:
-        outcomes = ("would_create_customers", "would_match_customers", "would_quarantine_no_match",
-                    "would_create_visits", "would_update_visits", "would_look_up_visits", "already_synced",
-                    "already_quarantined", "invalid")
-        return {"counts": {k: self.counts.get(k, 0) for k in outcomes},
-                "invalid_reasons": dict(self.invalid_reasons.most_common(20)), "samples": self.samples}
+        outcomes = (
+            "would_create_customers",
+            "would_match_customers",
+            "would_quarantine_no_match",
+            "would_create_visits",
+            "would_update_visits",
+            "would_look_up_visits",
+            "already_synced",
+            "already_quarantined",
+            "invalid",
+        )
+        return {
+            "counts": {k: self.counts.get(k, 0) for k in outcomes},
+            "invalid_reasons": dict(self.invalid_reasons.most_common(20)),
+            "samples": self.samples,
+        }
 
     def add_sample(self, item: PreparedCheckIn) -> None:
         if len(self.samples) >= self.SAMPLES or item.visit is None:
             return
         # The sync's normalised payload (what every CRM mapping starts from); never credentials.
-        self.samples.append({
-            "check_in_id": item.check_in_id, "visit_key": item.visit_key, "match_keys": item.match_keys,
-            "customer": {k: v for k, v in asdict(item.customer).items() if v is not None},
-            "visit": {"title": item.visit.title, "job_type": item.visit.job_type,
-                      "occurred_at": item.visit.occurred_at.isoformat(), "body": item.visit.body[:300],
-                      "photo_urls": list(item.visit.photo_urls[:3])},
-            "warnings": item.warnings[:5]})
+        self.samples.append(
+            {
+                "check_in_id": item.check_in_id,
+                "visit_key": item.visit_key,
+                "match_keys": item.match_keys,
+                "customer": {k: v for k, v in asdict(item.customer).items() if v is not None},
+                "visit": {
+                    "title": item.visit.title,
+                    "job_type": item.visit.job_type,
+                    "occurred_at": item.visit.occurred_at.isoformat(),
+                    "body": item.visit.body[:300],
+                    "photo_urls": list(item.visit.photo_urls[:3]),
+                },
+                "warnings": item.warnings[:5],
+            }
+        )
 
 
 class _StopIntegration(Exception):
@@ -233,9 +253,13 @@ class IntegrationSync:
                 result.error = "another sync of this company and CRM is running; skipped"
                 return result
             destination = self._destination or destination_for(
-                self.crm_type, self.integration, self.settings, rate_share=self.options.rate_share,
+                self.crm_type,
+                self.integration,
+                self.settings,
+                rate_share=self.options.rate_share,
                 max_attempts=self.options.max_attempts,
-                credentials_writer=self._credentials_writer())
+                credentials_writer=self._credentials_writer(),
+            )
             self._in_use = destination
             destination.hook.deadline = self.options.deadline
             result.warnings.extend(destination.hook.setting_warnings)
@@ -245,8 +269,9 @@ class IntegrationSync:
             ranged = self.options.created_from is not None
             settled_id = None if ranged else extract.settled_horizon(self.engine)
             for batch in self._batches(self.options.batch_size or destination.batch_size):
-                if self._budget_hit or (self.options.deadline is not None
-                                        and time.monotonic() >= self.options.deadline):
+                if self._budget_hit or (
+                    self.options.deadline is not None and time.monotonic() >= self.options.deadline
+                ):
                     raise _BudgetReached()
                 self._process_batch(destination, batch)
             if self._budget_hit:
@@ -269,7 +294,10 @@ class IntegrationSync:
             if destination is not None:
                 stats = destination.hook.stats
                 result.api_calls, result.retries, result.rate_limited = (
-                    stats.api_calls, stats.retries, stats.rate_limited)
+                    stats.api_calls,
+                    stats.retries,
+                    stats.rate_limited,
+                )
                 destination.close()
             self._unlock(lock_conn)
             lock_conn.close()
@@ -305,9 +333,12 @@ class IntegrationSync:
                     result.quarantine("no_identity", item.error, item.check_in_id)
                 else:
                     # in_flight: the last attempt may have landed; the real run looks the marker up first.
-                    report.counts[{LedgerStatus.SYNCED: "would_update_visits",
-                                   LedgerStatus.IN_FLIGHT: "would_look_up_visits"}.get(status,
-                                                                                       "would_create_visits")] += 1
+                    report.counts[
+                        {
+                            LedgerStatus.SYNCED: "would_update_visits",
+                            LedgerStatus.IN_FLIGHT: "would_look_up_visits",
+                        }.get(status, "would_create_visits")
+                    ] += 1
                     report.add_sample(item)
                     ready.append(item)
             if self.settings.sync_customers:
@@ -337,11 +368,23 @@ class IntegrationSync:
         opts = self.options
         if opts.created_from is not None:
             return extract.iter_range_batches(
-                self.engine, self.company_id, self.crm_type, created_from=opts.created_from,
-                created_to=opts.created_to or datetime.now(UTC), batch_size=batch_size,
-                resync_quarantined=opts.resync_quarantined, crm_account=self.ledger.crm_account)
-        return extract.iter_candidate_batches(self.engine, self.company_id, self.crm_type, batch_size=batch_size,
-                                              lookback_days=opts.lookback_days, crm_account=self.ledger.crm_account)
+                self.engine,
+                self.company_id,
+                self.crm_type,
+                created_from=opts.created_from,
+                created_to=opts.created_to or datetime.now(UTC),
+                batch_size=batch_size,
+                resync_quarantined=opts.resync_quarantined,
+                crm_account=self.ledger.crm_account,
+            )
+        return extract.iter_candidate_batches(
+            self.engine,
+            self.company_id,
+            self.crm_type,
+            batch_size=batch_size,
+            lookback_days=opts.lookback_days,
+            crm_account=self.ledger.crm_account,
+        )
 
     def _process_batch(self, destination: Destination, rows: Sequence[dict[str, Any]]) -> None:
         result = self.result
@@ -401,8 +444,15 @@ class IntegrationSync:
                 raise _StopIntegration() from None
         self._finish(prepared, outcomes, attempt_id)
 
-    def _outcome(self, status: LedgerStatus, *, kind: str | None = None, error: str | None = None,
-                 customer_id: str | None = None, visit_id: str | None = None) -> dict[str, Any]:
+    def _outcome(
+        self,
+        status: LedgerStatus,
+        *,
+        kind: str | None = None,
+        error: str | None = None,
+        customer_id: str | None = None,
+        visit_id: str | None = None,
+    ) -> dict[str, Any]:
         """One row's ledger outcome, its error redacted (:meth:`_text`)."""
         return outcome(status, kind=kind, error=self._text(error), customer_id=customer_id, visit_id=visit_id)
 
@@ -419,14 +469,20 @@ class IntegrationSync:
         """Record a clean stop on the time budget: a warning and an error in the run row and the app's history."""
         self._budget_hit = True
         if self.result.error is None:
-            self.result.error = ("time budget reached: the run stopped cleanly; rows not sent yet stay pending "
-                                 "for the next run")
-            self.result.warnings.append(self._text(f"stopped by the time budget ({exc})" if exc else
-                                                   "stopped by the time budget between batches") or "")
+            self.result.error = (
+                "time budget reached: the run stopped cleanly; rows not sent yet stay pending for the next run"
+            )
+            self.result.warnings.append(
+                self._text(
+                    f"stopped by the time budget ({exc})" if exc else "stopped by the time budget between batches"
+                )
+                or ""
+            )
 
     # ------------------------------------------------------------------ customers
-    def _resolve_customers(self, destination: Destination, rows: list[PreparedCheckIn],
-                           outcomes: dict[int, dict[str, Any]]) -> dict[str, CustomerRef]:
+    def _resolve_customers(
+        self, destination: Destination, rows: list[PreparedCheckIn], outcomes: dict[int, dict[str, Any]]
+    ) -> dict[str, CustomerRef]:
         """customer_key -> CRM customer for every row that has one; failures fill ``outcomes``."""
         result = self.result
         all_keys = sorted({k for r in rows for k in r.match_keys})
@@ -475,8 +531,10 @@ class IntegrationSync:
                     continue
                 status = LedgerStatus.QUARANTINED
                 if not self.settings.create_new_customers:
-                    reason = ("no existing customer in the CRM matches "
-                              f"{', '.join(row.match_keys)} and createNewCustomers is off")
+                    reason = (
+                        "no existing customer in the CRM matches "
+                        f"{', '.join(row.match_keys)} and createNewCustomers is off"
+                    )
                     kind = "no_match"
                 else:
                     res = outcome.get(ckey)
@@ -503,9 +561,15 @@ class IntegrationSync:
             self._update_customers(destination, rows, refs, mapped, created, outcomes)
         return refs
 
-    def _update_customers(self, destination: Destination, rows: list[PreparedCheckIn],
-                          refs: dict[str, CustomerRef], mapped: dict[str, tuple[CustomerRef, str | None]],
-                          created: set[str], outcomes: dict[int, dict[str, Any]]) -> None:
+    def _update_customers(
+        self,
+        destination: Destination,
+        rows: list[PreparedCheckIn],
+        refs: dict[str, CustomerRef],
+        mapped: dict[str, tuple[CustomerRef, str | None]],
+        created: set[str],
+        outcomes: dict[int, dict[str, Any]],
+    ) -> None:
         """Push changed customer fields for customers that existed before this batch."""
         todo: dict[str, tuple[CustomerRef, PreparedCheckIn]] = {}
         for row in rows:
@@ -532,9 +596,14 @@ class IntegrationSync:
         self._map_save(saved)
 
     # ------------------------------------------------------------------ visits
-    def _write_visits(self, destination: Destination, rows: list[PreparedCheckIn],
-                      previous: dict[int, dict[str, Any]], refs: dict[str, CustomerRef],
-                      outcomes: dict[int, dict[str, Any]]) -> None:
+    def _write_visits(
+        self,
+        destination: Destination,
+        rows: list[PreparedCheckIn],
+        previous: dict[int, dict[str, Any]],
+        refs: dict[str, CustomerRef],
+        outcomes: dict[int, dict[str, Any]],
+    ) -> None:
         result = self.result
         ready = [r for r in rows if r.check_in_id not in outcomes]
         if not self.settings.sync_check_ins_as_jobs:
@@ -544,8 +613,9 @@ class IntegrationSync:
                 result.synced += 1
             return
         to_update = [r for r in ready if previous[r.check_in_id].get("crm_visit_id")]
-        uncertain = [r for r in ready if r not in to_update and previous[r.check_in_id].get("ledger_status")
-                     in UNCERTAIN]
+        uncertain = [
+            r for r in ready if r not in to_update and previous[r.check_in_id].get("ledger_status") in UNCERTAIN
+        ]
         found = destination.find_visits(uncertain) if uncertain else {}
         to_create = [r for r in ready if r not in to_update and r.visit_key not in found]
 
@@ -553,13 +623,15 @@ class IntegrationSync:
         self._calls_before_visit_writes = destination.hook.stats.api_calls
         if to_update:
             updated = destination.update_visits(
-                [(r, previous[r.check_in_id]["crm_visit_id"], refs.get(r.customer_key)) for r in to_update])
+                [(r, previous[r.check_in_id]["crm_visit_id"], refs.get(r.customer_key)) for r in to_update]
+            )
             self._apply(to_update, updated, refs, outcomes, counter="visits_updated")
         for row in ready:
             if row.visit_key in found:
                 ref = refs.get(row.customer_key)
-                outcomes[row.check_in_id] = self._outcome(LedgerStatus.SYNCED, customer_id=ref.crm_id if ref else None,
-                                                          visit_id=found[row.visit_key])
+                outcomes[row.check_in_id] = self._outcome(
+                    LedgerStatus.SYNCED, customer_id=ref.crm_id if ref else None, visit_id=found[row.visit_key]
+                )
                 result.visits_recovered += 1
                 result.synced += 1
         if to_create:
@@ -572,30 +644,43 @@ class IntegrationSync:
                 raise
             self._apply(to_create, created, refs, outcomes, counter="visits_created")
 
-    def _apply(self, rows: list[PreparedCheckIn], results: dict[str, RecordResult], refs: dict[str, CustomerRef],
-               outcomes: dict[int, dict[str, Any]], *, counter: str) -> None:
+    def _apply(
+        self,
+        rows: list[PreparedCheckIn],
+        results: dict[str, RecordResult],
+        refs: dict[str, CustomerRef],
+        outcomes: dict[int, dict[str, Any]],
+        *,
+        counter: str,
+    ) -> None:
         result = self.result
         for row in rows:
             res = results.get(row.visit_key)
             ref = refs.get(row.customer_key)
             if res is not None and res.ok:
-                outcomes[row.check_in_id] = self._outcome(LedgerStatus.SYNCED, customer_id=ref.crm_id if ref else None,
-                                                          visit_id=res.crm_id)
+                outcomes[row.check_in_id] = self._outcome(
+                    LedgerStatus.SYNCED, customer_id=ref.crm_id if ref else None, visit_id=res.crm_id
+                )
                 setattr(result, counter, getattr(result, counter) + 1)
                 result.synced += 1
             elif res is not None and res.not_sent:
                 # A per-record loop stopped by the time budget before this record's request.
                 self._budget_hit = True
-                outcomes[row.check_in_id] = self._outcome(LedgerStatus.PENDING, kind="time_budget", error=res.error,
-                                                          customer_id=ref.crm_id if ref else None)
+                outcomes[row.check_in_id] = self._outcome(
+                    LedgerStatus.PENDING, kind="time_budget", error=res.error, customer_id=ref.crm_id if ref else None
+                )
             elif res is not None and res.uncertain:
-                outcomes[row.check_in_id] = self._outcome(LedgerStatus.IN_FLIGHT, kind="transient",
-                                                          error=res.error or "outcome unknown; resolved next run",
-                                                          customer_id=ref.crm_id if ref else None)
+                outcomes[row.check_in_id] = self._outcome(
+                    LedgerStatus.IN_FLIGHT,
+                    kind="transient",
+                    error=res.error or "outcome unknown; resolved next run",
+                    customer_id=ref.crm_id if ref else None,
+                )
             else:
                 reason = res.error if res is not None and res.error else "the CRM returned no record for this row"
-                outcomes[row.check_in_id] = self._outcome(LedgerStatus.QUARANTINED, kind="crm_rejected", error=reason,
-                                                          customer_id=ref.crm_id if ref else None)
+                outcomes[row.check_in_id] = self._outcome(
+                    LedgerStatus.QUARANTINED, kind="crm_rejected", error=reason, customer_id=ref.crm_id if ref else None
+                )
 
     # ------------------------------------------------------------------ ledger
     def _claim(self, rows: list[PreparedCheckIn], attempt_id: str) -> None:
@@ -606,7 +691,8 @@ class IntegrationSync:
         final: dict[int, dict[str, Any]] = {}
         for row in rows:
             found = final[row.check_in_id] = outcomes.get(row.check_in_id) or self._outcome(
-                LedgerStatus.FAILED, kind="transient", error="no outcome recorded for this row")
+                LedgerStatus.FAILED, kind="transient", error="no outcome recorded for this row"
+            )
             if found["status"] == LedgerStatus.QUARANTINED:
                 self.result.quarantine(found["error_kind"], found["last_error"] or "", row.check_in_id)
             elif found["status"] in (LedgerStatus.FAILED, LedgerStatus.IN_FLIGHT):
@@ -624,26 +710,46 @@ class IntegrationSync:
         with self.engine.connect() as conn:
             # Keys are stored cleaned (NUL, lone surrogates); look them up the same way, answer by the raw key.
             raw = {storable_text(k): k for k in keys}
-            rows = conn.execute(sql("customer_map_lookup"), {
-                "company_id": self.company_id, "crm_type": self.crm_type, "keys": list(raw),
-                "crm_account": self.ledger.crm_account})
-            return {raw.get(r.match_key, r.match_key): (CustomerRef(r.crm_customer_id, r.crm_parent_id),
-                                                        r.payload_hash) for r in rows}
+            rows = conn.execute(
+                sql("customer_map_lookup"),
+                {
+                    "company_id": self.company_id,
+                    "crm_type": self.crm_type,
+                    "keys": list(raw),
+                    "crm_account": self.ledger.crm_account,
+                },
+            )
+            return {
+                raw.get(r.match_key, r.match_key): (CustomerRef(r.crm_customer_id, r.crm_parent_id), r.payload_hash)
+                for r in rows
+            }
 
     def _map_save(self, entries: dict[str, tuple[CustomerRef, str | None, bool]]) -> None:
         if not entries:
             return
-        params = [{"company_id": self.company_id, "crm_type": self.crm_type, "match_key": storable_text(key),
-                   "crm_customer_id": ref.crm_id, "crm_parent_id": ref.parent_id, "payload_hash": payload,
-                   "created_by_sync": created, "crm_account": self.ledger.crm_account}
-                  for key, (ref, payload, created) in entries.items()]
+        params = [
+            {
+                "company_id": self.company_id,
+                "crm_type": self.crm_type,
+                "match_key": storable_text(key),
+                "crm_customer_id": ref.crm_id,
+                "crm_parent_id": ref.parent_id,
+                "payload_hash": payload,
+                "created_by_sync": created,
+                "crm_account": self.ledger.crm_account,
+            }
+            for key, (ref, payload, created) in entries.items()
+        ]
         with self.engine.begin() as conn:
             conn.execute(sql("customer_map_upsert"), params)
 
     # ------------------------------------------------------------------ run bookkeeping
     def _stop(self, exc: CrmError) -> None:
-        kind = {BadCredentialsError: "bad credentials", ConfigurationError: "configuration",
-                QuotaExhaustedError: "CRM request quota exhausted"}.get(type(exc), type(exc).__name__)
+        kind = {
+            BadCredentialsError: "bad credentials",
+            ConfigurationError: "configuration",
+            QuotaExhaustedError: "CRM request quota exhausted",
+        }.get(type(exc), type(exc).__name__)
         self.result.error = f"{kind}: {exc}"
         if isinstance(exc, ConfigurationError):
             self.result.status = "config_error"
@@ -663,19 +769,26 @@ class IntegrationSync:
         with self.engine.begin() as conn:
             run_row_id = conn.execute(sql("run_insert"), row).scalar()
             if r.crm_account is not None:
-                conn.execute(sql("run_set_account"), {"id": run_row_id, "crm_account": r.crm_account,
-                                                      "previous_crm_account": r.previous_crm_account})
+                conn.execute(
+                    sql("run_set_account"),
+                    {"id": run_row_id, "crm_account": r.crm_account, "previous_crm_account": r.previous_crm_account},
+                )
         processed = r.synced + r.quarantined + r.failed
         errors = r.quarantined + r.failed
         # The app's history shows work done and problems; an idle run adds no entry (it would
         # push real entries out of the 100 kept) but still proves freshness via lastSyncedAt.
         if r.status in ("skipped", "dry_run"):
             return
-        write_back(self.engine, self.company_id, self.crm_type, synced=r.synced,
-                   errors=errors + (1 if r.error and processed == 0 else 0),
-                   at=r.finished_at or datetime.now(UTC),
-                   set_last_synced=r.status in ("success", "partial"),
-                   add_history=processed > 0 or bool(r.error))
+        write_back(
+            self.engine,
+            self.company_id,
+            self.crm_type,
+            synced=r.synced,
+            errors=errors + (1 if r.error and processed == 0 else 0),
+            at=r.finished_at or datetime.now(UTC),
+            set_last_synced=r.status in ("success", "partial"),
+            add_history=processed > 0 or bool(r.error),
+        )
 
     def _bind_account(self, destination: Destination) -> None:
         """Bind this run to the CRM account the destination reaches (:mod:`crm_sync.accounts`).
@@ -693,8 +806,15 @@ class IntegrationSync:
         self.result.previous_crm_account = binding.previous
         self.result.warnings.append(binding.change_message())
         self.ledger.mark_change_reported()
-        ensure_customer_index(self.engine, self.company_id, self.crm_type, self.integration, destination=destination,
-                              run_id=self.result.run_id, dag_id=self.result.dag_id)
+        ensure_customer_index(
+            self.engine,
+            self.company_id,
+            self.crm_type,
+            self.integration,
+            destination=destination,
+            run_id=self.result.run_id,
+            dag_id=self.result.dag_id,
+        )
 
     def _credentials_writer(self):
         from crm_sync.integrations import credentials_writer
@@ -702,15 +822,19 @@ class IntegrationSync:
         return credentials_writer(self.engine, self.company_id, self.crm_type)
 
     def _try_lock(self, conn: sa.Connection) -> bool:
-        got = conn.execute(sa.text("SELECT pg_try_advisory_lock(hashtext(:crm), :company)"),
-                           {"crm": self.crm_type, "company": self.company_id}).scalar()
+        got = conn.execute(
+            sa.text("SELECT pg_try_advisory_lock(hashtext(:crm), :company)"),
+            {"crm": self.crm_type, "company": self.company_id},
+        ).scalar()
         conn.commit()
         return bool(got)
 
     def _unlock(self, conn: sa.Connection) -> None:
         try:
-            conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:crm), :company)"),
-                         {"crm": self.crm_type, "company": self.company_id})
+            conn.execute(
+                sa.text("SELECT pg_advisory_unlock(hashtext(:crm), :company)"),
+                {"crm": self.crm_type, "company": self.company_id},
+            )
             conn.commit()
         except Exception:  # the connection is closed right after; the lock dies with it
             log.debug("advisory unlock failed", exc_info=True)
@@ -720,4 +844,3 @@ def _customer_hash(row: PreparedCheckIn) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps(asdict(row.customer), sort_keys=True).encode()).hexdigest()[:32]
-

@@ -56,8 +56,9 @@ def check_integration(crm_type: str, integration: Any) -> str | None:
     return None
 
 
-def discover(engine: Engine, crm_types: list[str] | None = None,
-             company_ids: list[int] | None = None) -> tuple[list[WorkItem], list[ConfigProblem]]:
+def discover(
+    engine: Engine, crm_types: list[str] | None = None, company_ids: list[int] | None = None
+) -> tuple[list[WorkItem], list[ConfigProblem]]:
     """Active integrations to sync, and the configuration problems found on the way."""
     items: list[WorkItem] = []
     problems: list[ConfigProblem] = []
@@ -109,8 +110,15 @@ def credentials_writer(engine: Engine, company_id: int, crm_type: str) -> Callab
     return TokenStore(engine, company_id, crm_type)
 
 
-def company_destination(engine: Engine, company_id: int, crm_type: str, integration: Mapping[str, Any], *,
-                        rate_share: float = 1.0, max_attempts: int | None = None) -> Destination:
+def company_destination(
+    engine: Engine,
+    company_id: int,
+    crm_type: str,
+    integration: Mapping[str, Any],
+    *,
+    rate_share: float = 1.0,
+    max_attempts: int | None = None,
+) -> Destination:
     """The destination of one company's integration: its hook built from the credentials, with the company's
     store of rotated credentials (:func:`credentials_writer`). The caller closes it.
 
@@ -120,5 +128,11 @@ def company_destination(engine: Engine, company_id: int, crm_type: str, integrat
     from crm_sync.destinations import destination_for
 
     settings, _ = parse_sync_settings(integration.get("syncSettings"))
-    return destination_for(crm_type, dict(integration), settings, rate_share=rate_share, max_attempts=max_attempts,
-                           credentials_writer=credentials_writer(engine, company_id, crm_type))
+    return destination_for(
+        crm_type,
+        dict(integration),
+        settings,
+        rate_share=rate_share,
+        max_attempts=max_attempts,
+        credentials_writer=credentials_writer(engine, company_id, crm_type),
+    )

@@ -46,17 +46,27 @@ class LedgerStatus(StrEnum):
 
 
 #: The last attempt did not finish: every run reads these rows again, whatever their age.
-UNFINISHED: frozenset[LedgerStatus] = frozenset(
-    {LedgerStatus.PENDING, LedgerStatus.IN_FLIGHT, LedgerStatus.FAILED})
+UNFINISHED: frozenset[LedgerStatus] = frozenset({LedgerStatus.PENDING, LedgerStatus.IN_FLIGHT, LedgerStatus.FAILED})
 #: An earlier attempt may have reached the CRM: its marker is looked up before any create.
 UNCERTAIN: frozenset[LedgerStatus] = frozenset({LedgerStatus.IN_FLIGHT, LedgerStatus.FAILED})
 
 
-def outcome(status: LedgerStatus, *, kind: str | None = None, error: str | None = None,
-            customer_id: str | None = None, visit_id: str | None = None) -> dict[str, Any]:
+def outcome(
+    status: LedgerStatus,
+    *,
+    kind: str | None = None,
+    error: str | None = None,
+    customer_id: str | None = None,
+    visit_id: str | None = None,
+) -> dict[str, Any]:
     """The columns :meth:`Ledger.finish` writes for one row (``error`` already redacted and cut)."""
-    return {"status": status, "error_kind": kind, "last_error": error,
-            "crm_customer_id": customer_id, "crm_visit_id": visit_id}
+    return {
+        "status": status,
+        "error_kind": kind,
+        "last_error": error,
+        "crm_customer_id": customer_id,
+        "crm_visit_id": visit_id,
+    }
 
 
 def is_unchanged(row: Mapping[str, Any], source_hash: str) -> bool:
@@ -69,7 +79,8 @@ def is_unchanged(row: Mapping[str, Any], source_hash: str) -> bool:
     if not status or row.get("requeue"):
         return False
     return (status == LedgerStatus.SYNCED and source_hash == row.get("synced_hash")) or (
-        status == LedgerStatus.QUARANTINED and source_hash == row.get("ledger_source_hash"))
+        status == LedgerStatus.QUARANTINED and source_hash == row.get("ledger_source_hash")
+    )
 
 
 def status_when_stopped_unsent(before: str | None, *, sent: bool) -> LedgerStatus:
@@ -118,28 +129,52 @@ class Ledger:
     # ------------------------------------------------------------------ rows
     def claim(self, rows: Sequence[PreparedCheckIn], attempt_id: str, run_id: str) -> None:
         """Record the intent to send ``rows`` (``in_flight``, committed) before any CRM call for them."""
-        params = [{**self._keys(r.check_in_id), "customer_key": storable_text(r.customer_key),
-                   "source_hash": r.source_hash,
-                   "attempt_id": attempt_id, "run_id": run_id, "warnings": _warnings(r),
-                   "crm_account": self.crm_account} for r in rows]
+        params = [
+            {
+                **self._keys(r.check_in_id),
+                "customer_key": storable_text(r.customer_key),
+                "source_hash": r.source_hash,
+                "attempt_id": attempt_id,
+                "run_id": run_id,
+                "warnings": _warnings(r),
+                "crm_account": self.crm_account,
+            }
+            for r in rows
+        ]
         with self.engine.begin() as conn:
             conn.execute(sql("ledger_claim"), params)
 
-    def finish(self, rows: Sequence[PreparedCheckIn], outcomes: Mapping[int, Mapping[str, Any]],
-               attempt_id: str) -> None:
+    def finish(
+        self, rows: Sequence[PreparedCheckIn], outcomes: Mapping[int, Mapping[str, Any]], attempt_id: str
+    ) -> None:
         """Write each row's outcome (see :func:`outcome`); a row another attempt claimed since stays as it is."""
-        params = [{**self._keys(row.check_in_id), "attempt_id": attempt_id, "warnings": _warnings(row),
-                   **outcomes[row.check_in_id]} for row in rows]
+        params = [
+            {
+                **self._keys(row.check_in_id),
+                "attempt_id": attempt_id,
+                "warnings": _warnings(row),
+                **outcomes[row.check_in_id],
+            }
+            for row in rows
+        ]
         with self.engine.begin() as conn:
             conn.execute(sql("ledger_finish"), params)
 
     def quarantine_unsent(self, row: PreparedCheckIn, run_id: str, *, kind: str, error: str | None) -> None:
         """Record a row that cannot be sent as it is (e.g. no usable identity), without any CRM call."""
         with self.engine.begin() as conn:
-            conn.execute(sql("ledger_quarantine_unsent"), {
-                **self._keys(row.check_in_id), "source_hash": row.source_hash, "run_id": run_id,
-                "warnings": _warnings(row),
-                "error_kind": kind, "last_error": error, "crm_account": self.crm_account})
+            conn.execute(
+                sql("ledger_quarantine_unsent"),
+                {
+                    **self._keys(row.check_in_id),
+                    "source_hash": row.source_hash,
+                    "run_id": run_id,
+                    "warnings": _warnings(row),
+                    "error_kind": kind,
+                    "last_error": error,
+                    "crm_account": self.crm_account,
+                },
+            )
 
     def _keys(self, check_in_id: int) -> dict[str, Any]:
         return {"company_id": self.company_id, "crm_type": self.crm_type, "check_in_id": check_in_id}
@@ -149,5 +184,4 @@ def _warnings(row: PreparedCheckIn) -> str:
     return dumps_strict(row.warnings[:WARNINGS_KEPT])
 
 
-__all__ = ["UNCERTAIN", "UNFINISHED", "Ledger", "LedgerStatus", "is_unchanged", "outcome",
-           "status_when_stopped_unsent"]
+__all__ = ["UNCERTAIN", "UNFINISHED", "Ledger", "LedgerStatus", "is_unchanged", "outcome", "status_when_stopped_unsent"]

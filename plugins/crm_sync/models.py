@@ -26,8 +26,8 @@ class SyncSettings:
 class Customer:
     """A check-in's customer after normalisation. Invalid values are already ``None``."""
 
-    email: str | None = None          # trimmed, lower-cased, validated
-    phone: str | None = None          # E.164, e.g. +15125550100
+    email: str | None = None  # trimmed, lower-cased, validated
+    phone: str | None = None  # E.164, e.g. +15125550100
     phone_extension: str | None = None
     first_name: str | None = None
     last_name: str | None = None
@@ -47,9 +47,9 @@ class Customer:
 class Visit:
     """What the technician recorded, ready to become a note / case / job."""
 
-    title: str                        # short subject line, e.g. "AC Repair visit on 2026-11-20"
-    body: str                         # plain-text description (notes, work, materials, ...)
-    occurred_at: datetime             # UTC, timezone-aware
+    title: str  # short subject line, e.g. "AC Repair visit on 2026-11-20"
+    body: str  # plain-text description (notes, work, materials, ...)
+    occurred_at: datetime  # UTC, timezone-aware
     job_type: str
     photo_urls: tuple[str, ...] = ()
     #: check-in field (camelCase) -> value, for ``customFieldMapping``
@@ -88,9 +88,9 @@ class RecordResult:
 
     key: str
     crm_id: str | None = None
-    error: str | None = None          # set for a record the CRM refused (quarantine it)
+    error: str | None = None  # set for a record the CRM refused (quarantine it)
     created: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)   # e.g. Salesforce AccountId
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. Salesforce AccountId
     #: the write may or may not have reached the CRM (a per-record loop cut short by a transient
     #: error): the row stays in_flight and the next run resolves it by the marker lookup
     uncertain: bool = False

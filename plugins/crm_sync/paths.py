@@ -38,8 +38,19 @@ from typing import IO, Any
 
 from crm_sync.text import echo
 
-__all__ = ["ROOT_SETTINGS", "PathRefused", "Root", "confine", "file_mode", "make_private_dir", "open_private",
-           "open_regular", "root", "safe_component", "sha256_file"]
+__all__ = [
+    "ROOT_SETTINGS",
+    "PathRefused",
+    "Root",
+    "confine",
+    "file_mode",
+    "make_private_dir",
+    "open_private",
+    "open_regular",
+    "root",
+    "safe_component",
+    "sha256_file",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +95,10 @@ def root(kind: str, env: Mapping[str, str] | None = None) -> Root:
     home = Path(env.get("AIRFLOW_HOME") or Path.home() / "airflow").expanduser()
     path = (Path(raw).expanduser() if raw else home / default).resolve()
     if path == Path(path.anchor) or any(path == s or s in path.parents for s in _SYSTEM_ROOTS):
-        raise PathRefused(f"{setting} is {path}: a system folder cannot be the {kind} folder; set it to a "
-                          "folder that holds only the sync's files")
+        raise PathRefused(
+            f"{setting} is {path}: a system folder cannot be the {kind} folder; set it to a "
+            "folder that holds only the sync's files"
+        )
     return Root(kind, setting, path)
 
 
@@ -105,21 +118,30 @@ def confine(param: str, value: str | os.PathLike[str] | None, where: Root, *, mu
     candidate = candidate if candidate.is_absolute() else where.path / candidate
     try:
         resolved = candidate.resolve()
-    except (OSError, RuntimeError) as exc:      # a symlink loop, permissions
-        raise PathRefused(f"{param} {shown} cannot be resolved in {where.describe()} "
-                          f"({type(exc).__name__})") from None
+    except (OSError, RuntimeError) as exc:  # a symlink loop, permissions
+        raise PathRefused(f"{param} {shown} cannot be resolved in {where.describe()} ({type(exc).__name__})") from None
     if resolved != where.path and where.path not in resolved.parents:
-        raise PathRefused(f"{param} {shown} is outside {where.describe()}: give a path relative to that folder "
-                          "(symlinks and '..' leading out of it are refused)")
+        raise PathRefused(
+            f"{param} {shown} is outside {where.describe()}: give a path relative to that folder "
+            "(symlinks and '..' leading out of it are refused)"
+        )
     if must_exist and not os.path.lexists(resolved):
         raise PathRefused(f"{param} {shown}: file not found in {where.describe()}")
     return resolved
 
 
 def _refuse_kind(param: str, shown: str, mode: int) -> PathRefused:
-    what = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "not a regular file")
+    what = (
+        "a directory"
+        if stat.S_ISDIR(mode)
+        else "a FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
     return PathRefused(f"{param} {shown} is {what}: only a regular file is read")
 
 
@@ -147,8 +169,9 @@ def open_regular(path: Path, *, param: str = "file_path", where: Root | None = N
         raise PathRefused(f"{param} {shown}: file not found") from None
     except OSError as exc:
         # ELOOP / ENOTDIR: a symlink where the check saw none (swapped since), or a file used as a folder.
-        raise PathRefused(f"{param} {shown} cannot be opened safely ({os.strerror(exc.errno or 0) or exc}): "
-                          "symlinks are not followed") from None
+        raise PathRefused(
+            f"{param} {shown} cannot be opened safely ({os.strerror(exc.errno or 0) or exc}): symlinks are not followed"
+        ) from None
     finally:
         for d in fds:
             os.close(d)
@@ -175,8 +198,9 @@ def file_mode(env: Mapping[str, str] | None = None) -> int:
     except ValueError:
         mode = -1
     if mode < 0 or mode & 0o600 != 0o600 or mode & ~0o660:
-        log.warning("%s=%s is not one of 600, 640, 660: files are written 600 (owner only)",
-                    FILE_MODE_SETTING, echo(raw, 10))
+        log.warning(
+            "%s=%s is not one of 600, 640, 660: files are written 600 (owner only)", FILE_MODE_SETTING, echo(raw, 10)
+        )
         return DEFAULT_FILE_MODE
     return mode
 
@@ -198,7 +222,7 @@ def make_private_dir(path: Path) -> Path:
     for p in reversed(missing):
         with contextlib.suppress(FileExistsError):
             p.mkdir(mode=mode)
-            os.chmod(p, mode)       # mkdir's mode is filtered by the umask
+            os.chmod(p, mode)  # mkdir's mode is filtered by the umask
     if not path.is_dir():
         raise PathRefused(f"{path} is not a folder")
     return path
@@ -216,7 +240,7 @@ def open_private(path: Path, mode: str = "w", **kwargs: Any) -> IO[Any]:
     perms = file_mode()
     fd = os.open(path, flags, perms)
     try:
-        os.fchmod(fd, perms)        # exact mode, whatever the umask or an earlier file's mode
+        os.fchmod(fd, perms)  # exact mode, whatever the umask or an earlier file's mode
         return os.fdopen(fd, mode, **kwargs)
     except BaseException:
         os.close(fd)
@@ -251,7 +275,7 @@ def safe_component(text: str, fallback: str = "run") -> str:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text))
     name = re.sub(r"\.{2,}", "_", name).lstrip("._-").rstrip("._")
     if len(name) > _NAME_MAX:
-        name = name[:_NAME_MAX - 13].rstrip("._") + "_" + hashlib.sha256(str(text).encode()).hexdigest()[:12]
+        name = name[: _NAME_MAX - 13].rstrip("._") + "_" + hashlib.sha256(str(text).encode()).hexdigest()[:12]
     return name or fallback
 
 

@@ -57,14 +57,17 @@ def crm_pools(slots: str | None = None) -> dict[str, dict[str, Any]]:
     from crm_hooks.registry import HOOKS
 
     sizes = parse_slots(os.environ.get(SLOTS_ENV) if slots is None else slots)
-    pools = {pool_name(crm_type): {"slots": sizes.get(pool_name(crm_type), DEFAULT_SLOTS),
-                                   "description": f"concurrent {crm_type} syncs across all workers",
-                                   "include_deferred": False}
-             for crm_type in HOOKS}
+    pools = {
+        pool_name(crm_type): {
+            "slots": sizes.get(pool_name(crm_type), DEFAULT_SLOTS),
+            "description": f"concurrent {crm_type} syncs across all workers",
+            "include_deferred": False,
+        }
+        for crm_type in HOOKS
+    }
     unknown = sorted(set(sizes) - set(pools))
     if unknown:
-        raise ValueError(f"{SLOTS_ENV} names pools no CRM type uses: {', '.join(unknown)} "
-                         f"(known: {', '.join(pools)})")
+        raise ValueError(f"{SLOTS_ENV} names pools no CRM type uses: {', '.join(unknown)} (known: {', '.join(pools)})")
     return pools
 
 
@@ -79,7 +82,7 @@ def _airflow(*args: str) -> str:
 def existing_pools() -> dict[str, int]:
     """Pool name -> slots, as the metadata database has them."""
     out = _airflow("pools", "list", "--output", "json")
-    return {p["pool"]: int(p["slots"]) for p in json.loads(out[out.index("["):])}
+    return {p["pool"]: int(p["slots"]) for p in json.loads(out[out.index("[") :])}
 
 
 def ensure_pools(pools: dict[str, dict[str, Any]], *, update: bool = False) -> dict[str, str]:
@@ -96,8 +99,10 @@ def ensure_pools(pools: dict[str, dict[str, Any]], *, update: bool = False) -> d
             _airflow("pools", "import", f.name)
         finally:
             os.unlink(f.name)
-    return {name: ("created" if name not in have else "updated" if name in todo else f"kept ({have[name]} slots)")
-            for name in pools}
+    return {
+        name: ("created" if name not in have else "updated" if name in todo else f"kept ({have[name]} slots)")
+        for name in pools
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,13 +51,40 @@ __all__ = [
 
 #: Every column of ``public.check_ins`` (schema.sql), in table order.
 CHECK_IN_COLUMNS: tuple[str, ...] = (
-    "id", "job_type", "notes", "customer_name", "customer_email", "customer_phone",
-    "work_performed", "materials_used", "latitude", "longitude", "location", "address",
-    "city", "state", "zip", "address_verified", "location_source", "photos",
-    "before_photos", "after_photos", "problem_description", "solution_description",
-    "customer_feedback", "follow_up_required", "follow_up_notes", "is_blog",
-    "generated_content", "wordpress_sync_status", "wordpress_post_id", "wordpress_post_url",
-    "technician_id", "company_id", "location_id", "created_at",
+    "id",
+    "job_type",
+    "notes",
+    "customer_name",
+    "customer_email",
+    "customer_phone",
+    "work_performed",
+    "materials_used",
+    "latitude",
+    "longitude",
+    "location",
+    "address",
+    "city",
+    "state",
+    "zip",
+    "address_verified",
+    "location_source",
+    "photos",
+    "before_photos",
+    "after_photos",
+    "problem_description",
+    "solution_description",
+    "customer_feedback",
+    "follow_up_required",
+    "follow_up_notes",
+    "is_blog",
+    "generated_content",
+    "wordpress_sync_status",
+    "wordpress_post_id",
+    "wordpress_post_url",
+    "technician_id",
+    "company_id",
+    "location_id",
+    "created_at",
 )
 
 
@@ -73,11 +100,26 @@ _FIELD_BY_COLUMN = {column: camel for camel, column in CHECK_IN_FIELDS.items()}
 
 #: The columns whose content the sync sends; :func:`source_hash` covers exactly these.
 HASHED_COLUMNS: tuple[str, ...] = (
-    "job_type", "customer_name", "customer_email", "customer_phone",
-    "notes", "work_performed", "materials_used", "problem_description", "solution_description",
-    "customer_feedback", "follow_up_required", "follow_up_notes",
-    "address", "city", "state", "zip", "location",
-    "photos", "before_photos", "after_photos",
+    "job_type",
+    "customer_name",
+    "customer_email",
+    "customer_phone",
+    "notes",
+    "work_performed",
+    "materials_used",
+    "problem_description",
+    "solution_description",
+    "customer_feedback",
+    "follow_up_required",
+    "follow_up_notes",
+    "address",
+    "city",
+    "state",
+    "zip",
+    "location",
+    "photos",
+    "before_photos",
+    "after_photos",
 )
 _PHOTO_COLUMNS = ("photos", "before_photos", "after_photos")
 #: Longest free-text section (notes, work performed, ...) in a visit body. One huge
@@ -117,7 +159,7 @@ def _photo_items(value: Any, where: str, depth: int = 0) -> Iterable[tuple[str, 
         text = value.strip()
         if not text:
             return
-        if text[:1] in "[{\"":
+        if text[:1] in '[{"':
             try:
                 decoded = json.loads(text)
             except ValueError:
@@ -134,7 +176,7 @@ def _photo_items(value: Any, where: str, depth: int = 0) -> Iterable[tuple[str, 
             if key in value and value[key] not in (None, ""):
                 yield from _photo_items(value[key], where, depth + 1)
                 return
-        if value and all(isinstance(k, str) and k.isdigit() for k in value):   # an array stored as an object
+        if value and all(isinstance(k, str) and k.isdigit() for k in value):  # an array stored as an object
             for key in sorted(value, key=int):
                 yield from _photo_items(value[key], f"{where}[{key}]", depth + 1)
             return
@@ -224,8 +266,9 @@ def source_hash(row: Mapping[str, Any]) -> str:
         if column in _PHOTO_COLUMNS:
             value = _decoded_json(value)
         content[column] = _canonical(value)
-    payload = json.dumps([_HASH_VERSION, content], sort_keys=True, ensure_ascii=False,
-                         separators=(",", ":"), allow_nan=True)
+    payload = json.dumps(
+        [_HASH_VERSION, content], sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=True
+    )
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -265,8 +308,14 @@ def _address_line(customer: Customer) -> str | None:
     return line or None
 
 
-def _body(row: Mapping[str, Any], job_type: str, occurred_at: datetime, customer: Customer,
-          photos: list[str], sync_photos: bool) -> str:
+def _body(
+    row: Mapping[str, Any],
+    job_type: str,
+    occurred_at: datetime,
+    customer: Customer,
+    photos: list[str],
+    sync_photos: bool,
+) -> str:
     header = [f"Job type: {job_type}"]
     technician = one_line(row.get("technician_name"))
     if technician:
@@ -279,9 +328,14 @@ def _body(row: Mapping[str, Any], job_type: str, occurred_at: datetime, customer
         header.append(f"Address: {address}")
     header.append(f"Rank It Pro check-in: #{row.get('id')}")
     sections = ["\n".join(header)]
-    for label, column in (("Problem", "problem_description"), ("Work performed", "work_performed"),
-                          ("Solution", "solution_description"), ("Materials", "materials_used"),
-                          ("Notes", "notes"), ("Customer feedback", "customer_feedback")):
+    for label, column in (
+        ("Problem", "problem_description"),
+        ("Work performed", "work_performed"),
+        ("Solution", "solution_description"),
+        ("Materials", "materials_used"),
+        ("Notes", "notes"),
+        ("Customer feedback", "customer_feedback"),
+    ):
         text = clean_text(row.get(column), limit=SECTION_LIMIT)
         if text:
             sections.append(f"{label}:\n{text}")
@@ -294,8 +348,13 @@ def _body(row: Mapping[str, Any], job_type: str, occurred_at: datetime, customer
     return "\n\n".join(sections)
 
 
-def _fields(row: Mapping[str, Any], customer: Customer, occurred_at: datetime | None,
-            photos_by_column: dict[str, list[str]], sync_photos: bool) -> dict[str, Any]:
+def _fields(
+    row: Mapping[str, Any],
+    customer: Customer,
+    occurred_at: datetime | None,
+    photos_by_column: dict[str, list[str]],
+    sync_photos: bool,
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for camel, column in CHECK_IN_FIELDS.items():
         value = row.get(column)
@@ -325,13 +384,20 @@ def prepare_check_in(row: Mapping[str, Any], settings: SyncSettings) -> Prepared
     try:
         return _prepare(row, settings, check_in_id, company_id, digest)
     except Exception as exc:  # a bug or an unforeseen value must not stop the other rows
-        return PreparedCheckIn(check_in_id=check_in_id, company_id=company_id, source_hash=digest,
-                               customer=Customer(), visit=None, match_keys=[],
-                               error=f"could not prepare check-in: {type(exc).__name__}: {shorten(exc, 200)}")
+        return PreparedCheckIn(
+            check_in_id=check_in_id,
+            company_id=company_id,
+            source_hash=digest,
+            customer=Customer(),
+            visit=None,
+            match_keys=[],
+            error=f"could not prepare check-in: {type(exc).__name__}: {shorten(exc, 200)}",
+        )
 
 
-def _prepare(row: Mapping[str, Any], settings: SyncSettings, check_in_id: int, company_id: int,
-             digest: str) -> PreparedCheckIn:
+def _prepare(
+    row: Mapping[str, Any], settings: SyncSettings, check_in_id: int, company_id: int, digest: str
+) -> PreparedCheckIn:
     warnings: list[str] = []
     email, w = normalize_email(row.get("customer_email"))
     warnings += w
@@ -340,9 +406,15 @@ def _prepare(row: Mapping[str, Any], settings: SyncSettings, check_in_id: int, c
     first, last, w = split_name(row.get("customer_name"))
     warnings += w
     customer = Customer(
-        email=email, phone=phone, phone_extension=extension, first_name=first, last_name=last,
-        street=one_line(row.get("address")), city=one_line(row.get("city")),
-        state=one_line(row.get("state")), zip=one_line(row.get("zip")),
+        email=email,
+        phone=phone,
+        phone_extension=extension,
+        first_name=first,
+        last_name=last,
+        street=one_line(row.get("address")),
+        city=one_line(row.get("city")),
+        state=one_line(row.get("state")),
+        zip=one_line(row.get("zip")),
     )
 
     strategy = settings.customer_match_strategy
@@ -375,6 +447,13 @@ def _prepare(row: Mapping[str, Any], settings: SyncSettings, check_in_id: int, c
             photo_urls=tuple(all_photos) if settings.sync_photos else (),
             fields=_fields(row, customer, occurred_at, photos_by_column, settings.sync_photos),
         )
-    return PreparedCheckIn(check_in_id=check_in_id, company_id=company_id, source_hash=digest,
-                           customer=customer, visit=visit, match_keys=match_keys,
-                           warnings=warnings, error=error)
+    return PreparedCheckIn(
+        check_in_id=check_in_id,
+        company_id=company_id,
+        source_hash=digest,
+        customer=customer,
+        visit=visit,
+        match_keys=match_keys,
+        warnings=warnings,
+        error=error,
+    )

@@ -43,9 +43,23 @@ from sqlalchemy.engine import Engine
 from crm_sync.db import sql
 
 #: Every metric name quality_compute.sql writes (the report and the docs use the same names).
-METRICS = ("eligible", "synced", "success_rate", "quarantined", "failed", "unfinished", "never_sent",
-           "latency_p50_s", "latency_p95_s", "runs", "api_calls", "rate_limited", "retries", "customers_matched",
-           "customers_created")
+METRICS = (
+    "eligible",
+    "synced",
+    "success_rate",
+    "quarantined",
+    "failed",
+    "unfinished",
+    "never_sent",
+    "latency_p50_s",
+    "latency_p95_s",
+    "runs",
+    "api_calls",
+    "rate_limited",
+    "retries",
+    "customers_matched",
+    "customers_created",
+)
 
 #: Below this ``success_rate`` a company x CRM is red in the report and alerts (the reconciliation DAG's default).
 DEFAULT_MIN_SUCCESS_RATE = 0.98
@@ -58,24 +72,33 @@ def success_rate(synced: float | None, eligible: float | None) -> float | None:
     return float(synced or 0) / float(eligible)
 
 
-def metric_params(day_from: date, day_to: date, company_ids: Sequence[int] | None = None,
-                  crm_types: Sequence[str] | None = None) -> dict:
+def metric_params(
+    day_from: date, day_to: date, company_ids: Sequence[int] | None = None, crm_types: Sequence[str] | None = None
+) -> dict:
     """Bind parameters of the quality SQL: the inclusive day range as naive-UTC bounds ``[from, to + 1 day)``."""
     if isinstance(day_from, datetime) or isinstance(day_to, datetime):
         raise TypeError("day_from and day_to are dates, not datetimes")
     if day_to < day_from:
         raise ValueError(f"day_to ({day_to}) is before day_from ({day_from})")
     return {
-        "day_from": day_from, "day_to": day_to,
-        "ts_from": datetime.combine(day_from, time.min), "ts_to": datetime.combine(day_to + timedelta(days=1), time.min),
+        "day_from": day_from,
+        "day_to": day_to,
+        "ts_from": datetime.combine(day_from, time.min),
+        "ts_to": datetime.combine(day_to + timedelta(days=1), time.min),
         # An empty filter means "all", as in the DAGs' params.
         "company_ids": [int(c) for c in company_ids] if company_ids else None,
         "crm_types": [str(c) for c in crm_types] if crm_types else None,
     }
 
 
-def compute_quality_metrics(engine: Engine, *, day_from: date, day_to: date, company_ids: Sequence[int] | None = None,
-                            crm_types: Sequence[str] | None = None) -> int:
+def compute_quality_metrics(
+    engine: Engine,
+    *,
+    day_from: date,
+    day_to: date,
+    company_ids: Sequence[int] | None = None,
+    crm_types: Sequence[str] | None = None,
+) -> int:
     """Recompute ``crm_sync.quality_daily`` for the days ``day_from..day_to`` (inclusive); returns rows written."""
     params = metric_params(day_from, day_to, company_ids, crm_types)
     with engine.begin() as conn:

@@ -83,17 +83,25 @@ def classify_source_row(row: Mapping[str, Any], current_hash: str, settled_id: i
     status = row.get("ledger_status")
     if status is None:
         if check_in_id <= settled_id:
-            return Finding("never_synced", f"check-in {check_in_id} (created {_when(row.get('created_at'))}) has no "
-                                           f"ledger row, although the sync has read every check-in up to id "
-                                           f"{settled_id}", check_in_id)
+            return Finding(
+                "never_synced",
+                f"check-in {check_in_id} (created {_when(row.get('created_at'))}) has no "
+                f"ledger row, although the sync has read every check-in up to id "
+                f"{settled_id}",
+                check_in_id,
+            )
         return None
     if status == LedgerStatus.QUARANTINED:
         reason = f"{row.get('error_kind') or 'quarantined'}: {row.get('last_error') or 'no reason recorded'}"
         return Finding("quarantined", reason, check_in_id, row.get("crm_visit_id"))
     if status == LedgerStatus.SYNCED and row.get("synced_hash") and current_hash != row["synced_hash"]:
-        return Finding("stale", f"check-in {check_in_id} was edited after its last sync "
-                                f"({_when(row.get('synced_at'))}); the CRM record holds the earlier version",
-                       check_in_id, row.get("crm_visit_id"))
+        return Finding(
+            "stale",
+            f"check-in {check_in_id} was edited after its last sync "
+            f"({_when(row.get('synced_at'))}); the CRM record holds the earlier version",
+            check_in_id,
+            row.get("crm_visit_id"),
+        )
     return None
 
 
@@ -144,15 +152,28 @@ def classify_read_back(
     for check_in_id, crm_id, expected in checked:
         actual = found.get(crm_id)
         if actual is None:
-            out.append(Finding("missing_in_crm", f"the ledger says check-in {check_in_id} is synced as {crm_id}, "
-                                                 f"but {crm_name} has no such record", check_in_id, crm_id))
+            out.append(
+                Finding(
+                    "missing_in_crm",
+                    f"the ledger says check-in {check_in_id} is synced as {crm_id}, but {crm_name} has no such record",
+                    check_in_id,
+                    crm_id,
+                )
+            )
             continue
         if expected is None:
             continue
         changed = field_differences(expected, actual)
         if changed:
-            out.append(Finding("drift", f"{crm_name} record {crm_id} differs from what the sync sent for check-in "
-                                        f"{check_in_id} in: {', '.join(changed)}", check_in_id, crm_id))
+            out.append(
+                Finding(
+                    "drift",
+                    f"{crm_name} record {crm_id} differs from what the sync sent for check-in "
+                    f"{check_in_id} in: {', '.join(changed)}",
+                    check_in_id,
+                    crm_id,
+                )
+            )
     return out
 
 
@@ -183,22 +204,32 @@ def duplicate_customers(customers: Iterable[Any], used_ids: set[str], crm_name: 
             continue
         reported.add(members)
         used = sorted(members & used_ids)
-        detail = (f"{len(members)} {crm_name} customers share {key}: {', '.join(sorted(members))} "
-                  f"(the sync uses {', '.join(used)})")
+        detail = (
+            f"{len(members)} {crm_name} customers share {key}: {', '.join(sorted(members))} "
+            f"(the sync uses {', '.join(used)})"
+        )
         out.append(Finding("duplicate", detail, None, ",".join(sorted(members))[:200]))
     return out
 
 
-def duplicate_visits(keys: Mapping[str, int], found: Mapping[str, Sequence[str]],
-                     crm_name: str = "the CRM") -> list[Finding]:
+def duplicate_visits(
+    keys: Mapping[str, int], found: Mapping[str, Sequence[str]], crm_name: str = "the CRM"
+) -> list[Finding]:
     """Check-ins with two or more visit records carrying their marker. ``keys``: visit_key -> check-in id;
     ``found``: visit_key -> the CRM ids carrying it."""
     out = []
     for key, check_in_id in keys.items():
         ids = sorted(set(found.get(key) or ()))
         if len(ids) > 1:
-            out.append(Finding("duplicate", f"{len(ids)} {crm_name} visit records carry the marker {key} of check-in "
-                                            f"{check_in_id}: {', '.join(ids)}", check_in_id, ",".join(ids)[:200]))
+            out.append(
+                Finding(
+                    "duplicate",
+                    f"{len(ids)} {crm_name} visit records carry the marker {key} of check-in "
+                    f"{check_in_id}: {', '.join(ids)}",
+                    check_in_id,
+                    ",".join(ids)[:200],
+                )
+            )
     return out
 
 
@@ -206,12 +237,18 @@ def orphan_findings(rows: Iterable[Mapping[str, Any]]) -> Iterator[Finding]:
     """Ledger rows whose check-in was deleted in the app."""
     for row in rows:
         where = f"; its CRM record {row['crm_visit_id']} is still there" if row.get("crm_visit_id") else ""
-        yield Finding("orphan", f"ledger row for check-in {row['check_in_id']} ({row.get('status')}) but the check-in "
-                                f"no longer exists in the app{where}", int(row["check_in_id"]), row.get("crm_visit_id"))
+        yield Finding(
+            "orphan",
+            f"ledger row for check-in {row['check_in_id']} ({row.get('status')}) but the check-in "
+            f"no longer exists in the app{where}",
+            int(row["check_in_id"]),
+            row.get("crm_visit_id"),
+        )
 
 
-def alert_problems(rows: Iterable[Mapping[str, Any]], *, min_success_rate: float | None,
-                   fail_on_missing: bool) -> list[str]:
+def alert_problems(
+    rows: Iterable[Mapping[str, Any]], *, min_success_rate: float | None, fail_on_missing: bool
+) -> list[str]:
     """One line per company x CRM that crosses a threshold (empty: no alert).
 
     ``rows``: reconciliation_runs rows (company_id, crm_type, eligible_count, synced_count, counts, error).
@@ -224,8 +261,10 @@ def alert_problems(rows: Iterable[Mapping[str, Any]], *, min_success_rate: float
         label = f"company {r['company_id']} x {r['crm_type']}"
         rate = success_rate(int(r.get("synced_count") or 0), int(r.get("eligible_count") or 0))
         if min_success_rate is not None and rate is not None and rate < min_success_rate:
-            problems.append(f"{label}: success rate {rate:.1%} < {min_success_rate:.1%} "
-                            f"({r.get('synced_count')} of {r.get('eligible_count')} eligible check-ins synced)")
+            problems.append(
+                f"{label}: success rate {rate:.1%} < {min_success_rate:.1%} "
+                f"({r.get('synced_count')} of {r.get('eligible_count')} eligible check-ins synced)"
+            )
         missing = int(counts.get("missing_in_crm") or 0)
         if fail_on_missing and missing:
             problems.append(f"{label}: {missing} check-in(s) missing in the CRM although the ledger says synced")
@@ -255,8 +294,9 @@ class Reservoir:
         return 0 < self.size < self.seen
 
 
-def date_range(date_from: str | date | None, date_to: str | date | None, days: int,
-               today: date | None = None) -> tuple[date, date]:
+def date_range(
+    date_from: str | date | None, date_to: str | date | None, days: int, today: date | None = None
+) -> tuple[date, date]:
     """``[start, end)`` from the params: ``date_to`` inclusive (default today, UTC), ``date_from`` inclusive
     (default ``days`` days back). Raises ValueError for an empty or inverted range."""
     today = today or datetime.now(UTC).date()
@@ -280,8 +320,9 @@ def _as_date(value: str | date, name: str) -> date:
 
 def visit_key(company_id: int, check_in_id: int) -> str:
     """The sync's marker of a check-in's visit record (:attr:`PreparedCheckIn.visit_key`)."""
-    return PreparedCheckIn(check_in_id=check_in_id, company_id=company_id, source_hash="", customer=Customer(),
-                           visit=None, match_keys=[]).visit_key
+    return PreparedCheckIn(
+        check_in_id=check_in_id, company_id=company_id, source_hash="", customer=Customer(), visit=None, match_keys=[]
+    ).visit_key
 
 
 def _when(value: Any) -> str:
@@ -315,9 +356,25 @@ class ReconcileResult:
         return "; ".join(self.notes)[:2000] if self.notes else None
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in ("reconciliation_id", "company_id", "crm_type", "range_start", "range_end",
-                                             "source_count", "eligible_count", "ledger_count", "synced_count",
-                                             "crm_checked", "crm_sampled", "counts", "examples", "notes")}
+        out = {
+            k: getattr(self, k)
+            for k in (
+                "reconciliation_id",
+                "company_id",
+                "crm_type",
+                "range_start",
+                "range_end",
+                "source_count",
+                "eligible_count",
+                "ledger_count",
+                "synced_count",
+                "crm_checked",
+                "crm_sampled",
+                "counts",
+                "examples",
+                "notes",
+            )
+        }
         rate = success_rate(self.synced_count, self.eligible_count)
         out["success_rate"] = None if rate is None else round(rate, 4)
         return out
@@ -331,9 +388,21 @@ class Reconciler:
     :param sample_size: at most this many CRM records are read back (a uniform sample); 0 reads all.
     """
 
-    def __init__(self, engine: Engine, *, company_id: int, crm_type: str, integration: Mapping[str, Any],
-                 destination: Any, run_id: str, dag_id: str | None, range_start: date, range_end: date,
-                 sample_size: int = 1000, crm_name: str | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        company_id: int,
+        crm_type: str,
+        integration: Mapping[str, Any],
+        destination: Any,
+        run_id: str,
+        dag_id: str | None,
+        range_start: date,
+        range_end: date,
+        sample_size: int = 1000,
+        crm_name: str | None = None,
+    ):
         from crm_hooks.registry import display_name
         from crm_sync.settings import parse_sync_settings
 
@@ -356,10 +425,15 @@ class Reconciler:
         with self.engine.begin() as conn:
             key = {"run_id": self.run_id, "company_id": self.company_id, "crm_type": self.crm_type}
             conn.execute(sql("reconcile_run_replace"), key)
-            rid = int(conn.execute(sql("reconcile_run_insert"), {
-                **key, "dag_id": self.dag_id, "range_start": self.range_start, "range_end": self.range_end}).scalar())
-        result = self.result = ReconcileResult(rid, self.company_id, self.crm_type, self.range_start.isoformat(),
-                                               self.range_end.isoformat())
+            rid = int(
+                conn.execute(
+                    sql("reconcile_run_insert"),
+                    {**key, "dag_id": self.dag_id, "range_start": self.range_start, "range_end": self.range_end},
+                ).scalar()
+            )
+        result = self.result = ReconcileResult(
+            rid, self.company_id, self.crm_type, self.range_start.isoformat(), self.range_end.isoformat()
+        )
         try:
             settled_id = integration_settled_id(self.engine, self.company_id, self.crm_type)
             sample = Reservoir(self.sample_size, seed=f"{self.run_id}|{self.company_id}|{self.crm_type}")
@@ -377,11 +451,20 @@ class Reconciler:
         finally:
             self._flush()
             with self.engine.begin() as conn:
-                conn.execute(sql("reconcile_run_finish"), {
-                    "id": rid, "source_count": result.source_count, "eligible_count": result.eligible_count,
-                    "ledger_count": result.ledger_count, "synced_count": result.synced_count,
-                    "crm_checked": result.crm_checked, "crm_sampled": result.crm_sampled,
-                    "counts": json.dumps(result.counts), "error": result.error})
+                conn.execute(
+                    sql("reconcile_run_finish"),
+                    {
+                        "id": rid,
+                        "source_count": result.source_count,
+                        "eligible_count": result.eligible_count,
+                        "ledger_count": result.ledger_count,
+                        "synced_count": result.synced_count,
+                        "crm_checked": result.crm_checked,
+                        "crm_sampled": result.crm_sampled,
+                        "counts": json.dumps(result.counts),
+                        "error": result.error,
+                    },
+                )
         return result
 
     def _other_account(self) -> str | None:
@@ -398,14 +481,19 @@ class Reconciler:
             return None  # the CRM cannot be read at all: the read-back records why, nothing is compared
         if current == bound:
             return None
-        return (f"the CRM answers for account {current} but the ledger belongs to account {bound} (the company "
-                "reconnected its CRM; the next sync switches to the new account): CRM records were not compared")
+        return (
+            f"the CRM answers for account {current} but the ledger belongs to account {bound} (the company "
+            "reconnected its CRM; the next sync switches to the new account): CRM records were not compared"
+        )
 
     # ------------------------------------------------------------------ source x ledger
     def _source_rows(self) -> Iterator[dict[str, Any]]:
-        params = {"company_id": self.company_id, "crm_type": self.crm_type,
-                  "range_start": datetime.combine(self.range_start, datetime.min.time()),
-                  "range_end": datetime.combine(self.range_end, datetime.min.time())}
+        params = {
+            "company_id": self.company_id,
+            "crm_type": self.crm_type,
+            "range_start": datetime.combine(self.range_start, datetime.min.time()),
+            "range_end": datetime.combine(self.range_end, datetime.min.time()),
+        }
         with self.engine.connect().execution_options(stream_results=True, yield_per=1000) as conn:
             for row in conn.execute(sql("reconcile_source"), params).mappings():
                 yield dict(row)
@@ -484,8 +572,12 @@ class Reconciler:
         result = self.result
         assert result is not None
         with self.engine.connect() as conn:
-            used = {str(r[0]) for r in conn.execute(sql("reconcile_customer_ids"),
-                                                    {"company_id": self.company_id, "crm_type": self.crm_type})}
+            used = {
+                str(r[0])
+                for r in conn.execute(
+                    sql("reconcile_customer_ids"), {"company_id": self.company_id, "crm_type": self.crm_type}
+                )
+            }
         if not used:
             return
         try:
@@ -514,9 +606,17 @@ class Reconciler:
         examples = result.examples.setdefault(finding.cls, [])
         if len(examples) < EXAMPLES_PER_CLASS:
             examples.append(finding.check_in_id if finding.check_in_id is not None else (finding.crm_id or ""))
-        self._buffer.append({"reconciliation_id": result.reconciliation_id, "company_id": self.company_id,
-                             "crm_type": self.crm_type, "check_in_id": finding.check_in_id,
-                             "crm_id": finding.crm_id, "class": finding.cls, "detail": finding.detail[:DETAIL_LIMIT]})
+        self._buffer.append(
+            {
+                "reconciliation_id": result.reconciliation_id,
+                "company_id": self.company_id,
+                "crm_type": self.crm_type,
+                "check_in_id": finding.check_in_id,
+                "crm_id": finding.crm_id,
+                "class": finding.cls,
+                "detail": finding.detail[:DETAIL_LIMIT],
+            }
+        )
         if len(self._buffer) >= INSERT_BATCH:
             self._flush()
 
@@ -528,9 +628,19 @@ class Reconciler:
         self._buffer = []
 
 
-def reconcile_integration(engine: Engine, *, company_id: int, crm_type: str, run_id: str, dag_id: str | None,
-                          range_start: date, range_end: date, sample_size: int = 1000, rate_share: float = 1.0,
-                          destination: Any = None) -> ReconcileResult:
+def reconcile_integration(
+    engine: Engine,
+    *,
+    company_id: int,
+    crm_type: str,
+    run_id: str,
+    dag_id: str | None,
+    range_start: date,
+    range_end: date,
+    sample_size: int = 1000,
+    rate_share: float = 1.0,
+    destination: Any = None,
+) -> ReconcileResult:
     """Reconcile one company x CRM (its integration and credentials are read from the database here)."""
     from crm_sync.integrations import company_destination, load_integration
 
@@ -539,9 +649,18 @@ def reconcile_integration(engine: Engine, *, company_id: int, crm_type: str, run
         # Token rotation (Jobber) must still be stored: only the credentials are written, never history.
         destination = company_destination(engine, company_id, crm_type, integration, rate_share=rate_share)
     try:
-        return Reconciler(engine, company_id=company_id, crm_type=crm_type, integration=integration,
-                          destination=destination, run_id=run_id, dag_id=dag_id, range_start=range_start,
-                          range_end=range_end, sample_size=sample_size).run()
+        return Reconciler(
+            engine,
+            company_id=company_id,
+            crm_type=crm_type,
+            integration=integration,
+            destination=destination,
+            run_id=run_id,
+            dag_id=dag_id,
+            range_start=range_start,
+            range_end=range_end,
+            sample_size=sample_size,
+        ).run()
     finally:
         destination.close()
 

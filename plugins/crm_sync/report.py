@@ -44,15 +44,32 @@ TREND_DAYS = 30
 
 #: Discrepancy classes, most serious first; RED ones make an integration red, AMBER ones amber.
 CLASS_ORDER = ("missing_in_crm", "never_synced", "duplicate", "stale", "drift", "orphan", "quarantined")
-RED_CLASSES = {"missing_in_crm": "missing in the CRM although the ledger says synced",
-               "never_synced": "never sent although the sync has passed them",
-               "duplicate": "duplicate records in the CRM"}
-AMBER_CLASSES = {"stale": "changed in the app since their last sync", "drift": "edited in the CRM (fields differ)",
-                 "orphan": "ledger rows whose check-in was deleted"}
+RED_CLASSES = {
+    "missing_in_crm": "missing in the CRM although the ledger says synced",
+    "never_synced": "never sent although the sync has passed them",
+    "duplicate": "duplicate records in the CRM",
+}
+AMBER_CLASSES = {
+    "stale": "changed in the app since their last sync",
+    "drift": "edited in the CRM (fields differ)",
+    "orphan": "ledger rows whose check-in was deleted",
+}
 STATUS_ORDER = {"green": 0, "amber": 1, "red": 2}
 FALLBACK_COLOURS = ("#495057", "#e8590c", "#0b7285", "#5c940d", "#862e9c", "#d9480f")
-NUMERIC = ("eligible", "synced", "quarantined", "failed", "unfinished", "never_sent", "runs", "api_calls",
-           "rate_limited", "retries", "customers_matched", "customers_created")
+NUMERIC = (
+    "eligible",
+    "synced",
+    "quarantined",
+    "failed",
+    "unfinished",
+    "never_sent",
+    "runs",
+    "api_calls",
+    "rate_limited",
+    "retries",
+    "customers_matched",
+    "customers_created",
+)
 
 
 # ---------------------------------------------------------------------- health: pure rules
@@ -62,8 +79,12 @@ class Health:
     reasons: list[str] = field(default_factory=list)
 
 
-def assess(fig: Mapping[str, Any], *, min_success_rate: float = DEFAULT_MIN_SUCCESS_RATE,
-           max_p95_latency_s: float | None = DEFAULT_MAX_P95_LATENCY_S) -> Health:
+def assess(
+    fig: Mapping[str, Any],
+    *,
+    min_success_rate: float = DEFAULT_MIN_SUCCESS_RATE,
+    max_p95_latency_s: float | None = DEFAULT_MAX_P95_LATENCY_S,
+) -> Health:
     """Green / amber / red for one company x CRM (or a CRM's totals) with a specific reason per finding.
 
     Red: success rate below ``min_success_rate``, eligible check-ins never sent, or a red discrepancy class
@@ -75,8 +96,10 @@ def assess(fig: Mapping[str, Any], *, min_success_rate: float = DEFAULT_MIN_SUCC
     amber: list[str] = []
     rate = success_rate(fig.get("synced"), fig.get("eligible"))
     if rate is not None and rate < min_success_rate:
-        red.append(f"success rate {rate:.1%} < {min_success_rate:.1%} "
-                   f"({int(fig.get('synced') or 0):,} of {int(fig['eligible']):,} eligible check-ins synced)")
+        red.append(
+            f"success rate {rate:.1%} < {min_success_rate:.1%} "
+            f"({int(fig.get('synced') or 0):,} of {int(fig['eligible']):,} eligible check-ins synced)"
+        )
     if int(fig.get("never_sent") or 0):
         red.append(f"{int(fig['never_sent']):,} eligible check-in(s) with no ledger row (never sent)")
     classes = fig.get("discrepancies") or {}
@@ -145,10 +168,19 @@ def _nice_step(span: float, ticks: int = 5) -> float:
     return 10 * magnitude
 
 
-def line_chart(title: str, days: Sequence[date], series: Mapping[str, Mapping[date, float | None]], *,
-               y_format, y_min: float | None = None, y_max: float | None = None,
-               threshold: tuple[float, str] | None = None, width: int = 560, height: int = 260,
-               colours: Mapping[str, str] | None = None) -> str:
+def line_chart(
+    title: str,
+    days: Sequence[date],
+    series: Mapping[str, Mapping[date, float | None]],
+    *,
+    y_format,
+    y_min: float | None = None,
+    y_max: float | None = None,
+    threshold: tuple[float, str] | None = None,
+    width: int = 560,
+    height: int = 260,
+    colours: Mapping[str, str] | None = None,
+) -> str:
     """An SVG line chart (one line per series over ``days``; a gap where a day has no value), as markup.
 
     Every text in it is escaped here: the caller inserts the result into the page unescaped.
@@ -173,28 +205,38 @@ def line_chart(title: str, days: Sequence[date], series: Mapping[str, Mapping[da
     def y(v: float) -> float:
         return top + ph * (1 - (v - lo) / (hi - lo))
 
-    out = [(f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">'),
-           f'<title>{esc(title)}</title>',
-           f'<text x="{left}" y="18" class="chart-title">{esc(title)}</text>']
+    out = [
+        (
+            f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">'
+        ),
+        f"<title>{esc(title)}</title>",
+        f'<text x="{left}" y="18" class="chart-title">{esc(title)}</text>',
+    ]
     tick = lo
     while tick <= hi + step / 2:
         ty = y(tick)
-        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{ty:.1f}" y2="{ty:.1f}" class="grid"/>'
-                   f'<text x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end" class="axis">{esc(y_format(tick))}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{ty:.1f}" y2="{ty:.1f}" class="grid"/>'
+            f'<text x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end" class="axis">{esc(y_format(tick))}</text>'
+        )
         tick += step
     label_every = max(1, math.ceil(len(days) / 8))
     for i, d in enumerate(days):
         # Every label_every-th day, and the last one unless it would overlap the one before.
         last = i == len(days) - 1 and (len(days) - 1) % label_every > label_every // 2
         if i % label_every == 0 or last:
-            out.append(f'<text x="{x(i):.1f}" y="{top + ph + 16}" text-anchor="middle" class="axis">'
-                       f'{esc(d.strftime("%b %d"))}</text>')
+            out.append(
+                f'<text x="{x(i):.1f}" y="{top + ph + 16}" text-anchor="middle" class="axis">'
+                f"{esc(d.strftime('%b %d'))}</text>"
+            )
     out.append(f'<line x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}" class="axis-line"/>')
     if threshold is not None:
         ty = y(threshold[0])
-        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{ty:.1f}" y2="{ty:.1f}" class="threshold"/>'
-                   f'<text x="{left + 4}" y="{ty + 13:.1f}" class="threshold-label">{esc(threshold[1])}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{ty:.1f}" y2="{ty:.1f}" class="threshold"/>'
+            f'<text x="{left + 4}" y="{ty + 13:.1f}" class="threshold-label">{esc(threshold[1])}</text>'
+        )
     colours = dict(colours or {})
     for k, name in enumerate(series):
         colour = colours.get(name) or FALLBACK_COLOURS[k % len(FALLBACK_COLOURS)]
@@ -210,8 +252,10 @@ def line_chart(title: str, days: Sequence[date], series: Mapping[str, Mapping[da
                 segment = []
                 continue
             segment.append(f"{x(i):.1f},{y(v):.1f}")
-            dots.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="2.5" fill="{esc(colour)}">'
-                        f'<title>{esc(name)} {esc(d.isoformat())}: {esc(y_format(v))}</title></circle>')
+            dots.append(
+                f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="2.5" fill="{esc(colour)}">'
+                f"<title>{esc(name)} {esc(d.isoformat())}: {esc(y_format(v))}</title></circle>"
+            )
         if segment:
             segments.append(segment)
         for seg in segments:
@@ -221,12 +265,16 @@ def line_chart(title: str, days: Sequence[date], series: Mapping[str, Mapping[da
     lx = left
     for k, name in enumerate(series):
         colour = colours.get(name) or FALLBACK_COLOURS[k % len(FALLBACK_COLOURS)]
-        out.append(f'<rect x="{lx}" y="{height - 14}" width="12" height="4" fill="{esc(colour)}"/>'
-                   f'<text x="{lx + 16}" y="{height - 9}" class="legend">{esc(name)}</text>')
+        out.append(
+            f'<rect x="{lx}" y="{height - 14}" width="12" height="4" fill="{esc(colour)}"/>'
+            f'<text x="{lx + 16}" y="{height - 9}" class="legend">{esc(name)}</text>'
+        )
         lx += 24 + 6 * len(name)
     if not values:
-        out.append(f'<text x="{left + pw / 2}" y="{top + ph / 2}" text-anchor="middle" class="empty">'
-                   f'no data in these days</text>')
+        out.append(
+            f'<text x="{left + pw / 2}" y="{top + ph / 2}" text-anchor="middle" class="empty">'
+            f"no data in these days</text>"
+        )
     out.append("</svg>")
     return "".join(out)
 
@@ -252,8 +300,10 @@ def _stream_csv(engine: Engine, name: str, params: Mapping[str, Any], path: Path
     """Write the query's rows to ``path`` as CSV from a server-side cursor; returns rows written."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     count = 0
-    with open_private(tmp, "w", newline="", encoding="utf-8") as fh, \
-            engine.connect().execution_options(stream_results=True, yield_per=2000) as conn:
+    with (
+        open_private(tmp, "w", newline="", encoding="utf-8") as fh,
+        engine.connect().execution_options(stream_results=True, yield_per=2000) as conn,
+    ):
         writer = csv.writer(fh)
         writer.writerow(columns)
         for row in conn.execute(sql(name), dict(params)):
@@ -264,11 +314,20 @@ def _stream_csv(engine: Engine, name: str, params: Mapping[str, Any], path: Path
 
 
 # ---------------------------------------------------------------------- the report
-def build_report(engine: Engine, *, run_id: str, output_dir: Path, day_from: date, day_to: date,
-                 company_ids: Sequence[int] | None = None, crm_types: Sequence[str] | None = None,
-                 min_success_rate: float = DEFAULT_MIN_SUCCESS_RATE,
-                 max_p95_latency_s: float | None = DEFAULT_MAX_P95_LATENCY_S,
-                 rows_per_class: int = ROWS_PER_CLASS, now: datetime | None = None) -> dict[str, Any]:
+def build_report(
+    engine: Engine,
+    *,
+    run_id: str,
+    output_dir: Path,
+    day_from: date,
+    day_to: date,
+    company_ids: Sequence[int] | None = None,
+    crm_types: Sequence[str] | None = None,
+    min_success_rate: float = DEFAULT_MIN_SUCCESS_RATE,
+    max_p95_latency_s: float | None = DEFAULT_MAX_P95_LATENCY_S,
+    rows_per_class: int = ROWS_PER_CLASS,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Write ``report.html``, ``discrepancies.csv`` and ``quality_metrics.csv`` into ``output_dir``.
 
     Reads ``crm_sync.quality_daily`` (compute it first: :func:`crm_sync.quality.compute_quality_metrics`) for
@@ -285,9 +344,15 @@ def build_report(engine: Engine, *, run_id: str, output_dir: Path, day_from: dat
     pairs: dict[tuple[int, str], dict[str, Any]] = {}
     for r in _rows(engine, "report_pairs", params):
         fig = {k: _num(r[k]) or 0 for k in NUMERIC}
-        fig.update(company_id=r["company_id"], company_name=r["company_name"] or f"company {r['company_id']}",
-                   crm_type=r["crm_type"], discrepancies={}, reconciliation=None, latency_p50_s=None,
-                   latency_p95_s=None)
+        fig.update(
+            company_id=r["company_id"],
+            company_name=r["company_name"] or f"company {r['company_id']}",
+            crm_type=r["crm_type"],
+            discrepancies={},
+            reconciliation=None,
+            latency_p50_s=None,
+            latency_p95_s=None,
+        )
         pairs[(r["company_id"], r["crm_type"])] = fig
     crm_latency: dict[str, tuple[float | None, float | None]] = {}
     for r in _rows(engine, "report_latency", params):
@@ -302,14 +367,25 @@ def build_report(engine: Engine, *, run_id: str, output_dir: Path, day_from: dat
         fig = pairs.get(key)
         if fig is None:  # reconciled, but no metrics in the period: still shown
             fig = pairs[key] = {k: 0 for k in NUMERIC}
-            fig.update(company_id=key[0], company_name=f"company {key[0]}", crm_type=key[1], latency_p50_s=None,
-                       latency_p95_s=None)
+            fig.update(
+                company_id=key[0],
+                company_name=f"company {key[0]}",
+                crm_type=key[1],
+                latency_p50_s=None,
+                latency_p95_s=None,
+            )
         counts = rec["class_counts"] if isinstance(rec["class_counts"], dict) else json.loads(rec["class_counts"])
         fig["discrepancies"] = {k: int(v) for k, v in counts.items()}
-        fig["reconciliation"] = {"id": rec["id"], "run_id": rec["run_id"], "error": rec["error"],
-                                 "started_at": rec["started_at"], "range_start": rec["range_start"],
-                                 "range_end": rec["range_end"], "crm_checked": rec["crm_checked"],
-                                 "crm_sampled": rec["crm_sampled"]}
+        fig["reconciliation"] = {
+            "id": rec["id"],
+            "run_id": rec["run_id"],
+            "error": rec["error"],
+            "started_at": rec["started_at"],
+            "range_start": rec["range_start"],
+            "range_end": rec["range_end"],
+            "crm_checked": rec["crm_checked"],
+            "crm_sampled": rec["crm_sampled"],
+        }
     kinds: dict[tuple[int, str], dict[str, int]] = defaultdict(dict)
     for r in _rows(engine, "report_quarantine_kinds", params):
         kinds[(r["company_id"], r["crm_type"])][r["kind"]] = int(r["n"])
@@ -333,14 +409,18 @@ def build_report(engine: Engine, *, run_id: str, output_dir: Path, day_from: dat
         for f in members:
             for cls, n in f["discrepancies"].items():
                 total["discrepancies"][cls] += n
-        total.update(crm_type=crm, success_rate=success_rate(total["synced"], total["eligible"]),
-                     latency_p50_s=crm_latency.get(crm, (None, None))[0],
-                     latency_p95_s=crm_latency.get(crm, (None, None))[1],
-                     status=worst(f["status"] for f in members),
-                     counts={s: sum(1 for f in members if f["status"] == s) for s in ("red", "amber", "green")},
-                     integrations=len(members))
-        total["reasons"] = [f"{f['company_name']}: {reason}" for f in members for reason in f["reasons"]
-                            if f["status"] == "red"][:6]
+        total.update(
+            crm_type=crm,
+            success_rate=success_rate(total["synced"], total["eligible"]),
+            latency_p50_s=crm_latency.get(crm, (None, None))[0],
+            latency_p95_s=crm_latency.get(crm, (None, None))[1],
+            status=worst(f["status"] for f in members),
+            counts={s: sum(1 for f in members if f["status"] == s) for s in ("red", "amber", "green")},
+            integrations=len(members),
+        )
+        total["reasons"] = [
+            f"{f['company_name']}: {reason}" for f in members for reason in f["reasons"] if f["status"] == "red"
+        ][:6]
         crms.append(total)
 
     # Trends over the last TREND_DAYS days, one line per CRM.
@@ -354,13 +434,24 @@ def build_report(engine: Engine, *, run_id: str, output_dir: Path, day_from: dat
         p95_series[r["crm_type"]][r["day"]] = _minutes(r["p95"])
     rates = [v for s in rate_series.values() for v in s.values() if v is not None]
     charts = {
-        "success": line_chart("Success rate per day (synced / eligible check-ins)", days,
-                              {c: rate_series[c] for c in sorted(rate_series)}, y_format=_pct_axis,
-                              y_min=min([0.9, *rates]), y_max=1.0, colours=report_colours(),
-                              threshold=(min_success_rate, f"threshold {min_success_rate:.0%}")),
-        "latency": line_chart("p95 latency, check-in to CRM, per day (minutes)", days,
-                              {c: p95_series[c] for c in sorted(p95_series)}, y_format=lambda v: f"{v:g}",
-                              y_min=0.0, colours=report_colours()),
+        "success": line_chart(
+            "Success rate per day (synced / eligible check-ins)",
+            days,
+            {c: rate_series[c] for c in sorted(rate_series)},
+            y_format=_pct_axis,
+            y_min=min([0.9, *rates]),
+            y_max=1.0,
+            colours=report_colours(),
+            threshold=(min_success_rate, f"threshold {min_success_rate:.0%}"),
+        ),
+        "latency": line_chart(
+            "p95 latency, check-in to CRM, per day (minutes)",
+            days,
+            {c: p95_series[c] for c in sorted(p95_series)},
+            y_format=lambda v: f"{v:g}",
+            y_min=0.0,
+            colours=report_colours(),
+        ),
     }
 
     # Discrepancies: the latest reconciliation per company x CRM; capped per class in the table.
@@ -369,15 +460,23 @@ def build_report(engine: Engine, *, run_id: str, output_dir: Path, day_from: dat
     for f in integrations:
         for cls, n in f["discrepancies"].items():
             class_totals[cls] += n
-    discrepancies = (_rows(engine, "report_discrepancies", {"reconciliation_ids": recon_ids,
-                                                            "per_class": int(rows_per_class)})
-                     if recon_ids else [])
+    discrepancies = (
+        _rows(engine, "report_discrepancies", {"reconciliation_ids": recon_ids, "per_class": int(rows_per_class)})
+        if recon_ids
+        else []
+    )
     shown = defaultdict(int)
     for d in discrepancies:
         shown[d["class"]] += 1
-    class_summary = [{"class": c, "total": class_totals[c], "shown": shown.get(c, 0),
-                      "severity": "red" if c in RED_CLASSES else "amber" if c in AMBER_CLASSES else "info"}
-                     for c in sorted(class_totals, key=lambda c: CLASS_ORDER.index(c) if c in CLASS_ORDER else 99)]
+    class_summary = [
+        {
+            "class": c,
+            "total": class_totals[c],
+            "shown": shown.get(c, 0),
+            "severity": "red" if c in RED_CLASSES else "amber" if c in AMBER_CLASSES else "info",
+        }
+        for c in sorted(class_totals, key=lambda c: CLASS_ORDER.index(c) if c in CLASS_ORDER else 99)
+    ]
     reasons = _rows(engine, "report_quarantine_reasons", {**params, "limit": TOP_REASONS})
 
     # Headline figures (also the return value: no customer data in here).
@@ -388,7 +487,8 @@ def build_report(engine: Engine, *, run_id: str, output_dir: Path, day_from: dat
         "red": sum(1 for f in integrations if f["status"] == "red"),
         "amber": sum(1 for f in integrations if f["status"] == "amber"),
         "green": sum(1 for f in integrations if f["status"] == "green"),
-        "eligible": eligible, "synced": synced,
+        "eligible": eligible,
+        "synced": synced,
         "success_rate": None if not eligible else round(synced / eligible, 4),
         "quarantined": sum(f["quarantined"] for f in integrations),
         "failed": sum(f["failed"] for f in integrations),
@@ -399,32 +499,73 @@ def build_report(engine: Engine, *, run_id: str, output_dir: Path, day_from: dat
     }
     headline["status"] = worst(f["status"] for f in integrations) if integrations else "green"
 
-    csv_columns = ("company_id", "company_name", "crm_type", "class", "check_in_id", "customer_name",
-                   "checked_in_at", "crm_id", "detail", "found_at", "requeued_at", "reconciliation_id")
+    csv_columns = (
+        "company_id",
+        "company_name",
+        "crm_type",
+        "class",
+        "check_in_id",
+        "customer_name",
+        "checked_in_at",
+        "crm_id",
+        "detail",
+        "found_at",
+        "requeued_at",
+        "reconciliation_id",
+    )
     csv_path = output_dir / CSV_NAME
-    csv_rows = (_stream_csv(engine, "report_discrepancies_csv", {"reconciliation_ids": recon_ids}, csv_path,
-                            csv_columns) if recon_ids else _write_header_only(csv_path, csv_columns))
+    csv_rows = (
+        _stream_csv(engine, "report_discrepancies_csv", {"reconciliation_ids": recon_ids}, csv_path, csv_columns)
+        if recon_ids
+        else _write_header_only(csv_path, csv_columns)
+    )
     metrics_path = output_dir / METRICS_CSV_NAME
-    metrics_rows = _stream_csv(engine, "report_metrics_csv", params, metrics_path,
-                               ("day", "company_id", "company_name", "crm_type", "metric", "dimension", "value"))
+    metrics_rows = _stream_csv(
+        engine,
+        "report_metrics_csv",
+        params,
+        metrics_path,
+        ("day", "company_id", "company_name", "crm_type", "metric", "dimension", "value"),
+    )
 
     generated = (now or datetime.now(UTC)).astimezone(UTC)
-    page = _render({
-        "run_id": run_id, "day_from": day_from, "day_to": day_to, "trend_from": trend_from,
-        "generated_at": generated.strftime("%Y-%m-%d %H:%M UTC"), "headline": headline, "crms": crms,
-        "integrations": integrations, "charts": charts, "class_summary": class_summary,
-        "discrepancies": discrepancies, "rows_per_class": rows_per_class, "reasons": reasons,
-        "min_success_rate": min_success_rate, "max_p95_latency_s": max_p95_latency_s,
-        "company_filter": list(company_ids or []), "crm_filter": list(crm_types or []),
-        "csv_name": CSV_NAME, "metrics_csv_name": METRICS_CSV_NAME, "csv_rows": csv_rows,
-        "class_order": CLASS_ORDER,
-    })
+    page = _render(
+        {
+            "run_id": run_id,
+            "day_from": day_from,
+            "day_to": day_to,
+            "trend_from": trend_from,
+            "generated_at": generated.strftime("%Y-%m-%d %H:%M UTC"),
+            "headline": headline,
+            "crms": crms,
+            "integrations": integrations,
+            "charts": charts,
+            "class_summary": class_summary,
+            "discrepancies": discrepancies,
+            "rows_per_class": rows_per_class,
+            "reasons": reasons,
+            "min_success_rate": min_success_rate,
+            "max_p95_latency_s": max_p95_latency_s,
+            "company_filter": list(company_ids or []),
+            "crm_filter": list(crm_types or []),
+            "csv_name": CSV_NAME,
+            "metrics_csv_name": METRICS_CSV_NAME,
+            "csv_rows": csv_rows,
+            "class_order": CLASS_ORDER,
+        }
+    )
     html_path = output_dir / HTML_NAME
     tmp = html_path.with_suffix(".html.tmp")
     write_private_text(tmp, page)
     os.replace(tmp, html_path)
-    return {"html": str(html_path), "csv": str(csv_path), "metrics_csv": str(metrics_path), "csv_rows": csv_rows,
-            "metrics_rows": metrics_rows, "headline": headline}
+    return {
+        "html": str(html_path),
+        "csv": str(csv_path),
+        "metrics_csv": str(metrics_path),
+        "csv_rows": csv_rows,
+        "metrics_rows": metrics_rows,
+        "headline": headline,
+    }
 
 
 def _minutes(seconds: Any) -> float | None:
@@ -441,10 +582,16 @@ def _render(context: Mapping[str, Any]) -> str:
     import jinja2
     from markupsafe import Markup
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(rate=format_rate, seconds=format_seconds, num=lambda v: "" if v is None else f"{v:,}",
-                       utc=format_utc)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        rate=format_rate, seconds=format_seconds, num=lambda v: "" if v is None else f"{v:,}", utc=format_utc
+    )
     ctx = dict(context)
     # The charts are built (and escaped) above; only they are marked safe.
     ctx["charts"] = {k: Markup(v) for k, v in context["charts"].items()}

@@ -44,6 +44,7 @@ def known_crm_types() -> tuple[str, ...]:
     """The app's CRM types, then any other type a hook module registers (:data:`crm_hooks.registry.HOOKS`)."""
     return KNOWN_CRM_TYPES + tuple(t for t in HOOKS if t not in KNOWN_CRM_TYPES)
 
+
 #: ``syncSettings`` key -> :class:`SyncSettings` attribute.
 SYNC_SETTINGS_KEYS: dict[str, str] = {
     "syncCustomers": "sync_customers",
@@ -81,7 +82,9 @@ def _parse_bool(key: str, value: Any, warnings: list[str]) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         parsed = value.strip().lower() == "true"
-        warnings.append(f"syncSettings.{key} is the string {echo(value)} instead of a boolean: read as {str(parsed).lower()}")
+        warnings.append(
+            f"syncSettings.{key} is the string {echo(value)} instead of a boolean: read as {str(parsed).lower()}"
+        )
         return parsed
     shown = echo(value, 30) if isinstance(value, str) else _json_type(value)
     warnings.append(f"syncSettings.{key} must be true or false, got {shown}: default {str(default).lower()} used")
@@ -93,37 +96,47 @@ def _parse_strategy(value: Any, warnings: list[str]) -> str:
     if isinstance(value, str) and value.strip().lower() in MATCH_STRATEGIES:
         return value.strip().lower()
     shown = echo(value, 30) if isinstance(value, str) else _json_type(value)
-    warnings.append(f"syncSettings.customerMatchStrategy {shown} is not one of {', '.join(MATCH_STRATEGIES)}: "
-                    f"default '{default}' used")
+    warnings.append(
+        f"syncSettings.customerMatchStrategy {shown} is not one of {', '.join(MATCH_STRATEGIES)}: "
+        f"default '{default}' used"
+    )
     return default
 
 
 def _parse_mapping(value: Any, warnings: list[str]) -> dict[str, str]:
     if not isinstance(value, Mapping):
-        warnings.append(f"syncSettings.customFieldMapping must be an object, got {_json_type(value)}: "
-                        "no custom fields mapped")
+        warnings.append(
+            f"syncSettings.customFieldMapping must be an object, got {_json_type(value)}: no custom fields mapped"
+        )
         return {}
     mapping: dict[str, str] = {}
     targets: dict[str, str] = {}
     for source, target in value.items():
         field = resolve_check_in_field(source)
         if field is None:
-            warnings.append(f"syncSettings.customFieldMapping: {echo(source, 40)} is not a Rank It Pro check-in "
-                            "field: entry ignored")
+            warnings.append(
+                f"syncSettings.customFieldMapping: {echo(source, 40)} is not a Rank It Pro check-in "
+                "field: entry ignored"
+            )
             continue
         if not isinstance(target, str) or not target.strip():
             shown = "an empty string" if isinstance(target, str) else _json_type(target)
-            warnings.append(f"syncSettings.customFieldMapping.{field} must be a CRM field name (a non-empty "
-                            f"string), got {shown}: entry ignored")
+            warnings.append(
+                f"syncSettings.customFieldMapping.{field} must be a CRM field name (a non-empty "
+                f"string), got {shown}: entry ignored"
+            )
             continue
         target = target.strip()
         if field in mapping:
-            warnings.append(f"syncSettings.customFieldMapping maps {field} twice: the first one "
-                            f"('{mapping[field]}') is used")
+            warnings.append(
+                f"syncSettings.customFieldMapping maps {field} twice: the first one ('{mapping[field]}') is used"
+            )
             continue
         if target.lower() in targets:
-            warnings.append(f"syncSettings.customFieldMapping maps both {targets[target.lower()]} and {field} to "
-                            f"{echo(target, 40)}: {field} ignored")
+            warnings.append(
+                f"syncSettings.customFieldMapping maps both {targets[target.lower()]} and {field} to "
+                f"{echo(target, 40)}: {field} ignored"
+            )
             continue
         mapping[field] = target
         targets[target.lower()] = field
@@ -171,7 +184,7 @@ def parse_integrations(raw_text: str | bytes | Mapping[str, Any] | None) -> tupl
     """
     if raw_text is None:
         return {}, None
-    if isinstance(raw_text, Mapping):           # a driver that already decoded JSON
+    if isinstance(raw_text, Mapping):  # a driver that already decoded JSON
         data: Any = raw_text
     else:
         if isinstance(raw_text, (bytes, bytearray)):
@@ -183,11 +196,13 @@ def parse_integrations(raw_text: str | bytes | Mapping[str, Any] | None) -> tupl
         try:
             data = loads_strict(raw_text)
         except NonFiniteNumberError as exc:
-            return {}, (f"crm_integrations holds a number JSON cannot carry ({exc}): NaN, Infinity and numbers "
-                        "beyond ±1.8e308 are refused; fix the value in the app")
+            return {}, (
+                f"crm_integrations holds a number JSON cannot carry ({exc}): NaN, Infinity and numbers "
+                "beyond ±1.8e308 are refused; fix the value in the app"
+            )
         except json.JSONDecodeError as exc:
             return {}, f"crm_integrations is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        except (ValueError, RecursionError) as exc:     # e.g. absurdly deep nesting
+        except (ValueError, RecursionError) as exc:  # e.g. absurdly deep nesting
             return {}, f"crm_integrations is not valid JSON: {type(exc).__name__}"
     if not isinstance(data, Mapping):
         return {}, f"crm_integrations must be a JSON object keyed by CRM type, got {_json_type(data)}"

@@ -14,9 +14,25 @@ from crm_sync.db import sql
 from crm_sync.history import write_back
 from crm_sync.text_table import Column, render
 
-SUMMARY_FIELDS = ("status", "candidates", "unchanged", "synced", "customers_found", "customers_created",
-                  "customers_updated", "visits_created", "visits_updated", "visits_recovered", "quarantined",
-                  "failed", "api_calls", "retries", "rate_limited", "seconds", "error")
+SUMMARY_FIELDS = (
+    "status",
+    "candidates",
+    "unchanged",
+    "synced",
+    "customers_found",
+    "customers_created",
+    "customers_updated",
+    "visits_created",
+    "visits_updated",
+    "visits_recovered",
+    "quarantined",
+    "failed",
+    "api_calls",
+    "retries",
+    "rate_limited",
+    "seconds",
+    "error",
+)
 
 
 def result_summary(result: Any) -> dict[str, Any]:
@@ -32,8 +48,9 @@ def result_summary(result: Any) -> dict[str, Any]:
     return out
 
 
-def record_config_problem(engine: Engine, run_id: str, dag_id: str | None, company_id: int, crm_type: str | None,
-                          error: str) -> bool:
+def record_config_problem(
+    engine: Engine, run_id: str, dag_id: str | None, company_id: int, crm_type: str | None, error: str
+) -> bool:
     """A company x CRM that could not even start: a ``config_error`` run row (and app history when we can).
 
     Idempotent per DAG run: the same problem reported again (a retried task) adds no second row and
@@ -43,18 +60,30 @@ def record_config_problem(engine: Engine, run_id: str, dag_id: str | None, compa
     now = datetime.now(UTC)
     shown_type, error = storable_text(crm_type), storable_text(error) or ""
     row = {k: 0 for k in SUMMARY_FIELDS if k not in ("status", "error", "seconds")}
-    row.update(run_id=run_id, dag_id=dag_id, company_id=company_id, crm_type=shown_type, status="config_error",
-               started_at=now, finished_at=now, seconds=0, error=error, quarantine_reasons="{}", warnings="[]")
+    row.update(
+        run_id=run_id,
+        dag_id=dag_id,
+        company_id=company_id,
+        crm_type=shown_type,
+        status="config_error",
+        started_at=now,
+        finished_at=now,
+        seconds=0,
+        error=error,
+        quarantine_reasons="{}",
+        warnings="[]",
+    )
     with engine.begin() as conn:
         conn.execute(sql("config_problem_lock"), {"run_id": run_id, "company_id": company_id})
-        if conn.execute(sql("config_problem_exists"), {"run_id": run_id, "company_id": company_id,
-                                                       "crm_type": shown_type, "error": error}).first():
+        if conn.execute(
+            sql("config_problem_exists"),
+            {"run_id": run_id, "company_id": company_id, "crm_type": shown_type, "error": error},
+        ).first():
             return False
         conn.execute(sql("run_insert"), row)
     if crm_type:
         # The company's admin sees "failed" on the app's sync history page, not a silent nothing.
-        write_back(engine, company_id, crm_type, synced=0, errors=1, at=now, set_last_synced=False,
-                   add_history=True)
+        write_back(engine, company_id, crm_type, synced=0, errors=1, at=now, set_last_synced=False, add_history=True)
     return True
 
 
@@ -94,8 +123,10 @@ def format_table(rows: Iterable[Mapping[str, Any]]) -> str:
         if r.get("error"):
             notes.append(f"  ! {name} / {r.get('crm_type') or '-'}: {r['error']}")
         if r.get("previous_crm_account"):
-            notes.append(f"  ! {name} / {r.get('crm_type')}: CRM account changed from {r['previous_crm_account']} "
-                         f"to {r.get('crm_account')}; synced as a first sync (the old account's rows are history)")
+            notes.append(
+                f"  ! {name} / {r.get('crm_type')}: CRM account changed from {r['previous_crm_account']} "
+                f"to {r.get('crm_account')}; synced as a first sync (the old account's rows are history)"
+            )
         warnings = r.get("warnings") or []
         if isinstance(warnings, str):
             warnings = json.loads(warnings)
@@ -106,12 +137,18 @@ def format_table(rows: Iterable[Mapping[str, Any]]) -> str:
         for reason, entry in reasons.items():
             count = entry["count"] if isinstance(entry, Mapping) else entry
             examples = entry.get("examples", []) if isinstance(entry, Mapping) else []
-            notes.append(f"  quarantined x{count} ({name} / {r.get('crm_type')}): {reason}"
-                         + (f" e.g. check-ins {examples}" if examples else ""))
-    totals = {k: sum(int(r[k] or 0) for r in rows) for k in ("customers_created", "visits_created", "synced",
-                                                               "quarantined", "failed", "api_calls")}
+            notes.append(
+                f"  quarantined x{count} ({name} / {r.get('crm_type')}): {reason}"
+                + (f" e.g. check-ins {examples}" if examples else "")
+            )
+    totals = {
+        k: sum(int(r[k] or 0) for r in rows)
+        for k in ("customers_created", "visits_created", "synced", "quarantined", "failed", "api_calls")
+    }
     lines.append(lines[1])
-    lines.append(f"total: {totals['synced']} check-ins synced, {totals['customers_created']} customers and "
-                 f"{totals['visits_created']} visit records created, {totals['quarantined']} quarantined, "
-                 f"{totals['failed']} failed (retried next run), {totals['api_calls']} API calls")
+    lines.append(
+        f"total: {totals['synced']} check-ins synced, {totals['customers_created']} customers and "
+        f"{totals['visits_created']} visit records created, {totals['quarantined']} quarantined, "
+        f"{totals['failed']} failed (retried next run), {totals['api_calls']} API calls"
+    )
     return "\n".join(lines + notes)

@@ -60,7 +60,7 @@ def utf16_prefix(text: str, units: int) -> str:
         return ""
     candidate = text[:units]
     excess = utf16_len(candidate) - units
-    while excess > 0:               # each dropped character is worth 1 or 2 units
+    while excess > 0:  # each dropped character is worth 1 or 2 units
         candidate = candidate[: len(candidate) - (excess + 1) // 2]
         excess = utf16_len(candidate) - units
     return candidate
@@ -75,23 +75,131 @@ def one_line(raw: Any) -> str | None:
 
 
 _KNOWN_TAGS = {
-    "a", "abbr", "address", "article", "aside", "b", "big", "blockquote", "body", "br", "caption",
-    "center", "cite", "code", "col", "colgroup", "dd", "del", "details", "dfn", "div", "dl", "dt",
-    "em", "figcaption", "figure", "font", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "head",
-    "header", "hr", "html", "i", "img", "ins", "kbd", "label", "li", "main", "mark", "meta", "nav",
-    "noscript", "ol", "p", "pre", "q", "s", "section", "small", "span", "strike", "strong", "sub",
-    "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "title", "tr", "tt", "u", "ul",
-    "link", "script", "style", "template", "iframe", "object", "svg",
+    "a",
+    "abbr",
+    "address",
+    "article",
+    "aside",
+    "b",
+    "big",
+    "blockquote",
+    "body",
+    "br",
+    "caption",
+    "center",
+    "cite",
+    "code",
+    "col",
+    "colgroup",
+    "dd",
+    "del",
+    "details",
+    "dfn",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "figcaption",
+    "figure",
+    "font",
+    "footer",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "head",
+    "header",
+    "hr",
+    "html",
+    "i",
+    "img",
+    "ins",
+    "kbd",
+    "label",
+    "li",
+    "main",
+    "mark",
+    "meta",
+    "nav",
+    "noscript",
+    "ol",
+    "p",
+    "pre",
+    "q",
+    "s",
+    "section",
+    "small",
+    "span",
+    "strike",
+    "strong",
+    "sub",
+    "summary",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "title",
+    "tr",
+    "tt",
+    "u",
+    "ul",
+    "link",
+    "script",
+    "style",
+    "template",
+    "iframe",
+    "object",
+    "svg",
 }
 _SKIP_CONTENT = {"script", "style", "head", "title", "template", "noscript", "iframe", "object", "svg"}
-_BLOCK = {"address", "article", "aside", "blockquote", "caption", "center", "dd", "details", "div",
-          "dl", "dt", "figcaption", "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header",
-          "hr", "main", "nav", "ol", "p", "pre", "section", "summary", "table", "tbody", "tfoot",
-          "thead", "tr", "ul"}
+_BLOCK = {
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "caption",
+    "center",
+    "dd",
+    "details",
+    "div",
+    "dl",
+    "dt",
+    "figcaption",
+    "figure",
+    "footer",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "tbody",
+    "tfoot",
+    "thead",
+    "tr",
+    "ul",
+}
 _PARAGRAPH = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "ul", "ol"}
 _TAG_NAMES = "|".join(sorted(_KNOWN_TAGS, key=len, reverse=True))
-_LOOKS_HTML = re.compile(rf"<\s*/?\s*(?:{_TAG_NAMES})\b[^<>]{{0,2000}}>|<!--",  # bounded: linear on hostile text
-                         re.IGNORECASE)
+_LOOKS_HTML = re.compile(
+    rf"<\s*/?\s*(?:{_TAG_NAMES})\b[^<>]{{0,2000}}>|<!--",  # bounded: linear on hostile text
+    re.IGNORECASE,
+)
 _ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
 
@@ -155,8 +263,11 @@ class _TextExtractor(HTMLParser):
         elif tag == "a" and self._links:
             href, start = self._links.pop()
             label = "".join(self.parts[start:]).strip()
-            if href and href.strip().lower().startswith(("http://", "https://", "mailto:")) \
-                    and href.strip() not in label:
+            if (
+                href
+                and href.strip().lower().startswith(("http://", "https://", "mailto:"))
+                and href.strip() not in label
+            ):
                 self.parts.append(f" ({href.strip()})")
 
     def handle_data(self, data: str) -> None:
@@ -224,7 +335,7 @@ def truncate_visibly(text: str, limit: int) -> tuple[str, bool]:
     if utf16_len(text) <= limit:
         return text, False
     total = len(text)
-    hidden = total                      # first guess: the longest marker
+    hidden = total  # first guess: the longest marker
     best: str | None = None
     for _ in range(10):
         room = limit - utf16_len(_marker(total, hidden))

@@ -66,11 +66,15 @@ def _fernet() -> Any:
 
         fernet = get_fernet()
     except Exception as exc:  # noqa: BLE001 - AirflowException for an invalid key, ImportError
-        raise ConfigurationError(f"the Fernet key is unusable ({type(exc).__name__}): set AIRFLOW__CORE__FERNET_KEY "
-                                 "to a key made by cryptography.fernet.Fernet.generate_key()") from None
+        raise ConfigurationError(
+            f"the Fernet key is unusable ({type(exc).__name__}): set AIRFLOW__CORE__FERNET_KEY "
+            "to a key made by cryptography.fernet.Fernet.generate_key()"
+        ) from None
     if not getattr(fernet, "is_encrypted", False):
-        raise ConfigurationError("no Fernet key is configured: set AIRFLOW__CORE__FERNET_KEY; the sync refuses to "
-                                 "store rotating CRM tokens unencrypted")
+        raise ConfigurationError(
+            "no Fernet key is configured: set AIRFLOW__CORE__FERNET_KEY; the sync refuses to "
+            "store rotating CRM tokens unencrypted"
+        )
     return fernet
 
 
@@ -133,15 +137,18 @@ class TokenStore:
     def _connect(self) -> sa.Connection:
         conn = self.engine.connect()
         try:
-            conn.execute(sa.text("SELECT set_config('lock_timeout', :ms, true)"),
-                         {"ms": f"{LOCK_TIMEOUT_SECONDS * 1000}"})
+            conn.execute(
+                sa.text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{LOCK_TIMEOUT_SECONDS * 1000}"}
+            )
             conn.execute(sql("integration_credentials_lock"), self._params)
             conn.commit()  # the session lock stays; the transaction-local lock_timeout ends
             return conn
         except sa.exc.SQLAlchemyError as exc:
             conn.close()
-            raise RetryableError(f"{self.crm_type}: the token refresh lock of company {self.company_id} is "
-                                 f"unavailable ({type(exc).__name__}; another task may still be refreshing)") from None
+            raise RetryableError(
+                f"{self.crm_type}: the token refresh lock of company {self.company_id} is "
+                f"unavailable ({type(exc).__name__}; another task may still be refreshing)"
+            ) from None
 
     def _read(self, conn: sa.Connection) -> _Held:
         """The live pair: the stored one while the app's refresh token is one it descends from, else the app's."""
@@ -150,8 +157,10 @@ class TokenStore:
             row = conn.execute(sql("integration_credentials_get"), self._params).first()
             conn.commit()
         except sa.exc.SQLAlchemyError as exc:
-            raise RetryableError(f"{self.crm_type}: reading the stored credentials of company {self.company_id} "
-                                 f"failed ({type(exc).__name__})") from None
+            raise RetryableError(
+                f"{self.crm_type}: reading the stored credentials of company {self.company_id} "
+                f"failed ({type(exc).__name__})"
+            ) from None
         integrations, error = parse_integrations(raw)
         integration = integrations.get(self.crm_type)
         problem = error or check_integration(self.crm_type, integration)
@@ -174,7 +183,8 @@ class TokenStore:
             raise ConfigurationError(
                 f"{self.crm_type}: the stored token pair of company {self.company_id} cannot be decrypted with "
                 "AIRFLOW__CORE__FERNET_KEY (was the key replaced? list the old key after the new one, "
-                "comma-separated), or reconnect the integration in Rank It Pro") from None
+                "comma-separated), or reconnect the integration in Rank It Pro"
+            ) from None
         return {k: _text(data.get(k)) for k in TOKEN_KEYS}
 
     # ------------------------------------------------------------------ writes
@@ -194,20 +204,28 @@ class TokenStore:
         written = held.written
         if live["refreshToken"] and live["refreshToken"] != held.live.get("refreshToken"):
             written = [fingerprint(live["refreshToken"]), *written][:WRITTEN_KEPT]
-        params = {**self._params, "ciphertext": _fernet().encrypt(json.dumps(live).encode()).decode(),
-                  "app_fingerprint": held.app_fingerprint, "written_fingerprints": written,
-                  "expected_version": held.version}
+        params = {
+            **self._params,
+            "ciphertext": _fernet().encrypt(json.dumps(live).encode()).decode(),
+            "app_fingerprint": held.app_fingerprint,
+            "written_fingerprints": written,
+            "expected_version": held.version,
+        }
         statement = "integration_credentials_insert" if held.version == 0 else "integration_credentials_update"
         try:
             version = held.conn.execute(sql(statement), params).scalar()
             held.conn.commit()
         except sa.exc.SQLAlchemyError as exc:
             held.conn.rollback()
-            raise RetryableError(f"{self.crm_type}: storing the rotated tokens of company {self.company_id} failed "
-                                 f"({type(exc).__name__})") from None
+            raise RetryableError(
+                f"{self.crm_type}: storing the rotated tokens of company {self.company_id} failed "
+                f"({type(exc).__name__})"
+            ) from None
         if version is None:
-            raise ConfigurationError(f"{self.crm_type}: the stored token pair of company {self.company_id} changed "
-                                     "while this task held the refresh lock; not overwritten")
+            raise ConfigurationError(
+                f"{self.crm_type}: the stored token pair of company {self.company_id} changed "
+                "while this task held the refresh lock; not overwritten"
+            )
         held.live, held.version, held.written = live, int(version), written
 
     # ------------------------------------------------------------------ inspection

@@ -6,11 +6,19 @@ TARGET_ID = "fe-conf-tenant-20417"
 
 
 def _integration(url: str, secret: str = CLIENT_SECRET) -> dict:
-    return {"name": "FieldEdge", "status": "active",
-            "credentials": {"clientId": CLIENT_ID, "clientSecret": secret, "targetId": TARGET_ID,
-                            "baseUrl": f"{url}/fieldedge/leads", "authUrl": f"{url}/fieldedge"},
-            "crmSettings": {"timezone": "America/Chicago"},
-            "syncSettings": {"customerMatchStrategy": "all"}}
+    return {
+        "name": "FieldEdge",
+        "status": "active",
+        "credentials": {
+            "clientId": CLIENT_ID,
+            "clientSecret": secret,
+            "targetId": TARGET_ID,
+            "baseUrl": f"{url}/fieldedge/leads",
+            "authUrl": f"{url}/fieldedge",
+        },
+        "crmSettings": {"timezone": "America/Chicago"},
+        "syncSettings": {"customerMatchStrategy": "all"},
+    }
 
 
 # Gobo tokens are short-lived JWTs: a 1-second TTL exercises the refresh after a 401 mid-run.

@@ -5,11 +5,20 @@ API_KEY = "hcp-conf-key-5b7e2c91d04a4f3e"
 
 
 def _integration(url: str, api_key: str = API_KEY) -> dict:
-    return {"name": "Housecall Pro", "status": "active",
-            "credentials": {"apiKey": api_key, "baseUrl": f"{url}/housecallpro"},
-            "syncSettings": {"syncCustomers": True, "createNewCustomers": True, "updateExistingCustomers": True,
-                             "syncCheckInsAsJobs": True, "syncPhotos": True, "customerMatchStrategy": "all",
-                             "customFieldMapping": {}}}
+    return {
+        "name": "Housecall Pro",
+        "status": "active",
+        "credentials": {"apiKey": api_key, "baseUrl": f"{url}/housecallpro"},
+        "syncSettings": {
+            "syncCustomers": True,
+            "createNewCustomers": True,
+            "updateExistingCustomers": True,
+            "syncCheckInsAsJobs": True,
+            "syncPhotos": True,
+            "customerMatchStrategy": "all",
+            "customFieldMapping": {},
+        },
+    }
 
 
 def _marker(job: dict) -> str | None:

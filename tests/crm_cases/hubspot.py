@@ -8,8 +8,12 @@ REFRESH = "hs-conf-refresh-token-0099"
 
 def _oauth(url: str, secret: str = CLIENT_SECRET) -> dict:
     integration = hubspot_integration(url, "")
-    integration["credentials"] = {"clientId": "hs-conf-client", "clientSecret": secret, "refreshToken": REFRESH,
-                                  "baseUrl": f"{url}/hubspot"}
+    integration["credentials"] = {
+        "clientId": "hs-conf-client",
+        "clientSecret": secret,
+        "refreshToken": REFRESH,
+        "baseUrl": f"{url}/hubspot",
+    }
     return integration
 
 

@@ -16,12 +16,26 @@ _MARKER = re.compile(r"rankitpro-\d+-\d+")
 
 
 def _integration(url: str, secret: str = CLIENT_SECRET) -> dict:
-    return {"name": "Jobber", "status": "active", "lastConfigured": "2026-10-02T14:11:09.120Z",
-            "credentials": {"clientId": CLIENT_ID, "clientSecret": secret, "refreshToken": REFRESH,
-                            "baseUrl": f"{url}/jobber/api"},
-            "syncSettings": {"syncCustomers": True, "createNewCustomers": True, "updateExistingCustomers": True,
-                             "syncCheckInsAsJobs": True, "syncPhotos": True, "customerMatchStrategy": "all",
-                             "customFieldMapping": {}}}
+    return {
+        "name": "Jobber",
+        "status": "active",
+        "lastConfigured": "2026-10-02T14:11:09.120Z",
+        "credentials": {
+            "clientId": CLIENT_ID,
+            "clientSecret": secret,
+            "refreshToken": REFRESH,
+            "baseUrl": f"{url}/jobber/api",
+        },
+        "syncSettings": {
+            "syncCustomers": True,
+            "createNewCustomers": True,
+            "updateExistingCustomers": True,
+            "syncCheckInsAsJobs": True,
+            "syncPhotos": True,
+            "customerMatchStrategy": "all",
+            "customFieldMapping": {},
+        },
+    }
 
 
 def _marker(record: dict) -> str | None:

@@ -15,8 +15,9 @@ CASE = CrmCase(
     account="conf",
     sandbox_credentials={"clientId": CLIENT["client_id"], "clientSecret": CLIENT["client_secret"]},
     integration=lambda url: salesforce_integration(url, **CLIENT),
-    bad_integration=lambda url: salesforce_integration(url, client_id=CLIENT["client_id"],
-                                                       client_secret="wrong-secret-000"),
+    bad_integration=lambda url: salesforce_integration(
+        url, client_id=CLIENT["client_id"], client_secret="wrong-secret-000"
+    ),
     visit_object="Case",
     visit_marker=lambda rec: rec.get("RankItPro_CheckIn_Key__c"),
     customer_object="Contact",

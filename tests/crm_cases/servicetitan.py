@@ -1,17 +1,28 @@
 from crm_cases import CrmCase, seed_record
 
-CREDS = {"clientId": "cid.conf-st-client", "clientSecret": "cs1.conf-st-secret-5a6b7c", "tenantId": "1234567",
-         "appKey": "ak1.conf-st-appkey-8d9e0f"}
+CREDS = {
+    "clientId": "cid.conf-st-client",
+    "clientSecret": "cs1.conf-st-secret-5a6b7c",
+    "tenantId": "1234567",
+    "appKey": "ak1.conf-st-appkey-8d9e0f",
+}
 #: The sandbox's default reference data (business unit, job type, campaign).
 JOB_DEFAULTS = {"businessUnitId": 1001, "jobTypeId": 2001, "campaignId": 3001, "priority": "Normal"}
 
 
 def _integration(url: str, secret: str = CREDS["clientSecret"]) -> dict:
-    return {"name": "ServiceTitan", "status": "active",
-            "credentials": {**CREDS, "clientSecret": secret, "baseUrl": f"{url}/servicetitan",
-                            "authUrl": f"{url}/servicetitan"},
-            "crmSettings": dict(JOB_DEFAULTS),
-            "syncSettings": {"customerMatchStrategy": "all"}}
+    return {
+        "name": "ServiceTitan",
+        "status": "active",
+        "credentials": {
+            **CREDS,
+            "clientSecret": secret,
+            "baseUrl": f"{url}/servicetitan",
+            "authUrl": f"{url}/servicetitan",
+        },
+        "crmSettings": dict(JOB_DEFAULTS),
+        "syncSettings": {"customerMatchStrategy": "all"},
+    }
 
 
 def _marker(record: dict) -> str | None:
@@ -21,11 +32,21 @@ def _marker(record: dict) -> str | None:
 def _seed_customer(url: str, first: str, last: str, phone: str) -> str:
     """A customer with a phone contact and one service location (jobs need a location)."""
     address = {"street": "4100 Burnet Rd", "city": "Austin", "state": "TX", "zip": "78756", "country": "USA"}
-    customer = seed_record(url, "servicetitan", "conf", "customers", {
-        "name": f"{first} {last}", "type": "Residential", "address": address,
-        "contacts": [{"type": "Phone", "value": phone}]})
-    seed_record(url, "servicetitan", "conf", "locations", {"customerId": customer["id"], "name": "Home",
-                                                           "address": address})
+    customer = seed_record(
+        url,
+        "servicetitan",
+        "conf",
+        "customers",
+        {
+            "name": f"{first} {last}",
+            "type": "Residential",
+            "address": address,
+            "contacts": [{"type": "Phone", "value": phone}],
+        },
+    )
+    seed_record(
+        url, "servicetitan", "conf", "locations", {"customerId": customer["id"], "name": "Home", "address": address}
+    )
     return str(customer["id"])
 
 

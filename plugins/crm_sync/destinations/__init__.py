@@ -25,7 +25,12 @@ def destinations() -> dict[str, type[Destination]]:
     for module in pkgutil.iter_modules(__path__):
         mod = importlib.import_module(f"{__name__}.{module.name}")
         for obj in vars(mod).values():
-            if isinstance(obj, type) and issubclass(obj, Destination) and obj.crm_type and obj.__module__ == mod.__name__:
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, Destination)
+                and obj.crm_type
+                and obj.__module__ == mod.__name__
+            ):
                 found[obj.crm_type] = obj
     return found
 
@@ -37,8 +42,9 @@ def destination_class(crm_type: str) -> type[Destination]:
         raise ConfigurationError(f"no destination for CRM type '{crm_type}'") from None
 
 
-def destination_for(crm_type: str, integration: dict[str, Any], settings: SyncSettings, **hook_kwargs: Any
-                    ) -> Destination:
+def destination_for(
+    crm_type: str, integration: dict[str, Any], settings: SyncSettings, **hook_kwargs: Any
+) -> Destination:
     """The destination for one company's integration object (hook built from its credentials and
     ``crmSettings``, which the destination reads as ``hook.crm_settings``)."""
     hook = hook_class(crm_type).from_integration(integration, **hook_kwargs)

@@ -107,7 +107,9 @@ class Destination(ABC):
         """Create one visit record per row, attached to its customer; returns visit_key -> result."""
 
     @abstractmethod
-    def update_visits(self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
+    def update_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
+    ) -> dict[str, RecordResult]:
         """Update visit records (edited check-ins) by CRM id; returns visit_key -> result."""
 
     # ------------------------------------------------------------------ read-back (import, reconciliation)
@@ -179,10 +181,11 @@ def read_each(crm_ids: Sequence[str], get_one: Callable[[str], dict[str, Any] | 
             found[crm_id] = record
     return found
 
+
 def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """``items`` in consecutive slices of at most ``size`` (a CRM's per-call limit)."""
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def distinct_customers(rows: Sequence[PreparedCheckIn]) -> list[PreparedCheckIn]:
@@ -219,8 +222,7 @@ def per_record(
         except BudgetExhaustedError as exc:
             started = requests_sent() != sent_before
             for rest in items[index:]:
-                results[key(rest)] = RecordResult(key(rest), error=str(exc), not_sent=not started,
-                                                  uncertain=started)
+                results[key(rest)] = RecordResult(key(rest), error=str(exc), not_sent=not started, uncertain=started)
                 started = False
             break
     return results

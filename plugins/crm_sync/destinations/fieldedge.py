@@ -84,8 +84,10 @@ class FieldEdgeDestination(Destination):
         options = self.hook.crm_settings
         options.require("timezone")
         if not options.lead_lookup:
-            self.warnings.append("fieldedge: crmSettings.leadLookup is off: a row interrupted after its lead was "
-                                 "sent is sent again, which can leave a duplicate lead")
+            self.warnings.append(
+                "fieldedge: crmSettings.leadLookup is off: a row interrupted after its lead was "
+                "sent is sent again, which can leave a duplicate lead"
+            )
 
     # ------------------------------------------------------------------ customers
     def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
@@ -101,8 +103,14 @@ class FieldEdgeDestination(Destination):
     def _search(self, key: str, customer: Customer) -> None:
         kind = MatchKey.parse(key).kind
         if kind in ("email", "phone"):
-            covered = [str(k) for k in (MatchKey.email(customer.email) if customer.email else None,
-                                        MatchKey.phone(customer.phone) if customer.phone else None) if k]
+            covered = [
+                str(k)
+                for k in (
+                    MatchKey.email(customer.email) if customer.email else None,
+                    MatchKey.phone(customer.phone) if customer.phone else None,
+                )
+                if k
+            ]
             criteria = {"email": customer.email, "phone": customer.phone}
         elif kind == "name" and customer.first_name:
             covered, criteria = [key], {"first_name": customer.first_name}
@@ -150,6 +158,7 @@ class FieldEdgeDestination(Destination):
         The body starts from the record a search just returned, else from ``GET /v1/customers/{id}``
         (PUT replaces the customer: fields the check-in lacks are kept as they are).
         """
+
         def send(item: tuple[CustomerRef, PreparedCheckIn]) -> RecordResult:
             ref, row = item
             record = self._records.get(ref.crm_id) or self.hook.get_customer(ref.crm_id)
@@ -182,23 +191,33 @@ class FieldEdgeDestination(Destination):
 
     def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
         """``POST /v1/leads`` per check-in, for its customer."""
+
         def send(item: tuple[PreparedCheckIn, CustomerRef | None]) -> RecordResult:
             row, ref = item
             options = self.hook.crm_settings
-            payload, warnings = mapping.lead_payload(row, ref.crm_id if ref else None,
-                                                     self.settings.custom_field_mapping,
-                                                     source=options.lead_source, zone=options.zone)
+            payload, warnings = mapping.lead_payload(
+                row,
+                ref.crm_id if ref else None,
+                self.settings.custom_field_mapping,
+                source=options.lead_source,
+                zone=options.zone,
+            )
             _warn(row, warnings)
             lead_id = self.hook.create_lead(payload, look_up=options.lead_lookup)
             return RecordResult(row.visit_key, crm_id=lead_id, created=True)
 
         return self._each(items, send, lambda item: item[0].visit_key)
 
-    def update_visits(self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
+    def update_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
+    ) -> dict[str, RecordResult]:
         """No call: FieldEdge's Open API cannot update a lead, so the first lead stays as it was."""
         if items and not self._warned_update:
-            log.warning("fieldedge: leads cannot be updated through FieldEdge's Open API; %d edited check-in(s) "
-                        "keep their first lead (the customer is still updated)", len(items))
+            log.warning(
+                "fieldedge: leads cannot be updated through FieldEdge's Open API; %d edited check-in(s) "
+                "keep their first lead (the customer is still updated)",
+                len(items),
+            )
             self._warned_update = True
         results: dict[str, RecordResult] = {}
         for row, lead_id, _ in items:
@@ -213,8 +232,10 @@ class FieldEdgeDestination(Destination):
         (https://docs.gravitee-fe.dev/fetches-lead-details-based-on-the-provided-lead-identifier-28355561e0).
         Leads cannot be updated through the API, so only the sync's ``trackingId`` is compared: an edited
         check-in's lead legitimately keeps its first text."""
-        return {lead_id: {"trackingId": lead.get("trackingId")}
-                for lead_id, lead in read_each(crm_ids, self.hook.get_lead).items()}
+        return {
+            lead_id: {"trackingId": lead.get("trackingId")}
+            for lead_id, lead in read_each(crm_ids, self.hook.get_lead).items()
+        }
 
     def iter_customers(self, page_size: int | None = None) -> Iterator[CrmCustomerRecord]:
         """FieldEdge's Open API cannot list customers: its Customer resource offers create, update, get by id,
@@ -224,9 +245,11 @@ class FieldEdgeDestination(Destination):
         API list on that page). Raised before any request; the sync keeps
         finding FieldEdge customers with that search, by email and phone, one customer at a time.
         """
-        raise ReadNotSupported("fieldedge: the FieldEdge Open API has no endpoint that lists customers (only "
-                               "searches by phone, email, first name or address), so existing customers cannot "
-                               "be imported; the sync still finds them by email and phone search")
+        raise ReadNotSupported(
+            "fieldedge: the FieldEdge Open API has no endpoint that lists customers (only "
+            "searches by phone, email, first name or address), so existing customers cannot "
+            "be imported; the sync still finds them by email and phone search"
+        )
         yield  # pragma: no cover - makes this a generator, like the other destinations'
 
     def visit_fields(self, row: PreparedCheckIn) -> dict[str, Any]:
@@ -234,8 +257,9 @@ class FieldEdgeDestination(Destination):
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
-    def _each(items: Sequence[T], send_one: Callable[[T], RecordResult], key: Callable[[T], str]
-              ) -> dict[str, RecordResult]:
+    def _each(
+        items: Sequence[T], send_one: Callable[[T], RecordResult], key: Callable[[T], str]
+    ) -> dict[str, RecordResult]:
         """:func:`per_record`, where an integration-stopping error after a write leaves the rest
         ``uncertain``: raised, it would make the engine mark the whole batch ``pending``, and the
         records already written would never be looked up before being sent again."""
@@ -271,5 +295,3 @@ def _record_keys(record: dict[str, Any]) -> list[str]:
 
 def _warn(row: PreparedCheckIn, warnings: Sequence[str]) -> None:
     row.warnings.extend(w for w in warnings if w not in row.warnings)
-
-

@@ -80,11 +80,15 @@ class HousecallProDestination(Destination):
         Housecall Pro cannot take."""
         if self.settings.custom_field_mapping:
             fields = ", ".join(sorted(self.settings.custom_field_mapping))
-            self.warnings.append(f"customFieldMapping: Housecall Pro jobs have no custom fields in the public API; "
-                                 f"{fields} not sent (the visit note has the check-in's content)")
+            self.warnings.append(
+                f"customFieldMapping: Housecall Pro jobs have no custom fields in the public API; "
+                f"{fields} not sent (the visit note has the check-in's content)"
+            )
         if not self.settings.sync_customers and self.settings.sync_check_ins_as_jobs:
-            self.warnings.append("syncCustomers is off, but every Housecall Pro job needs a customer and an "
-                                 "address: check-ins are quarantined instead of synced")
+            self.warnings.append(
+                "syncCustomers is off, but every Housecall Pro job needs a customer and an "
+                "address: check-ins are quarantined instead of synced"
+            )
         if not self.settings.sync_check_ins_as_jobs:
             return
         try:
@@ -93,10 +97,13 @@ class HousecallProDestination(Destination):
             if exc.status != 403:
                 raise
             types = []
-            self.warnings.append("Housecall Pro job types are not readable with this API key (company API keys "
-                                 "only): jobs are created without a job type")
-        self.job_types = {str(t.get("name") or "").strip().casefold(): str(t["id"])
-                          for t in types if t.get("id") and t.get("name")}
+            self.warnings.append(
+                "Housecall Pro job types are not readable with this API key (company API keys "
+                "only): jobs are created without a job type"
+            )
+        self.job_types = {
+            str(t.get("name") or "").strip().casefold(): str(t["id"]) for t in types if t.get("id") and t.get("name")
+        }
 
     # ------------------------------------------------------------------ customers
     def _remember(self, record: dict[str, Any], customer: Customer, keys: Sequence[str]) -> CustomerRef:
@@ -130,9 +137,12 @@ class HousecallProDestination(Destination):
 
     def _create_customer(self, row: PreparedCheckIn) -> RecordResult:
         options = self.hook.crm_settings
-        payload, warnings = mapping.customer_payload(row.customer, tags=[options.tag],
-                                                     notifications_enabled=options.notify_customers,
-                                                     country=options.default_country)
+        payload, warnings = mapping.customer_payload(
+            row.customer,
+            tags=[options.tag],
+            notifications_enabled=options.notify_customers,
+            country=options.default_country,
+        )
         _warn(row, warnings)
 
         def lookup() -> dict[str, Any] | None:
@@ -153,6 +163,7 @@ class HousecallProDestination(Destination):
         """Read the customer, ``PUT`` only the fields that differ. The engine asks when any customer
         field of the check-in changed, the street included: the read also lets :meth:`create_visits`
         put the job at the check-in's address instead of the remembered one."""
+
         def send(item: tuple[CustomerRef, PreparedCheckIn]) -> RecordResult:
             ref, row = item
             changes = mapping.customer_changes(self._record(ref.crm_id), row.customer)
@@ -213,8 +224,10 @@ class HousecallProDestination(Destination):
         if payload is None:
             fallback = mapping.pick_address(addresses, Customer())
             if fallback:
-                row.warnings.append("the check-in's address is incomplete (street, city, state and zip): the job is "
-                                    "placed at the customer's existing Housecall Pro address")
+                row.warnings.append(
+                    "the check-in's address is incomplete (street, city, state and zip): the job is "
+                    "placed at the customer's existing Housecall Pro address"
+                )
             return fallback
 
         def lookup() -> dict[str, Any] | None:
@@ -235,23 +248,35 @@ class HousecallProDestination(Destination):
         row, ref = item
         key = row.visit_key
         if ref is None:
-            return RecordResult(key, error="Housecall Pro jobs need a customer and an address; syncCustomers is off, "
-                                           "so the check-in cannot become a job")
+            return RecordResult(
+                key,
+                error="Housecall Pro jobs need a customer and an address; syncCustomers is off, "
+                "so the check-in cannot become a job",
+            )
         # The remembered address, unless this run has the customer at hand (then the check-in's own).
         known = ref.crm_id in self._records or not ref.parent_id
         address_id = self._address_id(ref.crm_id, row) if known else ref.parent_id
         if not address_id:
-            return RecordResult(key, error="Housecall Pro jobs need a service address: the customer has none in "
-                                           "Housecall Pro and the check-in's address is incomplete "
-                                           f"(street {echo(row.customer.street or '')}, city, state and zip needed)")
+            return RecordResult(
+                key,
+                error="Housecall Pro jobs need a service address: the customer has none in "
+                "Housecall Pro and the check-in's address is incomplete "
+                f"(street {echo(row.customer.street or '')}, city, state and zip needed)",
+            )
         options = self.hook.crm_settings
-        payload, warnings = mapping.job_payload(row, ref.crm_id, address_id, tags=[options.tag],
-                                                job_type_id=self._job_type_id(row),
-                                                schedule_minutes=options.schedule_minutes)
+        payload, warnings = mapping.job_payload(
+            row,
+            ref.crm_id,
+            address_id,
+            tags=[options.tag],
+            job_type_id=self._job_type_id(row),
+            schedule_minutes=options.schedule_minutes,
+        )
         _warn(row, warnings)
         not_before = row.visit.occurred_at if row.visit else None
-        job = _create_once(lambda: self.hook.create_job(payload),
-                           lambda: self._marked_jobs(ref.crm_id, {key}, not_before).get(key))
+        job = _create_once(
+            lambda: self.hook.create_job(payload), lambda: self._marked_jobs(ref.crm_id, {key}, not_before).get(key)
+        )
         self._ensure_note(job, key, payload["notes"])
         return RecordResult(key, crm_id=str(job["id"]), created=True)
 
@@ -289,11 +314,16 @@ class HousecallProDestination(Destination):
         _warn(row, warnings)
         owner = str((job.get("customer") or {}).get("id") or "")
         if ref is not None and owner and owner != ref.crm_id:
-            row.warnings.append(f"the check-in's customer changed, but Housecall Pro cannot move job {job_id} to "
-                                "another customer: the job stays where it is")
-        ours = [n for n in job.get("notes") or [] if isinstance(n, dict) and key in mapping.markers_in(n.get("content"))]
+            row.warnings.append(
+                f"the check-in's customer changed, but Housecall Pro cannot move job {job_id} to "
+                "another customer: the job stays where it is"
+            )
+        ours = [
+            n for n in job.get("notes") or [] if isinstance(n, dict) and key in mapping.markers_in(n.get("content"))
+        ]
         current = next((n for n in ours if n.get("content") == note), None)
         if current is None:
+
             def lookup() -> dict[str, Any] | None:
                 fresh = self.hook.get_job(job_id).get("notes") or []
                 return next((n for n in fresh if isinstance(n, dict) and n.get("content") == note), None)
@@ -304,7 +334,9 @@ class HousecallProDestination(Destination):
                 self.hook.delete_job_note(job_id, str(old["id"]))
         return RecordResult(key, crm_id=job_id)
 
-    def update_visits(self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
+    def update_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
+    ) -> dict[str, RecordResult]:
         return per_record(items, self._update_job, lambda item: item[0].visit_key)
 
     # ------------------------------------------------------------------ read-back
@@ -328,11 +360,16 @@ class HousecallProDestination(Destination):
             if not record.get("id"):
                 continue
             name = " ".join(str(record[k]) for k in ("first_name", "last_name") if record.get(k)) or None
-            phone = next((str(record[k]) for k in ("mobile_number", "home_number", "work_number") if record.get(k)),
-                         None)
-            yield CrmCustomerRecord(crm_id=str(record["id"]), name=name, email=record.get("email") or None,
-                                    phone=phone, parent_id=mapping.pick_address(record.get("addresses") or [],
-                                                                                Customer()))
+            phone = next(
+                (str(record[k]) for k in ("mobile_number", "home_number", "work_number") if record.get(k)), None
+            )
+            yield CrmCustomerRecord(
+                crm_id=str(record["id"]),
+                name=name,
+                email=record.get("email") or None,
+                phone=phone,
+                parent_id=mapping.pick_address(record.get("addresses") or [], Customer()),
+            )
 
     def visit_fields(self, row: PreparedCheckIn) -> dict[str, Any]:
         note, _ = mapping.job_note(row)

@@ -53,8 +53,10 @@ class HubSpotDestination(Destination):
         self.note_properties = note_props | {VISIT_KEY_PROPERTY}
         for field, prop in self.settings.custom_field_mapping.items():
             if prop not in self.note_properties:
-                self.warnings.append(f"customFieldMapping: HubSpot note property '{prop}' (for {field}) does not "
-                                     "exist in this portal; the field is not sent")
+                self.warnings.append(
+                    f"customFieldMapping: HubSpot note property '{prop}' (for {field}) does not "
+                    "exist in this portal; the field is not sent"
+                )
 
     # ------------------------------------------------------------------ customers
     def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
@@ -74,9 +76,15 @@ class HubSpotDestination(Destination):
                 if e164 in chunk:
                     found.setdefault(str(MatchKey.phone(e164)), CustomerRef(str(obj["id"])))
         for chunk in chunked(names, NAME_GROUPS_PER_SEARCH):
-            groups = [{"filters": [{"propertyName": "firstname", "operator": "EQ", "value": c.first_name or ""},
-                                   {"propertyName": "lastname", "operator": "EQ", "value": c.last_name or ""}]}
-                      for _, c in chunk]
+            groups = [
+                {
+                    "filters": [
+                        {"propertyName": "firstname", "operator": "EQ", "value": c.first_name or ""},
+                        {"propertyName": "lastname", "operator": "EQ", "value": c.last_name or ""},
+                    ]
+                }
+                for _, c in chunk
+            ]
             wanted_keys = {k for k, _ in chunk}
             for obj in self.hook.search("contacts", groups, properties=["firstname", "lastname"]):
                 props = obj.get("properties", {})
@@ -99,21 +107,34 @@ class HubSpotDestination(Destination):
         for row in rows:
             props = mapping.contact_properties(row.customer)
             if row.customer.email:
-                inputs.append({"idProperty": "email", "id": row.customer.email, "properties": props,
-                               "objectWriteTraceId": row.customer_key})
+                inputs.append(
+                    {
+                        "idProperty": "email",
+                        "id": row.customer.email,
+                        "properties": props,
+                        "objectWriteTraceId": row.customer_key,
+                    }
+                )
                 by_identity[str(MatchKey.email(row.customer.email))] = row.customer_key
             else:
                 props[CUSTOMER_KEY_PROPERTY] = row.customer_key
-                inputs.append({"idProperty": CUSTOMER_KEY_PROPERTY, "id": row.customer_key, "properties": props,
-                               "objectWriteTraceId": row.customer_key})
+                inputs.append(
+                    {
+                        "idProperty": CUSTOMER_KEY_PROPERTY,
+                        "id": row.customer_key,
+                        "properties": props,
+                        "objectWriteTraceId": row.customer_key,
+                    }
+                )
                 by_identity[f"key:{row.customer_key}"] = row.customer_key
         outcome = self.hook.batch_upsert("contacts", inputs)
         results: dict[str, RecordResult] = {}
         for obj in outcome.results:
             props = obj.get("properties", {})
             email = (props.get("email") or "").strip().lower()
-            ckey = (by_identity.get(str(MatchKey.email(email)))
-                    or by_identity.get(f"key:{props.get(CUSTOMER_KEY_PROPERTY)}"))
+            ckey = by_identity.get(str(MatchKey.email(email))) or by_identity.get(
+                f"key:{props.get(CUSTOMER_KEY_PROPERTY)}"
+            )
             if ckey:
                 results[ckey] = RecordResult(ckey, crm_id=str(obj["id"]), created=bool(obj.get("new")))
         for error in outcome.errors:
@@ -127,9 +148,15 @@ class HubSpotDestination(Destination):
 
             def send(part: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
                 # Email is the contact's identity in HubSpot: never rewritten by an update.
-                inputs = [{"id": ref.crm_id, "properties": {k: v for k, v in
-                                                            mapping.contact_properties(row.customer).items()
-                                                            if k != "email"}} for ref, row in part]
+                inputs = [
+                    {
+                        "id": ref.crm_id,
+                        "properties": {
+                            k: v for k, v in mapping.contact_properties(row.customer).items() if k != "email"
+                        },
+                    }
+                    for ref, row in part
+                ]
                 outcome = self.hook.batch_update("contacts", inputs)
                 out = {str(o["id"]): RecordResult(str(o["id"]), crm_id=str(o["id"])) for o in outcome.results}
                 for error in outcome.errors:
@@ -145,8 +172,9 @@ class HubSpotDestination(Destination):
         keys = [r.visit_key for r in rows]
         found: dict[str, str] = {}
         for chunk in chunked(keys, self.batch_size):
-            for obj in self.hook.batch_read("notes", chunk, id_property=VISIT_KEY_PROPERTY,
-                                            properties=[VISIT_KEY_PROPERTY]):
+            for obj in self.hook.batch_read(
+                "notes", chunk, id_property=VISIT_KEY_PROPERTY, properties=[VISIT_KEY_PROPERTY]
+            ):
                 key = obj.get("properties", {}).get(VISIT_KEY_PROPERTY)
                 if key:
                     found[key] = str(obj["id"])
@@ -163,8 +191,12 @@ class HubSpotDestination(Destination):
             for row, ref in part:
                 note = {"properties": self._note(row), "objectWriteTraceId": row.visit_key}
                 if ref is not None:
-                    note["associations"] = [{"to": {"id": ref.crm_id}, "types": [
-                        {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": NOTE_TO_CONTACT}]}]
+                    note["associations"] = [
+                        {
+                            "to": {"id": ref.crm_id},
+                            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": NOTE_TO_CONTACT}],
+                        }
+                    ]
                 inputs.append(note)
             outcome = self.hook.batch_create("notes", inputs)
             out: dict[str, RecordResult] = {}
@@ -186,14 +218,20 @@ class HubSpotDestination(Destination):
             results[key] = RecordResult(key, crm_id=crm_id)
         return results
 
-    def update_visits(self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
+    def update_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
+    ) -> dict[str, RecordResult]:
         by_id = {crm_id: row.visit_key for row, crm_id, _ in items}
 
         def send(part: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
-            outcome = self.hook.batch_update("notes", [{"id": crm_id, "properties": self._note(row)}
-                                                       for row, crm_id, _ in part])
-            out = {by_id[str(o["id"])]: RecordResult(by_id[str(o["id"])], crm_id=str(o["id"]))
-                   for o in outcome.results if str(o["id"]) in by_id}
+            outcome = self.hook.batch_update(
+                "notes", [{"id": crm_id, "properties": self._note(row)} for row, crm_id, _ in part]
+            )
+            out = {
+                by_id[str(o["id"])]: RecordResult(by_id[str(o["id"])], crm_id=str(o["id"]))
+                for o in outcome.results
+                if str(o["id"]) in by_id
+            }
             for error in outcome.errors:
                 for crm_id in (error.get("context") or {}).get("ids", []):
                     if str(crm_id) in by_id:
@@ -212,9 +250,13 @@ class HubSpotDestination(Destination):
         for obj in self.hook.iter_objects("contacts", properties=props, limit=min(page_size or 100, 100)):
             p = obj.get("properties") or {}
             name = " ".join(v for v in (p.get("firstname"), p.get("lastname")) if v) or None
-            yield CrmCustomerRecord(crm_id=str(obj["id"]), name=name, email=p.get("email") or None,
-                                    phone=p.get("phone") or None, sync_key=p.get(CUSTOMER_KEY_PROPERTY) or None)
-
+            yield CrmCustomerRecord(
+                crm_id=str(obj["id"]),
+                name=name,
+                email=p.get("email") or None,
+                phone=p.get("phone") or None,
+                sync_key=p.get(CUSTOMER_KEY_PROPERTY) or None,
+            )
 
     unique_visit_marker = True  # rankitpro_checkin_key is a unique note property
 

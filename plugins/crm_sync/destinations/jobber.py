@@ -73,11 +73,15 @@ class JobberDestination(Destination):
         self.hook.account()
         self.hook.crm_settings.require("invoicingType", "invoicingSchedule")
         if self.settings.custom_field_mapping:
-            self.warnings.append("customFieldMapping: Jobber custom fields are not written by this version; the "
-                                 "mapped values are added to the job instructions as 'name: value' lines")
+            self.warnings.append(
+                "customFieldMapping: Jobber custom fields are not written by this version; the "
+                "mapped values are added to the job instructions as 'name: value' lines"
+            )
         if self.settings.sync_check_ins_as_jobs and not self.settings.sync_customers:
-            self.warnings.append("syncCustomers is off, but a Jobber job needs a client's property: check-ins "
-                                 "cannot become jobs and are quarantined")
+            self.warnings.append(
+                "syncCustomers is off, but a Jobber job needs a client's property: check-ins "
+                "cannot become jobs and are quarantined"
+            )
 
     # ------------------------------------------------------------------ customers
     def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
@@ -100,8 +104,11 @@ class JobberDestination(Destination):
         results: dict[str, RecordResult] = {}
         customers = distinct_customers(rows)
         now = time.monotonic()
-        stale = [r for r in customers if any(now - self._absent.get(k, float("-inf")) > ABSENT_TTL_SECONDS
-                                             for k in r.match_keys)]
+        stale = [
+            r
+            for r in customers
+            if any(now - self._absent.get(k, float("-inf")) > ABSENT_TTL_SECONDS for k in r.match_keys)
+        ]
         if stale:
             hits = self.match_customers([(k, r.customer) for r in stale for k in r.match_keys])
             for row in stale:
@@ -128,13 +135,19 @@ class JobberDestination(Destination):
         if not outcome.ok:
             return RecordResult(row.customer_key, error=outcome.error, uncertain=outcome.uncertain)
         client = outcome.record
-        properties = [(str(p["id"]), mapping.address_key(p.get("address")))
-                      for p in ((client.get("clientProperties") or {}).get("nodes") or [])]
+        properties = [
+            (str(p["id"]), mapping.address_key(p.get("address")))
+            for p in ((client.get("clientProperties") or {}).get("nodes") or [])
+        ]
         self._properties[str(client["id"])] = properties
         for key in row.match_keys:
             self._absent.pop(key, None)
-        return RecordResult(row.customer_key, crm_id=str(client["id"]), created=True,
-                            extra={"parent_id": properties[0][0] if properties else None})
+        return RecordResult(
+            row.customer_key,
+            crm_id=str(client["id"]),
+            created=True,
+            extra={"parent_id": properties[0][0] if properties else None},
+        )
 
     def update_customers(self, items: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
         """Read the clients (``client(id)``), then ``clientEdit`` only what changed (names, a missing email/phone)."""
@@ -154,9 +167,14 @@ class JobberDestination(Destination):
 
         def send(chunk: Sequence[tuple[CustomerRef, dict[str, Any]]]) -> dict[str, RecordResult]:
             outcomes = self.hook.edit_clients([(ref.crm_id, data) for ref, data in chunk])
-            return {ref.crm_id: (RecordResult(ref.crm_id, crm_id=ref.crm_id) if o.ok else
-                                 RecordResult(ref.crm_id, error=o.error, uncertain=o.uncertain))
-                    for (ref, _), o in zip(chunk, outcomes, strict=True)}
+            return {
+                ref.crm_id: (
+                    RecordResult(ref.crm_id, crm_id=ref.crm_id)
+                    if o.ok
+                    else RecordResult(ref.crm_id, error=o.error, uncertain=o.uncertain)
+                )
+                for (ref, _), o in zip(chunk, outcomes, strict=True)
+            }
 
         results.update(self._in_chunks(edits, self.hook.CLIENT_EDIT_COST, send, lambda item: item[0].crm_id))
         return results
@@ -169,8 +187,10 @@ class JobberDestination(Destination):
             if client is None:
                 continue
             out[cid] = client
-            self._properties[cid] = [(str(p["id"]), mapping.address_key(p.get("address")))
-                                     for p in ((client.get("clientProperties") or {}).get("nodes") or [])]
+            self._properties[cid] = [
+                (str(p["id"]), mapping.address_key(p.get("address")))
+                for p in ((client.get("clientProperties") or {}).get("nodes") or [])
+            ]
         return out
 
     # ------------------------------------------------------------------ visits
@@ -202,8 +222,10 @@ class JobberDestination(Destination):
         for row, ref in items:
             if ref is None:
                 results[row.visit_key] = RecordResult(
-                    row.visit_key, error="a Jobber job needs a client's property, and this check-in has no client "
-                                         "(syncCustomers is off or the customer could not be resolved)")
+                    row.visit_key,
+                    error="a Jobber job needs a client's property, and this check-in has no client "
+                    "(syncCustomers is off or the customer could not be resolved)",
+                )
             else:
                 ready.append((row, ref))
         properties = self._properties_for(ready, results)
@@ -214,12 +236,18 @@ class JobberDestination(Destination):
             options = self.hook.crm_settings
             for row, property_id in chunk:
                 data, warnings = mapping.job_create_input(
-                    row, property_id, custom_fields=self.settings.custom_field_mapping,
-                    invoicing_type=options.invoicing_type, invoicing_schedule=options.invoicing_schedule)
+                    row,
+                    property_id,
+                    custom_fields=self.settings.custom_field_mapping,
+                    invoicing_type=options.invoicing_type,
+                    invoicing_schedule=options.invoicing_schedule,
+                )
                 row.warnings.extend(w for w in warnings if w not in row.warnings)
                 inputs.append(data)
-            return {row.visit_key: _visit_result(row.visit_key, o, created=True)
-                    for (row, _), o in zip(chunk, self.hook.create_jobs(inputs), strict=True)}
+            return {
+                row.visit_key: _visit_result(row.visit_key, o, created=True)
+                for (row, _), o in zip(chunk, self.hook.create_jobs(inputs), strict=True)
+            }
 
         created = self._in_chunks(jobs, self.hook.JOB_WRITE_COST, send, lambda item: item[0].visit_key)
         results.update(created)
@@ -227,8 +255,9 @@ class JobberDestination(Destination):
             self._close([res.crm_id for res in created.values() if res.ok and res.crm_id])
         return results
 
-    def _properties_for(self, ready: Sequence[tuple[PreparedCheckIn, CustomerRef]],
-                        results: dict[str, RecordResult]) -> dict[str, str]:
+    def _properties_for(
+        self, ready: Sequence[tuple[PreparedCheckIn, CustomerRef]], results: dict[str, RecordResult]
+    ) -> dict[str, str]:
         """visit_key -> property id: the client's property at the row's address, created when missing."""
         unknown = [ref.crm_id for _, ref in ready if ref.crm_id not in self._properties]
         if unknown:
@@ -256,8 +285,10 @@ class JobberDestination(Destination):
                 waiting.setdefault((ref.crm_id, create_key), []).append(row)
             else:
                 results[row.visit_key] = RecordResult(
-                    row.visit_key, error=f"a Jobber job needs a service property: the check-in has no address and "
-                                         f"client {ref.crm_id} has no property in Jobber")
+                    row.visit_key,
+                    error=f"a Jobber job needs a service property: the check-in has no address and "
+                    f"client {ref.crm_id} has no property in Jobber",
+                )
 
         def send(chunk: Sequence[tuple[tuple[str, str], dict[str, str]]]) -> dict[str, RecordResult]:
             outcomes = self.hook.create_properties([(cid, address) for (cid, _), address in chunk])
@@ -265,12 +296,16 @@ class JobberDestination(Destination):
             for ((cid, key), _), outcome in zip(chunk, outcomes, strict=True):
                 if outcome.ok:
                     self._properties.setdefault(cid, []).append((str(outcome.record["id"]), key))
-                out[f"{cid}|{key}"] = RecordResult(f"{cid}|{key}", crm_id=str(outcome.record["id"])) if outcome.ok \
+                out[f"{cid}|{key}"] = (
+                    RecordResult(f"{cid}|{key}", crm_id=str(outcome.record["id"]))
+                    if outcome.ok
                     else RecordResult(f"{cid}|{key}", error=outcome.error, uncertain=outcome.uncertain)
+                )
             return out
 
-        made = self._in_chunks(list(to_create.items()), self.hook.PROPERTY_WRITE_COST, send,
-                               lambda item: f"{item[0][0]}|{item[0][1]}")
+        made = self._in_chunks(
+            list(to_create.items()), self.hook.PROPERTY_WRITE_COST, send, lambda item: f"{item[0][0]}|{item[0][1]}"
+        )
         for (cid, key), rows in waiting.items():
             res = made.get(f"{cid}|{key}")
             for row in rows:
@@ -278,8 +313,10 @@ class JobberDestination(Destination):
                     chosen[row.visit_key] = res.crm_id
                 else:
                     results[row.visit_key] = RecordResult(
-                        row.visit_key, uncertain=bool(res and res.uncertain),
-                        error=f"Jobber property for the visit address: {res.error if res else 'not created'}")
+                        row.visit_key,
+                        uncertain=bool(res and res.uncertain),
+                        error=f"Jobber property for the visit address: {res.error if res else 'not created'}",
+                    )
         return chosen
 
     def _close(self, job_ids: Sequence[str]) -> None:
@@ -297,8 +334,10 @@ class JobberDestination(Destination):
     # ------------------------------------------------------------------ read-back
     def read_visits(self, crm_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Jobs by id, many per GraphQL request (aliased ``job(id:)``): title (with the marker) and instructions."""
-        return {jid: {"title": job.get("title"), "instructions": job.get("instructions")}
-                for jid, job in self.hook.get_jobs(list(crm_ids)).items()}
+        return {
+            jid: {"title": job.get("title"), "instructions": job.get("instructions")}
+            for jid, job in self.hook.get_jobs(list(crm_ids)).items()
+        }
 
     def iter_customers(self, page_size: int | None = None) -> Iterator[CrmCustomerRecord]:
         """Every client through the ``clients`` connection (``first``/``after``, 100 per page or fewer when
@@ -307,34 +346,50 @@ class JobberDestination(Destination):
             emails = [e.get("address") for e in client.get("emails") or [] if isinstance(e, dict) and e.get("address")]
             phones = [p.get("number") for p in client.get("phones") or [] if isinstance(p, dict) and p.get("number")]
             name = " ".join(str(client[k]) for k in ("firstName", "lastName") if client.get(k)) or None
-            yield CrmCustomerRecord(crm_id=str(client["id"]), name=name,
-                                    email=emails[0] if emails else None, phone=phones[0] if phones else None)
+            yield CrmCustomerRecord(
+                crm_id=str(client["id"]),
+                name=name,
+                email=emails[0] if emails else None,
+                phone=phones[0] if phones else None,
+            )
 
     def find_visit_records(self, visit_keys: Sequence[str]) -> dict[str, list[str]]:
         """Every job whose title carries the marker: aliased ``jobs(searchTerm:)`` (hits verified on the title)."""
-        return {key: sorted({str(j["id"]) for j in jobs if mapping.has_marker(j.get("title"), key)})
-                for key, jobs in self.hook.search_jobs(list(visit_keys)).items()}
+        return {
+            key: sorted({str(j["id"]) for j in jobs if mapping.has_marker(j.get("title"), key)})
+            for key, jobs in self.hook.search_jobs(list(visit_keys)).items()
+        }
 
     def visit_fields(self, row: PreparedCheckIn) -> dict[str, Any]:
         data, _ = mapping.job_edit_input(row, self.settings.custom_field_mapping)
         return {"title": data["title"], "instructions": data["instructions"]}
 
-    def update_visits(self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
+    def update_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
+    ) -> dict[str, RecordResult]:
         """``jobEdit`` title and instructions of the jobs of edited check-ins."""
+
         def send(chunk: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
             inputs = []
             for row, job_id, _ in chunk:
                 data, warnings = mapping.job_edit_input(row, self.settings.custom_field_mapping)
                 row.warnings.extend(w for w in warnings if w not in row.warnings)
                 inputs.append((job_id, data))
-            return {row.visit_key: _visit_result(row.visit_key, o)
-                    for (row, _, _), o in zip(chunk, self.hook.edit_jobs(inputs), strict=True)}
+            return {
+                row.visit_key: _visit_result(row.visit_key, o)
+                for (row, _, _), o in zip(chunk, self.hook.edit_jobs(inputs), strict=True)
+            }
 
         return self._in_chunks(list(items), self.hook.JOB_WRITE_COST, send, lambda item: item[0].visit_key)
 
     # ------------------------------------------------------------------ helpers
-    def _in_chunks(self, items: Sequence[T], unit_cost: int, send: Callable[[Sequence[T]], dict[str, RecordResult]],
-                   key: Callable[[T], str]) -> dict[str, RecordResult]:
+    def _in_chunks(
+        self,
+        items: Sequence[T],
+        unit_cost: int,
+        send: Callable[[Sequence[T]], dict[str, RecordResult]],
+        key: Callable[[T], str],
+    ) -> dict[str, RecordResult]:
         """``send`` each cost-sized chunk. A failure in the first chunk is raised as usual (nothing of this
         step was sent); after that, the unsent and failed items come back ``uncertain``: what landed
         stays recorded, and the rest is looked up before anything is written again."""

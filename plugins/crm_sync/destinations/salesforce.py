@@ -64,16 +64,21 @@ class SalesforceDestination(Destination):
         if missing:
             raise ConfigurationError(
                 "salesforce: the org lacks the External ID fields the sync needs to stay exactly-once: "
-                f"{', '.join(missing)} (Text(255), External ID, Unique); see the README's Salesforce setup")
+                f"{', '.join(missing)} (Text(255), External ID, Unique); see the README's Salesforce setup"
+            )
         for field, target in self.settings.custom_field_mapping.items():
             if target not in self.case_fields:
-                self.warnings.append(f"customFieldMapping: Case field '{target}' (for {field}) does not exist in "
-                                     "this org; the field is not sent")
+                self.warnings.append(
+                    f"customFieldMapping: Case field '{target}' (for {field}) does not exist in "
+                    "this org; the field is not sent"
+                )
 
     def _guard(self) -> None:
         if self.hook.budget_exhausted():
-            raise QuotaExhaustedError("salesforce: the sync's share of the org's daily API requests is used up; "
-                                      "remaining rows wait for the next run")
+            raise QuotaExhaustedError(
+                "salesforce: the sync's share of the org's daily API requests is used up; "
+                "remaining rows wait for the next run"
+            )
 
     # ------------------------------------------------------------------ customers
     def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
@@ -107,8 +112,9 @@ class SalesforceDestination(Destination):
         customer's error; a row a job never processed is uncertain (retried next run, by the same key)."""
         results: dict[str, RecordResult] = {}
         self._guard()
-        accounts = self.hook.bulk_upsert("Account", CUSTOMER_KEY_FIELD,
-                                         [mapping.account_record(r.customer, r.customer_key) for r in customers])
+        accounts = self.hook.bulk_upsert(
+            "Account", CUSTOMER_KEY_FIELD, [mapping.account_record(r.customer, r.customer_key) for r in customers]
+        )
         account_ids = {rec.get(CUSTOMER_KEY_FIELD): rec.get("sf__Id") for rec in accounts.successful}
         for rec in accounts.failed:
             key = rec.get(CUSTOMER_KEY_FIELD, "")
@@ -124,14 +130,20 @@ class SalesforceDestination(Destination):
             outcome = self.hook.bulk_upsert("Contact", CUSTOMER_KEY_FIELD, contacts)
             for rec in outcome.successful:
                 key = rec.get(CUSTOMER_KEY_FIELD, "")
-                results[key] = RecordResult(key, crm_id=rec.get("sf__Id") or None, created=rec.get("sf__Created") == "true",
-                                            extra={"parent_id": account_ids.get(key)})
+                results[key] = RecordResult(
+                    key,
+                    crm_id=rec.get("sf__Id") or None,
+                    created=rec.get("sf__Created") == "true",
+                    extra={"parent_id": account_ids.get(key)},
+                )
             for rec in outcome.failed:
                 key = rec.get(CUSTOMER_KEY_FIELD, "")
                 results[key] = RecordResult(key, error=f"Salesforce Contact refused: {rec.get('sf__Error')}"[:400])
         for row in customers:
-            results.setdefault(row.customer_key, RecordResult(row.customer_key, uncertain=True,
-                                                              error="not processed by the Bulk API job"))
+            results.setdefault(
+                row.customer_key,
+                RecordResult(row.customer_key, uncertain=True, error="not processed by the Bulk API job"),
+            )
         return results
 
     def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
@@ -142,7 +154,8 @@ class SalesforceDestination(Destination):
         for chunk in chunked(customers, self.batch_size):
             self._guard()
             accounts = self.hook.upsert_records(
-                "Account", CUSTOMER_KEY_FIELD, [mapping.account_record(r.customer, r.customer_key) for r in chunk])
+                "Account", CUSTOMER_KEY_FIELD, [mapping.account_record(r.customer, r.customer_key) for r in chunk]
+            )
             contacts_for: list[tuple[PreparedCheckIn, str]] = []
             for row, res in zip(chunk, accounts, strict=True):
                 if res.get("success"):
@@ -160,9 +173,12 @@ class SalesforceDestination(Destination):
             contacts = self.hook.upsert_records("Contact", CUSTOMER_KEY_FIELD, records)
             for (row, account_id), res in zip(contacts_for, contacts, strict=True):
                 if res.get("success"):
-                    results[row.customer_key] = RecordResult(row.customer_key, crm_id=res["id"],
-                                                             created=bool(res.get("created")),
-                                                             extra={"parent_id": account_id})
+                    results[row.customer_key] = RecordResult(
+                        row.customer_key,
+                        crm_id=res["id"],
+                        created=bool(res.get("created")),
+                        extra={"parent_id": account_id},
+                    )
                 else:
                     results[row.customer_key] = RecordResult(row.customer_key, error=_errors_text("Contact", res))
         return results
@@ -178,8 +194,11 @@ class SalesforceDestination(Destination):
                 records.append({**update, "Id": ref.crm_id})
             self._guard()
             for (ref, _), res in zip(chunk, self.hook.update_records(records), strict=True):
-                results[ref.crm_id] = (RecordResult(ref.crm_id, crm_id=ref.crm_id) if res.get("success")
-                                       else RecordResult(ref.crm_id, error=_errors_text("Contact", res)))
+                results[ref.crm_id] = (
+                    RecordResult(ref.crm_id, crm_id=ref.crm_id)
+                    if res.get("success")
+                    else RecordResult(ref.crm_id, error=_errors_text("Contact", res))
+                )
         return results
 
     # ------------------------------------------------------------------ visits
@@ -198,14 +217,20 @@ class SalesforceDestination(Destination):
 
     def _case_record(self, row: PreparedCheckIn, ref: CustomerRef | None) -> dict[str, Any]:
         record, warnings = mapping.case_record(
-            row, ref.parent_id if ref else None, ref.crm_id if ref else None,
-            self.settings.custom_field_mapping, self.case_fields,
-            status=self.hook.crm_settings.case_status, origin=self.hook.crm_settings.case_origin)
+            row,
+            ref.parent_id if ref else None,
+            ref.crm_id if ref else None,
+            self.settings.custom_field_mapping,
+            self.case_fields,
+            status=self.hook.crm_settings.case_status,
+            origin=self.hook.crm_settings.case_origin,
+        )
         row.warnings.extend(w for w in warnings if w not in row.warnings)
         return record
 
-    def _create_visits_bulk(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]
-                            ) -> dict[str, RecordResult]:
+    def _create_visits_bulk(
+        self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]
+    ) -> dict[str, RecordResult]:
         """One Bulk API 2.0 upsert job keyed by ``RankItPro_CheckIn_Key__c`` (idempotent like the
         Collections upsert). Each failed row is that row's error (quarantined); a row the job never
         reached (failed, aborted or still running job) is uncertain: the next run looks it up first."""
@@ -218,13 +243,16 @@ class SalesforceDestination(Destination):
             results[key] = RecordResult(key, crm_id=rec.get("sf__Id") or None, created=rec.get("sf__Created") == "true")
         for rec in outcome.failed:
             key = rec.get(CHECKIN_KEY_FIELD, "")
-            results[key] = RecordResult(key, error=f"Salesforce Case refused: {rec.get('sf__Error') or 'no reason'}"[:400])
+            results[key] = RecordResult(
+                key, error=f"Salesforce Case refused: {rec.get('sf__Error') or 'no reason'}"[:400]
+            )
         state = outcome.job.get("state")
         for row, _ in items:
             if row.visit_key not in results:
                 why = outcome.job.get("errorMessage") or f"job {outcome.job.get('id')} ended {state}"
-                results[row.visit_key] = RecordResult(row.visit_key, uncertain=True,
-                                                      error=f"not processed by the Bulk API job ({why})"[:400])
+                results[row.visit_key] = RecordResult(
+                    row.visit_key, uncertain=True, error=f"not processed by the Bulk API job ({why})"[:400]
+                )
         return results
 
     def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
@@ -238,12 +266,15 @@ class SalesforceDestination(Destination):
             for (row, _), res in zip(chunk, self.hook.upsert_records("Case", CHECKIN_KEY_FIELD, records), strict=True):
                 results[row.visit_key] = (
                     RecordResult(row.visit_key, crm_id=res["id"], created=bool(res.get("created")))
-                    if res.get("success") else RecordResult(row.visit_key, error=_errors_text("Case", res)))
+                    if res.get("success")
+                    else RecordResult(row.visit_key, error=_errors_text("Case", res))
+                )
         return results
 
-    def update_visits(self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
+    def update_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
+    ) -> dict[str, RecordResult]:
         return self.create_visits([(row, ref) for row, _, ref in items])
-
 
     # ------------------------------------------------------------------ read-back
     unique_visit_marker = True  # Case.RankItPro_CheckIn_Key__c is a unique External ID
@@ -285,9 +316,14 @@ class SalesforceDestination(Destination):
         self._guard()
         for rec in self.hook.query(f"SELECT {', '.join(select)} FROM Contact ORDER BY CreatedDate, Id"):
             name = " ".join(p for p in (rec.get("FirstName"), rec.get("LastName")) if p) or None
-            yield CrmCustomerRecord(crm_id=rec["Id"], parent_id=rec.get("AccountId") or None, name=name,
-                                    email=rec.get("Email") or None, phone=rec.get("Phone") or None,
-                                    sync_key=rec.get(CUSTOMER_KEY_FIELD) or None)
+            yield CrmCustomerRecord(
+                crm_id=rec["Id"],
+                parent_id=rec.get("AccountId") or None,
+                name=name,
+                email=rec.get("Email") or None,
+                phone=rec.get("Phone") or None,
+                sync_key=rec.get(CUSTOMER_KEY_FIELD) or None,
+            )
 
     def visit_fields(self, row: PreparedCheckIn) -> dict[str, Any]:
         record, _ = mapping.case_record(row, None, None, {}, None)

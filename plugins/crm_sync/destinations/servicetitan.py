@@ -65,14 +65,18 @@ class ServiceTitanDestination(Destination):
             if isinstance(target, str) and target.strip().isdigit():
                 self.custom_fields[field_name] = target.strip()
             else:
-                self.warnings.append(f"customFieldMapping: {echo(target)} (for {field_name}) is not a ServiceTitan "
-                                     "job custom field type id (a number); the field is not sent")
+                self.warnings.append(
+                    f"customFieldMapping: {echo(target)} (for {field_name}) is not a ServiceTitan "
+                    "job custom field type id (a number); the field is not sent"
+                )
         if not self.settings.sync_check_ins_as_jobs:
             return
         defaults = self.hook.crm_settings.required_job_defaults()
-        checks = (("businessUnitId", defaults.business_unit_id, self.hook.get_business_unit, "business unit"),
-                  ("jobTypeId", defaults.job_type_id, self.hook.get_job_type, "job type"),
-                  ("campaignId", defaults.campaign_id, self.hook.get_campaign, "campaign"))
+        checks = (
+            ("businessUnitId", defaults.business_unit_id, self.hook.get_business_unit, "business unit"),
+            ("jobTypeId", defaults.job_type_id, self.hook.get_job_type, "job type"),
+            ("campaignId", defaults.campaign_id, self.hook.get_campaign, "campaign"),
+        )
         for key, value, read, what in checks:
             try:
                 found = read(value)
@@ -80,12 +84,14 @@ class ServiceTitanDestination(Destination):
                 if exc.status != 403:
                     raise
                 # The app may lack the settings/marketing read scopes: the job create will tell.
-                self.warnings.append(f"crmSettings.{key}: could not verify {what} {value} (HTTP 403: the app may "
-                                     "lack that API scope)")
+                self.warnings.append(
+                    f"crmSettings.{key}: could not verify {what} {value} (HTTP 403: the app may lack that API scope)"
+                )
                 continue
             if found is None:
-                raise ConfigurationError(f"servicetitan: crmSettings.{key} {value} is not a {what} of tenant "
-                                         f"{self.hook.tenant}")
+                raise ConfigurationError(
+                    f"servicetitan: crmSettings.{key} {value} is not a {what} of tenant {self.hook.tenant}"
+                )
         self.job_defaults = defaults
 
     # ------------------------------------------------------------------ customers
@@ -132,8 +138,11 @@ class ServiceTitanDestination(Destination):
             if kind == "phone":
                 hits = self.hook.find_customers_by_phone(mapping.phone_value(value) or value)
             elif kind == "name" and customer.full_name:
-                hits = [c for c in self.hook.find_customers_by_name(customer.full_name)
-                        if " ".join(str(c.get("name") or "").split()).lower() == value]
+                hits = [
+                    c
+                    for c in self.hook.find_customers_by_name(customer.full_name)
+                    if " ".join(str(c.get("name") or "").split()).lower() == value
+                ]
             else:
                 continue
             if hits:
@@ -156,12 +165,13 @@ class ServiceTitanDestination(Destination):
             key = row.customer_key
             if key in existing:
                 customer_id = int(existing[key]["id"])
-                return RecordResult(key, crm_id=str(customer_id),
-                                    extra={"parent_id": self._location_for(customer_id, row.customer)})
+                return RecordResult(
+                    key, crm_id=str(customer_id), extra={"parent_id": self._location_for(customer_id, row.customer)}
+                )
             options = self.hook.crm_settings
-            payload, warnings, error = mapping.customer_payload(row, self.hook.application_guid,
-                                                                country=options.default_country,
-                                                                customer_type=options.customer_type)
+            payload, warnings, error = mapping.customer_payload(
+                row, self.hook.application_guid, country=options.default_country, customer_type=options.customer_type
+            )
             row.warnings.extend(w for w in warnings if w not in row.warnings)
             if payload is None:
                 return RecordResult(key, error=error)
@@ -176,15 +186,18 @@ class ServiceTitanDestination(Destination):
             customer_id = int(created["id"])
             self._names[str(customer_id)] = payload["name"]
             locations = created.get("locations")
-            location = (str(locations[0]["id"]) if locations
-                        else self._location_for(customer_id, row.customer))  # found by its marker after a lost answer
-            return RecordResult(key, crm_id=str(customer_id), created=locations is not None,
-                                extra={"parent_id": location})
+            location = (
+                str(locations[0]["id"]) if locations else self._location_for(customer_id, row.customer)
+            )  # found by its marker after a lost answer
+            return RecordResult(
+                key, crm_id=str(customer_id), created=locations is not None, extra={"parent_id": location}
+            )
 
         return per_record(distinct, send, lambda r: r.customer_key)
 
     def update_customers(self, items: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
         """The customer's name, when the check-in has a full one (nothing else is rewritten)."""
+
         def send(item: tuple[CustomerRef, PreparedCheckIn]) -> RecordResult:
             ref, row = item
             payload = mapping.customer_update(row.customer)
@@ -206,25 +219,40 @@ class ServiceTitanDestination(Destination):
 
     def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
         """One job per check-in at the customer's location, marked with the visit key."""
+
         def send(item: tuple[PreparedCheckIn, CustomerRef | None]) -> RecordResult:
             row, ref = item
             if ref is None:
-                return RecordResult(row.visit_key, error="ServiceTitan jobs need a customer and location; "
-                                                         "syncCustomers is off for this integration")
+                return RecordResult(
+                    row.visit_key,
+                    error="ServiceTitan jobs need a customer and location; syncCustomers is off for this integration",
+                )
             if not ref.parent_id:
-                return RecordResult(row.visit_key, error=f"ServiceTitan customer {ref.crm_id} has no active location "
-                                                         "and the check-in has no complete address to add one")
+                return RecordResult(
+                    row.visit_key,
+                    error=f"ServiceTitan customer {ref.crm_id} has no active location "
+                    "and the check-in has no complete address to add one",
+                )
             assert self.job_defaults is not None, "prepare() reads the job defaults"
-            payload, warnings = mapping.job_payload(row, int(ref.crm_id), int(ref.parent_id), self.job_defaults,
-                                                    self.hook.application_guid, self.custom_fields)
+            payload, warnings = mapping.job_payload(
+                row,
+                int(ref.crm_id),
+                int(ref.parent_id),
+                self.job_defaults,
+                self.hook.application_guid,
+                self.custom_fields,
+            )
             row.warnings.extend(w for w in warnings if w not in row.warnings)
             job = self.hook.create_job(payload)
             return RecordResult(row.visit_key, crm_id=str(job["id"]), created=True)
 
         return per_record(items, send, lambda item: item[0].visit_key)
 
-    def update_visits(self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]) -> dict[str, RecordResult]:
+    def update_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
+    ) -> dict[str, RecordResult]:
         """The job's summary and custom fields (an edited check-in); its customer, location and time stay."""
+
         def send(item: tuple[PreparedCheckIn, str, CustomerRef | None]) -> RecordResult:
             row, job_id, _ = item
             payload, warnings = mapping.job_update(row, self.custom_fields)
@@ -266,8 +294,13 @@ class ServiceTitanDestination(Destination):
                 locations.setdefault(int(location["customerId"]), str(location["id"]))
         for customer in self.hook.iter_all_customers(page_size):
             cid = int(customer["id"])
-            yield CrmCustomerRecord(crm_id=str(cid), parent_id=locations.get(cid), name=customer.get("name") or None,
-                                    email=emails.get(cid), phone=phones.get(cid))
+            yield CrmCustomerRecord(
+                crm_id=str(cid),
+                parent_id=locations.get(cid),
+                name=customer.get("name") or None,
+                email=emails.get(cid),
+                phone=phones.get(cid),
+            )
 
     def find_visit_records(self, visit_keys: Sequence[str]) -> dict[str, list[str]]:
         """Every job per externalData marker (25 markers per list call)."""

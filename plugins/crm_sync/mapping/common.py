@@ -96,6 +96,7 @@ def map_custom_fields(
     ``case_insensitive`` (Salesforce API names) the CRM's own spelling from
     ``known_targets`` is used.
     """
+
     def norm(name: str) -> str:
         return name.lower() if case_insensitive else name
 
@@ -113,26 +114,32 @@ def map_custom_fields(
             continue
         target = target.strip()
         if norm(target) in reserved_names:
-            warnings.append(f"customFieldMapping: {target_label} {echo(target, 60)} is written by the sync itself: "
-                            f"{field} skipped")
+            warnings.append(
+                f"customFieldMapping: {target_label} {echo(target, 60)} is written by the sync itself: {field} skipped"
+            )
             continue
         if known is not None:
             if norm(target) not in known:
-                warnings.append(f"customFieldMapping: {target_label} {echo(target, 60)} (for {field}) does not "
-                                "exist in the CRM: skipped")
+                warnings.append(
+                    f"customFieldMapping: {target_label} {echo(target, 60)} (for {field}) does not "
+                    "exist in the CRM: skipped"
+                )
                 continue
             target = known[norm(target)]
         if target in out:
-            warnings.append(f"customFieldMapping: {target_label} {echo(target, 60)} is mapped more than once: "
-                            f"{field} skipped")
+            warnings.append(
+                f"customFieldMapping: {target_label} {echo(target, 60)} is mapped more than once: {field} skipped"
+            )
             continue
         value = convert(fields.get(field))
         if value is None:
             continue
         if value_limit is not None and isinstance(value, str) and utf16_len(value) > value_limit:
             value, _ = truncate_visibly(value, value_limit)
-            warnings.append(f"customFieldMapping: {field} is longer than {value_limit:,} characters: "
-                            f"truncated for {target_label} {echo(target, 60)}")
+            warnings.append(
+                f"customFieldMapping: {field} is longer than {value_limit:,} characters: "
+                f"truncated for {target_label} {echo(target, 60)}"
+            )
         out[target] = value
     return out, warnings
 

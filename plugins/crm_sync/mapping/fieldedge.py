@@ -39,8 +39,17 @@ from crm_sync.mapping.common import (
 from crm_sync.models import Customer, PreparedCheckIn
 from crm_sync.text import echo
 
-__all__ = ["CHECKIN_KEY_METADATA", "NAME_MAX", "NAME_MIN", "NOTES_LIMIT", "customer_payload",
-           "customer_update", "lead_payload", "lead_phone", "record_payload"]
+__all__ = [
+    "CHECKIN_KEY_METADATA",
+    "NAME_MAX",
+    "NAME_MIN",
+    "NOTES_LIMIT",
+    "customer_payload",
+    "customer_update",
+    "lead_payload",
+    "lead_phone",
+    "record_payload",
+]
 
 NAME_MIN, NAME_MAX = 2, 50
 #: UNCONFIRMED: FieldEdge publishes no length for ``appointment.availabilityNotes``.
@@ -55,11 +64,25 @@ _DIGIT = re.compile(r"\d")
 #: Check-in values laid over the stored customer on update.
 _OVERLAID = ("firstName", "lastName", "email", "phoneNumber", "address1", "city", "state", "zip")
 #: Customer body keys (POST / PUT /v1/customers), in the documented order.
-CUSTOMER_KEYS = ("firstName", "lastName", "companyName", "email", "phoneNumber", "preferredContactMethods",
-                 "address1", "address2", "city", "state", "zip", "marketingEmailOptIn", "marketingSmsOptIn")
+CUSTOMER_KEYS = (
+    "firstName",
+    "lastName",
+    "companyName",
+    "email",
+    "phoneNumber",
+    "preferredContactMethods",
+    "address1",
+    "address2",
+    "city",
+    "state",
+    "zip",
+    "marketingEmailOptIn",
+    "marketingSmsOptIn",
+)
 
 
 lead_phone = national_digits
+
 
 def fit_name(value: str | None, label: str, warnings: list[str]) -> str | None:
     """A first/last name FieldEdge accepts (2-50 characters, no digits), or None with a warning."""
@@ -74,7 +97,7 @@ def fit_name(value: str | None, label: str, warnings: list[str]) -> str | None:
         return None
     if len(name) > NAME_MAX:
         warnings.append(f"{label} {echo(name)} is longer than FieldEdge's {NAME_MAX} characters: cut")
-        name = name[:NAME_MAX - 1].rstrip() + "…"
+        name = name[: NAME_MAX - 1].rstrip() + "…"
     return name
 
 
@@ -101,8 +124,10 @@ def customer_payload(customer: Customer) -> tuple[dict[str, Any], list[str], str
     payload = {k: v for k, v in values.items() if v not in (None, "", [])}
     error = None
     if not (customer.email or customer.phone):
-        error = ("FieldEdge needs an email or a phone number to create a customer, and the check-in has "
-                 "neither (a name alone is not enough)")
+        error = (
+            "FieldEdge needs an email or a phone number to create a customer, and the check-in has "
+            "neither (a name alone is not enough)"
+        )
     return payload, warnings, error
 
 
@@ -113,13 +138,17 @@ def record_payload(record: Mapping[str, Any]) -> dict[str, Any]:
         flags = (("Email", "contactOnEmail"), ("Phone", "contactOnPhone"), ("SMS", "contactOnSms"))
         methods = [name for name, flag in flags if record.get(flag) is True]
     values = {
-        "firstName": record.get("firstName"), "lastName": record.get("lastName"),
+        "firstName": record.get("firstName"),
+        "lastName": record.get("lastName"),
         "companyName": record.get("companyName"),
         "email": record.get("primaryEmail") or record.get("email"),
         "phoneNumber": _e164(record.get("primaryPhone") or record.get("phoneNumber")),
         "preferredContactMethods": methods,
-        "address1": record.get("address1"), "address2": record.get("address2"), "city": record.get("city"),
-        "state": record.get("state"), "zip": record.get("zip"),
+        "address1": record.get("address1"),
+        "address2": record.get("address2"),
+        "city": record.get("city"),
+        "state": record.get("state"),
+        "zip": record.get("zip"),
         "marketingEmailOptIn": record.get("marketingEmailOptIn"),
         "marketingSmsOptIn": record.get("marketingSmsOptIn"),
     }
@@ -150,7 +179,6 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-
 def _e164(raw: Any) -> str | None:
     """E.164 when the phone parses, else as FieldEdge holds it."""
     return to_e164(raw) or (str(raw) if raw else None)
@@ -177,11 +205,12 @@ def lead_payload(
     local = visit.occurred_at.astimezone(zone)
     notes, truncated = fit_text(f"{NOTES_HEADER}\n{visit.title}\n\n{visit.body}", NOTES_LIMIT)
     if truncated:
-        warnings.append(f"visit report is longer than the {NOTES_LIMIT:,} characters sent to FieldEdge's lead "
-                        "notes: truncated visibly")
+        warnings.append(
+            f"visit report is longer than the {NOTES_LIMIT:,} characters sent to FieldEdge's lead "
+            "notes: truncated visibly"
+        )
     c = prepared.customer
-    address = {"addressLine1": c.street, "city": c.city, "state": c.state, "postalCode": c.zip,
-               "country": c.country}
+    address = {"addressLine1": c.street, "city": c.city, "state": c.state, "postalCode": c.zip, "country": c.country}
     person = {
         "customerRefId": customer_id,
         "firstName": fit_name(c.first_name, "customer first name", warnings),
@@ -193,8 +222,14 @@ def lead_payload(
     }
     metadata = {CHECKIN_KEY_METADATA: prepared.visit_key, "jobType": visit.job_type}
     custom, custom_warnings = map_custom_fields(
-        visit.fields, custom_fields, None, target_label="FieldEdge lead metaData key",
-        reserved=_RESERVED_METADATA, value_limit=METADATA_VALUE_LIMIT, convert=to_text)
+        visit.fields,
+        custom_fields,
+        None,
+        target_label="FieldEdge lead metaData key",
+        reserved=_RESERVED_METADATA,
+        value_limit=METADATA_VALUE_LIMIT,
+        convert=to_text,
+    )
     metadata.update(custom)
     payload: dict[str, Any] = {
         "trackingId": prepared.visit_key,
@@ -202,9 +237,12 @@ def lead_payload(
         "preferredContactMethod": "Phone" if c.phone else "Email" if c.email else None,
         "isExistingCustomer": customer_id is not None,
         "customer": {k: v for k, v in person.items() if v is not None},
-        "appointment": {"preferredDate": local.strftime("%Y-%m-%d"), "preferredTime": local.strftime("%H:%M"),
-                        "timezone": getattr(zone, "key", None) or str(zone), "availabilityNotes": notes},
+        "appointment": {
+            "preferredDate": local.strftime("%Y-%m-%d"),
+            "preferredTime": local.strftime("%H:%M"),
+            "timezone": getattr(zone, "key", None) or str(zone),
+            "availabilityNotes": notes,
+        },
         "metaData": metadata,
     }
     return {k: v for k, v in payload.items() if v is not None}, warnings + custom_warnings
-

@@ -26,9 +26,21 @@ from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn
 from crm_sync.text import echo, utf16_len, utf16_prefix
 
-__all__ = ["NOTE_LIMIT", "address_payload", "customer_changes", "customer_matches", "customer_payload",
-           "customer_update_payload", "hcp_phone", "job_note", "job_payload", "marker_line", "markers_in",
-           "pick_address", "search_text"]
+__all__ = [
+    "NOTE_LIMIT",
+    "address_payload",
+    "customer_changes",
+    "customer_matches",
+    "customer_payload",
+    "customer_update_payload",
+    "hcp_phone",
+    "job_note",
+    "job_payload",
+    "marker_line",
+    "markers_in",
+    "pick_address",
+    "search_text",
+]
 
 _MARKER_LINE = "[Rank It Pro sync key: {key}]"
 _MARKER = re.compile(r"\[Rank It Pro sync key: (rankitpro-\d+-\d+)\]")
@@ -39,6 +51,7 @@ _STREET_NOISE = re.compile(r"[.,#]")
 # --------------------------------------------------------------------------- text helpers
 hcp_phone = national_digits
 
+
 def _fit(name: str, value: str | None, warnings: list[str]) -> str | None:
     if not value:
         return None
@@ -48,13 +61,28 @@ def _fit(name: str, value: str | None, warnings: list[str]) -> str | None:
     return utf16_prefix(value, TEXT_FIELD_LIMIT - 1).rstrip() + "…"
 
 
-
-
 # --------------------------------------------------------------------------- customers
 #: USPS street suffix and direction abbreviations, so "12 Oak Street" and "12 oak st." are one address.
-_STREET_WORDS = {"street": "st", "avenue": "ave", "road": "rd", "drive": "dr", "boulevard": "blvd", "lane": "ln",
-                 "court": "ct", "place": "pl", "parkway": "pkwy", "highway": "hwy", "circle": "cir", "terrace": "ter",
-                 "north": "n", "south": "s", "east": "e", "west": "w", "suite": "ste", "apartment": "apt"}
+_STREET_WORDS = {
+    "street": "st",
+    "avenue": "ave",
+    "road": "rd",
+    "drive": "dr",
+    "boulevard": "blvd",
+    "lane": "ln",
+    "court": "ct",
+    "place": "pl",
+    "parkway": "pkwy",
+    "highway": "hwy",
+    "circle": "cir",
+    "terrace": "ter",
+    "north": "n",
+    "south": "s",
+    "east": "e",
+    "west": "w",
+    "suite": "ste",
+    "apartment": "apt",
+}
 
 
 def _street_key(street: Any) -> str:
@@ -62,8 +90,9 @@ def _street_key(street: Any) -> str:
     return " ".join(_STREET_WORDS.get(w, w) for w in words if w)
 
 
-def address_payload(customer: Customer, country: str = DEFAULT_COUNTRY, *, complete: bool = True,
-                    warnings: list[str] | None = None) -> dict[str, str] | None:
+def address_payload(
+    customer: Customer, country: str = DEFAULT_COUNTRY, *, complete: bool = True, warnings: list[str] | None = None
+) -> dict[str, str] | None:
     """The check-in's address as an ``AddressCreate`` body, or None.
 
     ``complete``: street, city, state and zip all present (what ``POST
@@ -79,9 +108,13 @@ def address_payload(customer: Customer, country: str = DEFAULT_COUNTRY, *, compl
     return out
 
 
-def customer_payload(customer: Customer, *, tags: Sequence[str] = (DEFAULT_TAG,),
-                     notifications_enabled: bool = False, country: str = DEFAULT_COUNTRY
-                     ) -> tuple[dict[str, Any], list[str]]:
+def customer_payload(
+    customer: Customer,
+    *,
+    tags: Sequence[str] = (DEFAULT_TAG,),
+    notifications_enabled: bool = False,
+    country: str = DEFAULT_COUNTRY,
+) -> tuple[dict[str, Any], list[str]]:
     """A ``CustomerCreate`` body and warnings; fields the check-in lacks are left out.
 
     ``notifications_enabled`` is false unless asked: the sync must not make Housecall Pro
@@ -213,13 +246,20 @@ def job_payload(
     None leaves the job unscheduled.
     """
     note, warnings = job_note(prepared)
-    payload: dict[str, Any] = {"customer_id": customer_id, "address_id": address_id, "notes": note,
-                               "tags": [t for t in tags if t]}
+    payload: dict[str, Any] = {
+        "customer_id": customer_id,
+        "address_id": address_id,
+        "notes": note,
+        "tags": [t for t in tags if t],
+    }
     if job_type_id:
         payload["job_fields"] = {"job_type_id": job_type_id}
     if schedule_minutes and prepared.visit is not None:
         start = prepared.visit.occurred_at.astimezone(UTC)
         end = start + timedelta(minutes=int(schedule_minutes))
-        payload["schedule"] = {"scheduled_start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                               "scheduled_end": end.strftime("%Y-%m-%dT%H:%M:%SZ"), "arrival_window": 0}
+        payload["schedule"] = {
+            "scheduled_start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "scheduled_end": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "arrival_window": 0,
+        }
     return payload, warnings

@@ -16,8 +16,16 @@ from collections.abc import Mapping
 from crm_sync.mapping.common import fit_text, iso_utc, map_custom_fields, to_text
 from crm_sync.models import Customer, PreparedCheckIn
 
-__all__ = ["NOTE_BODY_LIMIT", "NOTE_KEY_PROPERTY", "NOTE_TO_CONTACT_ASSOCIATION", "PROPERTY_VALUE_LIMIT",
-           "VISIT_KEY_PROPERTY", "body_html", "contact_properties", "note_properties"]
+__all__ = [
+    "NOTE_BODY_LIMIT",
+    "NOTE_KEY_PROPERTY",
+    "NOTE_TO_CONTACT_ASSOCIATION",
+    "PROPERTY_VALUE_LIMIT",
+    "VISIT_KEY_PROPERTY",
+    "body_html",
+    "contact_properties",
+    "note_properties",
+]
 
 #: Longest ``hs_note_body`` HubSpot stores (characters).
 NOTE_BODY_LIMIT = 65_536
@@ -79,7 +87,13 @@ def note_properties(
         NOTE_KEY_PROPERTY: prepared.visit_key,
     }
     custom, custom_warnings = map_custom_fields(
-        visit.fields, custom_fields, known_note_properties, target_label="HubSpot note property",
-        reserved=_RESERVED_NOTE_PROPERTIES, value_limit=PROPERTY_VALUE_LIMIT, convert=to_text)
+        visit.fields,
+        custom_fields,
+        known_note_properties,
+        target_label="HubSpot note property",
+        reserved=_RESERVED_NOTE_PROPERTIES,
+        value_limit=PROPERTY_VALUE_LIMIT,
+        convert=to_text,
+    )
     properties.update(custom)
     return properties, warnings + custom_warnings

@@ -33,9 +33,22 @@ from crm_sync.mapping.common import (
 from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn
 
-__all__ = ["INSTRUCTIONS_LIMIT", "NAME_LIMIT", "TITLE_LIMIT", "address_attributes", "address_key",
-           "client_create_input", "client_edit_input", "client_keys", "has_marker",
-           "job_create_input", "job_edit_input", "job_title", "markers_in", "phone_text"]
+__all__ = [
+    "INSTRUCTIONS_LIMIT",
+    "NAME_LIMIT",
+    "TITLE_LIMIT",
+    "address_attributes",
+    "address_key",
+    "client_create_input",
+    "client_edit_input",
+    "client_keys",
+    "has_marker",
+    "job_create_input",
+    "job_edit_input",
+    "job_title",
+    "markers_in",
+    "phone_text",
+]
 
 #: Longest job title written (UNCONFIRMED: Jobber documents none); the marker always fits.
 TITLE_LIMIT = 255
@@ -51,6 +64,7 @@ _WS = re.compile(r"\s+")
 
 
 # ----------------------------------------------------------------------------- markers
+
 
 def job_title(prepared: PreparedCheckIn) -> tuple[str, bool]:
     """``"<visit title> (rankitpro-<company>-<check-in>)"`` within :data:`TITLE_LIMIT`; (title, truncated)."""
@@ -78,8 +92,11 @@ def phone_text(phone: str, extension: str | None = None) -> str:
     the extension (no field of its own in ``PhoneNumberCreateAttributes``) as `` ext. 12``."""
     try:
         number = phonenumbers.parse(phone, None)
-        style = (phonenumbers.PhoneNumberFormat.NATIONAL if number.country_code == 1
-                 else phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+        style = (
+            phonenumbers.PhoneNumberFormat.NATIONAL
+            if number.country_code == 1
+            else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+        )
         text = phonenumbers.format_number(number, style)
     except phonenumbers.NumberParseException:
         text = phone
@@ -95,8 +112,13 @@ def _line(value: str | None) -> str | None:
 
 def address_attributes(customer: Customer) -> dict[str, str] | None:
     """``AddressAttributes`` (street1, city, province, postalCode, country) or None without any part."""
-    values = {"street1": _line(customer.street), "city": _line(customer.city), "province": _line(customer.state),
-              "postalCode": _line(customer.zip), "country": _line(customer.country)}
+    values = {
+        "street1": _line(customer.street),
+        "city": _line(customer.city),
+        "province": _line(customer.state),
+        "postalCode": _line(customer.zip),
+        "country": _line(customer.country),
+    }
     kept = {k: v for k, v in values.items() if v}
     return kept or None
 
@@ -134,8 +156,9 @@ def client_create_input(customer: Customer) -> tuple[dict[str, Any], list[str]]:
     if customer.email:
         data["emails"] = [{"description": "MAIN", "primary": True, "address": customer.email}]
     if customer.phone:
-        data["phones"] = [{"description": "MAIN", "primary": True,
-                           "number": phone_text(customer.phone, customer.phone_extension)}]
+        data["phones"] = [
+            {"description": "MAIN", "primary": True, "number": phone_text(customer.phone, customer.phone_extension)}
+        ]
     address = address_attributes(customer)
     if address:
         data["properties"] = [{"address": address}]
@@ -145,10 +168,17 @@ def client_create_input(customer: Customer) -> tuple[dict[str, Any], list[str]]:
 
 def client_keys(client: Mapping[str, Any]) -> set[str]:
     """The match keys a Jobber client answers to (``email:``, ``phone:``, ``name:``), as the sync writes them."""
-    keys = {str(MatchKey.email(str(e.get("address") or "").strip().lower())) for e in client.get("emails") or []
-            if isinstance(e, Mapping) and e.get("address")}
-    keys |= {str(MatchKey.phone(p)) for e in client.get("phones") or [] if isinstance(e, Mapping)
-             if (p := to_e164(e.get("number")))}
+    keys = {
+        str(MatchKey.email(str(e.get("address") or "").strip().lower()))
+        for e in client.get("emails") or []
+        if isinstance(e, Mapping) and e.get("address")
+    }
+    keys |= {
+        str(MatchKey.phone(p))
+        for e in client.get("phones") or []
+        if isinstance(e, Mapping)
+        if (p := to_e164(e.get("number")))
+    }
     name = " ".join(str(client.get(k) or "") for k in ("firstName", "lastName"))
     if name.strip():
         keys.add(str(MatchKey.name(name)))
@@ -170,12 +200,14 @@ def client_edit_input(customer: Customer, client: Mapping[str, Any]) -> dict[str
     if customer.email and str(MatchKey.email(customer.email)) not in known:
         data["emailsToAdd"] = [{"description": "MAIN", "primary": False, "address": customer.email}]
     if customer.phone and str(MatchKey.phone(customer.phone)) not in known:
-        data["phonesToAdd"] = [{"description": "MAIN", "primary": False,
-                                "number": phone_text(customer.phone, customer.phone_extension)}]
+        data["phonesToAdd"] = [
+            {"description": "MAIN", "primary": False, "number": phone_text(customer.phone, customer.phone_extension)}
+        ]
     return data or None
 
 
 # ----------------------------------------------------------------------------- jobs
+
 
 def _instructions(prepared: PreparedCheckIn, custom_fields: Mapping[str, str]) -> tuple[str, list[str]]:
     visit = prepared.visit
@@ -184,15 +216,21 @@ def _instructions(prepared: PreparedCheckIn, custom_fields: Mapping[str, str]) -
     warnings: list[str] = []
     body = visit.body
     mapped, mapped_warnings = map_custom_fields(
-        visit.fields, custom_fields, None, target_label="Jobber job detail", value_limit=CUSTOM_VALUE_LIMIT,
-        convert=to_text)
+        visit.fields,
+        custom_fields,
+        None,
+        target_label="Jobber job detail",
+        value_limit=CUSTOM_VALUE_LIMIT,
+        convert=to_text,
+    )
     warnings += mapped_warnings
     if mapped:
         body += "\n\nDetails:\n" + "\n".join(f"{name}: {value}" for name, value in mapped.items())
     text, truncated = fit_text(body, INSTRUCTIONS_LIMIT)
     if truncated:
-        warnings.append(f"visit text is longer than {INSTRUCTIONS_LIMIT:,} characters: job instructions truncated "
-                        "visibly")
+        warnings.append(
+            f"visit text is longer than {INSTRUCTIONS_LIMIT:,} characters: job instructions truncated visibly"
+        )
     return text, warnings
 
 
@@ -225,8 +263,9 @@ def job_create_input(
     return data, warnings
 
 
-def job_edit_input(prepared: PreparedCheckIn, custom_fields: Mapping[str, str] | None = None
-                   ) -> tuple[dict[str, Any], list[str]]:
+def job_edit_input(
+    prepared: PreparedCheckIn, custom_fields: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """``JobEditInput`` for an edited check-in: title (with the marker) and instructions."""
     title, _ = job_title(prepared)
     instructions, warnings = _instructions(prepared, custom_fields or {})

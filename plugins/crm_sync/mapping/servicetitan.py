@@ -62,13 +62,24 @@ DEFAULT_CUSTOMER_NAME = "Rank It Pro customer"
 
 #: UNCONFIRMED text limits (characters, UTF-16 units): ServiceTitan documents none.
 LIMITS: dict[str, int] = {
-    "name": 255, "street": 255, "unit": 50, "city": 100, "state": 50, "zip": 20, "country": 50,
-    "contact": 255, "memo": 255, "summary": 10_000, "custom_value": 4_000, "marker": 100,
+    "name": 255,
+    "street": 255,
+    "unit": 50,
+    "city": 100,
+    "state": 50,
+    "zip": 20,
+    "country": 50,
+    "contact": 255,
+    "memo": 255,
+    "summary": 10_000,
+    "custom_value": 4_000,
+    "marker": 100,
 }
 _ADDRESS_PARTS = ("street", "city", "state", "zip")
 
 
 phone_value = national_digits
+
 
 def _fit(name: str, value: str | None, warnings: list[str]) -> str | None:
     if value is None:
@@ -91,7 +102,6 @@ def marker_value(key: str) -> str:
 def external_data(guid: str, key: str, value: str) -> dict[str, Any]:
     """``ExternalDataUpdateRequest`` with one item (the sync's marker)."""
     return {"applicationGuid": guid, "externalData": [{"key": key, "value": marker_value(value)}]}
-
 
 
 def customer_name(customer: Customer) -> str:
@@ -140,8 +150,14 @@ def customer_payload(
     warnings: list[str] = []
     addr, missing = address(customer, country, warnings)
     if addr is None:
-        return None, warnings, ("ServiceTitan needs a street, city, state and zip to create a customer "
-                                f"(bill-to address and service location); the check-in has no {', '.join(missing)}")
+        return (
+            None,
+            warnings,
+            (
+                "ServiceTitan needs a street, city, state and zip to create a customer "
+                f"(bill-to address and service location); the check-in has no {', '.join(missing)}"
+            ),
+        )
     name = _fit("name", customer_name(customer), warnings) or DEFAULT_CUSTOMER_NAME
     location_name = _fit("name", customer.full_name or addr["street"], warnings) or name
     payload: dict[str, Any] = {
@@ -181,13 +197,20 @@ def summary_html(text: str) -> tuple[str, bool]:
     return fit_text(text, LIMITS["summary"], lambda s: html.escape(s, quote=False).replace("\n", "<br>"))
 
 
-def _custom_fields(prepared: PreparedCheckIn, custom_fields: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[str]]:
+def _custom_fields(
+    prepared: PreparedCheckIn, custom_fields: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], list[str]]:
     """``customFieldMapping`` onto job custom fields, addressed by their numeric type id."""
     assert prepared.visit is not None
     numeric = {k: v for k, v in custom_fields.items() if isinstance(v, str) and v.strip().isdigit()}
-    values, warnings = map_custom_fields(prepared.visit.fields, numeric, None,
-                                         target_label="ServiceTitan job custom field type",
-                                         value_limit=LIMITS["custom_value"], convert=to_text)
+    values, warnings = map_custom_fields(
+        prepared.visit.fields,
+        numeric,
+        None,
+        target_label="ServiceTitan job custom field type",
+        value_limit=LIMITS["custom_value"],
+        convert=to_text,
+    )
     return [{"typeId": int(type_id), "value": value} for type_id, value in values.items()], warnings
 
 

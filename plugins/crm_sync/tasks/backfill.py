@@ -42,8 +42,13 @@ def plan_backfill(crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID, **context:
     if params.crm_type != crm_type:
         return []
     with sync_db(db_conn_id) as engine:
-        found = discover(engine, crm_type, purpose="backfill into", company_ids=params.company_ids,
-                         on_problem=config_error_recorder(engine, context))
+        found = discover(
+            engine,
+            crm_type,
+            purpose="backfill into",
+            company_ids=params.company_ids,
+            on_problem=config_error_recorder(engine, context),
+        )
         ids = found.company_ids
         missing = sorted(set(params.company_ids) - set(ids) - {p.company_id for p in found.problems})
         if missing:
@@ -66,14 +71,25 @@ def plan_backfill(crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID, **context:
         with param_errors():
             raise BackfillParamError(
                 f"{len(chunks)} chunks to run exceed Airflow's max_map_length ({MAX_CHUNKS}): raise chunk_days "
-                "or split the range or the companies over several runs")
-    log.info("backfill %s into %s: %d companies, %s..%s, %d chunks, %d already done, %d to run", key, crm_type,
-             len(ids), first, last, total, total - len(chunks), len(chunks))
+                "or split the range or the companies over several runs"
+            )
+    log.info(
+        "backfill %s into %s: %d companies, %s..%s, %d chunks, %d already done, %d to run",
+        key,
+        crm_type,
+        len(ids),
+        first,
+        last,
+        total,
+        total - len(chunks),
+        len(chunks),
+    )
     return [{**c, "backfill_key": key} for c in chunks]
 
 
-def run_chunk(chunk: dict[str, Any], crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID,
-              **context: Any) -> dict[str, Any]:
+def run_chunk(
+    chunk: dict[str, Any], crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID, **context: Any
+) -> dict[str, Any]:
     """Sync (or dry-run) one company x date chunk; checkpoint it; return counts only (XCom)."""
     from crm_sync.budget import deadline_for
 
@@ -83,8 +99,15 @@ def run_chunk(chunk: dict[str, Any], crm_type: str, db_conn_id: str = RANKITPRO_
     with param_errors():
         parse_params(raw)
     with sync_db(db_conn_id) as engine:
-        return execute_chunk(engine, chunk, crm_type, raw, run_id=context["run_id"], dag_id=context["dag"].dag_id,
-                             deadline=deadline_for(context["task"].execution_timeout))
+        return execute_chunk(
+            engine,
+            chunk,
+            crm_type,
+            raw,
+            run_id=context["run_id"],
+            dag_id=context["dag"].dag_id,
+            deadline=deadline_for(context["task"].execution_timeout),
+        )
 
 
 def report_backfill(db_conn_id: str = RANKITPRO_CONN_ID, **context: Any) -> dict[str, Any]:

@@ -23,15 +23,26 @@ def import_task(db_conn_id: str = RANKITPRO_CONN_ID, **context: Any) -> dict[str
         if not isinstance(company_id, int) or isinstance(company_id, bool):
             raise ImportFileError("company_id is required (the company the check-ins belong to)")
         if not file_path:
-            raise ImportFileError("file_path is required (the CSV file, relative to the import folder "
-                                  "CRM_SYNC_IMPORT_DIR)")
+            raise ImportFileError(
+                "file_path is required (the CSV file, relative to the import folder CRM_SYNC_IMPORT_DIR)"
+            )
         where = paths.root("import")
         path = paths.confine("file_path", file_path, where, must_exist=True)
-        paths.open_regular(path, where=where).close()    # a FIFO or folder fails here, before any DB work
-        output_dir = paths.confine("output_dir", params.get("output_dir"), where) \
-            if (params.get("output_dir") or "").strip() else None
+        paths.open_regular(path, where=where).close()  # a FIFO or folder fails here, before any DB work
+        output_dir = (
+            paths.confine("output_dir", params.get("output_dir"), where)
+            if (params.get("output_dir") or "").strip()
+            else None
+        )
         # hide_parameters: a failed INSERT must not print the file's rows (the statement's parameters) in the log.
         with sync_db(db_conn_id, migrated=True, hide_parameters=True) as engine:
-            report = run_import(engine, company_id, path, run_id=context["run_id"],
-                                dry_run=bool(params.get("dry_run")), output_dir=output_dir, root=where)
+            report = run_import(
+                engine,
+                company_id,
+                path,
+                run_id=context["run_id"],
+                dry_run=bool(params.get("dry_run")),
+                output_dir=output_dir,
+                root=where,
+            )
     return report.as_dict()

@@ -100,9 +100,14 @@ class Discovery:
     problems: list[ConfigProblem]
 
 
-def discover(engine: Engine, crm_type: str | None, *, purpose: str,
-             company_ids: Sequence[int] | None = None,
-             on_problem: Callable[[ConfigProblem], Any] | None = None) -> Discovery:
+def discover(
+    engine: Engine,
+    crm_type: str | None,
+    *,
+    purpose: str,
+    company_ids: Sequence[int] | None = None,
+    on_problem: Callable[[ConfigProblem], Any] | None = None,
+) -> Discovery:
     """Migrate the sync schema if needed, then find the companies with an active, usable ``crm_type``
     integration (:func:`crm_sync.integrations.discover`), among ``company_ids`` when given.
 
@@ -112,18 +117,29 @@ def discover(engine: Engine, crm_type: str | None, *, purpose: str,
     (``"sync into"``, ``"reconcile against"``...) says what the companies are found for, in the log.
     """
     migrate(engine)
-    items, problems = discover_integrations(engine, crm_types=None if crm_type is None else [crm_type],
-                                            company_ids=list(company_ids) if company_ids else None)
-    problems = [p for p in problems if p.crm_type == crm_type] if crm_type is not None else \
-        [p for p in problems if p.crm_type is None or p.crm_type not in HOOKS]
+    items, problems = discover_integrations(
+        engine,
+        crm_types=None if crm_type is None else [crm_type],
+        company_ids=list(company_ids) if company_ids else None,
+    )
+    problems = (
+        [p for p in problems if p.crm_type == crm_type]
+        if crm_type is not None
+        else [p for p in problems if p.crm_type is None or p.crm_type not in HOOKS]
+    )
     for p in problems:
         log.warning("company %s (%s) %s: %s", p.company_id, p.company_name, p.crm_type or "-", p.error)
         if on_problem is not None:
             on_problem(p)
     found = Discovery([item.company_id for item in items], problems)
     if crm_type is not None:
-        log.info("%d companies to %s %s; %d with configuration problems", len(found.company_ids), purpose, crm_type,
-                 len(problems))
+        log.info(
+            "%d companies to %s %s; %d with configuration problems",
+            len(found.company_ids),
+            purpose,
+            crm_type,
+            len(problems),
+        )
     return found
 
 
@@ -148,8 +164,12 @@ def failed_upstream(context: Mapping[str, Any], task_ids: list[str] | None = Non
     ids = sorted(task_ids if task_ids is not None else context["task"].get_flat_relative_ids(upstream=True))
     if not ids:
         return 0
-    return int(context["ti"].get_ti_count(dag_id=dag.dag_id, task_ids=ids, run_ids=[context["run_id"]],
-                                          states=["failed", "upstream_failed"]) or 0)
+    return int(
+        context["ti"].get_ti_count(
+            dag_id=dag.dag_id, task_ids=ids, run_ids=[context["run_id"]], states=["failed", "upstream_failed"]
+        )
+        or 0
+    )
 
 
 def check_failures(**context: Any) -> str:
@@ -161,6 +181,8 @@ def check_failures(**context: Any) -> str:
     """
     failed = failed_upstream(context)
     if failed:
-        raise AirflowFailException(f"{failed} task instance(s) of this run failed: see their logs (the other "
-                                   "companies were processed; the summary task lists the outcome)")
+        raise AirflowFailException(
+            f"{failed} task instance(s) of this run failed: see their logs (the other "
+            "companies were processed; the summary task lists the outcome)"
+        )
     return "no task of this run failed"

@@ -28,13 +28,18 @@ def discover_import_companies(crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID
         return []
     run_id, dag_id = context["run_id"], context["dag"].dag_id
     with sync_db(db_conn_id) as engine:
-        return discover(engine, crm_type, purpose="import from", company_ids=params_of(context).get("company_ids"),
-                        on_problem=lambda p: record_failure(engine, p.company_id, crm_type, p.error, run_id=run_id,
-                                                            dag_id=dag_id)).company_ids
+        return discover(
+            engine,
+            crm_type,
+            purpose="import from",
+            company_ids=params_of(context).get("company_ids"),
+            on_problem=lambda p: record_failure(engine, p.company_id, crm_type, p.error, run_id=run_id, dag_id=dag_id),
+        ).company_ids
 
 
-def import_company(company_id: int, crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID, **context: Any
-                   ) -> dict[str, Any]:
+def import_company(
+    company_id: int, crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID, **context: Any
+) -> dict[str, Any]:
     """Import one company x CRM; its XCom is the counts (no credentials).
 
     Credentials are read from the database here, never passed through XCom. A configuration
@@ -51,8 +56,16 @@ def import_company(company_id: int, crm_type: str, db_conn_id: str = RANKITPRO_C
         except ConfigurationError as exc:
             result = record_failure(engine, int(company_id), crm_type, str(exc), run_id=run_id, dag_id=dag_id)
         else:
-            result = import_customers(engine, int(company_id), crm_type, integration, run_id=run_id, dag_id=dag_id,
-                                      rate_share=rate_share, page_size=page_size)
+            result = import_customers(
+                engine,
+                int(company_id),
+                crm_type,
+                integration,
+                run_id=run_id,
+                dag_id=dag_id,
+                rate_share=rate_share,
+                page_size=page_size,
+            )
     return result.summary()
 
 
@@ -61,8 +74,10 @@ def summarize_imports(db_conn_id: str = RANKITPRO_CONN_ID, **context: Any) -> di
     with sync_db(db_conn_id) as engine:
         rows = imports_for(engine, context["run_id"])
     log.info("CRM customer import summary for run %s\n%s", context["run_id"], format_imports(rows))
-    return {"imports": len(rows),
-            "failed": sum(r["status"] != "success" for r in rows),
-            "customers_indexed": sum(r["customers_indexed"] for r in rows),
-            "keys_added": sum(r["keys_added"] for r in rows),
-            "duplicate_groups": sum(r["duplicate_groups"] for r in rows)}
+    return {
+        "imports": len(rows),
+        "failed": sum(r["status"] != "success" for r in rows),
+        "customers_indexed": sum(r["customers_indexed"] for r in rows),
+        "keys_added": sum(r["keys_added"] for r in rows),
+        "duplicate_groups": sum(r["duplicate_groups"] for r in rows),
+    }

@@ -22,9 +22,20 @@ def export_task(db_conn_id: str = RANKITPRO_CONN_ID, **context: Any) -> dict[str
         root = default_export_root(raw.get("output_dir"))
     with sync_db(db_conn_id, migrated=True) as engine:  # the ledger must exist even before the first sync
         manifest = run_export(engine, params, root, run_id=context["run_id"])
-    log.info("exported %d rows (%d check-ins, %s to %s) to %s", manifest["row_count"], manifest["check_in_count"],
-             params.date_from, params.date_to, manifest["folder"])
-    return {"folder": manifest["folder"], "manifest": str(Path(manifest["folder"]) / "manifest.json"),
-            "row_count": manifest["row_count"], "check_in_count": manifest["check_in_count"],
-            "date_from": params.date_from.isoformat(), "date_to": params.date_to.isoformat(),
-            "files": [{k: f[k] for k in ("name", "rows", "sha256")} for f in manifest["files"]]}
+    log.info(
+        "exported %d rows (%d check-ins, %s to %s) to %s",
+        manifest["row_count"],
+        manifest["check_in_count"],
+        params.date_from,
+        params.date_to,
+        manifest["folder"],
+    )
+    return {
+        "folder": manifest["folder"],
+        "manifest": str(Path(manifest["folder"]) / "manifest.json"),
+        "row_count": manifest["row_count"],
+        "check_in_count": manifest["check_in_count"],
+        "date_from": params.date_from.isoformat(),
+        "date_to": params.date_to.isoformat(),
+        "files": [{k: f[k] for k in ("name", "rows", "sha256")} for f in manifest["files"]],
+    }

@@ -23,15 +23,21 @@ def company_ids(description: str = ALL_ACTIVE_COMPANIES) -> Param:
 def crm_types(description: str = "Only these CRM types (empty: all).", choices: Sequence[str] | None = None) -> Param:
     """``crm_types``: an optional multi-select of CRM types (default: the hooks registered)."""
     options = list(choices if choices is not None else HOOKS)
-    return Param([], type="array", items={"type": "string", "enum": options}, examples=options,
-                 title="CRM types", description=description)
+    return Param(
+        [],
+        type="array",
+        items={"type": "string", "enum": options},
+        examples=options,
+        title="CRM types",
+        description=description,
+    )
 
 
-def rate_share(default: float = 1.0,
-               description: str = "Share of each CRM's documented rate limit this run may use.") -> Param:
+def rate_share(
+    default: float = 1.0, description: str = "Share of each CRM's documented rate limit this run may use."
+) -> Param:
     """``rate_share``: the share of a CRM's documented rate limit a run may use."""
-    return Param(default, type="number", minimum=0.05, maximum=1.0, title="Rate-limit share",
-                 description=description)
+    return Param(default, type="number", minimum=0.05, maximum=1.0, title="Rate-limit share", description=description)
 
 
 def day(title: str, description: str) -> Param:

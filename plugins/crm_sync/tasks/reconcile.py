@@ -38,12 +38,14 @@ def discover_reconcile(crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID, **con
     if not wants(crm_type, context):
         return []
     with sync_db(db_conn_id) as engine:
-        return discover(engine, crm_type, purpose="reconcile against",
-                        company_ids=params_of(context).get("company_ids")).company_ids
+        return discover(
+            engine, crm_type, purpose="reconcile against", company_ids=params_of(context).get("company_ids")
+        ).company_ids
 
 
-def reconcile_company(company_id: int, crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID,
-                      **context: Any) -> dict[str, Any]:
+def reconcile_company(
+    company_id: int, crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID, **context: Any
+) -> dict[str, Any]:
     """The three-way comparison of one company x CRM; its XCom is the totals (no secrets, no customer data)."""
     from crm_sync.reconcile import reconcile_integration
 
@@ -55,8 +57,15 @@ def reconcile_company(company_id: int, crm_type: str, db_conn_id: str = RANKITPR
         sample_size = DEFAULT_SAMPLE_SIZE if sample_size is None else int(sample_size)
     with sync_db(db_conn_id) as engine:
         result = reconcile_integration(
-            engine, company_id=int(company_id), crm_type=crm_type, run_id=context["run_id"],
-            dag_id=context["dag"].dag_id, range_start=start, range_end=end, sample_size=sample_size)
+            engine,
+            company_id=int(company_id),
+            crm_type=crm_type,
+            run_id=context["run_id"],
+            dag_id=context["dag"].dag_id,
+            range_start=start,
+            range_end=end,
+            sample_size=sample_size,
+        )
     summary = result.as_dict()
     log.info("company %s x %s, check-ins created %s..%s: %s", company_id, crm_type, start, end, summary)
     return summary
@@ -88,8 +97,12 @@ def report_task(db_conn_id: str = RANKITPRO_CONN_ID, **context: Any) -> dict[str
 
     params = params_of(context)
     start, end = _date_range(params)
-    scope = {"day_from": start, "day_to": end - timedelta(days=1),
-             "company_ids": params.get("company_ids") or None, "crm_types": params.get("crm_types") or None}
+    scope = {
+        "day_from": start,
+        "day_to": end - timedelta(days=1),
+        "company_ids": params.get("company_ids") or None,
+        "crm_types": params.get("crm_types") or None,
+    }
     with param_errors():
         target = paths.child(paths.root("report").path, context["run_id"])
         min_rate = params.get("min_success_rate")
@@ -109,15 +122,20 @@ def alert_task(db_conn_id: str = RANKITPRO_CONN_ID, **context: Any) -> str:
     with sync_db(db_conn_id) as engine:
         rows = runs_for(engine, context["run_id"])
     min_rate = params.get("min_success_rate")
-    problems = alert_problems(rows, min_success_rate=None if min_rate is None else float(min_rate),
-                              fail_on_missing=bool(params.get("fail_on_missing", True)))
+    problems = alert_problems(
+        rows,
+        min_success_rate=None if min_rate is None else float(min_rate),
+        fail_on_missing=bool(params.get("fail_on_missing", True)),
+    )
     failed = _failed_upstream(context)
     if failed:
         # all_done lets this task run after a failed reconciliation; without this line the run would end green.
         problems.append(f"{failed} upstream task(s) (discover, reconcile, requeue or report) failed: see their logs")
     if problems:
-        raise AirflowFailException(f"CRM reconciliation thresholds crossed in {len(problems)} case(s):\n"
-                                   + "\n".join(f"- {p}" for p in problems))
+        raise AirflowFailException(
+            f"CRM reconciliation thresholds crossed in {len(problems)} case(s):\n"
+            + "\n".join(f"- {p}" for p in problems)
+        )
     message = f"{len(rows)} company x CRM reconciliations within thresholds"
     log.info(message)
     return message

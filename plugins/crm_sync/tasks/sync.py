@@ -24,15 +24,25 @@ def discover_companies(crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID, **con
     if not wants(crm_type, context):
         return []
     with sync_db(db_conn_id) as engine:
-        return discover(engine, crm_type, purpose="sync into", company_ids=params_of(context).get("company_ids"),
-                        on_problem=config_error_recorder(engine, context)).company_ids
+        return discover(
+            engine,
+            crm_type,
+            purpose="sync into",
+            company_ids=params_of(context).get("company_ids"),
+            on_problem=config_error_recorder(engine, context),
+        ).company_ids
 
 
 def check_configurations(db_conn_id: str = RANKITPRO_CONN_ID, **context: Any) -> int:
     """Record the problems no CRM task owns: malformed JSON, unknown or unsupported CRM types."""
     with sync_db(db_conn_id) as engine:
-        found = discover(engine, None, purpose="check", company_ids=params_of(context).get("company_ids"),
-                         on_problem=config_error_recorder(engine, context))
+        found = discover(
+            engine,
+            None,
+            purpose="check",
+            company_ids=params_of(context).get("company_ids"),
+            on_problem=config_error_recorder(engine, context),
+        )
     return len(found.problems)
 
 
@@ -46,9 +56,13 @@ def summarize_run(db_conn_id: str = RANKITPRO_CONN_ID, **context: Any) -> dict[s
     by_status: dict[str, int] = {}
     for r in rows:
         by_status[r["status"]] = by_status.get(r["status"], 0) + 1
-    return {"integrations": len(rows), "by_status": by_status,
-            "synced": sum(r["synced"] for r in rows), "quarantined": sum(r["quarantined"] for r in rows),
-            "failed": sum(r["failed"] for r in rows)}
+    return {
+        "integrations": len(rows),
+        "by_status": by_status,
+        "synced": sum(r["synced"] for r in rows),
+        "quarantined": sum(r["quarantined"] for r in rows),
+        "failed": sum(r["failed"] for r in rows),
+    }
 
 
 class CrmSyncOperator(BaseOperator):
@@ -69,8 +83,17 @@ class CrmSyncOperator(BaseOperator):
     template_fields: Sequence[str] = ("company_id", "batch_size", "lookback_days", "rate_share")
     ui_color = "#e8f4ff"
 
-    def __init__(self, *, company_id: int, crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID,
-                 batch_size: int | None = None, lookback_days: int = 7, rate_share: float = 1.0, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        company_id: int,
+        crm_type: str,
+        db_conn_id: str = RANKITPRO_CONN_ID,
+        batch_size: int | None = None,
+        lookback_days: int = 7,
+        rate_share: float = 1.0,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.company_id = company_id
         self.crm_type = crm_type
@@ -91,20 +114,25 @@ class CrmSyncOperator(BaseOperator):
         run_id, dag_id = context["run_id"], context["dag"].dag_id
         with param_errors():
             company_id = int(self.company_id)
-            options = SyncOptions(batch_size=int(self.batch_size) if self.batch_size else None,
-                                  lookback_days=int(self.lookback_days), rate_share=float(self.rate_share),
-                                  deadline=deadline)
+            options = SyncOptions(
+                batch_size=int(self.batch_size) if self.batch_size else None,
+                lookback_days=int(self.lookback_days),
+                rate_share=float(self.rate_share),
+                deadline=deadline,
+            )
         with sync_db(self.db_conn_id) as engine:
             try:
                 integration = load_integration(engine, company_id, self.crm_type)
             except ConfigurationError as exc:
                 # The settings changed since discovery: report like any other configuration problem.
                 record_config_problem(engine, run_id, dag_id, company_id, self.crm_type, str(exc))
-                return result_summary(IntegrationResult(run_id, company_id, self.crm_type, status="config_error",
-                                                        error=str(exc)))
+                return result_summary(
+                    IntegrationResult(run_id, company_id, self.crm_type, status="config_error", error=str(exc))
+                )
             # One destination for the task: the first sync's customer index, then the sync.
-            result = sync_with_index(engine, company_id, self.crm_type, integration, run_id=run_id, dag_id=dag_id,
-                                     options=options)
+            result = sync_with_index(
+                engine, company_id, self.crm_type, integration, run_id=run_id, dag_id=dag_id, options=options
+            )
         summary = result_summary(result)
         self.log.info("company %s -> %s: %s", company_id, self.crm_type, summary)
         return summary
