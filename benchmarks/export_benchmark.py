@@ -4,7 +4,8 @@
 
 Seeds N check-ins of one company over 100 days (``localdev/bulk_data.seed_check_ins``, COPY) into an
 embedded PostgreSQL in a temporary folder, with a HubSpot ledger row (synced) for half of them and a
-Salesforce one (quarantined) for a tenth (those have two export rows: 1.1 N rows). Then it exports the first tenth of the days (N/10 check-ins)
+Salesforce one (quarantined) for a tenth (those have two export rows: 1.1 N rows). Then it exports the first
+tenth of the days (N/10 check-ins)
 and the whole range (N), each in its own process, and prints rows, seconds, rows/second, file sizes and
 the process's peak RSS: the same peak for N/10 and N means memory is flat in the number of rows (it
 grows with ``--chunk-size`` instead). Nothing is asserted: machines are noisy.
@@ -47,7 +48,8 @@ def seed(url: str, rows: int) -> dict:
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, crm_customer_id, crm_visit_id, "
+                "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, crm_customer_id, "
+                "crm_visit_id, "
                 "attempts, synced_at, first_attempt_at, last_attempt_at) "
                 "SELECT company_id, 'hubspot', id, 'synced', 'C' || id, 'V' || id, 1, now(), now(), now() "
                 "FROM check_ins WHERE id % 2 = 0"
@@ -55,7 +57,8 @@ def seed(url: str, rows: int) -> dict:
         )
         conn.execute(
             sa.text(
-                "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, error_kind, last_error, attempts) "
+                "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, error_kind, "
+                "last_error, attempts) "
                 "SELECT company_id, 'salesforce', id, 'quarantined', 'no_match', 'customer not found in CRM', 2 "
                 "FROM check_ins WHERE id % 10 = 4"
             )

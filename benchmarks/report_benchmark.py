@@ -48,7 +48,8 @@ SELECT ci.company_id, 'hubspot', ci.id, s.status,
                      WHEN 'failed' THEN 'HTTP 503 from the CRM after 5 attempts' END,
        1,
        CASE WHEN s.status = 'synced' THEN (ci.created_at AT TIME ZONE 'UTC')
-            + make_interval(secs => 60 + (CAST(ci.id AS bigint) * 7919 % 900) * CASE WHEN ci.created_at::date = :slow_day THEN 12 ELSE 1 END)
+            + make_interval(secs => 60 + (CAST(ci.id AS bigint) * 7919 % 900)
+                                    * CASE WHEN ci.created_at::date = :slow_day THEN 12 ELSE 1 END)
        END
 FROM check_ins ci
 CROSS JOIN LATERAL (SELECT CASE WHEN ci.id % 100 < 94 THEN 'synced' WHEN ci.id % 100 < 98 THEN 'quarantined'

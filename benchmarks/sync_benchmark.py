@@ -140,7 +140,8 @@ def main() -> None:
             r = json.loads(next(line for line in reversed(out.stdout.splitlines()) if line.startswith('{"crm"')))
             print(
                 f"{r['crm']:<11} {r['rows']:>7} {r['synced']:>7} {r['seconds']:>7} {r['checkins_per_s']:>9} "
-                f"{r['api_calls']:>6} {r['calls_per_checkin']:>9} {r['points_per_checkin']:>7} {r['limit_rps']:>9} {r['bound_per_s']:>8} "
+                f"{r['api_calls']:>6} {r['calls_per_checkin']:>9} {r['points_per_checkin']:>7} "
+                f"{r['limit_rps']:>9} {r['bound_per_s']:>8} "
                 f"{r['ratio']:>6} {r['peak_rss_mb']:>8}",
                 flush=True,
             )

@@ -151,7 +151,8 @@ def seed_report_demo(
             conn.execute(
                 sa.text(
                     "INSERT INTO crm_sync.runs (run_id, dag_id, company_id, crm_type, status, started_at, finished_at, "
-                    "seconds, synced, customers_found, customers_created, visits_created, api_calls, rate_limited, retries)"
+                    "seconds, synced, customers_found, customers_created, visits_created, api_calls, "
+                    "rate_limited, retries)"
                     " VALUES (:run_id, 'crm_incremental_sync', :company_id, :crm_type, 'success', :started_at, "
                     ":started_at, 2.5, :synced, :found, :created, :synced, :api_calls, :rate_limited, :retries)"
                 ),
@@ -220,7 +221,8 @@ def _reconcile_demo(
     rid = conn.execute(
         sa.text(
             "INSERT INTO crm_sync.reconciliation_runs (run_id, dag_id, company_id, crm_type, range_start, range_end, "
-            "started_at, finished_at, source_count, eligible_count, ledger_count, synced_count, crm_checked, crm_sampled,"
+            "started_at, finished_at, source_count, eligible_count, ledger_count, synced_count, crm_checked, "
+            "crm_sampled,"
             " counts) VALUES (:r, 'crm_reconciliation_report', :c, :t, :a, :b, :s, :s, :n, :n, :n, :synced, :checked, "
             ":sampled, CAST(:counts AS jsonb)) RETURNING id"
         ),
@@ -241,7 +243,8 @@ def _reconcile_demo(
     if findings:
         conn.execute(
             sa.text(
-                "INSERT INTO crm_sync.discrepancies (reconciliation_id, company_id, crm_type, check_in_id, crm_id, class, "
+                "INSERT INTO crm_sync.discrepancies (reconciliation_id, company_id, crm_type, check_in_id, "
+                "crm_id, class, "
                 "detail, found_at) VALUES (:r, :c, :t, :ci, :crm_id, :cls, :d, :s)"
             ),
             [

@@ -206,7 +206,7 @@ def test_out_of_range_limit_reaches_the_run_summary(db, sandbox):
     assert any("crmSettings.requestsPerMinute must be a number from 1 to 600" in w for w in result.warnings)
 
 
-# ============================================================================ 5. NUL bytes, lone surrogates, idempotency
+# =================================================================== 5. NUL bytes, lone surrogates, idempotency
 
 HOSTILE_JSON = (
     '{"hub\\u0000spot": {"status": "active", "credentials": {"apiKey": "k"}}, '

@@ -138,7 +138,8 @@ def seed(db) -> dict[str, int]:
         for n, check_in_id in enumerate(ids[::3]):
             conn.execute(
                 sa.text(
-                    "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, crm_customer_id, crm_visit_id, "
+                    "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, crm_customer_id, "
+                    "crm_visit_id, "
                     "attempts, synced_at) VALUES (:c, 'hubspot', :i, 'synced', :cust, :visit, 1, "
                     "'2026-03-11 10:00:00.123456+00')"
                 ),

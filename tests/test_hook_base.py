@@ -378,7 +378,10 @@ def test_hooks_import_first_in_a_fresh_interpreter():
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    code = f"import sys; sys.path[:0] = [{str(root / 'plugins')!r}]; import crm_hooks.registry as r; print(sorted(r.HOOKS))"
+    code = (
+        f"import sys; sys.path[:0] = [{str(root / 'plugins')!r}]; "
+        "import crm_hooks.registry as r; print(sorted(r.HOOKS))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "hubspot" in out.stdout

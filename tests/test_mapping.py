@@ -266,12 +266,14 @@ def test_note_custom_fields_false_is_sent():
         (
             {"customerFeedback": "rip_missing"},
             {"rip_other"},
-            "customFieldMapping: HubSpot note property 'rip_missing' (for customerFeedback) does not exist in the CRM: skipped",
+            "customFieldMapping: HubSpot note property 'rip_missing' (for customerFeedback) does not exist in "
+            "the CRM: skipped",
         ),
         (
             {"customerFeedback": "RIP_feedback"},
             {"rip_feedback"},
-            "customFieldMapping: HubSpot note property 'RIP_feedback' (for customerFeedback) does not exist in the CRM: skipped",
+            "customFieldMapping: HubSpot note property 'RIP_feedback' (for customerFeedback) does not exist in "
+            "the CRM: skipped",
         ),
         (
             {"notes": "hs_note_body"},
@@ -281,7 +283,8 @@ def test_note_custom_fields_false_is_sent():
         (
             {"notes": "rankitpro_checkin_key"},
             None,
-            "customFieldMapping: HubSpot note property 'rankitpro_checkin_key' is written by the sync itself: notes skipped",
+            "customFieldMapping: HubSpot note property 'rankitpro_checkin_key' is written by the sync itself: "
+            "notes skipped",
         ),
     ],
 )
@@ -486,7 +489,8 @@ def test_case_custom_fields_are_typed_and_case_insensitive():
         (
             {"customerFeedback": "Missing__c"},
             {"Other__c"},
-            "customFieldMapping: Salesforce Case field 'Missing__c' (for customerFeedback) does not exist in the CRM: skipped",
+            "customFieldMapping: Salesforce Case field 'Missing__c' (for customerFeedback) does not exist in "
+            "the CRM: skipped",
         ),
         (
             {"notes": "description"},

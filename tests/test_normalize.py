@@ -1,4 +1,7 @@
-"""Unit tests of crm_sync.prepare, crm_sync.contacts, crm_sync.text and crm_sync.settings: messy check-in rows and settings JSON."""
+"""Unit tests of crm_sync.prepare, crm_sync.contacts, crm_sync.text and crm_sync.settings.
+
+Messy check-in rows and settings JSON.
+"""
 
 from __future__ import annotations
 

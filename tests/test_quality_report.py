@@ -72,7 +72,8 @@ def _ledger(
     synced_at = None if latency is None else created + timedelta(seconds=latency)
     conn.execute(
         sa.text(
-            "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, crm_visit_id, error_kind, last_error, "
+            "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, crm_visit_id, error_kind, "
+            "last_error, "
             "synced_at) VALUES (:c, :crm, :id, :s, :v, :k, :e, CAST(:at AS timestamp) AT TIME ZONE 'UTC')"
         ),
         {
@@ -132,7 +133,8 @@ def _reconciliation(
 ) -> int:
     rid = conn.execute(
         sa.text(
-            "INSERT INTO crm_sync.reconciliation_runs (run_id, company_id, crm_type, range_start, range_end, started_at, "
+            "INSERT INTO crm_sync.reconciliation_runs (run_id, company_id, crm_type, range_start, range_end, "
+            "started_at, "
             "finished_at) VALUES (:r, :c, :crm, :a, :b, :s, :s) RETURNING id"
         ),
         {"r": run_id, "c": company_id, "crm": crm, "a": D1, "b": D2 + timedelta(days=1), "s": started},
@@ -140,7 +142,8 @@ def _reconciliation(
     for cls, check_in_id, detail in findings:
         conn.execute(
             sa.text(
-                "INSERT INTO crm_sync.discrepancies (reconciliation_id, company_id, crm_type, check_in_id, crm_id, class, "
+                "INSERT INTO crm_sync.discrepancies (reconciliation_id, company_id, crm_type, check_in_id, "
+                "crm_id, class, "
                 "detail) VALUES (:r, :c, :crm, :ci, :crm_id, :cls, :d)"
             ),
             {

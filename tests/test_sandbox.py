@@ -490,7 +490,10 @@ def test_salesforce_soql(sandbox: SandboxServer) -> None:
     ]
     assert requests.post(f"{sandbox.url}/_sandbox/records/salesforce/{account}/Contact", json=seed).status_code == 201
 
-    q = "SELECT Id, Email FROM Contact WHERE Email IN ('USER1@example.com', 'user2@example.com', 'o\\'neil@x.com') LIMIT 10"
+    q = (
+        "SELECT Id, Email FROM Contact "
+        "WHERE Email IN ('USER1@example.com', 'user2@example.com', 'o\\'neil@x.com') LIMIT 10"
+    )
     r = requests.get(f"{base}/query", params={"q": q}, headers=headers)
     assert r.status_code == 200, r.text
     body = r.json()
