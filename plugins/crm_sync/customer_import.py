@@ -172,18 +172,7 @@ def import_customers(
     exception is recorded the same way and re-raised (a bug must not look like success).
     """
     result = ImportResult(company_id=company_id, crm_type=crm_type, trigger=trigger, run_id=run_id, dag_id=dag_id)
-    with engine.begin() as conn:
-        import_id = conn.execute(
-            sql("customer_import_start"),
-            {
-                "run_id": run_id,
-                "dag_id": dag_id,
-                "trigger": trigger,
-                "company_id": company_id,
-                "crm_type": crm_type,
-                "crm_account": None,
-            },
-        ).first()[0]
+    import_id = _start(engine, result)
     clock = time.monotonic()
     settings, _ = parse_sync_settings(integration.get("syncSettings"))
     built = destination is None
@@ -345,21 +334,26 @@ def record_failure(
         status="failed",
         error=error,
     )
-    with engine.begin() as conn:
-        import_id = conn.execute(
-            sql("customer_import_start"),
-            {
-                "run_id": run_id,
-                "dag_id": dag_id,
-                "trigger": trigger,
-                "company_id": company_id,
-                "crm_type": crm_type,
-                "crm_account": None,
-            },
-        ).first()[0]
+    import_id = _start(engine, result)
     _finish(engine, import_id, result)
     log.warning("customer import company %s -> %s not started: %s", company_id, crm_type, error)
     return result
+
+
+def _start(engine: Engine, result: ImportResult) -> int:
+    """The import's ``crm_sync.customer_imports`` row (its account is bound once the CRM listed customers)."""
+    with engine.begin() as conn:
+        return conn.execute(
+            sql("customer_import_start"),
+            {
+                "run_id": result.run_id,
+                "dag_id": result.dag_id,
+                "trigger": result.trigger,
+                "company_id": result.company_id,
+                "crm_type": result.crm_type,
+                "crm_account": None,
+            },
+        ).first()[0]
 
 
 def imports_for(engine: Engine, run_id: str) -> list[dict[str, Any]]:
