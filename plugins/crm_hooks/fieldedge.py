@@ -51,7 +51,6 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
 import requests
 
 from crm_hooks.auth import ClientCredentials, is_token_request, jwt_expiry
@@ -65,6 +64,7 @@ from crm_hooks.errors import (
     QuotaExhaustedError,
     RetryableError,
 )
+from crm_hooks.phones import to_e164
 from crm_hooks.rate_limit import RateLimit
 
 # =============================================================================================
@@ -115,7 +115,7 @@ def record_email(record: Mapping[str, Any]) -> str | None:
 
 def record_phone(record: Mapping[str, Any]) -> str | None:
     """A FieldEdge customer's phone as E.164 (FieldEdge shows e.g. ``+1-214-555-0198``)."""
-    return e164(record.get("primaryPhone") or record.get("phoneNumber") or record.get("phone"))
+    return to_e164(record.get("primaryPhone") or record.get("phoneNumber") or record.get("phone"))
 
 
 def record_id(record: Mapping[str, Any], *keys: str) -> str | None:
@@ -124,17 +124,6 @@ def record_id(record: Mapping[str, Any], *keys: str) -> str | None:
         if record.get(key) not in (None, ""):
             return str(record[key])
     return None
-
-
-def e164(raw: Any) -> str | None:
-    """A phone as E.164, or None when it does not parse (US default region)."""
-    if not raw:
-        return None
-    try:
-        number = phonenumbers.parse(str(raw), "US")
-    except phonenumbers.NumberParseException:
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _data(body: Any) -> Any:
@@ -413,7 +402,7 @@ class FieldEdgeHook(CrmHook):
         ambiguous failure the customer is looked up by the payload's email / phone first.
         """
         email = str(payload.get("email") or "").strip().lower() or None
-        phone = e164(payload.get("phoneNumber"))
+        phone = to_e164(payload.get("phoneNumber"))
 
         def landed() -> str | None:
             if not (email or phone):
@@ -549,7 +538,6 @@ __all__ = [
     "DEFAULT_LEAD_SOURCE",
     "FieldEdgeHook",
     "FieldEdgeSettings",
-    "e164",
     "record_email",
     "record_id",
     "record_phone",

@@ -28,6 +28,7 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from crm_hooks.phones import to_e164
 from crm_sync.text import WHITESPACE, clean_text, echo, shorten
 
 __all__ = ["normalize_email", "normalize_phone", "split_name", "to_e164"]
@@ -174,21 +175,6 @@ def normalize_phone(raw: Any, default_region: str = "US") -> tuple[str | None, s
             f"customer_phone {echo(text)} holds {len(accepted)} phone numbers: kept {e164}, dropped {dropped}"
         )
     return e164, extension, warnings
-
-
-def to_e164(raw: Any, default_region: str = "US") -> str | None:
-    """A phone as a CRM stores it (any format) -> E.164, or None when it does not parse.
-
-    Lenient on purpose (no validity check): it compares what a CRM holds with the sync's
-    :func:`normalize_phone` numbers, which are E.164 already.
-    """
-    if not raw:
-        return None
-    try:
-        number = phonenumbers.parse(str(raw), default_region)
-    except phonenumbers.NumberParseException:
-        return None
-    return _format_e164(number)
 
 
 def _format_e164(number: phonenumbers.PhoneNumber) -> str:
