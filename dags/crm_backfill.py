@@ -19,7 +19,7 @@ from crm_sync.budget import task_timeout
 from crm_sync.pools import pool_name
 from crm_sync.tasks import params as dag_params
 from crm_sync.tasks.backfill import plan_backfill, report_backfill, run_chunk
-from crm_sync.tasks.common import check_failures
+from crm_sync.tasks.common import check_failures_task
 
 with DAG(
     dag_id="crm_backfill",
@@ -98,4 +98,4 @@ with DAG(
             map_index_template="{{ chunk_label }}",
         )(run_chunk)
         run.partial(crm_type=crm_type).expand(chunk=chunks) >> report
-    report >> task(task_id="check_failures", trigger_rule="all_done", retries=0)(check_failures)()
+    report >> check_failures_task()

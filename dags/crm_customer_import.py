@@ -17,7 +17,7 @@ from crm_hooks.registry import HOOKS
 from crm_sync.budget import task_timeout
 from crm_sync.pools import pool_name
 from crm_sync.tasks import params as dag_params
-from crm_sync.tasks.common import check_failures
+from crm_sync.tasks.common import check_failures_task
 from crm_sync.tasks.customer_import import discover_import_companies, import_company, summarize_imports
 
 with DAG(
@@ -51,4 +51,4 @@ with DAG(
             .expand(company_id=companies)
         )
         imported >> summary
-    summary >> task(task_id="check_failures", trigger_rule="all_done", retries=0)(check_failures)()
+    summary >> check_failures_task()

@@ -16,7 +16,7 @@ from crm_sync.assets import CRM_SYNC_LEDGER
 from crm_sync.budget import task_timeout
 from crm_sync.pools import pool_name
 from crm_sync.tasks import params as dag_params
-from crm_sync.tasks.common import check_failures
+from crm_sync.tasks.common import check_failures_task
 from crm_sync.tasks.sync import CrmSyncOperator, check_configurations, discover_companies, summarize_run
 
 with DAG(
@@ -74,4 +74,4 @@ with DAG(
         sync >> summary
     checked >> summary
     # The run is failed when any task failed (summarize alone, all_done, would leave it green).
-    summary >> task(task_id="check_failures", trigger_rule="all_done", retries=0)(check_failures)()
+    summary >> check_failures_task()

@@ -186,3 +186,12 @@ def check_failures(**context: Any) -> str:
             "companies were processed; the summary task lists the outcome)"
         )
     return "no task of this run failed"
+
+
+def check_failures_task() -> Any:
+    """Add :func:`check_failures` to the DAG being defined, as every DAG needs it: after all the
+    other tasks whatever happened to them (``all_done``), and never retried (a retry cannot change
+    what already failed)."""
+    from airflow.sdk import task
+
+    return task(task_id="check_failures", trigger_rule="all_done", retries=0)(check_failures)()
