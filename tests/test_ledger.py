@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from crm_sync.ledger import UNCERTAIN, UNFINISHED, LedgerStatus, is_unchanged, status_when_stopped_unsent
+from crm_sync.quarantine import ACTIONS, LABELS, QuarantineKind, label, named_fields
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "include" / "sql"
 MARKER = "crm_sync.ledger.LedgerStatus"
@@ -67,6 +68,9 @@ def test_statuses_are_plain_strings_for_the_database_and_json():
         ({"ledger_status": "quarantined", "ledger_source_hash": "h"}, "edited", False),
         ({"ledger_status": "failed", "ledger_source_hash": "h", "synced_hash": "h"}, "h", False),
         ({"ledger_status": "in_flight", "ledger_source_hash": "h"}, "h", False),
+        # a crm_state row whose customer changed since (extract_*.sql's state_changed): read again
+        ({"ledger_status": "quarantined", "ledger_source_hash": "h", "state_changed": True}, "h", False),
+        ({"ledger_status": "quarantined", "ledger_source_hash": "h", "state_changed": False}, "h", True),
     ],
 )
 def test_is_unchanged(row, source_hash, expected):
@@ -87,3 +91,42 @@ def test_is_unchanged(row, source_hash, expected):
 )
 def test_status_when_stopped_unsent(before, sent, expected):
     assert status_when_stopped_unsent(before, sent=sent) is expected
+
+
+# ---------------------------------------------------------------------------- quarantine kinds
+KIND_MARKER = "crm_sync.quarantine.QuarantineKind"
+#: ``error_kind = 'x'``, ``error_kind IN ('x', 'y')`` (any table alias).
+_KIND_COMPARED = re.compile(r"\berror_kind\s*(?:=|<>|!=)\s*'([^']*)'|\berror_kind\s+IN\s*\(([^)]*)\)", re.IGNORECASE)
+#: Not a quarantine: the mark reconcile_requeue.sql leaves on a row it puts back in line.
+NOT_QUARANTINE_KINDS = {"requeued"}
+
+
+def test_every_error_kind_literal_of_the_ledger_sql_is_a_quarantine_kind():
+    used: set[str] = set()
+    for name, text in _ledger_sql().items():
+        literals: set[str] = set()
+        for one, many in _KIND_COMPARED.findall(text):
+            literals |= {one} if one else set(_LITERAL.findall(many))
+        literals -= NOT_QUARANTINE_KINDS
+        assert literals <= set(QuarantineKind), f"{name}: {sorted(literals - set(QuarantineKind))} is no kind"
+        if literals:
+            assert KIND_MARKER in text, f"{name} compares quarantine kinds: name {KIND_MARKER} at the top"
+        used |= literals
+    assert QuarantineKind.CRM_STATE in used  # the retry reads it (the regex is not matching nothing)
+
+
+def test_every_kind_has_a_label_and_an_action():
+    assert set(LABELS) == set(ACTIONS) == set(QuarantineKind)
+    assert label("crm_state") == LABELS[QuarantineKind.CRM_STATE] and label("somethingnew") == "somethingnew"
+    assert label(None) == "unknown"
+
+
+def test_the_readme_table_lists_every_kind_with_its_label_and_action():
+    readme = (SQL_DIR.parents[1] / "README.md").read_text()
+    for kind in QuarantineKind:
+        assert f"| `{kind}` | {LABELS[kind]} | {ACTIONS[kind]} |" in readme, kind
+
+
+def test_named_fields():
+    assert named_fields(["email", "phone", "email", None, ""]) == " (field email, phone)"
+    assert named_fields([]) == ""

@@ -339,6 +339,9 @@ def test_report_html_and_csv(db, scenario, tmp_path):
     assert "success rate 64.3% &lt; 98.0%" in page and "2 missing_in_crm" in page
     assert "1 eligible check-in(s) with no ledger row" in page
     assert "no_match&nbsp;1<" in page and "crm_rejected&nbsp;1<" in page  # A x HubSpot's quarantines by kind
+    # ... each with its plain-language label, and every kind explained under Definitions
+    assert 'title="refused by the CRM">crm_rejected&nbsp;1<' in page
+    assert "<code>crm_state</code></dt><dd>waiting for the customer&#39;s CRM record: nothing: retried" in page
     # Latency of A x HubSpot over both days, formatted.
     assert format_seconds(percentile(LATENCIES_D1 + LATENCIES_D2, 0.5)) in page
     # Hostile values are escaped everywhere; the old reconciliation is not shown.

@@ -1,24 +1,39 @@
 -- Ledger status literals here are values of crm_sync.ledger.LedgerStatus (tests/test_ledger.py checks them).
+-- error_kind literals here are values of crm_sync.quarantine.QuarantineKind (tests/test_ledger.py checks them).
 -- Check-ins of one company that this CRM sync must look at, oldest first:
 --   * new rows above the integration's settled horizon that have no ledger row yet,
 --   * rows whose last attempt did not finish (pending, in_flight, failed),
 --   * rows an operator requeued,
+--   * rows quarantined for the CRM's state (error_kind crm_state) whose customer changed since (state_changed),
 --   * synced or quarantined rows inside the look-back window, so edits are found by
 --     comparing the row's hash with the ledger's (check_ins has no updated_at).
 SELECT ci.*,
        l.status AS ledger_status, l.source_hash AS ledger_source_hash, l.synced_hash,
-       l.crm_customer_id, l.crm_visit_id, l.requeue
+       l.crm_customer_id, l.crm_visit_id, l.requeue, COALESCE(sc.state_changed, false) AS state_changed
 FROM crm_sync.sync_check_ins ci  -- the check-in as the sync reads it (migration 0006)
 LEFT JOIN crm_sync.ledger l
        ON l.company_id = ci.company_id AND l.crm_type = :crm_type AND l.check_in_id = ci.id
        AND (CAST(:crm_account AS text) IS NULL OR l.crm_account IS NULL OR l.crm_account = :crm_account)
        -- this CRM account's rows (no account: written by a task that does not know it, e.g. a requeue; the live
        -- ledger holds the bound account's rows only, see crm_sync/accounts.py)
+LEFT JOIN LATERAL (
+    -- a crm_state row whose customer changed since it was quarantined (crm_sync/quarantine.py, migration 0010):
+    -- a customer_map entry of its customer key or of the CRM customer it was refused for, written after
+    SELECT true AS state_changed
+    WHERE l.status = 'quarantined' AND l.error_kind = 'crm_state'
+      AND EXISTS (
+          SELECT 1 FROM crm_sync.customer_map m
+          WHERE m.company_id = l.company_id AND m.crm_type = l.crm_type
+            AND (m.match_key = l.customer_key OR m.crm_customer_id = l.crm_customer_id)
+            AND m.updated_at > COALESCE(l.quarantined_at, l.last_attempt_at)
+            AND (CAST(:crm_account AS text) IS NULL OR m.crm_account = :crm_account))
+) sc ON true
 WHERE ci.company_id = :company_id
   AND (
         (l.check_in_id IS NULL AND ci.id > :settled_id)
      OR l.status IN ('pending', 'in_flight', 'failed')
      OR l.requeue
+     OR sc.state_changed
      OR (l.status IN ('synced', 'quarantined') AND ci.created_at >= :lookback_since)
   )
 ORDER BY ci.id

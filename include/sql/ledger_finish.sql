@@ -7,6 +7,8 @@ UPDATE crm_sync.ledger
        synced_hash = CASE WHEN :status = 'synced' THEN source_hash ELSE synced_hash END,
        synced_at = CASE WHEN :status = 'synced' THEN now() ELSE synced_at END,
        error_kind = :error_kind,
+       -- after this attempt's own customer writes: its crm_state retry needs a later change (migration 0010)
+       quarantined_at = CASE WHEN :status = 'quarantined' THEN now() ELSE quarantined_at END,
        warnings = CAST(:warnings AS jsonb),  -- includes what the CRM mapping added (truncations, ...)
        last_error = :last_error
  WHERE company_id = :company_id AND crm_type = :crm_type AND check_in_id = :check_in_id

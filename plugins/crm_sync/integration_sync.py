@@ -54,6 +54,7 @@ from crm_sync.history import write_back
 from crm_sync.ledger import UNCERTAIN, Ledger, LedgerStatus, is_unchanged, outcome, status_when_stopped_unsent
 from crm_sync.models import PreparedCheckIn, RecordResult
 from crm_sync.prepare import prepare_check_in
+from crm_sync.quarantine import QuarantineKind
 from crm_sync.settings import parse_sync_settings
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,8 @@ class IntegrationSync:
         self._budget_hit = False
         self._in_use: Destination | None = None
         self._dry = DryRunReport() if self.options.dry_run else None
+        #: rows of the current batch read again only because their customer changed (``crm_state``)
+        self._state_retries: set[int] = set()
         #: this company x CRM's ledger, bound to the CRM account of this run (crm_sync.accounts)
         self.ledger = Ledger(engine, company_id, crm_type)
 
@@ -403,6 +406,7 @@ class IntegrationSync:
             previous[item.check_in_id] = row
         if not prepared:
             return
+        self._state_retries = {i.check_in_id for i in prepared if previous[i.check_in_id].get("state_changed")}
         attempt_id = str(uuid.uuid4())
         self._claim(prepared, attempt_id)
         self._visit_writes_started = False
@@ -494,7 +498,8 @@ class IntegrationSync:
             if hit:
                 refs[row.customer_key] = mapped[hit][0]
             else:
-                unresolved.setdefault(row.customer_key, row)
+                # The newest check-in of a customer carries its latest data (a full address a create needs).
+                unresolved[row.customer_key] = row
         found_now: set[str] = set()
         if unresolved:
             # Try each strategy key in order, asking the CRM only for rows still unresolved.
@@ -539,7 +544,7 @@ class IntegrationSync:
                 else:
                     res = outcome.get(ckey)
                     reason = res.error if res and res.error else "the CRM returned no customer id"
-                    kind = "crm_rejected"
+                    kind = (res.kind if res is not None else None) or QuarantineKind.CRM_REJECTED
                     if res is not None and res.uncertain:
                         # Customer creates are idempotent by the customer key: simply retried next run.
                         status, kind = LedgerStatus.FAILED, "transient"
@@ -576,6 +581,8 @@ class IntegrationSync:
             ref = refs.get(row.customer_key)
             if ref is None or row.customer_key in created or row.check_in_id in outcomes:
                 continue
+            if row.check_in_id in self._state_retries:
+                continue  # an unchanged older check-in retried for the CRM's state: its data is not newer
             if mapped.get(row.customer_key, (None, None))[1] == _customer_hash(row):
                 continue
             todo[ref.crm_id] = (ref, row)  # the newest check-in of a customer wins
@@ -643,6 +650,7 @@ class IntegrationSync:
                     outcomes[r.check_in_id] = self._outcome(LedgerStatus.IN_FLIGHT, kind="transient", error=str(exc))
                 raise
             self._apply(to_create, created, refs, outcomes, counter="visits_created")
+            self._retry_cured(destination, to_create, refs, outcomes)
 
     def _apply(
         self,
@@ -678,9 +686,63 @@ class IntegrationSync:
                 )
             else:
                 reason = res.error if res is not None and res.error else "the CRM returned no record for this row"
+                kind = (res.kind if res is not None else None) or QuarantineKind.CRM_REJECTED
                 outcomes[row.check_in_id] = self._outcome(
-                    LedgerStatus.QUARANTINED, kind="crm_rejected", error=reason, customer_id=ref.crm_id if ref else None
+                    LedgerStatus.QUARANTINED, kind=kind, error=reason, customer_id=ref.crm_id if ref else None
                 )
+        self._remember_parents(rows, results, refs)
+
+    def _remember_parents(
+        self, rows: list[PreparedCheckIn], results: dict[str, RecordResult], refs: dict[str, CustomerRef]
+    ) -> None:
+        """A customer the map knew without an address / location / property now has one (the visit went there):
+        remember it, for this batch and in ``crm_sync.customer_map`` (whose ``updated_at`` moves with it, so
+        the customer's ``crm_state`` rows are read again, see :mod:`crm_sync.quarantine`)."""
+        gained: dict[str, tuple[CustomerRef, str | None, bool]] = {}
+        for row in rows:
+            res, ref = results.get(row.visit_key), refs.get(row.customer_key)
+            parent = res.extra.get("parent_id") if res is not None and res.ok else None
+            if ref is None or ref.parent_id or not parent:
+                continue
+            new_ref = CustomerRef(ref.crm_id, str(parent))
+            for ckey, other in list(refs.items()):
+                if other == ref:
+                    refs[ckey] = new_ref
+            for key in row.match_keys:
+                gained[key] = (new_ref, None, False)
+        self._map_save(gained)
+
+    def _retry_cured(
+        self,
+        destination: Destination,
+        rows: list[PreparedCheckIn],
+        refs: dict[str, CustomerRef],
+        outcomes: dict[int, dict[str, Any]],
+    ) -> None:
+        """Rows refused for the CRM's state (``crm_state``: nothing was sent for them) whose customer got a visit
+        in the same call, e.g. from a later check-in that added the address: sent once more now."""
+        landed = {
+            refs[r.customer_key].crm_id
+            for r in rows
+            if r.customer_key in refs and outcomes[r.check_in_id]["status"] == LedgerStatus.SYNCED
+        }
+        again = [
+            r
+            for r in rows
+            if r.customer_key in refs
+            and refs[r.customer_key].crm_id in landed
+            and outcomes[r.check_in_id]["status"] == LedgerStatus.QUARANTINED
+            and outcomes[r.check_in_id]["error_kind"] == QuarantineKind.CRM_STATE
+        ]
+        if not again:
+            return
+        try:
+            created = destination.create_visits([(r, refs.get(r.customer_key)) for r in again])
+        except RetryableError as exc:
+            for r in again:  # may have reached the CRM: resolved by lookup next run
+                outcomes[r.check_in_id] = self._outcome(LedgerStatus.IN_FLIGHT, kind="transient", error=str(exc))
+            raise
+        self._apply(again, created, refs, outcomes, counter="visits_created")
 
     # ------------------------------------------------------------------ ledger
     def _claim(self, rows: list[PreparedCheckIn], attempt_id: str) -> None:

@@ -6,8 +6,9 @@ Every check-in a sync considers gets a row, and every row ends a run in one :cla
 ``in_flight``    claimed by an attempt whose outcome is not known: the CRM may hold its record, so the
                  next run looks the sync's marker up before anything is created again
 ``synced``       the CRM holds the record (``crm_visit_id``); an edit of the check-in is sent as an update
-``quarantined``  cannot be sent as it is (no identity, refused by the CRM): a reason, never retried until
-                 the check-in changes or an operator requeues it
+``quarantined``  cannot be sent as it is: a :class:`~crm_sync.quarantine.QuarantineKind` and a reason; retried
+                 when the check-in changes or an operator requeues it, and a ``crm_state`` row also when
+                 its customer changes in the CRM
 ``failed``       a transient failure outlived the retries; retried next run (marker looked up first)
 
 A row is *claimed* (``in_flight`` with a new ``attempt_id``, committed) before any CRM call for it, and
@@ -73,10 +74,11 @@ def is_unchanged(row: Mapping[str, Any], source_hash: str) -> bool:
     """Already handled (synced or quarantined) and neither changed nor requeued since: nothing to do.
 
     ``row`` is a candidate row of :mod:`crm_sync.extract` (its ledger columns ``ledger_status``,
-    ``synced_hash``, ``ledger_source_hash``, ``requeue``); ``source_hash`` the check-in's hash now.
+    ``synced_hash``, ``ledger_source_hash``, ``requeue``, ``state_changed``: a ``crm_state`` row whose
+    customer changed since, see :mod:`crm_sync.quarantine`); ``source_hash`` the check-in's hash now.
     """
     status = row.get("ledger_status")
-    if not status or row.get("requeue"):
+    if not status or row.get("requeue") or row.get("state_changed"):
         return False
     return (status == LedgerStatus.SYNCED and source_hash == row.get("synced_hash")) or (
         status == LedgerStatus.QUARANTINED and source_hash == row.get("ledger_source_hash")

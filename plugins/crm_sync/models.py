@@ -89,8 +89,13 @@ class RecordResult:
     key: str
     crm_id: str | None = None
     error: str | None = None  # set for a record the CRM refused (quarantine it)
+    #: the :class:`crm_sync.quarantine.QuarantineKind` of that refusal when the destination decided it
+    #: itself (``crm_state``, ``config``, ``no_identity``); None: the CRM refused it (``crm_rejected``)
+    kind: str | None = None
     created: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. Salesforce AccountId
+    #: e.g. Salesforce AccountId; a visit result's ``parent_id`` is the address / location / property the
+    #: visit went to (the engine remembers it for a customer the map knew without one)
+    extra: dict[str, Any] = field(default_factory=dict)
     #: the write may or may not have reached the CRM (a per-record loop cut short by a transient
     #: error): the row stays in_flight and the next run resolves it by the marker lookup
     uncertain: bool = False

@@ -15,8 +15,8 @@ metric (dimension)    value
                       integration's settled id horizon (as ``crm_sync.reconcile``)
 ``synced``            of those, ledger status ``synced``
 ``success_rate``      ``synced / eligible`` as a fraction 0..1 (no row when nothing was eligible)
-``quarantined``       ledger status ``quarantined``; with ``dimension`` = ``error_kind`` (``no_identity``,
-                      ``no_match``, ``crm_rejected``, ``config``, ``unknown``) the count per reason
+``quarantined``       ledger status ``quarantined``; with ``dimension`` = ``error_kind`` (a
+                      :class:`crm_sync.quarantine.QuarantineKind`, or ``unknown``) the count per kind
 ``failed``            ledger status ``failed`` (transient failure after retries; retried next run)
 ``unfinished``        ledger status ``pending`` or ``in_flight`` (waiting for the next run)
 ``never_sent``        eligible but no ledger row: the sync passed over the check-in (a bug; reconcile's

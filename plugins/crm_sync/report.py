@@ -33,6 +33,7 @@ from crm_sync.csv_escape import csv_safe
 from crm_sync.db import SQL_DIR, sql
 from crm_sync.paths import make_private_dir, open_private, write_private_text
 from crm_sync.quality import DEFAULT_MIN_SUCCESS_RATE, metric_params, success_rate
+from crm_sync.quarantine import ACTIONS, LABELS
 
 TEMPLATE_DIR = SQL_DIR.parent / "templates"
 HTML_NAME, CSV_NAME, METRICS_CSV_NAME = "report.html", "discrepancies.csv", "quality_metrics.csv"
@@ -552,6 +553,9 @@ def build_report(
             "metrics_csv_name": METRICS_CSV_NAME,
             "csv_rows": csv_rows,
             "class_order": CLASS_ORDER,
+            # the quarantine kinds in plain words (crm_sync.quarantine), for the table and the definitions
+            "kind_labels": LABELS,
+            "kind_actions": ACTIONS,
         }
     )
     html_path = output_dir / HTML_NAME

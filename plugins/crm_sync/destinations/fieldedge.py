@@ -59,6 +59,7 @@ from crm_sync.destinations.base import (
 from crm_sync.mapping import fieldedge as mapping
 from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
+from crm_sync.quarantine import QuarantineKind
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -143,8 +144,8 @@ class FieldEdgeDestination(Destination):
         def send(row: PreparedCheckIn) -> RecordResult:
             payload, warnings, error = mapping.customer_payload(row.customer)
             _warn(row, warnings)
-            if error:
-                return RecordResult(row.customer_key, error=error)
+            if error:  # neither email nor phone: nothing FieldEdge can know this customer by
+                return RecordResult(row.customer_key, error=error, kind=QuarantineKind.NO_IDENTITY)
             crm_id = self.hook.create_customer(payload)
             for key in row.match_keys:
                 self._known[key] = CustomerRef(crm_id)

@@ -53,6 +53,7 @@ from crm_sync.destinations.base import (
 )
 from crm_sync.mapping import housecallpro as mapping
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
+from crm_sync.quarantine import QuarantineKind
 from crm_sync.text import echo
 
 #: A job for a check-in cannot be older than the check-in; this much clock skew is tolerated.
@@ -252,6 +253,7 @@ class HousecallProDestination(Destination):
                 key,
                 error="Housecall Pro jobs need a customer and an address; syncCustomers is off, "
                 "so the check-in cannot become a job",
+                kind=QuarantineKind.CONFIG,
             )
         # The remembered address, unless this run has the customer at hand (then the check-in's own).
         known = ref.crm_id in self._records or not ref.parent_id
@@ -262,6 +264,7 @@ class HousecallProDestination(Destination):
                 error="Housecall Pro jobs need a service address: the customer has none in "
                 "Housecall Pro and the check-in's address is incomplete "
                 f"(street {echo(row.customer.street or '')}, city, state and zip needed)",
+                kind=QuarantineKind.CRM_STATE,  # cured by a later check-in that adds the address
             )
         options = self.hook.crm_settings
         payload, warnings = mapping.job_payload(
@@ -278,7 +281,7 @@ class HousecallProDestination(Destination):
             lambda: self.hook.create_job(payload), lambda: self._marked_jobs(ref.crm_id, {key}, not_before).get(key)
         )
         self._ensure_note(job, key, payload["notes"])
-        return RecordResult(key, crm_id=str(job["id"]), created=True)
+        return RecordResult(key, crm_id=str(job["id"]), created=True, extra={"parent_id": address_id})
 
     def _ensure_note(self, job: dict[str, Any], key: str, note: str) -> None:
         """Make sure the job shows the marker note.

@@ -30,6 +30,7 @@ from crm_sync.destinations.base import (
 from crm_sync.mapping import hubspot as mapping
 from crm_sync.match_key import MatchKey, MatchKind
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
+from crm_sync.quarantine import named_fields
 
 CUSTOMER_KEY_PROPERTY = "rankitpro_customer_key"
 VISIT_KEY_PROPERTY = mapping.VISIT_KEY_PROPERTY
@@ -287,5 +288,13 @@ def _trace_ids(error: dict) -> list[str]:
 
 
 def _error_text(error: dict) -> str:
+    """The reason of a refused record; names the refused properties when HubSpot does
+    (``errors[].context.propertyName`` of a ``StandardError``)."""
     category = error.get("category") or "ERROR"
-    return f"HubSpot {category}: {str(error.get('message') or '')[:300]}"
+    fields = named_fields(
+        name
+        for detail in error.get("errors") or []
+        if isinstance(detail, dict)
+        for name in (detail.get("context") or {}).get("propertyName") or []
+    )
+    return f"HubSpot {category}{fields}: {str(error.get('message') or '')[:300]}"

@@ -45,6 +45,7 @@ from crm_sync.destinations.base import CrmCustomerRecord, CustomerRef, Destinati
 from crm_sync.mapping import jobber as mapping
 from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
+from crm_sync.quarantine import QuarantineKind
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -225,6 +226,7 @@ class JobberDestination(Destination):
                     row.visit_key,
                     error="a Jobber job needs a client's property, and this check-in has no client "
                     "(syncCustomers is off or the customer could not be resolved)",
+                    kind=QuarantineKind.CONFIG,
                 )
             else:
                 ready.append((row, ref))
@@ -250,6 +252,9 @@ class JobberDestination(Destination):
             }
 
         created = self._in_chunks(jobs, self.hook.JOB_WRITE_COST, send, lambda item: item[0].visit_key)
+        for key, res in created.items():
+            if res.ok:
+                res.extra["parent_id"] = properties.get(key)  # the property the job went to
         results.update(created)
         if self.hook.crm_settings.close_jobs:
             self._close([res.crm_id for res in created.values() if res.ok and res.crm_id])
@@ -288,6 +293,7 @@ class JobberDestination(Destination):
                     row.visit_key,
                     error=f"a Jobber job needs a service property: the check-in has no address and "
                     f"client {ref.crm_id} has no property in Jobber",
+                    kind=QuarantineKind.CRM_STATE,  # cured by a later check-in that adds the address
                 )
 
         def send(chunk: Sequence[tuple[tuple[str, str], dict[str, str]]]) -> dict[str, RecordResult]:

@@ -39,6 +39,7 @@ from crm_sync.destinations.base import (
 from crm_sync.mapping import salesforce as mapping
 from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
+from crm_sync.quarantine import named_fields
 
 CUSTOMER_KEY_FIELD = mapping.CUSTOMER_KEY_FIELD
 CHECKIN_KEY_FIELD = mapping.CHECKIN_KEY_FIELD
@@ -362,5 +363,8 @@ def _contact_keys(rec: dict[str, Any]) -> list[str]:
 
 def _errors_text(sobject: str, result: dict[str, Any]) -> str:
     errors = result.get("errors") or []
-    parts = [f"{e.get('statusCode') or e.get('errorCode')}: {e.get('message')}" for e in errors[:3]]
+    parts = [
+        f"{e.get('statusCode') or e.get('errorCode')}{named_fields(e.get('fields') or [])}: {e.get('message')}"
+        for e in errors[:3]
+    ]
     return f"Salesforce {sobject} refused: " + ("; ".join(parts) if parts else "no reason given")[:400]

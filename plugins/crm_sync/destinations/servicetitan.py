@@ -35,6 +35,7 @@ from crm_sync.destinations.base import (
 from crm_sync.mapping import servicetitan as mapping
 from crm_sync.match_key import MatchKey, MatchKind
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult, SyncSettings
+from crm_sync.quarantine import QuarantineKind
 from crm_sync.text import echo
 
 MARKERS_PER_LOOKUP = 25
@@ -173,8 +174,8 @@ class ServiceTitanDestination(Destination):
                 row, self.hook.application_guid, country=options.default_country, customer_type=options.customer_type
             )
             row.warnings.extend(w for w in warnings if w not in row.warnings)
-            if payload is None:
-                return RecordResult(key, error=error)
+            if payload is None:  # no complete address: a later check-in with one creates the customer
+                return RecordResult(key, error=error, kind=QuarantineKind.CRM_STATE)
             marker = mapping.marker_value(key)
             try:
                 created = self.hook.create_customer(payload)
@@ -226,25 +227,29 @@ class ServiceTitanDestination(Destination):
                 return RecordResult(
                     row.visit_key,
                     error="ServiceTitan jobs need a customer and location; syncCustomers is off for this integration",
+                    kind=QuarantineKind.CONFIG,
                 )
-            if not ref.parent_id:
+            # A customer known without a location may have gained one since, or get one at this address.
+            location = ref.parent_id or self._location_for(int(ref.crm_id), row.customer)
+            if not location:
                 return RecordResult(
                     row.visit_key,
                     error=f"ServiceTitan customer {ref.crm_id} has no active location "
                     "and the check-in has no complete address to add one",
+                    kind=QuarantineKind.CRM_STATE,
                 )
             assert self.job_defaults is not None, "prepare() reads the job defaults"
             payload, warnings = mapping.job_payload(
                 row,
                 int(ref.crm_id),
-                int(ref.parent_id),
+                int(location),
                 self.job_defaults,
                 self.hook.application_guid,
                 self.custom_fields,
             )
             row.warnings.extend(w for w in warnings if w not in row.warnings)
             job = self.hook.create_job(payload)
-            return RecordResult(row.visit_key, crm_id=str(job["id"]), created=True)
+            return RecordResult(row.visit_key, crm_id=str(job["id"]), created=True, extra={"parent_id": location})
 
         return per_record(items, send, lambda item: item[0].visit_key)
 
