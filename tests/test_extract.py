@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from crm_sync.extract import (
     advance_integration,
     iter_candidate_batches,
+    iter_range_batches,
     settled_horizon,
 )
 from localdev.demo_data import INSERT_CHECK_IN, check_in_rows, create_company
@@ -91,3 +92,73 @@ def test_edited_rows_inside_the_lookback_are_candidates_again(db):
     with db.begin() as conn:
         conn.execute(sa.text("UPDATE check_ins SET created_at = now() AT TIME ZONE 'UTC' WHERE id = :i"), {"i": ids[0]})
     assert _candidates(db, company_id) == [ids[0]]
+
+
+def test_a_crm_state_row_is_a_candidate_once_its_customer_changed_after_it_was_quarantined(db):
+    """``state_changed`` (extract_candidates.sql and extract_range.sql): a ``crm_state`` row whose customer has a
+    ``customer_map`` entry of this account written after the row was quarantined, by its customer key or by the
+    CRM customer it was refused for; not another kind, not an older change, not another account's entry."""
+    company_id, tech = create_company(db, "State Co", {})
+    created = datetime(2025, 6, 1, 9, 0)  # outside any look-back: only state_changed can bring a row back
+    rows = list(check_in_rows(company_id, tech, 6, messy=False, start=created))
+    with db.begin() as conn:
+        conn.execute(INSERT_CHECK_IN, rows)
+        found = conn.execute(sa.text("SELECT id FROM check_ins WHERE company_id = :c"), {"c": company_id})
+        ids = sorted(found.scalars())
+    #: check-in -> (error_kind, customer key, CRM customer id)
+    ledger = {
+        ids[0]: ("crm_state", "email:a@x.com", None),  # a later entry for its key
+        ids[1]: ("crm_state", "phone:+15125550101", "cus_b"),  # a later entry for another key of its customer
+        ids[2]: ("crm_rejected", "email:c@x.com", "cus_c"),  # a later entry, but not a CRM-state reason
+        ids[3]: ("crm_state", "email:d@x.com", "cus_d"),  # only an older entry
+        ids[4]: ("crm_state", "email:e@x.com", None),  # a later entry of another CRM account
+        ids[5]: ("crm_state", "email:f@x.com", None),  # a later entry of another CRM type
+    }
+    later, earlier = "now() + interval '1 minute'", "now() - interval '1 day'"
+    with db.begin() as conn:
+        for check_in_id, (kind, key, customer) in ledger.items():
+            conn.execute(
+                sa.text(
+                    "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, customer_key, "
+                    "crm_customer_id, source_hash, error_kind, last_attempt_at, quarantined_at, crm_account) "
+                    "VALUES (:c, 'housecallpro', :i, 'quarantined', :k, :cus, 'h', :kind, now(), now(), 'acct')"
+                ),
+                {"c": company_id, "i": check_in_id, "k": key, "cus": customer, "kind": kind},
+            )
+        for key, customer, account, crm, at in [
+            ("email:a@x.com", "cus_a", "acct", "housecallpro", later),
+            ("email:b@x.com", "cus_b", "acct", "housecallpro", later),
+            ("email:c@x.com", "cus_c", "acct", "housecallpro", later),
+            ("email:d@x.com", "cus_d", "acct", "housecallpro", earlier),
+            ("email:e@x.com", "cus_e", "other", "housecallpro", later),
+            ("email:f@x.com", "cus_f", "acct", "jobber", later),
+        ]:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO crm_sync.customer_map (company_id, crm_type, match_key, crm_customer_id, crm_account, "
+                    f"updated_at) VALUES (:c, :t, :k, :cus, :a, {at})"
+                ),
+                {"c": company_id, "t": crm, "k": key, "cus": customer, "a": account},
+            )
+    candidates = {
+        r["id"]: r["state_changed"]
+        for batch in iter_candidate_batches(
+            db, company_id, "housecallpro", batch_size=100, lookback_days=7, crm_account="acct"
+        )
+        for r in batch
+    }
+    assert candidates == {ids[0]: True, ids[1]: True}
+    ranged = {
+        r["id"]: r["state_changed"]
+        for batch in iter_range_batches(
+            db,
+            company_id,
+            "housecallpro",
+            created_from=created,
+            created_to=datetime(2025, 7, 1),
+            batch_size=100,
+            crm_account="acct",
+        )
+        for r in batch
+    }
+    assert ranged == {i: i in (ids[0], ids[1]) for i in ids}
