@@ -343,6 +343,50 @@ def test_merge_repoints_the_sync_and_merges_or_lists_in_the_crm(db, sandbox, crm
     assert len(after) == customers_before, "no new duplicate"
 
 
+def test_a_crm_that_cannot_list_customers_is_grouped_by_its_check_ins(db, sandbox, tmp_path):
+    """FieldEdge has no customer listing: the check-ins the sync sent to each customer say who it is."""
+    case = CASES["fieldedge"]
+    register(sandbox, case)
+    company_id, tech = create_company(db, "fieldedge duplicates", {"fieldedge": case.integration(sandbox.url)})
+    insert_check_ins(
+        db,
+        iter(
+            [
+                visit(company_id, tech, "Linda Kowalski", "linda.kowalski@example.com", "(303) 555-0325", 0),
+                visit(company_id, tech, "Lyn Kowalsky", None, "(720) 555-0999", 10),
+                visit(company_id, tech, "Lyn Kowalsky", None, "(720) 555-0999", 20),
+            ]
+        ),
+    )
+    assert sync(db, "fieldedge", company_id, "old-sync").customers_created == 2
+    by_check_in = sorted(ledger(db, company_id, "fieldedge").items())
+    a, b = by_check_in[0][1]["crm_customer_id"], by_check_in[1][1]["crm_customer_id"]
+    # What an older sync did: Linda's check-ins without an email went to a second customer.
+    with db.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE check_ins SET customer_name = 'Linda Kowalski', customer_phone = '303.555.0325' "
+                "WHERE id = ANY(:ids)"
+            ),
+            {"ids": [by_check_in[1][0], by_check_in[2][0]]},
+        )
+    customers = len(records(sandbox.url, "fieldedge", case.account, case.customer_object))
+    done = merge_duplicates(db, company_id=company_id, crm_type="fieldedge", dry_run=False, output_dir=tmp_path)
+    assert (done.groups, done.listed_for_a_person, done.merged_in_crm, done.ledger_rows_moved) == (1, 1, 0, 1)
+    assert any("cannot be listed" in w for w in done.warnings)
+    assert done.outcomes == [{"survivor": b, "merged": [a], "action": "merge_by_hand"}]
+    assert {r["crm_customer_id"] for r in ledger(db, company_id, "fieldedge").values()} == {b}
+    rows = {r["crm_id"]: r for r in read_csv(done.csv_path)}
+    assert rows[a]["note"] == f"1 visit record(s) stay on this FieldEdge record until a person merges it into {b}"
+    again = merge_duplicates(db, company_id=company_id, crm_type="fieldedge", dry_run=False, output_dir=tmp_path)
+    assert (again.groups, again.map_rows_moved, again.ledger_rows_moved) == (0, 0, 0)
+    insert_check_ins(db, iter([visit(company_id, tech, "Linda Kowalski", None, "303-555-0325", 40)]))
+    nxt = sync(db, "fieldedge", company_id, "after-merge")
+    assert nxt.customers_created == 0 and nxt.failed == 0, nxt
+    assert {r["crm_customer_id"] for r in ledger(db, company_id, "fieldedge").values()} == {b}
+    assert len(records(sandbox.url, "fieldedge", case.account, case.customer_object)) == customers
+
+
 def test_merge_and_sync_share_one_lock(db, sandbox):
     company_id, _, _, _ = make_duplicates(db, sandbox, "hubspot")
     with db.connect() as holder:

@@ -4,15 +4,17 @@ Earlier versions of the sync sometimes made two CRM customers for one person (a 
 another without; phones typed differently). The reconciliation report lists them as ``duplicate``; this
 module repairs them, per company x CRM:
 
-1. **Plan** (pure, :func:`plan_merges`): the CRM's customers (:meth:`Destination.iter_customers`) are grouped
-   into people: two customers are one person when they share a normalised email, or share a normalised phone
-   and their emails do not disagree. Two *different* emails on one phone are a household question, answered
-   by the integration's ``syncSettings.householdPhoneRule`` (:func:`household_rule`): ``same_name`` (default:
-   one person only when the names match too), ``same_person`` (always one person), ``separate`` (never). A
-   group with two customers the rule keeps apart (e.g. A and C with different emails, joined through B that
-   has none) is ambiguous and left alone. Only groups the sync made are touched: at least one member created
-   by the sync, and every member but the survivor created by the sync (a customer the company made itself is
-   never merged away; two of them in one group: the group is listed, not merged).
+1. **Plan** (pure, :func:`plan_merges`): the CRM's customers (:meth:`Destination.iter_customers`; for a CRM
+   that cannot list them, FieldEdge, each customer the sync sent check-ins to, with the newest name, email and
+   phone of those check-ins) are grouped into people: two customers are one person when they share a
+   normalised email, or share a normalised phone and their emails do not disagree. Two *different* emails on
+   one phone are a household question, answered by the integration's ``syncSettings.householdPhoneRule``
+   (:func:`household_rule`): ``same_name`` (default: one person only when the names match too),
+   ``same_person`` (always one person), ``separate`` (never). A group with two customers the rule keeps apart
+   (e.g. A and C with different emails, joined through B that has none) is ambiguous and left alone. Only
+   groups the sync made are touched: at least one member created by the sync, and every member but the
+   survivor created by the sync (a customer the company made itself is never merged away; two of them in one
+   group: the group is listed, not merged).
 2. **Survivor**: the company's own customer when the group has one; otherwise the one holding the most
    check-ins in the ledger, then the one the sync mapped first, then the lowest CRM id. Each group says why.
 3. **Apply** (not with ``dry_run``), one database transaction per group: every ``customer_map`` row and every
@@ -46,6 +48,7 @@ from crm_hooks.errors import CrmError
 from crm_sync.contacts import normalize_email, normalize_phone
 from crm_sync.csv_escape import csv_safe
 from crm_sync.db import sql
+from crm_sync.destinations.base import CrmCustomerRecord, ReadNotSupported
 from crm_sync.match_key import MatchKey
 
 log = logging.getLogger(__name__)
@@ -422,7 +425,15 @@ class CustomerMerger:
                 )
         made, first, repointed = _map_facts(self.engine, self.company_id, self.crm_type, account)
         visits = _ledger_counts(self.engine, self.company_id, self.crm_type, account)
-        records = list(self.destination.iter_customers())
+        try:
+            records = list(self.destination.iter_customers())
+        except (NotImplementedError, ReadNotSupported) as exc:
+            # FieldEdge cannot list customers: the check-ins the sync sent to each one say who it is.
+            records = self._customers_from_check_ins(account)
+            result.warnings.append(
+                f"{self.crm_name} customers cannot be listed ({exc}): grouped by the newest name, email and "
+                "phone of the check-ins the sync sent to each"
+            )
         groups = plan_merges(candidates_from(records, made, first, visits, repointed), self.rule)
         result.groups = len(groups)
         rows: list[dict[str, Any]] = []
@@ -430,6 +441,12 @@ class CustomerMerger:
             action = self._apply(group, account) if group.action == "merge" else "skipped"
             rows.extend(self._csv_rows(number, group, action))
         self._write_csv(rows)
+
+    def _customers_from_check_ins(self, account: str | None) -> list[CrmCustomerRecord]:
+        key = {"company_id": self.company_id, "crm_type": self.crm_type, "crm_account": account}
+        with self.engine.connect() as conn:
+            rows = conn.execute(sql("customer_merge_check_in_customers"), key).mappings().all()
+        return [CrmCustomerRecord(str(r["crm_id"]), None, r["name"], r["email"], r["phone"]) for r in rows]
 
     def _apply(self, group: MergeGroup, account: str | None) -> str:
         """Re-point the sync's state, then merge in the CRM where it can; returns the group's CSV action."""
