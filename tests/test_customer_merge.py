@@ -485,3 +485,39 @@ def test_sandbox_merge_moves_notes_redirects_the_old_id_and_refuses_bad_input(sa
     assert [a["to"]["id"] for a in moved["associations"]] == [keep]
     assert requests.get(f"{api}/{gone}", headers=auth, timeout=10).json()["id"] == keep, "the old id redirects"
     assert merge({"primaryObjectId": keep, "objectIdToMerge": gone}).status_code == 404, "merged once only"
+
+
+def test_dag_shape_and_params_are_what_the_readme_documents():
+    """README.md's params table (the format tests/test_distributed.py checks) equals the trigger form."""
+    import re
+    import runpy
+
+    from conftest import ROOT
+    from crm_hooks.registry import HOOKS
+
+    dag = runpy.run_path(str(ROOT / "dags" / "crm_merge_duplicates.py"))["dag"]
+    assert dag.schedule is None and dag.max_active_runs == 1 and dag.default_args["retries"] == 0
+    assert sorted(dag.task_dict["check_params"].downstream_task_ids) == sorted(f"merge_{c}" for c in HOOKS)
+    for crm in HOOKS:
+        merge = dag.task_dict[f"merge_{crm}"]
+        assert merge.pool == f"crm_{crm}" and merge.downstream_task_ids == {"check_failures"}
+    leaf = dag.task_dict["check_failures"]
+    assert leaf.trigger_rule == "all_done" and leaf.retries == 0
+    text = (ROOT / "README.md").read_text()
+    section = re.search(r"^### `crm_merge_duplicates`\n(.*?)(?=^#{1,3} )", text, re.DOTALL | re.MULTILINE).group(1)
+    table = re.search(
+        r"^\| param \| type \| default \| meaning \|\n\|[-| ]+\|\n((?:\|.*\|\n)+)", section, re.MULTILINE
+    ).group(1)
+    rows = {}
+    for line in table.splitlines():
+        name, type_, default, meaning = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[name.strip("`")] = (type_, default, meaning)
+    assert list(rows) == list(dag.params)
+    for name, (type_, default, meaning) in rows.items():
+        param = dag.params.get_param(name)
+        assert param.description == meaning and param.schema.get("title"), name
+        assert param.value == (json.loads(default.strip("`")) if default.startswith("`") else None), name
+        if type_.endswith("or empty"):
+            assert param.schema["type"] == ["null", type_.split()[0]], name
+        else:
+            assert param.schema["type"] == type_, name
