@@ -22,7 +22,7 @@ from crm_cases import all_cases
 from crm_sync.customer_merge import (
     JOURNAL_PREFIX,
     Candidate,
-    MergeLocked,
+    MergeRefused,
     household_rule,
     id_order,
     merge_duplicates,
@@ -85,6 +85,21 @@ def test_a_missing_email_never_stands_in_the_way_and_an_ambiguous_group_is_left_
     assert "ambiguous" in group.reason and "1 and 3" in group.reason
     # Under same_person the three are one person.
     assert plan_merges([linda, nameless, mark], "same_person")[0].merged == ["2", "3"]
+
+
+def test_a_phone_alone_does_not_merge_different_names_or_a_placeholder_number():
+    linda = person("1", "Linda Kowalski", "linda@example.com", "5125550142", visits=1)
+    reordered = person("2", "KOWALSKI, LINDA", None, "512.555.0142")
+    assert plan_merges([linda, reordered])[0].merged == ["2"], "the same name written otherwise"
+    mark = person("3", "Mark Kowalski", None, "(512) 555-0142")
+    (group,) = plan_merges([linda, mark])
+    assert group.action == "skip" and group.reason.startswith("names differ: 1 and 3 share a phone")
+    assert plan_merges([linda, mark], "same_person")[0].merged == ["3"]
+    # Sharing an email, names written differently are still one person.
+    assert plan_merges([linda, person("4", "L. K.", "LINDA@example.com", None)])[0].merged == ["4"]
+    switchboard = [person(str(i), "Front Desk", None, "5125550000") for i in range(1, 12)]
+    (placeholder,) = plan_merges(switchboard, "same_person")
+    assert placeholder.action == "skip" and "11 customers share phone:+15125550000" in placeholder.reason
 
 
 def test_survivor_most_check_ins_then_mapped_first_then_lowest_id():
@@ -394,7 +409,7 @@ def test_merge_and_sync_share_one_lock(db, sandbox):
         assert holder.execute(
             sa.text("SELECT pg_try_advisory_lock(hashtext('hubspot'), :c)"), {"c": company_id}
         ).scalar()
-        with pytest.raises(MergeLocked, match="is running: nothing was merged"):
+        with pytest.raises(MergeRefused, match="is running: nothing was merged"):
             merge_duplicates(db, company_id=company_id, crm_type="hubspot", dry_run=False)
         holder.execute(sa.text("SELECT pg_advisory_unlock(hashtext('hubspot'), :c)"), {"c": company_id})
         # And the merge's lock (its SQL file) makes a sync skip.

@@ -11,7 +11,9 @@ module repairs them, per company x CRM:
    one phone are a household question, answered by the integration's ``syncSettings.householdPhoneRule``
    (:func:`household_rule`): ``same_name`` (default: one person only when the names match too),
    ``same_person`` (always one person), ``separate`` (never). A group with two customers the rule keeps apart
-   (e.g. A and C with different emails, joined through B that has none) is ambiguous and left alone. Only
+   (e.g. A and C with different emails, joined through B that has none) is ambiguous and left alone; so is,
+   unless the rule is ``same_person``, a group where two customers share only a phone and their names differ
+   (a merge cannot be undone), and a group of more than :data:`MAX_GROUP` (a shared or placeholder number). Only
    groups the sync made are touched: at least one member created by the sync, and every member but the
    survivor created by the sync (a customer the company made itself is never merged away; two of them in one
    group: the group is listed, not merged).
@@ -36,9 +38,11 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +62,9 @@ HOUSEHOLD_RULES = ("same_name", "same_person", "separate")
 DEFAULT_HOUSEHOLD_RULE = "same_name"
 #: The customer_map key that journals a merge: ``merged:<crm id of the merged-away customer>`` -> the survivor.
 JOURNAL_PREFIX = "merged:"
+
+#: A bigger group is a switchboard or placeholder number (or a shared mailbox), not one person: listed, not merged.
+MAX_GROUP = 10
 
 CSV_COLUMNS = (
     "group",
@@ -103,17 +110,20 @@ class Candidate:
     first_mapped: datetime | None = None  # when the sync first mapped it (customer_map.created_at)
     repointed: bool = False  # an earlier merge run already moved its map and ledger rows away
 
-    @property
+    # cached: phone parsing is the planner's costliest step, and each customer is compared many times
+    @cached_property
     def normal_email(self) -> str | None:
         return normalize_email(self.email)[0] if self.email else None
 
-    @property
+    @cached_property
     def normal_phone(self) -> str | None:
         return normalize_phone(self.phone)[0] if self.phone else None
 
-    @property
+    @cached_property
     def normal_name(self) -> str | None:
-        return MatchKey.name(self.name).value if self.name and self.name.strip() else None
+        """Lower-cased words in sorted order, punctuation dropped: "KOWALSKI, LINDA" = "Linda  Kowalski"."""
+        words = sorted(re.findall(r"\w+", MatchKey.name(self.name).value)) if self.name else []
+        return " ".join(words) or None
 
 
 @dataclass(frozen=True)
@@ -203,6 +213,15 @@ def plan_merges(candidates: Iterable[Candidate], rule: str = DEFAULT_HOUSEHOLD_R
 
 
 def _decide(members: tuple[Candidate, ...], shared: tuple[str, ...], rule: str) -> MergeGroup:
+    if len(members) > MAX_GROUP:
+        return MergeGroup(
+            members,
+            shared,
+            "skip",
+            None,
+            f"{len(members)} customers share {', '.join(shared)}: more likely a shared or placeholder phone or "
+            "email than one person; merge by hand",
+        )
     for i, a in enumerate(members):
         for b in members[i + 1 :]:
             if not one_person(a, b, rule):
@@ -213,6 +232,22 @@ def _decide(members: tuple[Candidate, ...], shared: tuple[str, ...], rule: str) 
                     None,
                     f"ambiguous: {a.crm_id} and {b.crm_id} have different emails and householdPhoneRule "
                     f"{rule} keeps them apart; merge by hand if they are one person",
+                )
+            if (
+                rule != "same_person"
+                and a.normal_name
+                and b.normal_name
+                and a.normal_name != b.normal_name
+                and not (a.normal_email and a.normal_email == b.normal_email)
+            ):
+                # A merge cannot be undone: a phone alone does not make "Linda" and "Mark" one person.
+                return MergeGroup(
+                    members,
+                    shared,
+                    "skip",
+                    None,
+                    f"names differ: {a.crm_id} and {b.crm_id} share a phone but not an email or a name; "
+                    "merge by hand if they are one person",
                 )
     own = [m for m in members if not m.created_by_sync]
     if len(own) > 1:
@@ -244,8 +279,9 @@ def _decide(members: tuple[Candidate, ...], shared: tuple[str, ...], rule: str) 
 
 
 # ============================================================================ applying
-class MergeLocked(RuntimeError):
-    """A sync (or another merge) of this company x CRM holds the lock: nothing was done."""
+class MergeRefused(RuntimeError):
+    """Nothing was done: a sync (or another merge) of this company x CRM holds the lock, or the CRM answers for
+    another account than the sync's map and ledger."""
 
 
 @dataclass
@@ -398,7 +434,7 @@ class CustomerMerger:
             got = lock.execute(sql("customer_merge_lock"), key).scalar()
             lock.commit()
             if not got:
-                raise MergeLocked(
+                raise MergeRefused(
                     f"a sync (or merge) of company {self.company_id} x {self.crm_type} is running: nothing was "
                     "merged; trigger the merge again when it has finished"
                 )
@@ -419,7 +455,7 @@ class CustomerMerger:
         if account is not None:
             current = self.destination.account_identity()
             if current != account:
-                raise MergeLocked(
+                raise MergeRefused(
                     f"the CRM answers for account {current} but the sync's map and ledger belong to account "
                     f"{account}: nothing was merged (run crm_incremental_sync first, it switches accounts)"
                 )
@@ -570,7 +606,7 @@ __all__ = [
     "Candidate",
     "CustomerMerger",
     "MergeGroup",
-    "MergeLocked",
+    "MergeRefused",
     "MergeResult",
     "household_rule",
     "merge_duplicates",

@@ -46,7 +46,7 @@ def merge_task(crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID, **context: An
     recorded and fails the task after the other groups were done.
     """
     from crm_sync import paths
-    from crm_sync.customer_merge import MergeLocked, merge_duplicates
+    from crm_sync.customer_merge import MergeRefused, merge_duplicates
 
     with param_errors():
         company_id, wanted, dry_run = merge_params(params_of(context))
@@ -58,7 +58,7 @@ def merge_task(crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID, **context: An
             result = merge_duplicates(
                 engine, company_id=company_id, crm_type=crm_type, dry_run=dry_run, output_dir=target
             )
-        except MergeLocked as exc:
+        except MergeRefused as exc:
             raise AirflowFailException(str(exc)) from None
     summary = result.as_dict()
     log.info(
