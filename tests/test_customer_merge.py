@@ -402,6 +402,37 @@ def test_a_crm_that_cannot_list_customers_is_grouped_by_its_check_ins(db, sandbo
     assert len(records(sandbox.url, "fieldedge", case.account, case.customer_object)) == customers
 
 
+def test_a_crm_that_keeps_failing_the_merge_leaves_the_sync_pointed_at_the_survivor(db, sandbox, tmp_path):
+    company_id, _, a, b = make_duplicates(db, sandbox, "hubspot")
+    fault = {"crm": "hubspot", "status": 500, "rate": 1.0, "path_contains": "/contacts/merge"}
+    requests.post(f"{sandbox.url}/_sandbox/faults", json=fault, timeout=10).raise_for_status()
+    failed = merge_duplicates(db, company_id=company_id, crm_type="hubspot", dry_run=False, output_dir=tmp_path)
+    assert failed.merged_in_crm == 0 and len(failed.errors) == 1 and f"into {b}" in failed.errors[0]
+    assert failed.outcomes[0]["action"] == "crm_merge_failed"
+    # Future check-ins go to the survivor already: map and ledger were re-pointed before the CRM was asked.
+    assert [r["crm_customer_id"] for _, r in sorted(ledger(db, company_id, "hubspot").items())][:3] == [b, b, b]
+    assert a not in {v for k, v, _, _ in sync_state(db, company_id, "hubspot")[0] if not k.startswith("merged:")}
+    assert len(customers_with_phone(sandbox, "hubspot", "3035550325")) == 2
+    requests.delete(f"{sandbox.url}/_sandbox/faults", timeout=10).raise_for_status()
+    # The re-run finds A through the journal (no map row points to it any more) and merges it in the CRM.
+    again = merge_duplicates(db, company_id=company_id, crm_type="hubspot", dry_run=False, output_dir=tmp_path)
+    assert (again.merged_in_crm, again.map_rows_moved, again.ledger_rows_moved, again.errors) == (1, 0, 0, [])
+    assert [c["id"] for c in customers_with_phone(sandbox, "hubspot", "3035550325")] == [b]
+
+
+def test_a_crm_answering_for_another_account_is_refused(db, sandbox):
+    company_id, _, _, _ = make_duplicates(db, sandbox, "hubspot")
+    with db.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE crm_sync.crm_accounts SET crm_account = 'old-portal' WHERE company_id = :c"),
+            {"c": company_id},
+        )
+    before = sync_state(db, company_id, "hubspot")
+    with pytest.raises(MergeRefused, match="belong to account old-portal: nothing was merged"):
+        merge_duplicates(db, company_id=company_id, crm_type="hubspot", dry_run=False)
+    assert sync_state(db, company_id, "hubspot") == before
+
+
 def test_merge_and_sync_share_one_lock(db, sandbox):
     company_id, _, _, _ = make_duplicates(db, sandbox, "hubspot")
     with db.connect() as holder:
