@@ -490,6 +490,7 @@ def test_the_dag_merges_for_real_and_refuses_bad_params(db, db_url, sandbox, air
 def test_hubspot_hook_sends_the_documented_merge_body(rsps):
     import responses
 
+    from crm_hooks.errors import CrmError
     from crm_hooks.hubspot import HubSpotHook
 
     api = "https://api.hubapi.com"
@@ -498,6 +499,11 @@ def test_hubspot_hook_sends_the_documented_merge_body(rsps):
     assert hook.merge_objects("contacts", "501", 502)["id"] == "512"
     (call,) = rsps.calls
     assert json.loads(call.request.body) == {"primaryObjectId": "501", "objectIdToMerge": "502"}
+    # A 5xx may come after HubSpot merged: never re-sent blindly (the next run lists what is still there).
+    rsps.replace(responses.POST, f"{api}/crm/v3/objects/contacts/merge", status=502, body="bad gateway")
+    with pytest.raises(CrmError):
+        hook.merge_objects("contacts", "501", "503")
+    assert len(rsps.calls) == 2
 
 
 def test_sandbox_merge_moves_notes_redirects_the_old_id_and_refuses_bad_input(sandbox):

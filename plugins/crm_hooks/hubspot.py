@@ -528,6 +528,8 @@ class HubSpotHook(CrmHook):
         and cannot be separated again. The returned ``id`` is the merged record's: HubSpot's API reference shows
         no rule that it equals ``primary_id`` (a third-party integration guide says merged records get a new id:
         UNCONFIRMED), so callers use the returned id. Scope ``crm.objects.contacts.write`` for contacts.
+        Not re-sent after a timeout or 5xx (only after a 429): the caller lists the customers again and merges
+        what is still there.
         Spec: HubSpot contacts v3 ``post-/crm/v3/objects/contacts/merge_merge``, schema ``PublicMergeInput``
         (https://github.com/HubSpot/HubSpot-public-api-spec-collection, ``PublicApiSpecs/CRM/Contacts``);
         https://developers.hubspot.com/docs/api-reference/crm-contacts-v3/basic/post-crm-v3-objects-contacts-merge
@@ -539,6 +541,7 @@ class HubSpotHook(CrmHook):
                 f"/crm/v3/objects/{o}/merge",
                 json={"primaryObjectId": str(primary_id), "objectIdToMerge": str(id_to_merge)},
                 endpoint=f"POST /crm/v3/objects/{o}/merge",
+                resend="never",  # a second send after a merge that went through answers 404: never blind
             )
             or {}
         )
