@@ -138,6 +138,19 @@ class Destination(ABC):
         returns them, so the reconciliation can tell drift (a CRM record edited behind the sync's back)."""
         raise NotImplementedError(f"{self.crm_type}: visit_fields is not implemented")
 
+    # ------------------------------------------------------------------ merging duplicates (crm_merge_duplicates)
+    #: The CRM's API merges two customers into one (:meth:`merge_customers`); where it cannot, the merge DAG
+    #: lists the duplicates for a person to merge in the CRM. Salesforce merges Contacts only through the SOAP
+    #: API's ``merge()`` (or Apex), not REST (developer.salesforce.com ``sforce_api_calls_merge``); ServiceTitan
+    #: (CRM v2 spec: only a read-only ``mergedToId``), Housecall Pro (v1 spec), Jobber (2022-03-10 schema
+    #: excerpt) and FieldEdge (no public spec; UNCONFIRMED) document no merge call.
+    can_merge_customers: ClassVar[bool] = False
+
+    def merge_customers(self, survivor_id: str, merged_id: str) -> str:
+        """Merge the customer ``merged_id`` into ``survivor_id`` in the CRM (its visit records move with it);
+        returns the merged customer's id as the CRM reports it (it may be a new one)."""
+        raise NotImplementedError(f"{self.crm_type}: the CRM's API has no customer merge")
+
     def close(self) -> None:
         self.hook.close()
 

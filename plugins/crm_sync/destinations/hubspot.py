@@ -259,6 +259,14 @@ class HubSpotDestination(Destination):
                 sync_key=p.get(CUSTOMER_KEY_PROPERTY) or None,
             )
 
+    can_merge_customers = True
+
+    def merge_customers(self, survivor_id: str, merged_id: str) -> str:
+        """``POST /crm/v3/objects/contacts/merge`` (:meth:`HubSpotHook.merge_objects`): the merged contact's
+        notes move to the survivor; returns the id HubSpot answers with."""
+        body = self.hook.merge_objects("contacts", survivor_id, merged_id)
+        return str(body.get("id") or survivor_id)
+
     unique_visit_marker = True  # rankitpro_checkin_key is a unique note property
 
     #: The note properties the sync owns and the reconciliation compares (custom fields are left out).
