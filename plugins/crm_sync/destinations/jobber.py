@@ -95,7 +95,12 @@ class JobberDestination(Destination):
             if hit is None:
                 self._absent[key] = now
             else:
-                refs[key] = CustomerRef(str(hit["id"]))
+                emails = [e.get("address") for e in hit.get("emails") or [] if isinstance(e, dict)]
+                refs[key] = CustomerRef.read(
+                    str(hit["id"]),
+                    email=next(filter(None, emails), ""),
+                    names=(hit.get("firstName"), hit.get("lastName")),
+                )
                 self._absent.pop(key, None)
         return refs
 
@@ -177,6 +182,18 @@ class JobberDestination(Destination):
             }
 
         results.update(self._in_chunks(edits, self.hook.CLIENT_EDIT_COST, send, lambda item: item[0].crm_id))
+        return results
+
+    def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
+        """Clients read (``client(id)``), then ``clientEdit`` with ``emailsToAdd`` for those without any email."""
+        clients = self._load_clients([ref.crm_id for ref, _ in items])
+        todo = [
+            (ref, PreparedCheckIn(0, 0, "", Customer(email=email), None, []))
+            for ref, email in items
+            if ref.crm_id in clients and not clients[ref.crm_id].get("emails")
+        ]
+        results = {ref.crm_id: RecordResult(ref.crm_id, crm_id=ref.crm_id) for ref, _ in items if ref.crm_id in clients}
+        results.update(self.update_customers(todo) if todo else {})
         return results
 
     def _load_clients(self, client_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
