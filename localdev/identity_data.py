@@ -11,7 +11,9 @@ one company, each row a ``check_ins`` insert (:func:`localdev.demo_data.insert_c
   customers under the default ``householdPhoneRule``), plus a row of Mark without an email;
 * one person with two emails and the same name on one phone (Sam Patel: one customer by the same-name rule);
 * a returning customer at a second address (Linda, Tom), an email-only customer who later gives a phone
-  (Priya), a phone-only customer who later gives an email (Carlos: the email is added to the customer).
+  (Priya), a phone-only customer who later gives an email (Carlos: the email is added to the customer);
+* a customer the office typed into the CRM before the first sync (Olga, :data:`IN_CRM_BEFORE`: a phone
+  as typed, no email): found by the CRM's phone lookup, never created, given the email.
 
 :data:`PEOPLE` is the truth: the distinct people the CRM must end up with (``same_name`` rule), and
 :data:`HOUSEHOLD_PHONES` the phones legitimately shared by two of them.
@@ -34,6 +36,7 @@ PEOPLE: dict[str, tuple[str, str, str | None]] = {
     "carlos": ("Carlos", "Diaz", "carlos.diaz@example.com"),
     "sam": ("Sam", "Patel", "sam.patel@example.com"),
     "grace": ("Grace", "Lee", "grace.lee@example.com"),
+    "olga": ("Olga", "Petrova", "olga.petrova@example.com"),
 }
 SAM_WORK_EMAIL = "s.patel.work@example.com"
 DIGITS = {
@@ -46,7 +49,11 @@ DIGITS = {
     "carlos": "3035550420",
     "sam": "3035550450",
     "grace": "3035550440",
+    "olga": "3035550460",
 }
+#: people already in the CRM before the first sync (typed by the office: name and phone as typed, no email):
+#: the sync must find them by phone, not create them, and add the email
+IN_CRM_BEFORE: dict[str, str] = {"olga": "303.555.0460"}
 #: E.164 phones two different people share (a household): the only phone allowed on two customers
 HOUSEHOLD_PHONES = frozenset({"+13035550400"})
 STREETS = {
@@ -76,6 +83,8 @@ WAVE_1: tuple[tuple[str, bool, int | None, int, str | None], ...] = (
     ("sam", True, 1, 0, SAM_WORK_EMAIL),
     ("linda", False, 3, 1, None),  # a later batch: second address, no email
     ("tom", False, 4, 1, None),
+    ("olga", True, 0, 0, None),  # in the CRM already, without an email: found by phone, gains the email
+    ("olga", False, 2, 0, None),
 )
 WAVE_2: tuple[tuple[str, bool, int | None, int, str | None], ...] = (
     ("priya", True, 2, 0, None),  # now with a phone
@@ -124,4 +133,4 @@ def identity_check_ins(company_id: int, technician_id: int, start: datetime, wav
     ]
 
 
-__all__ = ["DIGITS", "HOUSEHOLD_PHONES", "PEOPLE", "identity_check_ins"]
+__all__ = ["DIGITS", "HOUSEHOLD_PHONES", "IN_CRM_BEFORE", "PEOPLE", "identity_check_ins"]

@@ -79,19 +79,15 @@ class Decision:
 
 @dataclass
 class _Cluster:
-    rows: list[PreparedCheckIn] = field(default_factory=list)
+    """What the household rule looks at of a group being built: its check-in ids, emails and names."""
+
+    ids: list[int] = field(default_factory=list)
+    emails: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
 
     @property
     def oldest(self) -> int:
-        return min(r.check_in_id for r in self.rows)
-
-    @property
-    def emails(self) -> set[str]:
-        return {r.customer.email for r in self.rows if r.customer.email}
-
-    @property
-    def names(self) -> set[str]:
-        return {n for r in self.rows if (n := normalised_name(r.customer))}
+        return min(self.ids)
 
 
 def normalised_name(customer: Customer) -> str | None:
@@ -120,10 +116,19 @@ def same_person(emails_a: set[str], names_a: set[str], emails_b: set[str], names
 
 
 class _Sets:
-    """Union-find over row indexes; the root is always the lowest index (deterministic)."""
+    """Union-find over row indexes; the root is always the lowest index (deterministic) and holds its
+    group's :class:`_Cluster`, merged on each union (so the rule never rescans the batch)."""
 
-    def __init__(self, n: int):
-        self.parent = list(range(n))
+    def __init__(self, rows: list[PreparedCheckIn]):
+        self.parent = list(range(len(rows)))
+        self.cluster = [
+            _Cluster(
+                [r.check_in_id],
+                {r.customer.email} if r.customer.email else set(),
+                {n} if (n := normalised_name(r.customer)) else set(),
+            )
+            for r in rows
+        ]
 
     def find(self, i: int) -> int:
         while self.parent[i] != i:
@@ -135,7 +140,12 @@ class _Sets:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return False
-        self.parent[max(ra, rb)] = min(ra, rb)
+        keep, gone = min(ra, rb), max(ra, rb)
+        self.parent[gone] = keep
+        kept, merged = self.cluster[keep], self.cluster[gone]
+        kept.ids += merged.ids
+        kept.emails |= merged.emails
+        kept.names |= merged.names
         return True
 
 
@@ -148,7 +158,7 @@ def group_people(
     order give the same people, keys and decisions.
     """
     ordered = sorted((r for r in rows if r.match_keys), key=lambda r: r.check_in_id)
-    sets = _Sets(len(ordered))
+    sets = _Sets(ordered)
     by_key: dict[str, list[int]] = {}
     for i, row in enumerate(ordered):
         for key in row.match_keys:
@@ -165,18 +175,17 @@ def group_people(
     while changed:
         changed = False
         for phone in phones:
-            changed |= _join_phone(phone, by_key[phone], ordered, sets, rule, decided)
-    clusters: dict[int, _Cluster] = {}
+            changed |= _join_phone(phone, by_key[phone], sets, rule, decided)
+    groups: dict[int, list[PreparedCheckIn]] = {}
     for i, row in enumerate(ordered):
-        clusters.setdefault(sets.find(i), _Cluster()).rows.append(row)
-    people = [_person(c.rows) for _, c in sorted(clusters.items())]
+        groups.setdefault(sets.find(i), []).append(row)
+    people = [_person(group) for _, group in sorted(groups.items())]
     return people, _final_decisions(decided.values(), people)
 
 
 def _join_phone(
     phone: str,
     members: list[int],
-    ordered: list[PreparedCheckIn],
     sets: _Sets,
     rule: str,
     decided: dict[tuple[str, frozenset[int]], Decision],
@@ -184,43 +193,34 @@ def _join_phone(
     roots = sorted({sets.find(i) for i in members})
     if len(roots) < 2:
         return False
-    cluster = {r: _Cluster([ordered[i] for i in range(len(ordered)) if sets.find(i) == r]) for r in roots}
-    emailed = [r for r in roots if cluster[r].emails]
-    bare = [r for r in roots if not cluster[r].emails]
+    emailed = [r for r in roots if sets.cluster[r].emails]
+    bare = [r for r in roots if not sets.cluster[r].emails]
     changed = False
-    # Groups with emails: pairwise by the rule (oldest first, so the survivor is the oldest group).
+    # Groups with emails: pairwise by the rule, oldest first (a join makes the older group the survivor).
     for a_index, a in enumerate(emailed):
         for b in emailed[a_index + 1 :]:
             ra, rb = sets.find(a), sets.find(b)
             if ra == rb:
                 continue
-            ca, cb = cluster[a], cluster[b]
+            ca, cb = sets.cluster[ra], sets.cluster[rb]
             key = (phone, frozenset((ca.oldest, cb.oldest)))
+            sides = (tuple(sorted(ca.ids)), tuple(sorted(cb.ids)))
             if same_person(ca.emails, ca.names, cb.emails, cb.names, rule):
+                decided[key] = Decision("merge", phone, sides, rule, _merge_reason(ca, cb, rule))
                 changed |= sets.union(ra, rb)
-                decided[key] = Decision(
-                    "merge", phone, (tuple(_ids(ca)), tuple(_ids(cb))), rule, _merge_reason(ca, cb, rule)
-                )
             else:
                 reason = "householdPhoneRule is separate" if rule == "separate" else "different names"
-                decided.setdefault(key, Decision("split", phone, (tuple(_ids(ca)), tuple(_ids(cb))), rule, reason))
+                decided.setdefault(key, Decision("split", phone, sides, rule, reason))
     # Rows with the phone and no email: the emailed group with their name, else the oldest group.
     targets = sorted({sets.find(r) for r in emailed})
     for b in bare:
         if targets:
-            target = next((t for t in targets if cluster[b].names & _names_of(t, ordered, sets)), targets[0])
+            names = sets.cluster[sets.find(b)].names
+            target = next((t for t in targets if names & sets.cluster[t].names), targets[0])
         else:
             target = min(bare)
         changed |= sets.union(target, b)
     return changed
-
-
-def _names_of(root: int, ordered: list[PreparedCheckIn], sets: _Sets) -> set[str]:
-    return {n for i, r in enumerate(ordered) if sets.find(i) == root and (n := normalised_name(r.customer))}
-
-
-def _ids(cluster: _Cluster) -> list[int]:
-    return sorted(r.check_in_id for r in cluster.rows)
 
 
 def _merge_reason(a: _Cluster, b: _Cluster, rule: str) -> str:
