@@ -254,3 +254,32 @@ def test_identity_data_set_one_customer_per_person(db, sandbox, case, capsys):
     assert third.status == "success" and third.synced == 0 and third.customers_created == 0
     assert third.unchanged == len(rows)
     assert _objects(sandbox) == before
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.crm_type for c in CASES])
+def test_household_rule_against_customers_already_synced(db, sandbox, case):
+    """Run by run, so each decision is taken against a customer the CRM and the map already hold."""
+    register(sandbox, case)
+    integration = case.integration(sandbox.url)
+    company_id, tech = create_company(db, f"{case.crm_type} household", {case.crm_type: integration})
+    base = identity_check_ins(company_id, tech, recent(), 1)[4]  # Mark Rivera, with email, household phone
+    steps = [
+        {},  # Mark: created
+        {"customer_name": "Ana Rivera", "customer_email": "ana.rivera@example.com"},  # another person: created
+        {"customer_email": "m.rivera.work@example.com", "customer_phone": "303 555 0400"},  # Mark again
+    ]
+    results = []
+    for i, change in enumerate(steps):
+        insert_check_ins(db, iter([{**base, **change}]))
+        results.append(sync(db, case, company_id, run_id=f"hh{i}"))
+        assert results[-1].status == "success", (results[-1].error, results[-1].quarantine_reasons)
+    created = [r.customers_created for r in results]
+    assert created == [1, 1, 0]
+    assert (results[1].identity_splits, results[2].identity_merges) == (1, 1)
+    assert any("apart from existing CRM customer" in w for w in results[1].warnings), results[1].warnings
+    assert any("with existing CRM customer" in w and "same name" in w for w in results[2].warnings)
+    rows = sorted(ledger(db, company_id, case.crm_type).items())
+    mark, ana, mark_again = (r["crm_customer_id"] for _, r in rows)
+    assert mark == mark_again != ana
+    assert len(records(sandbox.url, case.crm_type, case.account, case.customer_object)) == 2
+    assert_exactly_once(db, sandbox, case, company_id)

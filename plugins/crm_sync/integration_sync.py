@@ -47,6 +47,7 @@ from crm_hooks.errors import (
 )
 from crm_sync import extract, identity
 from crm_sync.clean import dumps_strict, storable_text
+from crm_sync.contacts import split_name
 from crm_sync.db import sql
 from crm_sync.destinations import destination_for
 from crm_sync.destinations.base import CustomerRef, Destination
@@ -512,7 +513,7 @@ class IntegrationSync:
             else self._group_people(rows)
         )
         mapped = self._map_lookup(sorted({k for p in people for k in p.keys}))
-        map_emails = self._LazyEmails(self, mapped)
+        known = self._Known(self)
         refs: dict[str, CustomerRef] = {}
         via: dict[str, str] = {}  # customer_key -> the key it was found by
         split_from: dict[str, set[str]] = {}  # customer_key -> customer ids it was kept apart from
@@ -521,7 +522,7 @@ class IntegrationSync:
             for key in person.keys:
                 if key not in mapped:
                     continue
-                verdict = self._accept(person, key, mapped[key][0], map_emails, final=False)
+                verdict = self._accept(person, key, mapped[key][0], known, final=False)
                 if verdict is True:
                     refs[person.customer_key], via[person.customer_key] = mapped[key][0], key
                     break
@@ -544,7 +545,7 @@ class IntegrationSync:
                         continue
                     if hits[key].crm_id in split_from.get(ckey, ()):
                         continue  # already kept apart from this customer (by the map's answer)
-                    if self._accept(person, key, hits[key], map_emails, final=True):
+                    if self._accept(person, key, hits[key], known, final=True):
                         refs[ckey], via[ckey] = hits[key], key
                         found_now.add(ckey)
                         del unresolved[ckey]
@@ -598,38 +599,52 @@ class IntegrationSync:
                 owner = mapped[key][0] if key in mapped else (new_map[key][0] if key in new_map else None)
                 if owner is None or (owner.crm_id == ref.crm_id and owner != ref):
                     new_map[key] = (ref, payload, person.customer_key in created)
+        # Emails first: what the map knew before this batch says whether a customer lacks one.
+        self._add_emails(destination, people, refs, via, created, mapped, known)
         self._map_save(new_map)
-        self._add_emails(destination, people, refs, via, created, mapped, map_emails)
         if self.settings.update_existing_customers:
             self._update_customers(destination, people, refs, mapped, created, outcomes)
         return refs
 
-    class _LazyEmails:
-        """crm customer id -> the emails the customer map knows for it; read once, only when a hit needs it."""
+    class _Known:
+        """What the sync itself knows of CRM customers, read on demand and once per customer: the emails the
+        customer map holds for them, and the names on the check-ins synced to them (the ledger)."""
 
-        def __init__(self, sync: IntegrationSync, mapped: dict[str, tuple[CustomerRef, str | None]]):
-            self.sync, self.mapped, self.known = sync, mapped, None
+        def __init__(self, sync: IntegrationSync):
+            self.sync = sync
+            self.emails: dict[str, set[str]] = {}
+            self.names: dict[str, set[str]] = {}
 
-        def __call__(self, crm_id: str) -> set[str]:
-            if self.known is None:
-                self.known = self.sync._map_emails(sorted({ref.crm_id for ref, _ in self.mapped.values()}))
-            return self.known.get(crm_id, set())
+        def _load(self, crm_id: str) -> None:
+            if crm_id not in self.emails:
+                emails, names = self.sync._known_of([crm_id])
+                self.emails[crm_id] = emails.get(crm_id, set())
+                self.names[crm_id] = names.get(crm_id, set())
+
+        def emails_of(self, crm_id: str) -> set[str]:
+            self._load(crm_id)
+            return self.emails[crm_id]
+
+        def names_of(self, crm_id: str) -> set[str]:
+            self._load(crm_id)
+            return self.names[crm_id]
 
     def _accept(
-        self, person: identity.Person, key: str, ref: CustomerRef, map_emails: Any, *, final: bool
+        self, person: identity.Person, key: str, ref: CustomerRef, known: IntegrationSync._Known, *, final: bool
     ) -> bool | None:
         """Whether the customer ``ref`` found by ``key`` is ``person`` (None: ask the CRM, it knows the name).
 
         An email hit is the person. A phone or name hit is too, unless the customer has an email and the
-        person only other ones: then ``householdPhoneRule`` decides (names compared where known; a customer
-        whose name the CRM did not give is not "the same name"). Each such decision is reported.
+        person only other ones: then ``householdPhoneRule`` decides, comparing the name the CRM gave, else the
+        names on the check-ins synced to that customer (with neither, the map's answer waits for the CRM's;
+        a customer without a known name is not "the same name"). Each such decision is reported.
         """
         if MatchKey.parse(key).kind == MatchKind.EMAIL or not person.emails:
             return True
-        theirs = {ref.email} if ref.email else set() if ref.email == "" else map_emails(ref.crm_id)
+        theirs = {ref.email} if ref.email else set() if ref.email == "" else known.emails_of(ref.crm_id)
         if not theirs or theirs & person.emails:
             return True
-        names = {n for n in [identity.normalised_name_text(ref.name)] if n}
+        names = {n for n in [identity.normalised_name_text(ref.name)] if n} or known.names_of(ref.crm_id)
         rule = self.settings.household_phone_rule
         if rule == "same_name" and not names and not final:
             return None  # the CRM's answer carries the name
@@ -673,7 +688,7 @@ class IntegrationSync:
         via: dict[str, str],
         created: set[str],
         mapped: dict[str, tuple[CustomerRef, str | None]],
-        map_emails: Any,
+        known: IntegrationSync._Known,
     ) -> None:
         """A customer found by phone or name that lacks the person's email gains it (whatever
         ``updateExistingCustomers`` says: it is how the next check-in with that email finds them). The
@@ -687,7 +702,7 @@ class IntegrationSync:
             if MatchKey.parse(via[ckey]).kind == MatchKind.EMAIL:
                 continue
             email_key = str(MatchKey.email(person.customer.email))
-            if email_key in mapped or ref.email or map_emails(ref.crm_id):
+            if email_key in mapped or ref.email or known.emails_of(ref.crm_id):
                 continue  # the customer has an email already (ours or another household member's)
             todo.setdefault(ref.crm_id, (ref, person.customer.email))
         if not todo:
@@ -866,24 +881,25 @@ class IntegrationSync:
                 for r in rows
             }
 
-    def _map_emails(self, crm_ids: list[str]) -> dict[str, set[str]]:
-        """crm customer id -> the emails the customer map holds for it (``email:`` keys)."""
-        if not crm_ids:
-            return {}
+    def _known_of(self, crm_ids: list[str]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        """crm customer id -> the emails the customer map holds for it (``email:`` keys), and -> the
+        normalised names on the check-ins synced to it (:func:`crm_sync.identity.normalised_name_text`)."""
+        params = {
+            "company_id": self.company_id,
+            "crm_type": self.crm_type,
+            "ids": crm_ids,
+            "crm_account": self.ledger.crm_account,
+        }
+        emails: dict[str, set[str]] = {}
+        names: dict[str, set[str]] = {}
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sql("customer_map_emails"),
-                {
-                    "company_id": self.company_id,
-                    "crm_type": self.crm_type,
-                    "ids": crm_ids,
-                    "crm_account": self.ledger.crm_account,
-                },
-            )
-            out: dict[str, set[str]] = {}
-            for r in rows:
-                out.setdefault(r.crm_customer_id, set()).add(MatchKey.parse(r.match_key).value)
-            return out
+            for r in conn.execute(sql("customer_map_emails"), params):
+                emails.setdefault(r.crm_customer_id, set()).add(MatchKey.parse(r.match_key).value)
+            for r in conn.execute(sql("customer_names_synced"), params):
+                first, last, _ = split_name(r.customer_name)
+                if name := identity.normalised_name_text(" ".join(p for p in (first, last) if p)):
+                    names.setdefault(r.crm_customer_id, set()).add(name)
+        return emails, names
 
     def _map_save(self, entries: dict[str, tuple[CustomerRef, str | None, bool]]) -> None:
         if not entries:

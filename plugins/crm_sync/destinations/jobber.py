@@ -66,6 +66,9 @@ class JobberDestination(Destination):
         self._properties: dict[str, list[tuple[str, str | None]]] = {}
         #: match key -> when the CRM search last confirmed no client has it
         self._absent: dict[str, float] = {}
+        #: keys the search found a client for: the engine chose not to use that client when it still
+        #: creates (a household member kept apart, crm_sync.identity), so they are not searched again
+        self._hit: set[str] = set()
 
     # ------------------------------------------------------------------ settings
     def prepare(self) -> None:
@@ -94,6 +97,7 @@ class JobberDestination(Destination):
             hit = next((c for c in found.get(terms[key] or "", []) if key in mapping.client_keys(c)), None)
             if hit is None:
                 self._absent[key] = now
+                self._hit.discard(key)
             else:
                 emails = [e.get("address") for e in hit.get("emails") or [] if isinstance(e, dict)]
                 refs[key] = CustomerRef.read(
@@ -102,6 +106,7 @@ class JobberDestination(Destination):
                     names=(hit.get("firstName"), hit.get("lastName")),
                 )
                 self._absent.pop(key, None)
+                self._hit.add(key)
         return refs
 
     def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
@@ -109,15 +114,21 @@ class JobberDestination(Destination):
         results: dict[str, RecordResult] = {}
         customers = distinct_customers(rows)
         now = time.monotonic()
-        stale = [
-            r
+        # A key whose search found a client is not searched again: the engine creates anyway when it kept
+        # this person apart from that client (a household sharing a phone, crm_sync.identity).
+        recheck = {
+            r.customer_key: [
+                k
+                for k in r.match_keys
+                if k not in self._hit and now - self._absent.get(k, float("-inf")) > ABSENT_TTL_SECONDS
+            ]
             for r in customers
-            if any(now - self._absent.get(k, float("-inf")) > ABSENT_TTL_SECONDS for k in r.match_keys)
-        ]
+        }
+        stale = [r for r in customers if recheck[r.customer_key]]
         if stale:
-            hits = self.match_customers([(k, r.customer) for r in stale for k in r.match_keys])
+            hits = self.match_customers([(k, r.customer) for r in stale for k in recheck[r.customer_key]])
             for row in stale:
-                key = next((k for k in row.match_keys if k in hits), None)
+                key = next((k for k in recheck[row.customer_key] if k in hits), None)
                 if key:
                     results[row.customer_key] = RecordResult(row.customer_key, crm_id=hits[key].crm_id)
         todo = [r for r in customers if r.customer_key not in results]
