@@ -244,6 +244,14 @@ def test_identity_data_set_one_customer_per_person(db, sandbox, case, capsys):
     if case.crm_type != "servicetitan":
         assert first.customers_completed + second.customers_completed == 2
         assert {"carlos.diaz@example.com", "olga.petrova@example.com"} <= set(by_email)
+    if case.crm_type in ("hubspot", "salesforce"):
+        # The key the CRM stores (unique property / External ID) is not rewritten when the email is added.
+        carlos = next(
+            r
+            for r in records(sandbox.url, case.crm_type, case.account, case.customer_object)
+            if "carlos.diaz@example.com" in _contact_values(r)[0]
+        )
+        assert "phone:+13035550420" in str(carlos)
     # Every check-in went to one of the people's customers, each customer used.
     rows = ledger(db, company_id, case.crm_type)
     assert len({r["crm_customer_id"] for r in rows.values()}) == people
