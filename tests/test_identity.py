@@ -95,6 +95,15 @@ def test_same_name_two_emails_one_phone(rule, expected_people):
     assert [d.kind for d in decisions] == ["merge" if expected_people == 1 else "split"]
 
 
+def test_phone_strategy_makes_one_phone_one_person_whatever_the_emails():
+    rows = [
+        row(1, "Mark", "Rivera", "mark@x.com", "+13035550400", strategy="phone"),
+        row(2, "Ana", "Rivera", "ana@x.com", "+13035550400", strategy="phone"),
+    ]
+    people, decisions = group_people(rows)
+    assert shape(people) == [("phone:+13035550400", (1, 2))] and decisions == []
+
+
 def test_phone_only_rows_without_a_name_match_join_the_oldest_email_group():
     rows = [
         row(1, "Mark", "Rivera", "mark@x.com", "+13035550400"),

@@ -121,10 +121,11 @@ class _Sets:
 
     def __init__(self, rows: list[PreparedCheckIn]):
         self.parent = list(range(len(rows)))
+        # Emails count only where they are match keys (customerMatchStrategy "phone": one phone, one person).
         self.cluster = [
             _Cluster(
                 [r.check_in_id],
-                {r.customer.email} if r.customer.email else set(),
+                {MatchKey.parse(k).value for k in r.match_keys if MatchKey.parse(k).kind == MatchKind.EMAIL},
                 {n} if (n := normalised_name(r.customer)) else set(),
             )
             for r in rows

@@ -7,8 +7,10 @@ Exactly once, step by step:
 2. Candidates come from :mod:`crm_sync.extract` (streamed, never ``fetchall``).
 3. Before any CRM call for a row, its ledger row is set ``in_flight`` with a new
    ``attempt_id`` and committed (the intent).
-4. Customers: the customer map first, then the CRM's own lookup, then create
-   (idempotent by the sync's customer key). Each mapping is committed at once.
+4. Customers: one person, one customer (:mod:`crm_sync.identity`): a batch's rows are grouped into
+   people before the claim (every row of a person carries one customer key); each person is resolved
+   by every key of every row, in the customer map first, then by the CRM's own lookup, then created
+   once (idempotent by the sync's customer key). Each mapping is committed at once.
 5. Rows whose previous attempt was ``in_flight`` may already have a visit record
    in the CRM: :meth:`Destination.find_visits` looks for the sync's marker before
    anything is created again.
