@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from crm_hooks.base import CrmHook, requests_sent
@@ -33,10 +33,23 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class CustomerRef:
-    """A customer in the CRM: its id, and its parent record where the CRM has one."""
+    """A customer in the CRM: its id, and its parent record where the CRM has one.
+
+    ``email`` and ``name`` are what the record held when a lookup read it (the household rule and
+    the adding of an email need them, :mod:`crm_sync.identity`): ``""`` read and empty, ``None``
+    not known. They are not part of the ref's identity (equality, hashing).
+    """
 
     crm_id: str
     parent_id: str | None = None
+    email: str | None = field(default=None, compare=False)
+    name: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def read(cls, crm_id: str, parent_id: str | None = None, *, email: Any, names: Sequence[Any]) -> CustomerRef:
+        """A ref for a record a lookup just read: its email (trimmed, lower-cased) and name parts as held."""
+        name = " ".join(str(n).strip() for n in names if n and str(n).strip())
+        return cls(crm_id, parent_id, email=str(email or "").strip().lower(), name=name)
 
 
 @dataclass(frozen=True)
@@ -97,6 +110,14 @@ class Destination(ABC):
     @abstractmethod
     def update_customers(self, items: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
         """Update existing customers with the check-in's customer fields; returns crm_id -> result."""
+
+    def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
+        """Give existing customers (found by phone or name) the person's email, only where the record has
+        none; nothing else is written, the customer key the CRM holds least of all. Returns crm_id -> result.
+
+        Default: the CRM offers no way to add one (nothing is sent; the customer map still knows the email).
+        """
+        return {}
 
     @abstractmethod
     def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:

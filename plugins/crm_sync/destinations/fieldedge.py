@@ -129,7 +129,12 @@ class FieldEdgeDestination(Destination):
             self._records[crm_id] = record
             for found_key in _record_keys(record):
                 if found_key in covered:
-                    hits.setdefault(found_key, CustomerRef(crm_id))
+                    hits.setdefault(
+                        found_key,
+                        CustomerRef.read(
+                            crm_id, email=record_email(record), names=(record.get("firstName"), record.get("lastName"))
+                        ),
+                    )
         for k in covered:
             self._known[k] = hits.get(k) or self._known.get(k)
 
@@ -175,6 +180,17 @@ class FieldEdgeDestination(Destination):
         results = self._each(items, send, lambda item: item[0].crm_id)
         self._forget_misses()
         return results
+
+    def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
+        """``PUT /v1/customers/{id}`` with the record as FieldEdge holds it plus the email, for customers
+        without one (:meth:`update_customers` with a customer that has only the email)."""
+        todo = []
+        for ref, email in items:
+            record = self._records.get(ref.crm_id) or self.hook.get_customer(ref.crm_id)
+            if record is not None and not record_email(record):
+                self._records[ref.crm_id] = record
+                todo.append((ref, PreparedCheckIn(0, 0, "", Customer(email=email), None, [])))
+        return self.update_customers(todo) if todo else {}
 
     # ------------------------------------------------------------------ visits (leads)
     def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:

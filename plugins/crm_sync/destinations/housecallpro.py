@@ -110,7 +110,12 @@ class HousecallProDestination(Destination):
     def _remember(self, record: dict[str, Any], customer: Customer, keys: Sequence[str]) -> CustomerRef:
         crm_id = str(record["id"])
         self._records[crm_id] = record
-        ref = CustomerRef(crm_id, mapping.pick_address(record.get("addresses") or [], customer))
+        ref = CustomerRef.read(
+            crm_id,
+            mapping.pick_address(record.get("addresses") or [], customer),
+            email=record.get("email"),
+            names=(record.get("first_name"), record.get("last_name")),
+        )
         for key in keys:
             self._refs[key] = ref
         return ref
@@ -171,6 +176,21 @@ class HousecallProDestination(Destination):
             if changes:
                 updated = self.hook.update_customer(ref.crm_id, changes)
                 self._records[ref.crm_id] = updated if updated.get("id") else {**self._records[ref.crm_id], **changes}
+            return RecordResult(ref.crm_id, crm_id=ref.crm_id)
+
+        return per_record(items, send, lambda item: item[0].crm_id)
+
+    def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
+        """The customer as read (``GET /customers/{id}`` unless this run has it), then ``PUT /customers/{id}``
+        with ``email`` alone when it has none (``CustomerUpdate`` takes an email [HCP-spec])."""
+
+        def send(item: tuple[CustomerRef, str]) -> RecordResult:
+            ref, email = item
+            if not self._record(ref.crm_id).get("email"):
+                updated = self.hook.update_customer(ref.crm_id, {"email": email})
+                self._records[ref.crm_id] = (
+                    updated if updated.get("id") else {**self._records[ref.crm_id], "email": email}
+                )
             return RecordResult(ref.crm_id, crm_id=ref.crm_id)
 
         return per_record(items, send, lambda item: item[0].crm_id)

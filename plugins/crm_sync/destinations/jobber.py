@@ -67,6 +67,9 @@ class JobberDestination(Destination):
         self._properties: dict[str, list[tuple[str, str | None]]] = {}
         #: match key -> when the CRM search last confirmed no client has it
         self._absent: dict[str, float] = {}
+        #: keys the search found a client for: the engine chose not to use that client when it still
+        #: creates (a household member kept apart, crm_sync.identity), so they are not searched again
+        self._hit: set[str] = set()
 
     # ------------------------------------------------------------------ settings
     def prepare(self) -> None:
@@ -95,9 +98,16 @@ class JobberDestination(Destination):
             hit = next((c for c in found.get(terms[key] or "", []) if key in mapping.client_keys(c)), None)
             if hit is None:
                 self._absent[key] = now
+                self._hit.discard(key)
             else:
-                refs[key] = CustomerRef(str(hit["id"]))
+                emails = [e.get("address") for e in hit.get("emails") or [] if isinstance(e, dict)]
+                refs[key] = CustomerRef.read(
+                    str(hit["id"]),
+                    email=next(filter(None, emails), ""),
+                    names=(hit.get("firstName"), hit.get("lastName")),
+                )
                 self._absent.pop(key, None)
+                self._hit.add(key)
         return refs
 
     def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
@@ -105,15 +115,21 @@ class JobberDestination(Destination):
         results: dict[str, RecordResult] = {}
         customers = distinct_customers(rows)
         now = time.monotonic()
-        stale = [
-            r
+        # A key whose search found a client is not searched again: the engine creates anyway when it kept
+        # this person apart from that client (a household sharing a phone, crm_sync.identity).
+        recheck = {
+            r.customer_key: [
+                k
+                for k in r.match_keys
+                if k not in self._hit and now - self._absent.get(k, float("-inf")) > ABSENT_TTL_SECONDS
+            ]
             for r in customers
-            if any(now - self._absent.get(k, float("-inf")) > ABSENT_TTL_SECONDS for k in r.match_keys)
-        ]
+        }
+        stale = [r for r in customers if recheck[r.customer_key]]
         if stale:
-            hits = self.match_customers([(k, r.customer) for r in stale for k in r.match_keys])
+            hits = self.match_customers([(k, r.customer) for r in stale for k in recheck[r.customer_key]])
             for row in stale:
-                key = next((k for k in row.match_keys if k in hits), None)
+                key = next((k for k in recheck[row.customer_key] if k in hits), None)
                 if key:
                     results[row.customer_key] = RecordResult(row.customer_key, crm_id=hits[key].crm_id)
         todo = [r for r in customers if r.customer_key not in results]
@@ -178,6 +194,18 @@ class JobberDestination(Destination):
             }
 
         results.update(self._in_chunks(edits, self.hook.CLIENT_EDIT_COST, send, lambda item: item[0].crm_id))
+        return results
+
+    def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
+        """Clients read (``client(id)``), then ``clientEdit`` with ``emailsToAdd`` for those without any email."""
+        clients = self._load_clients([ref.crm_id for ref, _ in items])
+        todo = [
+            (ref, PreparedCheckIn(0, 0, "", Customer(email=email), None, []))
+            for ref, email in items
+            if ref.crm_id in clients and not clients[ref.crm_id].get("emails")
+        ]
+        results = {ref.crm_id: RecordResult(ref.crm_id, crm_id=ref.crm_id) for ref, _ in items if ref.crm_id in clients}
+        results.update(self.update_customers(todo) if todo else {})
         return results
 
     def _load_clients(self, client_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

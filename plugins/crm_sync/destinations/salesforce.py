@@ -102,7 +102,12 @@ class SalesforceDestination(Destination):
                 where = f"{where} OR {soql_in(CUSTOMER_KEY_FIELD, [f'{kind}:{v}' for v in chunk])}"
                 self._guard()
                 for rec in self.hook.query(select + where):
-                    ref = CustomerRef(rec["Id"], rec.get("AccountId"))
+                    ref = CustomerRef.read(
+                        rec["Id"],
+                        rec.get("AccountId"),
+                        email=rec.get("Email"),
+                        names=(rec.get("FirstName"), rec.get("LastName")),
+                    )
                     for key in _contact_keys(rec):
                         found.setdefault(key, ref)
         return found
@@ -200,6 +205,39 @@ class SalesforceDestination(Destination):
                     if res.get("success")
                     else RecordResult(ref.crm_id, error=_errors_text("Contact", res))
                 )
+        return results
+
+    def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
+        """``SELECT Id, Email FROM Contact WHERE Id IN (...)``, then an sObject Collections update of ``Email``
+        alone for Contacts without one (``RankItPro_Customer_Key__c`` and ``AccountId`` are not sent)."""
+        results: dict[str, RecordResult] = {}
+        for chunk in chunked(items, VALUES_PER_QUERY["key"]):
+            self._guard()
+            held = {
+                str(rec["Id"])[:15]: rec.get("Email")
+                for rec in self.hook.query(
+                    f"SELECT Id, Email FROM Contact WHERE {soql_in('Id', [r.crm_id for r, _ in chunk])}"
+                )
+            }
+            todo = []
+            for ref, email in chunk:
+                if ref.crm_id[:15] not in held:
+                    results[ref.crm_id] = RecordResult(ref.crm_id, error=f"Salesforce Contact {ref.crm_id} not found")
+                elif held[ref.crm_id[:15]]:
+                    results[ref.crm_id] = RecordResult(ref.crm_id, crm_id=ref.crm_id)  # has one: left alone
+                else:
+                    todo.append((ref, email))
+            for part in chunked(todo, self.batch_size):
+                self._guard()
+                updated = self.hook.update_records(
+                    [{"attributes": {"type": "Contact"}, "Id": ref.crm_id, "Email": email} for ref, email in part]
+                )
+                for (ref, _), res in zip(part, updated, strict=True):
+                    results[ref.crm_id] = (
+                        RecordResult(ref.crm_id, crm_id=ref.crm_id)
+                        if res.get("success")
+                        else RecordResult(ref.crm_id, error=_errors_text("Contact", res))
+                    )
         return results
 
     # ------------------------------------------------------------------ visits

@@ -154,7 +154,8 @@ class ServiceTitanDestination(Destination):
         for key, (customer_id, customer) in found.items():
             if customer_id not in locations:
                 locations[customer_id] = self._location_for(customer_id, customer)
-            refs[key] = CustomerRef(str(customer_id), locations[customer_id])
+            # The customer's name as read (its emails are contacts, not read here: None = not known).
+            refs[key] = CustomerRef(str(customer_id), locations[customer_id], name=self._names.get(str(customer_id)))
         return refs
 
     def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
