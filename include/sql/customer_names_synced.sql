@@ -1,3 +1,4 @@
+-- Ledger status literals here are values of crm_sync.ledger.LedgerStatus (tests/test_ledger.py checks them).
 -- The names on the check-ins the sync recorded against some CRM customers (identity: is a customer found
 -- by a shared phone the same person by name?). Read only when the household rule needs it.
 SELECT DISTINCT l.crm_customer_id, ci.customer_name
