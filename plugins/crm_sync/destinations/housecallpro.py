@@ -6,12 +6,15 @@ markers:
 
 * **Jobs** carry the visit key in their note's first line
   (``[Rank It Pro sync key: rankitpro-<company>-<check-in>]``) and the tag
-  ``crmSettings.tag`` (default "Rank It Pro"). :meth:`find_visits` lists the customer's jobs
-  (``GET /jobs?customer_id=``, newest first) and reads the markers; it stops once every
-  wanted key is found or the jobs are older than the check-ins. Cost: one customer search
-  per customer the run has not seen yet (the engine does not pass the customer map's refs)
-  plus one page of jobs per customer, and only for rows whose previous attempt may have
-  reached Housecall Pro (a crash, a transient failure).
+  ``crmSettings.tag`` (default "Rank It Pro"). Recovery (:meth:`find_recorded_visits`, only
+  for rows whose previous attempt may have reached Housecall Pro: a crash, a transient failure)
+  reads a job id the ledger recorded (``GET /jobs/{id}``, adding the marker note if the attempt
+  died before it), else lists the jobs of the customer the ledger recorded, then of the customer
+  this run resolved (``GET /jobs?customer_id=``, newest first, one page per customer), then the
+  newest jobs of every customer (``GET /jobs`` sorted by ``created_at``), each paged back to the
+  oldest check-in minus :data:`CLOCK_SLACK`: a job attached to another customer by an
+  interrupted attempt (two records with one phone) is found whatever the re-run resolves.
+  :meth:`create_visits` reports each job id before its note is added (``progress``).
 * **Customers** are identified by what ``GET /customers?q=`` searches (email, phone, name),
   i.e. the sync's match keys, and tagged ``crmSettings.tag``. The engine looks every
   unknown key up right before :meth:`create_customers`, so a customer an interrupted run

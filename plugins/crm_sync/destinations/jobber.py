@@ -23,7 +23,8 @@ repeated here when older than :data:`ABSENT_TTL_SECONDS`), and a create whose ou
 unknown is found by the same search next run. Each job carries the visit key in its
 title; :meth:`find_visits` looks it up with ``jobs(searchTerm)`` and, for keys the search
 does not return, scans the jobs created since the check-in (``filter: {createdAt}``),
-so an uncertain write is found whatever Jobber's search covers (UNCONFIRMED). A request
+so an uncertain write is found whatever Jobber's search covers (UNCONFIRMED); a recovered job
+still open (a crash between ``jobCreate`` and ``jobClose``) is closed then. A request
 that fails after earlier chunks of the same step landed returns the rest ``uncertain``
 (kept in_flight, looked up next run), never ``pending``.
 """
