@@ -286,8 +286,13 @@ def test_worker_killed_at_each_write_is_recovered_without_duplicates(db, sandbox
     assert result.status == "success", (result.error, result.quarantine_reasons)
     assert_exactly_once(db, sandbox, case, company_id)
     assert len(records(sandbox.url, case.crm_type, case.account, case.customer_object)) == 4  # 3 seeded + 1 new
+    visit_records = records(sandbox.url, case.crm_type, case.account, case.visit_object)
     if case.visit_finished is not None:  # the step after the create (Jobber's close) is done for recovered visits
-        assert all(map(case.visit_finished, records(sandbox.url, case.crm_type, case.account, case.visit_object)))
+        assert all(map(case.visit_finished, visit_records))
+    # A recovered visit stays with the customer it was written under, and the ledger says which one.
+    owners = {case.visit_marker(r): case.visit_customer(r) for r in visit_records}
+    rows = ledger(db, company_id, case.crm_type)
+    assert {f"rankitpro-{company_id}-{cid}": r["crm_customer_id"] for cid, r in rows.items()} == owners
     visits = markers(sandbox, case)
     again = sync(db, case, company_id, run_id="k3")
     assert again.unchanged == 3 and again.synced == 0 and markers(sandbox, case) == visits

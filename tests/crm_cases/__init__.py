@@ -51,6 +51,8 @@ class CrmCase:
     kill_points: tuple[str, ...] = ()
     #: A visit record (sandbox shape) has every step done (e.g. a Jobber job closed); None: one step only
     visit_finished: Callable[[dict[str, Any]], bool] | None = None
+    #: The id of the customer a visit record (sandbox shape) is attached to
+    visit_customer: Callable[[dict[str, Any]], str | None] = lambda record: None
 
 
 def seed_record(sandbox_url: str, crm: str, account: str, obj: str, body: dict[str, Any]) -> dict[str, Any]:

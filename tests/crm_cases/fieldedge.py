@@ -41,4 +41,5 @@ CASE = CrmCase(
     # No seed_customer: FieldEdge cannot list customers (the import tests skip it); the search finds these.
     seed_candidate=_seed_candidate,
     kill_points=("create_customer", "create_lead"),
+    visit_customer=lambda lead: (lead.get("customer") or {}).get("customerId"),
 )

@@ -47,4 +47,5 @@ CASE = CrmCase(
     seed_candidate=lambda url, first, last, phone, email: (_seed_customer(url, first, last, phone, email), None),
     # The job's note is part of POST /jobs here (add_job_note only runs when a CRM drops JobCreate.notes).
     kill_points=("create_customer", "create_address", "create_job"),
+    visit_customer=lambda job: (job.get("customer") or {}).get("id"),
 )

@@ -38,4 +38,5 @@ CASE = CrmCase(
     seed_customer=_seed_customer,
     seed_candidate=lambda url, first, last, phone, email: (_seed_customer(url, first, last, phone, email), None),
     kill_points=("batch_upsert:contacts", "batch_create:notes"),
+    visit_customer=lambda note: next((str(a["to"]["id"]) for a in note.get("associations") or []), None),
 )

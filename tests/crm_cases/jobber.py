@@ -63,4 +63,5 @@ CASE = CrmCase(
     seed_candidate=lambda url, first, last, phone, email: (_seed_customer(url, first, last, phone, email), None),
     kill_points=("create_clients", "create_properties", "create_jobs", "close_jobs"),
     visit_finished=lambda job: job.get("jobStatus") == "archived",  # jobClose done
+    visit_customer=lambda job: job.get("clientId"),
 )

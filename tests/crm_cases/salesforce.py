@@ -33,4 +33,5 @@ CASE = CrmCase(
     seed_customer=_seed_customer,
     seed_candidate=_seed_candidate,
     kill_points=("upsert_records:Account", "upsert_records:Contact", "upsert_records:Case"),
+    visit_customer=lambda case: case.get("ContactId"),
 )

@@ -71,4 +71,5 @@ CASE = CrmCase(
     seed_candidate=_seed_candidate,
     # A new customer's location is created with it (POST /customers with locations[]): one kill point.
     kill_points=("create_customer", "create_job"),
+    visit_customer=lambda job: str(job["customerId"]),
 )

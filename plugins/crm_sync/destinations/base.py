@@ -151,7 +151,10 @@ class Destination(ABC):
         step of every record found is completed (:meth:`complete_visits`).
         """
         recorded = [(r, intents[r.visit_key]["visit_id"]) for r in rows if intents.get(r.visit_key, {}).get("visit_id")]
-        found = self.confirm_visits(recorded) if recorded else {}
+        found = {
+            key: visit if visit.customer_id else RecoveredVisit(visit.crm_id, intents[key].get("customer_id"))
+            for key, visit in (self.confirm_visits(recorded) if recorded else {}).items()
+        }  # a recorded visit went under the customer recorded with it
         rest = [r for r in rows if r.visit_key not in found]
         if rest:
             found.update(self.find_recorded_visits(rest, intents, refs))
