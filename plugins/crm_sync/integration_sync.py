@@ -627,15 +627,11 @@ class IntegrationSync:
                 result.synced += 1
             return
         to_update = [r for r in ready if previous[r.check_in_id].get("crm_visit_id")]
-        # What earlier attempts recorded (crm_intent): a row with a recorded visit id is looked up even when
-        # its last attempt ended quarantined (e.g. a job created, its note refused).
-        intents = {r.visit_key: intent_of(previous[r.check_in_id]) for r in ready}
         uncertain = [
-            r
-            for r in ready
-            if r not in to_update
-            and (previous[r.check_in_id].get("ledger_status") in UNCERTAIN or "visit_id" in intents[r.visit_key])
+            r for r in ready if r not in to_update and previous[r.check_in_id].get("ledger_status") in UNCERTAIN
         ]
+        # What the earlier attempts of these rows recorded (crm_intent) is looked at first.
+        intents = {r.visit_key: intent_of(previous[r.check_in_id]) for r in uncertain}
         found = destination.recover_visits(uncertain, intents, refs) if uncertain else {}
         to_create = [r for r in ready if r not in to_update and r.visit_key not in found]
 
