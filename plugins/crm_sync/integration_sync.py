@@ -12,8 +12,13 @@ Exactly once, step by step:
    by every key of every row, in the customer map first, then by the CRM's own lookup, then created
    once (idempotent by the sync's customer key). Each mapping is committed at once.
 5. Rows whose previous attempt was ``in_flight`` may already have a visit record
-   in the CRM: :meth:`Destination.find_visits` looks for the sync's marker before
-   anything is created again.
+   in the CRM. Before the visit create call the engine commits the customer (and
+   parent) it writes each visit under to the ledger (``crm_intent``), and the
+   destination adds each created record id as soon as the CRM returns it; a re-run
+   looks there first (:meth:`Destination.recover_visits`: the recorded id read back,
+   the recorded customer's records, then the marker search), so recovery does not
+   depend on which customer the re-run resolves. A recovered visit stays with the
+   customer it was written under (a warning says so when that differs).
 6. Every row ends ``synced``, ``quarantined`` (with a specific reason) or
    ``failed`` (transient; retried next run). A process killed at any point leaves
    rows ``in_flight``; the next run resolves them by step 5.
@@ -30,7 +35,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -52,9 +57,17 @@ from crm_sync.clean import dumps_strict, storable_text
 from crm_sync.contacts import split_name
 from crm_sync.db import sql
 from crm_sync.destinations import destination_for
-from crm_sync.destinations.base import CustomerRef, Destination
+from crm_sync.destinations.base import CustomerRef, Destination, Progress, RecoveredVisit
 from crm_sync.history import write_back
-from crm_sync.ledger import UNCERTAIN, Ledger, LedgerStatus, is_unchanged, outcome, status_when_stopped_unsent
+from crm_sync.ledger import (
+    UNCERTAIN,
+    Ledger,
+    LedgerStatus,
+    intent_of,
+    is_unchanged,
+    outcome,
+    status_when_stopped_unsent,
+)
 from crm_sync.match_key import MatchKey, MatchKind
 from crm_sync.models import PreparedCheckIn, RecordResult
 from crm_sync.prepare import prepare_check_in
@@ -429,7 +442,7 @@ class IntegrationSync:
         outcomes: dict[int, dict[str, Any]] = {}
         try:
             refs = self._resolve_customers(destination, prepared, outcomes) if self.settings.sync_customers else {}
-            self._write_visits(destination, prepared, previous, refs, outcomes)
+            self._write_visits(destination, prepared, previous, refs, outcomes, attempt_id)
             self._failed_batches_in_a_row = 0
         except BudgetExhaustedError as exc:
             # Raised before a request is sent: did a visit request go out since visit writes began?
@@ -768,6 +781,7 @@ class IntegrationSync:
         previous: dict[int, dict[str, Any]],
         refs: dict[str, CustomerRef],
         outcomes: dict[int, dict[str, Any]],
+        attempt_id: str | None = None,
     ) -> None:
         result = self.result
         ready = [r for r in rows if r.check_in_id not in outcomes]
@@ -781,7 +795,9 @@ class IntegrationSync:
         uncertain = [
             r for r in ready if r not in to_update and previous[r.check_in_id].get("ledger_status") in UNCERTAIN
         ]
-        found = destination.find_visits(uncertain) if uncertain else {}
+        # What the earlier attempts of these rows recorded (crm_intent) is looked at first.
+        intents = {r.visit_key: intent_of(previous[r.check_in_id]) for r in uncertain}
+        found = destination.recover_visits(uncertain, intents, refs) if uncertain else {}
         to_create = [r for r in ready if r not in to_update and r.visit_key not in found]
 
         self._visit_writes_started = bool(to_update or to_create)
@@ -793,22 +809,73 @@ class IntegrationSync:
             self._apply(to_update, updated, refs, outcomes, counter="visits_updated")
         for row in ready:
             if row.visit_key in found:
-                ref = refs.get(row.customer_key)
-                outcomes[row.check_in_id] = self._outcome(
-                    LedgerStatus.SYNCED, customer_id=ref.crm_id if ref else None, visit_id=found[row.visit_key]
-                )
-                result.visits_recovered += 1
-                result.synced += 1
+                self._recovered(row, found[row.visit_key], refs.get(row.customer_key), outcomes)
         if to_create:
-            try:
-                created = destination.create_visits([(r, refs.get(r.customer_key)) for r in to_create])
-            except RetryableError as exc:
-                # The request may have reached the CRM: keep in_flight, resolve by lookup next run.
-                for r in to_create:
-                    outcomes[r.check_in_id] = self._outcome(LedgerStatus.IN_FLIGHT, kind="transient", error=str(exc))
-                raise
-            self._apply(to_create, created, refs, outcomes, counter="visits_created")
-            self._retry_cured(destination, to_create, refs, outcomes)
+            self._create_visits(destination, to_create, refs, outcomes, attempt_id)
+            self._retry_cured(destination, to_create, refs, outcomes, attempt_id)
+
+    def _create_visits(
+        self,
+        destination: Destination,
+        rows: list[PreparedCheckIn],
+        refs: dict[str, CustomerRef],
+        outcomes: dict[int, dict[str, Any]],
+        attempt_id: str | None,
+    ) -> None:
+        if attempt_id is not None:
+            # Committed before the create call: where the visit goes, so a re-run that resolves the row to
+            # another customer still looks there first (the destination adds each created id as it goes).
+            self.ledger.record_intent(
+                {
+                    r.check_in_id: {"customer_id": ref.crm_id, "parent_id": ref.parent_id}
+                    if (ref := refs.get(r.customer_key))
+                    else {}
+                    for r in rows
+                },
+                attempt_id,
+                replace=True,
+            )
+        try:
+            created = destination.create_visits(
+                [(r, refs.get(r.customer_key)) for r in rows], self._progress(rows, attempt_id)
+            )
+        except RetryableError as exc:
+            # The request may have reached the CRM: keep in_flight, resolve by lookup next run.
+            for r in rows:
+                outcomes[r.check_in_id] = self._outcome(LedgerStatus.IN_FLIGHT, kind="transient", error=str(exc))
+            raise
+        self._apply(rows, created, refs, outcomes, counter="visits_created")
+
+    def _recovered(
+        self,
+        row: PreparedCheckIn,
+        visit: RecoveredVisit,
+        ref: CustomerRef | None,
+        outcomes: dict[int, dict[str, Any]],
+    ) -> None:
+        """A visit an interrupted attempt wrote: synced, with the customer it was written under."""
+        customer_id = visit.customer_id or (ref.crm_id if ref else None)
+        if ref is not None and customer_id != ref.crm_id:
+            # The record cannot be moved safely (and Housecall Pro cannot move jobs at all): it stays, and says so.
+            message = (
+                f"check-in {row.check_in_id}: its visit record {visit.crm_id}, written by an interrupted earlier "
+                f"attempt under customer {customer_id}, was recovered there; this run resolved customer {ref.crm_id}"
+            )
+            row.warnings.append(message)
+            self.result.warnings.append(self._text(message) or "")
+        outcomes[row.check_in_id] = self._outcome(LedgerStatus.SYNCED, customer_id=customer_id, visit_id=visit.crm_id)
+        self.result.visits_recovered += 1
+        self.result.synced += 1
+
+    def _progress(self, rows: list[PreparedCheckIn], attempt_id: str | None) -> Progress:
+        """The ``progress`` callback of :meth:`Destination.create_visits`: created ids into the ledger at once."""
+        by_key = {r.visit_key: r.check_in_id for r in rows}
+
+        def record(ids: Mapping[str, Mapping[str, str | None]]) -> None:
+            if attempt_id is not None:
+                self.ledger.record_intent({by_key[k]: v for k, v in ids.items() if k in by_key}, attempt_id)
+
+        return record
 
     def _apply(
         self,
@@ -876,6 +943,7 @@ class IntegrationSync:
         rows: list[PreparedCheckIn],
         refs: dict[str, CustomerRef],
         outcomes: dict[int, dict[str, Any]],
+        attempt_id: str | None = None,
     ) -> None:
         """Rows refused for the CRM's state (``crm_state``: nothing was sent for them) whose customer got a visit
         in the same call, e.g. from a later check-in that added the address: sent once more now."""
@@ -894,13 +962,7 @@ class IntegrationSync:
         ]
         if not again:
             return
-        try:
-            created = destination.create_visits([(r, refs.get(r.customer_key)) for r in again])
-        except RetryableError as exc:
-            for r in again:  # may have reached the CRM: resolved by lookup next run
-                outcomes[r.check_in_id] = self._outcome(LedgerStatus.IN_FLIGHT, kind="transient", error=str(exc))
-            raise
-        self._apply(again, created, refs, outcomes, counter="visits_created")
+        self._create_visits(destination, again, refs, outcomes, attempt_id)
 
     # ------------------------------------------------------------------ ledger
     def _claim(self, rows: list[PreparedCheckIn], attempt_id: str) -> None:

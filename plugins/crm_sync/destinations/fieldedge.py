@@ -51,8 +51,10 @@ from crm_sync.destinations.base import (
     CrmCustomerRecord,
     CustomerRef,
     Destination,
+    Progress,
     ReadNotSupported,
     distinct_customers,
+    no_progress,
     per_record,
     read_each,
 )
@@ -69,6 +71,7 @@ MAX_REMEMBERED = 20_000
 
 class FieldEdgeDestination(Destination):
     crm_type = "fieldedge"
+    marker_field = "trackingId"
     hook: FieldEdgeHook
 
     def __init__(self, hook: FieldEdgeHook, settings: Any):
@@ -206,7 +209,9 @@ class FieldEdgeDestination(Destination):
                     break
         return found
 
-    def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
+    def create_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]], progress: Progress = no_progress
+    ) -> dict[str, RecordResult]:
         """``POST /v1/leads`` per check-in, for its customer."""
 
         def send(item: tuple[PreparedCheckIn, CustomerRef | None]) -> RecordResult:
@@ -223,7 +228,7 @@ class FieldEdgeDestination(Destination):
             lead_id = self.hook.create_lead(payload, look_up=options.lead_lookup)
             return RecordResult(row.visit_key, crm_id=lead_id, created=True)
 
-        return self._each(items, send, lambda item: item[0].visit_key)
+        return self._each(items, send, lambda item: item[0].visit_key, progress)
 
     def update_visits(
         self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
@@ -275,7 +280,10 @@ class FieldEdgeDestination(Destination):
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def _each(
-        items: Sequence[T], send_one: Callable[[T], RecordResult], key: Callable[[T], str]
+        items: Sequence[T],
+        send_one: Callable[[T], RecordResult],
+        key: Callable[[T], str],
+        progress: Progress | None = None,
     ) -> dict[str, RecordResult]:
         """:func:`per_record`, where an integration-stopping error after a write leaves the rest
         ``uncertain``: raised, it would make the engine mark the whole batch ``pending``, and the
@@ -293,7 +301,7 @@ class FieldEdgeDestination(Destination):
             wrote = wrote or result.crm_id is not None
             return result
 
-        return per_record(items, guarded, key)
+        return per_record(items, guarded, key, progress)
 
 
 def _record_keys(record: dict[str, Any]) -> list[str]:

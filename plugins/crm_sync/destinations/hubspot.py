@@ -23,9 +23,11 @@ from crm_sync.destinations.base import (
     CrmCustomerRecord,
     CustomerRef,
     Destination,
+    Progress,
     chunked,
     distinct_customers,
     isolate_bad_records,
+    no_progress,
 )
 from crm_sync.mapping import hubspot as mapping
 from crm_sync.match_key import MatchKey, MatchKind
@@ -43,6 +45,7 @@ NAME_GROUPS_PER_SEARCH = 5
 
 class HubSpotDestination(Destination):
     crm_type = "hubspot"
+    marker_field = VISIT_KEY_PROPERTY
     hook: HubSpotHook
 
     def prepare(self) -> None:
@@ -217,7 +220,9 @@ class HubSpotDestination(Destination):
         row.warnings.extend(w for w in warnings if w not in row.warnings)
         return props
 
-    def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
+    def create_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]], progress: Progress = no_progress
+    ) -> dict[str, RecordResult]:
         def send(part: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
             inputs = []
             for row, ref in part:

@@ -33,8 +33,10 @@ from crm_sync.destinations.base import (
     CrmCustomerRecord,
     CustomerRef,
     Destination,
+    Progress,
     chunked,
     distinct_customers,
+    no_progress,
 )
 from crm_sync.mapping import salesforce as mapping
 from crm_sync.match_key import MatchKey
@@ -51,6 +53,7 @@ VALUES_PER_QUERY = {"email": 100, "phone": 40, "name": 100, "key": 200}
 
 class SalesforceDestination(Destination):
     crm_type = "salesforce"
+    marker_field = CHECKIN_KEY_FIELD
     hook: SalesforceHook
 
     def prepare(self) -> None:
@@ -294,7 +297,9 @@ class SalesforceDestination(Destination):
                 )
         return results
 
-    def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
+    def create_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]], progress: Progress = no_progress
+    ) -> dict[str, RecordResult]:
         """Upsert by the check-in key: creating twice is impossible by construction."""
         if len(items) >= self.hook.crm_settings.bulk_threshold:
             return self._create_visits_bulk(items)
