@@ -333,7 +333,7 @@ class IntegrationSync:
                 elif item.error:
                     report.counts["invalid"] += 1
                     report.invalid_reasons[item.error[:160]] += 1
-                    result.quarantine("no_identity", item.error, item.check_in_id)
+                    result.quarantine(item.error_kind, item.error, item.check_in_id)
                 else:
                     # in_flight: the last attempt may have landed; the real run looks the marker up first.
                     report.counts[
@@ -762,9 +762,9 @@ class IntegrationSync:
         self.ledger.finish(rows, final, attempt_id)
 
     def _quarantine_unsent(self, row: PreparedCheckIn) -> None:
-        """A row without a usable identity: quarantined without any CRM call."""
-        self.result.quarantine("no_identity", row.error or "", row.check_in_id)
-        self.ledger.quarantine_unsent(row, self.result.run_id, kind="no_identity", error=self._text(row.error))
+        """A row without a usable identity or creation time: quarantined without any CRM call."""
+        self.result.quarantine(row.error_kind, row.error or "", row.check_in_id)
+        self.ledger.quarantine_unsent(row, self.result.run_id, kind=row.error_kind, error=self._text(row.error))
 
     def _map_lookup(self, keys: list[str]) -> dict[str, tuple[CustomerRef, str | None]]:
         if not keys:

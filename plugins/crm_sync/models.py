@@ -70,6 +70,8 @@ class PreparedCheckIn:
     warnings: list[str] = field(default_factory=list)
     #: set when the row cannot be synced at all; the row is quarantined with it
     error: str | None = None
+    #: the :class:`crm_sync.quarantine.QuarantineKind` of ``error``
+    error_kind: str = "no_identity"
 
     @property
     def customer_key(self) -> str | None:
