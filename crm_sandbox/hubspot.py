@@ -5,8 +5,9 @@ https://developers.hubspot.com/docs/api-reference/crm-notes-v3/guide and HubSpot
 https://github.com/HubSpot/HubSpot-public-api-spec-collection):
 
 * Auth: ``Authorization: Bearer`` with a private-app (static) token, or OAuth access
-  tokens from ``POST /oauth/v1/token`` (form, ``grant_type=refresh_token``) that live
-  30 min (``expires_in`` 1800); v3 ``/oauth/v3/token`` takes the same form fields.
+  tokens from ``POST /oauth/v3/token`` (form body, ``grant_type=refresh_token``) that live
+  30 min (``expires_in`` 1800); the deprecated v1 ``/oauth/v1/token`` is still served (same
+  form) so a caller of it shows in the stats (``by_endpoint``). v3 refuses parameters in the query.
 * Objects: ``/crm/v3/objects/{objectType}`` list/create/read/update/archive, ``batch/*``
   (≤100 inputs), ``search`` (filterGroups OR-ed, filters AND-ed, ``limit`` ≤200, 10,000
   results max); 201 ``SimplePublicObject``; batch 207 ``BatchResponse*WithErrors``
@@ -758,6 +759,9 @@ def _oauth_error(status: str, message: str) -> VendorError:
 async def oauth_token(request: Request) -> Any:
     """Refresh-token grant: a new access token valid for the portal's ``token_ttl_seconds``."""
     await apply_fault(request, ADAPTER, None, exempt=True)
+    if request.url.path.endswith("/v3/token") and request.query_params:
+        # v3 takes every parameter in the body (the v3 guide): a query-string secret is refused.
+        raise _oauth_error("BAD_REQUEST", "v3 token parameters belong in the form body, not the query")
     form = await read_form(request)
     if form.get("grant_type") != "refresh_token":
         raise _oauth_error("BAD_GRANT_TYPE", "the sandbox supports grant_type=refresh_token only")
