@@ -1,0 +1,64 @@
+"""Vendor contracts that expire or are unconfirmed (issue 11 §3, §4): the real engine against the sandbox.
+
+Jobber's pinned API version is reported back and warned about once per run; the fallbacks for a
+HubSpot that refuses ``hasUniqueValue`` and a FieldEdge that refuses ``GET /v1/leads?trackingId=``
+keep the exactly-once promise; ServiceTitan's job defaults are discovered from the tenant.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import requests
+
+from crm_cases import CrmCase, all_cases
+from crm_sync.integration_sync import IntegrationSync, SyncOptions
+from crm_sync.integrations import load_integration
+from e2e_helpers import check_in_ids, ledger, recent, records
+from localdev.demo_data import check_in_rows, create_company, insert_check_ins
+
+CASES = {c.crm_type: c for c in all_cases()}
+
+
+def company(db, sandbox, case: CrmCase, n: int = 6, *, options=None, integration=None):
+    """A company on ``case``'s CRM with ``n`` check-ins; ``options`` go to the sandbox account."""
+    body = {
+        "crm": case.crm_type,
+        "account": case.account,
+        "credentials": case.sandbox_credentials,
+        "options": {**case.sandbox_options, **(options or {})},
+    }
+    requests.post(f"{sandbox.url}/_sandbox/accounts", json=body, timeout=10).raise_for_status()
+    integration = integration or case.integration(sandbox.url)
+    company_id, tech = create_company(db, f"{case.crm_type} contracts", {case.crm_type: integration})
+    insert_check_ins(db, check_in_rows(company_id, tech, n, messy=False, start=recent(), repeat_share=0.3))
+    return company_id
+
+
+def sync(db, case: CrmCase, company_id: int, run_id: str = "v1"):
+    """One engine run, the integration re-read from the database as the DAG does."""
+    integration = load_integration(db, company_id, case.crm_type)
+    return IntegrationSync(
+        db, company_id=company_id, crm_type=case.crm_type, integration=integration, run_id=run_id, options=SyncOptions()
+    ).run()
+
+
+def assert_each_visit_once(db, sandbox, case: CrmCase, company_id: int) -> None:
+    rows = ledger(db, company_id, case.crm_type)
+    assert set(rows) == check_in_ids(db, company_id)
+    assert {r["status"] for r in rows.values()} == {"synced"}
+    found = Counter(case.visit_marker(r) for r in records(sandbox.url, case.crm_type, case.account, case.visit_object))
+    assert set(found.values()) == {1}, found
+    assert set(found) == {f"rankitpro-{company_id}-{cid}" for cid in rows}
+
+
+# --------------------------------------------------------------------------- Jobber API version
+def test_jobber_version_jobber_answered_with_is_warned_once_per_run(db, sandbox):
+    case = CASES["jobber"]
+    company_id = company(db, sandbox, case, options={"oldest_api_version": "2099-01-01"})
+    result = sync(db, case, company_id)
+    assert result.status == "success", result.error
+    version = [w for w in result.warnings if w.startswith("jobber: ")]
+    assert len(version) == 1 and "Jobber answered as version 2099-01-01, not the pinned 2025-04-16" in version[0]
+    assert sum("has been removed" in w for w in result.warnings) == 1  # Jobber's own warning, once
+    assert_each_visit_once(db, sandbox, case, company_id)
