@@ -62,3 +62,50 @@ def test_jobber_version_jobber_answered_with_is_warned_once_per_run(db, sandbox)
     assert len(version) == 1 and "Jobber answered as version 2099-01-01, not the pinned 2025-04-16" in version[0]
     assert sum("has been removed" in w for w in result.warnings) == 1  # Jobber's own warning, once
     assert_each_visit_once(db, sandbox, case, company_id)
+
+
+# --------------------------------------------------------------------------- ServiceTitan job defaults
+def servicetitan_company(db, sandbox, crm_settings: dict, **options):
+    """A ServiceTitan company whose crmSettings hold only ``crm_settings`` (the app's form sets no job defaults)."""
+    case = CASES["servicetitan"]
+    integration = {**case.integration(sandbox.url), "crmSettings": crm_settings}
+    return case, company(db, sandbox, case, 4, options=options, integration=integration)
+
+
+def jobs(sandbox, case):
+    return records(sandbox.url, case.crm_type, case.account, "jobs")
+
+
+def test_servicetitan_single_active_choices_are_discovered(db, sandbox):
+    case, company_id = servicetitan_company(
+        db, sandbox, {}, business_units=[1001, {"id": 1002, "name": "Closed branch", "active": False}]
+    )
+    result = sync(db, case, company_id)
+    assert result.status == "success", result.error
+    assert {(j["businessUnitId"], j["jobTypeId"], j["campaignId"], j["priority"]) for j in jobs(sandbox, case)} == {
+        (1001, 2001, 3001, "Normal")
+    }
+    assert_each_visit_once(db, sandbox, case, company_id)
+
+
+def test_servicetitan_campaign_named_by_a_setting(db, sandbox):
+    campaigns = [{"id": 31, "name": "Google Ads"}, {"id": 32, "name": "Rank It Pro"}]
+    case, company_id = servicetitan_company(
+        db, sandbox, {"campaignName": "Rank It Pro", "priority": "High"}, campaigns=campaigns
+    )
+    result = sync(db, case, company_id)
+    assert result.status == "success", result.error
+    assert {(j["campaignId"], j["priority"]) for j in jobs(sandbox, case)} == {(32, "High")}
+
+
+def test_servicetitan_ambiguous_or_missing_choices_are_a_configuration_error_listing_them(db, sandbox):
+    campaigns = [{"id": 31, "name": "Google Ads"}, {"id": 32, "name": "Rank It Pro"}]
+    units = [{"id": 11, "name": "Old branch", "active": False}]
+    case, company_id = servicetitan_company(db, sandbox, {}, campaigns=campaigns, business_units=units)
+    result = sync(db, case, company_id)
+    assert result.status == "config_error" and result.synced == 0
+    assert "tenant 1234567 has no active business units: create one in ServiceTitan" in result.error
+    assert "has 2 active campaigns: set crmSettings.campaignId (or campaignName) to one of: " in result.error
+    assert "31 'Google Ads'; 32 'Rank It Pro'" in result.error
+    assert "is missing businessUnitId" not in result.error
+    assert jobs(sandbox, case) == [] and records(sandbox.url, "servicetitan", case.account, "customers") == []
