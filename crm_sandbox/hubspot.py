@@ -25,7 +25,9 @@ https://github.com/HubSpot/HubSpot-public-api-spec-collection):
 
 The daily quota is a rolling 24 h window here (HubSpot resets it at midnight).
 
-Sandbox choices (UNCONFIRMED vendor wording): a duplicate value of a custom unique
+Sandbox choices (UNCONFIRMED vendor wording): the account option ``refuse_unique_notes`` refuses a notes
+property with ``hasUniqueValue`` (400 VALIDATION_ERROR; whether HubSpot allows one is unconfirmed); a
+duplicate value of a custom unique
 property is a 400 VALIDATION_ERROR naming the existing id; batch/create of a contact
 whose email exists (or repeats in the batch) fails the whole batch with 409 CONFLICT.
 """
@@ -634,8 +636,18 @@ class HubSpotAdapter(CrmAdapter):
     """Accounts are HubSpot portals; tokens, limits and admin seeding."""
 
     crm = CRM
-    settings = frozenset({"enabled", "token_ttl_seconds", "ten_secondly", "daily", "search_per_second", "portal_id"})
-    numeric_settings = settings - {"enabled"}
+    settings = frozenset(
+        {
+            "enabled",
+            "token_ttl_seconds",
+            "ten_secondly",
+            "daily",
+            "search_per_second",
+            "portal_id",
+            "refuse_unique_notes",
+        }
+    )
+    numeric_settings = settings - {"enabled", "refuse_unique_notes"}
 
     def identity(self, credentials: dict[str, Any]) -> tuple[list[str], list[str]]:
         token = credentials.get("accessToken")
@@ -1265,6 +1277,9 @@ async def create_property(objectType: str, ctx: Ctx = Depends(_api)) -> Any:
         account = ctx.account
         if name in _defs(account, obj):
             raise _error(409, "CONFLICT", f"Property named '{name}' already exists.")
+        if defn.hasUniqueValue and obj == "notes" and account.setting("refuse_unique_notes"):
+            # Whether HubSpot allows hasUniqueValue on notes is unconfirmed: this account says no.
+            raise _invalid(f"hasUniqueValue is not supported for properties of {obj}")
         account.meta.setdefault("properties", {}).setdefault(obj, []).append(asdict(defn))
         account.runtime.pop(("hs_defs", obj), None)
         if defn.hasUniqueValue:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 import requests
+import sqlalchemy as sa
 
 from crm_cases import CrmCase, all_cases
 from crm_sync.integration_sync import IntegrationSync, SyncOptions
@@ -109,3 +110,37 @@ def test_servicetitan_ambiguous_or_missing_choices_are_a_configuration_error_lis
     assert "31 'Google Ads'; 32 'Rank It Pro'" in result.error
     assert "is missing businessUnitId" not in result.error
     assert jobs(sandbox, case) == [] and records(sandbox.url, "servicetitan", case.account, "customers") == []
+
+
+# --------------------------------------------------------------------------- HubSpot: no unique notes property
+def test_hubspot_refusing_a_unique_notes_property_falls_back_to_search_before_create(db, sandbox, monkeypatch):
+    case = CASES["hubspot"]
+    company_id = company(db, sandbox, case, options={"refuse_unique_notes": True})
+    real_finish = IntegrationSync._finish
+
+    def die_after_the_crm_write(self, *args, **kwargs):
+        raise SystemExit("worker killed before the ledger update")
+
+    monkeypatch.setattr(IntegrationSync, "_finish", die_after_the_crm_write)
+    try:
+        sync(db, case, company_id)
+    except SystemExit:
+        pass
+    assert {r["status"] for r in ledger(db, company_id, "hubspot").values()} == {"in_flight"}
+    monkeypatch.setattr(IntegrationSync, "_finish", real_finish)
+    result = sync(db, case, company_id, run_id="v2")
+    assert result.status == "success", result.error
+    assert sum("HubSpot refused hasUniqueValue on notes" in w for w in result.warnings) == 1
+    assert result.visits_recovered == 6 and result.visits_created == 0
+    assert_each_visit_once(db, sandbox, case, company_id)
+    # rows the ledger believes unsent (e.g. restored from an old backup): the search before each create finds
+    # every note, nothing is created twice
+    with db.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE crm_sync.ledger SET status = 'pending', crm_visit_id = NULL WHERE company_id = :c"),
+            {"c": company_id},
+        )
+    again = sync(db, case, company_id, run_id="v3")
+    assert again.status == "success", again.error
+    assert again.synced == 6 and len(records(sandbox.url, "hubspot", case.account, "notes")) == 6
+    assert_each_visit_once(db, sandbox, case, company_id)
