@@ -144,3 +144,35 @@ def test_hubspot_refusing_a_unique_notes_property_falls_back_to_search_before_cr
     assert again.status == "success", again.error
     assert again.synced == 6 and len(records(sandbox.url, "hubspot", case.account, "notes")) == 6
     assert_each_visit_once(db, sandbox, case, company_id)
+
+
+# --------------------------------------------------------------------------- FieldEdge: no lead look-up
+def test_fieldedge_refusing_the_lead_lookup_relies_on_the_ledger_and_never_resends(db, sandbox, monkeypatch):
+    case = CASES["fieldedge"]
+    company_id = company(db, sandbox, case, options={"refuse_lead_lookup": True})
+    real_finish = IntegrationSync._finish
+
+    def die_after_the_crm_write(self, *args, **kwargs):
+        raise SystemExit("worker killed before the ledger update")
+
+    monkeypatch.setattr(IntegrationSync, "_finish", die_after_the_crm_write)
+    try:
+        sync(db, case, company_id)
+    except SystemExit:
+        pass
+    (interrupted,) = [cid for cid, r in ledger(db, company_id, "fieldedge").items() if r["status"] == "in_flight"]
+    monkeypatch.setattr(IntegrationSync, "_finish", real_finish)
+
+    result = sync(db, case, company_id, run_id="v2")
+    assert result.status == "partial" and result.synced == 5 and result.quarantined == 1
+    assert sum("FieldEdge refused the lead look-up" in w for w in result.warnings) == 1
+    held = ledger(db, company_id, "fieldedge")[interrupted]
+    assert held["status"] == "quarantined" and held["error_kind"] == "unconfirmed_write"
+    assert f"trackingId rankitpro-{company_id}-{interrupted}" in held["last_error"]
+    leads = Counter(case.visit_marker(r) for r in records(sandbox.url, "fieldedge", case.account, "leads"))
+    assert sum(leads.values()) == 6 and set(leads.values()) == {1}  # the interrupted lead is there once
+    assert leads[f"rankitpro-{company_id}-{interrupted}"] == 1
+
+    again = sync(db, case, company_id, run_id="v3")
+    assert again.status == "success" and again.synced == 0 and again.visits_created == 0
+    assert len(records(sandbox.url, "fieldedge", case.account, "leads")) == 6

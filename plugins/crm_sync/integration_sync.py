@@ -295,6 +295,8 @@ class IntegrationSync:
             result.error = f"CRM unavailable: {exc}"
         finally:
             if destination is not None:
+                # Warnings a destination decided during the run (a vendor fallback chosen from an answer).
+                result.warnings.extend(w for w in destination.warnings if w not in result.warnings)
                 stats = destination.hook.stats
                 result.api_calls, result.retries, result.rate_limited = (
                     stats.api_calls,
