@@ -595,3 +595,19 @@ def test_list_references_request_shape(rsps):
     assert [params(c)["page"] for c in calls] == [["1"], ["2"], ["1"], ["1"]]
     assert all(params(c)["active"] == ["True"] for c in calls)
     assert calls[0].request.headers["ST-App-Key"] == APP_KEY
+
+
+def test_sandbox_serves_the_reference_lists(sandbox):
+    campaigns = [{"id": 31, "name": "Google Ads"}, {"id": 32, "name": "Rank It Pro", "active": False}, 33]
+    h = sandbox_hook(sandbox, campaigns=campaigns)
+    assert [(c["id"], c["name"]) for c in h.list_references("campaignId")] == [(31, "Google Ads"), (33, "Campaign 33")]
+    assert [u["id"] for u in h.list_references("businessUnitId")] == [1001]
+    assert [t["id"] for t in h.list_references("jobTypeId")] == [2001]
+    everything = requests.get(
+        f"{h.base_url}/marketing/v2/tenant/{TENANT}/campaigns",
+        params={"active": "Any", "name": "rank", "pageSize": 1},
+        headers=h.auth_headers(),
+        timeout=10,
+    ).json()
+    assert everything["data"] == [{**campaigns[1], "modifiedOn": everything["data"][0]["modifiedOn"], "category": None}]
+    assert h.get_campaign(32)["active"] is False and h.get_campaign(34) is None
