@@ -34,7 +34,8 @@ and https://docs.gravitee-fe.dev/customer-1981961m0; :mod:`crm_hooks.fieldedge` 
 Sandbox choices (UNCONFIRMED vendor behaviour): validation errors use ASP.NET's
 ValidationProblemDetails ``{type, title, status, errors: {field: [..]}, traceId}`` (FieldEdge
 documents only "400 Invalid input"); ``GET /v1/leads?trackingId=`` (the look-up the sync uses)
-answers like the customer search, ``{"leads": [...]}`` or 204; ``availabilityNotes`` is limited
+answers like the customer search, ``{"leads": [...]}`` or 204 (the account option ``refuse_lead_lookup``
+answers it 404, as an API without it would); ``availabilityNotes`` is limited
 to 4,000 characters; names are optional but validated when present; a lead for an existing
 customer (``isExistingCustomer`` + ``customerRefId``) may omit the email and phone.
 """
@@ -356,8 +357,10 @@ class FieldEdgeAdapter(CrmAdapter):
     """Accounts are FieldEdge tenants (one app's client id + the tenant's target_id)."""
 
     crm = CRM
-    settings = frozenset({"enabled", "token_ttl_seconds", "rate_limit_calls", "rate_limit_period", "daily_quota"})
-    numeric_settings = settings - {"enabled"}
+    settings = frozenset(
+        {"enabled", "token_ttl_seconds", "rate_limit_calls", "rate_limit_period", "daily_quota", "refuse_lead_lookup"}
+    )
+    numeric_settings = settings - {"enabled", "refuse_lead_lookup"}
 
     def identity(self, credentials: dict[str, Any]) -> tuple[list[str], list[str]]:
         if not all(
@@ -568,6 +571,9 @@ async def create_lead(ctx: Ctx = Depends(_api)) -> Any:
 @router.get(f"{API}/leads")
 async def find_leads(ctx: Ctx = Depends(_api)) -> Any:
     """UNCONFIRMED emulation: leads by ``trackingId`` (see the module docstring)."""
+    if ctx.account.setting("refuse_lead_lookup"):
+        # Whether FieldEdge serves this look-up is unconfirmed: this account answers as if it did not.
+        raise _problem(404, "Not Found")
     tracking_id = ctx.request.query_params.get("trackingId")
     if not tracking_id:
         raise _invalid({"trackingId": ["The trackingId field is required."]})

@@ -5,8 +5,9 @@ https://developers.hubspot.com/docs/api-reference/crm-notes-v3/guide and HubSpot
 https://github.com/HubSpot/HubSpot-public-api-spec-collection):
 
 * Auth: ``Authorization: Bearer`` with a private-app (static) token, or OAuth access
-  tokens from ``POST /oauth/v1/token`` (form, ``grant_type=refresh_token``) that live
-  30 min (``expires_in`` 1800); v3 ``/oauth/v3/token`` takes the same form fields.
+  tokens from ``POST /oauth/v3/token`` (form body, ``grant_type=refresh_token``) that live
+  30 min (``expires_in`` 1800); the deprecated v1 ``/oauth/v1/token`` is still served (same
+  form) so a caller of it shows in the stats (``by_endpoint``). v3 refuses parameters in the query.
 * Objects: ``/crm/v3/objects/{objectType}`` list/create/read/update/archive, ``batch/*``
   (≤100 inputs), ``search`` (filterGroups OR-ed, filters AND-ed, ``limit`` ≤200, 10,000
   results max); 201 ``SimplePublicObject``; batch 207 ``BatchResponse*WithErrors``
@@ -24,7 +25,9 @@ https://github.com/HubSpot/HubSpot-public-api-spec-collection):
 
 The daily quota is a rolling 24 h window here (HubSpot resets it at midnight).
 
-Sandbox choices (UNCONFIRMED vendor wording): a duplicate value of a custom unique
+Sandbox choices (UNCONFIRMED vendor wording): the account option ``refuse_unique_notes`` refuses a notes
+property with ``hasUniqueValue`` (400 VALIDATION_ERROR; whether HubSpot allows one is unconfirmed); a
+duplicate value of a custom unique
 property is a 400 VALIDATION_ERROR naming the existing id; batch/create of a contact
 whose email exists (or repeats in the batch) fails the whole batch with 409 CONFLICT.
 """
@@ -633,8 +636,18 @@ class HubSpotAdapter(CrmAdapter):
     """Accounts are HubSpot portals; tokens, limits and admin seeding."""
 
     crm = CRM
-    settings = frozenset({"enabled", "token_ttl_seconds", "ten_secondly", "daily", "search_per_second", "portal_id"})
-    numeric_settings = settings - {"enabled"}
+    settings = frozenset(
+        {
+            "enabled",
+            "token_ttl_seconds",
+            "ten_secondly",
+            "daily",
+            "search_per_second",
+            "portal_id",
+            "refuse_unique_notes",
+        }
+    )
+    numeric_settings = settings - {"enabled", "refuse_unique_notes"}
 
     def identity(self, credentials: dict[str, Any]) -> tuple[list[str], list[str]]:
         token = credentials.get("accessToken")
@@ -758,6 +771,9 @@ def _oauth_error(status: str, message: str) -> VendorError:
 async def oauth_token(request: Request) -> Any:
     """Refresh-token grant: a new access token valid for the portal's ``token_ttl_seconds``."""
     await apply_fault(request, ADAPTER, None, exempt=True)
+    if request.url.path.endswith("/v3/token") and request.query_params:
+        # v3 takes every parameter in the body (the v3 guide): a query-string secret is refused.
+        raise _oauth_error("BAD_REQUEST", "v3 token parameters belong in the form body, not the query")
     form = await read_form(request)
     if form.get("grant_type") != "refresh_token":
         raise _oauth_error("BAD_GRANT_TYPE", "the sandbox supports grant_type=refresh_token only")
@@ -1261,6 +1277,9 @@ async def create_property(objectType: str, ctx: Ctx = Depends(_api)) -> Any:
         account = ctx.account
         if name in _defs(account, obj):
             raise _error(409, "CONFLICT", f"Property named '{name}' already exists.")
+        if defn.hasUniqueValue and obj == "notes" and account.setting("refuse_unique_notes"):
+            # Whether HubSpot allows hasUniqueValue on notes is unconfirmed: this account says no.
+            raise _invalid(f"hasUniqueValue is not supported for properties of {obj}")
         account.meta.setdefault("properties", {}).setdefault(obj, []).append(asdict(defn))
         account.runtime.pop(("hs_defs", obj), None)
         if defn.hasUniqueValue:

@@ -37,6 +37,8 @@ Sandbox choices (UNCONFIRMED vendor behaviour, kept here in one place):
 * The text of validation ``userErrors`` ("Instructions is invalid"), the 401 / 429 /
   token-error bodies, and a 400 for a request without ``X-JOBBER-GRAPHQL-VERSION``.
 * Several aliased mutations in one document run in order; each has its own ``userErrors``.
+* Every answer reports ``extensions.versioning.version`` (the requested version; the account option
+  ``oldest_api_version`` upgrades an older one to it, with a ``warning``, as Jobber does for a removed one).
 * EncodedIds are base64 of a number (as live ids are); ids are unique across object types.
 
 Parsing and validating a request is :mod:`crm_sandbox.graphql` (no fragments, directives or
@@ -1129,6 +1131,7 @@ class JobberAdapter(CrmAdapter):
             "restore_rate",
             "rotate_refresh_tokens",
             "account_name",
+            "oldest_api_version",
         }
     )
     numeric_settings = frozenset({"token_ttl_seconds", "requests_per_5min", "query_cost_max", "restore_rate"})
@@ -1331,6 +1334,19 @@ def _cost_extension(requested: int, actual: int, account: Account) -> dict[str, 
     }
 
 
+def _versioning(account: Any, requested: str) -> dict[str, str]:
+    """``extensions.versioning`` as Jobber reports it (api_versioning page): the version answered as; a
+    version older than the account option ``oldest_api_version`` is upgraded to it, with a warning."""
+    oldest = str(account.setting("oldest_api_version") or "")
+    if oldest and requested < oldest:
+        return {
+            "version": oldest,
+            "warning": f"API version {requested} has been removed; this request was upgraded to {oldest}. "
+            "For more information: https://developer.getjobber.com/docs/using_jobbers_api/api_versioning",
+        }
+    return {"version": requested}
+
+
 def _graphql_bad_request(message: str) -> VendorError:
     return VendorError(400, {"errors": [{"message": message}]})
 
@@ -1354,7 +1370,7 @@ async def graphql(request: Request) -> Response:
         body = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError) as exc:
         raise _graphql_bad_request(f"Invalid JSON body: {exc}") from None
-    versioning = {"version": version}
+    versioning = _versioning(ctx.account, version)
     if not isinstance(body, dict) or not isinstance(body.get("query"), str):
         return ctx.reply(
             {"errors": [{"message": "No query string was present"}], "extensions": {"versioning": versioning}}

@@ -28,7 +28,10 @@ Sandbox choices (UNCONFIRMED vendor behaviour): the 429 body is an RFC 7807 prob
 ``name`` filters by case-insensitive substring, ``phone`` by digits of the customer's phone contacts;
 priorities are Low, Normal, High, Urgent; validation error keys are the request's JSON paths. Reference
 data (business units, job types, campaigns) comes from the account options of the same names
-(defaults: 1001, 2001, 3001).
+(defaults: 1001, 2001, 3001): a list of ids, or of ``{"id", "name", "active"?}`` items; the lists
+``GET /settings/v2/tenant/{t}/business-units``, ``/jpm/v2/tenant/{t}/job-types`` and
+``/marketing/v2/tenant/{t}/campaigns`` answer them (``active``: ``True`` by default, ``False``, ``Any``;
+``name``: case-insensitive substring, as the marketing spec says of campaigns).
 """
 
 from __future__ import annotations
@@ -421,6 +424,16 @@ def _parse_time(value: Any) -> datetime | None:
 # --------------------------------------------------------------------------- adapter
 
 
+def _reference_item(value: Any) -> bool:
+    if isinstance(value, dict):
+        return (
+            isinstance(value.get("id"), int)
+            and isinstance(value.get("name"), str)
+            and isinstance(value.get("active", True), bool)
+        )
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class ServiceTitanAdapter(CrmAdapter):
     """Accounts are ServiceTitan tenants (one app key, one client id/secret each)."""
 
@@ -443,8 +456,8 @@ class ServiceTitanAdapter(CrmAdapter):
         super().check_settings(settings)
         for key in REFERENCE_DEFAULTS:
             value = settings.get(key)
-            if value is not None and not (isinstance(value, list) and all(isinstance(v, int) for v in value)):
-                raise ValueError(f"{key} must be a list of integer ids")
+            if value is not None and not (isinstance(value, list) and all(_reference_item(v) for v in value)):
+                raise ValueError(f"{key} must be a list of integer ids or {{id, name, active?}} items")
 
     def prepare(self, account: Account) -> None:
         for obj in OBJECTS:
@@ -469,7 +482,17 @@ class ServiceTitanAdapter(CrmAdapter):
         return 0.0
 
     def reference(self, account: Account, kind: str) -> list[int]:
-        return list(account.setting(kind, REFERENCE_DEFAULTS[kind]) or [])
+        return [item["id"] for item in self.reference_items(account, kind)]
+
+    def reference_items(self, account: Account, kind: str) -> list[dict[str, Any]]:
+        """The account's reference items of ``kind`` as ``{id, name, active}`` (a bare id: "<What> <id>", active)."""
+        what = {"business_units": "Business unit", "job_types": "Job type", "campaigns": "Campaign"}[kind]
+        return [
+            {"id": v, "name": f"{what} {v}", "active": True}
+            if isinstance(v, int)
+            else {"id": v["id"], "name": v["name"], "active": v.get("active", True)}
+            for v in account.setting(kind, REFERENCE_DEFAULTS[kind]) or []
+        ]
 
     def seed(self, account: Account, obj: str, body: dict[str, Any]) -> Record:
         """Insert a record as given (no validation); ``externalData`` in the request shape or stored shape."""
@@ -975,9 +998,47 @@ async def update_job(job_id: int, ctx: Ctx = Depends(_api)) -> Any:
 
 def _reference(ctx: Ctx, kind: str, item_id: int, what: str, extra: dict[str, Any]) -> Any:
     with ctx.state.lock:
-        if item_id not in ADAPTER.reference(ctx.account, kind):
+        item = next((i for i in ADAPTER.reference_items(ctx.account, kind) if i["id"] == item_id), None)
+        if item is None:
             raise _not_found(what)
-    return ctx.reply({"id": item_id, "name": f"{what} {item_id}", "active": True, "modifiedOn": iso(), **extra})
+    return ctx.reply({**item, "modifiedOn": iso(), **extra})
+
+
+def _reference_list(ctx: Ctx, kind: str, extra: dict[str, Any]) -> Any:
+    """A paged reference list: ``active`` (True by default | False | Any), ``name`` (substring), ``page``."""
+    query = ctx.request.query_params
+    active = (query.get("active") or "True").strip().lower()
+    if active not in ("true", "false", "any"):
+        raise _problem(400, "One or more validation errors occurred.", {"active": ["Values: True, Any, False"]})
+    name = (query.get("name") or "").strip().lower()
+    try:
+        page, size = int(query.get("page") or 1), int(query.get("pageSize") or 50)
+    except ValueError:
+        raise _problem(400, "One or more validation errors occurred.", {"page": ["must be an integer"]}) from None
+    with ctx.state.lock:
+        items = [
+            {**i, "modifiedOn": iso(), **extra}
+            for i in ADAPTER.reference_items(ctx.account, kind)
+            if (active == "any" or i["active"] == (active == "true")) and name in i["name"].lower()
+        ]
+    start = (max(page, 1) - 1) * max(size, 1)
+    data = items[start : start + max(size, 1)]
+    return ctx.reply({"page": page, "pageSize": size, "hasMore": start + len(data) < len(items), "data": data})
+
+
+@router.get("/settings/v2/tenant/{tenant}/business-units")
+async def business_units(ctx: Ctx = Depends(_api)) -> Any:
+    return _reference_list(ctx, "business_units", {})
+
+
+@router.get(JPM_PATH + "/job-types")
+async def job_types(ctx: Ctx = Depends(_api)) -> Any:
+    return _reference_list(ctx, "job_types", {"externalData": None})
+
+
+@router.get("/marketing/v2/tenant/{tenant}/campaigns")
+async def campaigns(ctx: Ctx = Depends(_api)) -> Any:
+    return _reference_list(ctx, "campaigns", {"category": None})
 
 
 @router.get("/settings/v2/tenant/{tenant}/business-units/{unit_id}")

@@ -10,7 +10,7 @@ from crm_hooks.hubspot import HubSpotSettings
 from crm_hooks.rate_limit import RateLimit
 from crm_hooks.registry import HOOKS
 from crm_hooks.salesforce import SalesforceSettings
-from crm_hooks.servicetitan import JobDefaults
+from crm_hooks.servicetitan import JobDefaults, JobSettings
 
 
 @pytest.mark.parametrize("raw", [0.0001, "1e999", "fast", True, float("nan"), -1])
@@ -118,24 +118,25 @@ def test_housecallpro_switches_written_as_text_are_read_as_switches():
 
 def test_servicetitan_destination_settings():
     defaults, warnings = settings_of("servicetitan", {})
-    assert (defaults.default_country, defaults.customer_type, defaults.job_defaults) == ("USA", "Residential", None)
+    assert (defaults.default_country, defaults.customer_type) == ("USA", "Residential")
     assert warnings == []
-    with pytest.raises(
-        ConfigurationError, match="crmSettings is missing businessUnitId, jobTypeId, campaignId, priority"
-    ):
-        defaults.required_job_defaults()
+    # nothing set: every reference is discovered from the tenant at run start, priority Normal
+    assert defaults.required_job_settings() == JobSettings({}, {}, "Normal")
+    named, _ = settings_of("servicetitan", {"campaignName": " Rank It Pro ", "jobTypeId": "7"})
+    assert named.required_job_settings() == JobSettings({"jobTypeId": 7}, {"campaignId": "Rank It Pro"}, "Normal")
     good, _ = settings_of(
         "servicetitan",
         {"businessUnitId": "1", "jobTypeId": 2, "campaignId": 3, "priority": "High", "customerType": "Commercial"},
     )
-    assert good.required_job_defaults() == JobDefaults(1, 2, 3, "High") and good.customer_type == "Commercial"
+    assert good.required_job_settings().complete({}) == JobDefaults(1, 2, 3, "High")
+    assert good.customer_type == "Commercial"
     bad, warnings = settings_of(
         "servicetitan",
         {"businessUnitId": 1, "jobTypeId": 2, "campaignId": 3, "priority": "High", "appointmentMinutes": 0},
     )
     assert warnings == []  # unusable job defaults are an error, and only where jobs need them
     with pytest.raises(ConfigurationError, match="appointmentMinutes"):
-        bad.required_job_defaults()
+        bad.required_job_settings()
 
 
 def test_jobber_destination_settings():

@@ -169,3 +169,18 @@ def test_concurrent_run_of_the_same_integration_is_skipped(db, sandbox):
         holder.close()
     assert result.status == "skipped" and "another sync" in result.error
     assert records(sandbox.url, "hubspot", "hs", "notes") == []
+
+
+def test_check_in_without_creation_time_is_bad_source_data_and_the_others_sync(db, sandbox):
+    company_id, integration = hubspot_company(
+        db, sandbox, [_row(customer_email="dated@example.com"), _row(customer_email="undated@example.com")]
+    )
+    undated = max(check_in_ids(db, company_id))
+    with db.begin() as conn:
+        conn.execute(sa.text("UPDATE check_ins SET created_at = NULL WHERE id = :id"), {"id": undated})
+    result = sync(db, company_id, "hubspot", integration)
+    assert result.synced == 1 and result.quarantined == 1
+    row = ledger(db, company_id, "hubspot")[undated]
+    assert row["status"] == "quarantined" and row["error_kind"] == "bad_source_data"
+    assert row["last_error"].startswith("the check-in has no creation time (created_at is empty)")
+    assert "not a timestamp" not in row["last_error"]

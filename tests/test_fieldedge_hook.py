@@ -22,7 +22,13 @@ from crm_hooks.errors import (
     RateLimitedError,
     RetryableError,
 )
-from crm_hooks.fieldedge import DEFAULT_AUTH_URL, DEFAULT_BASE_URL, FieldEdgeHook, record_phone
+from crm_hooks.fieldedge import (
+    DEFAULT_AUTH_URL,
+    DEFAULT_BASE_URL,
+    FieldEdgeHook,
+    LeadLookupRefusedError,
+    record_phone,
+)
 from crm_hooks.rate_limit import RateLimit
 from crm_sync.destinations.base import CustomerRef
 from crm_sync.destinations.fieldedge import FieldEdgeDestination
@@ -441,6 +447,20 @@ def test_lead_look_up_unsupported_stops_with_an_explanation(rsps):
     rsps.add(responses.GET, LEADS, status=404, json={"statusCode": 404, "message": "Resource not found"})
     with pytest.raises(ConfigurationError, match="leadLookup"):
         hook().find_leads("rankitpro-9-42")
+
+
+def test_a_refused_look_up_is_remembered_and_a_lost_create_is_never_resent(rsps, sleeps):
+    token_ok(rsps)
+    rsps.add(responses.POST, LEADS, status=500, json={"statusCode": 500, "message": "Internal server error"})
+    rsps.add(responses.GET, LEADS, status=404, json={"statusCode": 404, "message": "Resource not found"})
+    h = hook()
+    with pytest.raises(RetryableError, match="may have been created .* not sent again"):
+        h.create_lead({"trackingId": "rankitpro-9-42"})
+    assert len(calls(rsps, LEADS, "POST")) == 1 and len(calls(rsps, LEADS, "GET")) == 1
+    assert h.lead_lookup_refused
+    with pytest.raises(LeadLookupRefusedError, match="refused earlier in this run"):
+        h.find_leads("rankitpro-9-43")  # known refused: no second request
+    assert len(calls(rsps, LEADS, "GET")) == 1
 
 
 def test_find_leads_and_get_lead(rsps):

@@ -70,16 +70,18 @@ def test_private_app_token_is_sent_as_bearer_without_token_call(rsps):
 def test_oauth_refresh_request_shape_and_caching(rsps):
     rsps.add(
         responses.POST,
-        f"{API}/oauth/v1/token",
+        f"{API}/oauth/v3/token",
         json={"access_token": "at-fresh-0001", "refresh_token": REFRESH, "expires_in": 1800, "token_type": "bearer"},
     )
     rsps.add(responses.GET, f"{API}/crm/v3/properties/notes", json={"results": []})
     h = oauth_hook(accessToken="at-stale-from-app")  # both present: the refresh flow wins
     h.get_properties("notes")
     h.get_properties("notes")
-    token_calls = [c for c in rsps.calls if c.request.url.endswith("/oauth/v1/token")]
+    token_calls = [c for c in rsps.calls if c.request.url.endswith("/oauth/v3/token")]
     assert len(token_calls) == 1
     req = token_calls[0].request
+    assert req.url == f"{API}/oauth/v3/token"  # v3, nothing in the query string (v1 is deprecated 2027-02-16)
+    assert not any("/oauth/v1/" in c.request.url for c in rsps.calls)
     assert req.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert "Authorization" not in req.headers
     assert parse_qs(req.body) == {
@@ -95,7 +97,7 @@ def test_oauth_refresh_request_shape_and_caching(rsps):
 def test_oauth_rotated_refresh_token_is_written_back(rsps):
     rsps.add(
         responses.POST,
-        f"{API}/oauth/v1/token",
+        f"{API}/oauth/v3/token",
         json={"access_token": "at-fresh-0002", "refresh_token": "rt-rotated-9999", "expires_in": 1800},
     )
     written = []
@@ -112,7 +114,7 @@ def test_oauth_rotated_refresh_token_is_written_back(rsps):
 def test_oauth_bad_refresh_token_is_bad_credentials_without_secret(rsps):
     rsps.add(
         responses.POST,
-        f"{API}/oauth/v1/token",
+        f"{API}/oauth/v3/token",
         status=400,
         json={
             "status": "BAD_REFRESH_TOKEN",
@@ -156,7 +158,7 @@ def test_base_url_override_must_be_allowed(rsps, monkeypatch):
 
 def test_oauth_token_endpoint_follows_base_url(rsps):
     base = "http://127.0.0.1:8099/hubspot"
-    rsps.add(responses.POST, f"{base}/oauth/v1/token", json={"access_token": "at-sbx-1", "expires_in": 1800})
+    rsps.add(responses.POST, f"{base}/oauth/v3/token", json={"access_token": "at-sbx-1", "expires_in": 1800})
     rsps.add(responses.GET, f"{base}/crm/v3/objects/contacts", json={"results": []})
     assert oauth_hook(baseUrl=base).test_connection() == (True, "Connected to HubSpot (contacts readable)")
 

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from urllib.parse import parse_qs
 
 import pytest
@@ -808,3 +808,61 @@ def test_sandbox_bare_tokens_expire(live, sandbox):
     requests.post(f"{sandbox.url}/_sandbox/accounts/jobber/legacy/expire-tokens", timeout=5).raise_for_status()
     with pytest.raises(BadCredentialsError, match="reconnect Jobber"):
         sandbox_hook(sandbox, [], {"apiKey": "legacy-bearer-abcdef"}).account()
+
+
+# ---------------------------------------------------------------------- API version age (pure, fixed dates)
+@pytest.mark.parametrize(
+    ("pinned", "today", "months"),
+    [
+        ("2025-04-16", date(2026, 7, 15), None),  # 14 months and 29 days: not yet
+        ("2025-04-16", date(2026, 7, 16), 15),  # 15 months to the day
+        ("2025-04-16", date(2026, 12, 6), 19),
+        ("2024-12-31", date(2026, 3, 30), None),  # month ends: 14 months
+        ("2024-12-31", date(2026, 3, 31), 15),
+    ],
+)
+def test_version_age_warning_from_fixed_dates(pinned, today, months):
+    warning = jobber_module.version_age_warning(pinned, today)
+    if months is None:
+        assert warning is None
+    else:
+        assert f"the pinned API version {pinned} is {months} months old" in warning
+        assert "crmSettings.apiVersion" in warning and "changelog" in warning
+
+
+def test_version_warning_names_the_version_jobber_answered_with():
+    recent_pin = jobber_module.version_age_warning("2026-10-01", date(2026, 12, 6), reported="2026-10-01")
+    assert recent_pin is None
+    upgraded = jobber_module.version_age_warning("2026-10-01", date(2026, 12, 6), reported="2026-11-20")
+    assert "Jobber answered as version 2026-11-20, not the pinned 2026-10-01" in upgraded
+    assert "months old" not in upgraded
+
+
+def test_the_hook_reads_the_reported_version_and_warns_once(rsps):
+    body = gql({"account": {"id": "1", "name": "Co"}}, versioning={"version": "2025-06-01", "warning": "upgrade"})
+    rsps.add(responses.POST, GRAPHQL, json=body)
+    rsps.add(responses.POST, GRAPHQL, json=body)
+    h = hook({"accessToken": jwt(3600), "refreshToken": REFRESH, "clientId": "c", "clientSecret": CLIENT_SECRET})
+    h.account()
+    h.account()
+    assert h.reported_api_version == "2025-06-01"
+    warnings = h.version_warnings(today=date(2025, 5, 1))
+    assert warnings == [
+        "jobber: Jobber answered as version 2025-06-01, not the pinned 2025-04-16 (it was upgraded): check "
+        "https://developer.getjobber.com/docs/changelog and pin a current version in crmSettings.apiVersion "
+        "(or upgrade the sync)",
+        "jobber API version: upgrade",
+    ]
+
+
+def test_sandbox_reports_the_version_and_upgrades_a_removed_one(live, sandbox):
+    body = {"crm": "jobber", "account": "jb", "credentials": SBX_CREDS, "options": {"oldest_api_version": "2026-01-20"}}
+    requests.post(f"{sandbox.url}/_sandbox/accounts", json=body, timeout=10).raise_for_status()
+    writes: list[dict] = []
+    h = sandbox_hook(sandbox, writes)
+    h.account()
+    assert h.reported_api_version == "2026-01-20"  # the pinned 2025-04-16 is older: upgraded, as Jobber does
+    assert "has been removed" in (h.vendor_version_warning or "")
+    current = sandbox_hook(sandbox, [], credentials={**SBX_CREDS, **writes[-1]}, settings={"apiVersion": "2026-02-01"})
+    current.account()
+    assert current.reported_api_version == "2026-02-01" and current.vendor_version_warning is None

@@ -1067,3 +1067,21 @@ def test_to_e164_reads_a_phone_as_a_crm_stores_it(raw, expected):
     from crm_sync.contacts import to_e164
 
     assert to_e164(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("created_at", "what"),
+    [(None, "created_at is empty"), ("  ", "created_at is empty"), ("yesterday", "created_at 'yesterday' is not")],
+)
+def test_created_at_unusable_is_bad_source_data_in_an_analysts_words(created_at, what):
+    prepared = prepare_check_in(make_row(created_at=created_at), SyncSettings())
+    assert prepared.error_kind == "bad_source_data"
+    assert prepared.error.startswith("the check-in has no creation time (") and what in prepared.error
+
+
+def test_created_at_missing_wins_over_a_missing_identity_and_names_both():
+    row = make_row(created_at=None, customer_email=None, customer_phone=None, customer_name=None)
+    prepared = prepare_check_in(row, SyncSettings())
+    assert prepared.error_kind == "bad_source_data" and "; also no usable customer email" in prepared.error
+    dated = prepare_check_in(make_row(customer_email=None, customer_phone=None, customer_name=None), SyncSettings())
+    assert dated.error_kind == "no_identity"

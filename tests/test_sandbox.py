@@ -260,7 +260,7 @@ def test_hubspot_rate_limits(sandbox: SandboxServer) -> None:
 def test_hubspot_oauth_refresh_and_token_expiry(sandbox: SandboxServer) -> None:
     creds = {"clientId": "app-1", "clientSecret": "app-secret", "refreshToken": "rt-" + uuid.uuid4().hex}
     account = register(sandbox, "hubspot", creds, limits={"token_ttl_seconds": 1})
-    token_url = f"{sandbox.url}/hubspot/oauth/v1/token"
+    token_url = f"{sandbox.url}/hubspot/oauth/v3/token"
     form = {
         "grant_type": "refresh_token",
         "client_id": "app-1",
@@ -627,3 +627,18 @@ def test_state_save_and_load_round_trip(tmp_path) -> None:
         ).json()
         assert upsert[0] == {"id": sf_id, "success": True, "errors": [], "created": False}
         assert requests.get(f"{second.url}/_sandbox/stats").json()["salesforce"][sf_account]["objects"]["Account"] == 1
+
+
+def test_hubspot_hook_refreshes_on_the_v3_token_endpoint_only(sandbox: SandboxServer) -> None:
+    from crm_hooks.hubspot import HubSpotHook
+
+    creds = {"clientId": "app-3", "clientSecret": "app-secret-3", "refreshToken": "rt-" + uuid.uuid4().hex}
+    account = register(sandbox, "hubspot", creds)
+    hook = HubSpotHook(credentials={**creds, "baseUrl": f"{sandbox.url}/hubspot"}, account_key=account)
+    assert hook.test_connection() == (True, "Connected to HubSpot (contacts readable)")
+    by_endpoint = requests.get(f"{sandbox.url}/_sandbox/stats").json()["hubspot"][account]["by_endpoint"]
+    assert by_endpoint.get("POST /hubspot/oauth/v3/token") == 1 and "POST /hubspot/oauth/v1/token" not in by_endpoint
+    # v3 takes its parameters in the body: the same form in the query string is refused
+    form = {"grant_type": "refresh_token", "client_id": "app-3", "client_secret": "app-secret-3"}
+    refused = requests.post(f"{sandbox.url}/hubspot/oauth/v3/token", params={**form, "refresh_token": "x"})
+    assert refused.status_code == 400 and refused.json()["status"] == "BAD_REQUEST"

@@ -23,6 +23,7 @@ from crm_hooks.servicetitan import (
     WINDOW_SECONDS,
     JobDefaults,
     ServiceTitanHook,
+    choose_reference,
 )
 
 pytestmark = pytest.mark.usefixtures("instant_rate_limits")
@@ -557,3 +558,56 @@ def test_sandbox_rate_limit_is_a_429_with_retry_after(sandbox):
         for _ in range(4):
             h.find_customers_by_name("x")
     assert info.value.status == 429 and info.value.retry_after == 1.0 and "Too Many Requests" in str(info.value)
+
+
+# ---------------------------------------------------------------------- job defaults discovered from the tenant
+UNITS = [{"id": 11, "name": "HVAC", "active": True}, {"id": 12, "name": "Plumbing", "active": False}]
+CAMPAIGNS = [{"id": 31, "name": "Google Ads", "active": True}, {"id": 32, "name": "Rank It Pro", "active": True}]
+
+
+def test_choose_reference_single_active_named_ambiguous_none():
+    assert choose_reference(UNITS, key="businessUnitId", wanted=None, tenant=TENANT) == 11  # the inactive one ignored
+    assert choose_reference(CAMPAIGNS, key="campaignId", wanted="rank it pro", tenant=TENANT) == 32
+    with pytest.raises(ConfigurationError) as ambiguous:
+        choose_reference(CAMPAIGNS, key="campaignId", wanted=None, tenant=TENANT)
+    assert str(ambiguous.value) == (
+        f"servicetitan: tenant {TENANT} has 2 active campaigns: set crmSettings.campaignId (or campaignName) "
+        "to one of: 31 'Google Ads'; 32 'Rank It Pro'"
+    )
+    with pytest.raises(ConfigurationError, match="no active campaign is named 'Yelp'.*31 'Google Ads'; 32 'Rank"):
+        choose_reference(CAMPAIGNS, key="campaignId", wanted="Yelp", tenant=TENANT)
+    with pytest.raises(ConfigurationError, match=f"tenant {TENANT} has no active job types: create one in"):
+        choose_reference([], key="jobTypeId", wanted=None, tenant=TENANT)
+
+
+def test_list_references_request_shape(rsps):
+    token(rsps)
+    units = f"{API}/settings/v2/tenant/{TENANT}/business-units"
+    rsps.add(responses.GET, units, json=page(UNITS[:1], has_more=True))
+    rsps.add(responses.GET, units, json=page([{"id": 13, "name": "Electrical", "active": True}], number=2))
+    rsps.add(responses.GET, f"{API}/jpm/v2/tenant/{TENANT}/job-types", json=page([{"id": 21, "name": "Repair"}]))
+    rsps.add(responses.GET, f"{API}/marketing/v2/tenant/{TENANT}/campaigns", json=page(CAMPAIGNS))
+    h = hook()
+    assert [u["id"] for u in h.list_references("businessUnitId")] == [11, 13]
+    assert h.list_references("jobTypeId") == [{"id": 21, "name": "Repair"}]
+    assert h.list_references("campaignId") == CAMPAIGNS
+    calls = api_calls(rsps)
+    assert [params(c)["page"] for c in calls] == [["1"], ["2"], ["1"], ["1"]]
+    assert all(params(c)["active"] == ["True"] for c in calls)
+    assert calls[0].request.headers["ST-App-Key"] == APP_KEY
+
+
+def test_sandbox_serves_the_reference_lists(sandbox):
+    campaigns = [{"id": 31, "name": "Google Ads"}, {"id": 32, "name": "Rank It Pro", "active": False}, 33]
+    h = sandbox_hook(sandbox, campaigns=campaigns)
+    assert [(c["id"], c["name"]) for c in h.list_references("campaignId")] == [(31, "Google Ads"), (33, "Campaign 33")]
+    assert [u["id"] for u in h.list_references("businessUnitId")] == [1001]
+    assert [t["id"] for t in h.list_references("jobTypeId")] == [2001]
+    everything = requests.get(
+        f"{h.base_url}/marketing/v2/tenant/{TENANT}/campaigns",
+        params={"active": "Any", "name": "rank", "pageSize": 1},
+        headers=h.auth_headers(),
+        timeout=10,
+    ).json()
+    assert everything["data"] == [{**campaigns[1], "modifiedOn": everything["data"][0]["modifiedOn"], "category": None}]
+    assert h.get_campaign(32)["active"] is False and h.get_campaign(34) is None

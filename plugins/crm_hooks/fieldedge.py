@@ -86,6 +86,16 @@ LEADS_PATH = "/v1/leads"
 #: UNCONFIRMED: the marker look-up ``GET {LEADS_PATH}?trackingId=<visit key>``. The public
 #: reference has no lead search; a 404/405 here stops the integration with an explanation.
 LEAD_TRACKING_PARAM = "trackingId"
+LOOKUP_REFUSED_MESSAGE = (
+    f"fieldedge: the API did not accept the lead look-up GET {LEADS_PATH}?{LEAD_TRACKING_PARAM}= ({{status}}), "
+    "so the sync cannot ask FieldEdge whether an interrupted attempt already created a lead (crmSettings.leadLookup)"
+)
+
+
+class LeadLookupRefusedError(ConfigurationError):
+    """FieldEdge refuses ``GET /v1/leads?trackingId=`` (UNCONFIRMED endpoint): the sync's own records decide."""
+
+
 #: Azure APIM's default subscription-key header, sent only when credentials.subscriptionKey is
 #: set (whether FieldEdge's APIM products require one is UNCONFIRMED).
 SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
@@ -435,7 +445,14 @@ class FieldEdgeHook(CrmHook):
         def landed() -> str | None:
             if not look_up or not tracking_id:
                 return None
-            leads = self.find_leads(str(tracking_id))
+            try:
+                leads = self.find_leads(str(tracking_id))
+            except LeadLookupRefusedError:
+                # Unknown outcome and no way to look: never re-sent (the row stays in_flight, then is held).
+                raise RetryableError(
+                    f"fieldedge: lead {tracking_id} may have been created and FieldEdge refuses the look-up by "
+                    "trackingId: not sent again"
+                ) from None
             return record_id(leads[0], "leadId", "id") if leads else None
 
         return self._create(LEADS_PATH, payload, id_keys=("leadId", "id"), landed=landed)
@@ -446,6 +463,9 @@ class FieldEdgeHook(CrmHook):
         record = _data(self.request_json("GET", path, endpoint=f"GET {LEADS_PATH}/{{leadId}}"))
         return dict(record) if isinstance(record, Mapping) else None
 
+    #: FieldEdge refused ``GET /v1/leads?trackingId=`` during this hook's life (:class:`LeadLookupRefusedError`)
+    lead_lookup_refused = False
+
     def find_leads(self, tracking_id: str) -> list[dict[str, Any]]:
         """Leads whose ``trackingId`` equals ``tracking_id``: ``GET /v1/leads?trackingId=...``.
 
@@ -454,8 +474,11 @@ class FieldEdgeHook(CrmHook):
         customer search: a list under ``leads`` (or ``data``), 204 for none; leads with another
         ``trackingId`` are ignored, so an endpoint that ignores the filter cannot mislead.
 
-        :raises ConfigurationError: FieldEdge answers 404/405/501 (no such look-up on this API).
+        :raises LeadLookupRefusedError: FieldEdge answers 404/405/501 (no such look-up on this API); remembered
+            in :attr:`lead_lookup_refused` (the destination then falls back to the sync's own records).
         """
+        if self.lead_lookup_refused:
+            raise LeadLookupRefusedError(LOOKUP_REFUSED_MESSAGE.format(status="refused earlier in this run"))
         try:
             body = self.request_json(
                 "GET",
@@ -465,12 +488,9 @@ class FieldEdgeHook(CrmHook):
             )
         except BadRecordError as exc:
             if exc.status in (404, 405, 501):
-                raise ConfigurationError(
-                    f"fieldedge: the API did not accept the lead look-up GET {LEADS_PATH}?{LEAD_TRACKING_PARAM}= "
-                    f"(HTTP {exc.status}), so the sync cannot check whether an interrupted attempt already created "
-                    "a lead; it stops rather than risk duplicates. Set crmSettings.leadLookup to false to resend "
-                    "such rows anyway (a crash may then leave a duplicate lead)",
-                    status=exc.status,
+                self.lead_lookup_refused = True
+                raise LeadLookupRefusedError(
+                    LOOKUP_REFUSED_MESSAGE.format(status=f"HTTP {exc.status}"), status=exc.status
                 ) from None
             raise
         if not isinstance(body, Mapping):
@@ -538,6 +558,7 @@ __all__ = [
     "DEFAULT_LEAD_SOURCE",
     "FieldEdgeHook",
     "FieldEdgeSettings",
+    "LeadLookupRefusedError",
     "record_email",
     "record_id",
     "record_phone",

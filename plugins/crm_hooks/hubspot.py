@@ -8,9 +8,10 @@ Vendor facts this module relies on (each method's docstring names its endpoint):
   https://developers.hubspot.com/docs/api/crm/properties; OpenAPI files in
   https://github.com/HubSpot/HubSpot-public-api-spec-collection, ``PublicApiSpecs/CRM``).
 * Auth: a private-app ("static") token sent as ``Authorization: Bearer``, or OAuth with
-  a refresh token: ``POST /oauth/v1/token`` (form, ``grant_type=refresh_token``)
+  a refresh token: ``POST /oauth/v3/token`` (form body ``grant_type=refresh_token, client_id,
+  client_secret, refresh_token``: v3 takes every parameter in the body, never the query)
   returns an access token that lives 30 minutes (``expires_in``)
-  (https://developers.hubspot.com/docs/api-reference/legacy/authentication/oauth-tokens/v1/refresh-oauth-token.md,
+  (https://developers.hubspot.com/docs/api-reference/auth-oauth-v3/guide,
   https://developers.hubspot.com/changelog/upcoming-expiration-of-oauth-access-tokens-is-changing).
   OAuth v1 is announced as deprecated on 2027-02-16 in favour of ``/oauth/v3/token``.
 * Limits: 100 (Free/Starter) or 190 (Professional/Enterprise) requests per 10 s per
@@ -63,7 +64,8 @@ _DEFAULT_PROPERTY_GROUPS = {
     "deals": "dealinformation",
     "tickets": "ticketinformation",
 }
-TOKEN_PATH = "/oauth/v1/token"
+#: OAuth v3 token endpoint (v1 ``/oauth/v1/token`` is deprecated on 2027-02-16 and never called).
+TOKEN_PATH = "/oauth/v3/token"
 
 
 class HubSpotConflictError(BadRecordError):
@@ -202,11 +204,16 @@ class HubSpotHook(CrmHook):
             )
 
     def authenticator(self) -> Authenticator:
-        """OAuth refresh (:class:`~crm_hooks.auth.RefreshToken`): ``POST {baseUrl}/oauth/v1/token`` (form-encoded
-        ``grant_type=refresh_token, client_id, client_secret, refresh_token``), access tokens live 30 minutes;
-        HubSpot normally returns the same refresh token, a rotated one is stored.
+        """OAuth refresh (:class:`~crm_hooks.auth.RefreshToken`): ``POST {baseUrl}/oauth/v3/token`` (form-encoded
+        body ``grant_type=refresh_token, client_id, client_secret, refresh_token``, client credentials in the
+        body, no Authorization header), answer ``{access_token, refresh_token, expires_in, token_type}``;
+        access tokens live 30 minutes; HubSpot normally returns the same refresh token, a rotated one is stored.
 
-        https://developers.hubspot.com/docs/api-reference/legacy/authentication/oauth-tokens/v1/refresh-oauth-token.md
+        Source: https://developers.hubspot.com/docs/api-reference/auth-oauth-v3/guide ("make a URL-form encoded
+        POST request to /oauth/v3/token ... In the request body, you'll specify the grant_type, ...";
+        ``expires_in`` in seconds). The v3 answer's field names are taken to be v1's snake_case ones
+        (the guide names ``expires_in``; the others: UNCONFIRMED). The project has no authorization-code
+        exchange (the app's connection form stores the refresh token), so only the refresh grant moved.
         A private-app token is used as is (:class:`~crm_hooks.auth.StaticToken`: it does not expire).
         """
         self._check_auth_config()

@@ -40,8 +40,15 @@ Vendor facts this module relies on (each method's docstring names the operation 
 
 **UNCONFIRMED** (not in a primary source; everything that depends on it is here):
 
-* :data:`DEFAULT_API_VERSION` is still an active version (the newest one the stored changelog
-  names); ``crmSettings.apiVersion`` pins another.
+* :data:`DEFAULT_API_VERSION` is still an active version. It is the newest version Jobber's changelog
+  names (https://developer.getjobber.com/docs/changelog, read 2026-12: 2025-04-16, then 2025-01-20,
+  2024-12-05, ...; no later version in any stored copy). The versioning page says a version stays
+  supported 12 months after a *newer* one is released, and (older wording) accessible up to 18 months
+  from its release: the newest version should stay usable until a newer one appears, but that is not
+  confirmed. Each run reads the version Jobber answers with (``extensions.versioning.version``; a removed
+  version is upgraded to the oldest supported one) and warns once (:func:`version_age_warning`) when the
+  pinned version is older than :data:`VERSION_WARN_MONTHS` or Jobber answered with another version;
+  ``crmSettings.apiVersion`` pins another.
 * Several aliased mutations in one document are accepted and their costs summed
   (GraphQL allows it; Jobber's docs neither show nor forbid it). :meth:`JobberHook.chunks`
   keeps every document under :data:`MAX_REQUEST_COST` and ``crmSettings.aliasesPerRequest``.
@@ -59,7 +66,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 import requests
@@ -104,7 +111,36 @@ INVOICING_TYPES = ("FIXED_PRICE", "VISIT_BASED")
 INVOICING_SCHEDULES = ("ON_COMPLETION", "PERIODIC", "PER_VISIT", "NEVER")
 RECONNECT = "reconnect Jobber in Rank It Pro"
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: Warn when the pinned version is older than this: Jobber keeps a version accessible about 18 months
+#: from its release (https://developer.getjobber.com/docs/using_jobbers_api/api_versioning), so this
+#: leaves about 3 months to move (Jobber's own warning comes 3 months before removal too).
+VERSION_WARN_MONTHS = 15
+
 _AUTH_CODES = {"UNAUTHENTICATED", "UNAUTHORIZED", "FORBIDDEN", "ACCESS_DENIED"}
+
+
+def version_age_warning(pinned: str, today: date, reported: str | None = None) -> str | None:
+    """The run warning about the pinned ``X-JOBBER-GRAPHQL-VERSION`` (pure: no clock, no network).
+
+    ``pinned`` (``YYYY-MM-DD``) older than :data:`VERSION_WARN_MONTHS` calendar months on ``today``, or
+    Jobber answering as another version (``reported``, ``extensions.versioning.version``: the pinned one
+    was removed and upgraded), gives a warning naming what to do; otherwise None.
+    """
+    released = date.fromisoformat(pinned)
+    months = (today.year - released.year) * 12 + today.month - released.month - (today.day < released.day)
+    problems = []
+    if months >= VERSION_WARN_MONTHS:
+        problems.append(
+            f"the pinned API version {pinned} is {months} months old (Jobber keeps a version about 18 months)"
+        )
+    if reported and reported != pinned:
+        problems.append(f"Jobber answered as version {reported}, not the pinned {pinned} (it was upgraded)")
+    if not problems:
+        return None
+    return (
+        f"jobber: {'; '.join(problems)}: check https://developer.getjobber.com/docs/changelog and pin a "
+        "current version in crmSettings.apiVersion (or upgrade the sync)"
+    )
 
 
 def _parse_expires_at(value: Any) -> float | None:
@@ -264,6 +300,9 @@ class JobberHook(CrmHook):
         super().__init__(conn_id, **kwargs)
         self._rejected: set[str] = set()
         self._version_warned = False
+        #: the version Jobber reported it answered as (``extensions.versioning``), and its warning if any
+        self.reported_api_version: str | None = None
+        self.vendor_version_warning: str | None = None
 
     # ------------------------------------------------------------------ config
     @classmethod
@@ -276,6 +315,13 @@ class JobberHook(CrmHook):
         for key in ("refreshToken", "accessToken", "apiKey", "baseUrl", "authUrl"):
             creds[key] = extra.get(key) or extra.get(f"extra__{cls.conn_type}__{key}")
         return {k: v for k, v in creds.items() if v not in (None, "")}
+
+    def version_warnings(self, today: date | None = None) -> list[str]:
+        """This run's warnings about the API version: :func:`version_age_warning` for the pinned version and
+        the version Jobber answered with (read from the answers so far), plus Jobber's own warning."""
+        warning = version_age_warning(self.api_version, today or datetime.now(UTC).date(), self.reported_api_version)
+        vendor = f"jobber API version: {self.vendor_version_warning}" if self.vendor_version_warning else None
+        return [w for w in (warning, vendor) if w]
 
     @property
     def api_version(self) -> str:
@@ -439,9 +485,12 @@ class JobberHook(CrmHook):
         if isinstance(cost.get("actualQueryCost"), (int, float)):
             self.stats.quota_points += float(cost["actualQueryCost"])
         versioning = extensions.get("versioning")
+        if isinstance(versioning, Mapping) and isinstance(versioning.get("version"), str):
+            self.reported_api_version = versioning["version"][:20]
         if isinstance(versioning, Mapping) and versioning.get("warning") and not self._version_warned:
             self._version_warned = True
-            log.warning("jobber API version: %s", self.redact(str(versioning["warning"]), limit=300))
+            self.vendor_version_warning = self.redact(str(versioning["warning"]), limit=300)
+            log.warning("jobber API version: %s", self.vendor_version_warning)
         errors = body.get("errors") or []
         if any(_code(e) == "THROTTLED" for e in errors if isinstance(e, Mapping)):
             requested, maximum = cost.get("requestedQueryCost"), (status or {}).get("maximumAvailable")

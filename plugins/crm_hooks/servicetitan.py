@@ -16,7 +16,11 @@ Vendor facts this module relies on (each method's docstring names its endpoint):
   https://github.com/compwright/servicetitan/tree/d86908e/spec).
 * Paths ``/{module}/v2/tenant/{tenant}/{resource}``: ``/crm/v2/tenant/{t}/customers``, ``.../locations``,
   ``/jpm/v2/tenant/{t}/jobs``, ``/jpm/v2/tenant/{t}/job-types/{id}``, ``/settings/v2/tenant/{t}/business-units/{id}``,
-  ``/marketing/v2/tenant/{t}/campaigns/{id}`` (``tenant-{crm,jpm,settings,marketing}-v2.yml``).
+  ``/marketing/v2/tenant/{t}/campaigns/{id}`` (``tenant-{crm,jpm,settings,marketing}-v2.yml``); the lists
+  ``GET /settings/v2/tenant/{t}/business-units`` (``BusinessUnits_GetList``), ``GET /jpm/v2/tenant/{t}/job-types``
+  (``JobTypes_GetList``) and ``GET /marketing/v2/tenant/{t}/campaigns`` (``Campaigns_GetList``) take
+  ``active`` (``True`` | ``Any`` | ``False``; "only active items will be returned by default") and answer
+  items with ``id``, ``name`` (and ``active`` on business units and campaigns).
   Lists are paged with ``page`` (1-based) / ``pageSize`` (50 by default) and answer
   ``{page, pageSize, hasMore, totalCount?, data}``.
 * ``externalData``: key/value pairs scoped by an ``applicationGuid`` ("items created with a specific guid
@@ -88,6 +92,17 @@ WINDOW_SECONDS = 1.1
 REQUIRED_JOB_SETTINGS = ("businessUnitId", "jobTypeId", "campaignId", "priority")
 #: The key under which :class:`ServiceTitanSettings` records job defaults it cannot use.
 JOB_DEFAULTS = "jobDefaults"
+#: The job's reference ids: crmSettings id key, the crmSettings key naming one instead, what it is, and the
+#: tenant list it is chosen from (module, resource) when crmSettings gives no id.
+JOB_REFERENCES = (
+    ("businessUnitId", "businessUnitName", "business unit", ("settings", "business-units")),
+    ("jobTypeId", "jobTypeName", "job type", ("jpm", "job-types")),
+    ("campaignId", "campaignName", "campaign", ("marketing", "campaigns")),
+)
+#: The job priority when crmSettings names none (one of ServiceTitan's Low, Normal, High, Urgent).
+DEFAULT_PRIORITY = "Normal"
+#: Choices a configuration error lists at most.
+CHOICES_LISTED = 20
 
 
 @dataclass(frozen=True)
@@ -102,24 +117,82 @@ class JobDefaults:
     technician_ids: tuple[int, ...] = field(default=())
 
 
-def parse_job_defaults(settings: Mapping[str, Any]) -> JobDefaults:
-    """``crmSettings`` -> :class:`JobDefaults`.
+@dataclass(frozen=True)
+class JobSettings:
+    """The job defaults as ``crmSettings`` gives them: per reference an id, a name to choose by, or neither
+    (then the tenant's single active one is used: :func:`choose_reference`)."""
 
-    :raises ConfigurationError: naming every missing or malformed key.
-    """
-    missing = [k for k in REQUIRED_JOB_SETTINGS if settings.get(k) in (None, "")]
-    if missing:
-        raise ConfigurationError(
-            f"servicetitan: crmSettings is missing {', '.join(missing)} (every ServiceTitan job needs a business "
-            "unit, job type, campaign and priority; set the tenant's ids under crmSettings)"
+    #: crmSettings id key (``businessUnitId``, ...) -> the id set there
+    ids: Mapping[str, int] = field(default_factory=dict)
+    #: crmSettings id key -> the name set under its name key (``campaignName: "Rank It Pro"``)
+    names: Mapping[str, str] = field(default_factory=dict)
+    priority: str = DEFAULT_PRIORITY
+    appointment_minutes: int = 60
+    technician_ids: tuple[int, ...] = field(default=())
+
+    def complete(self, ids: Mapping[str, int]) -> JobDefaults:
+        """The :class:`JobDefaults` with ``ids`` (chosen from the tenant) for the references not set here."""
+        chosen = {**ids, **self.ids}
+        return JobDefaults(
+            chosen["businessUnitId"],
+            chosen["jobTypeId"],
+            chosen["campaignId"],
+            self.priority,
+            self.appointment_minutes,
+            self.technician_ids,
         )
+
+
+def choose_reference(items: Iterable[Mapping[str, Any]], *, key: str, wanted: str | None, tenant: str) -> int:
+    """The id of the tenant's item to use for ``key`` (pure): the one active item named ``wanted``
+    (case-insensitive, whole name), or without a name the tenant's single active item.
+
+    :raises ConfigurationError: when none or several fit, listing the tenant's choices (id and name) so the
+        admin can set ``crmSettings.<key>`` (or the name key).
+    """
+    _, name_key, what, _ = next(r for r in JOB_REFERENCES if r[0] == key)
+    active = [i for i in items if i.get("active", True) is not False and i.get("id") is not None]
+    if wanted:
+        fits = [i for i in active if str(i.get("name") or "").strip().casefold() == wanted.strip().casefold()]
+        if len(fits) == 1:
+            return int(fits[0]["id"])
+        problem = (
+            f"{len(fits)} active {what}s are named {wanted[:60]!r}"
+            if fits
+            else (f"no active {what} is named {wanted[:60]!r} (crmSettings.{name_key})")
+        )
+        choices = fits or active
+    else:
+        if len(active) == 1:
+            return int(active[0]["id"])
+        problem = f"tenant {tenant} has {len(active) or 'no'} active {what}s"
+        choices = active
+    if not choices:
+        raise ConfigurationError(f"servicetitan: {problem}: create one in ServiceTitan, or set crmSettings.{key}")
+    listed = "; ".join(f"{i['id']} {str(i.get('name') or '')[:60]!r}" for i in choices[:CHOICES_LISTED])
+    more = f"; and {len(choices) - CHOICES_LISTED} more" if len(choices) > CHOICES_LISTED else ""
+    raise ConfigurationError(
+        f"servicetitan: {problem}: set crmSettings.{key} (or {name_key}) to one of: {listed}{more}"
+    )
+
+
+def parse_job_settings(settings: Mapping[str, Any]) -> JobSettings:
+    """``crmSettings`` -> :class:`JobSettings` (ids and names may be missing; priority defaults to
+    :data:`DEFAULT_PRIORITY`).
+
+    :raises ConfigurationError: naming every malformed key.
+    """
     ids: dict[str, int] = {}
+    names: dict[str, str] = {}
     bad = []
-    for key in ("businessUnitId", "jobTypeId", "campaignId"):
-        try:
-            ids[key] = int(str(settings[key]).strip())
-        except ValueError:
-            bad.append(key)
+    for key, name_key, _, _ in JOB_REFERENCES:
+        if settings.get(key) not in (None, ""):
+            try:
+                ids[key] = int(str(settings[key]).strip())
+            except ValueError:
+                bad.append(key)
+        elif isinstance(settings.get(name_key), str) and settings[name_key].strip():
+            names[key] = settings[name_key].strip()
     minutes = settings.get("appointmentMinutes", 60)
     try:
         minutes = int(minutes)
@@ -135,14 +208,22 @@ def parse_job_defaults(settings: Mapping[str, Any]) -> JobDefaults:
             f"servicetitan: crmSettings {', '.join(bad) or 'appointmentMinutes'} must be "
             "numeric ServiceTitan ids (appointmentMinutes: 1-1440)"
         )
-    return JobDefaults(
-        ids["businessUnitId"],
-        ids["jobTypeId"],
-        ids["campaignId"],
-        str(settings["priority"]).strip(),
-        minutes,
-        technician_ids,
-    )
+    priority = str(settings.get("priority") or "").strip() or DEFAULT_PRIORITY
+    return JobSettings(ids, names, priority, minutes, technician_ids)
+
+
+def parse_job_defaults(settings: Mapping[str, Any]) -> JobDefaults:
+    """``crmSettings`` that set every job default -> :class:`JobDefaults` (no discovery).
+
+    :raises ConfigurationError: naming every missing or malformed key.
+    """
+    missing = [k for k in REQUIRED_JOB_SETTINGS if settings.get(k) in (None, "")]
+    if missing:
+        raise ConfigurationError(
+            f"servicetitan: crmSettings is missing {', '.join(missing)} (every ServiceTitan job needs a business "
+            "unit, job type, campaign and priority; set the tenant's ids under crmSettings)"
+        )
+    return parse_job_settings(settings).complete({})
 
 
 @dataclass(frozen=True)
@@ -150,22 +231,24 @@ class ServiceTitanSettings(CrmSettings):
     """``crmSettings``: ``requestsPerSecond`` (1..60, default 60, the documented limit), ``environment`` and
     ``applicationGuid`` (credentials take precedence; validated by the hook); for the destination
     ``defaultCountry`` (default "USA"), ``customerType`` (default "Residential") and the job defaults
-    (:data:`REQUIRED_JOB_SETTINGS`, ``appointmentMinutes``, ``technicianIds``: :func:`parse_job_defaults`),
-    required only when check-ins become jobs (:meth:`required_job_defaults`)."""
+    (``businessUnitId`` / ``businessUnitName``, ``jobTypeId`` / ``jobTypeName``, ``campaignId`` /
+    ``campaignName``, ``priority`` (default "Normal"), ``appointmentMinutes``, ``technicianIds``:
+    :func:`parse_job_settings`; a reference without id is chosen from the tenant at run start), checked only
+    when check-ins become jobs (:meth:`required_job_settings`)."""
 
     requests_per_second: float | None = 60.0
     environment: str | None = None
     application_guid: str | None = None
     default_country: str = "USA"
     customer_type: str = "Residential"
-    job_defaults: JobDefaults | None = None
+    job_settings: JobSettings | None = None
 
     @classmethod
     def read(cls, reader: SettingsReader) -> ServiceTitanSettings:
         try:
-            job_defaults: JobDefaults | None = parse_job_defaults(reader.raw)
+            job_settings: JobSettings | None = parse_job_settings(reader.raw)
         except ConfigurationError as exc:
-            job_defaults = None
+            job_settings = None
             reader.refuse(JOB_DEFAULTS, exc.message)
         return cls(
             requests_per_second=reader.number("requestsPerSecond", default=60.0, minimum=1, maximum=60),
@@ -173,18 +256,18 @@ class ServiceTitanSettings(CrmSettings):
             application_guid=reader.present("applicationGuid"),
             default_country=reader.present("defaultCountry") or "USA",
             customer_type=reader.present("customerType") or "Residential",
-            job_defaults=job_defaults,
+            job_settings=job_settings,
             errors=reader.errors,
         )
 
-    def required_job_defaults(self) -> JobDefaults:
-        """The job defaults every ServiceTitan job needs.
+    def required_job_settings(self) -> JobSettings:
+        """The job defaults as set (the destination discovers the rest from the tenant).
 
-        :raises ConfigurationError: naming every missing or malformed key (:func:`parse_job_defaults`).
+        :raises ConfigurationError: naming every malformed key (:func:`parse_job_settings`).
         """
         self.require(JOB_DEFAULTS)
-        assert self.job_defaults is not None, "read() sets the job defaults or records why not"
-        return self.job_defaults
+        assert self.job_settings is not None, "read() sets the job settings or records why not"
+        return self.job_settings
 
     def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
         """``requestsPerSecond`` in any window of :data:`WINDOW_SECONDS`.
@@ -631,6 +714,14 @@ class ServiceTitanHook(CrmHook):
             "GET /marketing/v2/tenant/{t}/campaigns/{id}",
         )
 
+    def list_references(self, key: str) -> list[dict[str, Any]]:
+        """The tenant's active items a job default ``key`` (:data:`JOB_REFERENCES`) is chosen from, every page:
+        ``GET /settings/v2/tenant/{t}/business-units``, ``GET /jpm/v2/tenant/{t}/job-types`` or
+        ``GET /marketing/v2/tenant/{t}/campaigns``, each with ``active=True``."""
+        module, resource = next(r[3] for r in JOB_REFERENCES if r[0] == key)
+        path = self.tenant_path(module, resource)
+        return list(self._list(path, {"active": "True"}, endpoint=f"GET /{module}/v2/tenant/{{t}}/{resource}"))
+
     def fetch_account_identity(self) -> str:
         """The tenant id, as confirmed by the API.
 
@@ -689,7 +780,10 @@ __all__ = [
     "HOSTS",
     "REQUIRED_JOB_SETTINGS",
     "JobDefaults",
+    "JobSettings",
     "ServiceTitanHook",
+    "choose_reference",
+    "parse_job_settings",
     "ServiceTitanSettings",
     "external_values",
     "parse_job_defaults",

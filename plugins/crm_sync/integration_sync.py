@@ -322,6 +322,8 @@ class IntegrationSync:
             result.error = f"CRM unavailable: {exc}"
         finally:
             if destination is not None:
+                # Warnings a destination decided during the run (a vendor fallback chosen from an answer).
+                result.warnings.extend(w for w in destination.warnings if w not in result.warnings)
                 stats = destination.hook.stats
                 result.api_calls, result.retries, result.rate_limited = (
                     stats.api_calls,
@@ -360,7 +362,7 @@ class IntegrationSync:
                 elif item.error:
                     report.counts["invalid"] += 1
                     report.invalid_reasons[item.error[:160]] += 1
-                    result.quarantine("no_identity", item.error, item.check_in_id)
+                    result.quarantine(item.error_kind, item.error, item.check_in_id)
                 else:
                     # in_flight: the last attempt may have landed; the real run looks the marker up first.
                     report.counts[
@@ -982,9 +984,9 @@ class IntegrationSync:
         self.ledger.finish(rows, final, attempt_id)
 
     def _quarantine_unsent(self, row: PreparedCheckIn) -> None:
-        """A row without a usable identity: quarantined without any CRM call."""
-        self.result.quarantine("no_identity", row.error or "", row.check_in_id)
-        self.ledger.quarantine_unsent(row, self.result.run_id, kind="no_identity", error=self._text(row.error))
+        """A row without a usable identity or creation time: quarantined without any CRM call."""
+        self.result.quarantine(row.error_kind, row.error or "", row.check_in_id)
+        self.ledger.quarantine_unsent(row, self.result.run_id, kind=row.error_kind, error=self._text(row.error))
 
     def _map_lookup(self, keys: list[str]) -> dict[str, tuple[CustomerRef, str | None]]:
         if not keys:

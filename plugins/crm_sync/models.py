@@ -76,6 +76,8 @@ class PreparedCheckIn:
     error: str | None = None
     #: the person's customer key when :mod:`crm_sync.identity` grouped this row with others
     group_key: str | None = field(default=None, repr=False)
+    #: the :class:`crm_sync.quarantine.QuarantineKind` of ``error``
+    error_kind: str = "no_identity"
 
     @property
     def customer_key(self) -> str | None:

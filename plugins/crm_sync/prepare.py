@@ -36,6 +36,7 @@ from crm_sync.models import (
     SyncSettings,
     Visit,
 )
+from crm_sync.quarantine import QuarantineKind
 from crm_sync.text import clean_text, echo, one_line, shorten
 
 __all__ = [
@@ -287,6 +288,15 @@ def _utc(value: Any) -> datetime | None:
     return None
 
 
+def _no_created_at_error(raw: Any) -> str:
+    """The reason of a check-in without a usable creation time, in an analyst's words."""
+    if raw is None or not str(raw).strip():
+        what = "created_at is empty"
+    else:
+        what = f"created_at {echo(raw)} is not a date and time"
+    return f"the check-in has no creation time ({what}): the CRM visit cannot be dated, so it was not sent"
+
+
 def _why_missing(column: str, raw: Any) -> str:
     if raw is None or not str(raw).strip():
         return f"{column} missing"
@@ -435,8 +445,11 @@ def _prepare(
 
     occurred_at = _utc(row.get("created_at"))
     visit = None
+    error_kind = QuarantineKind.NO_IDENTITY
     if occurred_at is None:
-        error = error or f"created_at {echo(row.get('created_at'))} is not a timestamp"
+        # A source-data fault, not an identity one: it wins, as no CRM can date the visit whatever the identity.
+        error_kind = QuarantineKind.BAD_SOURCE_DATA
+        error = _no_created_at_error(row.get("created_at")) + (f"; also {error}" if error else "")
     else:
         job_type = one_line(row.get("job_type")) or "Service visit"
         visit = Visit(
@@ -456,4 +469,5 @@ def _prepare(
         match_keys=match_keys,
         warnings=warnings,
         error=error,
+        error_kind=error_kind,
     )

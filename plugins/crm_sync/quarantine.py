@@ -35,6 +35,10 @@ class QuarantineKind(StrEnum):
     CONFIG = "config"
     #: the CRM lacks something a later check-in can add (the customer's address): retried automatically
     CRM_STATE = "crm_state"
+    #: the check-in itself lacks a value every CRM needs (no creation time): fixed in Rank It Pro's data
+    BAD_SOURCE_DATA = "bad_source_data"
+    #: a write whose outcome is unknown and the CRM offers no look-up (FieldEdge leads): never re-sent blindly
+    UNCONFIRMED_WRITE = "unconfirmed_write"
 
 
 #: Plain-language label per kind (the report's legend, the README's table).
@@ -44,6 +48,8 @@ LABELS: dict[str, str] = {
     QuarantineKind.CRM_REJECTED: "refused by the CRM",
     QuarantineKind.CONFIG: "integration settings",
     QuarantineKind.CRM_STATE: "waiting for the customer's CRM record",
+    QuarantineKind.BAD_SOURCE_DATA: "incomplete check-in data",
+    QuarantineKind.UNCONFIRMED_WRITE: "may already be in the CRM",
 }
 
 #: What an analyst does about each kind.
@@ -53,6 +59,8 @@ ACTIONS: dict[str, str] = {
     QuarantineKind.CRM_REJECTED: "fix the value the reason names in the check-in (an edit is sent), or requeue",
     QuarantineKind.CONFIG: "change the integration's settings, then requeue",
     QuarantineKind.CRM_STATE: "nothing: retried when the customer changes (or add the address in the CRM and requeue)",
+    QuarantineKind.BAD_SOURCE_DATA: "set the check-in's creation time in Rank It Pro (the edit is sent)",
+    QuarantineKind.UNCONFIRMED_WRITE: "look for the marker the reason names in the CRM; requeue only if it is missing",
 }
 
 

@@ -234,7 +234,7 @@ class Destination(ABC):
 
     #: The CRM itself refuses a second visit record with one marker (a unique property / External ID field):
     #: two visit records for one check-in cannot exist, so the reconciliation does not look for them.
-    unique_visit_marker: ClassVar[bool] = False
+    unique_visit_marker: bool = False
 
     def find_visit_records(self, visit_keys: Sequence[str]) -> dict[str, list[str]]:
         """Every visit record carrying each marker (visit_key -> CRM ids), to find two records for one check-in."""

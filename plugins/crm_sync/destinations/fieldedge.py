@@ -22,9 +22,15 @@ Idempotency:
   ``GET /v1/leads/{id}`` echoes) and in ``metaData.rankitproCheckInKey``. :meth:`find_visits`
   asks ``GET /v1/leads?trackingId=<key>``, one call per row whose previous attempt may have
   reached FieldEdge (rows left ``in_flight`` / ``failed``; never for new rows). That look-up is
-  UNCONFIRMED (the public reference documents only the get-by-id); if FieldEdge refuses it
-  the integration stops with an explanation, unless ``crmSettings.leadLookup`` is false, in
-  which case such rows are re-sent and a crash can leave a duplicate lead.
+  UNCONFIRMED (the public reference documents only the get-by-id). If FieldEdge refuses it (404/405/501),
+  the run falls back to the sync's own records and says so in its warnings: a lead whose id the ledger
+  holds (``crm_visit_id``) is never created again (the engine updates, which for FieldEdge sends
+  nothing), and a row whose outcome is unknown (the worker died, or the create's answer was lost, after
+  the request; at most one row per batch of 1) is not re-sent: it is quarantined ``unconfirmed_write``
+  with the ``trackingId`` to look for in FieldEdge (requeue it if the lead is not there). With
+  ``crmSettings.leadLookup`` false no look-up is tried and such rows are re-sent (a crash can then leave
+  a duplicate lead). The ledger has no per-row intent record before a create (``crm_intent``, planned):
+  with batches of one row, the in_flight claim is that record.
 * Leads cannot be updated through the API: an edited check-in updates the customer only and
   keeps its first lead (a warning says so).
 
@@ -46,7 +52,7 @@ from crm_hooks.errors import (
     QuotaExhaustedError,
     RetryableError,
 )
-from crm_hooks.fieldedge import FieldEdgeHook, record_email, record_id, record_phone
+from crm_hooks.fieldedge import FieldEdgeHook, LeadLookupRefusedError, record_email, record_id, record_phone
 from crm_sync.destinations.base import (
     CrmCustomerRecord,
     CustomerRef,
@@ -67,12 +73,22 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Remembered search answers per run (bounded: a long run forgets and searches again).
 MAX_REMEMBERED = 20_000
+#: The run warning when FieldEdge refuses the lead look-up (the sync's own records decide instead).
+LOOKUP_FALLBACK_WARNING = (
+    "fieldedge: FieldEdge refused the lead look-up GET /v1/leads?trackingId=: the sync relies on its own record "
+    "of created leads (a lead is never created twice); a row whose lead may have been written before an "
+    "interruption is quarantined (unconfirmed_write) instead of being sent again"
+)
 
 
 class FieldEdgeDestination(Destination):
     crm_type = "fieldedge"
     marker_field = "trackingId"
     hook: FieldEdgeHook
+    #: One row per engine batch: the ledger's in_flight claim is then per lead, so an interruption leaves at
+    #: most one row whose outcome is unknown (what the look-up fallback holds back). FieldEdge is written
+    #: one call per record anyway; the cost is two small ledger writes per row.
+    per_record_batch = 1
 
     def __init__(self, hook: FieldEdgeHook, settings: Any):
         super().__init__(hook, settings)
@@ -81,6 +97,8 @@ class FieldEdgeDestination(Destination):
         #: customer id -> the record a search returned (the base of a PUT)
         self._records: dict[str, dict[str, Any]] = {}
         self._warned_update = False
+        #: visit keys whose earlier attempt may have created a lead that no look-up can confirm (fallback)
+        self._unresolved: set[str] = set()
 
     def prepare(self) -> None:
         """Check credentials and hosts (no request) and read the lead settings."""
@@ -202,12 +220,24 @@ class FieldEdgeDestination(Destination):
             return {}
         found: dict[str, str] = {}
         for row in rows:
-            for lead in self.hook.find_leads(row.visit_key):
+            try:
+                leads = self.hook.find_leads(row.visit_key)
+            except LeadLookupRefusedError:
+                self._lookup_refused()
+                self._unresolved.add(row.visit_key)
+                continue
+            for lead in leads:
                 lead_id = record_id(lead, "leadId", "id")
                 if lead_id:
                     found[row.visit_key] = lead_id
                     break
         return found
+
+    def _lookup_refused(self) -> None:
+        """FieldEdge refused the look-up: warn once (the run summary collects the destination's warnings)."""
+        if LOOKUP_FALLBACK_WARNING not in self.warnings:
+            log.warning("%s", LOOKUP_FALLBACK_WARNING)
+            self.warnings.append(LOOKUP_FALLBACK_WARNING)
 
     def create_visits(
         self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]], progress: Progress = no_progress
@@ -216,6 +246,14 @@ class FieldEdgeDestination(Destination):
 
         def send(item: tuple[PreparedCheckIn, CustomerRef | None]) -> RecordResult:
             row, ref = item
+            if row.visit_key in self._unresolved:
+                return RecordResult(
+                    row.visit_key,
+                    error=f"an earlier attempt may have created this lead and FieldEdge refuses the look-up by "
+                    f"trackingId: not sent again; look for a lead with trackingId {row.visit_key} in FieldEdge "
+                    "and requeue the row only if there is none",
+                    kind=QuarantineKind.UNCONFIRMED_WRITE,
+                )
             options = self.hook.crm_settings
             payload, warnings = mapping.lead_payload(
                 row,
@@ -225,7 +263,11 @@ class FieldEdgeDestination(Destination):
                 zone=options.zone,
             )
             _warn(row, warnings)
-            lead_id = self.hook.create_lead(payload, look_up=options.lead_lookup)
+            try:
+                lead_id = self.hook.create_lead(payload, look_up=options.lead_lookup)
+            finally:
+                if self.hook.lead_lookup_refused:  # refused while resolving a lost answer (then not re-sent)
+                    self._lookup_refused()
             return RecordResult(row.visit_key, crm_id=lead_id, created=True)
 
         return self._each(items, send, lambda item: item[0].visit_key, progress)

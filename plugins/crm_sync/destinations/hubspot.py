@@ -10,13 +10,23 @@ without an email, by the unique custom property ``rankitpro_customer_key``; each
 note carries the unique property ``rankitpro_checkin_key`` (the visit key), by
 which an uncertain earlier attempt is looked up before anything is created.
 Both properties are created at run start if the portal lacks them.
+
+Fallback (chosen at run start from HubSpot's answer): whether HubSpot accepts ``hasUniqueValue`` on a
+notes property is unconfirmed. When the create with it is refused (or the portal's marker property has
+no unique value), the marker property is created without it, the run warns, and notes are found by
+the marker with a search (``POST /crm/v3/objects/notes/search``, ``IN`` the visit keys) both for
+uncertain rows and *before every create*: a note is created only for keys the search does not find.
+HubSpot's search index lags writes by seconds, so a note written moments before a crash may be
+missed by an immediate retry (the ledger keeps such a row ``in_flight`` and the next run looks again).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from crm_hooks.errors import BadRecordError
 from crm_hooks.hubspot import HubSpotHook
 from crm_sync.contacts import to_e164
 from crm_sync.destinations.base import (
@@ -41,6 +51,13 @@ SEARCH_VALUES_PER_CALL = 100
 #: What a lookup reads of a contact: the household rule and the adding of an email need email and name.
 READ_PROPERTIES = ["email", "firstname", "lastname"]
 NAME_GROUPS_PER_SEARCH = 5
+#: The run warning when the notes marker property cannot be unique (the search-before-create fallback).
+NON_UNIQUE_MARKER_WARNING = (
+    "hubspot: the note property rankitpro_checkin_key is not unique (HubSpot refused hasUniqueValue on "
+    "notes): each note is looked up by a search before it is created (exactly once kept; about one extra "
+    "search call per batch)"
+)
+log = logging.getLogger(__name__)
 
 
 class HubSpotDestination(Destination):
@@ -53,9 +70,15 @@ class HubSpotDestination(Destination):
         contact_props = {p["name"] for p in self.hook.get_properties("contacts")}
         if CUSTOMER_KEY_PROPERTY not in contact_props:
             self.hook.create_property("contacts", CUSTOMER_KEY_PROPERTY, "Rank It Pro customer key", unique=True)
-        note_props = {p["name"] for p in self.hook.get_properties("notes")}
-        if VISIT_KEY_PROPERTY not in note_props:
-            self.hook.create_property("notes", VISIT_KEY_PROPERTY, "Rank It Pro check-in key", unique=True)
+        note_defs = {p["name"]: p for p in self.hook.get_properties("notes")}
+        marker = note_defs.get(VISIT_KEY_PROPERTY)
+        if marker is None:
+            marker = self._create_visit_marker()
+        # A property answered without the flag is taken as unique (HubSpot's Property always carries it).
+        self.unique_visit_marker = marker.get("hasUniqueValue") is not False
+        if not self.unique_visit_marker:
+            self.warnings.append(NON_UNIQUE_MARKER_WARNING)
+        note_props = set(note_defs)
         self.note_properties = note_props | {VISIT_KEY_PROPERTY}
         for field, prop in self.settings.custom_field_mapping.items():
             if prop not in self.note_properties:
@@ -63,6 +86,22 @@ class HubSpotDestination(Destination):
                     f"customFieldMapping: HubSpot note property '{prop}' (for {field}) does not "
                     "exist in this portal; the field is not sent"
                 )
+
+    def _create_visit_marker(self) -> dict[str, Any]:
+        """Create the notes marker property unique; when HubSpot refuses ``hasUniqueValue`` there (a 400),
+        create it without (the caller then searches before each create). Returns the property as created."""
+        label = "Rank It Pro check-in key"
+        try:
+            created = self.hook.create_property("notes", VISIT_KEY_PROPERTY, label, unique=True)
+        except BadRecordError as exc:
+            if exc.status != 400:
+                raise
+            log.warning("hubspot: unique notes property refused (%s); creating it without hasUniqueValue", exc)
+            created = self.hook.create_property("notes", VISIT_KEY_PROPERTY, label, unique=False)
+            return created or {"hasUniqueValue": False}
+        if not created:  # 409: another run created it meanwhile; read what it made
+            created = next((p for p in self.hook.get_properties("notes") if p["name"] == VISIT_KEY_PROPERTY), {})
+        return created
 
     # ------------------------------------------------------------------ customers
     def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
@@ -205,6 +244,8 @@ class HubSpotDestination(Destination):
     # ------------------------------------------------------------------ visits
     def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
         keys = [r.visit_key for r in rows]
+        if not self.unique_visit_marker:  # batch/read by idProperty needs a unique property: search instead
+            return {key: ids[0] for key, ids in self.find_visit_records(keys).items()}
         found: dict[str, str] = {}
         for chunk in chunked(keys, self.batch_size):
             for obj in self.hook.batch_read(
@@ -214,6 +255,18 @@ class HubSpotDestination(Destination):
                 if key:
                     found[key] = str(obj["id"])
         return found
+
+    def find_visit_records(self, visit_keys: Sequence[str]) -> dict[str, list[str]]:
+        """Every note carrying each marker: ``POST /crm/v3/objects/notes/search`` with
+        ``rankitpro_checkin_key IN`` (100 keys per search); the lowest id first."""
+        found: dict[str, list[str]] = {}
+        for chunk in chunked(list(dict.fromkeys(visit_keys)), SEARCH_VALUES_PER_CALL):
+            groups = [{"filters": [{"propertyName": VISIT_KEY_PROPERTY, "operator": "IN", "values": chunk}]}]
+            for obj in self.hook.search("notes", groups, properties=[VISIT_KEY_PROPERTY]):
+                key = (obj.get("properties") or {}).get(VISIT_KEY_PROPERTY)
+                if key in chunk:
+                    found.setdefault(key, []).append(str(obj["id"]))
+        return {k: sorted(v, key=lambda i: (len(i), i)) for k, v in found.items()}
 
     def _note(self, row: PreparedCheckIn) -> dict[str, str]:
         props, warnings = mapping.note_properties(row, self.settings.custom_field_mapping, self.note_properties)
@@ -247,6 +300,11 @@ class HubSpotDestination(Destination):
             return out
 
         results: dict[str, RecordResult] = {}
+        if not self.unique_visit_marker:
+            # HubSpot will not refuse a second note with the marker: search first, create only what is absent.
+            for key, crm_id in self.find_visits([row for row, _ in items]).items():
+                results[key] = RecordResult(key, crm_id=crm_id)
+            items = [item for item in items if item[0].visit_key not in results]
         for chunk in chunked(items, self.batch_size):
             results.update(isolate_bad_records(chunk, send, lambda item: item[0].visit_key))
         # A refused create may be a note an earlier attempt already wrote (unique key): look it up.
@@ -303,7 +361,8 @@ class HubSpotDestination(Destination):
         body = self.hook.merge_objects("contacts", survivor_id, merged_id)
         return str(body.get("id") or survivor_id)
 
-    unique_visit_marker = True  # rankitpro_checkin_key is a unique note property
+    #: rankitpro_checkin_key is a unique note property (False in the search-before-create fallback: prepare)
+    unique_visit_marker = True
 
     #: The note properties the sync owns and the reconciliation compares (custom fields are left out).
     READ_BACK_PROPERTIES = ("hs_note_body", "hs_timestamp", VISIT_KEY_PROPERTY)

@@ -83,8 +83,10 @@ class JobberDestination(Destination):
 
     # ------------------------------------------------------------------ settings
     def prepare(self) -> None:
-        """Check access and the pinned API version (``account``); validate the job settings."""
+        """Check access and the pinned API version (``account``); validate the job settings. The version
+        warning (pinned version old, or Jobber answered as another one) is added once per run."""
         self.hook.account()
+        self.warnings.extend(self.hook.version_warnings())
         self.hook.crm_settings.require("invoicingType", "invoicingSchedule")
         if self.settings.custom_field_mapping:
             self.warnings.append(

@@ -7,14 +7,16 @@ ServiceTitan has no batch endpoints, so writes go one record per call (:func:`pe
   filter) or ``name``; created with the visit address as bill-to address and location. The
   customer map stores ``CustomerRef(customer id, location id)``, so a repeat customer costs nothing.
 * jobs: one ``POST /jpm/v2/tenant/{t}/jobs`` per check-in, with the job defaults from ``crmSettings``
-  and the marker ``rankitpro_checkin_key`` = the visit key; :meth:`find_visits` looks markers up
+  (a business unit / job type / campaign without an id there is the tenant's single active one, or the
+  one named by ``businessUnitName`` / ``jobTypeName`` / ``campaignName``, chosen at run start) and the
+  marker ``rankitpro_checkin_key`` = the visit key; :meth:`find_visits` looks markers up
   (many per call) for every row whose previous attempt may have reached ServiceTitan.
 
 Idempotency: :meth:`create_customers` never creates a customer whose marker it has not looked up in
 this run, and the hook resolves a create whose answer was lost (timeout, 5xx) by the marker before
 sending it again. Calls for a new check-in of a repeat customer: 1 (the job); of a new customer:
 about 3 (phone lookup, customer, job) plus a share of a marker lookup. Per run: a token and three
-reads that check the job defaults exist.
+reads that check the job defaults exist (or list the tenant's choices).
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from crm_hooks.errors import BadCredentialsError, ConfigurationError
-from crm_hooks.servicetitan import JobDefaults, ServiceTitanHook, external_values
+from crm_hooks.servicetitan import (
+    JOB_REFERENCES,
+    JobDefaults,
+    ServiceTitanHook,
+    choose_reference,
+    external_values,
+)
 from crm_sync.destinations.base import (
     CrmCustomerRecord,
     CustomerRef,
@@ -74,13 +82,32 @@ class ServiceTitanDestination(Destination):
                 )
         if not self.settings.sync_check_ins_as_jobs:
             return
-        defaults = self.hook.crm_settings.required_job_defaults()
-        checks = (
-            ("businessUnitId", defaults.business_unit_id, self.hook.get_business_unit, "business unit"),
-            ("jobTypeId", defaults.job_type_id, self.hook.get_job_type, "job type"),
-            ("campaignId", defaults.campaign_id, self.hook.get_campaign, "campaign"),
-        )
-        for key, value, read, what in checks:
+        job = self.hook.crm_settings.required_job_settings()
+        chosen: dict[str, int] = {}
+        problems: list[str] = []
+        for key, *_ in JOB_REFERENCES:
+            if key not in job.ids:  # not set: discovered from the tenant (the single active one, or by name)
+                try:
+                    items = self.hook.list_references(key)
+                    chosen[key] = choose_reference(items, key=key, wanted=job.names.get(key), tenant=self.hook.tenant)
+                except ConfigurationError as exc:
+                    problems.append(exc.message.removeprefix("servicetitan: "))
+                except BadCredentialsError as exc:
+                    if exc.status != 403:
+                        raise
+                    problems.append(
+                        f"could not list the tenant's choices for {key} (HTTP 403: the app may lack "
+                        f"that API scope): set crmSettings.{key}"
+                    )
+        if problems:
+            raise ConfigurationError(f"servicetitan: job defaults: {' | '.join(problems)}")
+        reads = {
+            "businessUnitId": (self.hook.get_business_unit, "business unit"),
+            "jobTypeId": (self.hook.get_job_type, "job type"),
+            "campaignId": (self.hook.get_campaign, "campaign"),
+        }
+        for key, value in job.ids.items():
+            read, what = reads[key]
             try:
                 found = read(value)
             except BadCredentialsError as exc:
@@ -95,7 +122,7 @@ class ServiceTitanDestination(Destination):
                 raise ConfigurationError(
                     f"servicetitan: crmSettings.{key} {value} is not a {what} of tenant {self.hook.tenant}"
                 )
-        self.job_defaults = defaults
+        self.job_defaults = job.complete(chosen)
 
     # ------------------------------------------------------------------ customers
     def _lookup_markers(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
