@@ -162,6 +162,18 @@ def test_fieldedge_refusing_the_lead_lookup_relies_on_the_ledger_and_never_resen
         pass
     (interrupted,) = [cid for cid, r in ledger(db, company_id, "fieldedge").items() if r["status"] == "in_flight"]
     monkeypatch.setattr(IntegrationSync, "_finish", real_finish)
+    # The lead's id was recorded in the ledger as soon as FieldEdge answered (crm_intent): a kill between the
+    # answer and that record leaves none, and only then does a re-run need the (refused) look-up.
+    with db.begin() as conn:
+        recorded = conn.execute(
+            sa.text("SELECT crm_intent FROM crm_sync.ledger WHERE company_id = :c AND check_in_id = :i"),
+            {"c": company_id, "i": interrupted},
+        ).scalar()
+        assert recorded and recorded.get("visit_id")
+        conn.execute(
+            sa.text("UPDATE crm_sync.ledger SET crm_intent = NULL WHERE company_id = :c AND check_in_id = :i"),
+            {"c": company_id, "i": interrupted},
+        )
 
     result = sync(db, case, company_id, run_id="v2")
     assert result.status == "partial" and result.synced == 5 and result.quarantined == 1
