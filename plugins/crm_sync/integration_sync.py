@@ -4,7 +4,9 @@ Exactly once, step by step:
 
 1. An advisory lock per company x CRM: two runs (a retry, a backfill) never sync
    the same integration at the same time.
-2. Candidates come from :mod:`crm_sync.extract` (streamed, never ``fetchall``).
+2. Candidates come from :mod:`crm_sync.extract` (streamed, never ``fetchall``), read with the bound CRM
+   account before any CRM call: a run with nothing to send ends there, with no token, no run-start check
+   and no account identity (idle runs cost nothing); the first row that needs the CRM starts them.
 3. Before any CRM call for a row, its ledger row is set ``in_flight`` with a new
    ``attempt_id`` and committed (the intent).
 4. Customers: the customer map first, then the CRM's own lookup, then create
