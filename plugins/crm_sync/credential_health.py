@@ -78,6 +78,7 @@ def check_credentials(
 
     clock = time.monotonic()
     destination = None
+    calls = 0
     try:
         integration = load_integration(engine, company_id, crm_type)
         destination = company_destination(engine, company_id, crm_type, integration)
@@ -88,11 +89,12 @@ def check_credentials(
     except Exception as exc:  # anything else is reported too, never a traceback with secrets in it
         status, message = HealthStatus.UNREACHABLE, f"{type(exc).__name__}: {exc}"
     finally:
-        calls = destination.hook.stats.api_calls if destination is not None else 0
         if destination is not None:
-            message = destination.hook.redact(message)  # every secret the hook knows, tokens included
+            calls = destination.hook.stats.api_calls
             destination.close()
-        message = redact(message)  # token-like text, also when no hook was built
+    if destination is not None:
+        message = destination.hook.redact(message)  # every secret the hook knows, tokens included
+    message = redact(message)  # token-like text, also when no hook was built
     result = HealthResult(
         company_id,
         crm_type,
