@@ -29,6 +29,7 @@ lint: $(STAMP)
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/sync_benchmark.py $(BENCH_ARGS)
+	$(PY) benchmarks/idle_benchmark.py
 
 sandbox: $(STAMP)
 	$(PY) -m crm_sandbox --port 8765 --state-file .local/sandbox-state.json

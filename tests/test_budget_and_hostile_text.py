@@ -525,6 +525,7 @@ def test_every_sync_backfill_import_export_and_report_task_has_an_execution_time
         "crm_import",
         "crm_export",
         "crm_reconciliation_report",
+        "crm_credential_health",
     ):
         dag = runpy.run_path(str(ROOT / "dags" / f"{name}.py"))["dag"]
         for task in dag.tasks:

@@ -115,15 +115,17 @@ def test_incremental_sync_end_to_end(db, db_url, sandbox, airflow_home, tmp_path
     for crm in ("hubspot", "salesforce"):
         for account, data in after[crm].items():
             assert data["objects"] == before[crm][account]["objects"]
+            # Idle runs cost nothing: no token fetch, no run-start check, no account identity (issue 11).
+            assert data["by_endpoint"] == before[crm][account]["by_endpoint"], (crm, account)
     assert visit_keys(sandbox.url) == keys
     with db.connect() as conn:
         last = conn.execute(
             sa.text(
-                "SELECT sum(visits_created), sum(customers_created), sum(unchanged) FROM crm_sync.runs "
+                "SELECT sum(visits_created), sum(customers_created), sum(unchanged), sum(api_calls) FROM crm_sync.runs "
                 "WHERE run_id = (SELECT run_id FROM crm_sync.runs ORDER BY id DESC LIMIT 1)"
             )
         ).one()
-    assert last[0] == 0 and last[1] == 0 and last[2] > 0
+    assert last[0] == 0 and last[1] == 0 and last[2] > 0 and last[3] == 0
 
 
 def test_edited_check_in_is_updated(db, db_url, sandbox, airflow_home, tmp_path):

@@ -152,7 +152,7 @@ def test_requeued_quarantined_row_is_retried_and_unchanged_rows_are_not(db, sand
     first = sync(db, company_id, "hubspot", integration)
     assert first.synced == 1 and first.quarantined == 1
     second = sync(db, company_id, "hubspot", integration, run_id="r2")
-    assert second.unchanged == 2 and second.api_calls <= 3  # run-start checks only (incl. the account identity)
+    assert second.unchanged == 2 and second.api_calls == 0  # idle: no token, no run-start check, no identity
     with db.begin() as conn:
         conn.execute(sa.text("UPDATE crm_sync.ledger SET requeue = true WHERE status = 'quarantined'"))
     third = sync(db, company_id, "hubspot", integration, run_id="r3")

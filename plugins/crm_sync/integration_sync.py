@@ -4,7 +4,9 @@ Exactly once, step by step:
 
 1. An advisory lock per company x CRM: two runs (a retry, a backfill) never sync
    the same integration at the same time.
-2. Candidates come from :mod:`crm_sync.extract` (streamed, never ``fetchall``).
+2. Candidates come from :mod:`crm_sync.extract` (streamed, never ``fetchall``), read with the bound CRM
+   account before any CRM call: a run with nothing to send ends there, with no token, no run-start check
+   and no account identity (idle runs cost nothing); the first row that needs the CRM starts them.
 3. Before any CRM call for a row, its ledger row is set ``in_flight`` with a new
    ``attempt_id`` and committed (the intent).
 4. Customers: one person, one customer (:mod:`crm_sync.identity`): a batch's rows are grouped into
@@ -30,12 +32,13 @@ Exactly once, step by step:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -52,6 +55,7 @@ from crm_hooks.errors import (
     QuotaExhaustedError,
     RetryableError,
 )
+from crm_hooks.redaction import redact
 from crm_sync import extract, identity
 from crm_sync.clean import dumps_strict, storable_text
 from crm_sync.contacts import split_name
@@ -81,6 +85,8 @@ STOPPING_ERRORS = (BadCredentialsError, ConfigurationError, QuotaExhaustedError)
 MAX_CONSECUTIVE_FAILED_BATCHES = 3
 #: Household decisions (:mod:`crm_sync.identity`) listed one per line in a run's warnings; the rest are counted.
 IDENTITY_LINES = 20
+#: rows per read while an incremental run looks for work before any CRM call (re-cut to the CRM's batch size)
+PEEK_BATCH_SIZE = 500
 
 
 @dataclass
@@ -276,34 +282,54 @@ class IntegrationSync:
         result = self.result
         completed = False
         destination: Destination | None = None
+        pending: Generator[dict[str, Any]] | None = None
         lock_conn = self.engine.connect()
         try:
             if not self._try_lock(lock_conn):
                 result.status = "skipped"
                 result.error = "another sync of this company and CRM is running; skipped"
                 return result
-            destination = self._destination or destination_for(
-                self.crm_type,
-                self.integration,
-                self.settings,
-                rate_share=self.options.rate_share,
-                max_attempts=self.options.max_attempts,
-                credentials_writer=self._credentials_writer(),
-            )
-            self._in_use = destination
-            destination.hook.deadline = self.options.deadline
-            result.warnings.extend(destination.hook.setting_warnings)
-            destination.prepare()
-            result.warnings.extend(destination.warnings)
-            self._bind_account(destination)
             ranged = self.options.created_from is not None
+            # Recorded before any candidate is read: a row settled later is read by a later run, never skipped.
             settled_id = None if ranged else extract.settled_horizon(self.engine)
-            for batch in self._batches(self.options.batch_size or destination.batch_size):
-                if self._budget_hit or (
-                    self.options.deadline is not None and time.monotonic() >= self.options.deadline
-                ):
-                    raise _BudgetReached()
-                self._process_batch(destination, batch)
+            peeked_account = self.ledger.load_account()
+            self._in_use = self._destination  # an injected destination redacts; building one calls nothing
+            pending = self._peek_for_work() if peeked_account is not None else None
+            if peeked_account is not None and pending is None:
+                # Idle: every candidate is unchanged or was quarantined without a CRM call. No token, no
+                # prepare(), no account identity: credential health is the daily health task's (README).
+                result.crm_account = peeked_account
+            else:
+                destination = self._destination or destination_for(
+                    self.crm_type,
+                    self.integration,
+                    self.settings,
+                    rate_share=self.options.rate_share,
+                    max_attempts=self.options.max_attempts,
+                    credentials_writer=self._credentials_writer(),
+                )
+                self._in_use = destination
+                destination.hook.deadline = self.options.deadline
+                result.warnings.extend(destination.hook.setting_warnings)
+                destination.prepare()
+                result.warnings.extend(destination.warnings)
+                self._bind_account(destination)
+                batch_size = self.options.batch_size or destination.batch_size
+                if pending is not None and self.ledger.crm_account == peeked_account:
+                    batches = _rebatch(pending, batch_size)
+                else:
+                    # No binding before, or the CRM reports another account: the peek read the wrong
+                    # account's rows; read this account's from the start (its first counts dropped).
+                    if pending is not None:
+                        pending.close()
+                    self._reset_counts()
+                    batches = self._batches(batch_size)
+                for batch in batches:
+                    if self._budget_hit or (
+                        self.options.deadline is not None and time.monotonic() >= self.options.deadline
+                    ):
+                        raise _BudgetReached()
+                    self._process_batch(destination, batch)
             if self._budget_hit:
                 raise _BudgetReached()
             completed = True
@@ -321,6 +347,8 @@ class IntegrationSync:
             # recorded and reported; the rows wait for the next run.
             result.error = f"CRM unavailable: {exc}"
         finally:
+            if pending is not None:
+                pending.close()  # a generator; a stop mid-run closes its cursor
             if destination is not None:
                 # Warnings a destination decided during the run (a vendor fallback chosen from an answer).
                 result.warnings.extend(w for w in destination.warnings if w not in result.warnings)
@@ -419,6 +447,33 @@ class IntegrationSync:
             crm_account=self.ledger.crm_account,
         )
 
+    def _peek_for_work(self) -> Generator[dict[str, Any]] | None:
+        """Read candidates (the bound account's, no CRM call) until one needs the CRM.
+
+        Rows before it are handled here as :meth:`_process_batch` would: unchanged ones counted, rows
+        without a usable identity quarantined (no CRM call either). Returns the rest of the stream,
+        starting with that row (read once, never ``fetchall``), or None when the run has nothing to send.
+        """
+        result = self.result
+        stream = self._batches(PEEK_BATCH_SIZE)
+        rows = (row for batch in stream for row in batch)
+        for row in rows:
+            item = prepare_check_in(row, self.settings)
+            if item.error is None and not is_unchanged(row, item.source_hash):
+                return _resume(row, rows, stream)
+            result.candidates += 1
+            if is_unchanged(row, item.source_hash):
+                result.unchanged += 1
+            else:
+                self._quarantine_unsent(item)
+        return None
+
+    def _reset_counts(self) -> None:
+        """Forget what a peek counted: the run reads its candidates again (another account's)."""
+        fresh = IntegrationResult(run_id="", company_id=0, crm_type="")
+        for name in ("candidates", "unchanged", "quarantined", "quarantine_reasons"):
+            setattr(self.result, name, getattr(fresh, name))
+
     def _process_batch(self, destination: Destination, rows: Sequence[dict[str, Any]]) -> None:
         result = self.result
         result.candidates += len(rows)
@@ -496,7 +551,11 @@ class IntegrationSync:
         NUL and lone surrogates cleaned, then cut (cutting first could leave part of a secret behind)."""
         if text is None:
             return None
-        redacted = self._in_use.hook.redact(text) if self._in_use is not None else text
+        if self._in_use is not None:
+            redacted = self._in_use.hook.redact(text)
+        else:  # no hook built (an idle run's peek): the integration's credential values
+            creds = self.integration.get("credentials")
+            redacted = redact(text, [str(v) for v in creds.values()] if isinstance(creds, dict) else [])
         cleaned = storable_text(redacted) or ""
         return cleaned if limit is None else cleaned[:limit]
 
@@ -1147,6 +1206,21 @@ class IntegrationSync:
             conn.commit()
         except Exception:  # the connection is closed right after; the lock dies with it
             log.debug("advisory unlock failed", exc_info=True)
+
+
+def _resume(first: dict[str, Any], rows: Iterator[dict[str, Any]], stream: Generator) -> Generator[dict[str, Any]]:
+    """A peeked stream from its first row that needs work; closing it closes the server-side cursor."""
+    try:
+        yield first
+        yield from rows
+    finally:
+        stream.close()
+
+
+def _rebatch(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """``rows`` in lists of ``size`` (the rest of a peeked stream, in the destination's batch size)."""
+    while batch := list(itertools.islice(rows, size)):
+        yield batch
 
 
 def _customer_hash(row: PreparedCheckIn) -> str:
