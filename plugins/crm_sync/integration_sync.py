@@ -50,6 +50,7 @@ from crm_sync.clean import dumps_strict, storable_text
 from crm_sync.db import sql
 from crm_sync.destinations import destination_for
 from crm_sync.destinations.base import CustomerRef, Destination
+from crm_sync.field_rules import apply_field_rules
 from crm_sync.history import write_back
 from crm_sync.ledger import UNCERTAIN, Ledger, LedgerStatus, is_unchanged, outcome, status_when_stopped_unsent
 from crm_sync.models import PreparedCheckIn, RecordResult
@@ -395,7 +396,7 @@ class IntegrationSync:
         prepared: list[PreparedCheckIn] = []
         previous: dict[int, dict[str, Any]] = {}
         for row in rows:
-            item = prepare_check_in(row, self.settings)
+            item = apply_field_rules(destination.crm_type, prepare_check_in(row, self.settings))
             if is_unchanged(row, item.source_hash):
                 result.unchanged += 1
                 continue
@@ -905,4 +906,7 @@ class IntegrationSync:
 def _customer_hash(row: PreparedCheckIn) -> str:
     import hashlib
 
-    return hashlib.sha256(json.dumps(asdict(row.customer), sort_keys=True).encode()).hexdigest()[:32]
+    values = asdict(row.customer)
+    if values.get("company") is None:
+        values.pop("company", None)  # hashes from before the company field stay the same
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:32]

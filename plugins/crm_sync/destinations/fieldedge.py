@@ -277,7 +277,7 @@ class FieldEdgeDestination(Destination):
             wrote = wrote or result.crm_id is not None
             return result
 
-        return per_record(items, guarded, key)
+        return per_record(items, guarded, key, crm_type=FieldEdgeDestination.crm_type)
 
 
 def _record_keys(record: dict[str, Any]) -> list[str]:

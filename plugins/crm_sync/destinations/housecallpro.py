@@ -134,7 +134,9 @@ class HousecallProDestination(Destination):
         return found
 
     def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
-        return per_record(distinct_customers(rows), self._create_customer, lambda r: r.customer_key)
+        return per_record(
+            distinct_customers(rows), self._create_customer, lambda r: r.customer_key, crm_type=self.crm_type
+        )
 
     def _create_customer(self, row: PreparedCheckIn) -> RecordResult:
         options = self.hook.crm_settings
@@ -173,7 +175,7 @@ class HousecallProDestination(Destination):
                 self._records[ref.crm_id] = updated if updated.get("id") else {**self._records[ref.crm_id], **changes}
             return RecordResult(ref.crm_id, crm_id=ref.crm_id)
 
-        return per_record(items, send, lambda item: item[0].crm_id)
+        return per_record(items, send, lambda item: item[0].crm_id, crm_type=self.crm_type)
 
     # ------------------------------------------------------------------ visits
     def _customer_id(self, row: PreparedCheckIn) -> str | None:
@@ -305,7 +307,7 @@ class HousecallProDestination(Destination):
         _create_once(lambda: self.hook.add_job_note(job_id, note), marked)
 
     def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
-        return per_record(items, self._create_job, lambda item: item[0].visit_key)
+        return per_record(items, self._create_job, lambda item: item[0].visit_key, crm_type=self.crm_type)
 
     def _update_job(self, item: tuple[PreparedCheckIn, str, CustomerRef | None]) -> RecordResult:
         """Replace the job's marker note: add the new one, then delete the old ones (a crash in
@@ -340,7 +342,7 @@ class HousecallProDestination(Destination):
     def update_visits(
         self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
     ) -> dict[str, RecordResult]:
-        return per_record(items, self._update_job, lambda item: item[0].visit_key)
+        return per_record(items, self._update_job, lambda item: item[0].visit_key, crm_type=self.crm_type)
 
     # ------------------------------------------------------------------ read-back
     def read_visits(self, crm_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
