@@ -208,7 +208,7 @@ def isolate_bad_records(
     if not items:
         return {}
     try:
-        return send(items)
+        results = send(items)
     except BadRecordError as exc:
         if len(items) == 1:
             again, reason = refusal(crm_type, items[0], exc) if crm_type and not _retried else (False, str(exc))
@@ -221,6 +221,23 @@ def isolate_bad_records(
             **isolate_bad_records(items[:mid], send, key, crm_type=crm_type),
             **isolate_bad_records(items[mid:], send, key, crm_type=crm_type),
         }
+    if not crm_type or _retried:
+        return results
+    # A batch answered per record (HubSpot's multi-status): the records refused for an optional field go
+    # once more without it, the rest of the batch is not sent again.
+    again: list[T] = []
+    for item in items:
+        res = results.get(key(item))
+        if res is None or res.ok or res.kind or res.uncertain or res.not_sent or not res.error:
+            continue
+        resend, reason = refusal(crm_type, item, BadRecordError(res.error))
+        if resend:
+            again.append(item)
+        else:
+            res.error = reason
+    if again:
+        results.update(isolate_bad_records(again, send, key, crm_type=crm_type, _retried=True))
+    return results
 
 
 def read_each(crm_ids: Sequence[str], get_one: Callable[[str], dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
