@@ -74,6 +74,13 @@ def test_no_name_where_one_is_required_comes_from_the_email_else_unknown(crm):
     assert customer.last_name == "Unknown"
 
 
+def test_hubspot_needs_a_name_or_an_email():
+    customer, _, warnings = check_customer("hubspot", Customer(phone="+15125550100"))
+    assert customer.last_name == "Unknown" and "one of which HubSpot requires" in warnings[0]
+    customer, _, warnings = check_customer("hubspot", Customer(phone="+15125550100", email="a@x.com"))
+    assert customer.last_name is None and warnings == []
+
+
 def test_fieldedge_names_lose_digits_and_too_short_first_names_move_to_the_required_last_name():
     customer, _, warnings = check_customer("fieldedge", Customer(first_name="Ann", last_name="Lee3", email="a@x.com"))
     assert customer.last_name == "Lee" and "digits removed" in warnings[0]

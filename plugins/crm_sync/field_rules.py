@@ -28,8 +28,9 @@ Vendor facts (``UNCONFIRMED`` where no vendor page says so):
   mobile_number, home_number, work_number are required", ``company`` exists. ``mobile_number``
   validity ("Mobile number is invalid" for numbers without area code, foreign numbers, "ext 12"):
   observed answers (issue 15), not in the spec: UNCONFIRMED; North American 10-digit numbers pass.
-* HubSpot contacts (contacts-v3.json): every property optional; ``company`` is a default contact
-  property; ``phone`` is free text (no extension property). String properties hold 65,536 characters.
+* HubSpot contacts (contacts-v3.json): every property optional in the schema; ``company`` is a default
+  contact property; ``phone`` is free text (no extension property). String properties hold 65,536
+  characters. A contact needs one of email, firstname, lastname: the sandbox's rule, UNCONFIRMED.
 * Salesforce Contact: ``LastName`` required (80), ``FirstName`` 40, ``Email`` 80, ``Phone`` 40
   (Object Reference, Contact). The Account carries the customer's whole name (no separate company).
 * Jobber ``ClientCreateInput`` (2022-03-10 schema excerpt): ``firstName``, ``lastName``,
@@ -96,6 +97,8 @@ class CrmFieldRules:
     company_field: str | None = None
     #: the phone field holds an extension ("512-555-0100 x12"); otherwise the extension goes to the note
     phone_takes_extension: bool = False
+    #: a customer needs a first name, a last name or an email (a phone alone is refused)
+    name_or_email_required: bool = False
 
     def rule(self, attr: str) -> FieldRule | None:
         return next((f for f in self.fields if f.attr == attr), None)
@@ -163,6 +166,7 @@ RULES: dict[str, CrmFieldRules] = {
                 FieldRule("zip", ("zip",), max_len=65_536),
             ),
             company_field="company",
+            name_or_email_required=True,
         ),
         CrmFieldRules(
             "salesforce",
@@ -327,6 +331,11 @@ def check_customer(crm_type: str, customer: Customer) -> tuple[Customer, str | N
         values["last_name"] = fallback
         warnings.append(
             f"customer has no name {rules.label} accepts as its required last name: last name set to {echo(fallback)}"
+        )
+    elif rules.name_or_email_required and not (values["first_name"] or values["last_name"] or values["email"]):
+        values["last_name"] = "Unknown"
+        warnings.append(
+            f"customer has no name or email, one of which {rules.label} requires: last name set to 'Unknown'"
         )
 
     phone, extension, note = customer.phone, customer.phone_extension, None
