@@ -4,7 +4,9 @@ Each check runs the real engine against the sandbox over HTTP and a real Postgre
 for every case in ``tests/crm_cases/``: auth success and failure, token refresh mid-run,
 429 with and without ``Retry-After``, 5xx then success, a timeout, one invalid record
 in a batch, duplicate prevention on re-run and after a worker dies between the CRM write
-and the ledger update, secrets absent from everything, and a foreign override host refused.
+and the ledger update (and at every write of a new customer plus visit, with a returning
+customer who has two candidate records: ``CrmCase.kill_points``), secrets absent from
+everything, and a foreign override host refused.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 import requests
@@ -19,8 +22,10 @@ import sqlalchemy as sa
 
 from crm_cases import CrmCase, all_cases
 from crm_hooks.base import CrmHook
+from crm_hooks.registry import hook_class
 from crm_sync.integration_sync import IntegrationSync, SyncOptions
 from crm_sync.integrations import load_integration
+from crm_sync.ledger import Ledger
 from e2e_helpers import check_in_ids, ledger, recent, records
 from localdev.demo_data import check_in_rows, create_company, insert_check_ins
 
@@ -182,6 +187,115 @@ def test_worker_dying_between_crm_write_and_ledger_is_recovered(db, sandbox, cas
     assert result.status == "success", result.error
     assert result.visits_recovered == 3 and result.visits_created == 3
     assert_exactly_once(db, sandbox, case, company_id)
+
+
+#: The kill point every CRM has: all CRM writes done, the worker dies before the ledger records them.
+LEDGER_COMMIT = "ledger-commit"
+
+
+def kill_scenarios():
+    for case in CASES:
+        for point in (*case.kill_points, LEDGER_COMMIT):
+            yield pytest.param(case, point, id=f"{case.crm_type}-{point}")
+
+
+def kill_after(m: pytest.MonkeyPatch, case: CrmCase, point: str) -> None:
+    """The hook call ``point`` (``method`` or ``method:first argument``) reaches the CRM, then the worker dies
+    (SystemExit: no ``except Exception`` of the engine catches it, as no code runs after a SIGKILL)."""
+    if point == LEDGER_COMMIT:
+
+        def killed(*args, **kwargs):
+            raise SystemExit("worker killed before the ledger update")
+
+        m.setattr(Ledger, "finish", killed)
+        return
+    cls = hook_class(case.crm_type)
+    method, _, first_arg = point.partition(":")
+    real = getattr(cls, method)
+
+    def killed_after(self, *args, **kwargs):
+        answer = real(self, *args, **kwargs)
+        if not first_arg or (args and args[0] == first_arg):
+            raise SystemExit(f"worker killed after {point}")
+        return answer
+
+    m.setattr(cls, method, killed_after)
+
+
+def returning_and_new_customer(company_id: int, tech: int) -> list[dict]:
+    """A returning customer (phone only, then with email; phones typed three ways) around a new one."""
+    base = next(check_in_rows(company_id, tech, 1, messy=False, start=recent()))
+
+    def row(i: int, name: str, email: str | None, phone: str, street: str) -> dict:
+        return {
+            **base,
+            "customer_name": name,
+            "customer_email": email,
+            "customer_phone": phone,
+            "address": street,
+            "created_at": base["created_at"] + timedelta(minutes=7 * i),
+        }
+
+    return [
+        row(0, "Lena Ortiz", None, "(512) 555-0142", "77 Ridge Ln"),
+        row(1, "Marcus Bell", "marcus.bell@example.com", "512.555.0199", "12 Oak St"),
+        row(2, "Lena Ortiz", "lena.ortiz@example.com", "+1 512 555 0142", "77 Ridge Ln"),
+    ]
+
+
+def swap_candidates(db, company_id: int, crm_type: str, twins: list[tuple[str, str | None]]) -> None:
+    """Point the customer map's entries for one candidate record at the other, as when a later check-in of the
+    same person moved the phone key to the other record before the crash (issue 13, Housecall Pro): the
+    re-run resolves each row to the other customer than the one its interrupted attempt wrote under."""
+    (a, parent_a), (b, parent_b) = twins
+    with db.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE crm_sync.customer_map SET crm_customer_id = CASE WHEN crm_customer_id = :a THEN :b ELSE :a END,"
+                " crm_parent_id = CASE WHEN crm_customer_id = :a THEN :pb ELSE :pa END"
+                " WHERE company_id = :c AND crm_type = :t AND crm_customer_id IN (:a, :b)"
+            ),
+            {"a": a, "b": b, "pa": parent_a, "pb": parent_b, "c": company_id, "t": crm_type},
+        )
+
+
+@pytest.mark.parametrize(("case", "point"), list(kill_scenarios()))
+def test_worker_killed_at_each_write_is_recovered_without_duplicates(db, sandbox, case, point, monkeypatch):
+    """Killed right after each write of a new-customer-plus-visit sequence (customer, address / location /
+    property, visit, its second step) or before the ledger commit, then re-run resolving the returning
+    customer to another of its candidate records: every check-in ends with exactly one visit record and
+    the ledger all synced; no customer is created twice."""
+    register(sandbox, case)
+    integration = case.integration(sandbox.url)
+    company_id, tech = create_company(db, f"{case.crm_type} kill {point}", {case.crm_type: integration})
+    twins = [
+        case.seed_candidate(sandbox.url, "Lena", "Ortiz", "512-555-0142", None),
+        case.seed_candidate(sandbox.url, "Lena", "Ortiz", "(512) 555-0142", "lena.ortiz@example.com"),
+    ]
+    insert(db, returning_and_new_customer(company_id, tech))
+    with monkeypatch.context() as m:
+        kill_after(m, case, point)
+        with pytest.raises(SystemExit):
+            sync(db, case, company_id)
+    assert {r["status"] for r in ledger(db, company_id, case.crm_type).values()} == {"in_flight"}
+    # Before the re-run the customer map moves the person to the other record, and a third record with the
+    # same phone appears in the CRM (the newest: a CRM search by phone now returns it first).
+    swap_candidates(db, company_id, case.crm_type, twins)
+    case.seed_candidate(sandbox.url, "Lena", "Ortiz", "512 555 0142", None)
+    result = sync(db, case, company_id, run_id="k2")
+    assert result.status == "success", (result.error, result.quarantine_reasons)
+    assert_exactly_once(db, sandbox, case, company_id)
+    assert len(records(sandbox.url, case.crm_type, case.account, case.customer_object)) == 4  # 3 seeded + 1 new
+    visit_records = records(sandbox.url, case.crm_type, case.account, case.visit_object)
+    if case.visit_finished is not None:  # the step after the create (Jobber's close) is done for recovered visits
+        assert all(map(case.visit_finished, visit_records))
+    # A recovered visit stays with the customer it was written under, and the ledger says which one.
+    owners = {case.visit_marker(r): case.visit_customer(r) for r in visit_records}
+    rows = ledger(db, company_id, case.crm_type)
+    assert {f"rankitpro-{company_id}-{cid}": r["crm_customer_id"] for cid, r in rows.items()} == owners
+    visits = markers(sandbox, case)
+    again = sync(db, case, company_id, run_id="k3")
+    assert again.unchanged == 3 and again.synced == 0 and markers(sandbox, case) == visits
 
 
 def test_secrets_never_leave_the_hook(db, sandbox, case, caplog):

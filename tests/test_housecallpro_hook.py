@@ -288,6 +288,9 @@ def test_list_jobs_shape_and_last_page(rsps):
         "page_size": "100",
     }
     assert len(rsps.calls) == 1
+    # every customer's jobs (crash recovery): no customer filter, the same order
+    list(hook().list_jobs(None))
+    assert "customer_id" not in query(rsps.calls[1]) and query(rsps.calls[1])["sort_by"] == "created_at"
 
 
 def test_list_job_types_pages(rsps):
@@ -395,7 +398,56 @@ def test_find_visits_reads_markers_in_a_new_run(hcp):
     fresh = hcp()  # a new run: customers come from the map, the destination has seen none of them
     found = fresh.find_visits(rows)
     assert set(found) == {rows[0].visit_key, rows[1].visit_key}
-    assert fresh.hook.stats.by_endpoint["GET /customers"] == 3 and fresh.hook.stats.by_endpoint["GET /jobs"] == 3
+    # a job list per customer, then one page of every customer's recent jobs for the row not found
+    assert fresh.hook.stats.by_endpoint["GET /customers"] == 3 and fresh.hook.stats.by_endpoint["GET /jobs"] == 4
+
+
+def two_records_with_one_phone(url):
+    """Customer A (phone only) and customer B (same phone, an email), each with a service address."""
+    address = {"street": "9 Elm St", "city": "Austin", "state": "TX", "zip": "78701", "country": "US"}
+    ids = []
+    for extra in ({}, {"email": "john.williams@example.com"}):
+        body = {"first_name": "John", "last_name": "Williams", "mobile_number": "512-555-0160", **extra}
+        resp = requests.post(f"{url}/_sandbox/records/housecallpro/dest/customers", json=body, timeout=10)
+        resp.raise_for_status()
+        ids.append(resp.json()["id"])
+    return ids, address
+
+
+def test_interrupted_job_is_recovered_under_its_first_customer_whatever_the_rerun_resolves(hcp):
+    """Issue 13: the job an interrupted attempt created under customer A is found when the re-run resolves
+    the row to customer B: by the customer the ledger recorded, and without it by a scan of every
+    customer's recent jobs; it stays with A."""
+    from crm_sync.destinations.base import CustomerRef
+
+    first = hcp()
+    (a, b), _ = two_records_with_one_phone(hcp.url)
+    rows = check_ins(2, customer_email=None, customer_phone="(512) 555-0160", customer_name="John Williams")
+    reported = {}
+    created = first.create_visits([(r, CustomerRef(a)) for r in rows], reported.update)
+    assert {k: v["visit_id"] for k, v in reported.items()} == {k: res.crm_id for k, res in created.items()}
+    resolved_b = {rows[0].customer_key: CustomerRef(b)}
+    with_intent = hcp().recover_visits(rows[:1], {rows[0].visit_key: {"customer_id": a}}, resolved_b)
+    scanned = hcp().recover_visits(rows[1:], {}, resolved_b)
+    assert with_intent[rows[0].visit_key].customer_id == a and scanned[rows[1].visit_key].customer_id == a
+    assert {v.crm_id for v in (*with_intent.values(), *scanned.values())} == {r.crm_id for r in created.values()}
+    assert len(stored(hcp.url, "jobs")) == 2
+
+
+def test_recorded_job_without_its_marker_note_gets_it(hcp):
+    """A crash after ``POST /jobs`` and before the note (a CRM that drops ``JobCreate.notes``): the job id the
+    ledger recorded is read back and its marker note added, instead of a second job."""
+    from crm_sync.mapping import housecallpro as mapping
+
+    dest = hcp()
+    (a, _), address = two_records_with_one_phone(hcp.url)
+    address_id = dest.hook.create_address(a, address)["id"]
+    row = check_ins(1)[0]
+    job = dest.hook.create_job({"customer_id": a, "address_id": address_id})  # no notes: the step left undone
+    found = hcp().recover_visits([row], {row.visit_key: {"customer_id": a, "visit_id": job["id"]}}, {})
+    assert found[row.visit_key].crm_id == job["id"] and found[row.visit_key].customer_id == a
+    (stored_job,) = stored(hcp.url, "jobs")
+    assert [mapping.markers_in(n["content"]) for n in stored_job["notes"]] == [{row.visit_key}]
 
 
 def test_job_create_that_times_out_is_found_not_duplicated(hcp, monkeypatch):

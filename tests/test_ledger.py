@@ -130,3 +130,50 @@ def test_the_readme_table_lists_every_kind_with_its_label_and_action():
 def test_named_fields():
     assert named_fields(["email", "phone", "email", None, ""]) == " (field email, phone)"
     assert named_fields([]) == ""
+
+
+def test_intent_is_recorded_per_attempt_kept_until_synced_and_archived_with_the_row(db):
+    """``crm_intent`` (migration 0009): replaced before a create, added to as ids come back, written only by the
+    attempt that claimed the row, kept by a new claim of the same account, cleared when the row is synced."""
+    import sqlalchemy as sa
+
+    from crm_sync.db import sql
+    from crm_sync.ledger import Ledger, intent_of, outcome
+    from crm_sync.models import Customer, PreparedCheckIn
+
+    ledger = Ledger(db, 4242, "housecallpro", "acct-1")
+    row = PreparedCheckIn(77, 4242, "h1", Customer(), None, ["phone:+15125550160"])
+
+    def intent() -> dict[str, str]:
+        with db.connect() as conn:
+            found = conn.execute(
+                sa.text("SELECT crm_intent FROM crm_sync.ledger WHERE company_id = 4242 AND check_in_id = 77")
+            )
+            return intent_of({"crm_intent": found.scalar()})
+
+    ledger.claim([row], "00000000-0000-0000-0000-000000000001", "r1")
+    ledger.record_intent({77: {"customer_id": "cus_a", "parent_id": None}}, "00000000-0000-0000-0000-000000000001")
+    ledger.record_intent({77: {"visit_id": "job_1"}}, "00000000-0000-0000-0000-000000000001")
+    assert intent() == {"customer_id": "cus_a", "visit_id": "job_1"}
+    ledger.record_intent({77: {"visit_id": "job_x"}}, "00000000-0000-0000-0000-000000000009")  # not its attempt
+    ledger.claim([row], "00000000-0000-0000-0000-000000000002", "r2")  # the re-run still sees it
+    assert intent() == {"customer_id": "cus_a", "visit_id": "job_1"}
+    ledger.record_intent({77: {"customer_id": "cus_b"}}, "00000000-0000-0000-0000-000000000002", replace=True)
+    assert intent() == {"customer_id": "cus_b"}
+    failed = outcome(LedgerStatus.FAILED, kind="transient", error="x")
+    ledger.finish([row], {77: failed}, "00000000-0000-0000-0000-000000000002")
+    assert intent() == {"customer_id": "cus_b"}
+    ledger.claim([row], "00000000-0000-0000-0000-000000000003", "r3")
+    synced = outcome(LedgerStatus.SYNCED, customer_id="cus_b", visit_id="job_2")
+    ledger.finish([row], {77: synced}, "00000000-0000-0000-0000-000000000003")
+    assert intent() == {}
+    with db.begin() as conn:  # an account change moves the row, its intent with it
+        moved = """UPDATE crm_sync.ledger SET crm_intent = '{"visit_id": "j2"}' WHERE company_id = 4242"""
+        conn.execute(sa.text(moved))
+        keys = {"company_id": 4242, "crm_type": "housecallpro"}
+        conn.execute(sql("account_archive_ledger"), {**keys, "previous_account": "acct-1"})
+        archived = conn.execute(sa.text("SELECT crm_intent FROM crm_sync.ledger_archive WHERE company_id = 4242"))
+        assert archived.scalar() == {"visit_id": "j2"}
+        conn.execute(sql("account_restore_ledger"), {**keys, "crm_account": "acct-1"})
+        restored = conn.execute(sa.text("SELECT crm_intent FROM crm_sync.ledger WHERE company_id = 4242"))
+        assert restored.scalar() == {"visit_id": "j2"}

@@ -634,8 +634,8 @@ def test_jobber_read_visits_aliases_job_by_id(rsps):
     found = _destination("jobber", jb.hook(writer=lambda creds: None)).read_visits(["Z2lk1", "Z2lk2"])
     assert found == {"Z2lk1": {"title": "t (rankitpro-1-2)", "instructions": "i"}}
     sent = json.loads(next(c for c in rsps.calls if c.request.url == jb.GRAPHQL).request.body)
-    assert "j0: job(id: $j0) { id title instructions }" in sent["query"]
-    assert "j1: job(id: $j1) { id title instructions }" in sent["query"]
+    assert "j0: job(id: $j0) { id title instructions jobStatus }" in sent["query"]
+    assert "j1: job(id: $j1) { id title instructions jobStatus }" in sent["query"]
     assert sent["variables"] == {"j0": "Z2lk1", "j1": "Z2lk2"}
 
 

@@ -7,7 +7,7 @@
 -- quarantined rows are retried as if requeued.
 SELECT ci.*,
        l.status AS ledger_status, l.source_hash AS ledger_source_hash, l.synced_hash,
-       l.crm_customer_id, l.crm_visit_id,
+       l.crm_customer_id, l.crm_visit_id, l.crm_intent,
        (COALESCE(l.requeue, false) OR (CAST(:resync_quarantined AS boolean) AND l.status = 'quarantined')) AS requeue,
        COALESCE(sc.state_changed, false) AS state_changed
 FROM crm_sync.sync_check_ins ci  -- the check-in as the sync reads it (migration 0006)

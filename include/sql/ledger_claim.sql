@@ -12,4 +12,6 @@ ON CONFLICT (company_id, crm_type, check_in_id) DO UPDATE
        run_id = EXCLUDED.run_id, warnings = EXCLUDED.warnings, requeue = false, crm_account = EXCLUDED.crm_account,
        -- a row of another account (a reconnect raced this run) keeps none of that account's record ids
        crm_customer_id = CASE WHEN l.crm_account IS NOT DISTINCT FROM EXCLUDED.crm_account THEN l.crm_customer_id END,
-       crm_visit_id = CASE WHEN l.crm_account IS NOT DISTINCT FROM EXCLUDED.crm_account THEN l.crm_visit_id END
+       crm_visit_id = CASE WHEN l.crm_account IS NOT DISTINCT FROM EXCLUDED.crm_account THEN l.crm_visit_id END,
+       -- what an unfinished earlier attempt wrote stays until this attempt has looked it up (migration 0009)
+       crm_intent = CASE WHEN l.crm_account IS NOT DISTINCT FROM EXCLUDED.crm_account THEN l.crm_intent END

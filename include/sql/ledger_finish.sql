@@ -6,6 +6,8 @@ UPDATE crm_sync.ledger
        crm_visit_id = COALESCE(:crm_visit_id, crm_visit_id),
        synced_hash = CASE WHEN :status = 'synced' THEN source_hash ELSE synced_hash END,
        synced_at = CASE WHEN :status = 'synced' THEN now() ELSE synced_at END,
+       -- the intent is needed only while the outcome is unknown: crm_visit_id holds a synced row's record
+       crm_intent = CASE WHEN :status = 'synced' THEN NULL ELSE crm_intent END,
        error_kind = :error_kind,
        -- after this attempt's own customer writes: its crm_state retry needs a later change (migration 0010)
        quarantined_at = CASE WHEN :status = 'quarantined' THEN now() ELSE quarantined_at END,

@@ -315,16 +315,15 @@ class HousecallProHook(CrmHook):
         return self._create(f"/customers/{cid}/addresses", payload, "POST /customers/{id}/addresses")
 
     # ------------------------------------------------------------------ jobs
-    def list_jobs(self, customer_id: str, *, page_size: int = MAX_PAGE_SIZE) -> Iterator[dict[str, Any]]:
+    def list_jobs(self, customer_id: str | None, *, page_size: int = MAX_PAGE_SIZE) -> Iterator[dict[str, Any]]:
         """``GET /jobs?customer_id=&sort_by=created_at&sort_direction=desc``, newest first, lazily
-        over pages (``Job`` items with ``notes[]``) [HCP-spec ``get-jobs``]."""
-        cid = _id(customer_id, "customer id")
-        return self._pages(
-            "/jobs",
-            "jobs",
-            {"customer_id": cid, "sort_by": "created_at", "sort_direction": "desc"},
-            page_size=page_size,
-        )
+        over pages (``Job`` items with ``notes[]``) [HCP-spec ``get-jobs``: ``customer_id`` is an optional
+        filter, ``sort_by`` includes ``created_at``]. ``customer_id`` None: the jobs of every customer
+        (the company's whole job list; that it carries ``notes[]`` like the filtered one is UNCONFIRMED)."""
+        params = {"sort_by": "created_at", "sort_direction": "desc"}
+        if customer_id is not None:
+            params["customer_id"] = _id(customer_id, "customer id")
+        return self._pages("/jobs", "jobs", params, page_size=page_size)
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         """``GET /jobs/{id}`` (``Job``) [HCP-spec ``get-jobs-id``]."""

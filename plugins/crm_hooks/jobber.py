@@ -801,19 +801,22 @@ class JobberHook(CrmHook):
         return out
 
     def get_jobs(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """``job(id: $j) { id title instructions }`` per id, many aliased in one request within the query-cost
+        """``job(id: $j) { id title instructions jobStatus }`` per id, many aliased in one request within the query-cost
         budget (Jobber's GraphQL has no list-by-ids argument on ``jobs``; ``job(id: EncodedId!)`` is the documented
         root field of the 2022-03-10 schema). Returns id -> job for the
         jobs that exist; a deleted job resolves to null and is left out."""
         unique = list(dict.fromkeys(str(i) for i in job_ids))
         out: dict[str, dict[str, Any]] = {}
-        for chunk in self.chunks(unique, f("job", "id", "title", "instructions").cost()):
+        for chunk in self.chunks(unique, f("job", "id", "title", "instructions", "jobStatus").cost()):
             result, aliases = self._aliased(
                 "query",
                 "RipJobsRead",
                 chunk,
                 {"j": "EncodedId!"},
-                lambda i, jid: (f("job", "id", "title", "instructions", alias=f"j{i}", id=f"$j{i}"), {"j": jid}),
+                lambda i, jid: (
+                    f("job", "id", "title", "instructions", "jobStatus", alias=f"j{i}", id=f"$j{i}"),
+                    {"j": jid},
+                ),
             )
             for jid, alias in zip(chunk, aliases, strict=True):
                 node = (result.data or {}).get(alias)

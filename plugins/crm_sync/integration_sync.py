@@ -7,11 +7,18 @@ Exactly once, step by step:
 2. Candidates come from :mod:`crm_sync.extract` (streamed, never ``fetchall``).
 3. Before any CRM call for a row, its ledger row is set ``in_flight`` with a new
    ``attempt_id`` and committed (the intent).
-4. Customers: the customer map first, then the CRM's own lookup, then create
-   (idempotent by the sync's customer key). Each mapping is committed at once.
+4. Customers: one person, one customer (:mod:`crm_sync.identity`): a batch's rows are grouped into
+   people before the claim (every row of a person carries one customer key); each person is resolved
+   by every key of every row, in the customer map first, then by the CRM's own lookup, then created
+   once (idempotent by the sync's customer key). Each mapping is committed at once.
 5. Rows whose previous attempt was ``in_flight`` may already have a visit record
-   in the CRM: :meth:`Destination.find_visits` looks for the sync's marker before
-   anything is created again.
+   in the CRM. Before the visit create call the engine commits the customer (and
+   parent) it writes each visit under to the ledger (``crm_intent``), and the
+   destination adds each created record id as soon as the CRM returns it; a re-run
+   looks there first (:meth:`Destination.recover_visits`: the recorded id read back,
+   the recorded customer's records, then the marker search), so recovery does not
+   depend on which customer the re-run resolves. A recovered visit stays with the
+   customer it was written under (a warning says so when that differs).
 6. Every row ends ``synced``, ``quarantined`` (with a specific reason) or
    ``failed`` (transient; retried next run). A process killed at any point leaves
    rows ``in_flight``; the next run resolves them by step 5.
@@ -28,7 +35,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -45,14 +52,24 @@ from crm_hooks.errors import (
     QuotaExhaustedError,
     RetryableError,
 )
-from crm_sync import extract
+from crm_sync import extract, identity
 from crm_sync.clean import dumps_strict, storable_text
+from crm_sync.contacts import split_name
 from crm_sync.db import sql
 from crm_sync.destinations import destination_for
-from crm_sync.destinations.base import CustomerRef, Destination
+from crm_sync.destinations.base import CustomerRef, Destination, Progress, RecoveredVisit
 from crm_sync.field_rules import apply_field_rules
 from crm_sync.history import write_back
-from crm_sync.ledger import UNCERTAIN, Ledger, LedgerStatus, is_unchanged, outcome, status_when_stopped_unsent
+from crm_sync.ledger import (
+    UNCERTAIN,
+    Ledger,
+    LedgerStatus,
+    intent_of,
+    is_unchanged,
+    outcome,
+    status_when_stopped_unsent,
+)
+from crm_sync.match_key import MatchKey, MatchKind
 from crm_sync.models import PreparedCheckIn, RecordResult
 from crm_sync.prepare import prepare_check_in
 from crm_sync.quarantine import QuarantineKind
@@ -63,6 +80,8 @@ log = logging.getLogger(__name__)
 #: Integration-level errors: nothing more can be sent for this company x CRM in this run.
 STOPPING_ERRORS = (BadCredentialsError, ConfigurationError, QuotaExhaustedError)
 MAX_CONSECUTIVE_FAILED_BATCHES = 3
+#: Household decisions (:mod:`crm_sync.identity`) listed one per line in a run's warnings; the rest are counted.
+IDENTITY_LINES = 20
 
 
 @dataclass
@@ -111,6 +130,11 @@ class IntegrationResult:
     api_calls: int = 0
     retries: int = 0
     rate_limited: int = 0
+    #: one person, one customer (crm_sync.identity): check-ins with different emails on one phone joined
+    #: as one customer / kept apart, and customers found by phone or name that gained the person's email
+    identity_merges: int = 0
+    identity_splits: int = 0
+    customers_completed: int = 0
     error: str | None = None
     quarantine_reasons: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -133,6 +157,8 @@ class IntegrationResult:
         row.pop("report", None)
         row.pop("crm_account", None)
         row.pop("previous_crm_account", None)
+        for name in ("identity_merges", "identity_splits", "customers_completed"):
+            row.pop(name)  # in the run's warnings (crm_sync.runs has no columns for them)
         row["crm_type"], row["error"] = storable_text(row["crm_type"]), storable_text(row["error"])
         row["quarantine_reasons"] = dumps_strict(self.quarantine_reasons)
         row["warnings"] = dumps_strict(self.warnings[:50])
@@ -239,6 +265,7 @@ class IntegrationSync:
         self._dry = DryRunReport() if self.options.dry_run else None
         #: rows of the current batch read again only because their customer changed (``crm_state``)
         self._state_retries: set[int] = set()
+        self._people: list[identity.Person] = []
         #: this company x CRM's ledger, bound to the CRM account of this run (crm_sync.accounts)
         self.ledger = Ledger(engine, company_id, crm_type)
 
@@ -345,6 +372,7 @@ class IntegrationSync:
                     ] += 1
                     report.add_sample(item)
                     ready.append(item)
+            self._group_people(ready)  # one person, one customer: counted as the real run would
             if self.settings.sync_customers:
                 mapped = self._map_lookup(sorted({k for r in ready for k in r.match_keys}))
                 for item in ready:
@@ -408,13 +436,14 @@ class IntegrationSync:
         if not prepared:
             return
         self._state_retries = {i.check_in_id for i in prepared if previous[i.check_in_id].get("state_changed")}
+        self._people = self._group_people(prepared)  # before the claim: the ledger gets each person's key
         attempt_id = str(uuid.uuid4())
         self._claim(prepared, attempt_id)
         self._visit_writes_started = False
         outcomes: dict[int, dict[str, Any]] = {}
         try:
             refs = self._resolve_customers(destination, prepared, outcomes) if self.settings.sync_customers else {}
-            self._write_visits(destination, prepared, previous, refs, outcomes)
+            self._write_visits(destination, prepared, previous, refs, outcomes, attempt_id)
             self._failed_batches_in_a_row = 0
         except BudgetExhaustedError as exc:
             # Raised before a request is sent: did a visit request go out since visit writes began?
@@ -488,38 +517,65 @@ class IntegrationSync:
     def _resolve_customers(
         self, destination: Destination, rows: list[PreparedCheckIn], outcomes: dict[int, dict[str, Any]]
     ) -> dict[str, CustomerRef]:
-        """customer_key -> CRM customer for every row that has one; failures fill ``outcomes``."""
+        """customer_key -> CRM customer for every person of the batch; failures fill ``outcomes``.
+
+        One person, one customer (:mod:`crm_sync.identity`): the rows are grouped into people first (every
+        row of a person already carries the person's customer key, see :meth:`_group_people`), then each
+        person is resolved by every key of every row, in order (emails, phones, names): the customer map,
+        then the CRM's lookup, then one create from the person's merged customer. A hit by phone or name
+        for a person with another email than the customer's is the household rule's call
+        (:meth:`_accept`); a customer found without the person's email gains it (:meth:`_add_emails`).
+        """
         result = self.result
-        all_keys = sorted({k for r in rows for k in r.match_keys})
-        mapped = self._map_lookup(all_keys)
+        people = (
+            self._people
+            if {r.check_in_id for p in self._people for r in p.rows} == {r.check_in_id for r in rows}
+            else self._group_people(rows)
+        )
+        mapped = self._map_lookup(sorted({k for p in people for k in p.keys}))
+        known = self._Known(self)
         refs: dict[str, CustomerRef] = {}
-        unresolved: dict[str, PreparedCheckIn] = {}
-        for row in rows:
-            hit = next((k for k in row.match_keys if k in mapped), None)
-            if hit:
-                refs[row.customer_key] = mapped[hit][0]
-            else:
-                # The newest check-in of a customer carries its latest data (a full address a create needs).
-                unresolved[row.customer_key] = row
+        via: dict[str, str] = {}  # customer_key -> the key it was found by
+        split_from: dict[str, set[str]] = {}  # customer_key -> customer ids it was kept apart from
+        unresolved: dict[str, identity.Person] = {}
+        for person in people:
+            for key in person.keys:
+                if key not in mapped:
+                    continue
+                verdict = self._accept(person, key, mapped[key][0], known, final=False)
+                if verdict is True:
+                    refs[person.customer_key], via[person.customer_key] = mapped[key][0], key
+                    break
+                if verdict is False:
+                    split_from.setdefault(person.customer_key, set()).add(mapped[key][0].crm_id)
+            if person.customer_key not in refs:
+                unresolved[person.customer_key] = person
         found_now: set[str] = set()
         if unresolved:
-            # Try each strategy key in order, asking the CRM only for rows still unresolved.
-            depth = max(len(r.match_keys) for r in unresolved.values())
+            # Try each key in order, asking the CRM only for people still unresolved.
+            depth = max(len(p.keys) for p in unresolved.values())
             for i in range(depth):
-                wanted = [(r.match_keys[i], r.customer) for r in unresolved.values() if len(r.match_keys) > i]
+                wanted = [(p.keys[i], p.customer) for p in unresolved.values() if len(p.keys) > i]
                 if not wanted:
                     continue
                 hits = destination.match_customers(wanted)
-                for ckey, row in list(unresolved.items()):
-                    if len(row.match_keys) > i and row.match_keys[i] in hits:
-                        refs[ckey] = hits[row.match_keys[i]]
+                for ckey, person in list(unresolved.items()):
+                    key = person.keys[i] if len(person.keys) > i else None
+                    if key is None or key not in hits:
+                        continue
+                    if hits[key].crm_id in split_from.get(ckey, ()):
+                        continue  # already kept apart from this customer (by the map's answer)
+                    if self._accept(person, key, hits[key], known, final=True):
+                        refs[ckey], via[ckey] = hits[key], key
                         found_now.add(ckey)
                         del unresolved[ckey]
+                    else:
+                        split_from.setdefault(ckey, set()).add(hits[key].crm_id)
             result.customers_found += len(found_now)
         created: set[str] = set()
         if unresolved:
             if self.settings.create_new_customers:
-                outcome = destination.create_customers(list(unresolved.values()))
+                outcome = destination.create_customers([p.representative() for p in unresolved.values()])
                 stopped = next((res for res in outcome.values() if res.not_sent), None)
                 if stopped is not None:
                     # No visit was written yet: the batch goes back to pending (customer creates are
@@ -532,14 +588,14 @@ class IntegrationSync:
                         if res.created:
                             created.add(ckey)
                 result.customers_created += len(created)
-            for ckey, row in unresolved.items():
+            for ckey, person in unresolved.items():
                 if ckey in refs:
                     continue
                 status = LedgerStatus.QUARANTINED
                 if not self.settings.create_new_customers:
                     reason = (
                         "no existing customer in the CRM matches "
-                        f"{', '.join(row.match_keys)} and createNewCustomers is off"
+                        f"{', '.join(person.keys)} and createNewCustomers is off"
                     )
                     kind = "no_match"
                 else:
@@ -549,36 +605,151 @@ class IntegrationSync:
                     if res is not None and res.uncertain:
                         # Customer creates are idempotent by the customer key: simply retried next run.
                         status, kind = LedgerStatus.FAILED, "transient"
-                for r in rows:
-                    if r.customer_key == ckey:
-                        outcomes[r.check_in_id] = self._outcome(status, kind=kind, error=reason)
-        # Remember every key of every resolved row, so a returning customer costs no lookup.
+                for r in person.rows:
+                    outcomes[r.check_in_id] = self._outcome(status, kind=kind, error=reason)
+        # Remember every key of every person, so a returning customer costs no lookup. A key already mapped
+        # to another customer stays with it (a household's shared phone keeps pointing at its first owner).
         new_map: dict[str, tuple[CustomerRef, str | None, bool]] = {}
-        for row in rows:
-            ref = refs.get(row.customer_key)
+        for person in people:
+            ref = refs.get(person.customer_key)
             if ref is None:
                 continue
-            for key in row.match_keys:
-                if key not in mapped or mapped[key][0] != ref:
-                    payload = _customer_hash(row) if row.customer_key in created else None
-                    new_map[key] = (ref, payload, row.customer_key in created)
+            payload = _customer_hash(person.representative()) if person.customer_key in created else None
+            for key in person.keys:
+                owner = mapped[key][0] if key in mapped else (new_map[key][0] if key in new_map else None)
+                if owner is None or (owner.crm_id == ref.crm_id and owner != ref):
+                    new_map[key] = (ref, payload, person.customer_key in created)
+        # Emails first: what the map knew before this batch says whether a customer lacks one.
+        self._add_emails(destination, people, refs, via, created, mapped, known)
         self._map_save(new_map)
         if self.settings.update_existing_customers:
-            self._update_customers(destination, rows, refs, mapped, created, outcomes)
+            self._update_customers(destination, people, refs, mapped, created, outcomes)
         return refs
+
+    class _Known:
+        """What the sync itself knows of CRM customers, read on demand and once per customer: the emails the
+        customer map holds for them, and the names on the check-ins synced to them (the ledger)."""
+
+        def __init__(self, sync: IntegrationSync):
+            self.sync = sync
+            self.emails: dict[str, set[str]] = {}
+            self.names: dict[str, set[str]] = {}
+
+        def _load(self, crm_id: str) -> None:
+            if crm_id not in self.emails:
+                emails, names = self.sync._known_of([crm_id])
+                self.emails[crm_id] = emails.get(crm_id, set())
+                self.names[crm_id] = names.get(crm_id, set())
+
+        def emails_of(self, crm_id: str) -> set[str]:
+            self._load(crm_id)
+            return self.emails[crm_id]
+
+        def names_of(self, crm_id: str) -> set[str]:
+            self._load(crm_id)
+            return self.names[crm_id]
+
+    def _accept(
+        self, person: identity.Person, key: str, ref: CustomerRef, known: IntegrationSync._Known, *, final: bool
+    ) -> bool | None:
+        """Whether the customer ``ref`` found by ``key`` is ``person`` (None: ask the CRM, it knows the name).
+
+        An email hit is the person. A phone or name hit is too, unless the customer has an email and the
+        person only other ones: then ``householdPhoneRule`` decides, comparing the name the CRM gave, else the
+        names on the check-ins synced to that customer (with neither, the map's answer waits for the CRM's;
+        a customer without a known name is not "the same name"). Each such decision is reported.
+        """
+        if MatchKey.parse(key).kind == MatchKind.EMAIL or not person.emails:
+            return True
+        theirs = {ref.email} if ref.email else set() if ref.email == "" else known.emails_of(ref.crm_id)
+        if not theirs or theirs & person.emails:
+            return True
+        names = {n for n in [identity.normalised_name_text(ref.name)] if n} or known.names_of(ref.crm_id)
+        rule = self.settings.household_phone_rule
+        if rule == "same_name" and not names and not final:
+            return None  # the CRM's answer carries the name
+        same = identity.same_person(person.emails, person.names, theirs, names, rule)
+        why = "same name" if same and names & person.names else f"householdPhoneRule {rule}"
+        self._identity_line(
+            "merge" if same else "split",
+            f"identity: {'joined' if same else 'kept'} check-ins "
+            f"{', '.join(f'#{i}' for i in person.check_in_ids[:5])} "
+            f"{'with' if same else 'apart from'} existing CRM customer {ref.crm_id} (different emails, shared "
+            f"{identity.mask_key(key)}; {why})",
+        )
+        return same
+
+    def _identity_line(self, kind: str, line: str) -> None:
+        """Count a household decision; the first :data:`IDENTITY_LINES` become run warnings, the rest a count."""
+        r = self.result
+        if kind == "merge":
+            r.identity_merges += 1
+        else:
+            r.identity_splits += 1
+        if r.identity_merges + r.identity_splits <= IDENTITY_LINES:
+            r.warnings.append(self._text(line) or "")
+
+    def _group_people(self, rows: list[PreparedCheckIn]) -> list[identity.Person]:
+        """The batch's people (:func:`crm_sync.identity.group_people`); every row gets its person's key
+        before the ledger claim, so claim, visits and creates all use it. Decisions go to the run summary."""
+        people, decisions = identity.group_people(rows, self.settings.household_phone_rule)
+        for person in people:
+            for row in person.rows:
+                row.customer_key = person.customer_key
+        for decision in decisions:
+            self._identity_line(decision.kind, identity.describe(decision))
+        return people
+
+    def _add_emails(
+        self,
+        destination: Destination,
+        people: list[identity.Person],
+        refs: dict[str, CustomerRef],
+        via: dict[str, str],
+        created: set[str],
+        mapped: dict[str, tuple[CustomerRef, str | None]],
+        known: IntegrationSync._Known,
+    ) -> None:
+        """A customer found by phone or name that lacks the person's email gains it (whatever
+        ``updateExistingCustomers`` says: it is how the next check-in with that email finds them). The
+        customer keeps its key in the CRM; the destination adds the email only where the record has none."""
+        todo: dict[str, tuple[CustomerRef, str]] = {}
+        for person in people:
+            ckey = person.customer_key
+            ref = refs.get(ckey)
+            if ref is None or ckey in created or ckey not in via or not person.customer.email:
+                continue
+            if MatchKey.parse(via[ckey]).kind == MatchKind.EMAIL:
+                continue
+            email_key = str(MatchKey.email(person.customer.email))
+            if email_key in mapped or ref.email or known.emails_of(ref.crm_id):
+                continue  # the customer has an email already (ours or another household member's)
+            todo.setdefault(ref.crm_id, (ref, person.customer.email))
+        if not todo:
+            return
+        results = destination.add_emails(list(todo.values()))
+        for crm_id in todo:
+            res = results.get(crm_id)
+            if res is not None and res.ok:
+                self.result.customers_completed += 1
+            elif res is not None and res.not_sent:
+                self._budget_hit = True
+            elif res is not None and res.error:
+                self.result.warnings.append(self._text(f"customer {crm_id}: email not added: {res.error}", 300) or "")
 
     def _update_customers(
         self,
         destination: Destination,
-        rows: list[PreparedCheckIn],
+        people: list[identity.Person],
         refs: dict[str, CustomerRef],
         mapped: dict[str, tuple[CustomerRef, str | None]],
         created: set[str],
         outcomes: dict[int, dict[str, Any]],
     ) -> None:
-        """Push changed customer fields for customers that existed before this batch."""
+        """Push changed customer fields (the person's merged customer) for customers that existed before this batch."""
         todo: dict[str, tuple[CustomerRef, PreparedCheckIn]] = {}
-        for row in rows:
+        for person in people:
+            row = person.representative()
             ref = refs.get(row.customer_key)
             if ref is None or row.customer_key in created or row.check_in_id in outcomes:
                 continue
@@ -586,7 +757,7 @@ class IntegrationSync:
                 continue  # an unchanged older check-in retried for the CRM's state: its data is not newer
             if mapped.get(row.customer_key, (None, None))[1] == _customer_hash(row):
                 continue
-            todo[ref.crm_id] = (ref, row)  # the newest check-in of a customer wins
+            todo[ref.crm_id] = (ref, row)  # the newest person of a customer wins
         if not todo:
             return
         results = destination.update_customers(list(todo.values()))
@@ -611,6 +782,7 @@ class IntegrationSync:
         previous: dict[int, dict[str, Any]],
         refs: dict[str, CustomerRef],
         outcomes: dict[int, dict[str, Any]],
+        attempt_id: str | None = None,
     ) -> None:
         result = self.result
         ready = [r for r in rows if r.check_in_id not in outcomes]
@@ -624,7 +796,9 @@ class IntegrationSync:
         uncertain = [
             r for r in ready if r not in to_update and previous[r.check_in_id].get("ledger_status") in UNCERTAIN
         ]
-        found = destination.find_visits(uncertain) if uncertain else {}
+        # What the earlier attempts of these rows recorded (crm_intent) is looked at first.
+        intents = {r.visit_key: intent_of(previous[r.check_in_id]) for r in uncertain}
+        found = destination.recover_visits(uncertain, intents, refs) if uncertain else {}
         to_create = [r for r in ready if r not in to_update and r.visit_key not in found]
 
         self._visit_writes_started = bool(to_update or to_create)
@@ -636,22 +810,73 @@ class IntegrationSync:
             self._apply(to_update, updated, refs, outcomes, counter="visits_updated")
         for row in ready:
             if row.visit_key in found:
-                ref = refs.get(row.customer_key)
-                outcomes[row.check_in_id] = self._outcome(
-                    LedgerStatus.SYNCED, customer_id=ref.crm_id if ref else None, visit_id=found[row.visit_key]
-                )
-                result.visits_recovered += 1
-                result.synced += 1
+                self._recovered(row, found[row.visit_key], refs.get(row.customer_key), outcomes)
         if to_create:
-            try:
-                created = destination.create_visits([(r, refs.get(r.customer_key)) for r in to_create])
-            except RetryableError as exc:
-                # The request may have reached the CRM: keep in_flight, resolve by lookup next run.
-                for r in to_create:
-                    outcomes[r.check_in_id] = self._outcome(LedgerStatus.IN_FLIGHT, kind="transient", error=str(exc))
-                raise
-            self._apply(to_create, created, refs, outcomes, counter="visits_created")
-            self._retry_cured(destination, to_create, refs, outcomes)
+            self._create_visits(destination, to_create, refs, outcomes, attempt_id)
+            self._retry_cured(destination, to_create, refs, outcomes, attempt_id)
+
+    def _create_visits(
+        self,
+        destination: Destination,
+        rows: list[PreparedCheckIn],
+        refs: dict[str, CustomerRef],
+        outcomes: dict[int, dict[str, Any]],
+        attempt_id: str | None,
+    ) -> None:
+        if attempt_id is not None:
+            # Committed before the create call: where the visit goes, so a re-run that resolves the row to
+            # another customer still looks there first (the destination adds each created id as it goes).
+            self.ledger.record_intent(
+                {
+                    r.check_in_id: {"customer_id": ref.crm_id, "parent_id": ref.parent_id}
+                    if (ref := refs.get(r.customer_key))
+                    else {}
+                    for r in rows
+                },
+                attempt_id,
+                replace=True,
+            )
+        try:
+            created = destination.create_visits(
+                [(r, refs.get(r.customer_key)) for r in rows], self._progress(rows, attempt_id)
+            )
+        except RetryableError as exc:
+            # The request may have reached the CRM: keep in_flight, resolve by lookup next run.
+            for r in rows:
+                outcomes[r.check_in_id] = self._outcome(LedgerStatus.IN_FLIGHT, kind="transient", error=str(exc))
+            raise
+        self._apply(rows, created, refs, outcomes, counter="visits_created")
+
+    def _recovered(
+        self,
+        row: PreparedCheckIn,
+        visit: RecoveredVisit,
+        ref: CustomerRef | None,
+        outcomes: dict[int, dict[str, Any]],
+    ) -> None:
+        """A visit an interrupted attempt wrote: synced, with the customer it was written under."""
+        customer_id = visit.customer_id or (ref.crm_id if ref else None)
+        if ref is not None and customer_id != ref.crm_id:
+            # The record cannot be moved safely (and Housecall Pro cannot move jobs at all): it stays, and says so.
+            message = (
+                f"check-in {row.check_in_id}: its visit record {visit.crm_id}, written by an interrupted earlier "
+                f"attempt under customer {customer_id}, was recovered there; this run resolved customer {ref.crm_id}"
+            )
+            row.warnings.append(message)
+            self.result.warnings.append(self._text(message) or "")
+        outcomes[row.check_in_id] = self._outcome(LedgerStatus.SYNCED, customer_id=customer_id, visit_id=visit.crm_id)
+        self.result.visits_recovered += 1
+        self.result.synced += 1
+
+    def _progress(self, rows: list[PreparedCheckIn], attempt_id: str | None) -> Progress:
+        """The ``progress`` callback of :meth:`Destination.create_visits`: created ids into the ledger at once."""
+        by_key = {r.visit_key: r.check_in_id for r in rows}
+
+        def record(ids: Mapping[str, Mapping[str, str | None]]) -> None:
+            if attempt_id is not None:
+                self.ledger.record_intent({by_key[k]: v for k, v in ids.items() if k in by_key}, attempt_id)
+
+        return record
 
     def _apply(
         self,
@@ -719,6 +944,7 @@ class IntegrationSync:
         rows: list[PreparedCheckIn],
         refs: dict[str, CustomerRef],
         outcomes: dict[int, dict[str, Any]],
+        attempt_id: str | None = None,
     ) -> None:
         """Rows refused for the CRM's state (``crm_state``: nothing was sent for them) whose customer got a visit
         in the same call, e.g. from a later check-in that added the address: sent once more now."""
@@ -737,13 +963,7 @@ class IntegrationSync:
         ]
         if not again:
             return
-        try:
-            created = destination.create_visits([(r, refs.get(r.customer_key)) for r in again])
-        except RetryableError as exc:
-            for r in again:  # may have reached the CRM: resolved by lookup next run
-                outcomes[r.check_in_id] = self._outcome(LedgerStatus.IN_FLIGHT, kind="transient", error=str(exc))
-            raise
-        self._apply(again, created, refs, outcomes, counter="visits_created")
+        self._create_visits(destination, again, refs, outcomes, attempt_id)
 
     # ------------------------------------------------------------------ ledger
     def _claim(self, rows: list[PreparedCheckIn], attempt_id: str) -> None:
@@ -787,6 +1007,26 @@ class IntegrationSync:
                 for r in rows
             }
 
+    def _known_of(self, crm_ids: list[str]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        """crm customer id -> the emails the customer map holds for it (``email:`` keys), and -> the
+        normalised names on the check-ins synced to it (:func:`crm_sync.identity.normalised_name_text`)."""
+        params = {
+            "company_id": self.company_id,
+            "crm_type": self.crm_type,
+            "ids": crm_ids,
+            "crm_account": self.ledger.crm_account,
+        }
+        emails: dict[str, set[str]] = {}
+        names: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(sql("customer_map_emails"), params):
+                emails.setdefault(r.crm_customer_id, set()).add(MatchKey.parse(r.match_key).value)
+            for r in conn.execute(sql("customer_names_synced"), params):
+                first, last, _ = split_name(r.customer_name)
+                if name := identity.normalised_name_text(" ".join(p for p in (first, last) if p)):
+                    names.setdefault(r.crm_customer_id, set()).add(name)
+        return emails, names
+
     def _map_save(self, entries: dict[str, tuple[CustomerRef, str | None, bool]]) -> None:
         if not entries:
             return
@@ -828,6 +1068,11 @@ class IntegrationSync:
 
     def _record(self) -> None:
         r = self.result
+        if r.identity_merges + r.identity_splits > IDENTITY_LINES:
+            r.warnings.append(
+                f"identity: {r.identity_merges + r.identity_splits - IDENTITY_LINES} more household decisions not "
+                f"listed ({r.identity_merges} merged, {r.identity_splits} kept apart in this run)"
+            )
         row = r.as_row()
         with self.engine.begin() as conn:
             run_row_id = conn.execute(sql("run_insert"), row).scalar()

@@ -12,7 +12,10 @@ Every check-in a sync considers gets a row, and every row ends a run in one :cla
 ``failed``       a transient failure outlived the retries; retried next run (marker looked up first)
 
 A row is *claimed* (``in_flight`` with a new ``attempt_id``, committed) before any CRM call for it, and
-only the attempt that claimed it may *finish* it. The SQL files that read or write these statuses
+only the attempt that claimed it may *finish* it. Between the two, the attempt commits the CRM ids it
+writes the row's visit under, and each record id as soon as the CRM returns it (``crm_intent``,
+:meth:`Ledger.record_intent`): a later run looks there first for what an interrupted attempt wrote.
+The SQL files that read or write these statuses
 (``ledger_*.sql``, ``extract_*.sql``, ``quality_compute.sql``, ``reconcile_requeue.sql``, ...) keep them as
 literals; ``tests/test_ledger.py`` checks each literal is a :class:`LedgerStatus` and that the table's CHECK
 constraint allows exactly these. Which rows a run reads is :mod:`crm_sync.extract`; which CRM account the
@@ -21,6 +24,7 @@ rows belong to is :mod:`crm_sync.accounts`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
@@ -83,6 +87,14 @@ def is_unchanged(row: Mapping[str, Any], source_hash: str) -> bool:
     return (status == LedgerStatus.SYNCED and source_hash == row.get("synced_hash")) or (
         status == LedgerStatus.QUARANTINED and source_hash == row.get("ledger_source_hash")
     )
+
+
+def intent_of(row: Mapping[str, Any]) -> dict[str, str]:
+    """The CRM ids an earlier attempt recorded for a candidate row (its ``crm_intent``; empty when none)."""
+    intent = row.get("crm_intent")
+    if isinstance(intent, str):  # a driver that does not decode jsonb
+        intent = json.loads(intent)
+    return {str(k): str(v) for k, v in (intent or {}).items() if v is not None}
 
 
 def status_when_stopped_unsent(before: str | None, *, sent: bool) -> LedgerStatus:
@@ -162,6 +174,31 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(sql("ledger_finish"), params)
 
+    def record_intent(
+        self, intents: Mapping[int, Mapping[str, str | None]], attempt_id: str, *, replace: bool = False
+    ) -> None:
+        """Commit the CRM ids this attempt chose or created for rows it is writing (``crm_intent``, migration 0009).
+
+        ``intents``: check-in id -> ids such as ``customer_id``, ``parent_id``, ``visit_id``. With ``replace``
+        the rows' intents start afresh (the engine, right before the visit create call); otherwise the ids are
+        added (a destination, as soon as the CRM returns a record id). One transaction for all rows. A later
+        run reads them (:func:`intent_of`) to find what an interrupted attempt wrote, whatever customer it
+        resolves the row to then.
+        """
+        params = [
+            {
+                **self._keys(check_in_id),
+                "attempt_id": attempt_id,
+                "replace": replace,
+                "intent": dumps_strict({k: storable_text(str(v)) for k, v in ids.items() if v is not None}),
+            }
+            for check_in_id, ids in intents.items()
+        ]
+        if not params:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(sql("ledger_intent"), params)
+
     def quarantine_unsent(self, row: PreparedCheckIn, run_id: str, *, kind: str, error: str | None) -> None:
         """Record a row that cannot be sent as it is (e.g. no usable identity), without any CRM call."""
         with self.engine.begin() as conn:
@@ -186,4 +223,13 @@ def _warnings(row: PreparedCheckIn) -> str:
     return dumps_strict(row.warnings[:WARNINGS_KEPT])
 
 
-__all__ = ["UNCERTAIN", "UNFINISHED", "Ledger", "LedgerStatus", "is_unchanged", "outcome", "status_when_stopped_unsent"]
+__all__ = [
+    "UNCERTAIN",
+    "UNFINISHED",
+    "Ledger",
+    "LedgerStatus",
+    "intent_of",
+    "is_unchanged",
+    "outcome",
+    "status_when_stopped_unsent",
+]

@@ -7,6 +7,9 @@ from datetime import datetime
 from typing import Any
 
 MATCH_STRATEGIES = ("email", "phone", "name", "all")
+#: ``syncSettings.householdPhoneRule``: when are check-ins with different emails on one phone one person
+#: (:mod:`crm_sync.identity`); the first is the default.
+HOUSEHOLD_RULES = ("same_name", "same_person", "separate")
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,7 @@ class SyncSettings:
     sync_photos: bool = True
     customer_match_strategy: str = "all"
     custom_field_mapping: dict[str, str] = field(default_factory=dict)
+    household_phone_rule: str = HOUSEHOLD_RULES[0]
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,20 @@ class PreparedCheckIn:
     warnings: list[str] = field(default_factory=list)
     #: set when the row cannot be synced at all; the row is quarantined with it
     error: str | None = None
+    #: the person's customer key when :mod:`crm_sync.identity` grouped this row with others
+    group_key: str | None = field(default=None, repr=False)
 
     @property
     def customer_key(self) -> str | None:
-        """The sync's stable identity of this customer: the first match key."""
+        """The sync's stable identity of this customer: its group's key (:mod:`crm_sync.identity`), else the
+        row's first match key. Every row of one person carries the same key (ledger claim, visits, creates)."""
+        if self.group_key is not None:
+            return self.group_key
         return self.match_keys[0] if self.match_keys else None
+
+    @customer_key.setter
+    def customer_key(self, value: str | None) -> None:
+        self.group_key = value
 
     @property
     def visit_key(self) -> str:

@@ -9,6 +9,9 @@ Decisions worth knowing:
   warning*; anything else (``"yes"``, ``1``, ``null``) gives the default.
 * ``customerMatchStrategy`` is compared case-insensitively; an unknown value
   gives ``"all"``.
+* ``householdPhoneRule`` (``same_name``, ``same_person``, ``separate``; see
+  :mod:`crm_sync.identity`) is compared case-insensitively, ``-`` read as ``_``; an unknown
+  value gives ``"same_name"`` with a warning.
 * ``customFieldMapping`` is checked entry by entry: a mapping that is not an
   object gives ``{}``; inside it, an entry whose check-in field is unknown or
   whose CRM field name is not a non-empty string is dropped with a warning and
@@ -29,7 +32,7 @@ from typing import Any
 
 from crm_hooks.registry import HOOKS
 from crm_sync.clean import NonFiniteNumberError, loads_strict
-from crm_sync.models import MATCH_STRATEGIES, SyncSettings
+from crm_sync.models import HOUSEHOLD_RULES, MATCH_STRATEGIES, SyncSettings
 from crm_sync.prepare import resolve_check_in_field
 from crm_sync.text import echo
 
@@ -54,6 +57,7 @@ SYNC_SETTINGS_KEYS: dict[str, str] = {
     "syncPhotos": "sync_photos",
     "customerMatchStrategy": "customer_match_strategy",
     "customFieldMapping": "custom_field_mapping",
+    "householdPhoneRule": "household_phone_rule",
 }
 _BOOL_KEYS = ("syncCustomers", "createNewCustomers", "updateExistingCustomers", "syncCheckInsAsJobs", "syncPhotos")
 _DEFAULTS = SyncSettings()
@@ -99,6 +103,19 @@ def _parse_strategy(value: Any, warnings: list[str]) -> str:
     warnings.append(
         f"syncSettings.customerMatchStrategy {shown} is not one of {', '.join(MATCH_STRATEGIES)}: "
         f"default '{default}' used"
+    )
+    return default
+
+
+def _parse_household_rule(value: Any, warnings: list[str]) -> str:
+    default = _DEFAULTS.household_phone_rule
+    if isinstance(value, str) and value.strip().lower().replace("-", "_") in HOUSEHOLD_RULES:
+        return value.strip().lower().replace("-", "_")
+    shown = echo(value, 30) if isinstance(value, str) else _json_type(value)
+    warnings.append(
+        f"syncSettings.householdPhoneRule {shown} is not one of {', '.join(HOUSEHOLD_RULES)}: "
+        f"default '{default}' used (check-ins with different emails on one phone are one customer only "
+        "when their names match)"
     )
     return default
 
@@ -166,6 +183,8 @@ def parse_sync_settings(raw: Any) -> tuple[SyncSettings, list[str]]:
             values[SYNC_SETTINGS_KEYS[key]] = _parse_bool(key, raw[key], warnings)
     if "customerMatchStrategy" in raw:
         values["customer_match_strategy"] = _parse_strategy(raw["customerMatchStrategy"], warnings)
+    if "householdPhoneRule" in raw:
+        values["household_phone_rule"] = _parse_household_rule(raw["householdPhoneRule"], warnings)
     if "customFieldMapping" in raw and raw["customFieldMapping"] is not None:
         values["custom_field_mapping"] = _parse_mapping(raw["customFieldMapping"], warnings)
     unknown = [str(k) for k in raw if k not in SYNC_SETTINGS_KEYS]

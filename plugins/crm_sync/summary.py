@@ -42,6 +42,8 @@ def result_summary(result: Any) -> dict[str, Any]:
     out["seconds"] = float(out["seconds"] or 0)
     out["quarantine_reasons"] = {k: v["count"] for k, v in result.quarantine_reasons.items()}
     out["warnings"] = result.warnings[:10]
+    # One person, one customer (crm_sync.identity): household decisions and emails added, counted.
+    out["identity"] = {k: getattr(result, k, 0) for k in ("identity_merges", "identity_splits", "customers_completed")}
     # The CRM account written into, and the previous one when this run met an account change.
     out["crm_account"] = getattr(result, "crm_account", None)
     out["previous_crm_account"] = getattr(result, "previous_crm_account", None)

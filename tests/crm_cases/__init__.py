@@ -41,6 +41,18 @@ class CrmCase:
     #: (sandbox_url, first name, last name, phone as typed) -> CRM id: a customer seeded straight into the
     #: sandbox (admin route), as if typed into the CRM before the sync; None: the CRM cannot list customers
     seed_customer: Callable[[str, str, str, str], str] | None = None
+    #: (sandbox_url, first name, last name, phone as typed, email or None) -> (CRM id, parent id or None): a
+    #: customer seeded straight into the sandbox, one of the two candidate records of a returning customer
+    #: in the kill tests (the parent is where the sync puts its visits: Account, location)
+    seed_candidate: Callable[[str, str, str, str, str | None], tuple[str, str | None]] | None = None
+    #: The hook calls of a new-customer-plus-visit sequence, in order (``method`` or ``method:first argument``):
+    #: the kill tests let each one reach the CRM and then kill the worker (customer, address / location /
+    #: property, visit, the step after it).
+    kill_points: tuple[str, ...] = ()
+    #: A visit record (sandbox shape) has every step done (e.g. a Jobber job closed); None: one step only
+    visit_finished: Callable[[dict[str, Any]], bool] | None = None
+    #: The id of the customer a visit record (sandbox shape) is attached to
+    visit_customer: Callable[[dict[str, Any]], str | None] = lambda record: None
 
 
 def seed_record(sandbox_url: str, crm: str, account: str, obj: str, body: dict[str, Any]) -> dict[str, Any]:

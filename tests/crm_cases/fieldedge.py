@@ -1,4 +1,4 @@
-from crm_cases import CrmCase
+from crm_cases import CrmCase, seed_record
 
 CLIENT_ID = "fe-conf-client-7a1c"
 CLIENT_SECRET = "fe-conf-client-secret-3d9e51"
@@ -21,6 +21,11 @@ def _integration(url: str, secret: str = CLIENT_SECRET) -> dict:
     }
 
 
+def _seed_candidate(url: str, first: str, last: str, phone: str, email: str | None) -> tuple[str, None]:
+    body = {"firstName": first, "lastName": last, "phoneNumber": phone, **({"email": email} if email else {})}
+    return seed_record(url, "fieldedge", "conf", "customers", body)["id"], None
+
+
 # Gobo tokens are short-lived JWTs: a 1-second TTL exercises the refresh after a 401 mid-run.
 CASE = CrmCase(
     crm_type="fieldedge",
@@ -33,4 +38,8 @@ CASE = CrmCase(
     customer_object="customers",
     secrets=(CLIENT_SECRET,),
     short_token_limits={"token_ttl_seconds": 1},
+    # No seed_customer: FieldEdge cannot list customers (the import tests skip it); the search finds these.
+    seed_candidate=_seed_candidate,
+    kill_points=("create_customer", "create_lead"),
+    visit_customer=lambda lead: (lead.get("customer") or {}).get("customerId"),
 )

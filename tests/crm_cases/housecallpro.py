@@ -26,8 +26,8 @@ def _marker(job: dict) -> str | None:
     return next(iter(keys), None)
 
 
-def _seed_customer(url: str, first: str, last: str, phone: str) -> str:
-    body = {"first_name": first, "last_name": last, "mobile_number": phone}
+def _seed_customer(url: str, first: str, last: str, phone: str, email: str | None = None) -> str:
+    body = {"first_name": first, "last_name": last, "mobile_number": phone, **({"email": email} if email else {})}
     return seed_record(url, "housecallpro", "conf", "customers", body)["id"]
 
 
@@ -44,4 +44,8 @@ CASE = CrmCase(
     secrets=(API_KEY,),
     short_token_limits=None,
     seed_customer=_seed_customer,
+    seed_candidate=lambda url, first, last, phone, email: (_seed_customer(url, first, last, phone, email), None),
+    # The job's note is part of POST /jobs here (add_job_note only runs when a CRM drops JobCreate.notes).
+    kill_points=("create_customer", "create_address", "create_job"),
+    visit_customer=lambda job: (job.get("customer") or {}).get("id"),
 )

@@ -17,8 +17,8 @@ def _oauth(url: str, secret: str = CLIENT_SECRET) -> dict:
     return integration
 
 
-def _seed_customer(url: str, first: str, last: str, phone: str) -> str:
-    body = {"properties": {"firstname": first, "lastname": last, "phone": phone}}
+def _seed_customer(url: str, first: str, last: str, phone: str, email: str | None = None) -> str:
+    body = {"properties": {"firstname": first, "lastname": last, "phone": phone, **({"email": email} if email else {})}}
     return seed_record(url, "hubspot", "conf", "contacts", body)["id"]
 
 
@@ -36,4 +36,7 @@ CASE = CrmCase(
     secrets=(CLIENT_SECRET, REFRESH),
     short_token_limits={"token_ttl_seconds": 1},
     seed_customer=_seed_customer,
+    seed_candidate=lambda url, first, last, phone, email: (_seed_customer(url, first, last, phone, email), None),
+    kill_points=("batch_upsert:contacts", "batch_create:notes"),
+    visit_customer=lambda note: next((str(a["to"]["id"]) for a in note.get("associations") or []), None),
 )

@@ -43,8 +43,8 @@ def _marker(record: dict) -> str | None:
     return found[0] if found else None
 
 
-def _seed_customer(url: str, first: str, last: str, phone: str) -> str:
-    body = {"firstName": first, "lastName": last, "phones": [phone]}
+def _seed_customer(url: str, first: str, last: str, phone: str, email: str | None = None) -> str:
+    body = {"firstName": first, "lastName": last, "phones": [phone], **({"emails": [email]} if email else {})}
     return seed_record(url, "jobber", "conf", "clients", body)["id"]
 
 
@@ -60,4 +60,8 @@ CASE = CrmCase(
     secrets=(CLIENT_SECRET, REFRESH),
     short_token_limits={"token_ttl_seconds": 1},
     seed_customer=_seed_customer,
+    seed_candidate=lambda url, first, last, phone, email: (_seed_customer(url, first, last, phone, email), None),
+    kill_points=("create_clients", "create_properties", "create_jobs", "close_jobs"),
+    visit_finished=lambda job: job.get("jobStatus") == "archived",  # jobClose done
+    visit_customer=lambda job: job.get("clientId"),
 )

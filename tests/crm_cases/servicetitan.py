@@ -29,9 +29,10 @@ def _marker(record: dict) -> str | None:
     return next((e["value"] for e in record.get("externalData") or [] if e["key"] == "rankitpro_checkin_key"), None)
 
 
-def _seed_customer(url: str, first: str, last: str, phone: str) -> str:
-    """A customer with a phone contact and one service location (jobs need a location)."""
+def _seed_candidate(url: str, first: str, last: str, phone: str, email: str | None = None) -> tuple[str, str]:
+    """A customer with a phone (and email) contact and one service location (jobs need a location)."""
     address = {"street": "4100 Burnet Rd", "city": "Austin", "state": "TX", "zip": "78756", "country": "USA"}
+    contacts = [{"type": "Phone", "value": phone}, *([{"type": "Email", "value": email}] if email else [])]
     customer = seed_record(
         url,
         "servicetitan",
@@ -41,13 +42,17 @@ def _seed_customer(url: str, first: str, last: str, phone: str) -> str:
             "name": f"{first} {last}",
             "type": "Residential",
             "address": address,
-            "contacts": [{"type": "Phone", "value": phone}],
+            "contacts": contacts,
         },
     )
-    seed_record(
+    location = seed_record(
         url, "servicetitan", "conf", "locations", {"customerId": customer["id"], "name": "Home", "address": address}
     )
-    return str(customer["id"])
+    return str(customer["id"]), str(location["id"])
+
+
+def _seed_customer(url: str, first: str, last: str, phone: str) -> str:
+    return _seed_candidate(url, first, last, phone)[0]
 
 
 # ServiceTitan access tokens live 900 s; the sandbox account's 1-second tokens make them expire mid-run.
@@ -63,4 +68,8 @@ CASE = CrmCase(
     secrets=(CREDS["clientSecret"], CREDS["appKey"]),
     short_token_limits={"token_ttl_seconds": 1},
     seed_customer=_seed_customer,
+    seed_candidate=_seed_candidate,
+    # A new customer's location is created with it (POST /customers with locations[]): one kill point.
+    kill_points=("create_customer", "create_job"),
+    visit_customer=lambda job: str(job["customerId"]),
 )

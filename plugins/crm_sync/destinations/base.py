@@ -11,16 +11,19 @@ Idempotency contract every destination keeps:
   second record for a key it already created (upsert by an external id, or a
   lookup of the marker before create).
 * ``find_visits`` finds visit records by the marker the sync writes on them
-  (``PreparedCheckIn.visit_key``); the engine calls it for every row whose last
-  attempt may have reached the CRM before it creates anything again.
+  (``PreparedCheckIn.visit_key``); the engine calls it (through :meth:`Destination.recover_visits`)
+  for every row whose last attempt may have reached the CRM before it creates anything again.
+* ``create_visits`` reports each record id it creates through ``progress`` as soon as the CRM
+  returns it, before any further step for that record (a note, a close): the engine commits it to
+  the ledger (``crm_intent``), so a crash at any point leaves the id where the next run looks first.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from crm_hooks.base import CrmHook, requests_sent
@@ -36,10 +39,41 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class CustomerRef:
-    """A customer in the CRM: its id, and its parent record where the CRM has one."""
+    """A customer in the CRM: its id, and its parent record where the CRM has one.
+
+    ``email`` and ``name`` are what the record held when a lookup read it (the household rule and
+    the adding of an email need them, :mod:`crm_sync.identity`): ``""`` read and empty, ``None``
+    not known. They are not part of the ref's identity (equality, hashing).
+    """
 
     crm_id: str
     parent_id: str | None = None
+    email: str | None = field(default=None, compare=False)
+    name: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def read(cls, crm_id: str, parent_id: str | None = None, *, email: Any, names: Sequence[Any]) -> CustomerRef:
+        """A ref for a record a lookup just read: its email (trimmed, lower-cased) and name parts as held."""
+        name = " ".join(str(n).strip() for n in names if n and str(n).strip())
+        return cls(crm_id, parent_id, email=str(email or "").strip().lower(), name=name)
+
+
+#: ``create_visits``' report of created record ids: visit_key -> ids (``visit_id``, ``address_id``, ...);
+#: the engine commits each call to the ledger's ``crm_intent`` before it returns (one transaction per call).
+Progress = Callable[[Mapping[str, Mapping[str, str | None]]], None]
+
+
+def no_progress(ids: Mapping[str, Mapping[str, str | None]]) -> None:
+    """The ``progress`` of a caller that keeps no ledger (tests, the customer import)."""
+
+
+@dataclass(frozen=True)
+class RecoveredVisit:
+    """A visit record an earlier, interrupted attempt wrote for a row: it stays with the customer it was
+    written under (``customer_id``; None: not known, the row's resolved customer is assumed)."""
+
+    crm_id: str
+    customer_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,13 +135,86 @@ class Destination(ABC):
     def update_customers(self, items: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
         """Update existing customers with the check-in's customer fields; returns crm_id -> result."""
 
+    def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
+        """Give existing customers (found by phone or name) the person's email, only where the record has
+        none; nothing else is written, the customer key the CRM holds least of all. Returns crm_id -> result.
+
+        Default: the CRM offers no way to add one (nothing is sent; the customer map still knows the email).
+        """
+        return {}
+
     @abstractmethod
     def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
         """Visit records the sync already wrote for these rows; returns visit_key -> CRM id."""
 
     @abstractmethod
-    def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
-        """Create one visit record per row, attached to its customer; returns visit_key -> result."""
+    def create_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]], progress: Progress = no_progress
+    ) -> dict[str, RecordResult]:
+        """Create one visit record per row, attached to its customer; returns visit_key -> result.
+
+        Record ids created before the last step of a row (a job before its note or close), and each record
+        of a per-record CRM, are reported through ``progress`` as soon as the CRM returns them."""
+
+    # ------------------------------------------------------------------ crash recovery
+    #: The :meth:`read_visits` field that holds the sync's marker (:meth:`carries_marker`).
+    marker_field: ClassVar[str] = "marker"
+
+    def recover_visits(
+        self,
+        rows: Sequence[PreparedCheckIn],
+        intents: Mapping[str, Mapping[str, str]],
+        refs: Mapping[str, CustomerRef],
+    ) -> dict[str, RecoveredVisit]:
+        """Visit records earlier attempts wrote for rows whose outcome is unknown, whatever customer this run
+        resolved them to; returns visit_key -> the record (which stays with the customer it was written under).
+
+        ``intents``: visit_key -> the CRM ids the ledger recorded for the row (``crm_intent``); ``refs``:
+        customer_key -> the customer this run resolved. First the recorded visit ids, read back
+        (:meth:`confirm_visits`), then the marker search (:meth:`find_recorded_visits`); the unfinished
+        step of every record found is completed (:meth:`complete_visits`).
+        """
+        recorded = [(r, intents[r.visit_key]["visit_id"]) for r in rows if intents.get(r.visit_key, {}).get("visit_id")]
+        found = {
+            key: visit if visit.customer_id else RecoveredVisit(visit.crm_id, intents[key].get("customer_id"))
+            for key, visit in (self.confirm_visits(recorded) if recorded else {}).items()
+        }  # a recorded visit went under the customer recorded with it
+        rest = [r for r in rows if r.visit_key not in found]
+        if rest:
+            found.update(self.find_recorded_visits(rest, intents, refs))
+        if found:
+            self.complete_visits({r.visit_key: found[r.visit_key].crm_id for r in rows if r.visit_key in found})
+        return found
+
+    def confirm_visits(self, items: Sequence[tuple[PreparedCheckIn, str]]) -> dict[str, RecoveredVisit]:
+        """The recorded visit ids that still exist and carry their row's marker (:meth:`read_visits`)."""
+        read = self.read_visits([crm_id for _, crm_id in items])
+        return {
+            row.visit_key: RecoveredVisit(crm_id)
+            for row, crm_id in items
+            if crm_id in read and self.carries_marker(row, read[crm_id])
+        }
+
+    def carries_marker(self, row: PreparedCheckIn, fields: Mapping[str, Any]) -> bool:
+        """A record read back by :meth:`read_visits` carries ``row``'s marker."""
+        expected = self.visit_fields(row).get(self.marker_field)
+        return expected is not None and fields.get(self.marker_field) == expected
+
+    def find_recorded_visits(
+        self,
+        rows: Sequence[PreparedCheckIn],
+        intents: Mapping[str, Mapping[str, str]],
+        refs: Mapping[str, CustomerRef],
+    ) -> dict[str, RecoveredVisit]:
+        """:meth:`find_visits`, for CRMs whose marker search covers every customer: the record was written
+        under the customer the ledger recorded before the create (when one was)."""
+        return {
+            key: RecoveredVisit(crm_id, intents.get(key, {}).get("customer_id"))
+            for key, crm_id in self.find_visits(rows).items()
+        }
+
+    def complete_visits(self, visit_ids: Mapping[str, str]) -> None:  # noqa: B027 - most visits are one step
+        """Finish the steps an interrupted attempt may have left undone on recovered records (visit_key -> id)."""
 
     @abstractmethod
     def update_visits(
@@ -271,6 +378,7 @@ def per_record(
     items: Sequence[T],
     send_one: Callable[[T], RecordResult],
     key: Callable[[T], str],
+    progress: Progress | None = None,
     *,
     crm_type: str = "",
 ) -> dict[str, RecordResult]:
@@ -284,18 +392,21 @@ def per_record(
     The time budget (:class:`BudgetExhaustedError`, raised before a request is sent) ends the
     loop too: the records not started come back ``not_sent`` and simply wait for the next run; a
     record whose write had already sent a request (a job, then its note) is ``uncertain``.
+    ``progress`` (visit writes) is told each created record's id before the next record is sent.
     """
     results: dict[str, RecordResult] = {}
     for index, item in enumerate(items):
         sent_before = requests_sent()
         try:
             try:
-                results[key(item)] = send_one(item)
+                result = results[key(item)] = send_one(item)
             except BadRecordError as exc:
                 again, reason = refusal(crm_type, item, exc) if crm_type else (False, str(exc))
                 if not again:
                     raise BadRecordError(reason, status=exc.status, code=exc.code) from None
-                results[key(item)] = send_one(item)
+                result = results[key(item)] = send_one(item)
+            if progress is not None and result.ok and result.crm_id:
+                progress({key(item): {"visit_id": result.crm_id}})
         except BadRecordError as exc:
             results[key(item)] = RecordResult(key(item), error=str(exc))
         except RetryableError as exc:

@@ -51,8 +51,10 @@ from crm_sync.destinations.base import (
     CrmCustomerRecord,
     CustomerRef,
     Destination,
+    Progress,
     ReadNotSupported,
     distinct_customers,
+    no_progress,
     per_record,
     read_each,
 )
@@ -69,6 +71,7 @@ MAX_REMEMBERED = 20_000
 
 class FieldEdgeDestination(Destination):
     crm_type = "fieldedge"
+    marker_field = "trackingId"
     hook: FieldEdgeHook
 
     def __init__(self, hook: FieldEdgeHook, settings: Any):
@@ -129,7 +132,12 @@ class FieldEdgeDestination(Destination):
             self._records[crm_id] = record
             for found_key in _record_keys(record):
                 if found_key in covered:
-                    hits.setdefault(found_key, CustomerRef(crm_id))
+                    hits.setdefault(
+                        found_key,
+                        CustomerRef.read(
+                            crm_id, email=record_email(record), names=(record.get("firstName"), record.get("lastName"))
+                        ),
+                    )
         for k in covered:
             self._known[k] = hits.get(k) or self._known.get(k)
 
@@ -176,6 +184,17 @@ class FieldEdgeDestination(Destination):
         self._forget_misses()
         return results
 
+    def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
+        """``PUT /v1/customers/{id}`` with the record as FieldEdge holds it plus the email, for customers
+        without one (:meth:`update_customers` with a customer that has only the email)."""
+        todo = []
+        for ref, email in items:
+            record = self._records.get(ref.crm_id) or self.hook.get_customer(ref.crm_id)
+            if record is not None and not record_email(record):
+                self._records[ref.crm_id] = record
+                todo.append((ref, PreparedCheckIn(0, 0, "", Customer(email=email), None, [])))
+        return self.update_customers(todo) if todo else {}
+
     # ------------------------------------------------------------------ visits (leads)
     def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
         """Leads by ``trackingId`` (one look-up per row whose last attempt may have written one)."""
@@ -190,7 +209,9 @@ class FieldEdgeDestination(Destination):
                     break
         return found
 
-    def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
+    def create_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]], progress: Progress = no_progress
+    ) -> dict[str, RecordResult]:
         """``POST /v1/leads`` per check-in, for its customer."""
 
         def send(item: tuple[PreparedCheckIn, CustomerRef | None]) -> RecordResult:
@@ -207,7 +228,7 @@ class FieldEdgeDestination(Destination):
             lead_id = self.hook.create_lead(payload, look_up=options.lead_lookup)
             return RecordResult(row.visit_key, crm_id=lead_id, created=True)
 
-        return self._each(items, send, lambda item: item[0].visit_key)
+        return self._each(items, send, lambda item: item[0].visit_key, progress)
 
     def update_visits(
         self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
@@ -259,7 +280,10 @@ class FieldEdgeDestination(Destination):
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def _each(
-        items: Sequence[T], send_one: Callable[[T], RecordResult], key: Callable[[T], str]
+        items: Sequence[T],
+        send_one: Callable[[T], RecordResult],
+        key: Callable[[T], str],
+        progress: Progress | None = None,
     ) -> dict[str, RecordResult]:
         """:func:`per_record`, where an integration-stopping error after a write leaves the rest
         ``uncertain``: raised, it would make the engine mark the whole batch ``pending``, and the
@@ -277,7 +301,7 @@ class FieldEdgeDestination(Destination):
             wrote = wrote or result.crm_id is not None
             return result
 
-        return per_record(items, guarded, key, crm_type=FieldEdgeDestination.crm_type)
+        return per_record(items, guarded, key, progress, crm_type=FieldEdgeDestination.crm_type)
 
 
 def _record_keys(record: dict[str, Any]) -> list[str]:

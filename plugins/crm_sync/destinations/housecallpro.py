@@ -6,12 +6,15 @@ markers:
 
 * **Jobs** carry the visit key in their note's first line
   (``[Rank It Pro sync key: rankitpro-<company>-<check-in>]``) and the tag
-  ``crmSettings.tag`` (default "Rank It Pro"). :meth:`find_visits` lists the customer's jobs
-  (``GET /jobs?customer_id=``, newest first) and reads the markers; it stops once every
-  wanted key is found or the jobs are older than the check-ins. Cost: one customer search
-  per customer the run has not seen yet (the engine does not pass the customer map's refs)
-  plus one page of jobs per customer, and only for rows whose previous attempt may have
-  reached Housecall Pro (a crash, a transient failure).
+  ``crmSettings.tag`` (default "Rank It Pro"). Recovery (:meth:`find_recorded_visits`, only
+  for rows whose previous attempt may have reached Housecall Pro: a crash, a transient failure)
+  reads a job id the ledger recorded (``GET /jobs/{id}``, adding the marker note if the attempt
+  died before it), else lists the jobs of the customer the ledger recorded, then of the customer
+  this run resolved (``GET /jobs?customer_id=``, newest first, one page per customer), then the
+  newest jobs of every customer (``GET /jobs`` sorted by ``created_at``), each paged back to the
+  oldest check-in minus :data:`CLOCK_SLACK`: a job attached to another customer by an
+  interrupted attempt (two records with one phone) is found whatever the re-run resolves.
+  :meth:`create_visits` reports each job id before its note is added (``progress``).
 * **Customers** are identified by what ``GET /customers?q=`` searches (email, phone, name),
   i.e. the sync's match keys, and tagged ``crmSettings.tag``. The engine looks every
   unknown key up right before :meth:`create_customers`, so a customer an interrupted run
@@ -33,7 +36,7 @@ public API: jobs cannot be marked completed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,7 +50,10 @@ from crm_sync.destinations.base import (
     CrmCustomerRecord,
     CustomerRef,
     Destination,
+    Progress,
+    RecoveredVisit,
     distinct_customers,
+    no_progress,
     per_record,
     read_each,
 )
@@ -110,7 +116,12 @@ class HousecallProDestination(Destination):
     def _remember(self, record: dict[str, Any], customer: Customer, keys: Sequence[str]) -> CustomerRef:
         crm_id = str(record["id"])
         self._records[crm_id] = record
-        ref = CustomerRef(crm_id, mapping.pick_address(record.get("addresses") or [], customer))
+        ref = CustomerRef.read(
+            crm_id,
+            mapping.pick_address(record.get("addresses") or [], customer),
+            email=record.get("email"),
+            names=(record.get("first_name"), record.get("last_name")),
+        )
         for key in keys:
             self._refs[key] = ref
         return ref
@@ -177,6 +188,21 @@ class HousecallProDestination(Destination):
 
         return per_record(items, send, lambda item: item[0].crm_id, crm_type=self.crm_type)
 
+    def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
+        """The customer as read (``GET /customers/{id}`` unless this run has it), then ``PUT /customers/{id}``
+        with ``email`` alone when it has none (``CustomerUpdate`` takes an email [HCP-spec])."""
+
+        def send(item: tuple[CustomerRef, str]) -> RecordResult:
+            ref, email = item
+            if not self._record(ref.crm_id).get("email"):
+                updated = self.hook.update_customer(ref.crm_id, {"email": email})
+                self._records[ref.crm_id] = (
+                    updated if updated.get("id") else {**self._records[ref.crm_id], "email": email}
+                )
+            return RecordResult(ref.crm_id, crm_id=ref.crm_id)
+
+        return per_record(items, send, lambda item: item[0].crm_id)
+
     # ------------------------------------------------------------------ visits
     def _customer_id(self, row: PreparedCheckIn) -> str | None:
         """The row's customer: known to this run, else searched by its match keys in order."""
@@ -189,8 +215,9 @@ class HousecallProDestination(Destination):
                 return self._remember(record, row.customer, row.match_keys).crm_id
         return None
 
-    def _marked_jobs(self, customer_id: str, wanted: set[str], not_before: datetime | None) -> dict[str, dict]:
-        """visit key -> job among the customer's jobs (newest first), for the ``wanted`` keys."""
+    def _marked_jobs(self, customer_id: str | None, wanted: set[str], not_before: datetime | None) -> dict[str, dict]:
+        """visit key -> job among the customer's jobs (every customer's: None), newest first, for the
+        ``wanted`` keys; paged back to ``not_before`` minus :data:`CLOCK_SLACK`."""
         found: dict[str, dict[str, Any]] = {}
         for job in self.hook.list_jobs(customer_id):
             for note in job.get("notes") or []:
@@ -204,16 +231,58 @@ class HousecallProDestination(Destination):
         return found
 
     def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
-        by_customer: dict[str, list[PreparedCheckIn]] = {}
-        for row in rows:
-            customer_id = self._customer_id(row)
-            if customer_id is not None:
-                by_customer.setdefault(customer_id, []).append(row)
-        found: dict[str, str] = {}
-        for customer_id, group in by_customer.items():
-            oldest = min((r.visit.occurred_at for r in group if r.visit), default=None)
-            jobs = self._marked_jobs(customer_id, {r.visit_key for r in group}, oldest)
-            found.update({key: str(job["id"]) for key, job in jobs.items()})
+        return {key: visit.crm_id for key, visit in self.find_recorded_visits(rows, {}, {}).items()}
+
+    def find_recorded_visits(
+        self,
+        rows: Sequence[PreparedCheckIn],
+        intents: Mapping[str, Mapping[str, str]],
+        refs: Mapping[str, CustomerRef],
+    ) -> dict[str, RecoveredVisit]:
+        """Jobs carrying the rows' markers. Housecall Pro has no marker search, so the jobs of the customer
+        the ledger recorded for the row are read first, then those of the customer this run resolved (or
+        searched by the row's match keys), then the most recently created jobs of every customer, paged
+        back to the oldest check-in minus :data:`CLOCK_SLACK`: a job an interrupted attempt attached to
+        another customer (two records with one phone) is found whatever customer a re-run resolves."""
+        found: dict[str, RecoveredVisit] = {}
+        choices: list[Callable[[PreparedCheckIn], str | None]] = [
+            lambda r: intents.get(r.visit_key, {}).get("customer_id"),
+            lambda r: ref.crm_id if (ref := refs.get(r.customer_key)) else self._customer_id(r),
+        ]
+        for choose in choices:
+            by_customer: dict[str, list[PreparedCheckIn]] = {}
+            for row in rows:
+                if row.visit_key not in found and (customer_id := choose(row)) is not None:
+                    by_customer.setdefault(customer_id, []).append(row)
+            for customer_id, group in by_customer.items():
+                found.update(self._jobs_found(customer_id, group))
+        rest = [r for r in rows if r.visit_key not in found]
+        if rest:
+            found.update(self._jobs_found(None, rest))
+        return found
+
+    def _jobs_found(self, customer_id: str | None, rows: Sequence[PreparedCheckIn]) -> dict[str, RecoveredVisit]:
+        oldest = min((r.visit.occurred_at for r in rows if r.visit), default=None)
+        jobs = self._marked_jobs(customer_id, {r.visit_key for r in rows}, oldest)
+        return {key: RecoveredVisit(str(job["id"]), _owner(job) or customer_id) for key, job in jobs.items()}
+
+    def confirm_visits(self, items: Sequence[tuple[PreparedCheckIn, str]]) -> dict[str, RecoveredVisit]:
+        """Jobs the ledger recorded (``GET /jobs/{id}``): an existing job gets its marker note if the
+        interrupted attempt had not added it yet (:meth:`_ensure_note`), and stays with its customer."""
+        found: dict[str, RecoveredVisit] = {}
+        for row, job_id in items:
+            try:
+                job = self.hook.get_job(job_id)
+            except BadRecordError as exc:
+                if exc.status in (404, 410):
+                    continue  # gone: the marker search and, failing that, a new job
+                raise
+            if not job.get("id"):
+                continue
+            note, warnings = mapping.job_note(row)
+            _warn(row, warnings)
+            self._ensure_note(job, row.visit_key, note)
+            found[row.visit_key] = RecoveredVisit(str(job["id"]), _owner(job))
         return found
 
     def _address_id(self, customer_id: str, row: PreparedCheckIn) -> str | None:
@@ -247,7 +316,7 @@ class HousecallProDestination(Destination):
     def _job_type_id(self, row: PreparedCheckIn) -> str | None:
         return self.job_types.get(row.visit.job_type.strip().casefold()) if row.visit else None
 
-    def _create_job(self, item: tuple[PreparedCheckIn, CustomerRef | None]) -> RecordResult:
+    def _create_job(self, item: tuple[PreparedCheckIn, CustomerRef | None], progress: Progress) -> RecordResult:
         row, ref = item
         key = row.visit_key
         if ref is None:
@@ -282,6 +351,8 @@ class HousecallProDestination(Destination):
         job = _create_once(
             lambda: self.hook.create_job(payload), lambda: self._marked_jobs(ref.crm_id, {key}, not_before).get(key)
         )
+        # Committed before the note: a crash now leaves the job's id where the next run looks first.
+        progress({key: {"visit_id": str(job["id"]), "parent_id": address_id}})
         self._ensure_note(job, key, payload["notes"])
         return RecordResult(key, crm_id=str(job["id"]), created=True, extra={"parent_id": address_id})
 
@@ -306,8 +377,12 @@ class HousecallProDestination(Destination):
             return
         _create_once(lambda: self.hook.add_job_note(job_id, note), marked)
 
-    def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
-        return per_record(items, self._create_job, lambda item: item[0].visit_key, crm_type=self.crm_type)
+    def create_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]], progress: Progress = no_progress
+    ) -> dict[str, RecordResult]:
+        return per_record(
+            items, lambda item: self._create_job(item, progress), lambda item: item[0].visit_key, crm_type=self.crm_type
+        )
 
     def _update_job(self, item: tuple[PreparedCheckIn, str, CustomerRef | None]) -> RecordResult:
         """Replace the job's marker note: add the new one, then delete the old ones (a crash in
@@ -407,6 +482,12 @@ def _create_once(send: Callable[[], dict[str, Any]], lookup: Callable[[], dict[s
             raise BadRecordError("housecallpro: the create answer has no id")
         return record
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _owner(job: Mapping[str, Any]) -> str | None:
+    """The id of the customer a job belongs to (``Job.customer.id``)."""
+    customer = job.get("customer")
+    return str(customer["id"]) if isinstance(customer, Mapping) and customer.get("id") else None
 
 
 def _warn(row: PreparedCheckIn, warnings: Sequence[str]) -> None:

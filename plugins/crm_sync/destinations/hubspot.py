@@ -23,9 +23,11 @@ from crm_sync.destinations.base import (
     CrmCustomerRecord,
     CustomerRef,
     Destination,
+    Progress,
     chunked,
     distinct_customers,
     isolate_bad_records,
+    no_progress,
 )
 from crm_sync.mapping import hubspot as mapping
 from crm_sync.match_key import MatchKey, MatchKind
@@ -36,11 +38,14 @@ CUSTOMER_KEY_PROPERTY = "rankitpro_customer_key"
 VISIT_KEY_PROPERTY = mapping.VISIT_KEY_PROPERTY
 NOTE_TO_CONTACT = 202  # HUBSPOT_DEFINED association type note -> contact
 SEARCH_VALUES_PER_CALL = 100
+#: What a lookup reads of a contact: the household rule and the adding of an email need email and name.
+READ_PROPERTIES = ["email", "firstname", "lastname"]
 NAME_GROUPS_PER_SEARCH = 5
 
 
 class HubSpotDestination(Destination):
     crm_type = "hubspot"
+    marker_field = VISIT_KEY_PROPERTY
     hook: HubSpotHook
 
     def prepare(self) -> None:
@@ -67,15 +72,15 @@ class HubSpotDestination(Destination):
         phones = sorted({key.value for key, _, _ in parsed if key.kind == MatchKind.PHONE})
         names = [(k, c) for key, k, c in parsed if key.kind == MatchKind.NAME]
         for chunk in chunked(emails, self.batch_size):
-            for obj in self.hook.batch_read("contacts", chunk, id_property="email", properties=["email"]):
+            for obj in self.hook.batch_read("contacts", chunk, id_property="email", properties=READ_PROPERTIES):
                 email = (obj.get("properties", {}).get("email") or "").strip().lower()
-                found.setdefault(str(MatchKey.email(email)), CustomerRef(str(obj["id"])))
+                found.setdefault(str(MatchKey.email(email)), _ref(obj))
         for chunk in chunked(phones, SEARCH_VALUES_PER_CALL):
             groups = [{"filters": [{"propertyName": "phone", "operator": "IN", "values": chunk}]}]
-            for obj in self.hook.search("contacts", groups, properties=["phone"]):
+            for obj in self.hook.search("contacts", groups, properties=["phone", *READ_PROPERTIES]):
                 e164 = to_e164(obj.get("properties", {}).get("phone"))
                 if e164 in chunk:
-                    found.setdefault(str(MatchKey.phone(e164)), CustomerRef(str(obj["id"])))
+                    found.setdefault(str(MatchKey.phone(e164)), _ref(obj))
         for chunk in chunked(names, NAME_GROUPS_PER_SEARCH):
             groups = [
                 {
@@ -87,12 +92,12 @@ class HubSpotDestination(Destination):
                 for _, c in chunk
             ]
             wanted_keys = {k for k, _ in chunk}
-            for obj in self.hook.search("contacts", groups, properties=["firstname", "lastname"]):
+            for obj in self.hook.search("contacts", groups, properties=READ_PROPERTIES):
                 props = obj.get("properties", {})
                 name = " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p).lower()
                 key = str(MatchKey(MatchKind.NAME, name))
                 if key in wanted_keys:
-                    found.setdefault(key, CustomerRef(str(obj["id"])))
+                    found.setdefault(key, _ref(obj))
         return found
 
     def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
@@ -170,6 +175,35 @@ class HubSpotDestination(Destination):
             results.update(isolate_bad_records(chunk, send, lambda item: item[0].crm_id, crm_type=self.crm_type))
         return results
 
+    def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
+        """Contacts read by id (``POST /crm/v3/objects/contacts/batch/read``), then ``batch/update`` of
+        ``email`` for those without one. ``rankitpro_customer_key`` is not touched: the contact keeps its key."""
+        results: dict[str, RecordResult] = {}
+        for chunk in chunked(items, self.batch_size):
+            held = {
+                str(o["id"]): (o.get("properties") or {}).get("email")
+                for o in self.hook.batch_read("contacts", [ref.crm_id for ref, _ in chunk], properties=["email"])
+            }
+            todo = [(ref, email) for ref, email in chunk if ref.crm_id in held and not held[ref.crm_id]]
+            for ref, _ in chunk:
+                if ref.crm_id not in held:
+                    results[ref.crm_id] = RecordResult(ref.crm_id, error=f"HubSpot contact {ref.crm_id} not found")
+                elif held[ref.crm_id]:
+                    results[ref.crm_id] = RecordResult(ref.crm_id, crm_id=ref.crm_id)  # has one: left alone
+
+            def send(part: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
+                outcome = self.hook.batch_update(
+                    "contacts", [{"id": ref.crm_id, "properties": {"email": email}} for ref, email in part]
+                )
+                out = {str(o["id"]): RecordResult(str(o["id"]), crm_id=str(o["id"])) for o in outcome.results}
+                for error in outcome.errors:
+                    for crm_id in (error.get("context") or {}).get("ids", []):
+                        out[str(crm_id)] = RecordResult(str(crm_id), error=_error_text(error))
+                return out
+
+            results.update(isolate_bad_records(todo, send, lambda item: item[0].crm_id))
+        return results
+
     # ------------------------------------------------------------------ visits
     def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
         keys = [r.visit_key for r in rows]
@@ -188,7 +222,9 @@ class HubSpotDestination(Destination):
         row.warnings.extend(w for w in warnings if w not in row.warnings)
         return props
 
-    def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
+    def create_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]], progress: Progress = no_progress
+    ) -> dict[str, RecordResult]:
         def send(part: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
             inputs = []
             for row, ref in part:
@@ -291,6 +327,13 @@ class HubSpotDestination(Destination):
     def visit_fields(self, row: PreparedCheckIn) -> dict[str, Any]:
         props, _ = mapping.note_properties(row, {}, None)
         return {k: props.get(k) for k in self.READ_BACK_PROPERTIES}
+
+
+def _ref(obj: dict[str, Any]) -> CustomerRef:
+    props = obj.get("properties") or {}
+    return CustomerRef.read(
+        str(obj["id"]), email=props.get("email"), names=(props.get("firstname"), props.get("lastname"))
+    )
 
 
 def _trace_ids(error: dict) -> list[str]:

@@ -23,7 +23,8 @@ repeated here when older than :data:`ABSENT_TTL_SECONDS`), and a create whose ou
 unknown is found by the same search next run. Each job carries the visit key in its
 title; :meth:`find_visits` looks it up with ``jobs(searchTerm)`` and, for keys the search
 does not return, scans the jobs created since the check-in (``filter: {createdAt}``),
-so an uncertain write is found whatever Jobber's search covers (UNCONFIRMED). A request
+so an uncertain write is found whatever Jobber's search covers (UNCONFIRMED); a recovered job
+still open (a crash between ``jobCreate`` and ``jobClose``) is closed then. A request
 that fails after earlier chunks of the same step landed returns the rest ``uncertain``
 (kept in_flight, looked up next run), never ``pending``.
 """
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -41,7 +42,14 @@ import phonenumbers
 from crm_hooks.errors import CrmError
 from crm_hooks.jobber import JobberHook
 from crm_hooks.jobber_graphql import MutationOutcome
-from crm_sync.destinations.base import CrmCustomerRecord, CustomerRef, Destination, distinct_customers
+from crm_sync.destinations.base import (
+    CrmCustomerRecord,
+    CustomerRef,
+    Destination,
+    Progress,
+    distinct_customers,
+    no_progress,
+)
 from crm_sync.mapping import jobber as mapping
 from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
@@ -55,6 +63,8 @@ ABSENT_TTL_SECONDS = 120.0
 #: Jobs created this long before the oldest uncertain check-in are scanned too (clock skew).
 SCAN_MARGIN = timedelta(days=1)
 PROPERTIES_PER_CLIENT = 20
+#: ``Job.jobStatus`` of a job ``jobClose`` has closed (``archived``; the sandbox too) [Jobber schema 2022-03-10].
+CLOSED_STATUSES = frozenset({"archived"})
 
 
 class JobberDestination(Destination):
@@ -67,6 +77,9 @@ class JobberDestination(Destination):
         self._properties: dict[str, list[tuple[str, str | None]]] = {}
         #: match key -> when the CRM search last confirmed no client has it
         self._absent: dict[str, float] = {}
+        #: keys the search found a client for: the engine chose not to use that client when it still
+        #: creates (a household member kept apart, crm_sync.identity), so they are not searched again
+        self._hit: set[str] = set()
 
     # ------------------------------------------------------------------ settings
     def prepare(self) -> None:
@@ -95,9 +108,16 @@ class JobberDestination(Destination):
             hit = next((c for c in found.get(terms[key] or "", []) if key in mapping.client_keys(c)), None)
             if hit is None:
                 self._absent[key] = now
+                self._hit.discard(key)
             else:
-                refs[key] = CustomerRef(str(hit["id"]))
+                emails = [e.get("address") for e in hit.get("emails") or [] if isinstance(e, dict)]
+                refs[key] = CustomerRef.read(
+                    str(hit["id"]),
+                    email=next(filter(None, emails), ""),
+                    names=(hit.get("firstName"), hit.get("lastName")),
+                )
                 self._absent.pop(key, None)
+                self._hit.add(key)
         return refs
 
     def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
@@ -105,15 +125,21 @@ class JobberDestination(Destination):
         results: dict[str, RecordResult] = {}
         customers = distinct_customers(rows)
         now = time.monotonic()
-        stale = [
-            r
+        # A key whose search found a client is not searched again: the engine creates anyway when it kept
+        # this person apart from that client (a household sharing a phone, crm_sync.identity).
+        recheck = {
+            r.customer_key: [
+                k
+                for k in r.match_keys
+                if k not in self._hit and now - self._absent.get(k, float("-inf")) > ABSENT_TTL_SECONDS
+            ]
             for r in customers
-            if any(now - self._absent.get(k, float("-inf")) > ABSENT_TTL_SECONDS for k in r.match_keys)
-        ]
+        }
+        stale = [r for r in customers if recheck[r.customer_key]]
         if stale:
-            hits = self.match_customers([(k, r.customer) for r in stale for k in r.match_keys])
+            hits = self.match_customers([(k, r.customer) for r in stale for k in recheck[r.customer_key]])
             for row in stale:
-                key = next((k for k in row.match_keys if k in hits), None)
+                key = next((k for k in recheck[row.customer_key] if k in hits), None)
                 if key:
                     results[row.customer_key] = RecordResult(row.customer_key, crm_id=hits[key].crm_id)
         todo = [r for r in customers if r.customer_key not in results]
@@ -180,6 +206,18 @@ class JobberDestination(Destination):
         results.update(self._in_chunks(edits, self.hook.CLIENT_EDIT_COST, send, lambda item: item[0].crm_id))
         return results
 
+    def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
+        """Clients read (``client(id)``), then ``clientEdit`` with ``emailsToAdd`` for those without any email."""
+        clients = self._load_clients([ref.crm_id for ref, _ in items])
+        todo = [
+            (ref, PreparedCheckIn(0, 0, "", Customer(email=email), None, []))
+            for ref, email in items
+            if ref.crm_id in clients and not clients[ref.crm_id].get("emails")
+        ]
+        results = {ref.crm_id: RecordResult(ref.crm_id, crm_id=ref.crm_id) for ref, _ in items if ref.crm_id in clients}
+        results.update(self.update_customers(todo) if todo else {})
+        return results
+
     def _load_clients(self, client_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """``client(id)`` with properties for each id; remembers the properties for the visits."""
         loaded = self.hook.get_clients(client_ids, properties=PROPERTIES_PER_CLIENT)
@@ -216,8 +254,13 @@ class JobberDestination(Destination):
                     break
         return found
 
-    def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
-        """A job per row on the property matching its address (created when the client lacks it), then closed."""
+    def create_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]], progress: Progress = no_progress
+    ) -> dict[str, RecordResult]:
+        """A job per row on the property matching its address (created when the client lacks it), then closed.
+
+        The new properties and jobs are reported through ``progress`` once per step (before the jobs and
+        before the close), so a crash between the steps leaves their ids in the ledger."""
         results: dict[str, RecordResult] = {}
         ready: list[tuple[PreparedCheckIn, CustomerRef]] = []
         for row, ref in items:
@@ -230,7 +273,7 @@ class JobberDestination(Destination):
                 )
             else:
                 ready.append((row, ref))
-        properties = self._properties_for(ready, results)
+        properties = self._properties_for(ready, results, progress)
         jobs = [(row, properties[row.visit_key]) for row, _ in ready if row.visit_key in properties]
 
         def send(chunk: Sequence[tuple[PreparedCheckIn, str]]) -> dict[str, RecordResult]:
@@ -256,12 +299,16 @@ class JobberDestination(Destination):
             if res.ok:
                 res.extra["parent_id"] = properties.get(key)  # the property the job went to
         results.update(created)
+        progress({key: {"visit_id": res.crm_id} for key, res in created.items() if res.ok and res.crm_id})
         if self.hook.crm_settings.close_jobs:
             self._close([res.crm_id for res in created.values() if res.ok and res.crm_id])
         return results
 
     def _properties_for(
-        self, ready: Sequence[tuple[PreparedCheckIn, CustomerRef]], results: dict[str, RecordResult]
+        self,
+        ready: Sequence[tuple[PreparedCheckIn, CustomerRef]],
+        results: dict[str, RecordResult],
+        progress: Progress = no_progress,
     ) -> dict[str, str]:
         """visit_key -> property id: the client's property at the row's address, created when missing."""
         unknown = [ref.crm_id for _, ref in ready if ref.crm_id not in self._properties]
@@ -312,18 +359,33 @@ class JobberDestination(Destination):
         made = self._in_chunks(
             list(to_create.items()), self.hook.PROPERTY_WRITE_COST, send, lambda item: f"{item[0][0]}|{item[0][1]}"
         )
+        new: dict[str, dict[str, str | None]] = {}
         for (cid, key), rows in waiting.items():
             res = made.get(f"{cid}|{key}")
             for row in rows:
                 if res is not None and res.ok and res.crm_id:
                     chosen[row.visit_key] = res.crm_id
+                    new[row.visit_key] = {"parent_id": res.crm_id}
                 else:
                     results[row.visit_key] = RecordResult(
                         row.visit_key,
                         uncertain=bool(res and res.uncertain),
                         error=f"Jobber property for the visit address: {res.error if res else 'not created'}",
                     )
+        if new:
+            progress(new)  # the property the job goes to (the customer's parent as the ledger records it)
         return chosen
+
+    # ------------------------------------------------------------------ crash recovery
+    def carries_marker(self, row: PreparedCheckIn, fields: Mapping[str, Any]) -> bool:
+        return mapping.has_marker(fields.get("title"), row.visit_key)
+
+    def complete_visits(self, visit_ids: Mapping[str, str]) -> None:
+        """Close recovered jobs still open (an attempt interrupted between ``jobCreate`` and ``jobClose``)."""
+        if not self.hook.crm_settings.close_jobs:
+            return
+        jobs = self.hook.get_jobs(list(visit_ids.values()))
+        self._close([jid for jid, job in jobs.items() if job.get("jobStatus") not in CLOSED_STATUSES])
 
     def _close(self, job_ids: Sequence[str]) -> None:
         """``jobClose`` (past visits completed) for new jobs; a failure leaves the job open, with a log line."""

@@ -33,8 +33,10 @@ from crm_sync.destinations.base import (
     CrmCustomerRecord,
     CustomerRef,
     Destination,
+    Progress,
     chunked,
     distinct_customers,
+    no_progress,
 )
 from crm_sync.mapping import salesforce as mapping
 from crm_sync.match_key import MatchKey
@@ -51,6 +53,7 @@ VALUES_PER_QUERY = {"email": 100, "phone": 40, "name": 100, "key": 200}
 
 class SalesforceDestination(Destination):
     crm_type = "salesforce"
+    marker_field = CHECKIN_KEY_FIELD
     hook: SalesforceHook
 
     def prepare(self) -> None:
@@ -102,7 +105,12 @@ class SalesforceDestination(Destination):
                 where = f"{where} OR {soql_in(CUSTOMER_KEY_FIELD, [f'{kind}:{v}' for v in chunk])}"
                 self._guard()
                 for rec in self.hook.query(select + where):
-                    ref = CustomerRef(rec["Id"], rec.get("AccountId"))
+                    ref = CustomerRef.read(
+                        rec["Id"],
+                        rec.get("AccountId"),
+                        email=rec.get("Email"),
+                        names=(rec.get("FirstName"), rec.get("LastName")),
+                    )
                     for key in _contact_keys(rec):
                         found.setdefault(key, ref)
         return found
@@ -202,6 +210,39 @@ class SalesforceDestination(Destination):
                 )
         return results
 
+    def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
+        """``SELECT Id, Email FROM Contact WHERE Id IN (...)``, then an sObject Collections update of ``Email``
+        alone for Contacts without one (``RankItPro_Customer_Key__c`` and ``AccountId`` are not sent)."""
+        results: dict[str, RecordResult] = {}
+        for chunk in chunked(items, VALUES_PER_QUERY["key"]):
+            self._guard()
+            held = {
+                str(rec["Id"])[:15]: rec.get("Email")
+                for rec in self.hook.query(
+                    f"SELECT Id, Email FROM Contact WHERE {soql_in('Id', [r.crm_id for r, _ in chunk])}"
+                )
+            }
+            todo = []
+            for ref, email in chunk:
+                if ref.crm_id[:15] not in held:
+                    results[ref.crm_id] = RecordResult(ref.crm_id, error=f"Salesforce Contact {ref.crm_id} not found")
+                elif held[ref.crm_id[:15]]:
+                    results[ref.crm_id] = RecordResult(ref.crm_id, crm_id=ref.crm_id)  # has one: left alone
+                else:
+                    todo.append((ref, email))
+            for part in chunked(todo, self.batch_size):
+                self._guard()
+                updated = self.hook.update_records(
+                    [{"attributes": {"type": "Contact"}, "Id": ref.crm_id, "Email": email} for ref, email in part]
+                )
+                for (ref, _), res in zip(part, updated, strict=True):
+                    results[ref.crm_id] = (
+                        RecordResult(ref.crm_id, crm_id=ref.crm_id)
+                        if res.get("success")
+                        else RecordResult(ref.crm_id, error=_errors_text("Contact", res))
+                    )
+        return results
+
     # ------------------------------------------------------------------ visits
     def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -256,7 +297,9 @@ class SalesforceDestination(Destination):
                 )
         return results
 
-    def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
+    def create_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]], progress: Progress = no_progress
+    ) -> dict[str, RecordResult]:
         """Upsert by the check-in key: creating twice is impossible by construction."""
         if len(items) >= self.hook.crm_settings.bulk_threshold:
             return self._create_visits_bulk(items)

@@ -28,8 +28,10 @@ from crm_sync.destinations.base import (
     CrmCustomerRecord,
     CustomerRef,
     Destination,
+    Progress,
     chunked,
     distinct_customers,
+    no_progress,
     per_record,
 )
 from crm_sync.mapping import servicetitan as mapping
@@ -154,7 +156,8 @@ class ServiceTitanDestination(Destination):
         for key, (customer_id, customer) in found.items():
             if customer_id not in locations:
                 locations[customer_id] = self._location_for(customer_id, customer)
-            refs[key] = CustomerRef(str(customer_id), locations[customer_id])
+            # The customer's name as read (its emails are contacts, not read here: None = not known).
+            refs[key] = CustomerRef(str(customer_id), locations[customer_id], name=self._names.get(str(customer_id)))
         return refs
 
     def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
@@ -218,7 +221,9 @@ class ServiceTitanDestination(Destination):
                 found[by_value[value]] = str(job["id"])
         return found
 
-    def create_visits(self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
+    def create_visits(
+        self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]], progress: Progress = no_progress
+    ) -> dict[str, RecordResult]:
         """One job per check-in at the customer's location, marked with the visit key."""
 
         def send(item: tuple[PreparedCheckIn, CustomerRef | None]) -> RecordResult:
@@ -251,7 +256,7 @@ class ServiceTitanDestination(Destination):
             job = self.hook.create_job(payload)
             return RecordResult(row.visit_key, crm_id=str(job["id"]), created=True, extra={"parent_id": location})
 
-        return per_record(items, send, lambda item: item[0].visit_key, crm_type=self.crm_type)
+        return per_record(items, send, lambda item: item[0].visit_key, progress, crm_type=self.crm_type)
 
     def update_visits(
         self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
