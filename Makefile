@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install benchmark sandbox clean
+.PHONY: demo test lint install benchmark benchmark-landing sandbox clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ lint: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) benchmarks/sync_benchmark.py $(BENCH_ARGS)
 	$(PY) benchmarks/idle_benchmark.py
+
+benchmark-landing: $(STAMP)
+	$(PY) benchmarks/landing_benchmark.py $(BENCH_ARGS)
 
 sandbox: $(STAMP)
 	$(PY) -m crm_sandbox --port 8765 --state-file .local/sandbox-state.json

@@ -23,7 +23,8 @@ and https://docs.gravitee-fe.dev/customer-1981961m0; :mod:`crm_hooks.fieldedge` 
 * ``POST /v1/customers`` -> 201 ``{"data": {"customerId", "createdAt"}}``; ``PUT
   /v1/customers/{id}`` replaces the customer -> 200; ``GET /v1/customers/{id}`` -> 200
   ``{"data": {...}}`` or 204. Validation: first/last name 2-50 characters without digits; an
-  email or a phone is required; the email opt-in needs an email, the SMS opt-in a phone; no
+  email or a phone is required; ``lastName`` is required (see below); the email opt-in needs an
+  email, the SMS opt-in a phone; no
   ``customerId`` on create; phones in international format. Phones are stored the way
   FieldEdge shows them (``+1-214-555-0198``). No de-duplication: creating twice stores two.
 * ``POST /v1/leads`` -> 201 ``{"data": {"leadId", "createdAt"}}``; ``GET /v1/leads/{id}`` ->
@@ -37,7 +38,9 @@ documents only "400 Invalid input"); ``GET /v1/leads?trackingId=`` (the look-up 
 answers like the customer search, ``{"leads": [...]}`` or 204 (the account option ``refuse_lead_lookup``
 answers it 404, as an API without it would); ``availabilityNotes`` is limited
 to 4,000 characters; names are optional but validated when present; a lead for an existing
-customer (``isExistingCustomer`` + ``customerRefId``) may omit the email and phone.
+customer (``isExistingCustomer`` + ``customerRefId``) may omit the email and phone. ``lastName`` is
+required on a customer create and on a lead for a new customer (FieldEdge answers ``400 lastName is
+required``, as users saw it, issue 15; the customer page lists only its length).
 """
 
 from __future__ import annotations
@@ -201,6 +204,8 @@ def _customer_errors(body: Any, *, creating: bool) -> dict[str, list[str]]:
         _add(errors, "customerId", "Do not include customerId when creating a customer.")
     _check_name(errors, "firstName", body.get("firstName"))
     _check_name(errors, "lastName", body.get("lastName"))
+    if creating and body.get("lastName") in (None, ""):
+        _add(errors, "lastName", "lastName is required.")
     _check_contact(
         errors,
         "",
@@ -230,6 +235,8 @@ def _lead_errors(account: Account, body: Any) -> dict[str, list[str]]:
         _check_name(errors, "customer.lastName", customer.get("lastName"))
         ref = customer.get("customerRefId")
         existing = body.get("isExistingCustomer") is True and ref
+        if not existing and customer.get("lastName") in (None, ""):
+            _add(errors, "customer.lastName", "lastName is required.")
         if existing and account.tables["customers"].get(str(ref)) is None:
             _add(errors, "customer.customerRefId", f"Customer {ref} does not exist.")
         email, phone = customer.get("email") or None, customer.get("phone") or None

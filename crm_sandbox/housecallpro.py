@@ -25,12 +25,16 @@ Sandbox choices (UNCONFIRMED vendor behaviour): ``q`` matches whole values throu
 Pro's fuzzy free text; ``page_size`` is capped at 100; the rate limit is a rolling
 ``requests_per_minute`` (default 120) answered with 429 ``{"error": {"message"}}`` and a
 ``Retry-After`` header in seconds; a note longer than ``note_limit`` (default 10,000)
-characters is refused with 422; ids look like ``cus_<hex>``, ``adr_<hex>``, ``job_<hex>``.
+characters is refused with 422; a ``mobile_number`` / ``home_number`` / ``work_number`` that is not a
+North American number with its area code (no area code, foreign, "ext 12") is refused with 400
+"Mobile number is invalid" (as users saw Housecall Pro answer, issue 15); ids look like ``cus_<hex>``,
+``adr_<hex>``, ``job_<hex>``.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import secrets
 import time
 import uuid
@@ -116,6 +120,18 @@ def _poisoned(values: dict[str, Any]) -> None:
         raise _invalid(f"{bad[0]} is invalid")
 
 
+_NANP = re.compile(r"^(?:\+?1)?[2-9]\d{2}[2-9]\d{6}$")
+
+
+def _valid_phone(value: str) -> bool:
+    """A North American number with its area code, formatted any way ("(512) 555-0100", "+15125550100");
+    not a number without area code, a foreign number or one with an extension ("ext 12", "x12").
+    UNCONFIRMED: Housecall Pro's answers as users saw them (issue 15), not in its spec."""
+    if re.search(r"[A-Za-z]", value):
+        return False
+    return bool(_NANP.match(re.sub(r"[\s().\-]", "", value)))
+
+
 # --------------------------------------------------------------------------- records
 
 
@@ -137,6 +153,9 @@ def _customer_fields(body: dict[str, Any], current: dict[str, Any] | None) -> di
     _poisoned(values)
     if values.get("email") and not EMAIL_RE.match(values["email"]):
         raise _invalid(f"Email {values['email']} is invalid")
+    for phone in PHONES:
+        if values.get(phone) and not _valid_phone(values[phone]):
+            raise _error(400, f"{phone.replace('_', ' ').capitalize()} is invalid")
     fields = {**(current or {}), **values}
     if "notifications_enabled" in body:
         fields["notifications_enabled"] = bool(body["notifications_enabled"])

@@ -210,6 +210,8 @@ BASE_FIELDS: dict[str, tuple[SfField, ...]] = {
         _ref("AccountId", "Account"),
         _text("FirstName", 40),
         _text("LastName", 80, nillable=False),
+        # Read-only compound "Full Name", filterable in SOQL (Object Reference, Contact: Name).
+        SfField("Name", "string", 121, createable=False, updateable=False),
         _text("Email", 80, "email"),
         _text("Phone", 40, "phone"),
         _text("MailingStreet", 255, "textarea"),
@@ -423,6 +425,13 @@ def _validate(
     return values, errors
 
 
+def _derived(obj: SObject, fields: dict[str, Any]) -> dict[str, Any]:
+    """Fields Salesforce computes: a Contact's ``Name`` is its first and last name."""
+    if obj.name == "Contact":
+        fields["Name"] = " ".join(str(fields[k]) for k in ("FirstName", "LastName") if fields.get(k)) or None
+    return fields
+
+
 def _insert(
     account: Account, obj: SObject, values: dict[str, Any], journal: Journal | None = None, record_id: str | None = None
 ) -> Record:
@@ -431,7 +440,7 @@ def _insert(
     stamp = _sf_time(now)
     record: Record = {
         "id": rid,
-        "fields": {"Id": rid, **values, "CreatedDate": stamp, "LastModifiedDate": stamp},
+        "fields": _derived(obj, {"Id": rid, **values, "CreatedDate": stamp, "LastModifiedDate": stamp}),
         "createdAt": iso(now),
         "updatedAt": iso(now),
     }
@@ -447,7 +456,7 @@ def _modify(account: Account, obj: SObject, record: Record, values: dict[str, An
     now = time.time()
     updated = {
         **record,
-        "fields": {**record["fields"], **values, "LastModifiedDate": _sf_time(now)},
+        "fields": _derived(obj, {**record["fields"], **values, "LastModifiedDate": _sf_time(now)}),
         "updatedAt": iso(now),
     }
     journal.put(account.tables[obj.name], updated)

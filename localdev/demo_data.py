@@ -363,8 +363,13 @@ def check_in_rows(
     repeat_share: float = 0.4,
     messy: bool = True,
     start: datetime | None = None,
+    awkward: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """``n`` check-ins for one company; ``repeat_share`` of them for customers seen before."""
+    """``n`` check-ins for one company; ``repeat_share`` of them for customers seen before.
+
+    ``awkward`` adds the shapes CRMs refuse in one field (issue 15), every :data:`AWKWARD_EVERY` rows
+    (decided by position, so the random stream, and every other row, stay as without it).
+    """
     rng = random.Random(seed * 1000 + company_id)
     pool = customer_pool(rng, max(1, int(n * (1 - repeat_share)) + 1))
     start = start or (datetime.now(UTC) - timedelta(days=3)).replace(tzinfo=None, minute=0, second=0, microsecond=0)
@@ -394,6 +399,9 @@ def check_in_rows(
             name, email, phone = None, "not-an-email@", None
         if messy and i % 23 == 7:
             notes = "Long install log. " + ("All joints pressure-tested; no leaks found. " * 1700)
+        street: str | None = c["street"]
+        if awkward:
+            name, email, phone, street = _awkward(i, c, name, email, phone, street)
         yield {
             "job_type": rng.choice(JOBS),
             "notes": notes,
@@ -403,7 +411,7 @@ def check_in_rows(
             "work_performed": "Diagnosed and repaired.",
             "materials_used": "Capacitor 45/5",
             # A returning customer is visited at home: the same address as before.
-            "address": c["street"],
+            "address": street,
             "city": "Austin",
             "state": "TX",
             "zip": "78701",
@@ -414,6 +422,35 @@ def check_in_rows(
             "company_id": company_id,
             "created_at": start + timedelta(minutes=7 * i),
         }
+
+
+#: One in this many rows of :func:`check_in_rows` ``awkward=True`` gets each awkward shape.
+AWKWARD_EVERY = 31
+
+
+def _awkward(
+    i: int, c: dict[str, Any], name: str | None, email: str | None, phone: str | None, street: str | None
+) -> tuple[str | None, str | None, str | None, str | None]:
+    """Row ``i``'s awkward shape, if it has one (issue 15): a single name, a business name, a number
+    without area code, a foreign number, an extension, no street, a name with neither email nor phone."""
+    shape = i % AWKWARD_EVERY
+    if shape == 2:
+        name = c["first"]
+    elif shape == 6:
+        name, email = "Bob the Plumber", None
+    elif shape == 10:
+        name = f"{c['last']} Heating LLC"
+    elif shape == 14:
+        phone = "555-0134"
+    elif shape == 18:
+        phone = "+44 20 7946 0958"
+    elif shape == 22:
+        phone = f"512-555-{1000 + i % 9000:04d} ext 12"
+    elif shape == 26:
+        street = None
+    elif shape == 29:
+        email, phone = None, None
+    return name, email, phone, street
 
 
 INSERT_CHECK_IN = sa.text(

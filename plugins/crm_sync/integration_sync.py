@@ -62,6 +62,7 @@ from crm_sync.contacts import split_name
 from crm_sync.db import sql
 from crm_sync.destinations import destination_for
 from crm_sync.destinations.base import CustomerRef, Destination, Progress, RecoveredVisit
+from crm_sync.field_rules import apply_field_rules
 from crm_sync.history import write_back
 from crm_sync.ledger import (
     UNCERTAIN,
@@ -480,7 +481,7 @@ class IntegrationSync:
         prepared: list[PreparedCheckIn] = []
         previous: dict[int, dict[str, Any]] = {}
         for row in rows:
-            item = prepare_check_in(row, self.settings)
+            item = apply_field_rules(destination.crm_type, prepare_check_in(row, self.settings))
             if is_unchanged(row, item.source_hash):
                 result.unchanged += 1
                 continue
@@ -1226,4 +1227,7 @@ def _rebatch(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[st
 def _customer_hash(row: PreparedCheckIn) -> str:
     import hashlib
 
-    return hashlib.sha256(json.dumps(asdict(row.customer), sort_keys=True).encode()).hexdigest()[:32]
+    values = asdict(row.customer)
+    if values.get("company") is None:
+        values.pop("company", None)  # hashes from before the company field stay the same
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:32]

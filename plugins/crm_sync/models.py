@@ -40,6 +40,8 @@ class Customer:
     state: str | None = None
     zip: str | None = None
     country: str | None = None
+    #: set by the name rule (:mod:`crm_sync.field_rules`) for a business-looking name, where the CRM has a company field
+    company: str | None = None
 
     @property
     def full_name(self) -> str | None:

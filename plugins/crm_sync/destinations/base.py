@@ -28,7 +28,10 @@ from typing import Any, ClassVar, TypeVar
 
 from crm_hooks.base import CrmHook, requests_sent
 from crm_hooks.errors import BadRecordError, BudgetExhaustedError, ConfigurationError, RetryableError
+from crm_sync import field_rules
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult, SyncSettings
+from crm_sync.quarantine import named_fields
+from crm_sync.text import shorten
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -262,28 +265,86 @@ class Destination(ABC):
         self.hook.close()
 
 
+def _row_of(item: Any) -> PreparedCheckIn | None:
+    """The check-in an item of a destination call carries (alone or in a tuple with refs / ids)."""
+    if isinstance(item, PreparedCheckIn):
+        return item
+    if isinstance(item, tuple):
+        return next((part for part in item if isinstance(part, PreparedCheckIn)), None)
+    return None
+
+
+def refusal(crm_type: str, item: Any, exc: BadRecordError) -> tuple[bool, str]:
+    """After the CRM refused ``item`` alone: whether to send it once more without the refused fields
+    (each optional per :mod:`crm_sync.field_rules`, and the row had a value to leave out; the row's
+    customer loses them and its warnings say so), and the reason to quarantine it with otherwise, which
+    names the refused fields (a required one said so)."""
+    reason = str(exc)
+    if exc.status in (404, 409, 410):
+        return False, reason
+    refused = field_rules.refused_fields(crm_type, reason)
+    if not refused:
+        return False, reason
+    required = [r for r in refused if r.required]
+    names = [r.crm_names[0] if r.crm_names else r.attr for r in (required or refused)]
+    row = _row_of(item)
+    rules = field_rules.rules_for(crm_type)
+    if required or row is None or rules is None:
+        return False, reason + named_fields(names) + (" (a required field)" if required else "")
+    if field_rules.without_fields(row, refused, rules.label, shorten(reason, 200)):
+        return True, reason
+    return False, reason + named_fields(names)
+
+
 def isolate_bad_records(
     items: Sequence[T],
     send: Callable[[Sequence[T]], dict[str, RecordResult]],
     key: Callable[[T], str],
+    *,
+    crm_type: str = "",
+    _retried: bool = False,
 ) -> dict[str, RecordResult]:
     """Send ``items``; when the CRM refuses the whole batch for one bad record, split and retry.
 
     Batch endpoints that are all-or-nothing (HubSpot batch create) answer 400/409
     for the batch. Halving until the refused record stands alone lands every
     good record and quarantines only the bad one, at the cost of about
-    ``2 * log2(n)`` extra calls per bad record.
+    ``2 * log2(n)`` extra calls per bad record. A record refused alone for an optional field is sent
+    once more without it (:func:`refusal`; only with ``crm_type``).
     """
     if not items:
         return {}
     try:
-        return send(items)
+        results = send(items)
     except BadRecordError as exc:
         if len(items) == 1:
-            return {key(items[0]): RecordResult(key=key(items[0]), error=str(exc))}
+            again, reason = refusal(crm_type, items[0], exc) if crm_type and not _retried else (False, str(exc))
+            if again:
+                return isolate_bad_records(items, send, key, crm_type=crm_type, _retried=True)
+            return {key(items[0]): RecordResult(key=key(items[0]), error=reason)}
         mid = len(items) // 2
         log.info("batch of %d refused (%s); splitting to isolate the record", len(items), exc.code or exc.status)
-        return {**isolate_bad_records(items[:mid], send, key), **isolate_bad_records(items[mid:], send, key)}
+        return {
+            **isolate_bad_records(items[:mid], send, key, crm_type=crm_type),
+            **isolate_bad_records(items[mid:], send, key, crm_type=crm_type),
+        }
+    if not crm_type or _retried:
+        return results
+    # A batch answered per record (HubSpot's multi-status): the records refused for an optional field go
+    # once more without it, the rest of the batch is not sent again.
+    again: list[T] = []
+    for item in items:
+        res = results.get(key(item))
+        if res is None or res.ok or res.kind or res.uncertain or res.not_sent or not res.error:
+            continue
+        resend, reason = refusal(crm_type, item, BadRecordError(res.error))
+        if resend:
+            again.append(item)
+        else:
+            res.error = reason
+    if again:
+        results.update(isolate_bad_records(again, send, key, crm_type=crm_type, _retried=True))
+    return results
 
 
 def read_each(crm_ids: Sequence[str], get_one: Callable[[str], dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
@@ -318,10 +379,13 @@ def per_record(
     send_one: Callable[[T], RecordResult],
     key: Callable[[T], str],
     progress: Progress | None = None,
+    *,
+    crm_type: str = "",
 ) -> dict[str, RecordResult]:
     """Write ``items`` one call each, for CRMs without batch endpoints.
 
-    A refused record (:class:`BadRecordError`) is that record's error only. A transient
+    A refused record (:class:`BadRecordError`) is that record's error only; refused for an optional
+    field it is sent once more without it first (:func:`refusal`; only with ``crm_type``). A transient
     failure that outlived the hook's retries ends the loop: that record and the ones not
     yet sent come back ``uncertain``, so the engine keeps them ``in_flight`` and the next
     run looks their markers up before writing again. What was written stays recorded.
@@ -334,7 +398,13 @@ def per_record(
     for index, item in enumerate(items):
         sent_before = requests_sent()
         try:
-            result = results[key(item)] = send_one(item)
+            try:
+                result = results[key(item)] = send_one(item)
+            except BadRecordError as exc:
+                again, reason = refusal(crm_type, item, exc) if crm_type else (False, str(exc))
+                if not again:
+                    raise BadRecordError(reason, status=exc.status, code=exc.code) from None
+                result = results[key(item)] = send_one(item)
             if progress is not None and result.ok and result.crm_id:
                 progress({key(item): {"visit_id": result.crm_id}})
         except BadRecordError as exc:

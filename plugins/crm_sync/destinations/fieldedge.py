@@ -343,7 +343,7 @@ class FieldEdgeDestination(Destination):
             wrote = wrote or result.crm_id is not None
             return result
 
-        return per_record(items, guarded, key, progress)
+        return per_record(items, guarded, key, progress, crm_type=FieldEdgeDestination.crm_type)
 
 
 def _record_keys(record: dict[str, Any]) -> list[str]:

@@ -145,7 +145,9 @@ class HousecallProDestination(Destination):
         return found
 
     def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
-        return per_record(distinct_customers(rows), self._create_customer, lambda r: r.customer_key)
+        return per_record(
+            distinct_customers(rows), self._create_customer, lambda r: r.customer_key, crm_type=self.crm_type
+        )
 
     def _create_customer(self, row: PreparedCheckIn) -> RecordResult:
         options = self.hook.crm_settings
@@ -184,7 +186,7 @@ class HousecallProDestination(Destination):
                 self._records[ref.crm_id] = updated if updated.get("id") else {**self._records[ref.crm_id], **changes}
             return RecordResult(ref.crm_id, crm_id=ref.crm_id)
 
-        return per_record(items, send, lambda item: item[0].crm_id)
+        return per_record(items, send, lambda item: item[0].crm_id, crm_type=self.crm_type)
 
     def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
         """The customer as read (``GET /customers/{id}`` unless this run has it), then ``PUT /customers/{id}``
@@ -378,7 +380,9 @@ class HousecallProDestination(Destination):
     def create_visits(
         self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]], progress: Progress = no_progress
     ) -> dict[str, RecordResult]:
-        return per_record(items, lambda item: self._create_job(item, progress), lambda item: item[0].visit_key)
+        return per_record(
+            items, lambda item: self._create_job(item, progress), lambda item: item[0].visit_key, crm_type=self.crm_type
+        )
 
     def _update_job(self, item: tuple[PreparedCheckIn, str, CustomerRef | None]) -> RecordResult:
         """Replace the job's marker note: add the new one, then delete the old ones (a crash in
@@ -413,7 +417,7 @@ class HousecallProDestination(Destination):
     def update_visits(
         self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
     ) -> dict[str, RecordResult]:
-        return per_record(items, self._update_job, lambda item: item[0].visit_key)
+        return per_record(items, self._update_job, lambda item: item[0].visit_key, crm_type=self.crm_type)
 
     # ------------------------------------------------------------------ read-back
     def read_visits(self, crm_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

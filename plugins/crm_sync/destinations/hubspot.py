@@ -143,7 +143,9 @@ class HubSpotDestination(Destination):
         """Batch upsert: by email when there is one, else by the sync's customer key."""
         results: dict[str, RecordResult] = {}
         for chunk in chunked(distinct_customers(rows), self.batch_size):
-            results.update(isolate_bad_records(chunk, self._upsert_contacts, lambda r: r.customer_key))
+            results.update(
+                isolate_bad_records(chunk, self._upsert_contacts, lambda r: r.customer_key, crm_type=self.crm_type)
+            )
         return results
 
     def _upsert_contacts(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
@@ -209,7 +211,7 @@ class HubSpotDestination(Destination):
                         out[str(crm_id)] = RecordResult(str(crm_id), error=_error_text(error))
                 return out
 
-            results.update(isolate_bad_records(chunk, send, lambda item: item[0].crm_id))
+            results.update(isolate_bad_records(chunk, send, lambda item: item[0].crm_id, crm_type=self.crm_type))
         return results
 
     def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
@@ -306,7 +308,7 @@ class HubSpotDestination(Destination):
                 results[key] = RecordResult(key, crm_id=crm_id)
             items = [item for item in items if item[0].visit_key not in results]
         for chunk in chunked(items, self.batch_size):
-            results.update(isolate_bad_records(chunk, send, lambda item: item[0].visit_key))
+            results.update(isolate_bad_records(chunk, send, lambda item: item[0].visit_key, crm_type=self.crm_type))
         # A refused create may be a note an earlier attempt already wrote (unique key): look it up.
         refused = [row for row, _ in items if not results.get(row.visit_key, RecordResult("")).ok]
         for key, crm_id in (self.find_visits(refused) if refused else {}).items():
@@ -335,7 +337,7 @@ class HubSpotDestination(Destination):
 
         results: dict[str, RecordResult] = {}
         for chunk in chunked(items, self.batch_size):
-            results.update(isolate_bad_records(chunk, send, lambda item: item[0].visit_key))
+            results.update(isolate_bad_records(chunk, send, lambda item: item[0].visit_key, crm_type=self.crm_type))
         return results
 
     # ------------------------------------------------------------------ read-back

@@ -224,7 +224,7 @@ class ServiceTitanDestination(Destination):
                 key, crm_id=str(customer_id), created=locations is not None, extra={"parent_id": location}
             )
 
-        return per_record(distinct, send, lambda r: r.customer_key)
+        return per_record(distinct, send, lambda r: r.customer_key, crm_type=self.crm_type)
 
     def update_customers(self, items: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
         """The customer's name, when the check-in has a full one (nothing else is rewritten)."""
@@ -237,7 +237,7 @@ class ServiceTitanDestination(Destination):
                 self._names[ref.crm_id] = payload["name"]
             return RecordResult(ref.crm_id, crm_id=ref.crm_id)
 
-        return per_record(items, send, lambda item: item[0].crm_id)
+        return per_record(items, send, lambda item: item[0].crm_id, crm_type=self.crm_type)
 
     # ------------------------------------------------------------------ visits
     def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
@@ -283,7 +283,7 @@ class ServiceTitanDestination(Destination):
             job = self.hook.create_job(payload)
             return RecordResult(row.visit_key, crm_id=str(job["id"]), created=True, extra={"parent_id": location})
 
-        return per_record(items, send, lambda item: item[0].visit_key, progress)
+        return per_record(items, send, lambda item: item[0].visit_key, progress, crm_type=self.crm_type)
 
     def update_visits(
         self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
@@ -297,7 +297,7 @@ class ServiceTitanDestination(Destination):
             self.hook.update_job(job_id, payload)
             return RecordResult(row.visit_key, crm_id=str(job_id))
 
-        return per_record(items, send, lambda item: item[0].visit_key)
+        return per_record(items, send, lambda item: item[0].visit_key, crm_type=self.crm_type)
 
     # ------------------------------------------------------------------ read-back
     def read_visits(self, crm_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -62,7 +62,7 @@ NOTES_HEADER = "Completed visit logged in Rank It Pro (not a booking request)"
 _RESERVED_METADATA = (CHECKIN_KEY_METADATA, "jobType")
 _DIGIT = re.compile(r"\d")
 #: Check-in values laid over the stored customer on update.
-_OVERLAID = ("firstName", "lastName", "email", "phoneNumber", "address1", "city", "state", "zip")
+_OVERLAID = ("firstName", "lastName", "companyName", "email", "phoneNumber", "address1", "city", "state", "zip")
 #: Customer body keys (POST / PUT /v1/customers), in the documented order.
 CUSTOMER_KEYS = (
     "firstName",
@@ -111,6 +111,7 @@ def customer_payload(customer: Customer) -> tuple[dict[str, Any], list[str], str
     values = {
         "firstName": fit_name(customer.first_name, "customer first name", warnings),
         "lastName": fit_name(customer.last_name, "customer last name", warnings),
+        "companyName": customer.company,
         "email": customer.email,
         "phoneNumber": customer.phone,
         "preferredContactMethods": _contact_methods(customer.email, customer.phone),

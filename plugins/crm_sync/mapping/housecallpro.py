@@ -124,6 +124,7 @@ def customer_payload(
     payload: dict[str, Any] = {
         "first_name": _fit("customer first name", customer.first_name, warnings),
         "last_name": _fit("customer last name", customer.last_name, warnings),
+        "company": _fit("customer company", customer.company, warnings),
         "email": customer.email,
         "mobile_number": hcp_phone(customer.phone),
         "notifications_enabled": bool(notifications_enabled),

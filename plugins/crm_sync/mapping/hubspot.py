@@ -49,6 +49,7 @@ def contact_properties(customer: Customer) -> dict[str, str]:
         "email": customer.email,
         "firstname": customer.first_name,
         "lastname": customer.last_name,
+        "company": customer.company,
         "phone": customer.phone,
         "address": customer.street,
         "city": customer.city,

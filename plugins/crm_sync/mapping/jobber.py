@@ -149,7 +149,9 @@ def client_create_input(customer: Customer) -> tuple[dict[str, Any], list[str]]:
         data["firstName"] = first
     if last:
         data["lastName"] = last
-    if not first and not last:
+    if customer.company:
+        data["companyName"] = _line(customer.company)
+    if not first and not last and not customer.company:
         fallback = customer.email or (phone_text(customer.phone) if customer.phone else None) or "Rank It Pro customer"
         data["lastName"] = _line(fallback)
         warnings.append("customer has no name: the Jobber client is named after its email or phone")
