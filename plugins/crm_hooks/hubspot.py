@@ -48,7 +48,7 @@ from crm_hooks.errors import (
     RateLimitedError,
     RetryableError,
 )
-from crm_hooks.rate_limit import RateLimit
+from crm_hooks.rate_limit import RateLimit, hubspot_window_exhausted
 
 #: Object types and property names go into URL paths: allow only what HubSpot uses
 #: (``contacts``, ``notes``, ``p_custom``, ``0-1``, ``2-123456``).
@@ -221,6 +221,11 @@ class HubSpotHook(CrmHook):
         return {"Authorization": f"Bearer {self.access_token()}"}
 
     # ------------------------------------------------------------------ errors
+    def window_exhausted(self, response: requests.Response) -> float | None:
+        """``X-HubSpot-RateLimit-Remaining: 0``: the burst window is used up for
+        ``-Interval-Milliseconds`` (:func:`crm_hooks.rate_limit.hubspot_window_exhausted`)."""
+        return hubspot_window_exhausted(response.headers)
+
     def classify_error(self, response: requests.Response) -> CrmError:
         """Map HubSpot's error body to a typed error (message = category + message, redacted).
 
