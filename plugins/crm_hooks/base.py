@@ -550,6 +550,7 @@ class CrmHook(BaseHook):
                 exhausted = self.window_exhausted(response)
                 if exhausted is not None:
                     # The vendor says the window is used up: every caller of this limiter waits it out.
+                    limiter.rate_limited(exhausted, exhausted=True)
                     limiter.drain()
                     error.retry_after = max(error.retry_after or 0.0, exhausted)
                 else:

@@ -178,12 +178,13 @@ class RollingWindowLimiter:
                 step = max(1.0, self.INCREASE_SHARE * self.ceiling)
                 self.current = min(self.ceiling, self.current + step / self.current)
 
-    def rate_limited(self, retry_after: float | None = None) -> bool:
+    def rate_limited(self, retry_after: float | None = None, *, exhausted: bool = False) -> bool:
         """A 429 the vendor did not call window-exhausted; return True when it lowered the rate.
 
         Lowered when it shows the account's limit is below ours (see the module docstring): to
         ``current`` x :attr:`DECREASE`, or to the calls the vendor accepted in the last window when that is
-        lower (known once the limiter has run a whole window). An isolated 429 lowers nothing.
+        lower (known once the limiter has run a whole window). An isolated 429 lowers nothing; one the vendor
+        called window-exhausted (``exhausted``: our ceiling let through more than the account allows) always.
         """
         if self.limit.rate is None:
             return False
@@ -195,10 +196,10 @@ class RollingWindowLimiter:
                 2.0, self.LONG_WAIT_SHARE * self.limit.per_seconds
             )
             cluster = self.CLUSTER_REFUSED if self.paced else self.CLUSTER_REFUSED_PUBLISHED
-            if not long_wait and sum(self._outcomes) < cluster:
+            if not (long_wait or exhausted) and sum(self._outcomes) < cluster:
                 return False
             target = self.current * self.DECREASE
-            if long_wait and self._started_at is not None and now - self._started_at >= self.window:
+            if (long_wait or exhausted) and self._started_at is not None and now - self._started_at >= self.window:
                 accepted = sum(1 for t in self._calls if t > now - self.window) - len(self._refused)
                 if accepted >= 1:
                     target = min(target, accepted * self.ACCEPTED_SHARE)

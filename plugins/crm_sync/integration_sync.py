@@ -45,7 +45,7 @@ from crm_hooks.errors import (
     QuotaExhaustedError,
     RetryableError,
 )
-from crm_sync import extract
+from crm_sync import extract, rate_state
 from crm_sync.clean import dumps_strict, storable_text
 from crm_sync.db import sql
 from crm_sync.destinations import destination_for
@@ -238,6 +238,8 @@ class IntegrationSync:
         self._dry = DryRunReport() if self.options.dry_run else None
         #: rows of the current batch read again only because their customer changed (``crm_state``)
         self._state_retries: set[int] = set()
+        #: the learned rate limits were read for this run's CRM account (so they are written back at its end)
+        self._rates_loaded = False
         #: this company x CRM's ledger, bound to the CRM account of this run (crm_sync.accounts)
         self.ledger = Ledger(engine, company_id, crm_type)
 
@@ -269,6 +271,7 @@ class IntegrationSync:
             destination.prepare()
             result.warnings.extend(destination.warnings)
             self._bind_account(destination)
+            self._start_from_learned_rates(destination)
             ranged = self.options.created_from is not None
             settled_id = None if ranged else extract.settled_horizon(self.engine)
             for batch in self._batches(self.options.batch_size or destination.batch_size):
@@ -301,6 +304,7 @@ class IntegrationSync:
                     stats.retries,
                     stats.rate_limited,
                 )
+                self._keep_learned_rates(destination)
                 destination.close()
             self._unlock(lock_conn)
             lock_conn.close()
@@ -851,6 +855,25 @@ class IntegrationSync:
             set_last_synced=r.status in ("success", "partial"),
             add_history=processed > 0 or bool(r.error),
         )
+
+    def _start_from_learned_rates(self, destination: Destination) -> None:
+        """Start the hook's limiters from the rates earlier runs learned for this CRM account (no CRM call)."""
+        if self.result.crm_account is None:
+            return
+        rates = rate_state.load(self.engine, self.company_id, self.crm_type, self.result.crm_account)
+        destination.hook.start_from_learned(rates)
+        self._rates_loaded = True
+
+    def _keep_learned_rates(self, destination: Destination) -> None:
+        """Keep what the limiters learned for the next run; a failure here never fails the run."""
+        if not self._rates_loaded or self.result.crm_account is None:
+            return
+        try:
+            rate_state.save(
+                self.engine, self.company_id, self.crm_type, self.result.crm_account, destination.hook.learned_rates()
+            )
+        except Exception as exc:  # the sync's outcome is recorded anyway; the next run starts from the default
+            log.warning("could not keep the learned rate limits: %s", type(exc).__name__)
 
     def _bind_account(self, destination: Destination) -> None:
         """Bind this run to the CRM account the destination reaches (:mod:`crm_sync.accounts`).
