@@ -57,11 +57,14 @@ class CrmBench:
 
 
 @contextmanager
-def crm_bench(crm: str, stand_in_rps: float | None, prefix: str = "crm-bench-") -> Iterator[CrmBench]:
+def crm_bench(
+    crm: str, stand_in_rps: float | None, prefix: str = "crm-bench-", sandbox_limits: dict[str, Any] | None = None
+) -> Iterator[CrmBench]:
     """An embedded PostgreSQL and a sandbox account for ``crm`` with its limit on; all removed afterwards.
 
     A CRM that documents no per-second limit (Salesforce: its allocation is per day) gets a
     stand-in pace on both the sandbox and the hook (``stand_in_rps``, else its profile's).
+    ``sandbox_limits``: the sandbox account's own limits instead (a hidden limit the hook does not know).
     """
     import requests
 
@@ -93,6 +96,7 @@ def crm_bench(crm: str, stand_in_rps: float | None, prefix: str = "crm-bench-") 
             limit_rps = stand_in_rps or profile.stand_in_rps or 10.0
             limits = {"per_second": limit_rps}
             integration.setdefault("crmSettings", {})["requestsPerSecond"] = limit_rps
+        limits.update(sandbox_limits or {})
         requests.post(f"{url}/_sandbox/accounts", json=profile.account_body("bench", **limits)).raise_for_status()
         company_id, technician_id = create_company(engine, f"Bench {crm}", {crm: integration})
         yield CrmBench(engine, url, integration, limit_rps, company_id, technician_id)
