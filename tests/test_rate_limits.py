@@ -318,3 +318,30 @@ def test_an_admin_limit_caps_the_learned_rate(db, sandbox, sleeps, instant_rate_
     (limiter,) = rate_limit._LIMITERS.values()
     assert limiter.ceiling == 30 and limiter.current == 30  # the admin's limit, never the learned 90
     assert rate_state.load(db, company_id, crm, account) == {}  # at the ceiling: nothing below it to keep
+
+
+# ============================================================================ HubSpot defaults (issue #11 section 2)
+@pytest.mark.parametrize(
+    ("credentials", "settings", "per_10s"),
+    [
+        ({"accessToken": "pat-na1-x"}, {}, 190),  # private app, tier not set: Professional/Enterprise
+        ({"accessToken": "pat-na1-x"}, {"accountTier": "Starter"}, 100),
+        ({"accessToken": "pat-na1-x"}, {"accountTier": "free"}, 100),
+        ({"accessToken": "pat-na1-x"}, {"accountTier": "enterprise"}, 190),
+        ({"accessToken": "pat-na1-x"}, {"accountTier": "api_limit_increase"}, 250),
+        ({"accessToken": "pat-na1-x"}, {"accountTier": "starter", "rateLimitPer10s": 50}, 50),  # the admin's
+        ({"refreshToken": "r", "clientId": "c", "clientSecret": "s"}, {}, 110),  # public OAuth app, any tier
+        ({"refreshToken": "r", "clientId": "c", "clientSecret": "s"}, {"accountTier": "enterprise"}, 110),
+        ({"refreshToken": "r", "clientId": "c", "clientSecret": "s"}, {"rateLimitPer10s": 80}, 80),
+    ],
+)
+def test_hubspot_default_limit_by_credential_type_and_tier(credentials, settings, per_10s):
+    hook = HubSpotHook(credentials=credentials, settings=settings)
+    assert hook.rate_limits == {"default": RateLimit(per_10s, 10.0), "search": RateLimit(5, 1.0)}
+    assert hook.setting_warnings == []
+
+
+def test_hubspot_unknown_tier_is_a_warning_and_the_default():
+    hook = HubSpotHook(credentials={"accessToken": "pat-na1-x"}, settings={"accountTier": "platinum"})
+    assert hook.rate_limits["default"] == RateLimit(190, 10.0)
+    assert len(hook.setting_warnings) == 1 and "crmSettings.accountTier" in hook.setting_warnings[0]
