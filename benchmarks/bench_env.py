@@ -21,6 +21,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 os.environ.setdefault("CRM_SYNC_ALLOWED_HOSTS", "127.0.0.1:*")
+if not os.environ.get("AIRFLOW__CORE__FERNET_KEY"):
+    # Rotating tokens (Jobber) are stored encrypted: a throwaway key for this benchmark's throwaway database.
+    from cryptography.fernet import Fernet
+
+    os.environ["AIRFLOW__CORE__FERNET_KEY"] = Fernet.generate_key().decode()
 
 
 def peak_rss_mb() -> float:
@@ -117,7 +122,7 @@ def _free_port() -> int:
 def _wait(url: str) -> None:
     import requests
 
-    for _ in range(200):
+    for _ in range(600):  # 30 s: a busy machine starts the sandbox slowly
         try:
             requests.get(f"{url}/_sandbox/stats", timeout=1)
             return
