@@ -125,13 +125,19 @@ def rsps():
 
 @pytest.fixture
 def sleeps(monkeypatch):
-    """Record tenacity's backoff sleeps (``tenacity.nap`` calls ``time.sleep``) instead of sleeping."""
+    """Record tenacity's backoff sleeps (``tenacity.nap`` calls ``time.sleep``) instead of sleeping.
+
+    A ``Retry-After`` is recorded exactly as the CRM said: its jitter is off here (tests/test_rate_limits.py
+    checks the jitter's bounds)."""
     import types
 
     import tenacity.nap
 
+    from crm_hooks import base
+
     recorded: list[float] = []
     monkeypatch.setattr(tenacity.nap, "time", types.SimpleNamespace(sleep=recorded.append))
+    monkeypatch.setattr(base, "RETRY_AFTER_JITTER_SHARE", 0.0)
     return recorded
 
 

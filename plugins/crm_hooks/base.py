@@ -12,7 +12,9 @@ attributes and implements three small methods:
 
 Everything else (timeouts, ``Retry-After``, exponential backoff with jitter, sending a
 create at most once (:meth:`CrmHook.send_write`),
-client-side rolling-window rate limiters, call accounting, secret masking, the
+client-side rolling-window rate limiters that adapt to the account's limit (:mod:`crm_hooks.rate_limit`;
+a 429 blocks a whole window only when the vendor says the window is exhausted, :meth:`CrmHook.window_exhausted`),
+call accounting, secret masking, the
 ``CRM_SYNC_ALLOWED_HOSTS`` rule for URL overrides) lives here once.
 
 A hook is built either from a company's integration JSON exactly as the Rank It
@@ -24,12 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any, ClassVar, Literal, TypeVar
 
 import requests
@@ -49,7 +53,7 @@ from crm_hooks.errors import (
     RetryableError,
 )
 from crm_hooks.hosts import GuardedSession, check_url
-from crm_hooks.rate_limit import RateLimit, limiter_for
+from crm_hooks.rate_limit import RateLimit, RollingWindowLimiter, limiter_for
 from crm_hooks.redaction import redact_and_truncate, register_secrets
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,10 @@ log = logging.getLogger(__name__)
 #: Longest ``Retry-After`` the hook sleeps through inside one call; longer waits
 #: fail the call as retryable so the rows are retried next run instead.
 MAX_RETRY_AFTER_SECONDS = 120.0
+#: Jitter added on top of a ``Retry-After`` (never less than the vendor asked): this share of it, at most
+#: :data:`RETRY_AFTER_JITTER_MAX` seconds, so workers told the same moment do not all return at once.
+RETRY_AFTER_JITTER_SHARE = 0.1
+RETRY_AFTER_JITTER_MAX = 1.0
 
 _SENT = threading.local()
 
@@ -128,6 +136,9 @@ class CrmHook(BaseHook):
     default_base_url: ClassVar[str] = ""
     #: The documented client-side limits; :attr:`rate_limits` applies ``crmSettings`` to them.
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(None)}
+    #: False when the vendor publishes no limit (the default is a guess): calls are then spaced evenly
+    #: from the start and the limiter learns the account's rate from its 429s (:mod:`crm_hooks.rate_limit`).
+    limit_published: ClassVar[bool] = True
     #: This CRM's typed ``crmSettings`` (:mod:`crm_hooks.crm_settings`).
     settings_class: ClassVar[type[CrmSettings]] = CrmSettings
     #: Records per batch call the CRM accepts (1 where it has no batch endpoint).
@@ -136,7 +147,7 @@ class CrmHook(BaseHook):
     secret_keys: ClassVar[tuple[str, ...]] = ()
     timeout: ClassVar[tuple[float, float]] = (10.0, 60.0)
     max_attempts_default: ClassVar[int] = 5
-    #: Multiplier of the exponential backoff (seconds); tests lower it.
+    #: First wait of the exponential backoff (seconds) when no ``Retry-After`` is sent; tests lower it.
     backoff_seconds: ClassVar[float] = 0.5
     backoff_max_seconds: ClassVar[float] = 30.0
 
@@ -510,11 +521,7 @@ class CrmHook(BaseHook):
         extra_headers = dict(kwargs.pop("headers", None) or {})
 
         def attempt() -> requests.Response:
-            limiter = limiter_for(
-                self.account_key,
-                limit,
-                self.rate_limits.get(limit, self.rate_limits["default"]).scaled(self.rate_share),
-            )
+            limiter = self.limiter(limit)
             self.stats.waited_seconds += limiter.acquire(deadline=self.deadline)
             self.check_budget()
             try:
@@ -535,11 +542,19 @@ class CrmHook(BaseHook):
             log.debug("%s -> %s", label, response.status_code)
             if response.status_code < 400 and response.status_code != 300:
                 self.observe_response(response)
+                limiter.succeeded()
                 return response
             error = self.classify_error(response)
             if isinstance(error, RateLimitedError):
                 self.stats.rate_limited += 1
-                limiter.drain()
+                exhausted = self.window_exhausted(response)
+                if exhausted is not None:
+                    # The vendor says the window is used up: every caller of this limiter waits it out.
+                    limiter.rate_limited(exhausted, exhausted=True)
+                    limiter.drain()
+                    error.retry_after = max(error.retry_after or 0.0, exhausted)
+                else:
+                    limiter.rate_limited(error.retry_after)
             elif isinstance(error, RetryableError):
                 self.stats.server_errors += 1
             if (
@@ -594,6 +609,27 @@ class CrmHook(BaseHook):
     def observe_response(self, response: requests.Response) -> None:
         """Hook for subclasses that read usage headers (Salesforce ``Sforce-Limit-Info``)."""
 
+    def window_exhausted(self, response: requests.Response) -> float | None:
+        """For a 429: the seconds until the vendor's window frees when the vendor says it is exhausted, else
+        None (then the 429 is waited out alone and only teaches the adaptive limiter). Subclasses read their
+        vendor's headers (HubSpot ``X-HubSpot-RateLimit-Remaining``); the base knows none."""
+        return None
+
+    def limiter(self, name: str = "default") -> RollingWindowLimiter:
+        """The process-wide limiter of this account's limit ``name`` (the ceiling scaled by :attr:`rate_share`)."""
+        limit = self.rate_limits.get(name, self.rate_limits["default"]).scaled(self.rate_share)
+        return limiter_for(self.account_key, name, limit, paced=not self.limit_published)
+
+    def learned_rates(self) -> dict[str, float | None]:
+        """Per named limit, the rate (requests / s) the adaptive limiter learned below its ceiling (None: none)."""
+        return {name: self.limiter(name).learned_rate for name in self.rate_limits}
+
+    def start_from_learned(self, rates: Mapping[str, float]) -> None:
+        """Start each named limiter from a rate an earlier run learned (the ceiling still caps it)."""
+        for name, rate in rates.items():
+            if name in self.rate_limits:
+                self.limiter(name).start_from(rate)
+
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(exc, _RefreshAndRetry):
@@ -601,13 +637,12 @@ class CrmHook(BaseHook):
         if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
             if exc.retry_after > MAX_RETRY_AFTER_SECONDS:
                 raise exc
-            self.check_budget(exc.retry_after)
-            return exc.retry_after
-        n = retry_state.attempt_number
+            wait = retry_after_wait(exc.retry_after)
+            self.check_budget(wait)
+            return wait
         # CRM_SYNC_BACKOFF_SECONDS lets a deployment (or a test) change the backoff base.
         first = float(os.environ.get("CRM_SYNC_BACKOFF_SECONDS") or self.backoff_seconds)
-        base = min(self.backoff_max_seconds, first * (2 ** (n - 1)))
-        wait = base * (0.5 + random.random() / 2)
+        wait = backoff_wait(retry_state, first, self.backoff_max_seconds)
         self.check_budget(wait)
         return wait
 
@@ -717,19 +752,42 @@ def json_body(response: requests.Response) -> Any:
         return None
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` in seconds: delay-seconds (``"7"``, ``"0.5"``) or an HTTP date (RFC 9110 section 10.2.3),
+    measured from ``now`` (epoch seconds, default the clock); a past date is 0; anything else is None."""
+    if not value or not value.strip():
         return None
+    value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         from email.utils import parsedate_to_datetime
 
         try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
             return None
+        if when.tzinfo is None:  # an HTTP date is always GMT
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def retry_after_wait(retry_after: float, rand: Callable[[], float] = random.random) -> float:
+    """What a ``Retry-After`` of ``retry_after`` seconds costs: that, plus jitter of up to
+    :data:`RETRY_AFTER_JITTER_SHARE` of it (at most :data:`RETRY_AFTER_JITTER_MAX` s); never less than asked.
+    The caller refuses values above :data:`MAX_RETRY_AFTER_SECONDS` (the cap) first."""
+    return retry_after + rand() * min(RETRY_AFTER_JITTER_MAX, RETRY_AFTER_JITTER_SHARE * retry_after)
+
+
+def backoff_wait(retry_state: tenacity.RetryCallState, first: float, maximum: float) -> float:
+    """No ``Retry-After``: tenacity's exponential backoff with jitter, ``first`` x 2^(attempt-1) plus up to
+    ``first`` of jitter, at most ``maximum`` seconds."""
+    return tenacity.wait_exponential_jitter(initial=first, max=maximum, jitter=first)(retry_state)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 __all__ = [

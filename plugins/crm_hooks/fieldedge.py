@@ -231,6 +231,8 @@ class FieldEdgeHook(CrmHook):
         "default": RateLimit(DEFAULT_REQUESTS_PER_10S, 10.0),
         "token": RateLimit(None),
     }
+    #: No published limit: calls are spaced evenly and the limiter learns the account's rate from 429s.
+    limit_published = False
     settings_class = FieldEdgeSettings
 
     # ------------------------------------------------------------------ config

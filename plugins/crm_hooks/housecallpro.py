@@ -170,6 +170,8 @@ class HousecallProHook(CrmHook):
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {
         "default": RateLimit(DEFAULT_REQUESTS_PER_MINUTE, 60.0),
     }
+    #: No published limit: calls are spaced evenly and the limiter learns the account's rate from 429s.
+    limit_published = False
     settings_class = HousecallProSettings
 
     # ------------------------------------------------------------------ config

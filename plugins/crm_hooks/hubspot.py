@@ -15,7 +15,8 @@ Vendor facts this module relies on (each method's docstring names its endpoint):
   https://developers.hubspot.com/changelog/upcoming-expiration-of-oauth-access-tokens-is-changing).
   OAuth v1 is announced as deprecated on 2027-02-16 in favour of ``/oauth/v3/token``.
 * Limits: 100 (Free/Starter) or 190 (Professional/Enterprise) requests per 10 s per
-  private app, CRM search 5 requests/s per account, batches of at most 100 inputs
+  private app, 110 per 10 s per portal for public OAuth apps, CRM search 5 requests/s per account,
+  batches of at most 100 inputs
   (https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines.md,
   https://developers.hubspot.com/changelog/crm-search-api-rate-limit-increase).
   A 429 body carries ``policyName`` (``TEN_SECONDLY_ROLLING``, ``SECONDLY``, ``DAILY``);
@@ -49,7 +50,7 @@ from crm_hooks.errors import (
     RateLimitedError,
     RetryableError,
 )
-from crm_hooks.rate_limit import RateLimit
+from crm_hooks.rate_limit import RateLimit, hubspot_window_exhausted
 
 #: Object types and property names go into URL paths: allow only what HubSpot uses
 #: (``contacts``, ``notes``, ``p_custom``, ``0-1``, ``2-123456``).
@@ -114,21 +115,64 @@ def _object_path(object_type: str) -> str:
     return object_type
 
 
+#: Burst limit per 10 s of a private (single-account) app by the portal's tier: Free/Starter 100,
+#: Professional/Enterprise 190, with the API limit increase add-on 250
+#: (https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines.md).
+PRIVATE_APP_PER_10S = {
+    "free": 100.0,
+    "starter": 100.0,
+    "professional": 190.0,
+    "enterprise": 190.0,
+    "api_limit_increase": 250.0,
+}
+#: Private app, tier not set: Professional/Enterprise (the adaptive limiter learns a lower one from 429s).
+DEFAULT_PER_10S = 190.0
+#: Public (OAuth, marketplace) apps: 110 per 10 s per installing account, whatever its tier; the add-on does not
+#: apply (same usage-guidelines page).
+OAUTH_APP_PER_10S = 110.0
+#: CRM search: 5 requests per second per account, on top of the burst limit
+#: (https://developers.hubspot.com/changelog/crm-search-api-rate-limit-increase, usage guidelines).
+SEARCH_PER_SECOND = 5.0
+
+
 @dataclass(frozen=True)
 class HubSpotSettings(CrmSettings):
-    """``crmSettings`` the hook reads: ``rateLimitPer10s``, the account's burst limit per 10 s, 1..250
-    (default 190, Professional/Enterprise; 100 for Free/Starter, 110 for public marketplace apps, 250 with
-    the API limit increase)."""
+    """``crmSettings`` the hook reads:
 
-    rate_limit_per_10s: float | None = 190.0
+    * ``accountTier``: the portal's HubSpot tier, ``free``, ``starter``, ``professional``, ``enterprise`` or
+      ``api_limit_increase`` (any case; another value is the default with a warning). It picks a private
+      app's burst limit (:data:`PRIVATE_APP_PER_10S`; 190 when unset). An OAuth (public) app gets 110 per
+      10 s whatever the tier.
+    * ``rateLimitPer10s``: an admin-set burst limit per 10 s, 1..250, instead of the default (a ceiling:
+      the adaptive limiter never goes above it).
+    """
+
+    #: the private-app limit: ``rateLimitPer10s`` if set, else the tier's
+    rate_limit_per_10s: float | None = DEFAULT_PER_10S
+    tier: str | None = None
+    #: True when ``rateLimitPer10s`` was set (it then applies to OAuth apps too)
+    admin_limit: bool = False
 
     @classmethod
     def read(cls, reader: SettingsReader) -> HubSpotSettings:
-        return cls(rate_limit_per_10s=reader.number("rateLimitPer10s", default=190.0, minimum=1, maximum=250))
+        tier = (reader.text("accountTier") or "").lower().replace(" ", "_") or None
+        if tier is not None and tier not in PRIVATE_APP_PER_10S:
+            reader.warnings["accountTier"] = (
+                f"crmSettings.accountTier must be one of {', '.join(PRIVATE_APP_PER_10S)}, got {tier[:30]!r}: ignored"
+            )
+            tier = None
+        default = PRIVATE_APP_PER_10S.get(tier or "", DEFAULT_PER_10S)
+        admin = reader.number("rateLimitPer10s", default=None, minimum=1, maximum=250)
+        return cls(rate_limit_per_10s=admin or default, tier=tier, admin_limit=admin is not None)
 
     def rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
-        """``default``: ``rateLimitPer10s`` per 10 s; ``search``: the documented 5 per second."""
+        """A private app's limits: ``default`` = ``rateLimitPer10s`` or the tier's per 10 s; ``search`` 5 / s."""
         return {"default": RateLimit(self.rate_limit_per_10s, 10.0), "search": defaults["search"]}
+
+    def oauth_rate_limits(self, defaults: Mapping[str, RateLimit]) -> dict[str, RateLimit]:
+        """A public OAuth app's limits: 110 per 10 s per portal unless ``rateLimitPer10s`` is set; search 5 / s."""
+        per_10s = self.rate_limit_per_10s if self.admin_limit else OAUTH_APP_PER_10S
+        return {"default": RateLimit(per_10s, 10.0), "search": defaults["search"]}
 
 
 class HubSpotHook(CrmHook):
@@ -139,9 +183,15 @@ class HubSpotHook(CrmHook):
     present); optional ``baseUrl`` (must be a HubSpot host or allowed by
     ``CRM_SYNC_ALLOWED_HOSTS``).
 
-    Settings (``crmSettings``): ``rateLimitPer10s`` -- the account's burst limit per
-    10 s, 1..250 (default 190, Professional/Enterprise; 100 for Free/Starter, 110 for public
-    marketplace apps, 250 with the API limit increase).
+    Settings (``crmSettings``, :class:`HubSpotSettings`): ``accountTier`` and ``rateLimitPer10s``.
+
+    Rate limits (:attr:`rate_limits`), by credential type: a private-app token gets its tier's burst limit,
+    100 / 10 s on Free/Starter, 190 / 10 s on Professional/Enterprise (the default), 250 with the API limit
+    increase; an OAuth (public app) gets 110 / 10 s per portal; CRM search 5 / s either way. Sources:
+    https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines.md (burst limits per tier and
+    for public apps), https://developers.hubspot.com/changelog/crm-search-api-rate-limit-increase (search; the
+    5 / s figure is quoted from copies of the usage page: UNCONFIRMED on the live page). A 429 blocks the
+    window only with ``X-HubSpot-RateLimit-Remaining: 0`` (:meth:`window_exhausted`).
 
     :param conn_id: see :class:`crm_hooks.base.CrmHook` (all arguments are the base's).
     """
@@ -158,10 +208,17 @@ class HubSpotHook(CrmHook):
     secret_keys = ("accessToken", "refreshToken", "clientSecret")
     #: Documented defaults; the instance's ``rate_limits`` applies ``rateLimitPer10s``.
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {
-        "default": RateLimit(190, 10.0),
-        "search": RateLimit(5, 1.0),
+        "default": RateLimit(DEFAULT_PER_10S, 10.0),
+        "search": RateLimit(SEARCH_PER_SECOND, 1.0),
     }
     settings_class = HubSpotSettings
+
+    @property
+    def rate_limits(self) -> dict[str, RateLimit]:
+        """The limits of this credential type (OAuth public app or private-app token, see the class docstring)."""
+        if self.uses_oauth:
+            return self.crm_settings.oauth_rate_limits(self.default_rate_limits)
+        return self.crm_settings.rate_limits(self.default_rate_limits)
 
     # ------------------------------------------------------------------ config
     @classmethod
@@ -228,6 +285,11 @@ class HubSpotHook(CrmHook):
         return {"Authorization": f"Bearer {self.access_token()}"}
 
     # ------------------------------------------------------------------ errors
+    def window_exhausted(self, response: requests.Response) -> float | None:
+        """``X-HubSpot-RateLimit-Remaining: 0``: the burst window is used up for
+        ``-Interval-Milliseconds`` (:func:`crm_hooks.rate_limit.hubspot_window_exhausted`)."""
+        return hubspot_window_exhausted(response.headers)
+
     def classify_error(self, response: requests.Response) -> CrmError:
         """Map HubSpot's error body to a typed error (message = category + message, redacted).
 

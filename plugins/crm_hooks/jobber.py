@@ -93,7 +93,7 @@ from crm_hooks.jobber_graphql import (
     document,
     f,
 )
-from crm_hooks.rate_limit import RateLimit
+from crm_hooks.rate_limit import RateLimit, jobber_window_exhausted
 
 log = logging.getLogger(__name__)
 
@@ -444,7 +444,9 @@ class JobberHook(CrmHook):
         Token endpoint 4xx -> :class:`BadCredentialsError` ("reconnect Jobber"); 401 ->
         :class:`BadCredentialsError` (the base refreshes once first); 403 ->
         :class:`BadCredentialsError` (a scope the app lacks); 429 -> :class:`RateLimitedError`
-        (``Retry-After`` if sent); 400 on the GraphQL endpoint -> :class:`ConfigurationError`
+        (``Retry-After`` if sent, or the cost bucket's refill time when the body reports
+        ``throttleStatus`` short of the cost: :func:`crm_hooks.rate_limit.jobber_window_exhausted`);
+        400 on the GraphQL endpoint -> :class:`ConfigurationError`
         (the request itself is malformed: version header, JSON); 5xx -> :class:`RetryableError`.
         """
         status = response.status_code
@@ -461,7 +463,14 @@ class JobberHook(CrmHook):
             )
         if status == 400:
             return ConfigurationError(f"jobber HTTP 400: {detail} (API version {self.api_version})", status=status)
-        return self.default_error(response, detail)
+        error = self.default_error(response, detail)
+        if isinstance(error, RateLimitedError):
+            # A 429 that reports the cost bucket short of the request's cost: wait for the points (not the
+            # 5-minute request window); one without it is waited out alone (Retry-After or backoff).
+            refill = jobber_window_exhausted(json_body(response))
+            if refill is not None:
+                error.retry_after = max(error.retry_after or 0.0, refill)
+        return error
 
     def observe_response(self, response: requests.Response) -> None:
         """Read ``extensions.cost.throttleStatus`` and the version warning of every GraphQL answer.

@@ -1,10 +1,34 @@
-"""Client-side rate limiting, sized to each CRM's documented limit.
+"""Client-side rate limiting: each CRM's documented limit as a ceiling, adapted to what the account allows.
 
 CRMs state their limits as "N requests per rolling window" (HubSpot: 190 per 10
 seconds, search 5 per second). A rolling-window limiter keeps the time of the
 last N calls and lets a call through only when fewer than N fell inside the
 window: exactly the vendor's rule, so a sync can run at the full limit without
 ever drawing a 429 (a token bucket of N would allow up to 2N in the first window).
+
+**A 429 is not a whole window.** A 429 is waited out by the hook (``Retry-After``, else exponential
+backoff, :mod:`crm_hooks.base`); the limiter blocks a whole window only when the vendor says the window
+is exhausted (:meth:`RollingWindowLimiter.drain`; see :func:`hubspot_window_exhausted`,
+:func:`jobber_window_exhausted`, :func:`salesforce_usage`).
+
+**Adaptive limit (AIMD).** Housecall Pro and FieldEdge publish no limit, and an account's real limit may be
+lower than the default (a HubSpot Starter portal, a vendor's per-tenant setting). The limiter's rate is
+therefore ``current`` requests per window, at most the ceiling (the documented default or the admin-set
+``crmSettings`` value, never exceeded):
+
+* a 429 that shows the account's limit is lower (:meth:`RollingWindowLimiter.rate_limited`: the vendor asks
+  for a pause of at least a quarter window and 2 s, or 3 of the last 10 sends were refused; 4 for a
+  published limit) lowers ``current``
+  multiplicatively (x :attr:`~RollingWindowLimiter.DECREASE`; after a long wait, to the calls the vendor
+  accepted in the last window when that is lower). Calls of an unpublished limit are spaced evenly (a burst of N calls
+  would trip a vendor window shorter than ours); a published one keeps its bursts, so the time a 429
+  cost is caught up within the window;
+* an isolated 429 (a transient fault, 3% of answers in the benchmark's faults profile) lowers nothing;
+* every clean answer adds ``1 / current`` (one more call per window after a window's worth of clean
+  answers) up to the ceiling.
+
+The learned rate is kept per CRM account in ``crm_sync.learned_rate_limits`` (read at run start, written at
+run end: :mod:`crm_sync.rate_state`), so the next run starts from it.
 
 One limiter per (CRM account, limit name), shared by every hook instance in the
 process that talks to the same account. Across workers, the per-CRM Airflow pool
@@ -14,10 +38,13 @@ counted in ``waited_seconds`` so summaries can show what limits cost.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from crm_hooks.errors import BudgetExhaustedError
 
@@ -41,21 +68,61 @@ class RateLimit:
 
 
 class RollingWindowLimiter:
-    """Thread-safe: at most ``limit.requests`` calls in any ``limit.per_seconds`` window."""
+    """Thread-safe: at most ``current`` calls in any ``limit.per_seconds`` window, ``current`` <= the ceiling."""
 
     #: The CRM counts a call when it arrives, we when it leaves: a window 5% (+50 ms) longer than
-    #: the vendor's keeps network jitter from tipping a full window into a 429 (which costs a
-    #: whole window of waiting).
+    #: the vendor's keeps network jitter from tipping a full window into a 429.
     MARGIN = 1.05
     SLACK_SECONDS = 0.05
+    #: Multiplicative decrease on a 429 that shows a lower limit.
+    DECREASE = 0.85
+    #: ... or to this share of the calls the vendor accepted in the last window, when lower.
+    ACCEPTED_SHARE = 0.95
+    #: A 429 whose wait is at least this share of the window shows a lower limit (the vendor's window is full).
+    LONG_WAIT_SHARE = 0.25
+    #: ... as do :attr:`CLUSTER_REFUSED` refused sends among the last :attr:`CLUSTER_SENDS`.
+    CLUSTER_SENDS = 10
+    CLUSTER_REFUSED = 3
+    #: A published limit is the account's limit unless shown otherwise: one more refusal to be convinced.
+    CLUSTER_REFUSED_PUBLISHED = 4
+    #: Additive increase per window's worth of clean answers: this share of the ceiling (at least 1 call).
+    INCREASE_SHARE = 0.005
 
-    def __init__(self, limit: RateLimit):
+    def __init__(self, limit: RateLimit, *, paced: bool = False):
         self.limit = limit
         self.window = limit.per_seconds * self.MARGIN + self.SLACK_SECONDS
-        self.capacity = max(1, int(limit.requests or 1))
+        #: the ceiling (requests per window) and the adapted rate (never above it)
+        self.ceiling = max(1.0, float(limit.requests or 1))
+        self.current = self.ceiling
+        self.paced = paced
         self._calls: deque[float] = deque()
+        self._refused: deque[float] = deque()
+        self._outcomes: deque[bool] = deque(maxlen=self.CLUSTER_SENDS)  # True: refused (429)
+        self._next_start = 0.0
+        self._started_at: float | None = None
         self._lock = threading.Lock()
         self.waited_seconds = 0.0
+        #: 429s that lowered the rate (for tests and summaries)
+        self.decreases = 0
+
+    @property
+    def capacity(self) -> int:
+        """Calls allowed in one window now."""
+        return max(1, int(self.current))
+
+    @property
+    def learned_rate(self) -> float | None:
+        """The adapted rate in requests per second when below the ceiling, else None (nothing learned)."""
+        if self.limit.rate is None or self.current >= self.ceiling:
+            return None
+        return self.current / self.limit.per_seconds
+
+    def start_from(self, rate_per_second: float | None) -> None:
+        """Start from a rate learned by an earlier run (capped by the ceiling: an admin limit wins)."""
+        if rate_per_second is None or self.limit.rate is None or rate_per_second <= 0:
+            return
+        with self._lock:
+            self.current = max(1.0, min(self.ceiling, rate_per_second * self.limit.per_seconds))
 
     def acquire(self, deadline: float | None = None) -> float:
         """Wait for a free slot and take it; return the seconds spent waiting.
@@ -72,11 +139,21 @@ class RollingWindowLimiter:
                 now = time.monotonic()
                 while self._calls and self._calls[0] <= now - window:
                     self._calls.popleft()
-                if len(self._calls) < self.capacity:
+                while self._refused and self._refused[0] <= now - window:
+                    self._refused.popleft()
+                capacity = self.capacity
+                sleep_for = 0.0
+                if len(self._calls) >= capacity:
+                    sleep_for = self._calls[-capacity] + window - now
+                if self.paced:
+                    sleep_for = max(sleep_for, self._next_start - now)
+                if sleep_for <= 0:
                     self._calls.append(now)
+                    if self._started_at is None:
+                        self._started_at = now
+                    self._next_start = now + window / self.current
                     self.waited_seconds += waited
                     return waited
-                sleep_for = self._calls[0] + window - now
             if deadline is not None and now + sleep_for > deadline:
                 raise BudgetExhaustedError(
                     f"time budget reached: the next slot of this rate limit ({self.capacity:g} per "
@@ -86,21 +163,136 @@ class RollingWindowLimiter:
             waited += sleep_for
 
     def drain(self) -> None:
-        """After a 429: treat the window as full, so the next call waits a whole window."""
+        """The vendor said the window is exhausted: treat it as full, so the next call waits a whole window."""
         with self._lock:
             now = time.monotonic()
             self._calls = deque([now] * self.capacity)
+
+    def succeeded(self) -> None:
+        """A clean answer: additive increase, one more call per window after a window's worth of them."""
+        if self.limit.rate is None:
+            return
+        with self._lock:
+            self._outcomes.append(False)
+            if self.current < self.ceiling:
+                step = max(1.0, self.INCREASE_SHARE * self.ceiling)
+                self.current = min(self.ceiling, self.current + step / self.current)
+
+    def rate_limited(self, retry_after: float | None = None, *, exhausted: bool = False) -> bool:
+        """A 429 the vendor did not call window-exhausted; return True when it lowered the rate.
+
+        Lowered when it shows the account's limit is below ours (see the module docstring): to
+        ``current`` x :attr:`DECREASE`, or to the calls the vendor accepted in the last window when that is
+        lower (known once the limiter has run a whole window). An isolated 429 lowers nothing; one the vendor
+        called window-exhausted (``exhausted``: our ceiling let through more than the account allows) always.
+        """
+        if self.limit.rate is None:
+            return False
+        with self._lock:
+            now = time.monotonic()
+            self._outcomes.append(True)
+            self._refused.append(now)
+            long_wait = retry_after is not None and retry_after >= max(
+                2.0, self.LONG_WAIT_SHARE * self.limit.per_seconds
+            )
+            cluster = self.CLUSTER_REFUSED if self.paced else self.CLUSTER_REFUSED_PUBLISHED
+            if not (long_wait or exhausted) and sum(self._outcomes) < cluster:
+                return False
+            target = self.current * self.DECREASE
+            if (long_wait or exhausted) and self._started_at is not None and now - self._started_at >= self.window:
+                accepted = sum(1 for t in self._calls if t > now - self.window) - len(self._refused)
+                if accepted >= 1:
+                    target = min(target, accepted * self.ACCEPTED_SHARE)
+            self.current = max(1.0, target)
+            self._outcomes.clear()
+            self.decreases += 1
+            return True
 
 
 _LIMITERS: dict[tuple[str, str], RollingWindowLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
 
 
-def limiter_for(account_key: str, name: str, limit: RateLimit) -> RollingWindowLimiter:
-    """The process-wide limiter for one CRM account and one named limit."""
+def limiter_for(account_key: str, name: str, limit: RateLimit, *, paced: bool = False) -> RollingWindowLimiter:
+    """The process-wide limiter for one CRM account and one named limit (``paced``: for a new limiter)."""
     key = (account_key, name)
     with _LIMITERS_LOCK:
         limiter = _LIMITERS.get(key)
         if limiter is None or limiter.limit != limit:
-            limiter = _LIMITERS[key] = RollingWindowLimiter(limit)
+            limiter = _LIMITERS[key] = RollingWindowLimiter(limit, paced=paced)
         return limiter
+
+
+# ---------------------------------------------------------------------------- what vendors say about windows
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    try:
+        return int(str(value).strip()) if value is not None else None
+    except ValueError:
+        return None
+
+
+def hubspot_window_exhausted(headers: Mapping[str, str]) -> float | None:
+    """HubSpot: seconds until the exhausted window frees, or None when the headers do not say it is exhausted.
+
+    ``X-HubSpot-RateLimit-Remaining: 0`` means the burst window is used up: wait
+    ``X-HubSpot-RateLimit-Interval-Milliseconds`` (10 s when absent). ``-Daily-Remaining: 0`` is the daily
+    quota, which the hook reports as a quota error (429 ``policyName: DAILY``), not a window.
+    Source: https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines.md (headers
+    ``X-HubSpot-RateLimit-Max/-Remaining/-Interval-Milliseconds/-Daily/-Daily-Remaining``; search answers
+    carry none). Whether a 429 itself carries them is UNCONFIRMED: without them a 429 is not a whole window.
+    """
+    if _int_header(headers, "X-HubSpot-RateLimit-Remaining") != 0:
+        return None
+    interval = _int_header(headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
+    return (interval if interval and interval > 0 else 10_000) / 1000.0
+
+
+def jobber_window_exhausted(body: Any) -> float | None:
+    """Jobber: seconds until the query-cost bucket holds the refused request's cost, or None.
+
+    Every GraphQL answer carries ``extensions.cost {requestedQueryCost, throttleStatus {maximumAvailable,
+    currentlyAvailable, restoreRate}}``; when ``currentlyAvailable`` is below the requested cost the bucket
+    is exhausted for that request: ``(requested - available) / restoreRate`` seconds
+    (https://developer.getjobber.com/docs/using_jobbers_api/api_rate_limits; the figures 10,000 points and
+    500 / s are UNCONFIRMED and read at run time). A 429 from Jobber's DDoS guard (2,500 requests / 5 min)
+    without this says nothing about the window (UNCONFIRMED whether it carries ``Retry-After``).
+    """
+    extensions = body.get("extensions") if isinstance(body, Mapping) else None
+    cost = extensions.get("cost") if isinstance(extensions, Mapping) else None
+    status = cost.get("throttleStatus") if isinstance(cost, Mapping) else None
+    if not isinstance(status, Mapping):
+        return None
+    available, restore = status.get("currentlyAvailable"), status.get("restoreRate")
+    requested = cost.get("requestedQueryCost")
+    numbers = (available, restore, requested)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers) or restore <= 0:
+        return None
+    if available >= requested:
+        return None
+    return (requested - available) / restore
+
+
+_API_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+def salesforce_usage(headers: Mapping[str, str]) -> tuple[int, int] | None:
+    """Salesforce ``Sforce-Limit-Info: api-usage=USED/MAX`` as ``(used, max)``, or None.
+
+    The allocation is per rolling 24 h: ``used >= max`` means exhausted for the day (Salesforce then answers
+    403 ``REQUEST_LIMIT_EXCEEDED``, a quota error, not a window to wait out). Source:
+    https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_api_usage.htm
+    (``; api-bursts=`` in newer answers: UNCONFIRMED, ignored).
+    """
+    match = _API_USAGE.search(headers.get("Sforce-Limit-Info", "") or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+__all__ = [
+    "RateLimit",
+    "RollingWindowLimiter",
+    "hubspot_window_exhausted",
+    "jobber_window_exhausted",
+    "limiter_for",
+    "salesforce_usage",
+]

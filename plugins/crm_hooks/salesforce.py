@@ -59,14 +59,13 @@ from crm_hooks.errors import (
     RetryableError,
 )
 from crm_hooks.hosts import check_url
-from crm_hooks.rate_limit import RateLimit
+from crm_hooks.rate_limit import RateLimit, salesforce_usage
 from crm_hooks.salesforce_bulk import SalesforceBulkIngest
 from crm_hooks.soql import api_name
 
 DEFAULT_LOGIN_URL = "https://login.salesforce.com"
 TOKEN_PATH = "/services/oauth2/token"
 _API_VERSION = re.compile(r"^v?(\d{2,3}\.\d)$")
-_LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 #: From this many Cases (or new customers) in one engine batch on, the destination sends them in Bulk API 2.0
 #: upsert jobs instead of sObject Collections (Salesforce advises Bulk API above 2,000 records:
 #: https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/bulk_api_2_limits.htm).
@@ -370,9 +369,9 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
 
     def observe_response(self, response: requests.Response) -> None:
         """Read ``Sforce-Limit-Info: api-usage=USED/MAX`` into :attr:`api_usage`."""
-        match = _LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info", ""))
-        if match:
-            self.api_usage = (int(match.group(1)), int(match.group(2)))
+        usage = salesforce_usage(response.headers)
+        if usage:
+            self.api_usage = usage
 
     def budget_exhausted(self) -> bool:
         """True once ``dailyBudgetShare`` (default 0.9) of the org's daily API allocation

@@ -56,7 +56,7 @@ from crm_hooks.errors import (
     RetryableError,
 )
 from crm_hooks.redaction import redact
-from crm_sync import extract, identity
+from crm_sync import extract, identity, rate_state
 from crm_sync.clean import dumps_strict, storable_text
 from crm_sync.contacts import split_name
 from crm_sync.db import sql
@@ -272,6 +272,8 @@ class IntegrationSync:
         #: rows of the current batch read again only because their customer changed (``crm_state``)
         self._state_retries: set[int] = set()
         self._people: list[identity.Person] = []
+        #: the learned rate limits were read for this run's CRM account (so they are written back at its end)
+        self._rates_loaded = False
         #: this company x CRM's ledger, bound to the CRM account of this run (crm_sync.accounts)
         self.ledger = Ledger(engine, company_id, crm_type)
 
@@ -315,6 +317,7 @@ class IntegrationSync:
                 destination.prepare()
                 result.warnings.extend(destination.warnings)
                 self._bind_account(destination)
+                self._start_from_learned_rates(destination)
                 batch_size = self.options.batch_size or destination.batch_size
                 if pending is not None and self.ledger.crm_account == peeked_account:
                     batches = _rebatch(pending, batch_size)
@@ -359,6 +362,7 @@ class IntegrationSync:
                     stats.retries,
                     stats.rate_limited,
                 )
+                self._keep_learned_rates(destination)
                 destination.close()
             self._unlock(lock_conn)
             lock_conn.close()
@@ -1158,6 +1162,25 @@ class IntegrationSync:
             set_last_synced=r.status in ("success", "partial"),
             add_history=processed > 0 or bool(r.error),
         )
+
+    def _start_from_learned_rates(self, destination: Destination) -> None:
+        """Start the hook's limiters from the rates earlier runs learned for this CRM account (no CRM call)."""
+        if self.result.crm_account is None:
+            return
+        rates = rate_state.load(self.engine, self.company_id, self.crm_type, self.result.crm_account)
+        destination.hook.start_from_learned(rates)
+        self._rates_loaded = True
+
+    def _keep_learned_rates(self, destination: Destination) -> None:
+        """Keep what the limiters learned for the next run; a failure here never fails the run."""
+        if not self._rates_loaded or self.result.crm_account is None:
+            return
+        try:
+            rate_state.save(
+                self.engine, self.company_id, self.crm_type, self.result.crm_account, destination.hook.learned_rates()
+            )
+        except Exception as exc:  # the sync's outcome is recorded anyway; the next run starts from the default
+            log.warning("could not keep the learned rate limits: %s", type(exc).__name__)
 
     def _bind_account(self, destination: Destination) -> None:
         """Bind this run to the CRM account the destination reaches (:mod:`crm_sync.accounts`).

@@ -1,0 +1,3 @@
+SELECT limit_name, requests_per_second
+FROM crm_sync.learned_rate_limits
+WHERE company_id = :company_id AND crm_type = :crm_type AND crm_account = :crm_account
