@@ -28,7 +28,7 @@ from localdev.demo_data import check_in_rows, create_company, insert_check_ins
 CASES = all_cases()
 ADDRESS = {"address": "4100 Burnet Rd", "city": "Austin", "state": "TX", "zip": "78756"}
 #: the CRMs that send a record refused for an optional field once more through the shared destination layer
-RETRYING = {"housecallpro", "hubspot"}
+RETRYING = {"housecallpro", "hubspot", "jobber"}
 #: the CRMs whose last name is required (a refused last name quarantines the row)
 LAST_NAME_REQUIRED = {"fieldedge", "salesforce"}
 
@@ -38,12 +38,14 @@ def case(request) -> CrmCase:
     return request.param
 
 
-def _company(db, sandbox, case: CrmCase) -> int:
+def _company(db, sandbox, case: CrmCase, **sync_settings: Any) -> int:
     body: dict[str, Any] = {"crm": case.crm_type, "account": case.account, "credentials": case.sandbox_credentials}
     if case.sandbox_options:
         body["options"] = case.sandbox_options
     requests.post(f"{sandbox.url}/_sandbox/accounts", json=body, timeout=10).raise_for_status()
-    company_id, tech = create_company(db, f"{case.crm_type} fields", {case.crm_type: case.integration(sandbox.url)})
+    integration = case.integration(sandbox.url)
+    integration["syncSettings"].update(sync_settings)
+    company_id, tech = create_company(db, f"{case.crm_type} fields", {case.crm_type: integration})
     return company_id, tech
 
 
@@ -170,3 +172,36 @@ def test_fieldedge_without_email_or_phone_is_still_refused_for_identity(db, sand
     row = ledger(db, company_id, case.crm_type)[ids["name_only"]]
     assert row["status"] == "quarantined" and row["error_kind"] == QuarantineKind.NO_IDENTITY
     assert "email or a phone" in row["last_error"]
+
+
+@pytest.mark.parametrize("crm_type", ["salesforce", "jobber"])
+def test_a_batch_crm_resends_only_the_record_refused_for_an_optional_field(db, sandbox, crm_type):
+    """Salesforce (collection upsert) and Jobber (clientCreate per alias) answer per record: the record refused
+    for an optional field (Salesforce: the street; Jobber: the last name) is created once more without it, the
+    others are not sent again. Salesforce syncs customers only here: its Case carries the address too."""
+    case = next(c for c in CASES if c.crm_type == crm_type)
+    company_id, tech = _company(db, sandbox, case, syncCheckInsAsJobs=crm_type != "salesforce")
+    poisoned_street = {"address": "1 SANDBOX-INVALID Way"} if crm_type == "salesforce" else {}
+    poisoned_name = {} if crm_type == "salesforce" else {"customer_name": "Ann SANDBOX-INVALID"}
+    ids = _insert(
+        db,
+        company_id,
+        tech,
+        {
+            "poisoned": {
+                "customer_name": "Ann Lee",
+                "customer_email": "ann.street@example.com",
+                **poisoned_street,
+                **poisoned_name,
+            },
+            "fine": {"customer_name": "Omar Reyes", "customer_email": "omar.street@example.com"},
+        },
+    )
+    result = _sync(db, case, company_id, "b1")
+    rows = ledger(db, company_id, case.crm_type)
+    assert {rows[i]["status"] for i in ids.values()} == {"synced"}, {k: rows[i]["last_error"] for k, i in ids.items()}
+    assert result.quarantined == 0 and result.customers_created == 2
+    assert "sent again without it" in " | ".join(_warnings(rows[ids["poisoned"]]))
+    assert not any("sent again" in w for w in _warnings(rows[ids["fine"]]))
+    customers = _customers(sandbox, case)
+    assert len(customers) == 2 and not any("SANDBOX-INVALID" in json.dumps(c) for c in customers)

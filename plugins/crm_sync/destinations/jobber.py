@@ -48,6 +48,7 @@ from crm_sync.destinations.base import (
     Destination,
     Progress,
     distinct_customers,
+    isolate_bad_records,
     no_progress,
 )
 from crm_sync.mapping import jobber as mapping
@@ -157,7 +158,16 @@ class JobberDestination(Destination):
                 out[row.customer_key] = self._customer_result(row, outcome)
             return out
 
-        results.update(self._in_chunks(todo, self.hook.create_clients_cost(), send, lambda r: r.customer_key))
+        # A client refused for an optional field is created once more without it (a refused clientCreate
+        # created nothing); only that client is sent again.
+        results.update(
+            self._in_chunks(
+                todo,
+                self.hook.create_clients_cost(),
+                lambda chunk: isolate_bad_records(chunk, send, lambda r: r.customer_key, crm_type=self.crm_type),
+                lambda r: r.customer_key,
+            )
+        )
         return results
 
     def _customer_result(self, row: PreparedCheckIn, outcome: MutationOutcome) -> RecordResult:

@@ -36,6 +36,7 @@ from crm_sync.destinations.base import (
     Progress,
     chunked,
     distinct_customers,
+    isolate_bad_records,
     no_progress,
 )
 from crm_sync.mapping import salesforce as mapping
@@ -160,7 +161,11 @@ class SalesforceDestination(Destination):
         if len(customers) >= self.hook.crm_settings.bulk_threshold:
             return self._create_customers_bulk(customers)
         results: dict[str, RecordResult] = {}
-        for chunk in chunked(customers, self.batch_size):
+
+        def send(chunk: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
+            # Upserts by the customer key: a record sent once more (without a refused optional field, see
+            # isolate_bad_records) updates what its first send created, never a second Account or Contact.
+            out: dict[str, RecordResult] = {}
             self._guard()
             accounts = self.hook.upsert_records(
                 "Account", CUSTOMER_KEY_FIELD, [mapping.account_record(r.customer, r.customer_key) for r in chunk]
@@ -170,26 +175,30 @@ class SalesforceDestination(Destination):
                 if res.get("success"):
                     contacts_for.append((row, res["id"]))
                 else:
-                    results[row.customer_key] = RecordResult(row.customer_key, error=_errors_text("Account", res))
+                    out[row.customer_key] = RecordResult(row.customer_key, error=_errors_text("Account", res))
             if not contacts_for:
-                continue
+                return out
             records = []
             for row, account_id in contacts_for:
                 record, warnings = mapping.contact_record(row.customer, row.customer_key, account_id)
-                row.warnings.extend(warnings)
+                row.warnings.extend(w for w in warnings if w not in row.warnings)
                 records.append(record)
             self._guard()
             contacts = self.hook.upsert_records("Contact", CUSTOMER_KEY_FIELD, records)
             for (row, account_id), res in zip(contacts_for, contacts, strict=True):
                 if res.get("success"):
-                    results[row.customer_key] = RecordResult(
+                    out[row.customer_key] = RecordResult(
                         row.customer_key,
                         crm_id=res["id"],
                         created=bool(res.get("created")),
                         extra={"parent_id": account_id},
                     )
                 else:
-                    results[row.customer_key] = RecordResult(row.customer_key, error=_errors_text("Contact", res))
+                    out[row.customer_key] = RecordResult(row.customer_key, error=_errors_text("Contact", res))
+            return out
+
+        for chunk in chunked(customers, self.batch_size):
+            results.update(isolate_bad_records(chunk, send, lambda r: r.customer_key, crm_type=self.crm_type))
         return results
 
     def update_customers(self, items: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
