@@ -40,29 +40,6 @@ sys.path[:0] = [str(ROOT)]
 
 from benchmarks.bench_env import _free_port, _wait  # noqa: E402  (sets sys.path for the plugins)
 
-#: Fields a warning is about, by the words the warnings use (first match wins).
-WARNING_FIELDS = (
-    ("sent again without it", "retried without a field"),
-    ("extension", "phone extension"),
-    ("phone", "phone"),
-    ("email", "email"),
-    ("business", "company (business name)"),
-    ("last name", "last name"),
-    ("name", "name"),
-    ("photo", "photos"),
-    ("note", "visit note"),
-    ("visit report", "visit note"),
-    ("summary", "visit note"),
-    ("instructions", "visit note"),
-    ("truncated", "visit note"),
-    ("html", "visit note"),
-)
-
-
-def warning_field(warning: str) -> str:
-    text = warning.lower()
-    return next((label for word, label in WARNING_FIELDS if word in text), "other")
-
 
 def _unprepared_no_identity(error: str | None) -> bool:
     """A row quarantined before any CRM saw it for lack of identity (prepare's own reason)."""
@@ -76,6 +53,7 @@ def measure(crm: str, url: str, engine: Any, rows: int) -> dict[str, Any]:
     from crm_sync.field_rules import refused_fields
     from crm_sync.integration_sync import IntegrationSync, SyncOptions
     from crm_sync.integrations import load_integration
+    from crm_sync.row_warnings import warning_field
     from localdev.crm_profiles import PROFILES
     from localdev.demo_data import check_in_rows, create_company, insert_check_ins
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -479,3 +480,39 @@ def test_quarantine_reasons_group_by_reason_not_by_customer(db, scenario, tmp_pa
     assert "ann@example.com" not in page and "+15125550999" not in page
     assert f"{new[1]}, {new[0]}</td>" in page  # newest example first
     assert "<td>salesforce</td><td>unknown</td>" in page
+
+
+def test_synced_check_ins_with_warnings_are_counted_by_field(db, scenario, tmp_path):
+    """The report's "Synced with a warning, by field": one row per CRM x field, a check-in counted once per
+    field, the fields named as crm_sync.row_warnings names them (the words matched in SQL, in order)."""
+    from crm_sync.row_warnings import warning_field
+
+    b = scenario["b"]
+    with db.connect() as conn:
+        tech = conn.execute(sa.text("SELECT id FROM technicians WHERE company_id = :c"), {"c": b}).scalar_one()
+    new = _check_ins(db, b, tech, [datetime(2026, 11, 20, 15)] * 3)[-3:]
+    warnings = {
+        new[0]: ["customer_phone '512-555-0100 ext 12': the extension '12' is moved to the visit note"],
+        new[1]: [
+            "customer_phone '5550123' is not a valid phone number (no area code): dropped",
+            "FieldEdge refused lastName (lastName is required): sent again without it",
+            "customer_phone '555 0199' is not a valid phone number (no area code): dropped",
+        ],
+        new[2]: [],
+    }
+    with db.begin() as conn:
+        for cid, items in warnings.items():
+            _ledger(conn, b, "fieldedge", cid, "synced", created=datetime(2026, 11, 20, 15), latency=5)
+            conn.execute(
+                sa.text("UPDATE crm_sync.ledger SET warnings = CAST(:w AS jsonb) WHERE check_in_id = :id"),
+                {"w": json.dumps(items), "id": cid},
+            )
+    out = build_report(db, run_id="warned", output_dir=tmp_path, day_from=D1, day_to=D2)
+    page = Path(out["html"]).read_text(encoding="utf-8")
+    section = page[page.index('id="warning-table"') : page.index('id="quarantine"')]
+    expected = Counter(warning_field(w) for items in warnings.values() for w in set(items))
+    expected["phone"] = 1  # two phone warnings of one check-in: counted once
+    assert expected == Counter({"phone extension": 1, "phone": 1, "retried without a field": 1})
+    for field, n in expected.items():
+        assert f'<td>fieldedge</td><td>{field}</td><td class="n">{n}</td>' in section, field
+    assert "512-555-0100" not in section  # grouped by field: no customer data in the table

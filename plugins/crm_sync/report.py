@@ -34,6 +34,7 @@ from crm_sync.db import SQL_DIR, sql
 from crm_sync.paths import make_private_dir, open_private, write_private_text
 from crm_sync.quality import DEFAULT_MIN_SUCCESS_RATE, metric_params, success_rate
 from crm_sync.quarantine import ACTIONS, LABELS
+from crm_sync.row_warnings import sql_params
 
 TEMPLATE_DIR = SQL_DIR.parent / "templates"
 HTML_NAME, CSV_NAME, METRICS_CSV_NAME = "report.html", "discrepancies.csv", "quality_metrics.csv"
@@ -479,6 +480,7 @@ def build_report(
         for c in sorted(class_totals, key=lambda c: CLASS_ORDER.index(c) if c in CLASS_ORDER else 99)
     ]
     reasons = _rows(engine, "report_quarantine_reasons", {**params, "limit": TOP_REASONS})
+    warning_fields = _rows(engine, "report_warning_fields", {**params, **sql_params(), "limit": TOP_REASONS})
 
     # Headline figures (also the return value: no customer data in here).
     eligible = sum(f["eligible"] for f in integrations)
@@ -545,6 +547,7 @@ def build_report(
             "discrepancies": discrepancies,
             "rows_per_class": rows_per_class,
             "reasons": reasons,
+            "warning_fields": warning_fields,
             "min_success_rate": min_success_rate,
             "max_p95_latency_s": max_p95_latency_s,
             "company_filter": list(company_ids or []),
