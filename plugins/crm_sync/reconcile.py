@@ -42,6 +42,7 @@ from sqlalchemy.engine import Engine
 from crm_hooks.errors import CrmError
 from crm_sync.contacts import normalize_email, normalize_phone
 from crm_sync.db import sql
+from crm_sync.field_rules import apply_field_rules
 from crm_sync.ledger import UNFINISHED, LedgerStatus
 from crm_sync.match_key import MatchKey
 from crm_sync.models import Customer, PreparedCheckIn
@@ -532,7 +533,8 @@ class Reconciler:
             expected = None
             if not stale and drift_checked:
                 try:
-                    prepared = prepare_check_in(row, self.settings)
+                    # What the sync sent: the CRM's field rules applied, as the engine applies them.
+                    prepared = apply_field_rules(self.crm_type, prepare_check_in(row, self.settings))
                     expected = self.destination.visit_fields(prepared) if prepared.visit is not None else None
                 except NotImplementedError as exc:
                     drift_checked = False
