@@ -1,6 +1,6 @@
 """Every 15 minutes: new, edited, unfinished and requeued check-ins into each company's CRMs.
 
-discover_<crm> -> sync_<crm> (one mapped task per company, pool crm_<crm>) -> summarize
+discover_<crm> -> sync_<crm> (one mapped task per shard of companies with work, pool crm_<crm>) -> summarize
 check_configurations (malformed JSON, unknown CRM types)                    -> summarize
 summarize -> check_failures (fails the run when any task of it failed)
 """
@@ -55,6 +55,15 @@ with DAG(
             description="Synced check-ins created this recently are re-checked for edits.",
         ),
         "rate_share": dag_params.rate_share(),
+        "max_shards": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=64,
+            title="Shards per CRM",
+            description="Most sync tasks per CRM type; the companies with work are dealt into them "
+            "(empty: CRM_SYNC_MAX_SHARDS, default 4).",
+        ),
     },
 ) as dag:
     checked = task(task_id="check_configurations")(check_configurations)()
@@ -69,8 +78,8 @@ with DAG(
             batch_size="{{ params.batch_size or '' }}",
             lookback_days="{{ params.lookback_days }}",
             rate_share="{{ params.rate_share }}",
-            map_index_template="company {{ task.company_id }}",
-        ).expand(company_id=companies)
+            map_index_template="{{ task.shard_label }}",
+        ).expand(company_ids=companies)
         sync >> summary
     checked >> summary
     # The run is failed when any task failed (summarize alone, all_done, would leave it green).

@@ -58,3 +58,8 @@ def test_incremental_sync_shape(dagbag):
         assert "summarize" in task.downstream_task_ids
     assert dag.task_dict["summarize"].trigger_rule == "all_done"
     assert dag.default_args["retries"] >= 2
+    # Mapped over shards of companies with work (issue 14), each named after its companies in the UI.
+    sync = dag.task_dict["sync_hubspot"]
+    assert sync.expand_input.value.keys() == {"company_ids"}
+    assert sync.partial_kwargs["map_index_template"] == "{{ task.shard_label }}"
+    assert "max_shards" in dag.params

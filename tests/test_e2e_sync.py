@@ -118,14 +118,35 @@ def test_incremental_sync_end_to_end(db, db_url, sandbox, airflow_home, tmp_path
             # Idle runs cost nothing: no token fetch, no run-start check, no account identity (issue 11).
             assert data["by_endpoint"] == before[crm][account]["by_endpoint"], (crm, account)
     assert visit_keys(sandbox.url) == keys
+    # Idle companies get no task at all (discovery in SQL, issue 14): the run's only rows are the
+    # configuration problems, reported again; every sync_<crm> expanded to nothing.
     with db.connect() as conn:
-        last = conn.execute(
+        statuses = conn.execute(
             sa.text(
-                "SELECT sum(visits_created), sum(customers_created), sum(unchanged), sum(api_calls) FROM crm_sync.runs "
-                "WHERE run_id = (SELECT run_id FROM crm_sync.runs ORDER BY id DESC LIMIT 1)"
+                "SELECT status, count(*) FROM crm_sync.runs "
+                "WHERE run_id = (SELECT run_id FROM crm_sync.runs ORDER BY id DESC LIMIT 1) GROUP BY status"
             )
-        ).one()
-    assert last[0] == 0 and last[1] == 0 and last[2] > 0 and last[3] == 0
+        ).all()
+    assert dict(statuses) == {"config_error": 3}, statuses
+    with sqlite3.connect(airflow_home / "airflow.db") as meta:
+        (second_run,) = meta.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = 'crm_incremental_sync' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        sync_tis = meta.execute(
+            "SELECT task_id, map_index, state FROM task_instance WHERE run_id = ? AND task_id LIKE 'sync_%'",
+            (second_run,),
+        ).fetchall()
+        first_shards = meta.execute(
+            "SELECT task_id, rendered_map_index FROM task_instance WHERE run_id != ? AND task_id LIKE 'sync_%' "
+            "AND map_index >= 0",
+            (second_run,),
+        ).fetchall()
+    assert sync_tis and {(m, s) for _, m, s in sync_tis} == {(-1, "skipped")}, sync_tis
+    # The first run: one shard per company with work (a small fleet), named after its company.
+    assert sorted(first_shards) == [
+        ("sync_hubspot", f"company {ids['hubspot']}"),
+        ("sync_salesforce", f"company {ids['salesforce']}"),
+    ], first_shards
 
 
 def test_edited_check_in_is_updated(db, db_url, sandbox, airflow_home, tmp_path):

@@ -8,7 +8,7 @@
 --   * synced or quarantined rows inside the look-back window, so edits are found by
 --     comparing the row's hash with the ledger's (check_ins has no updated_at).
 SELECT ci.*,
-       l.status AS ledger_status, l.source_hash AS ledger_source_hash, l.synced_hash,
+       l.status AS ledger_status, l.source_hash AS ledger_source_hash, l.synced_hash, l.source_fp AS ledger_source_fp,
        l.crm_customer_id, l.crm_visit_id, l.crm_intent, l.requeue, COALESCE(sc.state_changed, false) AS state_changed
 FROM crm_sync.sync_check_ins ci  -- the check-in as the sync reads it (migration 0006)
 LEFT JOIN crm_sync.ledger l

@@ -6,7 +6,7 @@
 -- changed since (or, for a crm_state row, its customer did: state_changed); with :resync_quarantined,
 -- quarantined rows are retried as if requeued.
 SELECT ci.*,
-       l.status AS ledger_status, l.source_hash AS ledger_source_hash, l.synced_hash,
+       l.status AS ledger_status, l.source_hash AS ledger_source_hash, l.synced_hash, l.source_fp AS ledger_source_fp,
        l.crm_customer_id, l.crm_visit_id, l.crm_intent,
        (COALESCE(l.requeue, false) OR (CAST(:resync_quarantined AS boolean) AND l.status = 'quarantined')) AS requeue,
        COALESCE(sc.state_changed, false) AS state_changed

@@ -276,6 +276,8 @@ class IntegrationSync:
         self._rates_loaded = False
         #: this company x CRM's ledger, bound to the CRM account of this run (crm_sync.accounts)
         self.ledger = Ledger(engine, company_id, crm_type)
+        #: unchanged rows whose ledger fingerprint is not the one read (stored in bulk: :meth:`_unchanged`)
+        self._stale_fps: list[PreparedCheckIn] = []
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> IntegrationResult:
@@ -465,13 +467,29 @@ class IntegrationSync:
         for row in rows:
             item = prepare_check_in(row, self.settings)
             if item.error is None and not is_unchanged(row, item.source_hash):
+                self._store_fingerprints()
                 return _resume(row, rows, stream)
             result.candidates += 1
             if is_unchanged(row, item.source_hash):
-                result.unchanged += 1
+                self._unchanged(row, item)
             else:
                 self._quarantine_unsent(item)
+        self._store_fingerprints()
         return None
+
+    def _unchanged(self, row: Mapping[str, Any], item: PreparedCheckIn) -> None:
+        """Count a row with nothing to do; note it when its ledger fingerprint is not the one read (discovery
+        would find it edited every cycle: migration 0017)."""
+        self.result.unchanged += 1
+        if item.source_fp is not None and row.get("ledger_source_fp") != item.source_fp:
+            self._stale_fps.append(item)
+            if len(self._stale_fps) >= PEEK_BATCH_SIZE:
+                self._store_fingerprints()
+
+    def _store_fingerprints(self) -> None:
+        if self._stale_fps:
+            self.ledger.refresh_fingerprints(self._stale_fps)
+            self._stale_fps = []
 
     def _reset_counts(self) -> None:
         """Forget what a peek counted: the run reads its candidates again (another account's)."""
@@ -487,13 +505,14 @@ class IntegrationSync:
         for row in rows:
             item = apply_field_rules(destination.crm_type, prepare_check_in(row, self.settings))
             if is_unchanged(row, item.source_hash):
-                result.unchanged += 1
+                self._unchanged(row, item)
                 continue
             if item.error:
                 self._quarantine_unsent(item)
                 continue
             prepared.append(item)
             previous[item.check_in_id] = row
+        self._store_fingerprints()
         if not prepared:
             return
         self._state_retries = {i.check_in_id for i in prepared if previous[i.check_in_id].get("state_changed")}

@@ -148,6 +148,7 @@ class Ledger:
                 **self._keys(r.check_in_id),
                 "customer_key": storable_text(r.customer_key),
                 "source_hash": r.source_hash,
+                "source_fp": r.source_fp,
                 "attempt_id": attempt_id,
                 "run_id": run_id,
                 "warnings": _warnings(r),
@@ -207,6 +208,7 @@ class Ledger:
                 {
                     **self._keys(row.check_in_id),
                     "source_hash": row.source_hash,
+                    "source_fp": row.source_fp,
                     "run_id": run_id,
                     "warnings": _warnings(row),
                     "error_kind": kind,
@@ -214,6 +216,18 @@ class Ledger:
                     "crm_account": self.crm_account,
                 },
             )
+
+    def refresh_fingerprints(self, rows: Sequence[PreparedCheckIn]) -> None:
+        """Store the fingerprint read for rows found unchanged whose ledger holds another one (or none), so
+        discovery (``discover_work.sql``) stops finding them edited. No CRM call; one transaction."""
+        params = [
+            {**self._keys(r.check_in_id), "source_fp": r.source_fp, "source_hash": r.source_hash}
+            for r in rows
+            if r.source_fp is not None
+        ]
+        if params:
+            with self.engine.begin() as conn:
+                conn.execute(sql("ledger_refresh_fp"), params)
 
     def _keys(self, check_in_id: int) -> dict[str, Any]:
         return {"company_id": self.company_id, "crm_type": self.crm_type, "check_in_id": check_in_id}

@@ -80,6 +80,9 @@ class PreparedCheckIn:
     group_key: str | None = field(default=None, repr=False)
     #: the :class:`crm_sync.quarantine.QuarantineKind` of ``error``
     error_kind: str = "no_identity"
+    #: the database's fingerprint of the hashed columns as read (``sync_check_ins.source_fp``, migration 0017),
+    #: stored with ``source_hash`` so discovery can tell an edit in SQL
+    source_fp: str | None = None
 
     @property
     def customer_key(self) -> str | None:

@@ -12,6 +12,16 @@ tests)::
 Sizes: :data:`DEFAULT_SLOTS` each, overridden per pool by ``CRM_SYNC_POOL_SLOTS`` (or ``--slots``),
 e.g. ``crm_hubspot=2,crm_salesforce=8``. It runs the ``airflow`` CLI, so it needs only what any
 Airflow component needs: the metadata database settings.
+
+What a pool protects: a slot is one running task of that CRM (a shard of the incremental sync, an import,
+a backfill chunk, a reconciliation), i.e. one task process on a worker and about three connections to the
+Rank It Pro database (the task's engine, the company's advisory lock, the customer index). The vendors'
+limits are per company (a HubSpot portal, a Salesforce org, a ServiceTitan tenant, a Jobber account): each
+company's hook limiter holds them, whatever the number of slots, so the pool does not need to be small for
+the vendor's sake (only companies sharing one CRM account share a limit). Size it so that (a) the sum over
+all CRM pools leaves worker slots for the other tasks (discovery, summaries) and (b) slots x 3 connections
+fit the database's budget; and at least ``CRM_SYNC_MAX_SHARDS`` (:mod:`crm_sync.discovery`), so one
+cycle's shards of a CRM run side by side.
 """
 
 from __future__ import annotations
@@ -26,7 +36,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-#: Slots of a CRM pool unless configured: concurrent company syncs per CRM type across all workers.
+#: Slots of a CRM pool unless configured: concurrent tasks per CRM type across all workers (= the default
+#: shards per CRM, crm_sync.discovery.DEFAULT_MAX_SHARDS: a busy cycle's shards run side by side).
 DEFAULT_SLOTS = 4
 SLOTS_ENV = "CRM_SYNC_POOL_SLOTS"
 
@@ -60,7 +71,7 @@ def crm_pools(slots: str | None = None) -> dict[str, dict[str, Any]]:
     pools = {
         pool_name(crm_type): {
             "slots": sizes.get(pool_name(crm_type), DEFAULT_SLOTS),
-            "description": f"concurrent {crm_type} syncs across all workers",
+            "description": f"{crm_type} tasks at once across all workers (sync shards, imports, backfills)",
             "include_deferred": False,
         }
         for crm_type in HOOKS

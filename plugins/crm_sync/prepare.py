@@ -392,9 +392,9 @@ def prepare_check_in(row: Mapping[str, Any], settings: SyncSettings) -> Prepared
     company_id = int(row["company_id"])
     digest = source_hash(row)
     try:
-        return _prepare(row, settings, check_in_id, company_id, digest)
+        item = _prepare(row, settings, check_in_id, company_id, digest)
     except Exception as exc:  # a bug or an unforeseen value must not stop the other rows
-        return PreparedCheckIn(
+        item = PreparedCheckIn(
             check_in_id=check_in_id,
             company_id=company_id,
             source_hash=digest,
@@ -403,6 +403,8 @@ def prepare_check_in(row: Mapping[str, Any], settings: SyncSettings) -> Prepared
             match_keys=[],
             error=f"could not prepare check-in: {type(exc).__name__}: {shorten(exc, 200)}",
         )
+    item.source_fp = row.get("source_fp")
+    return item
 
 
 def _prepare(
