@@ -6,8 +6,9 @@ Celery workers (``w1``, ``w2``, two slots each); the Rank It Pro database is ano
 database and the CRMs are the sandbox. The module starts all of it once, and stops every process it
 started. Without PostgreSQL or Redis it skips locally and fails under CI (``.ci/run`` starts both).
 
-Checked: mapped sync tasks ran on both workers, the per-CRM pools held concurrency at their size across
-workers (``crm_salesforce`` has 1 slot: no two of its task instances overlap), the end state is exactly
+Checked: the mapped sync tasks (shards of two companies each: ``max_shards`` 2 over four companies per CRM)
+ran on both workers, the per-CRM pools held concurrency at their size across workers (``crm_salesforce``
+has 1 slot: no two of its shards overlap), every company got its own run row, the end state is exactly
 once; the operators' path: trigger with params as the UI does, run state and task logs read back through
 the API, the trigger form's params equal the README's params table; a headless Chromium screenshot of
 the trigger form (``docs/trigger-form.png``).
@@ -428,7 +429,9 @@ def test_sync_runs_on_both_workers_within_pools_exactly_once(deployment):
     ).raise_for_status()
     started = time.monotonic()
     try:
-        run_id = dep.trigger({})
+        # Two shards per CRM, two companies each: shards are the unit of work, and there are still more of
+        # them than one worker's slots, so both workers get some.
+        run_id = dep.trigger({"max_shards": 2})
         run = dep.wait_run(run_id)
     finally:
         requests.delete(f"{dep.sandbox.url}/_sandbox/faults", timeout=5)
@@ -445,13 +448,17 @@ def test_sync_runs_on_both_workers_within_pools_exactly_once(deployment):
 
     mapped = [t for t in tis if t["task_id"].startswith("sync_") and t["map_index"] >= 0]
     per_crm = Counter(t["task_id"] for t in mapped)
-    assert per_crm == {"sync_hubspot": 4, "sync_salesforce": 4}, per_crm
+    assert per_crm == {"sync_hubspot": 2, "sync_salesforce": 2}, per_crm
+    for crm in ("hubspot", "salesforce"):
+        named = sorted(t["rendered_map_index"] for t in mapped if t["task_id"] == f"sync_{crm}")
+        shown = sorted(int(c) for label in named for c in label.removeprefix("companies ").split(", "))
+        assert shown == sorted(dep.ids[crm]), named  # each shard named after its two companies
     hosts = Counter(t["hostname"].split(".")[0] for t in mapped)
     assert set(hosts) == set(WORKERS), f"mapped task instances per worker: {dict(hosts)}"
 
     for pool, slots in POOL_SLOTS.items():
         spans = [(_ts(t["start_date"]), _ts(t["end_date"])) for t in mapped if t["pool"] == pool]
-        assert len(spans) == 4
+        assert len(spans) == 2
         assert max_overlap(spans) <= slots, f"{pool} ({slots} slots) ran {max_overlap(spans)} at once: {spans}"
     sf_hosts = {t["hostname"] for t in mapped if t["pool"] == "crm_salesforce"}
     hs_spans = [(_ts(t["start_date"]), _ts(t["end_date"])) for t in mapped if t["pool"] == "crm_hubspot"]
@@ -467,6 +474,16 @@ def test_sync_runs_on_both_workers_within_pools_exactly_once(deployment):
             sa.text("SELECT count(*) FROM crm_sync.runs WHERE status = 'config_error' AND run_id = :r"), {"r": run_id}
         ).scalar()
     assert problems == 3  # broken JSON, unknown CRM, no credentials: reported, the rest synced
+    with dep.engine.connect() as conn:
+        per_company = dict(
+            conn.execute(
+                sa.text("SELECT company_id, status FROM crm_sync.runs WHERE run_id = :r AND status <> 'config_error'"),
+                {"r": run_id},
+            ).all()
+        )
+    # Each company of a shard synced as before: its own run row.
+    assert set(per_company) == set(dep.ids["hubspot"]) | set(dep.ids["salesforce"]), per_company
+    assert set(per_company.values()) <= {"success", "partial"}, per_company
 
 
 # ---------------------------------------------------------------------- the operators' path

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from crm_cases import CrmCase, all_cases
 from crm_sync.customer_import import sync_with_index
+from crm_sync.discovery import companies_with_work
 from crm_sync.integration_sync import IntegrationResult, IntegrationSync, SyncOptions
 from crm_sync.integrations import load_integration
 from e2e_helpers import check_in_ids, company_json, ledger, recent, records
@@ -97,10 +98,18 @@ def last_synced_at(db, company_id: int, crm_type: str) -> Any:
     return integrations[crm_type].get("lastSyncedAt")
 
 
+def busy(db, case: CrmCase, company_id: int) -> list[int]:
+    """The companies discovery gives a task to (crm_sync.discovery, issue 14): idle ones get none."""
+    return [w.company_id for w in companies_with_work(db, case.crm_type, [company_id], lookback_days=7)]
+
+
 def test_second_run_with_nothing_new_makes_no_crm_call(db, sandbox, case):
     company_id = setup(db, sandbox, case)
+    assert busy(db, case, company_id) == [company_id]  # a first run
     first = sync(db, case, company_id, "i1")
     assert first.status == "success" and first.synced == 6, first.error
+    # Idle now: the DAG starts no task for it at all (discovery in SQL agrees with the engine's own peek).
+    assert busy(db, case, company_id) == []
     before, before_state, freshness = crm_log(sandbox), ledger(db, company_id, case.crm_type), None
     freshness = last_synced_at(db, company_id, case.crm_type)
 
@@ -126,6 +135,7 @@ def test_one_new_row_checks_the_account_binding_and_syncs(db, sandbox, case):
     assert sync(db, case, company_id, "i1").synced == 6
     new_rows(db, company_id, 1)
     before = crm_log(sandbox)
+    assert busy(db, case, company_id) == [company_id]  # the new row gives it a task
 
     result = sync(db, case, company_id, "i2")
 
@@ -178,6 +188,7 @@ def test_an_unfinished_row_is_work(db, sandbox, case, status):
             ),
             {"s": status, "c": company_id, "i": check_in_id},
         )
+    assert busy(db, case, company_id) == [company_id]  # unfinished: discovery gives it a task
 
     result = sync(db, case, company_id, "i2")
 
