@@ -94,6 +94,7 @@ def object_counts(url: str) -> dict[str, int]:
 
 def main() -> int:
     from crm_sync.db import create_app_schema, make_engine, migrate
+    from crm_sync.integrations import discover
     from crm_sync.summary import format_table, runs_for
 
     LOCAL.mkdir(exist_ok=True)
@@ -127,7 +128,14 @@ def main() -> int:
             f"(full Airflow log: {log_path})\n"
         )
         if run_id:
-            print(format_table(runs_for(engine, run_id)))
+            rows = runs_for(engine, run_id)
+            print(format_table(rows))
+            # Discovery gave no task to the integrations with nothing to do (README, idle runs cost nothing).
+            usable = {(w.company_id, w.crm_type) for w in discover(engine)[0]}
+            idle = usable - {(r["company_id"], r["crm_type"]) for r in rows}
+            print(
+                f"\nCompany x CRM integrations with nothing to do: {len(idle)} of {len(usable)} (no task, 0 API calls)"
+            )
         after = object_counts(sandbox_url)
         changes = {k: after.get(k, 0) - before.get(k, 0) for k in sorted(set(before) | set(after))}
         print("\nCRM sandbox records: " + ", ".join(f"{k} {after.get(k, 0)} ({v:+d})" for k, v in changes.items()))
