@@ -162,6 +162,40 @@ def test_a_socket_directory_as_the_connection_host_still_works(db_url, monkeypat
         assert conn.execute(sa.text("SELECT current_database()")).scalar() == db_url.database
 
 
+def test_discovery_returns_bounded_shards_of_the_companies_with_work(db, db_url, monkeypatch):
+    """``discover_<crm>``: the companies with work (here: never synced) dealt into ``max_shards`` shards; the
+    ``company_ids`` and ``crm_types`` params still narrow it; a bad ``max_shards`` fails without a retry."""
+    from crm_sync.tasks.sync import discover_companies
+    from localdev.demo_data import create_company, hubspot_integration
+
+    socket_dir = db_url.query.get("host") or db_url.host
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SHARD_DB",
+        json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": socket_dir,
+                "login": db_url.username,
+                "password": db_url.password,
+                "schema": db_url.database,
+                "port": db_url.port,
+            }
+        ),
+    )
+    ids = [create_company(db, f"Co {i}", {"hubspot": hubspot_integration("http://x", "t")})[0] for i in range(5)]
+
+    def shards(**params):
+        return discover_companies("hubspot", db_conn_id="shard_db", params=params, run_id="r", dag=None)
+
+    found = shards(max_shards=2)
+    assert len(found) == 2 and sorted(c for s in found for c in s) == ids
+    assert shards(max_shards=2, company_ids=ids[:1]) == [[ids[0]]]
+    assert shards(crm_types=["salesforce"]) == []
+    assert len(shards()) == 4  # CRM_SYNC_MAX_SHARDS unset: the default
+    with pytest.raises(AirflowFailException, match="max_shards"):
+        shards(max_shards=0)
+
+
 # ---------------------------------------------------------------------------------------------- the real DAGs
 def task_tries(airflow_home, dag_id: str, task_prefix: str) -> list[tuple[str, str, int]]:
     """(task id, state, try number) of the last run's tasks of ``dag_id`` whose id starts with ``task_prefix``."""
