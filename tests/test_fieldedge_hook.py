@@ -725,7 +725,8 @@ def test_destination_stopping_error_after_a_write_leaves_the_rest_uncertain(sand
         status=403,
         json={"statusCode": 403, "message": "Out of call volume quota."},
     )
-    results = dest.create_visits([(i, None) for i in items])
+    # One customer: its leads go in one lane, in order (the mocked answers are given out in order).
+    results = dest.create_visits([(i, CustomerRef("C1")) for i in items])
     assert results[items[0].visit_key].ok and results[items[0].visit_key].crm_id == "L1"
     assert results[items[1].visit_key].uncertain  # kept in_flight: looked up next run
     with pytest.raises(QuotaExhaustedError):  # nothing written yet: the engine stops

@@ -7,6 +7,7 @@ across runs; an admin-set limit caps it. Waits are read from the recorded sleeps
 
 from __future__ import annotations
 
+import random
 import types
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -174,14 +175,32 @@ def test_an_isolated_429_lowers_nothing(clock):
 
 def test_a_cluster_of_429s_is_a_multiplicative_decrease(clock):
     limiter = RollingWindowLimiter(RateLimit(100, 10.0))
-    for _ in range(3):
+    for _ in range(5):
         limiter.acquire()
         assert limiter.rate_limited(1.0) is False
     limiter.acquire()
-    assert limiter.rate_limited(1.0) is True  # 4 of the last 10 sends refused (published limit)
+    assert limiter.rate_limited(1.0) is True  # 6 of the last 20 sends refused (published limit)
     assert limiter.current == pytest.approx(85.0)
-    paced = RollingWindowLimiter(RateLimit(100, 10.0), paced=True)  # an unpublished limit: 3 are enough
-    assert [paced.rate_limited(1.0) for _ in range(3)] == [False, False, True]
+    paced = RollingWindowLimiter(RateLimit(100, 10.0), paced=True)  # an unpublished limit: 5 are enough
+    assert [paced.rate_limited(1.0) for _ in range(5)] == [False, False, False, False, True]
+
+
+def test_random_faults_are_not_mistaken_for_a_lower_limit(clock):
+    """3% of answers 429 at random (the benchmark's faults profile) over 5,000 sends: the rate stays."""
+    rng = random.Random(11)
+    paced = RollingWindowLimiter(RateLimit(100, 10.0), paced=True)
+    for _ in range(5000):
+        paced.acquire()
+        paced.rate_limited(1.0) if rng.random() < 0.03 else paced.succeeded()
+    assert paced.decreases <= 1 and paced.current >= 95
+
+
+def test_a_limit_half_of_ours_is_seen_within_ten_sends(clock):
+    paced = RollingWindowLimiter(RateLimit(120, 60.0), paced=True)
+    for n in range(10):
+        paced.acquire()
+        paced.rate_limited(1.0) if n % 2 else paced.succeeded()  # every other send refused
+    assert paced.decreases == 1 and paced.current == pytest.approx(120 * paced.DECREASE)
 
 
 def test_a_long_retry_after_is_a_decrease_to_what_the_vendor_accepted(clock):

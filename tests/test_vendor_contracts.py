@@ -160,20 +160,41 @@ def test_fieldedge_refusing_the_lead_lookup_relies_on_the_ledger_and_never_resen
         sync(db, case, company_id)
     except SystemExit:
         pass
-    (interrupted,) = [cid for cid, r in ledger(db, company_id, "fieldedge").items() if r["status"] == "in_flight"]
+    in_flight = sorted(cid for cid, r in ledger(db, company_id, "fieldedge").items() if r["status"] == "in_flight")
+    assert len(in_flight) == 6  # one batch, its leads written in lanes, killed before the ledger update
+    interrupted, never_started = in_flight[0], in_flight[1]
     monkeypatch.setattr(IntegrationSync, "_finish", real_finish)
-    # The lead's id was recorded in the ledger as soon as FieldEdge answered (crm_intent): a kill between the
-    # answer and that record leaves none, and only then does a re-run need the (refused) look-up.
+    # Each lead's id was recorded in the ledger as soon as FieldEdge answered (crm_intent): a kill between the
+    # answer and that record leaves none (``interrupted``), and only then does a re-run need the (refused)
+    # look-up. A row marked as never sent (``never_started``: its lead is deleted, the marks say the batch's
+    # sends were marked and this row's was not) is sent, not held back.
     with db.begin() as conn:
-        recorded = conn.execute(
-            sa.text("SELECT crm_intent FROM crm_sync.ledger WHERE company_id = :c AND check_in_id = :i"),
-            {"c": company_id, "i": interrupted},
-        ).scalar()
-        assert recorded and recorded.get("visit_id")
+        intents = dict(
+            conn.execute(
+                sa.text("SELECT check_in_id, crm_intent FROM crm_sync.ledger WHERE company_id = :c"),
+                {"c": company_id},
+            ).all()
+        )
+        assert all(intents[cid].get("visit_id") and intents[cid].get("sending") for cid in in_flight)
+        assert all(intents[cid].get("sends_marked") for cid in in_flight)
         conn.execute(
             sa.text("UPDATE crm_sync.ledger SET crm_intent = NULL WHERE company_id = :c AND check_in_id = :i"),
             {"c": company_id, "i": interrupted},
         )
+        conn.execute(
+            sa.text(
+                "UPDATE crm_sync.ledger SET crm_intent = crm_intent - 'visit_id' - 'sending' "
+                "WHERE company_id = :c AND check_in_id = :i"
+            ),
+            {"c": company_id, "i": never_started},
+        )
+    lost = f"rankitpro-{company_id}-{never_started}"
+    lead_ids = [
+        lead.get("id") or lead.get("leadId")
+        for lead in records(sandbox.url, "fieldedge", case.account, "leads")
+        if case.visit_marker(lead) == lost
+    ]
+    requests.delete(f"{sandbox.url}/_sandbox/records/fieldedge/{case.account}/leads/{lead_ids[0]}").raise_for_status()
 
     result = sync(db, case, company_id, run_id="v2")
     assert result.status == "partial" and result.synced == 5 and result.quarantined == 1

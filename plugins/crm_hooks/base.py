@@ -94,6 +94,15 @@ class CallStats:
     #: points that budget restores per second (None: the CRM limits requests only)
     quota_restore_rate: float | None = None
     by_endpoint: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, *, endpoint: str | None = None, **counts: float) -> None:
+        """Add to counters (and one call to ``endpoint``): thread-safe, a per-record loop writes in lanes."""
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+            if endpoint is not None:
+                self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -143,6 +152,10 @@ class CrmHook(BaseHook):
     settings_class: ClassVar[type[CrmSettings]] = CrmSettings
     #: Records per batch call the CRM accepts (1 where it has no batch endpoint).
     batch_size: ClassVar[int] = 1
+    #: Records a per-record write loop sends at a time (``crm_sync.destinations.base.per_record``): CRMs
+    #: without batch endpoints set more, so a 429's ``Retry-After`` or a 5xx backoff holds up one record,
+    #: not the sync. The rate limiter, shared by the lanes, still sets the pace.
+    lanes: ClassVar[int] = 1
     #: Credential keys that hold secrets (masked, redacted).
     secret_keys: ClassVar[tuple[str, ...]] = ()
     timeout: ClassVar[tuple[float, float]] = (10.0, 60.0)
@@ -337,7 +350,7 @@ class CrmHook(BaseHook):
             if self._token is None or time.monotonic() > self._token_expires_at - 60:
                 token, expires_in = self.fetch_token()
                 self.add_runtime_secret(token)
-                self.stats.token_refreshes += 1
+                self.stats.add(token_refreshes=1)
                 self._token = token
                 self._token_expires_at = time.monotonic() + max(float(expires_in), 61.0)
             return self._token
@@ -522,7 +535,7 @@ class CrmHook(BaseHook):
 
         def attempt() -> requests.Response:
             limiter = self.limiter(limit)
-            self.stats.waited_seconds += limiter.acquire(deadline=self.deadline)
+            self.stats.add(waited_seconds=limiter.acquire(deadline=self.deadline))
             self.check_budget()
             try:
                 auth = self.auth_headers() if authenticated else {}
@@ -530,9 +543,8 @@ class CrmHook(BaseHook):
                 # The token request already had its own retries: do not multiply them here.
                 raise _TokenUnavailable(exc) from None
             send_headers = {**extra_headers, **auth}
-            self.stats.api_calls += 1
+            self.stats.add(api_calls=1, endpoint=label)
             _SENT.count = requests_sent() + 1
-            self.stats.by_endpoint[label] = self.stats.by_endpoint.get(label, 0) + 1
             try:
                 response = self.get_conn().request(
                     method, url, headers=send_headers, timeout=self.request_timeout(), **kwargs
@@ -546,7 +558,7 @@ class CrmHook(BaseHook):
                 return response
             error = self.classify_error(response)
             if isinstance(error, RateLimitedError):
-                self.stats.rate_limited += 1
+                self.stats.add(rate_limited=1)
                 exhausted = self.window_exhausted(response)
                 if exhausted is not None:
                     # The vendor says the window is used up: every caller of this limiter waits it out.
@@ -556,7 +568,7 @@ class CrmHook(BaseHook):
                 else:
                     limiter.rate_limited(error.retry_after)
             elif isinstance(error, RetryableError):
-                self.stats.server_errors += 1
+                self.stats.add(server_errors=1)
             if (
                 isinstance(error, BadCredentialsError)
                 and authenticated
@@ -650,7 +662,7 @@ class CrmHook(BaseHook):
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(exc, _RefreshAndRetry):
             return
-        self.stats.retries += 1
+        self.stats.add(retries=1)
         log.warning(
             "%s: retrying after %s (attempt %d of %d)",
             self.crm_type,

@@ -227,6 +227,8 @@ class FieldEdgeHook(CrmHook):
     default_base_url = DEFAULT_BASE_URL
     batch_size = 1
     secret_keys = ("clientSecret", "subscriptionKey", "apiKey", "password")
+    #: Per-record calls in lanes (``CrmHook.lanes``): a 429 or 5xx wait holds up one record, not the sync.
+    lanes: ClassVar[int] = 4
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {
         "default": RateLimit(DEFAULT_REQUESTS_PER_10S, 10.0),
         "token": RateLimit(None),

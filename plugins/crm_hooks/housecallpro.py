@@ -167,6 +167,9 @@ class HousecallProHook(CrmHook):
     default_base_url = "https://api.housecallpro.com"
     batch_size = 1
     secret_keys = ("apiKey",)
+    #: Per-record calls in lanes (``CrmHook.lanes``): two, at its pace (2 calls / s) a second lane is enough to
+    #: keep going while one waits out a 429; batches stay small (a crash's recovery scans jobs per row).
+    lanes: ClassVar[int] = 2
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {
         "default": RateLimit(DEFAULT_REQUESTS_PER_MINUTE, 60.0),
     }

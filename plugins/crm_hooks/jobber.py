@@ -293,6 +293,8 @@ class JobberHook(CrmHook):
     batch_size = 25
     secret_keys = ("accessToken", "refreshToken", "clientSecret", "apiKey")
     #: The DDoS guard: 2,500 requests per 5 minutes per app and account.
+    #: Cost-sized chunks of one step sent at a time (``CrmHook.lanes``): a 429 or 5xx wait holds up one chunk.
+    lanes: ClassVar[int] = 4
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(2500, 300.0)}
     settings_class = JobberSettings
 
@@ -492,7 +494,7 @@ class JobberHook(CrmHook):
             budget.observe(status, time.monotonic())
             self.stats.quota_restore_rate = budget.restore
         if isinstance(cost.get("actualQueryCost"), (int, float)):
-            self.stats.quota_points += float(cost["actualQueryCost"])
+            self.stats.add(quota_points=float(cost["actualQueryCost"]))
         versioning = extensions.get("versioning")
         if isinstance(versioning, Mapping) and isinstance(versioning.get("version"), str):
             self.reported_api_version = versioning["version"][:20]
@@ -508,7 +510,7 @@ class JobberHook(CrmHook):
                     f"jobber: a document costing {requested} points never fits the account's "
                     f"maximum of {maximum}; lower crmSettings.aliasesPerRequest"
                 )
-            self.stats.rate_limited += 1
+            self.stats.add(rate_limited=1)
             raise RateLimitedError(
                 "jobber: GraphQL query cost throttled", code="THROTTLED", retry_after=throttle_wait(cost)
             )
@@ -587,7 +589,7 @@ class JobberHook(CrmHook):
         wait = min(budget.wait_for(cost, now, self.rate_share), MAX_COST_WAIT_SECONDS)
         if wait > 0:
             self.check_budget(wait)
-            self.stats.waited_seconds += wait
+            self.stats.add(waited_seconds=wait)
             _sleep(wait)
         budget.spend(cost, time.monotonic())
 

@@ -302,6 +302,9 @@ class ServiceTitanHook(CrmHook):
     default_base_url = HOSTS["production"][0]
     batch_size = 1
     secret_keys = ("clientSecret", "appKey")
+    #: Per-record calls in lanes (``CrmHook.lanes``): at 60 calls / s and 6% of answers a 429 or 5xx (the
+    #: benchmark's faults profile), about 4 calls a second wait a second; 16 lanes keep the limit busy.
+    lanes: ClassVar[int] = 16
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(60, 1.0)}
     settings_class = ServiceTitanSettings
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import threading
 import time
 import uuid
 from collections import Counter
@@ -955,10 +956,12 @@ class IntegrationSync:
     def _progress(self, rows: list[PreparedCheckIn], attempt_id: str | None) -> Progress:
         """The ``progress`` callback of :meth:`Destination.create_visits`: created ids into the ledger at once."""
         by_key = {r.visit_key: r.check_in_id for r in rows}
+        lock = threading.Lock()  # per-record CRMs write in lanes (threads): one ledger write at a time
 
         def record(ids: Mapping[str, Mapping[str, str | None]]) -> None:
             if attempt_id is not None:
-                self.ledger.record_intent({by_key[k]: v for k, v in ids.items() if k in by_key}, attempt_id)
+                with lock:
+                    self.ledger.record_intent({by_key[k]: v for k, v in ids.items() if k in by_key}, attempt_id)
 
         return record
 

@@ -43,7 +43,7 @@ the hook's ``rateLimitPer10s`` / ``tokenSeconds``. ``customFieldMapping`` target
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from crm_hooks.errors import (
@@ -59,7 +59,9 @@ from crm_sync.destinations.base import (
     Destination,
     Progress,
     ReadNotSupported,
+    RecoveredVisit,
     distinct_customers,
+    in_lanes,
     no_progress,
     per_record,
     read_each,
@@ -85,10 +87,9 @@ class FieldEdgeDestination(Destination):
     crm_type = "fieldedge"
     marker_field = "trackingId"
     hook: FieldEdgeHook
-    #: One row per engine batch: the ledger's in_flight claim is then per lead, so an interruption leaves at
-    #: most one row whose outcome is unknown (what the look-up fallback holds back). FieldEdge is written
-    #: one call per record anyway; the cost is two small ledger writes per row.
-    per_record_batch = 1
+    #: The ledger knows which leads of a batch were being sent (:data:`SENDS_MARKED`, :data:`SENDING`), so an
+    #: interruption leaves at most one row per lane whose outcome is unknown (what the look-up fallback holds
+    #: back), whatever the batch size.
 
     def __init__(self, hook: FieldEdgeHook, settings: Any):
         super().__init__(hook, settings)
@@ -117,9 +118,8 @@ class FieldEdgeDestination(Destination):
         if len(self._known) > MAX_REMEMBERED:
             self._known.clear()
             self._records.clear()
-        for key, customer in wanted:
-            if key not in self._known:
-                self._search(key, customer)
+        todo = [(key, customer) for key, customer in wanted if key not in self._known]
+        in_lanes(lambda item: self._search(*item), todo, self.lanes)
         return {key: ref for key, _ in wanted if (ref := self._known.get(key)) is not None}
 
     def _search(self, key: str, customer: Customer) -> None:
@@ -263,6 +263,7 @@ class FieldEdgeDestination(Destination):
                 zone=options.zone,
             )
             _warn(row, warnings)
+            progress({row.visit_key: {SENDING: "1"}})
             try:
                 lead_id = self.hook.create_lead(payload, look_up=options.lead_lookup)
             finally:
@@ -270,7 +271,20 @@ class FieldEdgeDestination(Destination):
                     self._lookup_refused()
             return RecordResult(row.visit_key, crm_id=lead_id, created=True)
 
+        progress({row.visit_key: {SENDS_MARKED: "1"} for row, _ in items})
         return self._each(items, send, lambda item: item[0].visit_key, progress)
+
+    def find_recorded_visits(
+        self,
+        rows: Sequence[PreparedCheckIn],
+        intents: Mapping[str, Mapping[str, str]],
+        refs: Mapping[str, CustomerRef],
+    ) -> dict[str, RecoveredVisit]:
+        """Leads by ``trackingId``, only for rows whose lead may have been sent: an attempt that marked its
+        sends and never marked this row's never sent it (no look-up, and none held back when FieldEdge refuses
+        the look-up)."""
+        maybe = [r for r in rows if not _never_sent(intents.get(r.visit_key) or {})]
+        return super().find_recorded_visits(maybe, intents, refs) if maybe else {}
 
     def update_visits(
         self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
@@ -320,8 +334,8 @@ class FieldEdgeDestination(Destination):
         return {"trackingId": row.visit_key}
 
     # ------------------------------------------------------------------ helpers
-    @staticmethod
     def _each(
+        self,
         items: Sequence[T],
         send_one: Callable[[T], RecordResult],
         key: Callable[[T], str],
@@ -343,7 +357,19 @@ class FieldEdgeDestination(Destination):
             wrote = wrote or result.crm_id is not None
             return result
 
-        return per_record(items, guarded, key, progress, crm_type=FieldEdgeDestination.crm_type)
+        return per_record(items, guarded, key, progress, crm_type=self.crm_type, lanes=self.lanes)
+
+
+#: ``crm_intent`` marks (:meth:`FieldEdgeDestination.create_visits`): the attempt marks every row of the batch
+#: before the first lead, and each row right before its lead is sent.
+SENDS_MARKED = "sends_marked"
+SENDING = "sending"
+
+
+def _never_sent(intent: Mapping[str, str]) -> bool:
+    """The row's lead was certainly not sent by the attempt that recorded ``intent`` (an attempt from before
+    the marks, or one interrupted before the batch's mark, may have: a look-up decides)."""
+    return bool(intent.get(SENDS_MARKED)) and not intent.get(SENDING) and not intent.get("visit_id")
 
 
 def _record_keys(record: dict[str, Any]) -> list[str]:

@@ -146,7 +146,11 @@ class HousecallProDestination(Destination):
 
     def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
         return per_record(
-            distinct_customers(rows), self._create_customer, lambda r: r.customer_key, crm_type=self.crm_type
+            distinct_customers(rows),
+            self._create_customer,
+            lambda r: r.customer_key,
+            crm_type=self.crm_type,
+            lanes=self.lanes,
         )
 
     def _create_customer(self, row: PreparedCheckIn) -> RecordResult:
@@ -186,7 +190,7 @@ class HousecallProDestination(Destination):
                 self._records[ref.crm_id] = updated if updated.get("id") else {**self._records[ref.crm_id], **changes}
             return RecordResult(ref.crm_id, crm_id=ref.crm_id)
 
-        return per_record(items, send, lambda item: item[0].crm_id, crm_type=self.crm_type)
+        return per_record(items, send, lambda item: item[0].crm_id, crm_type=self.crm_type, lanes=self.lanes)
 
     def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
         """The customer as read (``GET /customers/{id}`` unless this run has it), then ``PUT /customers/{id}``
@@ -201,7 +205,7 @@ class HousecallProDestination(Destination):
                 )
             return RecordResult(ref.crm_id, crm_id=ref.crm_id)
 
-        return per_record(items, send, lambda item: item[0].crm_id)
+        return per_record(items, send, lambda item: item[0].crm_id, lanes=self.lanes)
 
     # ------------------------------------------------------------------ visits
     def _customer_id(self, row: PreparedCheckIn) -> str | None:
@@ -381,7 +385,11 @@ class HousecallProDestination(Destination):
         self, items: Sequence[tuple[PreparedCheckIn, CustomerRef | None]], progress: Progress = no_progress
     ) -> dict[str, RecordResult]:
         return per_record(
-            items, lambda item: self._create_job(item, progress), lambda item: item[0].visit_key, crm_type=self.crm_type
+            items,
+            lambda item: self._create_job(item, progress),
+            lambda item: item[0].visit_key,
+            crm_type=self.crm_type,
+            lanes=self.lanes,
         )
 
     def _update_job(self, item: tuple[PreparedCheckIn, str, CustomerRef | None]) -> RecordResult:
@@ -417,7 +425,9 @@ class HousecallProDestination(Destination):
     def update_visits(
         self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
     ) -> dict[str, RecordResult]:
-        return per_record(items, self._update_job, lambda item: item[0].visit_key, crm_type=self.crm_type)
+        return per_record(
+            items, self._update_job, lambda item: item[0].visit_key, crm_type=self.crm_type, lanes=self.lanes
+        )
 
     # ------------------------------------------------------------------ read-back
     def read_visits(self, crm_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
