@@ -43,7 +43,7 @@ the hook's ``rateLimitPer10s`` / ``tokenSeconds``. ``customFieldMapping`` target
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from crm_hooks.errors import (
@@ -100,7 +100,7 @@ class FieldEdgeDestination(Destination):
         #: visit keys whose earlier attempt may have created a lead that no look-up can confirm (fallback)
         self._unresolved: set[str] = set()
 
-    def prepare(self) -> None:
+    def use_facts(self, facts: Mapping[str, Any]) -> None:
         """Check credentials and hosts (no request) and read the lead settings."""
         self.hook.validate()
         options = self.hook.crm_settings

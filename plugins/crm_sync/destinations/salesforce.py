@@ -20,7 +20,7 @@ configured share (``crmSettings.dailyBudgetShare``, default 0.9) is used.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import phonenumbers
@@ -57,13 +57,15 @@ class SalesforceDestination(Destination):
     marker_field = CHECKIN_KEY_FIELD
     hook: SalesforceHook
 
-    def prepare(self) -> None:
+    def check_facts(self) -> dict[str, Any]:
+        """``GET /sobjects/{Account,Contact,Case}/describe``: the External ID fields must exist (else a
+        :class:`ConfigurationError`, never kept); the facts: which ``customFieldMapping`` Case fields exist."""
         missing = []
-        self.case_fields: set[str] = set()
+        case_fields: set[str] = set()
         for sobject, field in REQUIRED_FIELDS.items():
             fields = {f["name"]: f for f in self.hook.describe(sobject).get("fields", [])}
             if sobject == "Case":
-                self.case_fields = set(fields)
+                case_fields = set(fields)
             if not fields.get(field, {}).get("externalId"):
                 missing.append(f"{sobject}.{field}")
         if missing:
@@ -71,12 +73,27 @@ class SalesforceDestination(Destination):
                 "salesforce: the org lacks the External ID fields the sync needs to stay exactly-once: "
                 f"{', '.join(missing)} (Text(255), External ID, Unique); see the README's Salesforce setup"
             )
+        # Only what customFieldMapping names is kept (it is part of the facts' fingerprint); names compare
+        # case-insensitively, as in Salesforce.
+        wanted = {str(t).casefold() for t in self.settings.custom_field_mapping.values()}
+        return {"case_fields": sorted(f for f in case_fields if f.casefold() in wanted)}
+
+    def use_facts(self, facts: Mapping[str, Any]) -> None:
+        """The Case fields ``customFieldMapping`` may write; a warning for each one the org lacks."""
+        self.case_fields = set(facts.get("case_fields") or ())
         for field, target in self.settings.custom_field_mapping.items():
             if target not in self.case_fields:
                 self.warnings.append(
                     f"customFieldMapping: Case field '{target}' (for {field}) does not exist in "
                     "this org; the field is not sent"
                 )
+
+    def stale_fact(self, error: str | None) -> bool:
+        """Salesforce answered that one of the sync's External ID fields is not there (deleted since checked)."""
+        text = error or ""
+        return any(f in text for f in (CUSTOMER_KEY_FIELD, CHECKIN_KEY_FIELD)) and any(
+            s in text for s in ("INVALID_FIELD", "No such column", "does not exist", "NOT_FOUND", "not found")
+        )
 
     def _guard(self) -> None:
         if self.hook.budget_exhausted():
