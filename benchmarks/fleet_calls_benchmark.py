@@ -1,6 +1,7 @@
 """CRM calls per check-in in the fleet's regime (issue 14): many companies, a few new check-ins each per cycle.
 
-    python benchmarks/fleet_calls_benchmark.py [--companies 50] [--per-cycle 3] [--cycles 3] [--crm hubspot,...]
+    python benchmarks/fleet_calls_benchmark.py [--companies 50] [--per-cycle 3] [--cycles 3] [--repeat-share 0.4]
+                                               [--crm hubspot,...]
 
 Per CRM: ``--companies`` companies on one sandbox account (the sandbox in its own process, as in production
 the CRM is remote); each cycle inserts ``--per-cycle`` new check-ins per company, then runs the engine
@@ -24,7 +25,7 @@ sys.path[:0] = [str(ROOT)]
 from benchmarks.bench_env import crm_bench
 
 
-def run_crm(crm: str, companies: int, per_cycle: int, cycles: int) -> dict:
+def run_crm(crm: str, companies: int, per_cycle: int, cycles: int, repeat_share: float) -> dict:
     """Every cycle's calls, check-ins synced and calls by endpoint for ``crm``."""
     from crm_sync.integration_sync import IntegrationSync
     from crm_sync.integrations import load_integration
@@ -35,18 +36,25 @@ def run_crm(crm: str, companies: int, per_cycle: int, cycles: int) -> dict:
         ids = [(bench.company_id, bench.technician_id)]
         ids += [create_company(bench.engine, f"Fleet {crm} {i}", {crm: bench.integration}) for i in range(1, companies)]
         start = (datetime.now(UTC) - timedelta(days=2)).replace(tzinfo=None, second=0, microsecond=0)
-        for cycle in range(cycles):
-            for company_id, technician_id in ids:
-                rows = check_in_rows(
+        # Each company's check-ins of every cycle from one generator: a share of them are for customers the
+        # company saw before (in an earlier cycle or the same one), as in production.
+        planned = {
+            company_id: list(
+                check_in_rows(
                     company_id,
                     technician_id,
-                    per_cycle,
-                    seed=11 + cycle,
+                    per_cycle * cycles,
+                    seed=11,
                     messy=False,
-                    repeat_share=0.0,
-                    start=start + timedelta(hours=cycle),
+                    repeat_share=repeat_share,
+                    start=start,
                 )
-                insert_check_ins(bench.engine, rows)
+            )
+            for company_id, technician_id in ids
+        }
+        for cycle in range(cycles):
+            for company_id, _ in ids:
+                insert_check_ins(bench.engine, iter(planned[company_id][cycle * per_cycle : (cycle + 1) * per_cycle]))
             calls = synced = 0
             endpoints: Counter = Counter()
             statuses: Counter = Counter()
@@ -73,15 +81,21 @@ def main() -> None:
     parser.add_argument("--companies", type=int, default=50)
     parser.add_argument("--per-cycle", type=int, default=3, help="new check-ins per company per cycle")
     parser.add_argument("--cycles", type=int, default=3)
+    parser.add_argument(
+        "--repeat-share", type=float, default=0.4, help="share of check-ins for a customer the company saw before"
+    )
     parser.add_argument("--crm", default="", help="comma-separated CRM types (default: every profile)")
     args = parser.parse_args()
     from localdev.crm_profiles import PROFILES
 
-    print(f"{args.companies} companies x {args.per_cycle} new check-ins per cycle, {args.cycles} cycles")
+    print(
+        f"{args.companies} companies x {args.per_cycle} new check-ins per cycle, {args.cycles} cycles, "
+        f"repeat share {args.repeat_share}"
+    )
     print(f"{'crm':<13} {'1st: synced':>11} {'calls/check-in':>14} {'later: synced':>13} {'calls/check-in':>14}")
     details = []
     for crm in [c for c in args.crm.split(",") if c] or list(PROFILES):
-        r = run_crm(crm, args.companies, args.per_cycle, args.cycles)
+        r = run_crm(crm, args.companies, args.per_cycle, args.cycles, args.repeat_share)
         first, later = r["cycles"][0], r["cycles"][1:]
         later_calls = sum(c["calls"] for c in later)
         later_synced = sum(c["synced"] for c in later)

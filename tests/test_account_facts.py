@@ -223,3 +223,40 @@ def test_an_external_id_field_deleted_in_salesforce_stops_the_run_with_the_setup
             {"c": company_id},
         ).all()
     assert dict(statuses).get("synced") == 3 and sum(n for _, n in statuses) == 5
+
+
+TOKEN_ENDPOINTS = {
+    "salesforce": "POST /services/oauth2/token",
+    "servicetitan": "POST /connect/token",
+    "fieldedge": "POST /oauth/token",
+}
+
+
+@pytest.mark.parametrize("crm", sorted(TOKEN_ENDPOINTS))
+def test_a_client_credentials_token_is_kept_encrypted_between_runs(db, sandbox, crm):
+    case = next(c for c in CASES if c.crm_type == crm)
+    company_id = setup(db, sandbox, case)
+    _, first_calls = run(db, case, company_id, "t1")
+    assert first_calls.get(TOKEN_ENDPOINTS[crm]) == 1
+    with db.connect() as conn:
+        kept = conn.execute(
+            sa.text("SELECT ciphertext, credentials_fingerprint FROM crm_sync.access_tokens WHERE company_id = :c"),
+            {"c": company_id},
+        ).one()
+    with sandbox.state.lock:
+        values = [t.value for t in sandbox.state.tokens.values() if t.crm == crm]
+    issued = [v for v in values if v in kept.ciphertext + kept.credentials_fingerprint]
+    assert values
+    assert not issued and not [s for s in case.secrets if s in kept.ciphertext + kept.credentials_fingerprint]
+
+    new_rows(db, company_id, 2, seed=31)
+    second, second_calls = run(db, case, company_id, "t2")
+    assert second.synced == 2 and TOKEN_ENDPOINTS[crm] not in second_calls, second_calls
+
+    # The CRM stops taking it (expired early, revoked): a 401, the kept token is dropped, a new one fetched.
+    requests.post(
+        f"{sandbox.url}/_sandbox/accounts/{crm}/{case.account}/expire-tokens", timeout=10
+    ).raise_for_status()
+    new_rows(db, company_id, 2, seed=32)
+    third, third_calls = run(db, case, company_id, "t3")
+    assert third.synced == 2 and third_calls.get(TOKEN_ENDPOINTS[crm]) == 1, third_calls

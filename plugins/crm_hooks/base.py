@@ -348,8 +348,12 @@ class CrmHook(BaseHook):
             return self._token
 
     def invalidate_token(self) -> None:
+        """Forget the token (the CRM refused it), the one kept for the next runs included."""
         with self._token_lock:
             self._token = None
+            forget = getattr(self.credentials_writer, "forget_session", None)
+            if forget is not None:
+                forget()
 
     @contextlib.contextmanager
     def credential_rotation(self) -> Iterator[None]:

@@ -655,11 +655,16 @@ class IntegrationSync:
         if unresolved:
             # Try each key in order, asking the CRM only for people still unresolved.
             depth = max(len(p.keys) for p in unresolved.values())
+            every: dict[str, CustomerRef] | None = None
+            if destination.one_lookup_for_all_keys and depth > 1:
+                # One lookup answers every key kind: asked once, then read in the same key order below.
+                asked = {k: p.customer for p in unresolved.values() for k in p.keys}
+                every = destination.match_customers(list(asked.items()))
             for i in range(depth):
                 wanted = [(p.keys[i], p.customer) for p in unresolved.values() if len(p.keys) > i]
                 if not wanted:
                     continue
-                hits = destination.match_customers(wanted)
+                hits = every if every is not None else destination.match_customers(wanted)
                 for ckey, person in list(unresolved.items()):
                     key = person.keys[i] if len(person.keys) > i else None
                     if key is None or key not in hits:

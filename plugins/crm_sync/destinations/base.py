@@ -107,6 +107,11 @@ class Destination(ABC):
         self.settings = settings
         self.warnings: list[str] = []
 
+    #: :meth:`match_customers` answers every key of every person of a batch in one call (Salesforce: one
+    #: SOQL query with ``OR``): the engine asks once for all of them instead of once per key kind
+    #: (emails, then phones, then names for the people still unresolved).
+    one_lookup_for_all_keys: ClassVar[bool] = False
+
     #: Rows per engine batch for CRMs without batch endpoints (the destination loops per record;
     #: the ledger is still written per batch, not per row).
     per_record_batch: ClassVar[int] = 25

@@ -56,6 +56,7 @@ class SalesforceDestination(Destination):
     crm_type = "salesforce"
     marker_field = CHECKIN_KEY_FIELD
     hook: SalesforceHook
+    one_lookup_for_all_keys = True
 
     def check_facts(self) -> dict[str, Any]:
         """``GET /sobjects/{Account,Contact,Case}/describe``: the External ID fields must exist (else a
@@ -104,14 +105,19 @@ class SalesforceDestination(Destination):
 
     # ------------------------------------------------------------------ customers
     def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
+        """``GET query`` on Contact by email, phone (typed variants) or name, and by the sync's customer key.
+        Kinds that fit one query together go in one (``OR``): a few check-ins cost one lookup, whatever keys
+        their people have (:attr:`one_lookup_for_all_keys`)."""
         found: dict[str, CustomerRef] = {}
         by_kind: dict[str, list[str]] = {"email": [], "phone": [], "name": []}
         for key, _ in wanted:
             kind, value = MatchKey.parse(key)
             by_kind.setdefault(kind, []).append(value)
         select = f"SELECT Id, AccountId, Email, Phone, FirstName, LastName, {CUSTOMER_KEY_FIELD} FROM Contact WHERE "
+        clauses: list[tuple[float, str]] = []  # (share of one query's URL budget, condition)
         for kind, values in by_kind.items():
-            for chunk in chunked(values, VALUES_PER_QUERY.get(kind, 100)):
+            limit = VALUES_PER_QUERY.get(kind, 100)
+            for chunk in chunked(values, limit):
                 if kind == "email":
                     where = soql_in("Email", chunk)
                 elif kind == "phone":
@@ -121,16 +127,28 @@ class SalesforceDestination(Destination):
                 else:
                     continue
                 where = f"{where} OR {soql_in(CUSTOMER_KEY_FIELD, [f'{kind}:{v}' for v in chunk])}"
-                self._guard()
-                for rec in self.hook.query(select + where):
-                    ref = CustomerRef.read(
-                        rec["Id"],
-                        rec.get("AccountId"),
-                        email=rec.get("Email"),
-                        names=(rec.get("FirstName"), rec.get("LastName")),
-                    )
-                    for key in _contact_keys(rec):
-                        found.setdefault(key, ref)
+                clauses.append((len(chunk) / limit, where))
+        # Each kind's VALUES_PER_QUERY keeps one query's URL under Salesforce's limit: clauses whose shares
+        # add up to at most one query go together.
+        queries: list[list[str]] = []
+        used = 1.0
+        for share, where in clauses:
+            if used + share > 1.0:
+                queries.append([])
+                used = 0.0
+            queries[-1].append(where)
+            used += share
+        for conditions in queries:
+            self._guard()
+            for rec in self.hook.query(select + " OR ".join(f"({c})" for c in conditions)):
+                ref = CustomerRef.read(
+                    rec["Id"],
+                    rec.get("AccountId"),
+                    email=rec.get("Email"),
+                    names=(rec.get("FirstName"), rec.get("LastName")),
+                )
+                for key in _contact_keys(rec):
+                    found.setdefault(key, ref)
         return found
 
     def _create_customers_bulk(self, customers: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
