@@ -254,9 +254,7 @@ def test_a_client_credentials_token_is_kept_encrypted_between_runs(db, sandbox, 
     assert second.synced == 2 and TOKEN_ENDPOINTS[crm] not in second_calls, second_calls
 
     # The CRM stops taking it (expired early, revoked): a 401, the kept token is dropped, a new one fetched.
-    requests.post(
-        f"{sandbox.url}/_sandbox/accounts/{crm}/{case.account}/expire-tokens", timeout=10
-    ).raise_for_status()
+    requests.post(f"{sandbox.url}/_sandbox/accounts/{crm}/{case.account}/expire-tokens", timeout=10).raise_for_status()
     new_rows(db, company_id, 2, seed=32)
     third, third_calls = run(db, case, company_id, "t3")
     assert third.synced == 2 and third_calls.get(TOKEN_ENDPOINTS[crm]) == 1, third_calls
