@@ -258,3 +258,30 @@ def test_a_client_credentials_token_is_kept_encrypted_between_runs(db, sandbox, 
     new_rows(db, company_id, 2, seed=32)
     third, third_calls = run(db, case, company_id, "t3")
     assert third.synced == 2 and third_calls.get(TOKEN_ENDPOINTS[crm]) == 1, third_calls
+
+
+def test_a_servicetitan_business_unit_gone_is_discovered_again_and_the_rows_sent_once(db, sandbox):
+    """The business unit the sync discovered (not set in crmSettings) is gone from the tenant between two runs:
+    the job create is refused for it, the job defaults are discovered again and the refused rows sent once more."""
+    case = next(c for c in CASES if c.crm_type == "servicetitan")
+    body = {"crm": case.crm_type, "account": case.account, "credentials": case.sandbox_credentials}
+    requests.post(f"{sandbox.url}/_sandbox/accounts", json=body, timeout=10).raise_for_status()
+    integration = case.integration(sandbox.url)
+    integration["crmSettings"].pop("businessUnitId")  # discovered: the tenant's single active business unit
+    company_id, tech = create_company(db, "servicetitan facts", {case.crm_type: integration})
+    insert_check_ins(db, check_in_rows(company_id, tech, 2, messy=False, start=recent(), repeat_share=0.0))
+    run(db, case, company_id, "b1")
+    assert facts_row(db, company_id, case.crm_type).facts["chosen"] == {"businessUnitId": 1001}
+    requests.post(
+        f"{sandbox.url}/_sandbox/accounts", json={**body, "options": {"business_units": [1005]}}, timeout=10
+    ).raise_for_status()
+    new_rows(db, company_id, 2, seed=41)
+
+    result, calls = run(db, case, company_id, "b2")
+
+    assert result.synced == 2 and result.quarantined == 0 and result.failed == 0, result.quarantine_reasons
+    assert any("checked again" in w for w in result.warnings)
+    assert facts_row(db, company_id, case.crm_type).facts["chosen"] == {"businessUnitId": 1005}
+    jobs = records(sandbox.url, "servicetitan", case.account, case.visit_object)
+    units = sorted(j.get("businessUnitId") for j in jobs)
+    assert units == [1001, 1001, 1005, 1005], units  # each check-in's job once
