@@ -285,3 +285,30 @@ def test_a_servicetitan_business_unit_gone_is_discovered_again_and_the_rows_sent
     jobs = records(sandbox.url, "servicetitan", case.account, case.visit_object)
     units = sorted(j.get("businessUnitId") for j in jobs)
     assert units == [1001, 1001, 1005, 1005], units  # each check-in's job once
+
+
+def test_the_daily_credential_check_does_not_trust_a_kept_token(db, sandbox):
+    """A kept token would answer for credentials revoked since it was issued: the health check fetches a new one."""
+    from crm_sync.credential_health import check_credentials
+
+    case = next(c for c in CASES if c.crm_type == "salesforce")
+    company_id = setup(db, sandbox, case)
+    run(db, case, company_id, "h1")
+    with db.connect() as conn:
+        assert (
+            conn.execute(
+                sa.text("SELECT count(*) FROM crm_sync.access_tokens WHERE company_id = :c"), {"c": company_id}
+            ).scalar()
+            == 1
+        )
+    # The admin rotated the client secret in Salesforce; the sync still holds the old one (and a session
+    # issued before, which Salesforce keeps answering until it expires).
+    body = {
+        "crm": case.crm_type,
+        "account": case.account,
+        "credentials": {**case.sandbox_credentials, "clientSecret": "rotated-secret-000"},
+        "options": case.sandbox_options,
+    }
+    requests.post(f"{sandbox.url}/_sandbox/accounts", json=body, timeout=10).raise_for_status()
+    result = check_credentials(db, company_id, "salesforce", run_id="h2")
+    assert result.status != "healthy", result
