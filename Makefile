@@ -30,6 +30,7 @@ lint: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) benchmarks/sync_benchmark.py $(BENCH_ARGS)
 	$(PY) benchmarks/idle_benchmark.py
+	$(PY) benchmarks/fleet_calls_benchmark.py
 
 benchmark-landing: $(STAMP)
 	$(PY) benchmarks/landing_benchmark.py $(BENCH_ARGS)

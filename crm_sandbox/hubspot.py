@@ -17,6 +17,8 @@ https://github.com/HubSpot/HubSpot-public-api-spec-collection):
   ``idProperty`` may be email or a property with ``hasUniqueValue``.
 * Notes: ``hs_timestamp`` required, ``hs_note_body`` ≤ 65,536 chars, association type
   202 = note -> contact (``HUBSPOT_DEFINED``).
+* Properties: ``GET|POST /crm/v3/properties/{objectType}``, ``GET|DELETE .../{propertyName}`` (archive,
+  204); writing an unknown property is a 400 ``VALIDATION_ERROR`` with ``PROPERTY_DOESNT_EXIST``.
 * Limits: ten-secondly rolling window per account (190/10 s Professional), daily quota
   (625,000), search 5 requests/s and exempt from the ten-secondly window; headers
   ``X-HubSpot-RateLimit-Max/-Remaining/-Interval-Milliseconds`` (daily ones only for
@@ -1248,6 +1250,23 @@ async def read_property(objectType: str, propertyName: str, ctx: Ctx = Depends(_
     if defn is None:
         raise _error(404, "OBJECT_NOT_FOUND", f"Unable to find property {propertyName} for {obj}")
     return ctx.reply(defn.to_json())
+
+
+@router.delete("/crm/v3/properties/{objectType}/{propertyName}")
+async def archive_property(objectType: str, propertyName: str, ctx: Ctx = Depends(_api)) -> Any:
+    """Archive (delete) a custom property: 204; a default or unknown property is a 404 / 400. Records keep
+    their stored values, unreadable and unwritable by that name until it is defined again."""
+    obj = _object(objectType)
+    with ctx.state.lock:
+        account = ctx.account
+        custom = account.meta.setdefault("properties", {}).setdefault(obj, [])
+        if propertyName in DEFAULT_PROPERTIES[obj]:
+            raise _invalid(f"{propertyName} is a HubSpot-defined property and cannot be archived")
+        if not any(raw["name"] == propertyName for raw in custom):
+            raise _error(404, "OBJECT_NOT_FOUND", f"Unable to find property {propertyName} for {obj}")
+        custom[:] = [raw for raw in custom if raw["name"] != propertyName]
+        account.runtime.pop(("hs_defs", obj), None)
+    return ctx.no_content()
 
 
 @router.post("/crm/v3/properties/{objectType}")

@@ -129,6 +129,17 @@ class ClientCredentials(Authenticator):
         self.limit = limit
 
     def fetch_token(self) -> tuple[str, float]:
+        """A token an earlier run got with the same credentials, while it lives (the hook's credentials writer
+        keeps them encrypted, :meth:`crm_sync.token_store.TokenStore.cached_session`); else a new one, kept."""
+        store = self.hook.credentials_writer
+        cached = getattr(store, "cached_session", None)
+        kept = cached(self.hook.credentials) if cached is not None else None
+        if kept is not None:
+            token, seconds, answer = kept
+            self.hook.add_runtime_secret(token)
+            if self.on_token is not None:
+                self.on_token(answer)
+            return token, seconds
         request = self.form()
         body = self.hook.request_json(
             "POST",
@@ -141,7 +152,11 @@ class ClientCredentials(Authenticator):
         token = self.access_token_from(body)
         if self.on_token is not None:
             self.on_token(body)
-        return token, self.lifetime(body, token)
+        lifetime = self.lifetime(body, token)
+        keep = getattr(store, "keep_session", None)
+        if keep is not None and isinstance(body, Mapping):
+            keep(self.hook.credentials, token, lifetime, body)
+        return token, lifetime
 
 
 class SalesforcePassword(ClientCredentials):

@@ -311,6 +311,11 @@ class CrmHook(BaseHook):
             self._account_identity = value
         return self._account_identity
 
+    def assume_account_identity(self, value: str) -> None:
+        """Take ``value`` as the account identity without asking the CRM: it was read from the CRM already
+        (an earlier run with the same credentials, kept in ``crm_sync.account_facts``, or another answer)."""
+        self._account_identity = value
+
     def fetch_account_identity(self) -> str:
         """One cheap authenticated call that returns the account id (per hook; see :meth:`account_identity`)."""
         raise NotImplementedError(f"{self.crm_type}: account identity is not implemented")
@@ -356,8 +361,12 @@ class CrmHook(BaseHook):
             return self._token
 
     def invalidate_token(self) -> None:
+        """Forget the token (the CRM refused it), the one kept for the next runs included."""
         with self._token_lock:
             self._token = None
+            forget = getattr(self.credentials_writer, "forget_session", None)
+            if forget is not None:
+                forget()
 
     @contextlib.contextmanager
     def credential_rotation(self) -> Iterator[None]:

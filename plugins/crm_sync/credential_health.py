@@ -82,6 +82,8 @@ def check_credentials(
     try:
         integration = load_integration(engine, company_id, crm_type)
         destination = company_destination(engine, company_id, crm_type, integration)
+        # A token kept from a run (client-credentials grant) would not prove the client secret still works.
+        destination.hook.invalidate_token()
         message = destination.hook.check_access()
         status = HealthStatus.HEALTHY
     except CrmError as exc:

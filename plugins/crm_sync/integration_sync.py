@@ -57,7 +57,7 @@ from crm_hooks.errors import (
     RetryableError,
 )
 from crm_hooks.redaction import redact
-from crm_sync import extract, identity, rate_state
+from crm_sync import account_facts, extract, identity, rate_state
 from crm_sync.clean import dumps_strict, storable_text
 from crm_sync.contacts import split_name
 from crm_sync.db import sql
@@ -275,6 +275,13 @@ class IntegrationSync:
         self._people: list[identity.Person] = []
         #: the learned rate limits were read for this run's CRM account (so they are written back at its end)
         self._rates_loaded = False
+        #: CRM calls of this run by endpoint (the hook's ``stats.by_endpoint``; benchmarks read it)
+        self.endpoint_calls: dict[str, int] = {}
+        #: account facts kept between runs (crm_sync.account_facts); re-checked at most once per run
+        self._facts_store = account_facts.AccountFacts(engine, company_id, crm_type)
+        self._facts: dict[str, Any] | None = None
+        self._facts_print = ""
+        self._facts_rechecked = False
         #: this company x CRM's ledger, bound to the CRM account of this run (crm_sync.accounts)
         self.ledger = Ledger(engine, company_id, crm_type)
         #: unchanged rows whose ledger fingerprint is not the one read (stored in bulk: :meth:`_unchanged`)
@@ -317,9 +324,7 @@ class IntegrationSync:
                 self._in_use = destination
                 destination.hook.deadline = self.options.deadline
                 result.warnings.extend(destination.hook.setting_warnings)
-                destination.prepare()
-                result.warnings.extend(destination.warnings)
-                self._bind_account(destination)
+                self._start(destination, peeked_account)
                 self._start_from_learned_rates(destination)
                 batch_size = self.options.batch_size or destination.batch_size
                 if pending is not None and self.ledger.crm_account == peeked_account:
@@ -365,6 +370,7 @@ class IntegrationSync:
                     stats.retries,
                     stats.rate_limited,
                 )
+                self.endpoint_calls = dict(stats.by_endpoint)
                 self._keep_learned_rates(destination)
                 destination.close()
             self._unlock(lock_conn)
@@ -523,8 +529,21 @@ class IntegrationSync:
         self._visit_writes_started = False
         outcomes: dict[int, dict[str, Any]] = {}
         try:
-            refs = self._resolve_customers(destination, prepared, outcomes) if self.settings.sync_customers else {}
-            self._write_visits(destination, prepared, previous, refs, outcomes, attempt_id)
+            try:
+                refs = self._resolve_customers(destination, prepared, outcomes) if self.settings.sync_customers else {}
+                self._write_visits(destination, prepared, previous, refs, outcomes, attempt_id)
+            except BadRecordError as exc:
+                if not self._recheck_facts(destination, [str(exc)]):
+                    raise
+                self._send_again(destination, prepared, previous, outcomes, attempt_id)
+            stale = [
+                r
+                for r in prepared
+                if outcomes.get(r.check_in_id, {}).get("status") == LedgerStatus.QUARANTINED
+                and destination.stale_fact(outcomes[r.check_in_id].get("last_error"))
+            ]
+            if stale and self._recheck_facts(destination, [outcomes[r.check_in_id]["last_error"] for r in stale]):
+                self._send_again(destination, stale, previous, outcomes, attempt_id)
             self._failed_batches_in_a_row = 0
         except BudgetExhaustedError as exc:
             # Raised before a request is sent: did a visit request go out since visit writes began?
@@ -558,6 +577,23 @@ class IntegrationSync:
                 result.error = f"stopped after {MAX_CONSECUTIVE_FAILED_BATCHES} failed batches in a row: {exc}"
                 raise _StopIntegration() from None
         self._finish(prepared, outcomes, attempt_id)
+
+    def _send_again(
+        self,
+        destination: Destination,
+        rows: list[PreparedCheckIn],
+        previous: dict[int, dict[str, Any]],
+        outcomes: dict[int, dict[str, Any]],
+        attempt_id: str,
+    ) -> None:
+        """Rows the CRM refused for a stale account fact, sent once more after the re-check. They go as rows
+        whose last attempt may have landed (the visit is looked up before any create): nothing twice."""
+        again = [r for r in rows if outcomes.get(r.check_in_id, {}).get("status") != LedgerStatus.SYNCED]
+        for row in again:
+            outcomes.pop(row.check_in_id, None)
+            previous[row.check_in_id] = {**previous[row.check_in_id], "ledger_status": LedgerStatus.IN_FLIGHT}
+        refs = self._resolve_customers(destination, again, outcomes) if self.settings.sync_customers else {}
+        self._write_visits(destination, again, previous, refs, outcomes, attempt_id)
 
     def _outcome(
         self,
@@ -639,11 +675,16 @@ class IntegrationSync:
         if unresolved:
             # Try each key in order, asking the CRM only for people still unresolved.
             depth = max(len(p.keys) for p in unresolved.values())
+            every: dict[str, CustomerRef] | None = None
+            if destination.one_lookup_for_all_keys and depth > 1:
+                # One lookup answers every key kind: asked once, then read in the same key order below.
+                asked = {k: p.customer for p in unresolved.values() for k in p.keys}
+                every = destination.match_customers(list(asked.items()))
             for i in range(depth):
                 wanted = [(p.keys[i], p.customer) for p in unresolved.values() if len(p.keys) > i]
                 if not wanted:
                     continue
-                hits = destination.match_customers(wanted)
+                hits = every if every is not None else destination.match_customers(wanted)
                 for ckey, person in list(unresolved.items()):
                     key = person.keys[i] if len(person.keys) > i else None
                     if key is None or key not in hits:
@@ -1203,6 +1244,45 @@ class IntegrationSync:
             )
         except Exception as exc:  # the sync's outcome is recorded anyway; the next run starts from the default
             log.warning("could not keep the learned rate limits: %s", type(exc).__name__)
+
+    def _start(self, destination: Destination, bound: str | None) -> None:
+        """Run start: :meth:`Destination.prepare` and the account binding.
+
+        The account facts (:mod:`crm_sync.account_facts`) kept for the bound account, when fresh and read with
+        this configuration, are used without a CRM call, the account identity included (the credentials are
+        the ones it was read with: a reconnect changes them). Otherwise they are checked now and kept.
+        """
+        self._facts_print = account_facts.fingerprint(self.company_id, self.crm_type, self.integration)
+        kept = self._facts_store.load(bound, self._facts_print) if bound is not None else None
+        if kept is not None:
+            destination.hook.assume_account_identity(bound)
+        self._facts = destination.prepare(kept)
+        self._facts_rechecked = kept is None
+        self.result.warnings.extend(destination.warnings)
+        self._bind_account(destination)
+        if kept is None and self.result.crm_account is not None:
+            self._facts_store.save(self.result.crm_account, self._facts_print, self._facts or {})
+
+    def _recheck_facts(self, destination: Destination, errors: Sequence[str | None]) -> bool:
+        """The CRM refused a write because a kept fact is wrong (:meth:`Destination.stale_fact`): forget the
+        kept facts, check them again (once per run) and keep the new ones. True when the refused rows may be
+        sent once more."""
+        if self._facts_rechecked or not any(destination.stale_fact(e) for e in errors):
+            return False
+        self._facts_rechecked = True
+        account = self.result.crm_account
+        if account is not None:
+            self._facts_store.invalidate(account)
+        before = len(destination.warnings)
+        self._facts = destination.prepare(None)
+        self.result.warnings.extend(w for w in destination.warnings[before:] if w not in self.result.warnings)
+        self.result.warnings.append(
+            f"{self.crm_type}: the CRM refused a write for an account fact the sync had kept (a property, field "
+            "or job default changed since it was checked): checked again, and the refused rows sent once more"
+        )
+        if account is not None:
+            self._facts_store.save(account, self._facts_print, self._facts or {})
+        return True
 
     def _bind_account(self, destination: Destination) -> None:
         """Bind this run to the CRM account the destination reaches (:mod:`crm_sync.accounts`).

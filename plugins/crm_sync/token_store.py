@@ -30,10 +30,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -42,6 +43,8 @@ from crm_hooks.errors import ConfigurationError, RetryableError
 from crm_sync.db import sql
 from crm_sync.integrations import check_integration
 from crm_sync.settings import parse_integrations
+
+log = logging.getLogger(__name__)
 
 #: The credential keys whose live value the sync owns; every other key (client id and secret,
 #: URL overrides) is always the app's.
@@ -227,6 +230,70 @@ class TokenStore:
                 "while this task held the refresh lock; not overwritten"
             )
         held.live, held.version, held.written = live, int(version), written
+
+    # ------------------------------------------------------------------ client-credentials sessions
+    #: seconds of life a kept access token must have left to be used (the hook refreshes a minute before)
+    SESSION_MARGIN_SECONDS: ClassVar[float] = 120.0
+
+    def cached_session(self, credentials: Mapping[str, Any]) -> tuple[str, float, dict[str, Any]] | None:
+        """The access token an earlier run got with these exact credentials (client-credentials grant), as
+        ``(token, seconds left, the token answer without tokens)``; None: none usable (absent, expiring, other
+        credentials, no Fernet key). A database error is None too: the caller fetches a token as before."""
+        try:
+            fernet = _fernet()
+            with self.engine.connect() as conn:
+                row = conn.execute(sql("access_token_get"), self._params).first()
+        except (ConfigurationError, sa.exc.SQLAlchemyError):
+            return None
+        if row is None or float(row.seconds_left) < self.SESSION_MARGIN_SECONDS:
+            return None
+        if row.credentials_fingerprint != self._credentials_print(credentials):
+            return None
+        try:
+            data = json.loads(fernet.decrypt(row.ciphertext.encode()))
+        except Exception:  # noqa: BLE001 - another key, corrupt row: fetch a new token (never echo the value)
+            return None
+        token = _text(data.get("token"))
+        answer = data.get("answer")
+        if token is None or not isinstance(answer, dict):
+            return None
+        return token, float(row.seconds_left), answer
+
+    def keep_session(
+        self, credentials: Mapping[str, Any], token: str, seconds: float, answer: Mapping[str, Any]
+    ) -> None:
+        """Keep a client-credentials access token for the next runs (encrypted; nothing without a Fernet key).
+        ``answer``: what the token response said besides tokens (Salesforce's instance and identity URLs)."""
+        try:
+            fernet = _fernet()
+        except ConfigurationError:
+            return
+        clean = {k: v for k, v in answer.items() if k not in ("access_token", "refresh_token", "id_token")}
+        params = {
+            **self._params,
+            "credentials_fingerprint": self._credentials_print(credentials),
+            "ciphertext": fernet.encrypt(json.dumps({"token": token, "answer": clean}).encode()).decode(),
+            "seconds": float(seconds),
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sql("access_token_upsert"), params)
+        except sa.exc.SQLAlchemyError as exc:  # the run goes on with its token; the next one fetches again
+            log.warning("%s: could not keep the access token (%s)", self.crm_type, type(exc).__name__)
+
+    def forget_session(self) -> None:
+        """Drop the kept access token (the CRM refused it: a 401)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sql("access_token_delete"), self._params)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("%s: could not drop the kept access token (%s)", self.crm_type, type(exc).__name__)
+
+    def _credentials_print(self, credentials: Mapping[str, Any]) -> str:
+        """Salted PBKDF2 of the credentials: tells them apart, no secret can be read back from it."""
+        material = json.dumps(dict(credentials), sort_keys=True, default=str).encode()
+        salt = f"rankitpro-access-token:{self.company_id}:{self.crm_type}".encode()
+        return hashlib.pbkdf2_hmac("sha256", material, salt, 20_000).hex()
 
     # ------------------------------------------------------------------ inspection
     def live(self) -> dict[str, str | None]:

@@ -109,6 +109,11 @@ class Destination(ABC):
         self.settings = settings
         self.warnings: list[str] = []
 
+    #: :meth:`match_customers` answers every key of every person of a batch in one call (Salesforce: one
+    #: SOQL query with ``OR``): the engine asks once for all of them instead of once per key kind
+    #: (emails, then phones, then names for the people still unresolved).
+    one_lookup_for_all_keys: ClassVar[bool] = False
+
     #: Rows per engine batch and per lane (:attr:`lanes`) for CRMs without batch endpoints (the destination
     #: loops per record; the ledger is still written per batch, not per row).
     per_record_batch: ClassVar[int] = 25
@@ -124,8 +129,28 @@ class Destination(ABC):
         ends when its slowest lane does, so each lane needs enough records for a wait to be caught up)."""
         return self.hook.batch_size if self.hook.batch_size > 1 else self.per_record_batch * max(1, self.lanes)
 
-    def prepare(self) -> None:  # noqa: B027 - optional hook: most destinations need no run-start setup
-        """Run-start checks and setup (marker fields, custom field discovery). Warnings go to ``self.warnings``."""
+    def prepare(self, facts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Run-start checks and setup (marker fields, custom field discovery). Warnings go to ``self.warnings``.
+
+        ``facts``: the account facts an earlier run checked (:mod:`crm_sync.account_facts`), used without a
+        CRM call; None: checked now (:meth:`check_facts`). Returns the facts used, for the engine to keep.
+        """
+        checked = dict(facts) if facts is not None else self.check_facts()
+        self.use_facts(checked)
+        return checked
+
+    def check_facts(self) -> dict[str, Any]:
+        """Ask the CRM what rarely changes in the account and the run needs (properties, fields, job
+        defaults); JSON-able, never a secret. Default: nothing to ask."""
+        return {}
+
+    def use_facts(self, facts: Mapping[str, Any]) -> None:  # noqa: B027 - optional: most need no setup
+        """Set up from ``facts`` (just checked or kept), without a CRM call; warnings go to ``self.warnings``."""
+
+    def stale_fact(self, error: str | None) -> bool:
+        """The CRM refused a write because a kept fact is wrong (a property or field missing, a job default
+        inactive): the engine re-checks the facts once and sends the refused rows again. Default: never."""
+        return False
 
     def account_identity(self) -> str:
         """The CRM account this destination writes into, as the CRM reports it (see

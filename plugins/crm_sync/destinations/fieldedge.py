@@ -101,7 +101,7 @@ class FieldEdgeDestination(Destination):
         #: visit keys whose earlier attempt may have created a lead that no look-up can confirm (fallback)
         self._unresolved: set[str] = set()
 
-    def prepare(self) -> None:
+    def use_facts(self, facts: Mapping[str, Any]) -> None:
         """Check credentials and hosts (no request) and read the lead settings."""
         self.hook.validate()
         options = self.hook.crm_settings

@@ -82,9 +82,27 @@ class HousecallProDestination(Destination):
         self._refs: dict[str, CustomerRef] = {}
         self._records: dict[str, dict[str, Any]] = {}
 
-    def prepare(self) -> None:
-        """Learn the company's job types (to set ``job_fields.job_type_id``); warn about what
-        Housecall Pro cannot take."""
+    def check_facts(self) -> dict[str, Any]:
+        """The company's job types (``GET /job_fields/job_types``), to set ``job_fields.job_type_id``:
+        lower-cased name -> id (None: not readable with this API key)."""
+        if not self.settings.sync_check_ins_as_jobs:
+            return {}
+        try:
+            types = self.hook.list_job_types()
+        except BadCredentialsError as exc:
+            if exc.status != 403:
+                raise
+            return {"job_types": None}
+        return {
+            "job_types": {
+                str(t.get("name") or "").strip().casefold(): str(t["id"])
+                for t in types
+                if t.get("id") and t.get("name")
+            }
+        }
+
+    def use_facts(self, facts: Mapping[str, Any]) -> None:
+        """The job types from the checked facts; warn about what Housecall Pro cannot take."""
         if self.settings.custom_field_mapping:
             fields = ", ".join(sorted(self.settings.custom_field_mapping))
             self.warnings.append(
@@ -98,19 +116,13 @@ class HousecallProDestination(Destination):
             )
         if not self.settings.sync_check_ins_as_jobs:
             return
-        try:
-            types = self.hook.list_job_types()
-        except BadCredentialsError as exc:
-            if exc.status != 403:
-                raise
-            types = []
+        types = facts.get("job_types")
+        if types is None:
             self.warnings.append(
                 "Housecall Pro job types are not readable with this API key (company API keys "
                 "only): jobs are created without a job type"
             )
-        self.job_types = {
-            str(t.get("name") or "").strip().casefold(): str(t["id"]) for t in types if t.get("id") and t.get("name")
-        }
+        self.job_types = {str(k): str(v) for k, v in (types or {}).items()}
 
     # ------------------------------------------------------------------ customers
     def _remember(self, record: dict[str, Any], customer: Customer, keys: Sequence[str]) -> CustomerRef:

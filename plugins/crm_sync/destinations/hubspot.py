@@ -23,7 +23,7 @@ missed by an immediate retry (the ledger keeps such a row ``in_flight`` and the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from crm_hooks.errors import BadRecordError
@@ -57,6 +57,8 @@ NON_UNIQUE_MARKER_WARNING = (
     "notes): each note is looked up by a search before it is created (exactly once kept; about one extra "
     "search call per batch)"
 )
+#: The properties the sync creates: HubSpot refusing a write for one of them missing means it was deleted.
+_OWN_PROPERTIES = (CUSTOMER_KEY_PROPERTY, VISIT_KEY_PROPERTY)
 log = logging.getLogger(__name__)
 
 
@@ -65,8 +67,10 @@ class HubSpotDestination(Destination):
     marker_field = VISIT_KEY_PROPERTY
     hook: HubSpotHook
 
-    def prepare(self) -> None:
-        """Create the sync's marker properties if missing; learn the note properties for custom fields."""
+    def check_facts(self) -> dict[str, Any]:
+        """Create the sync's marker properties if missing (``GET /crm/v3/properties/contacts`` and ``/notes``,
+        ``POST`` for a missing one); the facts: whether the notes marker is unique, and which properties
+        named by ``customFieldMapping`` exist on notes."""
         contact_props = {p["name"] for p in self.hook.get_properties("contacts")}
         if CUSTOMER_KEY_PROPERTY not in contact_props:
             self.hook.create_property("contacts", CUSTOMER_KEY_PROPERTY, "Rank It Pro customer key", unique=True)
@@ -74,18 +78,32 @@ class HubSpotDestination(Destination):
         marker = note_defs.get(VISIT_KEY_PROPERTY)
         if marker is None:
             marker = self._create_visit_marker()
-        # A property answered without the flag is taken as unique (HubSpot's Property always carries it).
-        self.unique_visit_marker = marker.get("hasUniqueValue") is not False
+        wanted = set(self.settings.custom_field_mapping.values())
+        return {
+            # A property answered without the flag is taken as unique (HubSpot's Property always carries it).
+            "unique_visit_marker": marker.get("hasUniqueValue") is not False,
+            "note_properties": sorted(p for p in note_defs if p in wanted),
+        }
+
+    def use_facts(self, facts: Mapping[str, Any]) -> None:
+        """Learn the notes marker's kind and the note properties for custom fields."""
+        self.unique_visit_marker = bool(facts.get("unique_visit_marker", True))
         if not self.unique_visit_marker:
             self.warnings.append(NON_UNIQUE_MARKER_WARNING)
-        note_props = set(note_defs)
-        self.note_properties = note_props | {VISIT_KEY_PROPERTY}
+        self.note_properties = set(facts.get("note_properties") or ()) | {VISIT_KEY_PROPERTY}
         for field, prop in self.settings.custom_field_mapping.items():
             if prop not in self.note_properties:
                 self.warnings.append(
                     f"customFieldMapping: HubSpot note property '{prop}' (for {field}) does not "
                     "exist in this portal; the field is not sent"
                 )
+
+    def stale_fact(self, error: str | None) -> bool:
+        """HubSpot answered that one of the sync's properties does not exist (deleted since it was checked)."""
+        text = error or ""
+        return any(f'"{p}" does not exist' in text or f"'{p}' does not exist" in text for p in _OWN_PROPERTIES) or (
+            "PROPERTY_DOESNT_EXIST" in text and any(p in text for p in _OWN_PROPERTIES)
+        )
 
     def _create_visit_marker(self) -> dict[str, Any]:
         """Create the notes marker property unique; when HubSpot refuses ``hasUniqueValue`` there (a 400),

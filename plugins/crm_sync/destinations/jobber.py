@@ -84,10 +84,25 @@ class JobberDestination(Destination):
         self._hit: set[str] = set()
 
     # ------------------------------------------------------------------ settings
-    def prepare(self) -> None:
-        """Check access and the pinned API version (``account``); validate the job settings. The version
-        warning (pinned version old, or Jobber answered as another one) is added once per run."""
-        self.hook.account()
+    def check_facts(self) -> dict[str, Any]:
+        """Check access and the pinned API version (``query { account { id name } }``, which also names the
+        account: no second call for :meth:`account_identity`). The facts: the version Jobber answered as,
+        and Jobber's own version warning."""
+        account = self.hook.account()
+        if account.get("id"):
+            self.hook.assume_account_identity(str(account["id"]))
+        return {
+            "reported_api_version": self.hook.reported_api_version,
+            "vendor_version_warning": self.hook.vendor_version_warning,
+        }
+
+    def use_facts(self, facts: Mapping[str, Any]) -> None:
+        """The version warning (pinned version old, or Jobber answered as another one), once per run;
+        validate the job settings."""
+        if self.hook.reported_api_version is None and facts.get("reported_api_version"):
+            self.hook.reported_api_version = str(facts["reported_api_version"])
+        if self.hook.vendor_version_warning is None and facts.get("vendor_version_warning"):
+            self.hook.vendor_version_warning = str(facts["vendor_version_warning"])
         self.warnings.extend(self.hook.version_warnings())
         self.hook.crm_settings.require("invoicingType", "invoicingSchedule")
         if self.settings.custom_field_mapping:

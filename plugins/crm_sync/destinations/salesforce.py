@@ -20,7 +20,7 @@ configured share (``crmSettings.dailyBudgetShare``, default 0.9) is used.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import phonenumbers
@@ -56,14 +56,17 @@ class SalesforceDestination(Destination):
     crm_type = "salesforce"
     marker_field = CHECKIN_KEY_FIELD
     hook: SalesforceHook
+    one_lookup_for_all_keys = True
 
-    def prepare(self) -> None:
+    def check_facts(self) -> dict[str, Any]:
+        """``GET /sobjects/{Account,Contact,Case}/describe``: the External ID fields must exist (else a
+        :class:`ConfigurationError`, never kept); the facts: which ``customFieldMapping`` Case fields exist."""
         missing = []
-        self.case_fields: set[str] = set()
+        case_fields: set[str] = set()
         for sobject, field in REQUIRED_FIELDS.items():
             fields = {f["name"]: f for f in self.hook.describe(sobject).get("fields", [])}
             if sobject == "Case":
-                self.case_fields = set(fields)
+                case_fields = set(fields)
             if not fields.get(field, {}).get("externalId"):
                 missing.append(f"{sobject}.{field}")
         if missing:
@@ -71,12 +74,27 @@ class SalesforceDestination(Destination):
                 "salesforce: the org lacks the External ID fields the sync needs to stay exactly-once: "
                 f"{', '.join(missing)} (Text(255), External ID, Unique); see the README's Salesforce setup"
             )
+        # Only what customFieldMapping names is kept (it is part of the facts' fingerprint); names compare
+        # case-insensitively, as in Salesforce.
+        wanted = {str(t).casefold() for t in self.settings.custom_field_mapping.values()}
+        return {"case_fields": sorted(f for f in case_fields if f.casefold() in wanted)}
+
+    def use_facts(self, facts: Mapping[str, Any]) -> None:
+        """The Case fields ``customFieldMapping`` may write; a warning for each one the org lacks."""
+        self.case_fields = set(facts.get("case_fields") or ())
         for field, target in self.settings.custom_field_mapping.items():
             if target not in self.case_fields:
                 self.warnings.append(
                     f"customFieldMapping: Case field '{target}' (for {field}) does not exist in "
                     "this org; the field is not sent"
                 )
+
+    def stale_fact(self, error: str | None) -> bool:
+        """Salesforce answered that one of the sync's External ID fields is not there (deleted since checked)."""
+        text = error or ""
+        return any(f in text for f in (CUSTOMER_KEY_FIELD, CHECKIN_KEY_FIELD)) and any(
+            s in text for s in ("INVALID_FIELD", "No such column", "does not exist", "NOT_FOUND", "not found")
+        )
 
     def _guard(self) -> None:
         if self.hook.budget_exhausted():
@@ -87,14 +105,19 @@ class SalesforceDestination(Destination):
 
     # ------------------------------------------------------------------ customers
     def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
+        """``GET query`` on Contact by email, phone (typed variants) or name, and by the sync's customer key.
+        Kinds that fit one query together go in one (``OR``): a few check-ins cost one lookup, whatever keys
+        their people have (:attr:`one_lookup_for_all_keys`)."""
         found: dict[str, CustomerRef] = {}
         by_kind: dict[str, list[str]] = {"email": [], "phone": [], "name": []}
         for key, _ in wanted:
             kind, value = MatchKey.parse(key)
             by_kind.setdefault(kind, []).append(value)
         select = f"SELECT Id, AccountId, Email, Phone, FirstName, LastName, {CUSTOMER_KEY_FIELD} FROM Contact WHERE "
+        clauses: list[tuple[float, str]] = []  # (share of one query's URL budget, condition)
         for kind, values in by_kind.items():
-            for chunk in chunked(values, VALUES_PER_QUERY.get(kind, 100)):
+            limit = VALUES_PER_QUERY.get(kind, 100)
+            for chunk in chunked(values, limit):
                 if kind == "email":
                     where = soql_in("Email", chunk)
                 elif kind == "phone":
@@ -104,16 +127,28 @@ class SalesforceDestination(Destination):
                 else:
                     continue
                 where = f"{where} OR {soql_in(CUSTOMER_KEY_FIELD, [f'{kind}:{v}' for v in chunk])}"
-                self._guard()
-                for rec in self.hook.query(select + where):
-                    ref = CustomerRef.read(
-                        rec["Id"],
-                        rec.get("AccountId"),
-                        email=rec.get("Email"),
-                        names=(rec.get("FirstName"), rec.get("LastName")),
-                    )
-                    for key in _contact_keys(rec):
-                        found.setdefault(key, ref)
+                clauses.append((len(chunk) / limit, where))
+        # Each kind's VALUES_PER_QUERY keeps one query's URL under Salesforce's limit: clauses whose shares
+        # add up to at most one query go together.
+        queries: list[list[str]] = []
+        used = 1.0
+        for share, where in clauses:
+            if used + share > 1.0:
+                queries.append([])
+                used = 0.0
+            queries[-1].append(where)
+            used += share
+        for conditions in queries:
+            self._guard()
+            for rec in self.hook.query(select + " OR ".join(f"({c})" for c in conditions)):
+                ref = CustomerRef.read(
+                    rec["Id"],
+                    rec.get("AccountId"),
+                    email=rec.get("Email"),
+                    names=(rec.get("FirstName"), rec.get("LastName")),
+                )
+                for key in _contact_keys(rec):
+                    found.setdefault(key, ref)
         return found
 
     def _create_customers_bulk(self, customers: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:

@@ -21,7 +21,7 @@ reads that check the job defaults exist (or list the tenant's choices).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from crm_hooks.errors import BadCredentialsError, ConfigurationError
@@ -73,23 +73,17 @@ class ServiceTitanDestination(Destination):
         self.custom_fields: dict[str, str] = {}
 
     # ------------------------------------------------------------------ run start
-    def prepare(self) -> None:
-        """Check credentials and job defaults before anything is written (the job defaults must exist)."""
-        self.hook.check_config()
-        self.hook.application_guid  # noqa: B018 - a malformed guid is a configuration error now
-        for field_name, target in self.settings.custom_field_mapping.items():
-            if isinstance(target, str) and target.strip().isdigit():
-                self.custom_fields[field_name] = target.strip()
-            else:
-                self.warnings.append(
-                    f"customFieldMapping: {echo(target)} (for {field_name}) is not a ServiceTitan "
-                    "job custom field type id (a number); the field is not sent"
-                )
+    def check_facts(self) -> dict[str, Any]:
+        """The job defaults the tenant has (they must exist): each one not set in ``crmSettings`` discovered
+        from the tenant's lists (the single active one, or by name), each one set read back. The facts: the
+        discovered ids, and the warnings of defaults that could not be verified."""
+        self._check_config()
         if not self.settings.sync_check_ins_as_jobs:
-            return
+            return {}
         job = self.hook.crm_settings.required_job_settings()
         chosen: dict[str, int] = {}
         problems: list[str] = []
+        unverified: list[str] = []
         for key, *_ in JOB_REFERENCES:
             if key not in job.ids:  # not set: discovered from the tenant (the single active one, or by name)
                 try:
@@ -119,7 +113,7 @@ class ServiceTitanDestination(Destination):
                 if exc.status != 403:
                     raise
                 # The app may lack the settings/marketing read scopes: the job create will tell.
-                self.warnings.append(
+                unverified.append(
                     f"crmSettings.{key}: could not verify {what} {value} (HTTP 403: the app may lack that API scope)"
                 )
                 continue
@@ -127,7 +121,36 @@ class ServiceTitanDestination(Destination):
                 raise ConfigurationError(
                     f"servicetitan: crmSettings.{key} {value} is not a {what} of tenant {self.hook.tenant}"
                 )
-        self.job_defaults = job.complete(chosen)
+        return {"chosen": chosen, "unverified": unverified}
+
+    def use_facts(self, facts: Mapping[str, Any]) -> None:
+        """Check credentials and settings (no request); the job defaults from the checked facts."""
+        self._check_config()
+        for field_name, target in self.settings.custom_field_mapping.items():
+            if isinstance(target, str) and target.strip().isdigit():
+                self.custom_fields[field_name] = target.strip()
+            else:
+                self.warnings.append(
+                    f"customFieldMapping: {echo(target)} (for {field_name}) is not a ServiceTitan "
+                    "job custom field type id (a number); the field is not sent"
+                )
+        if not self.settings.sync_check_ins_as_jobs:
+            return
+        self.warnings.extend(str(w) for w in facts.get("unverified") or ())
+        chosen = {str(k): int(v) for k, v in (facts.get("chosen") or {}).items()}
+        self.job_defaults = self.hook.crm_settings.required_job_settings().complete(chosen)
+
+    def _check_config(self) -> None:
+        self.hook.check_config()
+        self.hook.application_guid  # noqa: B018 - a malformed guid is a configuration error now
+
+    def stale_fact(self, error: str | None) -> bool:
+        """ServiceTitan refused a job for one of its defaults (a business unit, job type or campaign made
+        inactive or deleted since they were checked)."""
+        text = (error or "").casefold()
+        return any(k in text for k in ("business unit", "businessunit", "job type", "jobtype", "campaign")) and any(
+            s in text for s in ("inactive", "not active", "not found", "does not exist", "invalid")
+        )
 
     # ------------------------------------------------------------------ customers
     def _lookup_markers(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:

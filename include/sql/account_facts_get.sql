@@ -1,0 +1,3 @@
+SELECT config_fingerprint, facts, checked_at, expires_at
+FROM crm_sync.account_facts
+WHERE company_id = :company_id AND crm_type = :crm_type AND crm_account = :crm_account AND expires_at > now()
