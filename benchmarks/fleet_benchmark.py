@@ -225,17 +225,44 @@ def sandbox_requests(url: str, crm: str) -> int:
 
 
 def task_instances(dep, run_id: str) -> list[dict[str, Any]]:
-    """Every task instance of the run (the API pages at 1,000)."""
+    """Every task instance of the run (the API returns at most a page, 100 by default, per call)."""
     out: list[dict[str, Any]] = []
     while True:
-        page = dep.api(
-            "GET",
-            f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances",
-            params={"limit": 1000, "offset": len(out)},
-        ).json()["task_instances"]
-        out += page
-        if len(page) < 1000:
+        body = dep.api(
+            "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 100, "offset": len(out)}
+        ).json()
+        out += body["task_instances"]
+        if not body["task_instances"] or len(out) >= body["total_entries"]:
             return out
+
+
+def task_log_phases(dep, run_id: str) -> dict[str, float]:
+    """Seconds per phase, summed over the run's task logs (Airflow's own log lines; a log that lacks one is
+    left out): ``start-up`` (task process start to the DAG file parsed: imports, bundle, parse), ``execute``
+    (the operator), ``finish`` (XCom push, state to the API server)."""
+    totals = {"start-up": 0.0, "execute": 0.0, "finish": 0.0, "logs": 0}
+    for path in (dep.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}").rglob("*.log"):
+        marks: dict[str, float] = {}
+        first = last = None
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+                at = _ts(entry["timestamp"]).timestamp()
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+            first = at if first is None else first
+            last = at
+            event = str(entry.get("event", ""))
+            if event == "Worker startup parse complete" or event == "::group::Post Execute":
+                marks.setdefault(event, at)
+        parsed, post = marks.get("Worker startup parse complete"), marks.get("::group::Post Execute")
+        if first is None or parsed is None or post is None:
+            continue
+        totals["start-up"] += parsed - first
+        totals["execute"] += post - parsed
+        totals["finish"] += last - post
+        totals["logs"] += 1
+    return totals
 
 
 def _ts(value: str | None) -> datetime | None:
@@ -283,6 +310,7 @@ def timed_cycle(dep, sandbox_url: str, sandbox_pid: int, crm: str, companies: in
         "candidates": int(engine_row[4]),
         "crm_calls": calls1 - calls0,
         "cpu": cpu,
+        "phases": task_log_phases(dep, run_id),
         "worker_cpu_s": sum(cpu[w] for w in WORKERS),
     }
 
@@ -300,6 +328,11 @@ def report(label: str, r: dict[str, Any], check_ins: int) -> None:
         f"  task instances {r['task_instances']} {r['ti_states']}; their summed duration {r['ti_seconds']:.0f} s, "
         f"sync engine's own {r['engine_seconds']:.0f} s over {r['engine_runs']} runs; "
         f"mean queued->start {r['ti_queued_mean_s']:.1f} s"
+    )
+    ph = r["phases"]
+    print(
+        f"  inside the task processes ({ph['logs']} logs): start-up (imports, DAG parse) {ph['start-up']:.0f} s, "
+        f"execute {ph['execute']:.0f} s, finish {ph['finish']:.0f} s"
     )
     print("  CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu"].items()) + " (postgres: machine-wide)")
 
