@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install benchmark benchmark-landing sandbox clean
+.PHONY: demo test lint install benchmark benchmark-landing benchmark-fleet sandbox clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,3 +40,6 @@ sandbox: $(STAMP)
 
 clean:
 	rm -rf .local
+
+benchmark-fleet: $(STAMP)
+	$(PY) benchmarks/fleet_benchmark.py $(BENCH_ARGS)
