@@ -217,8 +217,12 @@ def test_a_long_retry_after_is_a_decrease_to_what_the_vendor_accepted(clock):
 
 def test_additive_increase_while_clean_never_above_the_ceiling(clock):
     limiter = RollingWindowLimiter(RateLimit(60, 60.0))
-    limiter.start_from(0.5)  # 30 per minute learned earlier
+    limiter.start_from(0.5)  # 30 per minute learned earlier: the account's limit is about there
     assert limiter.current == 30
+    limiter.succeeded()
+    assert limiter.current == pytest.approx(30 + 0.1 / 30)  # probing: a tenth of a call per window
+    limiter.refused_at = None  # (nothing refused: the climb proper)
+    limiter.current = 30
     limiter.succeeded()
     assert limiter.current == pytest.approx(30 + 1 / 30)  # one more call per window of clean answers
     for _ in range(30 * 30):
@@ -229,6 +233,23 @@ def test_additive_increase_while_clean_never_above_the_ceiling(clock):
     assert limiter.current == 60 and limiter.learned_rate is None  # back at the ceiling: nothing to keep
     limiter.start_from(5.0)  # a learned rate above the ceiling (the admin lowered it since)
     assert limiter.current == 60
+
+
+def test_near_the_rate_last_refused_the_increase_only_probes(clock):
+    limiter = RollingWindowLimiter(RateLimit(120, 60.0), paced=True)
+    limiter.current = 60.0
+    for _ in range(5):
+        limiter.rate_limited(1.0)  # a cluster: the account allows about 60 a minute
+    assert limiter.refused_at == 60.0 and limiter.current == pytest.approx(51.0)
+    answers = 0
+    while limiter.current < 0.95 * 60:  # back up at full speed (one call per window's worth) to 95% of 60
+        limiter.succeeded()
+        answers += 1
+    assert answers < 57 * 7
+    before = limiter.current
+    for _ in range(57 * 5):  # five more windows: a tenth of the climb, still below the refused rate
+        limiter.succeeded()
+    assert before + 0.3 < limiter.current < before + 1.0 < 60.0
 
 
 def test_an_unpublished_limit_is_paced_evenly(clock):

@@ -25,7 +25,8 @@ therefore ``current`` requests per window, at most the ceiling (the documented d
   cost is caught up within the window;
 * an isolated 429 (a transient fault, 3% of answers in the benchmark's faults profile) lowers nothing;
 * every clean answer adds ``1 / current`` (one more call per window after a window's worth of clean
-  answers) up to the ceiling.
+  answers) up to the ceiling; ten times less above 95% of the rate the vendor last refused (probing, so
+  a limit just found is not breached again every few minutes).
 
 The learned rate is kept per CRM account in ``crm_sync.learned_rate_limits`` (read at run start, written at
 run end: :mod:`crm_sync.rate_state`), so the next run starts from it.
@@ -90,6 +91,11 @@ class RollingWindowLimiter:
     CLUSTER_REFUSED_PUBLISHED = 6
     #: Additive increase per window's worth of clean answers: this share of the ceiling (at least 1 call).
     INCREASE_SHARE = 0.005
+    #: Above this share of the rate the vendor last refused, the increase is :attr:`PROBE_SLOWDOWN` times
+    #: slower: climbing back at full speed to a limit just found draws its 429s again every few minutes
+    #: (a hidden limit of half the default: 3.5% of calls refused over a 50-minute run).
+    PROBE_SHARE = 0.95
+    PROBE_SLOWDOWN = 10.0
 
     def __init__(self, limit: RateLimit, *, paced: bool = False):
         self.limit = limit
@@ -107,6 +113,8 @@ class RollingWindowLimiter:
         self.waited_seconds = 0.0
         #: 429s that lowered the rate (for tests and summaries)
         self.decreases = 0
+        #: the rate (requests per window) the last decrease came from: the account's limit is about there
+        self.refused_at: float | None = None
 
     @property
     def capacity(self) -> int:
@@ -126,6 +134,7 @@ class RollingWindowLimiter:
             return
         with self._lock:
             self.current = max(1.0, min(self.ceiling, rate_per_second * self.limit.per_seconds))
+            self.refused_at = self.current  # learned from 429s: the account's limit is about there (probe up)
 
     def acquire(self, deadline: float | None = None) -> float:
         """Wait for a free slot and take it; return the seconds spent waiting.
@@ -179,6 +188,8 @@ class RollingWindowLimiter:
             self._outcomes.append(False)
             if self.current < self.ceiling:
                 step = max(1.0, self.INCREASE_SHARE * self.ceiling)
+                if self.refused_at is not None and self.current >= self.PROBE_SHARE * self.refused_at:
+                    step /= self.PROBE_SLOWDOWN  # near the rate that was refused: probe, do not climb
                 self.current = min(self.ceiling, self.current + step / self.current)
 
     def rate_limited(self, retry_after: float | None = None, *, exhausted: bool = False) -> bool:
@@ -206,6 +217,7 @@ class RollingWindowLimiter:
                 accepted = sum(1 for t in self._calls if t > now - self.window) - len(self._refused)
                 if accepted >= 1:
                     target = min(target, accepted * self.ACCEPTED_SHARE)
+            self.refused_at = self.current
             self.current = max(1.0, target)
             self._outcomes.clear()
             self.decreases += 1
