@@ -1,12 +1,14 @@
 """Fleet benchmark (issue 14): ``crm_incremental_sync`` over many companies, on a real distributed deployment.
 
     python benchmarks/fleet_benchmark.py [--companies 100,1000] [--check-ins 3] [--idle-companies 5000]
-                                         [--crm hubspot]
+                                         [--crm hubspot] [--max-shards N] [--pool-slots N] [--repeat-busy]
 
 Per size N of ``--companies``: a fresh deployment (localdev/distributed.py: metadata in PostgreSQL, Celery
 with Redis, scheduler, dag-processor, api-server, two Celery workers with 2 slots each, the CRM pools at
 their default size), N companies created in bulk with SQL, each with its own sandbox account and K new
-check-ins; a run triggered through the REST API as an operator does, then a second run with nothing new.
+check-ins; a run triggered through the REST API as an operator does, then a second run with nothing new
+(``--repeat-busy``: before it, K more check-ins each and one more busy run, a later cycle's cost: accounts
+bound, customer indexes done, account facts cached).
 ``--idle-companies M``: M companies seeded as synced already, in SQL (``benchmarks/synced_fleet.py``, shared
 with the discovery benchmark; real integrations and sandbox accounts, HubSpot only), then one run with nothing
 new.
@@ -101,9 +103,6 @@ def create_companies(engine, crm: str, sandbox_url: str, n: int, check_ins: int)
     import requests
     import sqlalchemy as sa
 
-    from localdev.bulk_data import COLUMNS
-    from localdev.demo_data import check_in_rows
-
     session = requests.Session()
     names, integrations = [], []
     for i in range(1, n + 1):
@@ -129,17 +128,32 @@ def create_companies(engine, crm: str, sandbox_url: str, n: int, check_ins: int)
             ),
             {"ids": company_ids},
         ).all()
-    technician = {c: t for t, c in techs}
+    add_check_ins(engine, {c: t for t, c in techs}, check_ins)
+    return company_ids
+
+
+def technicians(engine) -> dict[int, int]:
+    """Each company's technician."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text("SELECT company_id, min(id) FROM technicians GROUP BY company_id")).all())
+
+
+def add_check_ins(engine, technicians: dict[int, int], check_ins: int) -> None:
+    """``check_ins`` new check-ins for each company (``{company id: its technician}``), in one COPY."""
+    from localdev.bulk_data import COLUMNS
+    from localdev.demo_data import check_in_rows
+
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur, cur.copy(f"COPY check_ins ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-            for cid in company_ids:
-                for row in check_in_rows(cid, technician[cid], check_ins, messy=False):
+            for cid, technician in technicians.items():
+                for row in check_in_rows(cid, technician, check_ins, messy=False):
                     copy.write_row(tuple(row[c] for c in COLUMNS))
         raw.commit()
     finally:
         raw.close()
-    return company_ids
 
 
 def create_synced_companies(engine, crm: str, sandbox_url: str, n: int, check_ins: int) -> list[int]:
@@ -391,6 +405,9 @@ def main() -> None:
     parser.add_argument("--idle-companies", type=int, default=5000, help="idle-cycle fleet size (0: skip)")
     parser.add_argument("--crm", default="hubspot")
     parser.add_argument("--no-idle-after-busy", action="store_true", help="skip the idle run after each busy run")
+    parser.add_argument(
+        "--repeat-busy", action="store_true", help="after the busy run, K more check-ins each and another busy run"
+    )
     parser.add_argument("--worker-concurrency", type=int, default=2, help="task slots per Celery worker")
     parser.add_argument("--max-shards", type=int, default=0, help="the runs' max_shards param (0: the default)")
     parser.add_argument("--pool-slots", type=int, default=0, help="the crm_<crm> pool's slots (0: the default)")
@@ -416,6 +433,11 @@ def main() -> None:
             busy = timed_cycle(dep, url, pid, args.crm, n, args.timeout, conf)
             report(f"busy cycle, {n} companies", busy, args.check_ins)
             results.append((f"busy {n}", busy))
+            if args.repeat_busy:  # a later cycle: accounts bound, customer index done, account facts cached
+                add_check_ins(dep.engine, technicians(dep.engine), args.check_ins)
+                again = timed_cycle(dep, url, pid, args.crm, n, args.timeout, conf)
+                report(f"busy cycle again, {n} companies", again, args.check_ins)
+                results.append((f"busy {n} #2", again))
             if not args.no_idle_after_busy:
                 idle = timed_cycle(dep, url, pid, args.crm, n, args.timeout, conf)
                 report(f"idle cycle, {n} companies", idle, 0)
