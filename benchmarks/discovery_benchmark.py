@@ -24,29 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
-# Benchmark-only seeding SQL (the product's SQL lives in include/sql; this is test data).
-SEED_SQL = [
-    """INSERT INTO companies (name, plan, crm_integrations, crm_sync_history)
-       SELECT 'Fleet ' || g, 'pro', :integration, '[]' FROM generate_series(1, :companies) g""",
-    """INSERT INTO technicians (name, email, phone, location, company_id)
-       SELECT 'Tech', 't@example.com', '5125550000', 'Austin', id FROM companies""",
-    """INSERT INTO check_ins (job_type, customer_name, customer_email, notes, technician_id, company_id, created_at)
-       SELECT 'Repair', 'Customer ' || t.company_id || '-' || g, 'c' || t.company_id || '-' || g || '@example.com',
-              'Replaced the capacitor', t.id, t.company_id,
-              (now() AT TIME ZONE 'UTC') - make_interval(days => (g * 90 / :per_company))  -- id order: newest first
-       FROM technicians t, generate_series(1, :per_company) g""",
-    """INSERT INTO crm_sync.crm_accounts (company_id, crm_type, crm_account)
-       SELECT id, 'hubspot', 'portal-' || id FROM companies""",
-    """INSERT INTO crm_sync.customer_imports (trigger, company_id, crm_type, status, crm_account)
-       SELECT 'auto', id, 'hubspot', 'success', 'portal-' || id FROM companies""",
-    """INSERT INTO crm_sync.integration_state (company_id, crm_type, settled_id)
-       SELECT company_id, 'hubspot', max(id) FROM check_ins GROUP BY company_id""",
-    """INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, source_hash, synced_hash, source_fp,
-                                   attempts, crm_account, crm_visit_id)
-       SELECT company_id, 'hubspot', id, 'synced', 'h', 'h', source_fp, 1, 'portal-' || company_id, 'N' || id
-       FROM crm_sync.sync_check_ins""",
-    "ANALYZE",
-]
+# Benchmark-only SQL (the product's SQL lives in include/sql; this is test data).
 WORK_SQL = {
     "new": """INSERT INTO check_ins (job_type, customer_name, technician_id, company_id)
               SELECT 'Repair', 'New customer', t.id, t.company_id FROM technicians t
@@ -80,6 +58,7 @@ def main() -> None:
 
     import sqlalchemy as sa
 
+    from benchmarks.synced_fleet import seed_synced_companies
     from crm_sync.db import create_app_schema, make_engine, migrate
     from crm_sync.discovery import companies_with_work
     from crm_sync.tasks.common import discover
@@ -94,15 +73,15 @@ def main() -> None:
         migrate(engine)
         integration = json.dumps({"hubspot": hubspot_integration("http://127.0.0.1:9", "pat-na1-bench")})
         clock = time.perf_counter()
-        with engine.begin() as conn:
-            for statement in SEED_SQL:
-                conn.execute(
-                    sa.text(statement),
-                    {"companies": args.companies, "per_company": args.per_company, "integration": integration},
-                )
+        ids = seed_synced_companies(
+            engine,
+            "hubspot",
+            [f"Fleet {k}" for k in range(1, args.companies + 1)],
+            [integration] * args.companies,
+            [f"portal-{k}" for k in range(1, args.companies + 1)],
+            per_company=args.per_company,
+        )
         seeded = time.perf_counter() - clock
-        with engine.connect() as conn:
-            ids = conn.execute(sa.text("SELECT id FROM companies ORDER BY id")).scalars().all()
         busy = ids[:: max(1, len(ids) // max(1, args.busy))][: args.busy]
         with engine.begin() as conn:
             for n, statement in enumerate(WORK_SQL.values()):

@@ -1,14 +1,17 @@
 """Fleet benchmark (issue 14): ``crm_incremental_sync`` over many companies, on a real distributed deployment.
 
     python benchmarks/fleet_benchmark.py [--companies 100,1000] [--check-ins 3] [--idle-companies 5000]
-                                         [--crm hubspot]
+                                         [--crm hubspot] [--max-shards N] [--pool-slots N] [--repeat-busy]
 
 Per size N of ``--companies``: a fresh deployment (localdev/distributed.py: metadata in PostgreSQL, Celery
 with Redis, scheduler, dag-processor, api-server, two Celery workers with 2 slots each, the CRM pools at
 their default size), N companies created in bulk with SQL, each with its own sandbox account and K new
-check-ins; a run triggered through the REST API as an operator does, then a second run with nothing new.
-``--idle-companies M``: M companies whose check-ins were synced once already (the sync engine in this
-process, outside Airflow, to be quick), then one run with nothing new.
+check-ins; a run triggered through the REST API as an operator does, then a second run with nothing new
+(``--repeat-busy``: before it, K more check-ins each and one more busy run, a later cycle's cost: accounts
+bound, customer indexes done, account facts cached).
+``--idle-companies M``: M companies seeded as synced already, in SQL (``benchmarks/synced_fleet.py``, shared
+with the discovery benchmark; real integrations and sandbox accounts, HubSpot only), then one run with nothing
+new.
 
 Printed per run: wall time from the trigger to the run's end, its state, the workers' CPU seconds (process
 trees of both Celery workers, tasks included) per company, CRM calls (the sandbox's request counter over
@@ -49,6 +52,7 @@ from localdev.distributed import DAG_ID  # noqa: E402
 PG_SERVER = os.environ.get("CRM_SYNC_BENCH_PG_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("CRM_SYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")  # test_distributed: 13
 WORKERS = ("w1", "w2")
+IDLE_PORTAL_BASE = 70_000_000  # HubSpot portal ids of the idle companies' sandbox accounts
 
 
 # ---------------------------------------------------------------------- the sandbox and the companies
@@ -99,9 +103,6 @@ def create_companies(engine, crm: str, sandbox_url: str, n: int, check_ins: int)
     import requests
     import sqlalchemy as sa
 
-    from localdev.bulk_data import COLUMNS
-    from localdev.demo_data import check_in_rows
-
     session = requests.Session()
     names, integrations = [], []
     for i in range(1, n + 1):
@@ -127,52 +128,62 @@ def create_companies(engine, crm: str, sandbox_url: str, n: int, check_ins: int)
             ),
             {"ids": company_ids},
         ).all()
-    technician = {c: t for t, c in techs}
+    add_check_ins(engine, {c: t for t, c in techs}, check_ins)
+    return company_ids
+
+
+def technicians(engine) -> dict[int, int]:
+    """Each company's technician."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text("SELECT company_id, min(id) FROM technicians GROUP BY company_id")).all())
+
+
+def add_check_ins(engine, technicians: dict[int, int], check_ins: int) -> None:
+    """``check_ins`` new check-ins for each company (``{company id: its technician}``), in one COPY."""
+    from localdev.bulk_data import COLUMNS
+    from localdev.demo_data import check_in_rows
+
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur, cur.copy(f"COPY check_ins ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-            for cid in company_ids:
-                for row in check_in_rows(cid, technician[cid], check_ins, messy=False):
+            for cid, technician in technicians.items():
+                for row in check_in_rows(cid, technician, check_ins, messy=False):
                     copy.write_row(tuple(row[c] for c in COLUMNS))
         raw.commit()
     finally:
         raw.close()
-    return company_ids
 
 
-def _sync_once(args: tuple[str, str, list[int]]) -> int:
-    """Child process: sync each company once with the sync engine (what one sync task does)."""
-    app_url, crm, company_ids = args
-    from crm_sync.customer_import import sync_with_index
-    from crm_sync.db import make_engine
-    from crm_sync.integration_sync import SyncOptions
-    from crm_sync.integrations import load_integration
+def create_synced_companies(engine, crm: str, sandbox_url: str, n: int, check_ins: int) -> list[int]:
+    """``n`` idle companies: each with its own sandbox account and real integration (as
+    :func:`create_companies`), seeded as synced in SQL (:mod:`benchmarks.synced_fleet`, the discovery
+    benchmark's seeding) with ``check_ins`` check-ins of the last few days, all inside the look-back, bound to
+    the account's real identity (the HubSpot portal id, set on the sandbox account). Checked: discovery finds
+    none of them, so any CRM call in their cycle is a bug."""
+    import requests
 
-    engine = make_engine(app_url)
-    synced = 0
-    for cid in company_ids:
-        result = sync_with_index(
-            engine,
-            cid,
-            crm,
-            load_integration(engine, cid, crm),
-            run_id="fleet-benchmark-first-sync",
-            dag_id=None,
-            options=SyncOptions(),
-        )
-        synced += result.synced
-    engine.dispose()
-    return synced
+    from benchmarks.synced_fleet import seed_synced_companies
+    from crm_sync.discovery import companies_with_work
 
-
-def sync_once(engine, crm: str, company_ids: list[int], processes: int = 2) -> int:
-    """The first sync of every company, outside Airflow (quick), so the next DAG run has nothing new."""
-    from multiprocessing import get_context
-
-    url = engine.url.render_as_string(hide_password=False)
-    parts = [(url, crm, company_ids[k::processes]) for k in range(processes)]
-    with get_context("spawn").Pool(processes) as pool:
-        return sum(pool.map(_sync_once, parts))
+    if crm != "hubspot":
+        raise SystemExit("--idle-companies binds the sandbox account's identity: HubSpot (portal id) only")
+    session = requests.Session()
+    names, integrations, accounts = [], [], []
+    for i in range(1, n + 1):
+        body, integration = company_account(crm, sandbox_url, i)
+        portal = IDLE_PORTAL_BASE + i
+        body["options"] = {**body.get("options", {}), "portal_id": portal}
+        session.post(f"{sandbox_url}/_sandbox/accounts", json=body, timeout=30).raise_for_status()
+        names.append(f"Idle Co {i}")
+        integrations.append(json.dumps({crm: integration}))
+        accounts.append(str(portal))
+    ids = seed_synced_companies(engine, crm, names, integrations, accounts, per_company=check_ins, spread_days=6)
+    work = companies_with_work(engine, crm, ids, lookback_days=7)
+    if work:
+        raise SystemExit(f"seeding left {len(work)} of {n} companies with work, e.g. {work[:3]}")
+    return ids
 
 
 # ---------------------------------------------------------------------- readings
@@ -269,13 +280,15 @@ def _ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
-def timed_cycle(dep, sandbox_url: str, sandbox_pid: int, crm: str, companies: int, timeout: float) -> dict[str, Any]:
-    """Trigger one run through the REST API and read what it cost."""
+def timed_cycle(
+    dep, sandbox_url: str, sandbox_pid: int, crm: str, companies: int, timeout: float, conf: dict[str, Any]
+) -> dict[str, Any]:
+    """Trigger one run through the REST API (params ``conf``) and read what it cost."""
     import sqlalchemy as sa
 
     calls0, cpu0 = sandbox_requests(sandbox_url, crm), cpu_snapshot(dep, sandbox_pid)
     started = time.monotonic()
-    run_id = dep.trigger({})
+    run_id = dep.trigger(conf)
     run = dep.wait_run(run_id, timeout=timeout)
     wall = time.monotonic() - started
     cpu1, calls1 = cpu_snapshot(dep, sandbox_pid), sandbox_requests(sandbox_url, crm)
@@ -339,7 +352,9 @@ def report(label: str, r: dict[str, Any], check_ins: int) -> None:
 
 # ---------------------------------------------------------------------- scenarios
 @contextmanager
-def fleet(crm: str, companies: int, check_ins: int, *, first_sync: bool, concurrency: int) -> Iterator[tuple]:
+def fleet(
+    crm: str, companies: int, check_ins: int, *, synced: bool, concurrency: int, pool_slots: dict[str, int]
+) -> Iterator[tuple]:
     """A sandbox, ``companies`` companies on it, and a running deployment; everything removed afterwards."""
     from localdev.distributed import running_deployment
 
@@ -349,12 +364,15 @@ def fleet(crm: str, companies: int, check_ins: int, *, first_sync: bool, concurr
 
             def seed(engine):
                 t0 = time.monotonic()
-                ids = create_companies(engine, crm, sandbox_url, companies, check_ins)
-                print(f"  created {companies} companies x {check_ins} check-ins in {time.monotonic() - t0:.1f} s")
-                if first_sync:
-                    t0 = time.monotonic()
-                    synced = sync_once(engine, crm, ids)
-                    print(f"  first sync outside Airflow: {synced} check-ins in {time.monotonic() - t0:.1f} s")
+                if synced:
+                    ids = create_synced_companies(engine, crm, sandbox_url, companies, check_ins)
+                    print(
+                        f"  seeded {companies} companies x {check_ins} check-ins as synced in "
+                        f"{time.monotonic() - t0:.1f} s; discovery finds none of them with work"
+                    )
+                else:
+                    ids = create_companies(engine, crm, sandbox_url, companies, check_ins)
+                    print(f"  created {companies} companies x {check_ins} check-ins in {time.monotonic() - t0:.1f} s")
                 return ids
 
             with running_deployment(
@@ -362,7 +380,7 @@ def fleet(crm: str, companies: int, check_ins: int, *, first_sync: bool, concurr
                 pg_server=PG_SERVER,
                 redis_url=REDIS_URL,
                 prefix="crm_fleet",
-                pool_slots={},  # the production default size
+                pool_slots=pool_slots,  # empty: the production default size
                 workers=WORKERS,
                 worker_concurrency=concurrency,
                 seed=seed,
@@ -387,36 +405,52 @@ def main() -> None:
     parser.add_argument("--idle-companies", type=int, default=5000, help="idle-cycle fleet size (0: skip)")
     parser.add_argument("--crm", default="hubspot")
     parser.add_argument("--no-idle-after-busy", action="store_true", help="skip the idle run after each busy run")
+    parser.add_argument(
+        "--repeat-busy", action="store_true", help="after the busy run, K more check-ins each and another busy run"
+    )
     parser.add_argument("--worker-concurrency", type=int, default=2, help="task slots per Celery worker")
+    parser.add_argument("--max-shards", type=int, default=0, help="the runs' max_shards param (0: the default)")
+    parser.add_argument("--pool-slots", type=int, default=0, help="the crm_<crm> pool's slots (0: the default)")
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds to wait for one run")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _raise_interrupt)
     sizes = [int(s) for s in args.companies.split(",") if s.strip()]
-    print(f"fleet benchmark: {args.crm}, sizes {sizes} x {args.check_ins} check-ins, idle {args.idle_companies}")
+    conf = {"max_shards": args.max_shards} if args.max_shards else {}
+    pools = {f"crm_{args.crm}": args.pool_slots} if args.pool_slots else {}
+    options = {"concurrency": args.worker_concurrency, "pool_slots": pools}
+    print(
+        f"fleet benchmark: {args.crm}, sizes {sizes} x {args.check_ins} check-ins, idle {args.idle_companies}; "
+        f"run params {conf or 'default'}, pools {pools or 'default'}, {args.worker_concurrency} slots per worker"
+    )
     results: list[tuple[str, dict[str, Any]]] = []
     for n in sizes:
         print(f"\n== {n} companies x {args.check_ins} new check-ins")
-        with fleet(args.crm, n, args.check_ins, first_sync=False, concurrency=args.worker_concurrency) as (
+        with fleet(args.crm, n, args.check_ins, synced=False, **options) as (
             dep,
             url,
             pid,
         ):
-            busy = timed_cycle(dep, url, pid, args.crm, n, args.timeout)
+            busy = timed_cycle(dep, url, pid, args.crm, n, args.timeout, conf)
             report(f"busy cycle, {n} companies", busy, args.check_ins)
             results.append((f"busy {n}", busy))
+            if args.repeat_busy:  # a later cycle: accounts bound, customer index done, account facts cached
+                add_check_ins(dep.engine, technicians(dep.engine), args.check_ins)
+                again = timed_cycle(dep, url, pid, args.crm, n, args.timeout, conf)
+                report(f"busy cycle again, {n} companies", again, args.check_ins)
+                results.append((f"busy {n} #2", again))
             if not args.no_idle_after_busy:
-                idle = timed_cycle(dep, url, pid, args.crm, n, args.timeout)
+                idle = timed_cycle(dep, url, pid, args.crm, n, args.timeout, conf)
                 report(f"idle cycle, {n} companies", idle, 0)
                 results.append((f"idle {n}", idle))
     if args.idle_companies:
         m = args.idle_companies
-        print(f"\n== idle cycle over {m} companies (each synced once before, {args.check_ins} check-ins)")
-        with fleet(args.crm, m, args.check_ins, first_sync=True, concurrency=args.worker_concurrency) as (
+        print(f"\n== idle cycle over {m} companies (seeded as synced, {args.check_ins} check-ins each)")
+        with fleet(args.crm, m, args.check_ins, synced=True, **options) as (
             dep,
             url,
             pid,
         ):
-            idle = timed_cycle(dep, url, pid, args.crm, m, args.timeout)
+            idle = timed_cycle(dep, url, pid, args.crm, m, args.timeout, conf)
             report(f"idle cycle, {m} companies", idle, 0)
             results.append((f"idle {m}", idle))
     print("\nsummary")
