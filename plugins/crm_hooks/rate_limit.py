@@ -24,12 +24,18 @@ therefore ``current`` requests per window, at most the ceiling (the documented d
   would trip a vendor window shorter than ours); a published one keeps its bursts, so the time a 429
   cost is caught up within the window;
 * an isolated 429 (a transient fault, 3% of answers in the benchmark's faults profile) lowers nothing;
+* the rate refused (:attr:`~RollingWindowLimiter.refused_at`: after a long wait, what the vendor accepted
+  in the last window, its limit; else the rate that drew the refusals) is the account's limit until shown
+  otherwise: the limiter climbs back to 95% of it (:attr:`~RollingWindowLimiter.hold`) and above that only
+  probes (ten times slower); a 429 while probing goes straight back to the hold without lowering it (a
+  fault there must not ratchet the rate down). Climbing back at full speed and lowering only on a cluster
+  drew a 429 every few seconds at a hidden limit (Housecall Pro at 60 / min: 5.78% of calls refused);
 * every clean answer adds ``1 / current`` (one more call per window after a window's worth of clean
-  answers) up to the ceiling; ten times less above 95% of the rate the vendor last refused (probing, so
-  a limit just found is not breached again every few minutes).
+  answers) up to the ceiling; a probe that passes the refused rate without a refusal raises it.
 
-The learned rate is kept per CRM account in ``crm_sync.learned_rate_limits`` (read at run start, written at
-run end: :mod:`crm_sync.rate_state`), so the next run starts from it.
+The learned rate (the hold, not a probe above it) is kept per CRM account in ``crm_sync.learned_rate_limits``
+(read at run start, written at run end: :mod:`crm_sync.rate_state`), so the next run starts from it and
+holds it.
 
 One limiter per (CRM account, limit name), shared by every hook instance in the
 process that talks to the same account. Across workers, the per-CRM Airflow pool
@@ -91,9 +97,9 @@ class RollingWindowLimiter:
     CLUSTER_REFUSED_PUBLISHED = 6
     #: Additive increase per window's worth of clean answers: this share of the ceiling (at least 1 call).
     INCREASE_SHARE = 0.005
-    #: Above this share of the rate the vendor last refused, the increase is :attr:`PROBE_SLOWDOWN` times
-    #: slower: climbing back at full speed to a limit just found draws its 429s again every few minutes
-    #: (a hidden limit of half the default: 3.5% of calls refused over a 50-minute run).
+    #: The hold: this share of the rate the vendor last refused. Above it the increase is :attr:`PROBE_SLOWDOWN`
+    #: times slower and a 429 goes back to the hold: climbing back at full speed to a limit just found drew
+    #: its 429s again every few minutes (a hidden limit of half the default: 3.5% of calls refused).
     PROBE_SHARE = 0.95
     PROBE_SLOWDOWN = 10.0
 
@@ -126,7 +132,14 @@ class RollingWindowLimiter:
         """The adapted rate in requests per second when below the ceiling, else None (nothing learned)."""
         if self.limit.rate is None or self.current >= self.ceiling:
             return None
-        return self.current / self.limit.per_seconds
+        hold = self.hold
+        # The rate held, not a probe above it: a run that ended mid-probe must not start the next one there.
+        return (self.current if hold is None else min(self.current, hold)) / self.limit.per_seconds
+
+    @property
+    def hold(self) -> float | None:
+        """The rate (requests per window) held once a limit was found: :attr:`PROBE_SHARE` of it; above, only probing."""
+        return None if self.refused_at is None else self.PROBE_SHARE * self.refused_at
 
     def start_from(self, rate_per_second: float | None) -> None:
         """Start from a rate learned by an earlier run (capped by the ceiling: an admin limit wins)."""
@@ -134,7 +147,7 @@ class RollingWindowLimiter:
             return
         with self._lock:
             self.current = max(1.0, min(self.ceiling, rate_per_second * self.limit.per_seconds))
-            self.refused_at = self.current  # learned from 429s: the account's limit is about there (probe up)
+            self.refused_at = self.current / self.PROBE_SHARE  # the rate held last run: hold it again, probe above
 
     def acquire(self, deadline: float | None = None) -> float:
         """Wait for a free slot and take it; return the seconds spent waiting.
@@ -188,9 +201,12 @@ class RollingWindowLimiter:
             self._outcomes.append(False)
             if self.current < self.ceiling:
                 step = max(1.0, self.INCREASE_SHARE * self.ceiling)
-                if self.refused_at is not None and self.current >= self.PROBE_SHARE * self.refused_at:
-                    step /= self.PROBE_SLOWDOWN  # near the rate that was refused: probe, do not climb
+                hold = self.hold
+                if hold is not None and self.current >= hold:
+                    step /= self.PROBE_SLOWDOWN  # at the rate the account was found to allow: probe, do not climb
                 self.current = min(self.ceiling, self.current + step / self.current)
+                if self.refused_at is not None and self.current > self.refused_at:
+                    self.refused_at = self.current  # probed past it without a refusal: it was too low
 
     def rate_limited(self, retry_after: float | None = None, *, exhausted: bool = False) -> bool:
         """A 429 the vendor did not call window-exhausted; return True when it lowered the rate.
@@ -209,15 +225,26 @@ class RollingWindowLimiter:
             long_wait = retry_after is not None and retry_after >= max(
                 2.0, self.LONG_WAIT_SHARE * self.limit.per_seconds
             )
+            hold = self.hold
+            if hold is not None and self.current > hold and not (long_wait or exhausted):
+                # Probing above the rate the account was found to allow drew a refusal: back to it. Not a
+                # new estimate of the limit (a random fault here must not ratchet the rate down).
+                self.current = max(1.0, hold)
+                self._outcomes.clear()
+                self.decreases += 1
+                return True
             cluster = self.CLUSTER_REFUSED if self.paced else self.CLUSTER_REFUSED_PUBLISHED
             if not (long_wait or exhausted) and sum(self._outcomes) < cluster:
                 return False
             target = self.current * self.DECREASE
+            refused_at = self.current
             if (long_wait or exhausted) and self._started_at is not None and now - self._started_at >= self.window:
                 accepted = sum(1 for t in self._calls if t > now - self.window) - len(self._refused)
                 if accepted >= 1:
                     target = min(target, accepted * self.ACCEPTED_SHARE)
-            self.refused_at = self.current
+                    # The vendor's window is full: what it accepted in the last window is its limit.
+                    refused_at = min(refused_at, float(accepted))
+            self.refused_at = refused_at
             self.current = max(1.0, target)
             self._outcomes.clear()
             self.decreases += 1
