@@ -138,7 +138,7 @@ class RollingWindowLimiter:
 
     @property
     def hold(self) -> float | None:
-        """The rate (requests per window) held once a limit was found: :attr:`PROBE_SHARE` of it; above, only probing."""
+        """Requests per window held once a limit was found (:attr:`PROBE_SHARE` of it); above it, only probes."""
         return None if self.refused_at is None else self.PROBE_SHARE * self.refused_at
 
     def start_from(self, rate_per_second: float | None) -> None:
