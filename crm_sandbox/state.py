@@ -502,6 +502,14 @@ class SandboxState:
                 self.tokens[(crm, tok)] = Token(crm, tok, name, "static")
             return account, created
 
+    def remove_account(self, crm: str, name: str) -> None:
+        """Drop an account, its records and every token it was issued (a vendor account closed)."""
+        with self.lock:
+            self.accounts.pop((crm, name), None)
+            for key, tok in list(self.tokens.items()):
+                if tok.crm == crm and tok.account == name:
+                    del self.tokens[key]
+
     # tokens -------------------------------------------------------------------
 
     def issue_token(self, account: Account, value: str, ttl_seconds: float) -> Token:

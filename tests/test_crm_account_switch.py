@@ -241,3 +241,59 @@ def test_rows_written_before_accounts_were_recorded_are_adopted_by_the_first_run
             )
             assert accounts == {first.crm_account}, table
     assert len(records(url, s.crm, "acct-a", s.visits)) == 4
+
+
+def _filled(data_type: str, column: str) -> Any:
+    """A non-NULL value of ``data_type`` for ``column`` (status columns take a real ledger status)."""
+    if column == "status":
+        return "quarantined"
+    return {
+        "integer": 7,
+        "bigint": 7,
+        "boolean": True,
+        "jsonb": json.dumps({column: "x"}),
+        "timestamp with time zone": "2026-01-02T03:04:05+00:00",
+        "uuid": "00000000-0000-4000-8000-000000000007",
+    }.get(data_type, f"{column}-x")
+
+
+@pytest.mark.parametrize("table", ["ledger", "customer_map"])
+def test_every_column_survives_an_account_switch_and_back(db, table):
+    """Archive (A -> B) then restore (B -> A) keeps every column of a live row (``quarantined_at`` was lost)."""
+    from crm_sync.accounts import bind_account
+
+    company_id, _ = create_company(db, f"switch {table} columns", {})
+    of_company = sa.text(f"SELECT * FROM crm_sync.{table} WHERE company_id = :c")
+    with db.begin() as conn:
+        columns = conn.execute(
+            sa.text(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'crm_sync' AND table_name = :t ORDER BY ordinal_position"
+            ),
+            {"t": table},
+        ).all()
+        archive = set(
+            conn.execute(
+                sa.text(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = 'crm_sync' AND table_name = :t"
+                ),
+                {"t": f"{table}_archive"},
+            ).scalars()
+        )
+        assert {c for c, _ in columns} <= archive  # the archive can hold every live column
+        values = {c: _filled(t, c) for c, t in columns}
+        values.update(company_id=company_id, crm_type="hubspot", crm_account="A")
+        cast = ("jsonb", "timestamp with time zone", "uuid")
+        params = ", ".join(f"CAST(:{c} AS {t})" if t in cast else f":{c}" for c, t in columns)
+        conn.execute(sa.text(f"INSERT INTO crm_sync.{table} ({', '.join(values)}) VALUES ({params})"), values)
+        before = conn.execute(of_company, {"c": company_id}).one()
+    assert None not in before  # every column filled: a column the SQL forgets would come back NULL
+    bind_account(db, company_id, "hubspot", "A")
+    bind_account(db, company_id, "hubspot", "B")  # A's rows leave for the archive
+    with db.connect() as conn:
+        assert not conn.execute(of_company, {"c": company_id}).all()
+    bind_account(db, company_id, "hubspot", "A")  # and come back
+    with db.connect() as conn:
+        after = conn.execute(of_company, {"c": company_id}).one()
+    assert after._asdict() == before._asdict()

@@ -97,6 +97,18 @@ def test_account_registration_and_auth(sandbox: SandboxServer) -> None:
     assert again.status_code == 200 and again.json()["created"] is False
 
 
+def test_deleting_an_account_closes_it(sandbox: SandboxServer) -> None:
+    account, headers = hubspot_account(sandbox)
+    contacts = f"{sandbox.url}/hubspot/crm/v3/objects/contacts"
+    assert requests.get(contacts, headers=headers).status_code == 200
+    deleted = requests.delete(f"{sandbox.url}/_sandbox/accounts/hubspot/{account}")
+    assert deleted.status_code == 204, deleted.text
+    assert requests.get(contacts, headers=headers).status_code == 401  # its token went with it
+    listed = requests.get(f"{sandbox.url}/_sandbox/accounts").json()
+    assert account not in {a["account"] for a in listed}
+    assert requests.delete(f"{sandbox.url}/_sandbox/accounts/hubspot/{account}").status_code == 404
+
+
 def test_accounts_do_not_share_records(sandbox: SandboxServer) -> None:
     _, first = hubspot_account(sandbox)
     _, second = hubspot_account(sandbox)

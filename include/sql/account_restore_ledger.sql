@@ -6,8 +6,8 @@ WITH back AS (
 INSERT INTO crm_sync.ledger (
     company_id, crm_type, check_in_id, status, customer_key, crm_customer_id, crm_visit_id, source_hash,
     synced_hash, attempts, attempt_id, error_kind, last_error, warnings, requeue, first_attempt_at,
-    last_attempt_at, synced_at, run_id, crm_account, crm_intent, source_fp)
+    last_attempt_at, synced_at, run_id, crm_account, crm_intent, source_fp, quarantined_at)
 SELECT company_id, crm_type, check_in_id, status, customer_key, crm_customer_id, crm_visit_id, source_hash,
        synced_hash, attempts, attempt_id, error_kind, last_error, warnings, requeue, first_attempt_at,
-       last_attempt_at, synced_at, run_id, crm_account, crm_intent, source_fp
+       last_attempt_at, synced_at, run_id, crm_account, crm_intent, source_fp, quarantined_at
 FROM back
