@@ -149,10 +149,10 @@ def test_5xx_then_success(db, sandbox, case, sleeps):
 
 
 def test_timeout_is_retried(db, sandbox, case, sleeps, monkeypatch):
-    monkeypatch.setattr(CrmHook, "timeout", (2.0, 0.3))
+    monkeypatch.setattr(CrmHook, "timeout", (2.0, 0.75))
     company_id, _, rows = company(db, sandbox, case)
     insert(db, rows)
-    faults(sandbox, latency_ms=900, count=1)
+    faults(sandbox, latency_ms=2000, count=1)
     result = sync(db, case, company_id)
     assert result.status == "success", result.error
     assert result.retries >= 1
