@@ -9,6 +9,7 @@ the busy ones, and the engine, run for every company, must agree with it row for
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -258,3 +259,58 @@ def test_a_shard_out_of_time_defers_the_companies_it_did_not_reach(db, sandbox, 
     again = sync_shard(db, shard, "hubspot", run_id="late", dag_id="test", options=SyncOptions())
     assert again.by_status == {"success": 3} and again.synced == 3
     assert busy(db) == {}
+
+
+def _last_synced(db, company_ids: list[int]) -> dict[int, Any]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT id, crm_integrations FROM companies WHERE id = ANY(:ids)"), {"ids": company_ids}
+        ).all()
+    return {r.id: json.loads(r.crm_integrations)["hubspot"].get("lastSyncedAt") for r in rows}
+
+
+def test_an_idle_company_gets_no_task_but_its_last_synced_says_it_was_checked(db, db_url, sandbox, fleet, monkeypatch):
+    """The app shows ``lastSyncedAt`` as "last synced": an idle company's must not go stale because discovery
+    spared it a task. Busy companies get it from their run; one already later (a run that ended since) stays."""
+    from crm_sync.tasks.sync import discover_companies
+
+    socket_dir = db_url.query.get("host") or db_url.host
+    conn = {"conn_type": "postgres", "host": socket_dir, "login": db_url.username, "password": db_url.password}
+    monkeypatch.setenv("AIRFLOW_CONN_FLEET_DB", json.dumps({**conn, "schema": db_url.database, "port": db_url.port}))
+    busy_one, later = fleet[0], fleet[1]
+    execute(
+        db,
+        "UPDATE companies SET crm_integrations = "
+        "jsonb_set(crm_integrations::jsonb, '{hubspot,lastSyncedAt}', to_jsonb(CAST(:at AS text)))::text "
+        "WHERE id = ANY(:ids)",
+        at="2026-01-01T00:00:00.000Z",
+        ids=fleet,
+    )
+    execute(
+        db,
+        "UPDATE companies SET crm_integrations = "
+        "jsonb_set(crm_integrations::jsonb, '{hubspot,lastSyncedAt}', '\"2999-01-01T00:00:00.000Z\"')::text "
+        "WHERE id = :i",
+        i=later,
+    )
+    add_check_in(db, busy_one, seed=7)
+    with db.connect() as conn_:
+        before = {
+            r.id: (json.loads(r.crm_integrations), r.crm_sync_history)
+            for r in conn_.execute(sa.text("SELECT id, crm_integrations, crm_sync_history FROM companies"))
+        }
+
+    shards = discover_companies("hubspot", db_conn_id="fleet_db", params={}, run_id="r", dag=None)
+    assert [c for s in shards for c in s] == [busy_one]
+    stamps = _last_synced(db, fleet)
+    assert stamps[busy_one] == "2026-01-01T00:00:00.000Z"  # busy: its run writes it
+    assert stamps[later] == "2999-01-01T00:00:00.000Z"  # never moved back
+    idle = [c for c in fleet if c not in (busy_one, later)]
+    assert len({stamps[c] for c in idle}) == 1 and stamps[idle[0]] > "2026-12"  # one check, one time, now
+    with db.connect() as conn_:
+        for r in conn_.execute(sa.text("SELECT id, crm_integrations, crm_sync_history FROM companies")):
+            integrations, history = before[r.id]
+            if r.id in idle:
+                integrations["hubspot"]["lastSyncedAt"] = stamps[r.id]
+            assert json.loads(r.crm_integrations) == integrations  # nothing else changed
+            assert r.crm_sync_history == history  # and no history entry: nothing happened

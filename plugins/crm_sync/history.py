@@ -11,6 +11,7 @@ our two values.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,20 +85,17 @@ def write_back(
         if row is None:
             return False
         integrations_text, history_text = row
-        new_integrations = integrations_text
-        crm_name = None
-        try:
-            # Strict: a 1e999 the app stored must not come back as Infinity (which the app cannot parse).
-            integrations = loads_strict(integrations_text) if integrations_text else None
-        except ValueError:
-            integrations = None
-        if isinstance(integrations, dict) and isinstance(integrations.get(crm_type), dict):
-            crm_name = integrations[crm_type].get("name")
+        integrations = _integrations(integrations_text)
+        integration = integrations.get(crm_type) if integrations is not None else None
+        if not isinstance(integration, dict):
             if set_last_synced:
-                integrations[crm_type]["lastSyncedAt"] = iso_millis(at)
-                new_integrations = dumps_strict(integrations, clean=False)
-        elif set_last_synced:
-            return False
+                return False
+            integration = {}
+        crm_name = integration.get("name")
+        new_integrations = integrations_text
+        if set_last_synced:
+            integration["lastSyncedAt"] = iso_millis(at)
+            new_integrations = dumps_strict(integrations, clean=False)
         new_history = history_text
         if add_history:
             new_history = with_entry(
@@ -108,3 +106,50 @@ def write_back(
             {"company_id": company_id, "crm_integrations": new_integrations, "crm_sync_history": new_history},
         )
     return True
+
+
+def refresh_last_synced(engine: Engine, crm_type: str, company_ids: Sequence[int], *, at: datetime) -> int:
+    """Set ``lastSyncedAt`` to ``at`` for companies whose ``crm_type`` sync was found to have nothing to do.
+
+    Discovery (:func:`crm_sync.discovery.companies_with_work`) proves in SQL that every check-in of an idle
+    company is settled, with no CRM call and no task: the app's "last synced" must still say the sync is
+    alive (before discovery, the idle run of each company wrote it). No history entry (it would push real
+    entries out of the 100 kept). A ``lastSyncedAt`` already later than ``at`` (a run that ended since) is
+    kept. Rows are locked in id order, :data:`REFRESH_CHUNK` per transaction, and changed under the lock
+    (an admin's edit of the same JSON a moment before is kept). Returns how many companies were updated.
+    """
+    stamp = iso_millis(at)
+    ids = sorted({int(c) for c in company_ids})
+    updated = 0
+    for start in range(0, len(ids), REFRESH_CHUNK):
+        with engine.begin() as conn:
+            rows = conn.execute(sql("companies_for_update"), {"company_ids": ids[start : start + REFRESH_CHUNK]})
+            changes = []
+            for company_id, text in rows:
+                integrations = _integrations(text)
+                integration = integrations.get(crm_type) if integrations is not None else None
+                if not isinstance(integration, dict):
+                    continue  # changed since discovery read it: the next cycle decides
+                previous = integration.get("lastSyncedAt")
+                if isinstance(previous, str) and previous >= stamp:
+                    continue
+                integration["lastSyncedAt"] = stamp
+                changes.append({"company_id": company_id, "crm_integrations": dumps_strict(integrations, clean=False)})
+            if changes:
+                conn.execute(sql("company_set_integrations"), changes)
+            updated += len(changes)
+    return updated
+
+
+#: Companies locked and updated per transaction by :func:`refresh_last_synced`.
+REFRESH_CHUNK = 500
+
+
+def _integrations(text: str | None) -> dict[str, Any] | None:
+    """``crm_integrations`` as a dict, or None when the app's text is not a JSON object."""
+    try:
+        # Strict: a 1e999 the app stored must not come back as Infinity (which the app cannot parse).
+        value = loads_strict(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -21,9 +22,11 @@ def discover_companies(crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID, **con
     The companies with an active, usable integration are found first (problems with this CRM's settings
     are recorded as ``config_error`` runs and reported; the company is skipped, the others go on); among
     them, one SQL query finds those with work (:func:`crm_sync.discovery.companies_with_work`). Idle
-    companies get no task. The busy ones are dealt into at most ``max_shards`` shards.
+    companies get no task; their ``lastSyncedAt`` says they were checked (:func:`crm_sync.history.refresh_last_synced`).
+    The busy ones are dealt into at most ``max_shards`` shards.
     """
     from crm_sync.discovery import companies_with_work, max_shards, plan_shards
+    from crm_sync.history import refresh_last_synced
 
     if not wants(crm_type, context):
         return []
@@ -40,17 +43,22 @@ def discover_companies(crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID, **con
             on_problem=config_error_recorder(engine, context),
         ).company_ids
         clock = time.monotonic()
-        work = companies_with_work(engine, crm_type, usable, lookback_days=lookback_days)
+        checked_at = datetime.now(UTC)
+        work = companies_with_work(engine, crm_type, usable, lookback_days=lookback_days, now=checked_at)
         seconds = time.monotonic() - clock
+        idle = sorted(set(usable) - {w.company_id for w in work})
+        refreshed = refresh_last_synced(engine, crm_type, idle, at=checked_at)
     shards = plan_shards(work, limit)
     log.info(
-        "%s: %s of %s companies have work (found in %.2f s), in %s shard(s); the %s idle ones get no task",
+        "%s: %s of %s companies have work (found in %.2f s), in %s shard(s); the %s idle ones get no task "
+        "(lastSyncedAt refreshed for %s)",
         crm_type,
         len(work),
         len(usable),
         seconds,
         len(shards),
-        len(usable) - len(work),
+        len(idle),
+        refreshed,
     )
     for w in work:
         log.info("company %s: %s", w.company_id, w.describe())
