@@ -6,8 +6,9 @@ An embedded PostgreSQL in a temporary folder gets ``--companies`` companies with
 integration, ``--per-company`` check-ins each spread over 90 days, every one synced (a bound CRM account,
 a finished customer index, a ledger row with its fingerprint, the settled id horizon). Then ``--busy``
 companies get work, a third each: a new check-in, an edit inside the look-back, a failed ledger row.
-Printed: the seconds of the integrations' parse (``crm_sync.tasks.common.discover``) and of the work query
-(``crm_sync.discovery.companies_with_work``), best and median of 5, and whether it found exactly the busy
+Printed: the seconds of the integrations' parse (``crm_sync.tasks.common.discover``), of the work query
+(``crm_sync.discovery.companies_with_work``) and of the idle companies' ``lastSyncedAt`` refresh
+(``crm_sync.history.refresh_last_synced``), best and median of 5, and whether it found exactly the busy
 companies. Nothing is asserted on time: machines are noisy.
 """
 
@@ -19,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +63,7 @@ def main() -> None:
     from benchmarks.synced_fleet import seed_synced_companies
     from crm_sync.db import create_app_schema, make_engine, migrate
     from crm_sync.discovery import companies_with_work
+    from crm_sync.history import refresh_last_synced
     from crm_sync.tasks.common import discover
     from localdev.demo_data import hubspot_integration
     from localdev.pg import start_embedded
@@ -91,12 +94,18 @@ def main() -> None:
         usable = found.company_ids
         best, median, work = timed(lambda: companies_with_work(engine, "hubspot", usable, lookback_days=7))
         exact = sorted(w.company_id for w in work) == sorted(busy)
+        idle = sorted(set(usable) - {w.company_id for w in work})
+        refresh_best, refresh_median, refreshed = timed(
+            lambda: refresh_last_synced(engine, "hubspot", idle, at=datetime.now(UTC))
+        )
         rows = args.companies * args.per_company
         print(
             f"{args.companies} companies, {rows:,} check-ins (seeded in {seeded:.1f} s), {len(busy)} with work\n"
             f"usable integrations (JSON parse): best {parse_best:.3f} s, median {parse_median:.3f} s\n"
             f"work query (discover_work.sql):  best {best:.3f} s, median {median:.3f} s; "
-            f"found {len(work)} companies, exactly the busy ones: {exact}"
+            f"found {len(work)} companies, exactly the busy ones: {exact}\n"
+            f"idle lastSyncedAt refresh (history.refresh_last_synced): best {refresh_best:.3f} s, "
+            f"median {refresh_median:.3f} s; {refreshed} companies updated"
         )
         engine.dispose()
     finally:
