@@ -473,11 +473,12 @@ class IntegrationSync:
         rows = (row for batch in stream for row in batch)
         for row in rows:
             item = prepare_check_in(row, self.settings)
-            if item.error is None and not is_unchanged(row, item.source_hash):
+            unchanged = is_unchanged(row, item.source_hash)
+            if item.error is None and not unchanged:
                 self._store_fingerprints()
                 return _resume(row, rows, stream)
             result.candidates += 1
-            if is_unchanged(row, item.source_hash):
+            if unchanged:
                 self._unchanged(row, item)
             else:
                 self._quarantine_unsent(item)
