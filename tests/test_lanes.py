@@ -148,3 +148,50 @@ def test_in_lanes_keeps_the_order_of_its_answers():
     assert in_lanes(lambda n: n * n, list(range(20)), 4) == [n * n for n in range(20)]
     with pytest.raises(ValueError):
         in_lanes(lambda n: int("x") if n == 3 else n, list(range(6)), 3)
+
+
+# ---------------------------------------------------------------- batch calls in lanes (in_chunks: HubSpot, Jobber)
+def test_batch_chunks_in_lanes_a_waiting_chunk_does_not_hold_up_the_others():
+    from crm_sync.destinations.base import in_chunks
+
+    chunks = [[f"k{c}-{n}" for n in range(3)] for c in range(6)]
+    others_done = threading.Event()
+    done: set[int] = set()
+    lock = threading.Lock()
+
+    def send(chunk: list[str]) -> dict[str, RecordResult]:
+        first = int(chunk[0][1:].split("-")[0])
+        if first == 0:
+            assert others_done.wait(timeout=30), "the other chunks were held up behind this one"
+        with lock:
+            done.add(first)
+            if done >= set(range(1, 6)):
+                others_done.set()
+        return {k: RecordResult(k, crm_id="id-" + k, created=True) for k in chunk}
+
+    results = in_chunks(chunks, send, lambda k: k, lanes=3)
+    assert sorted(results) == sorted(k for c in chunks for k in c) and all(r.ok for r in results.values())
+
+
+def test_batch_chunks_a_failure_after_one_landed_leaves_the_rest_uncertain_before_it_is_raised():
+    from crm_sync.destinations.base import in_chunks
+
+    chunks = [["a1", "a2"], ["b1", "b2"], ["c1"]]
+    first_landed = threading.Event()
+
+    def send(chunk: list[str]) -> dict[str, RecordResult]:
+        if chunk[0] == "a1":
+            first_landed.set()
+            return {k: RecordResult(k, crm_id="id-" + k) for k in chunk}
+        assert first_landed.wait(timeout=30)
+        raise RetryableError("503 after retries")
+
+    results = in_chunks(chunks, send, lambda k: k, lanes=2)
+    assert results["a1"].ok and results["a2"].ok  # what landed stays recorded
+    assert all(results[k].uncertain and not results[k].ok for k in ("b1", "b2", "c1"))  # looked up, not resent
+
+    def refuse(chunk: list[str]) -> dict[str, RecordResult]:
+        raise BadCredentialsError("401")
+
+    with pytest.raises(BadCredentialsError):  # nothing landed: the engine decides for the whole batch
+        in_chunks(chunks, refuse, lambda k: k, lanes=2)

@@ -152,9 +152,9 @@ class CrmHook(BaseHook):
     settings_class: ClassVar[type[CrmSettings]] = CrmSettings
     #: Records per batch call the CRM accepts (1 where it has no batch endpoint).
     batch_size: ClassVar[int] = 1
-    #: Records a per-record write loop sends at a time (``crm_sync.destinations.base.per_record``): CRMs
-    #: without batch endpoints set more, so a 429's ``Retry-After`` or a 5xx backoff holds up one record,
-    #: not the sync. The rate limiter, shared by the lanes, still sets the pace.
+    #: Records a per-record write loop sends at a time (``crm_sync.destinations.base.per_record``), or batch
+    #: calls of one step (``in_chunks``, HubSpot): more than one, a 429's ``Retry-After`` or a 5xx backoff
+    #: holds up one record or batch, not the sync. The rate limiter, shared by the lanes, still sets the pace.
     lanes: ClassVar[int] = 1
     #: Credential keys that hold secrets (masked, redacted).
     secret_keys: ClassVar[tuple[str, ...]] = ()

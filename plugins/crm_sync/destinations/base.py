@@ -508,6 +508,44 @@ def in_lanes(fn: Callable[[T], Any], items: Sequence[T], lanes: int) -> list[Any
         return list(pool.map(fn, items))
 
 
+def in_chunks(
+    chunks: Sequence[Sequence[T]],
+    send: Callable[[Sequence[T]], dict[str, RecordResult]],
+    key: Callable[[T], str],
+    lanes: int,
+) -> dict[str, RecordResult]:
+    """``send`` each chunk (a batch call, or a few calls) up to ``lanes`` at a time; the results of all.
+
+    One chunk's 429 or 5xx wait holds up that chunk, not the step (the shared, locked limiter still sets the
+    pace). A failure before any chunk landed is raised as usual (the engine decides for the whole batch);
+    after one landed, the rest is not sent (chunks in flight in other lanes end) and the unsent and failed
+    items come back ``uncertain``: what landed stays recorded, and the rest is looked up before anything is
+    written again.
+    """
+    failed: list[CrmError] = []
+
+    def send_chunk(chunk: Sequence[T]) -> dict[str, RecordResult] | None:
+        if failed:
+            return None
+        try:
+            return send(chunk)
+        except CrmError as exc:
+            failed.append(exc)
+            return None
+
+    landed = [out for out in in_lanes(send_chunk, chunks, lanes) if out is not None]
+    if failed and not landed:
+        raise failed[0]
+    results: dict[str, RecordResult] = {}
+    for out in landed:
+        results.update(out)
+    if failed:
+        for chunk in chunks:
+            for item in chunk:
+                results.setdefault(key(item), RecordResult(key(item), error=str(failed[0]), uncertain=True))
+    return results
+
+
 def lane_of(item: Any, key: str) -> str:
     """The lane of a :func:`per_record` item: its customer (the CRM record when known, else the sync's key)."""
     ref = next((part for part in item if isinstance(part, CustomerRef)), None) if isinstance(item, tuple) else None

@@ -1,9 +1,12 @@
 """Check-ins into HubSpot: contacts for customers, a note associated to the contact for each visit.
 
-Calls per batch of up to 100 check-ins (HubSpot's batch size): one batch read
-by email, at most one search for phones (the search endpoint has its own, lower
-limit), one batch upsert for new customers, one batch create for the notes.
-Repeat customers come from the customer map and cost nothing.
+Calls per 100 check-ins (HubSpot's batch size): one batch read by email, at most
+one search for phones (the search endpoint has its own, lower limit), one batch
+upsert for new customers, one batch create for the notes. Repeat customers come
+from the customer map and cost nothing. An engine batch holds 100 rows per lane
+(:attr:`~crm_hooks.hubspot.HubSpotHook.lanes`): each step's batch calls go out
+that many at a time (:func:`~crm_sync.destinations.base.in_chunks`), so one
+call's 429 wait does not stop the others.
 
 Idempotency: contacts are upserted by ``email`` (HubSpot's unique identifier) or,
 without an email, by the unique custom property ``rankitpro_customer_key``; each
@@ -23,8 +26,8 @@ missed by an immediate retry (the ledger keeps such a row ``in_flight`` and the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from crm_hooks.errors import BadRecordError
 from crm_hooks.hubspot import HubSpotHook
@@ -36,6 +39,8 @@ from crm_sync.destinations.base import (
     Progress,
     chunked,
     distinct_customers,
+    in_chunks,
+    in_lanes,
     isolate_bad_records,
     no_progress,
 )
@@ -60,6 +65,7 @@ NON_UNIQUE_MARKER_WARNING = (
 #: The properties the sync creates: HubSpot refusing a write for one of them missing means it was deleted.
 _OWN_PROPERTIES = (CUSTOMER_KEY_PROPERTY, VISIT_KEY_PROPERTY)
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class HubSpotDestination(Destination):
@@ -121,6 +127,22 @@ class HubSpotDestination(Destination):
             created = next((p for p in self.hook.get_properties("notes") if p["name"] == VISIT_KEY_PROPERTY), {})
         return created
 
+    @property
+    def batch_size(self) -> int:
+        """Rows per engine batch: one batch call's worth (100) per lane, so a step's calls go out in lanes."""
+        return self.hook.batch_size * max(1, self.lanes)
+
+    def _in_chunks(
+        self, items: Sequence[T], send: Callable[[Sequence[T]], dict[str, RecordResult]], key: Callable[[T], str]
+    ) -> dict[str, RecordResult]:
+        """Batch writes of 100 (a refused record isolated), up to :attr:`lanes` at a time (:func:`in_chunks`)."""
+        return in_chunks(
+            list(chunked(items, self.hook.batch_size)),
+            lambda chunk: isolate_bad_records(chunk, send, key, crm_type=self.crm_type),
+            key,
+            self.lanes,
+        )
+
     # ------------------------------------------------------------------ customers
     def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
         found: dict[str, CustomerRef] = {}
@@ -128,17 +150,29 @@ class HubSpotDestination(Destination):
         emails = sorted({key.value for key, _, _ in parsed if key.kind == MatchKind.EMAIL})
         phones = sorted({key.value for key, _, _ in parsed if key.kind == MatchKind.PHONE})
         names = [(k, c) for key, k, c in parsed if key.kind == MatchKind.NAME]
-        for chunk in chunked(emails, self.batch_size):
-            for obj in self.hook.batch_read("contacts", chunk, id_property="email", properties=READ_PROPERTIES):
-                email = (obj.get("properties", {}).get("email") or "").strip().lower()
-                found.setdefault(str(MatchKey.email(email)), _ref(obj))
-        for chunk in chunked(phones, SEARCH_VALUES_PER_CALL):
+        by_email = in_lanes(
+            lambda chunk: list(
+                self.hook.batch_read("contacts", chunk, id_property="email", properties=READ_PROPERTIES)
+            ),
+            list(chunked(emails, self.hook.batch_size)),
+            self.lanes,
+        )
+        for obj in (obj for objs in by_email for obj in objs):
+            email = (obj.get("properties", {}).get("email") or "").strip().lower()
+            found.setdefault(str(MatchKey.email(email)), _ref(obj))
+
+        def by_phone(chunk: Sequence[str]) -> list[dict[str, Any]]:
             groups = [{"filters": [{"propertyName": "phone", "operator": "IN", "values": chunk}]}]
-            for obj in self.hook.search("contacts", groups, properties=["phone", *READ_PROPERTIES]):
+            return list(self.hook.search("contacts", groups, properties=["phone", *READ_PROPERTIES]))
+
+        phone_chunks = list(chunked(phones, SEARCH_VALUES_PER_CALL))
+        for chunk, objs in zip(phone_chunks, in_lanes(by_phone, phone_chunks, self.lanes), strict=True):
+            for obj in objs:
                 e164 = to_e164(obj.get("properties", {}).get("phone"))
                 if e164 in chunk:
                     found.setdefault(str(MatchKey.phone(e164)), _ref(obj))
-        for chunk in chunked(names, NAME_GROUPS_PER_SEARCH):
+
+        def by_name(chunk: Sequence[tuple[str, Customer]]) -> list[dict[str, Any]]:
             groups = [
                 {
                     "filters": [
@@ -148,8 +182,12 @@ class HubSpotDestination(Destination):
                 }
                 for _, c in chunk
             ]
+            return list(self.hook.search("contacts", groups, properties=READ_PROPERTIES))
+
+        name_chunks = list(chunked(names, NAME_GROUPS_PER_SEARCH))
+        for chunk, objs in zip(name_chunks, in_lanes(by_name, name_chunks, self.lanes), strict=True):
             wanted_keys = {k for k, _ in chunk}
-            for obj in self.hook.search("contacts", groups, properties=READ_PROPERTIES):
+            for obj in objs:
                 props = obj.get("properties", {})
                 name = " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p).lower()
                 key = str(MatchKey(MatchKind.NAME, name))
@@ -159,12 +197,7 @@ class HubSpotDestination(Destination):
 
     def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
         """Batch upsert: by email when there is one, else by the sync's customer key."""
-        results: dict[str, RecordResult] = {}
-        for chunk in chunked(distinct_customers(rows), self.batch_size):
-            results.update(
-                isolate_bad_records(chunk, self._upsert_contacts, lambda r: r.customer_key, crm_type=self.crm_type)
-            )
-        return results
+        return self._in_chunks(distinct_customers(rows), self._upsert_contacts, lambda r: r.customer_key)
 
     def _upsert_contacts(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
         inputs = []
@@ -208,58 +241,55 @@ class HubSpotDestination(Destination):
         return results
 
     def update_customers(self, items: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
-        results: dict[str, RecordResult] = {}
-        for chunk in chunked(items, self.batch_size):
+        def send(part: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
+            # Email is the contact's identity in HubSpot: never rewritten by an update.
+            inputs = [
+                {
+                    "id": ref.crm_id,
+                    "properties": {k: v for k, v in mapping.contact_properties(row.customer).items() if k != "email"},
+                }
+                for ref, row in part
+            ]
+            outcome = self.hook.batch_update("contacts", inputs)
+            out = {str(o["id"]): RecordResult(str(o["id"]), crm_id=str(o["id"])) for o in outcome.results}
+            for error in outcome.errors:
+                for crm_id in (error.get("context") or {}).get("ids", []):
+                    out[str(crm_id)] = RecordResult(str(crm_id), error=_error_text(error))
+            return out
 
-            def send(part: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
-                # Email is the contact's identity in HubSpot: never rewritten by an update.
-                inputs = [
-                    {
-                        "id": ref.crm_id,
-                        "properties": {
-                            k: v for k, v in mapping.contact_properties(row.customer).items() if k != "email"
-                        },
-                    }
-                    for ref, row in part
-                ]
-                outcome = self.hook.batch_update("contacts", inputs)
-                out = {str(o["id"]): RecordResult(str(o["id"]), crm_id=str(o["id"])) for o in outcome.results}
-                for error in outcome.errors:
-                    for crm_id in (error.get("context") or {}).get("ids", []):
-                        out[str(crm_id)] = RecordResult(str(crm_id), error=_error_text(error))
-                return out
-
-            results.update(isolate_bad_records(chunk, send, lambda item: item[0].crm_id, crm_type=self.crm_type))
-        return results
+        return self._in_chunks(items, send, lambda item: item[0].crm_id)
 
     def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
         """Contacts read by id (``POST /crm/v3/objects/contacts/batch/read``), then ``batch/update`` of
         ``email`` for those without one. ``rankitpro_customer_key`` is not touched: the contact keeps its key."""
-        results: dict[str, RecordResult] = {}
-        for chunk in chunked(items, self.batch_size):
+
+        def send(part: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
+            outcome = self.hook.batch_update(
+                "contacts", [{"id": ref.crm_id, "properties": {"email": email}} for ref, email in part]
+            )
+            out = {str(o["id"]): RecordResult(str(o["id"]), crm_id=str(o["id"])) for o in outcome.results}
+            for error in outcome.errors:
+                for crm_id in (error.get("context") or {}).get("ids", []):
+                    out[str(crm_id)] = RecordResult(str(crm_id), error=_error_text(error))
+            return out
+
+        def read_then_update(chunk: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
             held = {
                 str(o["id"]): (o.get("properties") or {}).get("email")
                 for o in self.hook.batch_read("contacts", [ref.crm_id for ref, _ in chunk], properties=["email"])
             }
-            todo = [(ref, email) for ref, email in chunk if ref.crm_id in held and not held[ref.crm_id]]
+            results: dict[str, RecordResult] = {}
             for ref, _ in chunk:
                 if ref.crm_id not in held:
                     results[ref.crm_id] = RecordResult(ref.crm_id, error=f"HubSpot contact {ref.crm_id} not found")
                 elif held[ref.crm_id]:
                     results[ref.crm_id] = RecordResult(ref.crm_id, crm_id=ref.crm_id)  # has one: left alone
-
-            def send(part: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
-                outcome = self.hook.batch_update(
-                    "contacts", [{"id": ref.crm_id, "properties": {"email": email}} for ref, email in part]
-                )
-                out = {str(o["id"]): RecordResult(str(o["id"]), crm_id=str(o["id"])) for o in outcome.results}
-                for error in outcome.errors:
-                    for crm_id in (error.get("context") or {}).get("ids", []):
-                        out[str(crm_id)] = RecordResult(str(crm_id), error=_error_text(error))
-                return out
-
+            todo = [(ref, email) for ref, email in chunk if ref.crm_id in held and not held[ref.crm_id]]
             results.update(isolate_bad_records(todo, send, lambda item: item[0].crm_id))
-        return results
+            return results
+
+        chunks = list(chunked(items, self.hook.batch_size))
+        return in_chunks(chunks, read_then_update, lambda item: item[0].crm_id, self.lanes)
 
     # ------------------------------------------------------------------ visits
     def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
@@ -267,22 +297,31 @@ class HubSpotDestination(Destination):
         if not self.unique_visit_marker:  # batch/read by idProperty needs a unique property: search instead
             return {key: ids[0] for key, ids in self.find_visit_records(keys).items()}
         found: dict[str, str] = {}
-        for chunk in chunked(keys, self.batch_size):
-            for obj in self.hook.batch_read(
-                "notes", chunk, id_property=VISIT_KEY_PROPERTY, properties=[VISIT_KEY_PROPERTY]
-            ):
-                key = obj.get("properties", {}).get(VISIT_KEY_PROPERTY)
-                if key:
-                    found[key] = str(obj["id"])
+        notes = in_lanes(
+            lambda chunk: list(
+                self.hook.batch_read("notes", chunk, id_property=VISIT_KEY_PROPERTY, properties=[VISIT_KEY_PROPERTY])
+            ),
+            list(chunked(keys, self.hook.batch_size)),
+            self.lanes,
+        )
+        for obj in (obj for objs in notes for obj in objs):
+            key = obj.get("properties", {}).get(VISIT_KEY_PROPERTY)
+            if key:
+                found[key] = str(obj["id"])
         return found
 
     def find_visit_records(self, visit_keys: Sequence[str]) -> dict[str, list[str]]:
         """Every note carrying each marker: ``POST /crm/v3/objects/notes/search`` with
         ``rankitpro_checkin_key IN`` (100 keys per search); the lowest id first."""
         found: dict[str, list[str]] = {}
-        for chunk in chunked(list(dict.fromkeys(visit_keys)), SEARCH_VALUES_PER_CALL):
+
+        def search(chunk: Sequence[str]) -> list[dict[str, Any]]:
             groups = [{"filters": [{"propertyName": VISIT_KEY_PROPERTY, "operator": "IN", "values": chunk}]}]
-            for obj in self.hook.search("notes", groups, properties=[VISIT_KEY_PROPERTY]):
+            return list(self.hook.search("notes", groups, properties=[VISIT_KEY_PROPERTY]))
+
+        chunks = list(chunked(list(dict.fromkeys(visit_keys)), SEARCH_VALUES_PER_CALL))
+        for chunk, objs in zip(chunks, in_lanes(search, chunks, self.lanes), strict=True):
+            for obj in objs:
                 key = (obj.get("properties") or {}).get(VISIT_KEY_PROPERTY)
                 if key in chunk:
                     found.setdefault(key, []).append(str(obj["id"]))
@@ -325,8 +364,7 @@ class HubSpotDestination(Destination):
             for key, crm_id in self.find_visits([row for row, _ in items]).items():
                 results[key] = RecordResult(key, crm_id=crm_id)
             items = [item for item in items if item[0].visit_key not in results]
-        for chunk in chunked(items, self.batch_size):
-            results.update(isolate_bad_records(chunk, send, lambda item: item[0].visit_key, crm_type=self.crm_type))
+        results.update(self._in_chunks(items, send, lambda item: item[0].visit_key))
         # A refused create may be a note an earlier attempt already wrote (unique key): look it up.
         refused = [row for row, _ in items if not results.get(row.visit_key, RecordResult("")).ok]
         for key, crm_id in (self.find_visits(refused) if refused else {}).items():
@@ -353,10 +391,7 @@ class HubSpotDestination(Destination):
                         out[by_id[str(crm_id)]] = RecordResult(by_id[str(crm_id)], error=_error_text(error))
             return out
 
-        results: dict[str, RecordResult] = {}
-        for chunk in chunked(items, self.batch_size):
-            results.update(isolate_bad_records(chunk, send, lambda item: item[0].visit_key, crm_type=self.crm_type))
-        return results
+        return self._in_chunks(items, send, lambda item: item[0].visit_key)
 
     # ------------------------------------------------------------------ read-back
     def iter_customers(self, page_size: int | None = None) -> Iterator[CrmCustomerRecord]:

@@ -48,7 +48,7 @@ from crm_sync.destinations.base import (
     Destination,
     Progress,
     distinct_customers,
-    in_lanes,
+    in_chunks,
     isolate_bad_records,
     no_progress,
 )
@@ -486,33 +486,9 @@ class JobberDestination(Destination):
         send: Callable[[Sequence[T]], dict[str, RecordResult]],
         key: Callable[[T], str],
     ) -> dict[str, RecordResult]:
-        """``send`` each cost-sized chunk. A failure before any chunk landed is raised as usual; after one
-        landed, the unsent and failed items come back ``uncertain``: what landed stays recorded, and the rest
-        is looked up before anything is written again."""
-        chunks = list(self.hook.chunks(list(items), unit_cost))
-        failed: list[CrmError] = []
-
-        def send_chunk(chunk: Sequence[T]) -> dict[str, RecordResult] | None:
-            if failed:  # a chunk failed: the rest is not sent (the chunks in flight in other lanes end)
-                return None
-            try:
-                return send(chunk)
-            except CrmError as exc:
-                failed.append(exc)
-                return None
-
-        # Chunks go up to ``lanes`` at a time (Jobber's cost bucket, shared and locked, sets the pace): one
-        # chunk's 429 or 5xx wait holds up that chunk, not the step.
-        landed = [out for out in in_lanes(send_chunk, chunks, self.lanes) if out is not None]
-        if failed and not landed:
-            raise failed[0]
-        results: dict[str, RecordResult] = {}
-        for out in landed:
-            results.update(out)
-        if failed:
-            for item in items:
-                results.setdefault(key(item), RecordResult(key(item), error=str(failed[0]), uncertain=True))
-        return results
+        """``send`` each cost-sized chunk, up to :attr:`lanes` at a time (Jobber's cost bucket, shared and
+        locked, sets the pace): :func:`~crm_sync.destinations.base.in_chunks`."""
+        return in_chunks(list(self.hook.chunks(list(items), unit_cost)), send, key, self.lanes)
 
 
 def _visit_result(visit_key: str, outcome: MutationOutcome, *, created: bool = False) -> RecordResult:
