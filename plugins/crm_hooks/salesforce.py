@@ -142,6 +142,9 @@ class SalesforceHook(SalesforceBulkIngest, CrmHook):
     default_base_url = DEFAULT_LOGIN_URL
     default_api_version: ClassVar[str] = "62.0"
     batch_size = 200
+    #: Collections calls (and SOQL reads) of one step sent at a time, so one call's 429 or 5xx wait does not
+    #: stop the sync (Salesforce limits concurrent requests only when they run longer than 20 s).
+    lanes = 4
     secret_keys = ("clientSecret", "password", "securityToken")
     default_rate_limits: ClassVar[dict[str, RateLimit]] = {"default": RateLimit(None)}
     settings_class = SalesforceSettings

@@ -20,8 +20,8 @@ configured share (``crmSettings.dailyBudgetShare``, default 0.9) is used.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import phonenumbers
 
@@ -36,6 +36,8 @@ from crm_sync.destinations.base import (
     Progress,
     chunked,
     distinct_customers,
+    in_chunks,
+    in_lanes,
     isolate_bad_records,
     no_progress,
 )
@@ -47,6 +49,7 @@ from crm_sync.quarantine import named_fields
 CUSTOMER_KEY_FIELD = mapping.CUSTOMER_KEY_FIELD
 CHECKIN_KEY_FIELD = mapping.CHECKIN_KEY_FIELD
 REQUIRED_FIELDS = {"Account": CUSTOMER_KEY_FIELD, "Contact": CUSTOMER_KEY_FIELD, "Case": CHECKIN_KEY_FIELD}
+T = TypeVar("T")
 #: Values per SOQL IN list, keeping the GET URL well under Salesforce's 16,384-character limit
 #: (phones go out in ~10 typed variants each).
 VALUES_PER_QUERY = {"email": 100, "phone": 40, "name": 100, "key": 200}
@@ -96,6 +99,22 @@ class SalesforceDestination(Destination):
             s in text for s in ("INVALID_FIELD", "No such column", "does not exist", "NOT_FOUND", "not found")
         )
 
+    @property
+    def batch_size(self) -> int:
+        """Rows per engine batch: one sObject Collections call's worth (200) per lane."""
+        return self.hook.batch_size * max(1, self.lanes)
+
+    def _in_chunks(
+        self, items: Sequence[T], send: Callable[[Sequence[T]], dict[str, RecordResult]], key: Callable[[T], str]
+    ) -> dict[str, RecordResult]:
+        """Collections writes of 200 (a refused record isolated), up to :attr:`lanes` at a time (:func:`in_chunks`)."""
+        return in_chunks(
+            list(chunked(items, self.hook.batch_size)),
+            lambda chunk: isolate_bad_records(chunk, send, key, crm_type=self.crm_type),
+            key,
+            self.lanes,
+        )
+
     def _guard(self) -> None:
         if self.hook.budget_exhausted():
             raise QuotaExhaustedError(
@@ -138,9 +157,13 @@ class SalesforceDestination(Destination):
                 used = 0.0
             queries[-1].append(where)
             used += share
-        for conditions in queries:
+
+        def query(conditions: Sequence[str]) -> list[dict[str, Any]]:
             self._guard()
-            for rec in self.hook.query(select + " OR ".join(f"({c})" for c in conditions)):
+            return list(self.hook.query(select + " OR ".join(f"({c})" for c in conditions)))
+
+        for records in in_lanes(query, queries, self.lanes):
+            for rec in records:
                 ref = CustomerRef.read(
                     rec["Id"],
                     rec.get("AccountId"),
@@ -195,7 +218,6 @@ class SalesforceDestination(Destination):
         customers = distinct_customers(rows)
         if len(customers) >= self.hook.crm_settings.bulk_threshold:
             return self._create_customers_bulk(customers)
-        results: dict[str, RecordResult] = {}
 
         def send(chunk: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
             # Upserts by the customer key: a record sent once more (without a refused optional field, see
@@ -232,13 +254,10 @@ class SalesforceDestination(Destination):
                     out[row.customer_key] = RecordResult(row.customer_key, error=_errors_text("Contact", res))
             return out
 
-        for chunk in chunked(customers, self.batch_size):
-            results.update(isolate_bad_records(chunk, send, lambda r: r.customer_key, crm_type=self.crm_type))
-        return results
+        return self._in_chunks(customers, send, lambda r: r.customer_key)
 
     def update_customers(self, items: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
-        results: dict[str, RecordResult] = {}
-        for chunk in chunked(items, self.batch_size):
+        def send(chunk: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
             records = []
             for ref, row in chunk:
                 record, _ = mapping.contact_record(row.customer, row.customer_key, ref.parent_id)
@@ -246,19 +265,21 @@ class SalesforceDestination(Destination):
                 update = {k: v for k, v in record.items() if k not in (CUSTOMER_KEY_FIELD, "AccountId")}
                 records.append({**update, "Id": ref.crm_id})
             self._guard()
-            for (ref, _), res in zip(chunk, self.hook.update_records(records), strict=True):
-                results[ref.crm_id] = (
-                    RecordResult(ref.crm_id, crm_id=ref.crm_id)
-                    if res.get("success")
-                    else RecordResult(ref.crm_id, error=_errors_text("Contact", res))
-                )
-        return results
+            return {
+                ref.crm_id: RecordResult(ref.crm_id, crm_id=ref.crm_id)
+                if res.get("success")
+                else RecordResult(ref.crm_id, error=_errors_text("Contact", res))
+                for (ref, _), res in zip(chunk, self.hook.update_records(records), strict=True)
+            }
+
+        return in_chunks(list(chunked(items, self.hook.batch_size)), send, lambda item: item[0].crm_id, self.lanes)
 
     def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
         """``SELECT Id, Email FROM Contact WHERE Id IN (...)``, then an sObject Collections update of ``Email``
         alone for Contacts without one (``RankItPro_Customer_Key__c`` and ``AccountId`` are not sent)."""
-        results: dict[str, RecordResult] = {}
-        for chunk in chunked(items, VALUES_PER_QUERY["key"]):
+
+        def read_then_update(chunk: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
+            results: dict[str, RecordResult] = {}
             self._guard()
             held = {
                 str(rec["Id"])[:15]: rec.get("Email")
@@ -274,7 +295,7 @@ class SalesforceDestination(Destination):
                     results[ref.crm_id] = RecordResult(ref.crm_id, crm_id=ref.crm_id)  # has one: left alone
                 else:
                     todo.append((ref, email))
-            for part in chunked(todo, self.batch_size):
+            for part in chunked(todo, self.hook.batch_size):
                 self._guard()
                 updated = self.hook.update_records(
                     [{"attributes": {"type": "Contact"}, "Id": ref.crm_id, "Email": email} for ref, email in part]
@@ -285,18 +306,22 @@ class SalesforceDestination(Destination):
                         if res.get("success")
                         else RecordResult(ref.crm_id, error=_errors_text("Contact", res))
                     )
-        return results
+            return results
+
+        chunks = list(chunked(items, VALUES_PER_QUERY["key"]))
+        return in_chunks(chunks, read_then_update, lambda item: item[0].crm_id, self.lanes)
 
     # ------------------------------------------------------------------ visits
     def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        keys = [r.visit_key for r in rows]
-        for chunk in chunked(keys, VALUES_PER_QUERY["key"]):
+        def query(chunk: Sequence[str]) -> list[dict[str, Any]]:
             self._guard()
-            soql = f"SELECT Id, {CHECKIN_KEY_FIELD} FROM Case WHERE {soql_in(CHECKIN_KEY_FIELD, chunk)}"
-            for rec in self.hook.query(soql):
-                found[rec[CHECKIN_KEY_FIELD]] = rec["Id"]
-        return found
+            return list(
+                self.hook.query(f"SELECT Id, {CHECKIN_KEY_FIELD} FROM Case WHERE {soql_in(CHECKIN_KEY_FIELD, chunk)}")
+            )
+
+        keys = [r.visit_key for r in rows]
+        cases = in_lanes(query, list(chunked(keys, VALUES_PER_QUERY["key"])), self.lanes)
+        return {rec[CHECKIN_KEY_FIELD]: rec["Id"] for records in cases for rec in records}
 
     #: crm_backfill's default batch for Salesforce: big enough for the bulk path.
     backfill_batch_size = 5000
@@ -347,17 +372,20 @@ class SalesforceDestination(Destination):
         """Upsert by the check-in key: creating twice is impossible by construction."""
         if len(items) >= self.hook.crm_settings.bulk_threshold:
             return self._create_visits_bulk(items)
-        results: dict[str, RecordResult] = {}
-        for chunk in chunked(items, self.batch_size):
+
+        def send(chunk: Sequence[tuple[PreparedCheckIn, CustomerRef | None]]) -> dict[str, RecordResult]:
             records = [self._case_record(row, ref) for row, ref in chunk]
             self._guard()
-            for (row, _), res in zip(chunk, self.hook.upsert_records("Case", CHECKIN_KEY_FIELD, records), strict=True):
-                results[row.visit_key] = (
-                    RecordResult(row.visit_key, crm_id=res["id"], created=bool(res.get("created")))
-                    if res.get("success")
-                    else RecordResult(row.visit_key, error=_errors_text("Case", res))
+            return {
+                row.visit_key: RecordResult(row.visit_key, crm_id=res["id"], created=bool(res.get("created")))
+                if res.get("success")
+                else RecordResult(row.visit_key, error=_errors_text("Case", res))
+                for (row, _), res in zip(
+                    chunk, self.hook.upsert_records("Case", CHECKIN_KEY_FIELD, records), strict=True
                 )
-        return results
+            }
+
+        return in_chunks(list(chunked(items, self.hook.batch_size)), send, lambda item: item[0].visit_key, self.lanes)
 
     def update_visits(
         self, items: Sequence[tuple[PreparedCheckIn, str, CustomerRef | None]]
