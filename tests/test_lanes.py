@@ -31,10 +31,16 @@ def test_every_record_is_written_once_and_a_customers_records_stay_in_order():
     threads: set[str] = set()
     lock = threading.Lock()
 
+    second_lane = threading.Event()
+
     def send(item: Item) -> RecordResult:
         with lock:
             written.append((item[1].crm_id, item[0]))
             threads.add(threading.current_thread().name)
+            if len(threads) > 1:
+                second_lane.set()
+        if len(written) == 1:  # the first record waits for another lane to start (a fast send could let one
+            second_lane.wait(timeout=30)  # thread take every lane before the others start)
         return RecordResult(item[0], crm_id="id-" + item[0], created=True)
 
     todo = items(6, 4)

@@ -123,11 +123,31 @@ class Destination(ABC):
         """Records a per-record loop writes at a time (:func:`per_record`): the hook's :attr:`~CrmHook.lanes`."""
         return self.hook.lanes
 
+    #: A batch CRM whose steps send their batch calls in lanes (:meth:`batch_writes`): an engine batch holds
+    #: one batch call's worth of rows per lane (HubSpot, Salesforce).
+    batch_calls_in_lanes: ClassVar[bool] = False
+
     @property
     def batch_size(self) -> int:
-        """Rows per engine batch: the CRM's batch call size, else :attr:`per_record_batch` per lane (a batch
-        ends when its slowest lane does, so each lane needs enough records for a wait to be caught up)."""
-        return self.hook.batch_size if self.hook.batch_size > 1 else self.per_record_batch * max(1, self.lanes)
+        """Rows per engine batch: the CRM's batch call size (per lane with :attr:`batch_calls_in_lanes`), else
+        :attr:`per_record_batch` per lane (a batch ends when its slowest lane does, so each lane needs enough
+        records for a wait to be caught up)."""
+        lanes = max(1, self.lanes)
+        if self.hook.batch_size > 1:
+            return self.hook.batch_size * (lanes if self.batch_calls_in_lanes else 1)
+        return self.per_record_batch * lanes
+
+    def batch_writes(
+        self, items: Sequence[T], send: Callable[[Sequence[T]], dict[str, RecordResult]], key: Callable[[T], str]
+    ) -> dict[str, RecordResult]:
+        """A batch CRM's writes: calls of the hook's batch size (a refused record isolated:
+        :func:`isolate_bad_records`), up to :attr:`lanes` at a time (:func:`in_chunks`)."""
+        return in_chunks(
+            list(chunked(items, self.hook.batch_size)),
+            lambda chunk: isolate_bad_records(chunk, send, key, crm_type=self.crm_type),
+            key,
+            self.lanes,
+        )
 
     def prepare(self, facts: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Run-start checks and setup (marker fields, custom field discovery). Warnings go to ``self.warnings``.

@@ -26,8 +26,8 @@ missed by an immediate retry (the ledger keeps such a row ``in_flight`` and the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from crm_hooks.errors import BadRecordError
 from crm_hooks.hubspot import HubSpotHook
@@ -65,12 +65,12 @@ NON_UNIQUE_MARKER_WARNING = (
 #: The properties the sync creates: HubSpot refusing a write for one of them missing means it was deleted.
 _OWN_PROPERTIES = (CUSTOMER_KEY_PROPERTY, VISIT_KEY_PROPERTY)
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class HubSpotDestination(Destination):
     crm_type = "hubspot"
     marker_field = VISIT_KEY_PROPERTY
+    batch_calls_in_lanes = True
     hook: HubSpotHook
 
     def check_facts(self) -> dict[str, Any]:
@@ -127,22 +127,6 @@ class HubSpotDestination(Destination):
             created = next((p for p in self.hook.get_properties("notes") if p["name"] == VISIT_KEY_PROPERTY), {})
         return created
 
-    @property
-    def batch_size(self) -> int:
-        """Rows per engine batch: one batch call's worth (100) per lane, so a step's calls go out in lanes."""
-        return self.hook.batch_size * max(1, self.lanes)
-
-    def _in_chunks(
-        self, items: Sequence[T], send: Callable[[Sequence[T]], dict[str, RecordResult]], key: Callable[[T], str]
-    ) -> dict[str, RecordResult]:
-        """Batch writes of 100 (a refused record isolated), up to :attr:`lanes` at a time (:func:`in_chunks`)."""
-        return in_chunks(
-            list(chunked(items, self.hook.batch_size)),
-            lambda chunk: isolate_bad_records(chunk, send, key, crm_type=self.crm_type),
-            key,
-            self.lanes,
-        )
-
     # ------------------------------------------------------------------ customers
     def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
         found: dict[str, CustomerRef] = {}
@@ -197,7 +181,7 @@ class HubSpotDestination(Destination):
 
     def create_customers(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
         """Batch upsert: by email when there is one, else by the sync's customer key."""
-        return self._in_chunks(distinct_customers(rows), self._upsert_contacts, lambda r: r.customer_key)
+        return self.batch_writes(distinct_customers(rows), self._upsert_contacts, lambda r: r.customer_key)
 
     def _upsert_contacts(self, rows: Sequence[PreparedCheckIn]) -> dict[str, RecordResult]:
         inputs = []
@@ -257,7 +241,7 @@ class HubSpotDestination(Destination):
                     out[str(crm_id)] = RecordResult(str(crm_id), error=_error_text(error))
             return out
 
-        return self._in_chunks(items, send, lambda item: item[0].crm_id)
+        return self.batch_writes(items, send, lambda item: item[0].crm_id)
 
     def add_emails(self, items: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
         """Contacts read by id (``POST /crm/v3/objects/contacts/batch/read``), then ``batch/update`` of
@@ -364,7 +348,7 @@ class HubSpotDestination(Destination):
             for key, crm_id in self.find_visits([row for row, _ in items]).items():
                 results[key] = RecordResult(key, crm_id=crm_id)
             items = [item for item in items if item[0].visit_key not in results]
-        results.update(self._in_chunks(items, send, lambda item: item[0].visit_key))
+        results.update(self.batch_writes(items, send, lambda item: item[0].visit_key))
         # A refused create may be a note an earlier attempt already wrote (unique key): look it up.
         refused = [row for row, _ in items if not results.get(row.visit_key, RecordResult("")).ok]
         for key, crm_id in (self.find_visits(refused) if refused else {}).items():
@@ -391,7 +375,7 @@ class HubSpotDestination(Destination):
                         out[by_id[str(crm_id)]] = RecordResult(by_id[str(crm_id)], error=_error_text(error))
             return out
 
-        return self._in_chunks(items, send, lambda item: item[0].visit_key)
+        return self.batch_writes(items, send, lambda item: item[0].visit_key)
 
     # ------------------------------------------------------------------ read-back
     def iter_customers(self, page_size: int | None = None) -> Iterator[CrmCustomerRecord]:

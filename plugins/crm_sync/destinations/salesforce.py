@@ -20,8 +20,8 @@ configured share (``crmSettings.dailyBudgetShare``, default 0.9) is used.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import phonenumbers
 
@@ -38,7 +38,6 @@ from crm_sync.destinations.base import (
     distinct_customers,
     in_chunks,
     in_lanes,
-    isolate_bad_records,
     no_progress,
 )
 from crm_sync.mapping import salesforce as mapping
@@ -49,7 +48,6 @@ from crm_sync.quarantine import named_fields
 CUSTOMER_KEY_FIELD = mapping.CUSTOMER_KEY_FIELD
 CHECKIN_KEY_FIELD = mapping.CHECKIN_KEY_FIELD
 REQUIRED_FIELDS = {"Account": CUSTOMER_KEY_FIELD, "Contact": CUSTOMER_KEY_FIELD, "Case": CHECKIN_KEY_FIELD}
-T = TypeVar("T")
 #: Values per SOQL IN list, keeping the GET URL well under Salesforce's 16,384-character limit
 #: (phones go out in ~10 typed variants each).
 VALUES_PER_QUERY = {"email": 100, "phone": 40, "name": 100, "key": 200}
@@ -57,6 +55,7 @@ VALUES_PER_QUERY = {"email": 100, "phone": 40, "name": 100, "key": 200}
 
 class SalesforceDestination(Destination):
     crm_type = "salesforce"
+    batch_calls_in_lanes = True
     marker_field = CHECKIN_KEY_FIELD
     hook: SalesforceHook
     one_lookup_for_all_keys = True
@@ -97,22 +96,6 @@ class SalesforceDestination(Destination):
         text = error or ""
         return any(f in text for f in (CUSTOMER_KEY_FIELD, CHECKIN_KEY_FIELD)) and any(
             s in text for s in ("INVALID_FIELD", "No such column", "does not exist", "NOT_FOUND", "not found")
-        )
-
-    @property
-    def batch_size(self) -> int:
-        """Rows per engine batch: one sObject Collections call's worth (200) per lane."""
-        return self.hook.batch_size * max(1, self.lanes)
-
-    def _in_chunks(
-        self, items: Sequence[T], send: Callable[[Sequence[T]], dict[str, RecordResult]], key: Callable[[T], str]
-    ) -> dict[str, RecordResult]:
-        """Collections writes of 200 (a refused record isolated), up to :attr:`lanes` at a time (:func:`in_chunks`)."""
-        return in_chunks(
-            list(chunked(items, self.hook.batch_size)),
-            lambda chunk: isolate_bad_records(chunk, send, key, crm_type=self.crm_type),
-            key,
-            self.lanes,
         )
 
     def _guard(self) -> None:
@@ -254,7 +237,7 @@ class SalesforceDestination(Destination):
                     out[row.customer_key] = RecordResult(row.customer_key, error=_errors_text("Contact", res))
             return out
 
-        return self._in_chunks(customers, send, lambda r: r.customer_key)
+        return self.batch_writes(customers, send, lambda r: r.customer_key)
 
     def update_customers(self, items: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
         def send(chunk: Sequence[tuple[CustomerRef, PreparedCheckIn]]) -> dict[str, RecordResult]:
