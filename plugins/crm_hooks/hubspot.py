@@ -205,8 +205,9 @@ class HubSpotHook(CrmHook):
     vendor_domains = ("hubapi.com", "hubspot.com")
     default_base_url = "https://api.hubapi.com"
     batch_size = 100
-    #: Batch calls of one step sent at a time: one call at a time, the 1 s of a 429's ``Retry-After`` was lost
-    #: to the window (3% 429 + 3% 503 cut a 20,000-row sync to 0.63 x its clean speed).
+    #: Batch calls of one step sent at a time: a 429's ``Retry-After`` or a 5xx backoff holds up one call, not
+    #: the step's others. A step is only a few calls here, so much of such a wait is still the sync's (3% 429 +
+    #: 3% 503: 0.57 x the clean speed at 20,000 rows; README, Benchmarks).
     lanes = 4
     secret_keys = ("accessToken", "refreshToken", "clientSecret")
     #: Documented defaults; the instance's ``rate_limits`` applies ``rateLimitPer10s``.
