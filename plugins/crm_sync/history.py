@@ -11,7 +11,7 @@ our two values.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,7 +108,7 @@ def write_back(
     return True
 
 
-def refresh_last_synced(engine: Engine, crm_type: str, company_ids: Sequence[int], *, at: datetime) -> int:
+def refresh_last_synced(engine: Engine, crm_type: str, company_ids: Iterable[int], *, at: datetime) -> int:
     """Set ``lastSyncedAt`` to ``at`` for companies whose ``crm_type`` sync was found to have nothing to do.
 
     Discovery (:func:`crm_sync.discovery.companies_with_work`) proves in SQL that every check-in of an idle

@@ -26,11 +26,11 @@ missed by an immediate retry (the ledger keeps such a row ``in_flight`` and the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from crm_hooks.errors import BadRecordError
-from crm_hooks.hubspot import HubSpotHook
+from crm_hooks.hubspot import BatchOutcome, HubSpotHook
 from crm_sync.contacts import to_e164
 from crm_sync.destinations.base import (
     CrmCustomerRecord,
@@ -65,6 +65,7 @@ NON_UNIQUE_MARKER_WARNING = (
 #: The properties the sync creates: HubSpot refusing a write for one of them missing means it was deleted.
 _OWN_PROPERTIES = (CUSTOMER_KEY_PROPERTY, VISIT_KEY_PROPERTY)
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class HubSpotDestination(Destination):
@@ -127,6 +128,40 @@ class HubSpotDestination(Destination):
             created = next((p for p in self.hook.get_properties("notes") if p["name"] == VISIT_KEY_PROPERTY), {})
         return created
 
+    # ------------------------------------------------------------------ reads in lanes
+    def _read_by(
+        self, object_type: str, id_property: str, values: Sequence[str], properties: list[str]
+    ) -> list[dict[str, Any]]:
+        """The records whose ``id_property`` is one of ``values``: ``batch/read``, 100 values a call, up to
+        :attr:`lanes` calls at a time."""
+        return [
+            obj
+            for objs in in_lanes(
+                lambda chunk: list(
+                    self.hook.batch_read(object_type, chunk, id_property=id_property, properties=properties)
+                ),
+                list(chunked(values, self.hook.batch_size)),
+                self.lanes,
+            )
+            for obj in objs
+        ]
+
+    def _search_each(
+        self,
+        object_type: str,
+        chunks: Sequence[Sequence[T]],
+        groups_of: Callable[[Sequence[T]], list[dict[str, Any]]],
+        properties: list[str],
+    ) -> list[tuple[Sequence[T], list[dict[str, Any]]]]:
+        """One search per chunk (its ``filterGroups`` from ``groups_of``), up to :attr:`lanes` at a time (the
+        search limit, shared, sets the pace): each chunk with what its search found."""
+        found = in_lanes(
+            lambda chunk: list(self.hook.search(object_type, groups_of(chunk), properties=properties)),
+            chunks,
+            self.lanes,
+        )
+        return list(zip(chunks, found, strict=True))
+
     # ------------------------------------------------------------------ customers
     def match_customers(self, wanted: Sequence[tuple[str, Customer]]) -> dict[str, CustomerRef]:
         found: dict[str, CustomerRef] = {}
@@ -134,30 +169,22 @@ class HubSpotDestination(Destination):
         emails = sorted({key.value for key, _, _ in parsed if key.kind == MatchKind.EMAIL})
         phones = sorted({key.value for key, _, _ in parsed if key.kind == MatchKind.PHONE})
         names = [(k, c) for key, k, c in parsed if key.kind == MatchKind.NAME]
-        by_email = in_lanes(
-            lambda chunk: list(
-                self.hook.batch_read("contacts", chunk, id_property="email", properties=READ_PROPERTIES)
-            ),
-            list(chunked(emails, self.hook.batch_size)),
-            self.lanes,
-        )
-        for obj in (obj for objs in by_email for obj in objs):
+        for obj in self._read_by("contacts", "email", emails, READ_PROPERTIES):
             email = (obj.get("properties", {}).get("email") or "").strip().lower()
             found.setdefault(str(MatchKey.email(email)), _ref(obj))
 
-        def by_phone(chunk: Sequence[str]) -> list[dict[str, Any]]:
-            groups = [{"filters": [{"propertyName": "phone", "operator": "IN", "values": chunk}]}]
-            return list(self.hook.search("contacts", groups, properties=["phone", *READ_PROPERTIES]))
+        def phones_in(chunk: Sequence[str]) -> list[dict[str, Any]]:
+            return [{"filters": [{"propertyName": "phone", "operator": "IN", "values": chunk}]}]
 
         phone_chunks = list(chunked(phones, SEARCH_VALUES_PER_CALL))
-        for chunk, objs in zip(phone_chunks, in_lanes(by_phone, phone_chunks, self.lanes), strict=True):
+        for chunk, objs in self._search_each("contacts", phone_chunks, phones_in, ["phone", *READ_PROPERTIES]):
             for obj in objs:
                 e164 = to_e164(obj.get("properties", {}).get("phone"))
                 if e164 in chunk:
                     found.setdefault(str(MatchKey.phone(e164)), _ref(obj))
 
-        def by_name(chunk: Sequence[tuple[str, Customer]]) -> list[dict[str, Any]]:
-            groups = [
+        def names_of(chunk: Sequence[tuple[str, Customer]]) -> list[dict[str, Any]]:
+            return [
                 {
                     "filters": [
                         {"propertyName": "firstname", "operator": "EQ", "value": c.first_name or ""},
@@ -166,10 +193,9 @@ class HubSpotDestination(Destination):
                 }
                 for _, c in chunk
             ]
-            return list(self.hook.search("contacts", groups, properties=READ_PROPERTIES))
 
         name_chunks = list(chunked(names, NAME_GROUPS_PER_SEARCH))
-        for chunk, objs in zip(name_chunks, in_lanes(by_name, name_chunks, self.lanes), strict=True):
+        for chunk, objs in self._search_each("contacts", name_chunks, names_of, READ_PROPERTIES):
             wanted_keys = {k for k, _ in chunk}
             for obj in objs:
                 props = obj.get("properties", {})
@@ -234,12 +260,7 @@ class HubSpotDestination(Destination):
                 }
                 for ref, row in part
             ]
-            outcome = self.hook.batch_update("contacts", inputs)
-            out = {str(o["id"]): RecordResult(str(o["id"]), crm_id=str(o["id"])) for o in outcome.results}
-            for error in outcome.errors:
-                for crm_id in (error.get("context") or {}).get("ids", []):
-                    out[str(crm_id)] = RecordResult(str(crm_id), error=_error_text(error))
-            return out
+            return _by_crm_id(self.hook.batch_update("contacts", inputs))
 
         return self.batch_writes(items, send, lambda item: item[0].crm_id)
 
@@ -248,14 +269,11 @@ class HubSpotDestination(Destination):
         ``email`` for those without one. ``rankitpro_customer_key`` is not touched: the contact keeps its key."""
 
         def send(part: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
-            outcome = self.hook.batch_update(
-                "contacts", [{"id": ref.crm_id, "properties": {"email": email}} for ref, email in part]
+            return _by_crm_id(
+                self.hook.batch_update(
+                    "contacts", [{"id": ref.crm_id, "properties": {"email": email}} for ref, email in part]
+                )
             )
-            out = {str(o["id"]): RecordResult(str(o["id"]), crm_id=str(o["id"])) for o in outcome.results}
-            for error in outcome.errors:
-                for crm_id in (error.get("context") or {}).get("ids", []):
-                    out[str(crm_id)] = RecordResult(str(crm_id), error=_error_text(error))
-            return out
 
         def read_then_update(chunk: Sequence[tuple[CustomerRef, str]]) -> dict[str, RecordResult]:
             held = {
@@ -281,14 +299,7 @@ class HubSpotDestination(Destination):
         if not self.unique_visit_marker:  # batch/read by idProperty needs a unique property: search instead
             return {key: ids[0] for key, ids in self.find_visit_records(keys).items()}
         found: dict[str, str] = {}
-        notes = in_lanes(
-            lambda chunk: list(
-                self.hook.batch_read("notes", chunk, id_property=VISIT_KEY_PROPERTY, properties=[VISIT_KEY_PROPERTY])
-            ),
-            list(chunked(keys, self.hook.batch_size)),
-            self.lanes,
-        )
-        for obj in (obj for objs in notes for obj in objs):
+        for obj in self._read_by("notes", VISIT_KEY_PROPERTY, keys, [VISIT_KEY_PROPERTY]):
             key = obj.get("properties", {}).get(VISIT_KEY_PROPERTY)
             if key:
                 found[key] = str(obj["id"])
@@ -299,12 +310,11 @@ class HubSpotDestination(Destination):
         ``rankitpro_checkin_key IN`` (100 keys per search); the lowest id first."""
         found: dict[str, list[str]] = {}
 
-        def search(chunk: Sequence[str]) -> list[dict[str, Any]]:
-            groups = [{"filters": [{"propertyName": VISIT_KEY_PROPERTY, "operator": "IN", "values": chunk}]}]
-            return list(self.hook.search("notes", groups, properties=[VISIT_KEY_PROPERTY]))
+        def markers_in(chunk: Sequence[str]) -> list[dict[str, Any]]:
+            return [{"filters": [{"propertyName": VISIT_KEY_PROPERTY, "operator": "IN", "values": chunk}]}]
 
         chunks = list(chunked(list(dict.fromkeys(visit_keys)), SEARCH_VALUES_PER_CALL))
-        for chunk, objs in zip(chunks, in_lanes(search, chunks, self.lanes), strict=True):
+        for chunk, objs in self._search_each("notes", chunks, markers_in, [VISIT_KEY_PROPERTY]):
             for obj in objs:
                 key = (obj.get("properties") or {}).get(VISIT_KEY_PROPERTY)
                 if key in chunk:
@@ -423,6 +433,15 @@ class HubSpotDestination(Destination):
     def visit_fields(self, row: PreparedCheckIn) -> dict[str, Any]:
         props, _ = mapping.note_properties(row, {}, None)
         return {k: props.get(k) for k in self.READ_BACK_PROPERTIES}
+
+
+def _by_crm_id(outcome: BatchOutcome) -> dict[str, RecordResult]:
+    """A ``batch/update`` answer as results by record id: each updated record, and each id an error names."""
+    out = {str(o["id"]): RecordResult(str(o["id"]), crm_id=str(o["id"])) for o in outcome.results}
+    for error in outcome.errors:
+        for crm_id in (error.get("context") or {}).get("ids", []):
+            out[str(crm_id)] = RecordResult(str(crm_id), error=_error_text(error))
+    return out
 
 
 def _ref(obj: dict[str, Any]) -> CustomerRef:

@@ -98,6 +98,16 @@ class SalesforceDestination(Destination):
             s in text for s in ("INVALID_FIELD", "No such column", "does not exist", "NOT_FOUND", "not found")
         )
 
+    def _query_each(self, queries: Sequence[str]) -> list[list[dict[str, Any]]]:
+        """Each SOQL query's records (every page), up to :attr:`lanes` queries at a time, each within the
+        daily budget (:meth:`_guard`)."""
+
+        def query(soql: str) -> list[dict[str, Any]]:
+            self._guard()
+            return list(self.hook.query(soql))
+
+        return in_lanes(query, queries, self.lanes)
+
     def _guard(self) -> None:
         if self.hook.budget_exhausted():
             raise QuotaExhaustedError(
@@ -141,11 +151,8 @@ class SalesforceDestination(Destination):
             queries[-1].append(where)
             used += share
 
-        def query(conditions: Sequence[str]) -> list[dict[str, Any]]:
-            self._guard()
-            return list(self.hook.query(select + " OR ".join(f"({c})" for c in conditions)))
-
-        for records in in_lanes(query, queries, self.lanes):
+        soql = [select + " OR ".join(f"({c})" for c in conditions) for conditions in queries]
+        for records in self._query_each(soql):
             for rec in records:
                 ref = CustomerRef.read(
                     rec["Id"],
@@ -296,14 +303,13 @@ class SalesforceDestination(Destination):
 
     # ------------------------------------------------------------------ visits
     def find_visits(self, rows: Sequence[PreparedCheckIn]) -> dict[str, str]:
-        def query(chunk: Sequence[str]) -> list[dict[str, Any]]:
-            self._guard()
-            return list(
-                self.hook.query(f"SELECT Id, {CHECKIN_KEY_FIELD} FROM Case WHERE {soql_in(CHECKIN_KEY_FIELD, chunk)}")
-            )
-
         keys = [r.visit_key for r in rows]
-        cases = in_lanes(query, list(chunked(keys, VALUES_PER_QUERY["key"])), self.lanes)
+        cases = self._query_each(
+            [
+                f"SELECT Id, {CHECKIN_KEY_FIELD} FROM Case WHERE {soql_in(CHECKIN_KEY_FIELD, chunk)}"
+                for chunk in chunked(keys, VALUES_PER_QUERY["key"])
+            ]
+        )
         return {rec[CHECKIN_KEY_FIELD]: rec["Id"] for records in cases for rec in records}
 
     #: crm_backfill's default batch for Salesforce: big enough for the bulk path.

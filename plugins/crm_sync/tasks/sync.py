@@ -46,7 +46,7 @@ def discover_companies(crm_type: str, db_conn_id: str = RANKITPRO_CONN_ID, **con
         checked_at = datetime.now(UTC)
         work = companies_with_work(engine, crm_type, usable, lookback_days=lookback_days, now=checked_at)
         seconds = time.monotonic() - clock
-        idle = sorted(set(usable) - {w.company_id for w in work})
+        idle = set(usable) - {w.company_id for w in work}
         refreshed = refresh_last_synced(engine, crm_type, idle, at=checked_at)
     shards = plan_shards(work, limit)
     log.info(
