@@ -2,7 +2,7 @@
 
 Metadata in PostgreSQL (127.0.0.1:5432), CeleryExecutor with Redis (127.0.0.1:6379) as the broker and
 PostgreSQL as the result backend, a scheduler, a dag-processor, an api-server on a loopback port and two
-Celery workers (``w1``, ``w2``, two slots each); the Rank It Pro database is another fresh PostgreSQL
+Celery workers (``w1``, ``w2``, one slot each); the Rank It Pro database is another fresh PostgreSQL
 database and the CRMs are the sandbox. The module starts all of it once, and stops every process it
 started. Without PostgreSQL or Redis it skips locally and fails under CI (``.ci/run`` starts both).
 
@@ -48,6 +48,10 @@ REDIS_URL = os.environ.get("CRM_SYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13
 #: Pool sizes for the deployment: Salesforce at 1 slot proves a pool serialises across workers.
 POOL_SLOTS = {"crm_hubspot": 2, "crm_salesforce": 1}
 WORKERS = ("w1", "w2")
+#: One slot per worker: two mapped tasks in flight together (the HubSpot pool lets two run) are then on two
+#: workers. With two slots one worker could hold both, and a run whose tasks never overlapped three at a time
+#: ran all four on one worker (seen in CI: a scheduling accident, not a deployment fault).
+WORKER_SLOTS = 1
 CHECK_INS = 8  # per company
 
 
@@ -84,6 +88,7 @@ def deployment(tmp_path_factory):
             prefix="crm_dist",
             pool_slots=POOL_SLOTS,
             workers=WORKERS,
+            worker_concurrency=WORKER_SLOTS,
             worker_env=lambda name: {
                 "CRM_SYNC_TEST_WORKER_NAME": name,
                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": "distributed_worker_name.hostname",
@@ -188,8 +193,8 @@ def test_sync_runs_on_both_workers_within_pools_exactly_once(deployment):
     ).raise_for_status()
     started = time.monotonic()
     try:
-        # Two shards per CRM, two companies each: shards are the unit of work, and there are still more of
-        # them than one worker's slots, so both workers get some.
+        # Two shards per CRM, two companies each: shards are the unit of work; the HubSpot pair is queued
+        # together and a worker holds one task at a time, so both workers get some.
         run_id = dep.trigger({"max_shards": 2})
         run = dep.wait_run(run_id)
     finally:
