@@ -32,6 +32,7 @@ Exactly once, step by step:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -74,8 +75,9 @@ from crm_sync.ledger import (
     outcome,
     status_when_stopped_unsent,
 )
+from crm_sync.lookahead import LookAhead, ReadAhead
 from crm_sync.match_key import MatchKey, MatchKind
-from crm_sync.models import PreparedCheckIn, RecordResult
+from crm_sync.models import Customer, PreparedCheckIn, RecordResult
 from crm_sync.prepare import prepare_check_in
 from crm_sync.quarantine import QuarantineKind
 from crm_sync.settings import parse_sync_settings
@@ -272,6 +274,7 @@ class IntegrationSync:
         self._dry = DryRunReport() if self.options.dry_run else None
         #: rows of the current batch read again only because their customer changed (``crm_state``)
         self._state_retries: set[int] = set()
+        self._read_answers: dict[str, CustomerRef | None] = {}  # this batch's customer answers read ahead
         self._people: list[identity.Person] = []
         #: the learned rate limits were read for this run's CRM account (so they are written back at its end)
         self._rates_loaded = False
@@ -336,12 +339,13 @@ class IntegrationSync:
                         pending.close()
                     self._reset_counts()
                     batches = self._batches(batch_size)
-                for batch in batches:
-                    if self._budget_hit or (
-                        self.options.deadline is not None and time.monotonic() >= self.options.deadline
-                    ):
-                        raise _BudgetReached()
-                    self._process_batch(destination, batch)
+                with self._look_ahead(destination) as ahead:
+                    for batch, read in ahead.batches(batches) if ahead else ((b, None) for b in batches):
+                        if self._budget_hit or (
+                            self.options.deadline is not None and time.monotonic() >= self.options.deadline
+                        ):
+                            raise _BudgetReached()
+                        self._process_batch(destination, batch, read)
             if self._budget_hit:
                 raise _BudgetReached()
             completed = True
@@ -505,13 +509,62 @@ class IntegrationSync:
         for name in ("candidates", "unchanged", "quarantined", "quarantine_reasons"):
             setattr(self.result, name, getattr(fresh, name))
 
-    def _process_batch(self, destination: Destination, rows: Sequence[dict[str, Any]]) -> None:
+    def _look_ahead(self, destination: Destination) -> contextlib.AbstractContextManager[LookAhead | None]:
+        """Customer reads :attr:`Destination.lookahead_batches` ahead (:mod:`crm_sync.lookahead`), or none."""
+        if destination.lookahead_batches < 1 or not self.settings.sync_customers:
+            return contextlib.nullcontext()
+        return LookAhead(
+            lambda rows: self._prepare_batch(destination, rows),
+            lambda prepared, skip, cancelled: self._read_ahead(destination, prepared, skip, cancelled),
+            destination.lookahead_batches,
+        )
+
+    def _prepare_batch(self, destination: Destination, rows: Sequence[dict[str, Any]]) -> ReadAhead:
+        items = [apply_field_rules(destination.crm_type, prepare_check_in(row, self.settings)) for row in rows]
+        sending = [
+            i for row, i in zip(rows, items, strict=True) if not i.error and not is_unchanged(row, i.source_hash)
+        ]
+        return ReadAhead(items, sending)
+
+    def _read_ahead(
+        self, destination: Destination, prepared: ReadAhead, skip: frozenset[str], cancelled: threading.Event
+    ) -> dict[str, CustomerRef | None]:
+        """In a look-ahead thread: the CRM's answer for the keys of the people of ``prepared`` that neither the
+        customer map nor ``skip`` has, asked in the order :meth:`_resolve_customers` asks (emails, then phones
+        for the people still unresolved, then names). Reads only, nothing of the run's state is touched; a CRM
+        error ends the reads (what was answered is kept) and is left to the engine to meet when it asks."""
+        answers: dict[str, CustomerRef | None] = {}
+        people, _ = identity.group_people(prepared.sending, self.settings.household_phone_rule)
+        mapped = self._map_lookup(sorted({k for p in people for k in p.keys}))
+        unresolved = [p for p in people if not any(k in mapped for k in p.keys)]
+        try:
+            if destination.one_lookup_for_all_keys:
+                asked = {k: p.customer for p in unresolved for k in p.keys if k not in skip}
+                hits = destination.match_customers(list(asked.items())) if asked else {}
+                answers.update({k: hits.get(k) for k in asked})
+                unresolved = []
+            for i in range(max((len(p.keys) for p in unresolved), default=0)):
+                if cancelled.is_set():
+                    break
+                wanted = {p.keys[i]: p.customer for p in unresolved if len(p.keys) > i and p.keys[i] not in skip}
+                hits = destination.match_customers(list(wanted.items())) if wanted else {}
+                answers.update({k: hits.get(k) for k in wanted})
+                unresolved = [p for p in unresolved if not (len(p.keys) > i and p.keys[i] in hits)]
+        except CrmError as exc:
+            log.info("reading customers ahead stopped (%s); the batch asks for the rest itself", type(exc).__name__)
+        return answers
+
+    def _process_batch(
+        self, destination: Destination, rows: Sequence[dict[str, Any]], ahead: ReadAhead | None = None
+    ) -> None:
         result = self.result
         result.candidates += len(rows)
         prepared: list[PreparedCheckIn] = []
         previous: dict[int, dict[str, Any]] = {}
-        for row in rows:
-            item = apply_field_rules(destination.crm_type, prepare_check_in(row, self.settings))
+        items = (ahead or self._prepare_batch(destination, rows)).items
+        # Answers read ahead serve this batch's first resolution only: its own writes come after them.
+        self._read_answers = dict(ahead.answers) if ahead is not None else {}
+        for row, item in zip(rows, items, strict=True):
             if is_unchanged(row, item.source_hash):
                 self._unchanged(row, item)
                 continue
@@ -589,6 +642,7 @@ class IntegrationSync:
     ) -> None:
         """Rows the CRM refused for a stale account fact, sent once more after the re-check. They go as rows
         whose last attempt may have landed (the visit is looked up before any create): nothing twice."""
+        self._read_answers = {}  # read before this batch's first writes
         again = [r for r in rows if outcomes.get(r.check_in_id, {}).get("status") != LedgerStatus.SYNCED]
         for row in again:
             outcomes.pop(row.check_in_id, None)
@@ -680,12 +734,12 @@ class IntegrationSync:
             if destination.one_lookup_for_all_keys and depth > 1:
                 # One lookup answers every key kind: asked once, then read in the same key order below.
                 asked = {k: p.customer for p in unresolved.values() for k in p.keys}
-                every = destination.match_customers(list(asked.items()))
+                every = self._match(destination, list(asked.items()))
             for i in range(depth):
                 wanted = [(p.keys[i], p.customer) for p in unresolved.values() if len(p.keys) > i]
                 if not wanted:
                     continue
-                hits = every if every is not None else destination.match_customers(wanted)
+                hits = every if every is not None else self._match(destination, wanted)
                 for ckey, person in list(unresolved.items()):
                     key = person.keys[i] if len(person.keys) > i else None
                     if key is None or key not in hits:
@@ -752,6 +806,15 @@ class IntegrationSync:
         if self.settings.update_existing_customers:
             self._update_customers(destination, people, refs, mapped, created, outcomes)
         return refs
+
+    def _match(self, destination: Destination, wanted: list[tuple[str, Customer]]) -> dict[str, CustomerRef]:
+        """:meth:`Destination.match_customers`, from what was read ahead for the keys it has an answer for."""
+        ahead = self._read_answers
+        hits = {k: ref for k, _ in wanted if (ref := ahead.get(k)) is not None}
+        asked = [(k, c) for k, c in wanted if k not in ahead]
+        if asked:
+            hits.update(destination.match_customers(asked))
+        return hits
 
     class _Known:
         """What the sync itself knows of CRM customers, read on demand and once per customer: the emails the

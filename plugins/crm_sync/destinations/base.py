@@ -114,6 +114,11 @@ class Destination(ABC):
     #: (emails, then phones, then names for the people still unresolved).
     one_lookup_for_all_keys: ClassVar[bool] = False
 
+    #: Batches whose customer look-ups the engine reads ahead while it writes the current one
+    #: (:mod:`crm_sync.lookahead`); 0: none. Worth it where reads have a limit of their own that writes
+    #: leave idle (HubSpot's search); where one limit paces both, reads ahead only take writes' turns.
+    lookahead_batches: ClassVar[int] = 0
+
     #: Rows per engine batch and per lane (:attr:`lanes`) for CRMs without batch endpoints (the destination
     #: loops per record; the ledger is still written per batch, not per row).
     per_record_batch: ClassVar[int] = 25

@@ -72,6 +72,8 @@ class HubSpotDestination(Destination):
     crm_type = "hubspot"
     marker_field = VISIT_KEY_PROPERTY
     batch_calls_in_lanes = True
+    #: Its searches (5 / s of their own, the bound of a sync) go on while a batch writes or waits out a 429.
+    lookahead_batches = 4
     hook: HubSpotHook
 
     def check_facts(self) -> dict[str, Any]:
