@@ -28,6 +28,7 @@ from crm_sync.customer_merge import (
     merge_duplicates,
     one_person,
     plan_merges,
+    repoint,
 )
 from crm_sync.integration_sync import IntegrationSync, SyncOptions
 from crm_sync.integrations import load_integration
@@ -356,6 +357,48 @@ def test_merge_repoints_the_sync_and_merges_or_lists_in_the_crm(db, sandbox, crm
     assert [r["crm_customer_id"] for _, r in sorted(ledger(db, company_id, crm_type).items())][4:] == [b, b]
     after = records(sandbox.url, crm_type, CASES[crm_type].account, CASES[crm_type].customer_object)
     assert len(after) == customers_before, "no new duplicate"
+
+
+def test_repoint_moves_what_an_unfinished_attempt_recorded_too(db):
+    """A row whose visit create was in flight for the merged-away customer (``crm_intent``): the next run's
+    look-up starts at the survivor. Other ids of the intent, other customers' rows and other accounts stay."""
+    company_id, _ = create_company(db, "Intent Co", {})
+    rows = [
+        (1, "in_flight", None, {"customer_id": "A", "parent_id": "P", "visit_id": "V1"}, "acct"),
+        (2, "synced", "A", {"customer_id": "A"}, "acct"),
+        (3, "in_flight", None, {"customer_id": "C"}, "acct"),
+        (4, "in_flight", None, {"customer_id": "A"}, "other-acct"),
+    ]
+    with db.begin() as conn:
+        for check_in_id, status, customer, intent, account in rows:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO crm_sync.ledger (company_id, crm_type, check_in_id, status, crm_customer_id, "
+                    "crm_intent, crm_account) VALUES (:c, 'hubspot', :i, :s, :cust, CAST(:intent AS jsonb), :acct)"
+                ),
+                {
+                    "c": company_id,
+                    "i": check_in_id,
+                    "s": status,
+                    "cust": customer,
+                    "intent": json.dumps(intent),
+                    "acct": account,
+                },
+            )
+    moved = repoint(
+        db, company_id=company_id, crm_type="hubspot", account="acct", survivor="B", survivor_parent=None, merged=["A"]
+    )
+    assert moved == (0, 2)
+    after = {
+        check_in_id: (r["crm_customer_id"], r["crm_intent"])
+        for check_in_id, r in ledger(db, company_id, "hubspot").items()
+    }
+    assert after == {
+        1: (None, {"customer_id": "B", "parent_id": "P", "visit_id": "V1"}),
+        2: ("B", {"customer_id": "B"}),
+        3: (None, {"customer_id": "C"}),
+        4: (None, {"customer_id": "A"}),
+    }
 
 
 def test_a_crm_that_cannot_list_customers_is_grouped_by_its_check_ins(db, sandbox, tmp_path):
