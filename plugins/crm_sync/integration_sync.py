@@ -600,7 +600,8 @@ class IntegrationSync:
                 self._send_again(destination, stale, previous, outcomes, attempt_id)
             self._failed_batches_in_a_row = 0
         except BudgetExhaustedError as exc:
-            # Raised before a request is sent: did a visit request go out since visit writes began?
+            # Raised before a request is sent: did a visit request go out since visit writes began? (A read
+            # ahead counts as one too: the rows are then looked up next run, never sent twice.)
             sent = self._visit_writes_started and destination.hook.stats.api_calls > self._calls_before_visit_writes
             for item in prepared:
                 status = status_when_stopped_unsent(previous[item.check_in_id].get("ledger_status"), sent=sent)
