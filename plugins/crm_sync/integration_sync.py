@@ -12,7 +12,9 @@ Exactly once, step by step:
 4. Customers: one person, one customer (:mod:`crm_sync.identity`): a batch's rows are grouped into
    people before the claim (every row of a person carries one customer key); each person is resolved
    by every key of every row, in the customer map first, then by the CRM's own lookup, then created
-   once (idempotent by the sync's customer key). Each mapping is committed at once.
+   once (idempotent by the sync's customer key). Each mapping is committed at once. Where the destination
+   reads ahead (:mod:`crm_sync.lookahead`, HubSpot), the CRM's lookup may have been made in a thread while
+   earlier batches were written, never for a key of a batch queued before: the decision is still made here.
 5. Rows whose previous attempt was ``in_flight`` may already have a visit record
    in the CRM. Before the visit create call the engine commits the customer (and
    parent) it writes each visit under to the ledger (``crm_intent``), and the
