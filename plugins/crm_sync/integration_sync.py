@@ -533,18 +533,15 @@ class IntegrationSync:
     ) -> dict[str, CustomerRef | None]:
         """In a look-ahead thread: the CRM's answer for the keys of the people of ``prepared`` that neither the
         customer map nor ``skip`` has, asked in the order :meth:`_resolve_customers` asks (emails, then phones
-        for the people still unresolved, then names). Reads only, nothing of the run's state is touched; a CRM
+        for the people still unresolved, then names; one key kind a call even where the destination could answer
+        them together, :attr:`Destination.one_lookup_for_all_keys`: the engine then asks only for the keys
+        without an answer). Reads only, nothing of the run's state is touched; a CRM
         error ends the reads (what was answered is kept) and is left to the engine to meet when it asks."""
         answers: dict[str, CustomerRef | None] = {}
         people, _ = identity.group_people(prepared.sending, self.settings.household_phone_rule)
         mapped = self._map_lookup(sorted({k for p in people for k in p.keys}))
         unresolved = [p for p in people if not any(k in mapped for k in p.keys)]
         try:
-            if destination.one_lookup_for_all_keys:
-                asked = {k: p.customer for p in unresolved for k in p.keys if k not in skip}
-                hits = destination.match_customers(list(asked.items())) if asked else {}
-                answers.update({k: hits.get(k) for k in asked})
-                unresolved = []
             for i in range(max((len(p.keys) for p in unresolved), default=0)):
                 if cancelled.is_set():
                     break
