@@ -20,6 +20,7 @@ returns the cleaned value (or ``None``) together with human-readable warnings; n
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from decimal import Decimal
@@ -69,9 +70,16 @@ def normalize_email(raw: Any) -> tuple[str | None, list[str]]:
     raw, problems = _as_text(raw, "customer_email")
     if raw is None:
         return None, problems
+    email, warnings = _email_of(raw)
+    return email, list(warnings)
+
+
+# A returning customer's check-ins carry the same text: validated once per process (pure, and bounded).
+@functools.lru_cache(maxsize=8192)
+def _email_of(raw: str) -> tuple[str | None, tuple[str, ...]]:
     text = unicodedata.normalize("NFC", raw).strip()
     if not text:
-        return None, []
+        return None, ()
     compact = _AROUND_AT.sub("@", text)
     tokens = [t for t in _EMAIL_SPLIT.split(compact) if t]
     candidates = [c for c in (_email_token(t) for t in tokens if "@" in t) if c]
@@ -90,7 +98,7 @@ def normalize_email(raw: Any) -> tuple[str | None, list[str]]:
             valid.append(address)
     if not valid:
         reason = rejected[0][1] if rejected else "empty"
-        return None, [f"customer_email {echo(text)} is not a valid email address ({shorten(reason, 100)}): dropped"]
+        return None, (f"customer_email {echo(text)} is not a valid email address ({shorten(reason, 100)}): dropped",)
     warnings: list[str] = []
     dropped = valid[1:] + [c for c, _ in rejected]
     if dropped:
@@ -98,7 +106,7 @@ def normalize_email(raw: Any) -> tuple[str | None, list[str]]:
         warnings.append(
             f"customer_email {echo(text)} holds {len(dropped) + 1} addresses: kept '{valid[0]}', dropped {shown}"
         )
-    return valid[0], warnings
+    return valid[0], tuple(warnings)
 
 
 # --------------------------------------------------------------------------- phone
@@ -133,9 +141,15 @@ def normalize_phone(raw: Any, default_region: str = "US") -> tuple[str | None, s
     raw, problems = _as_text(raw, "customer_phone")
     if raw is None:
         return None, None, problems
+    e164, extension, warnings = _phone_of(raw, default_region)
+    return e164, extension, list(warnings)
+
+
+@functools.lru_cache(maxsize=8192)  # as :func:`_email_of`
+def _phone_of(raw: str, default_region: str) -> tuple[str | None, str | None, tuple[str, ...]]:
     text = unicodedata.normalize("NFKC", raw).strip()
     if not text:
-        return None, None, []
+        return None, None, ()
     accepted: list[phonenumbers.PhoneNumber] = []
     problems: list[str] = []
     try:
@@ -164,7 +178,7 @@ def normalize_phone(raw: Any, default_region: str = "US") -> tuple[str | None, s
                 problems.append(_phone_problem(number))
     if not accepted:
         reason = problems[0] if problems else "not a valid number"
-        return None, None, [f"customer_phone {echo(text)} is not a valid phone number ({reason}): dropped"]
+        return None, None, (f"customer_phone {echo(text)} is not a valid phone number ({reason}): dropped",)
     first = accepted[0]
     e164 = _format_e164(first)
     extension = first.extension or None
@@ -174,7 +188,7 @@ def normalize_phone(raw: Any, default_region: str = "US") -> tuple[str | None, s
         warnings.append(
             f"customer_phone {echo(text)} holds {len(accepted)} phone numbers: kept {e164}, dropped {dropped}"
         )
-    return e164, extension, warnings
+    return e164, extension, tuple(warnings)
 
 
 def _format_e164(number: phonenumbers.PhoneNumber) -> str:

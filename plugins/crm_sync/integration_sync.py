@@ -43,6 +43,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Generator, Iterator, Mapping, Sequence
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -80,6 +82,7 @@ from crm_sync.ledger import (
 from crm_sync.lookahead import LookAhead, ReadAhead
 from crm_sync.match_key import MatchKey, MatchKind
 from crm_sync.models import Customer, PreparedCheckIn, RecordResult
+from crm_sync.overlap import complete, run_overlapped
 from crm_sync.prepare import prepare_check_in
 from crm_sync.quarantine import QuarantineKind
 from crm_sync.settings import parse_sync_settings
@@ -231,6 +234,27 @@ class DryRunReport:
         )
 
 
+@dataclass
+class _BatchState:
+    """What the engine keeps of the batch it is working on, between its steps."""
+
+    #: the batch's people (:meth:`IntegrationSync._group_people`)
+    people: list[identity.Person] = field(default_factory=list)
+    #: customer answers read ahead for this batch (its first resolution only)
+    read_answers: dict[str, CustomerRef | None] = field(default_factory=dict)
+    #: rows read again only because their customer changed (``crm_state``)
+    state_retries: set[int] = field(default_factory=set)
+    #: a visit write of this batch was about to go out, and the hook's call count then
+    visit_writes_started: bool = False
+    calls_before_visit_writes: int = 0
+    #: the run's :attr:`IntegrationSync._facts_generation` this batch's writes were built with
+    facts_generation: int = 0
+
+
+class _Abandoned(Exception):
+    """Thrown into a batch paused before its visits when the run ends there (:mod:`crm_sync.overlap`)."""
+
+
 class _StopIntegration(Exception):
     """Internal: an integration-level error ended the run for this company x CRM."""
 
@@ -269,15 +293,14 @@ class IntegrationSync:
         self.result.warnings.extend(warnings)
         self._destination = destination
         self._failed_batches_in_a_row = 0
-        self._visit_writes_started = False
-        self._calls_before_visit_writes = 0
         self._budget_hit = False
         self._in_use: Destination | None = None
         self._dry = DryRunReport() if self.options.dry_run else None
-        #: rows of the current batch read again only because their customer changed (``crm_state``)
-        self._state_retries: set[int] = set()
-        self._read_answers: dict[str, CustomerRef | None] = {}  # this batch's customer answers read ahead
-        self._people: list[identity.Person] = []
+        #: the batch being worked on (two are under way where visit creates overlap: :mod:`crm_sync.overlap`)
+        self._batch = _BatchState()
+        #: the threads sending batches' visit creates, and the sends in flight (:meth:`_send_visits`)
+        self._sender: ThreadPoolExecutor | None = None
+        self._in_flight: set[Future[dict[str, RecordResult]]] = set()
         #: the learned rate limits were read for this run's CRM account (so they are written back at its end)
         self._rates_loaded = False
         #: CRM calls of this run by endpoint (the hook's ``stats.by_endpoint``; benchmarks read it)
@@ -287,6 +310,7 @@ class IntegrationSync:
         self._facts: dict[str, Any] | None = None
         self._facts_print = ""
         self._facts_rechecked = False
+        self._facts_generation = 0  # how many times the facts were checked again in this run
         #: this company x CRM's ledger, bound to the CRM account of this run (crm_sync.accounts)
         self.ledger = Ledger(engine, company_id, crm_type)
         #: unchanged rows whose ledger fingerprint is not the one read (stored in bulk: :meth:`_unchanged`)
@@ -341,13 +365,14 @@ class IntegrationSync:
                         pending.close()
                     self._reset_counts()
                     batches = self._batches(batch_size)
-                with self._look_ahead(destination) as ahead:
-                    for batch, read in ahead.batches(batches) if ahead else ((b, None) for b in batches):
-                        if self._budget_hit or (
-                            self.options.deadline is not None and time.monotonic() >= self.options.deadline
-                        ):
-                            raise _BudgetReached()
-                        self._process_batch(destination, batch, read)
+                with self._look_ahead(destination) as ahead, self._visit_sender(destination):
+                    read_ahead = ahead.batches(batches) if ahead else ((b, None) for b in batches)
+                    run_overlapped(
+                        self._each_batch(destination, read_ahead),
+                        self._abandon,
+                        _StopIntegration,
+                        in_flight=max(1, destination.overlap_visit_writes),
+                    )
             if self._budget_hit:
                 raise _BudgetReached()
             completed = True
@@ -470,7 +495,7 @@ class IntegrationSync:
     def _peek_for_work(self) -> Generator[dict[str, Any]] | None:
         """Read candidates (the bound account's, no CRM call) until one needs the CRM.
 
-        Rows before it are handled here as :meth:`_process_batch` would: unchanged ones counted, rows
+        Rows before it are handled here as :meth:`_batch_steps` would: unchanged ones counted, rows
         without a usable identity quarantined (no CRM call either). Returns the rest of the stream,
         starting with that row (read once, never ``fetchall``), or None when the run has nothing to send.
         """
@@ -553,16 +578,58 @@ class IntegrationSync:
             log.info("reading customers ahead stopped (%s); the batch asks for the rest itself", type(exc).__name__)
         return answers
 
-    def _process_batch(
+    def _each_batch(
+        self, destination: Destination, batches: Iterator[tuple[list[dict[str, Any]], ReadAhead | None]]
+    ) -> Iterator[Iterator[None]]:
+        """The steps of each batch (:meth:`_batch_steps`), for :func:`crm_sync.overlap.run_overlapped`; none
+        is begun once the time budget is reached."""
+        for rows, read in batches:
+            if self._budget_hit or (self.options.deadline is not None and time.monotonic() >= self.options.deadline):
+                raise _BudgetReached()
+            yield self._batch_steps(destination, rows, read)
+
+    @contextlib.contextmanager
+    def _visit_sender(self, destination: Destination) -> Iterator[None]:
+        """The threads batches' visit creates go out in, where the destination overlaps them with the next batches
+        (:attr:`Destination.overlap_visit_writes`); leaving waits for the sends in flight."""
+        if not destination.overlap_visit_writes:
+            yield
+            return
+        workers = destination.overlap_visit_writes
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crm-visit-writes") as self._sender:
+            try:
+                yield
+            finally:
+                self._sender = None
+
+    def _abandon(self, steps: Iterator[None]) -> None:
+        """End a batch paused before its visits: the run stops there (its rows are finished as not sent)."""
+        with contextlib.suppress(StopIteration):
+            steps.throw(_Abandoned())
+
+    def _pause(self) -> Iterator[None]:
+        """A pause in a batch's steps: another batch may run meanwhile; this batch's state is its own again after."""
+        batch = self._batch
+        try:
+            yield
+        finally:
+            self._batch = batch
+
+    def _batch_steps(
         self, destination: Destination, rows: Sequence[dict[str, Any]], ahead: ReadAhead | None = None
-    ) -> None:
+    ) -> Iterator[None]:
+        """One batch: prepare, claim, customers, visits, finish. A generator (:mod:`crm_sync.overlap`): it pauses
+        once its customers are decided (the batches before it are then completed, but up to
+        :attr:`Destination.overlap_visit_writes` - 1 still sending) and, where the destination overlaps visit
+        creates, while they are in flight (the next batch begins meanwhile)."""
         result = self.result
         result.candidates += len(rows)
         prepared: list[PreparedCheckIn] = []
         previous: dict[int, dict[str, Any]] = {}
         items = (ahead or self._prepare_batch(destination, rows)).items
+        self._batch = batch = _BatchState(facts_generation=self._facts_generation)
         # Answers read ahead serve this batch's first resolution only: its own writes come after them.
-        self._read_answers = dict(ahead.answers) if ahead is not None else {}
+        batch.read_answers = dict(ahead.answers) if ahead is not None else {}
         for row, item in zip(rows, items, strict=True):
             if is_unchanged(row, item.source_hash):
                 self._unchanged(row, item)
@@ -575,16 +642,18 @@ class IntegrationSync:
         self._store_fingerprints()
         if not prepared:
             return
-        self._state_retries = {i.check_in_id for i in prepared if previous[i.check_in_id].get("state_changed")}
-        self._people = self._group_people(prepared)  # before the claim: the ledger gets each person's key
+        batch.state_retries = {i.check_in_id for i in prepared if previous[i.check_in_id].get("state_changed")}
+        batch.people = self._group_people(prepared)  # before the claim: the ledger gets each person's key
         attempt_id = str(uuid.uuid4())
         self._claim(prepared, attempt_id)
-        self._visit_writes_started = False
         outcomes: dict[int, dict[str, Any]] = {}
         try:
             try:
                 refs = self._resolve_customers(destination, prepared, outcomes) if self.settings.sync_customers else {}
-                self._write_visits(destination, prepared, previous, refs, outcomes, attempt_id)
+                yield from self._pause()  # customers decided: the batches before complete, but those in flight
+                yield from self._write_visits(
+                    destination, prepared, previous, refs, outcomes, attempt_id, overlap=self._sender is not None
+                )
             except BadRecordError as exc:
                 if not self._recheck_facts(destination, [str(exc)]):
                     raise
@@ -600,8 +669,10 @@ class IntegrationSync:
             self._failed_batches_in_a_row = 0
         except BudgetExhaustedError as exc:
             # Raised before a request is sent: did a visit request go out since visit writes began? (A read
-            # ahead counts as one too: the rows are then looked up next run, never sent twice.)
-            sent = self._visit_writes_started and destination.hook.stats.api_calls > self._calls_before_visit_writes
+            # ahead, or the next batch's call while this one's creates were in flight, counts as one too: the
+            # rows are then looked up next run, never sent twice.)
+            batch = self._batch
+            sent = batch.visit_writes_started and destination.hook.stats.api_calls > batch.calls_before_visit_writes
             for item in prepared:
                 status = status_when_stopped_unsent(previous[item.check_in_id].get("ledger_status"), sent=sent)
                 outcomes.setdefault(item.check_in_id, self._outcome(status, kind="time_budget", error=str(exc)))
@@ -612,11 +683,20 @@ class IntegrationSync:
             # Before any visit write nothing of this batch is uncertain: back to pending. Once visit
             # writes began (a per-record CRM, or a token refresh failing mid-batch), rows without an
             # outcome may be in the CRM: in_flight, so the next run looks them up first.
-            unsent = LedgerStatus.IN_FLIGHT if self._visit_writes_started else LedgerStatus.PENDING
+            unsent = LedgerStatus.IN_FLIGHT if self._batch.visit_writes_started else LedgerStatus.PENDING
             for item in prepared:
                 outcomes.setdefault(item.check_in_id, self._outcome(unsent, kind="stopped", error=str(exc)))
             self._finish(prepared, outcomes, attempt_id)
             self._stop(exc)
+            raise _StopIntegration() from None
+        except _Abandoned:
+            # The run stopped in the batch before, while this one's customers were decided: no visit write of
+            # this batch went out (rows an earlier attempt left uncertain keep that status).
+            for item in prepared:
+                status = status_when_stopped_unsent(previous[item.check_in_id].get("ledger_status"), sent=False)
+                error = "the run stopped before this batch's visits were written; sent next run"
+                outcomes.setdefault(item.check_in_id, self._outcome(status, kind="stopped", error=error))
+            self._finish(prepared, outcomes, attempt_id)
             raise _StopIntegration() from None
         except (RetryableError, BadRecordError) as exc:
             # A transient failure that outlived the retries, or a call the CRM refused as a whole:
@@ -642,13 +722,13 @@ class IntegrationSync:
     ) -> None:
         """Rows the CRM refused for a stale account fact, sent once more after the re-check. They go as rows
         whose last attempt may have landed (the visit is looked up before any create): nothing twice."""
-        self._read_answers = {}  # read before this batch's first writes
+        self._batch.read_answers = {}  # read before this batch's first writes
         again = [r for r in rows if outcomes.get(r.check_in_id, {}).get("status") != LedgerStatus.SYNCED]
         for row in again:
             outcomes.pop(row.check_in_id, None)
             previous[row.check_in_id] = {**previous[row.check_in_id], "ledger_status": LedgerStatus.IN_FLIGHT}
         refs = self._resolve_customers(destination, again, outcomes) if self.settings.sync_customers else {}
-        self._write_visits(destination, again, previous, refs, outcomes, attempt_id)
+        complete(self._write_visits(destination, again, previous, refs, outcomes, attempt_id))
 
     def _outcome(
         self,
@@ -703,9 +783,10 @@ class IntegrationSync:
         (:meth:`_accept`); a customer found without the person's email gains it (:meth:`_add_emails`).
         """
         result = self.result
+        batch_people = self._batch.people
         people = (
-            self._people
-            if {r.check_in_id for p in self._people for r in p.rows} == {r.check_in_id for r in rows}
+            batch_people
+            if {r.check_in_id for p in batch_people for r in p.rows} == {r.check_in_id for r in rows}
             else self._group_people(rows)
         )
         mapped = self._map_lookup(sorted({k for p in people for k in p.keys}))
@@ -809,7 +890,7 @@ class IntegrationSync:
 
     def _match(self, destination: Destination, wanted: list[tuple[str, Customer]]) -> dict[str, CustomerRef]:
         """:meth:`Destination.match_customers`, from what was read ahead for the keys it has an answer for."""
-        ahead = self._read_answers
+        ahead = self._batch.read_answers
         hits = {k: ref for k, _ in wanted if (ref := ahead.get(k)) is not None}
         asked = [(k, c) for k, c in wanted if k not in ahead]
         if asked:
@@ -943,7 +1024,7 @@ class IntegrationSync:
             ref = refs.get(row.customer_key)
             if ref is None or row.customer_key in created or row.check_in_id in outcomes:
                 continue
-            if row.check_in_id in self._state_retries:
+            if row.check_in_id in self._batch.state_retries:
                 continue  # an unchanged older check-in retried for the CRM's state: its data is not newer
             if mapped.get(row.customer_key, (None, None))[1] == _customer_hash(row):
                 continue
@@ -973,7 +1054,11 @@ class IntegrationSync:
         refs: dict[str, CustomerRef],
         outcomes: dict[int, dict[str, Any]],
         attempt_id: str | None = None,
-    ) -> None:
+        *,
+        overlap: bool = False,
+    ) -> Iterator[None]:
+        """The batch's visits: updated, recovered, created. Steps (:meth:`_batch_steps`): with ``overlap`` they
+        pause while the creates are in flight (:meth:`_send_visits`)."""
         result = self.result
         ready = [r for r in rows if r.check_in_id not in outcomes]
         if not self.settings.sync_check_ins_as_jobs:
@@ -991,8 +1076,8 @@ class IntegrationSync:
         found = destination.recover_visits(uncertain, intents, refs) if uncertain else {}
         to_create = [r for r in ready if r not in to_update and r.visit_key not in found]
 
-        self._visit_writes_started = bool(to_update or to_create)
-        self._calls_before_visit_writes = destination.hook.stats.api_calls
+        self._batch.visit_writes_started = bool(to_update or to_create)
+        self._batch.calls_before_visit_writes = destination.hook.stats.api_calls
         if to_update:
             updated = destination.update_visits(
                 [(r, previous[r.check_in_id]["crm_visit_id"], refs.get(r.customer_key)) for r in to_update]
@@ -1002,7 +1087,7 @@ class IntegrationSync:
             if row.visit_key in found:
                 self._recovered(row, found[row.visit_key], refs.get(row.customer_key), outcomes)
         if to_create:
-            self._create_visits(destination, to_create, refs, outcomes, attempt_id)
+            yield from self._create_visits(destination, to_create, refs, outcomes, attempt_id, overlap=overlap)
             self._retry_cured(destination, to_create, refs, outcomes, attempt_id)
 
     def _create_visits(
@@ -1012,7 +1097,9 @@ class IntegrationSync:
         refs: dict[str, CustomerRef],
         outcomes: dict[int, dict[str, Any]],
         attempt_id: str | None,
-    ) -> None:
+        *,
+        overlap: bool = False,
+    ) -> Iterator[None]:
         if attempt_id is not None:
             # Committed before the create call: where the visit goes, so a re-run that resolves the row to
             # another customer still looks there first (the destination adds each created id as it goes).
@@ -1027,8 +1114,8 @@ class IntegrationSync:
                 replace=True,
             )
         try:
-            created = destination.create_visits(
-                [(r, refs.get(r.customer_key)) for r in rows], self._progress(rows, attempt_id)
+            created = yield from self._send_visits(
+                destination, [(r, refs.get(r.customer_key)) for r in rows], self._progress(rows, attempt_id), overlap
             )
         except RetryableError as exc:
             # The request may have reached the CRM: keep in_flight, resolve by lookup next run.
@@ -1036,6 +1123,25 @@ class IntegrationSync:
                 outcomes[r.check_in_id] = self._outcome(LedgerStatus.IN_FLIGHT, kind="transient", error=str(exc))
             raise
         self._apply(rows, created, refs, outcomes, counter="visits_created")
+
+    def _send_visits(
+        self,
+        destination: Destination,
+        items: list[tuple[PreparedCheckIn, CustomerRef | None]],
+        progress: Progress,
+        overlap: bool,
+    ) -> Generator[None, None, dict[str, RecordResult]]:
+        """:meth:`Destination.create_visits`; with ``overlap``, in the visit sender's thread, the steps pausing
+        meanwhile (the next batch prepares, claims and decides its customers). Its errors are raised here."""
+        if not overlap or self._sender is None:
+            return destination.create_visits(items, progress)
+        sending = self._sender.submit(destination.create_visits, items, progress)
+        self._in_flight.add(sending)
+        try:
+            yield from self._pause()
+            return sending.result()
+        finally:
+            self._in_flight.discard(sending)
 
     def _recovered(
         self,
@@ -1155,7 +1261,7 @@ class IntegrationSync:
         ]
         if not again:
             return
-        self._create_visits(destination, again, refs, outcomes, attempt_id)
+        complete(self._create_visits(destination, again, refs, outcomes, attempt_id))
 
     # ------------------------------------------------------------------ ledger
     def _claim(self, rows: list[PreparedCheckIn], attempt_id: str) -> None:
@@ -1331,9 +1437,18 @@ class IntegrationSync:
         """The CRM refused a write because a kept fact is wrong (:meth:`Destination.stale_fact`): forget the
         kept facts, check them again (once per run) and keep the new ones. True when the refused rows may be
         sent once more."""
-        if self._facts_rechecked or not any(destination.stale_fact(e) for e in errors):
+        if not any(destination.stale_fact(e) for e in errors):
+            return False
+        if self._facts_generation > self._batch.facts_generation:
+            # Checked again since this batch's writes were built (by a later batch, while these were in flight).
+            self._batch.facts_generation = self._facts_generation
+            return True
+        if self._facts_rechecked:
             return False
         self._facts_rechecked = True
+        futures.wait(list(self._in_flight))  # the facts change under no visit send
+        self._facts_generation += 1
+        self._batch.facts_generation = self._facts_generation
         account = self.result.crm_account
         if account is not None:
             self._facts_store.invalidate(account)

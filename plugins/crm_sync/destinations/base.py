@@ -119,6 +119,13 @@ class Destination(ABC):
     #: leave idle (HubSpot's search); where one limit paces both, reads ahead only take writes' turns.
     lookahead_batches: ClassVar[int] = 0
 
+    #: Batches whose visit creates the engine sends in threads while the next batch is prepared, claimed and
+    #: its customers decided (:mod:`crm_sync.overlap`), so a create waiting out a 429 or the engine's own
+    #: work between batches no longer leaves the limit idle; 0: none. Only for a destination whose visit
+    #: creates make no record a later customer look-up could need (no address / location / property created
+    #: with the visit: :meth:`IntegrationSync._remember_parents`) and share no state with its customer steps.
+    overlap_visit_writes: ClassVar[int] = 0
+
     #: Rows per engine batch and per lane (:attr:`lanes`) for CRMs without batch endpoints (the destination
     #: loops per record; the ledger is still written per batch, not per row).
     per_record_batch: ClassVar[int] = 25

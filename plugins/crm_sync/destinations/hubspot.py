@@ -73,7 +73,8 @@ class HubSpotDestination(Destination):
     marker_field = VISIT_KEY_PROPERTY
     batch_calls_in_lanes = True
     #: Its searches (5 / s of their own, the bound of a sync) go on while a batch writes or waits out a 429.
-    lookahead_batches = 4
+    lookahead_batches = 8
+    overlap_visit_writes = 2  # a note is created alone: nothing a customer look-up reads
     hook: HubSpotHook
 
     def check_facts(self) -> dict[str, Any]:
