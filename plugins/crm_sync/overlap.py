@@ -3,13 +3,15 @@
 A batch of the sync is a generator of steps (:meth:`IntegrationSync._batch_steps`). It pauses (``yield``) at
 most twice: once its customers are decided (its visits are not written yet), and, where the destination
 sends its visit creates in a thread, while they are in flight. :func:`run_overlapped` runs the next batch up
-to its first pause during the second, then completes the batch in flight, and only then lets the next one
-write its visits. So the CRM's limit keeps working while a create waits out a 429 or the engine prepares,
-claims and resolves the next batch, and still:
+to its first pause during the second, then completes the oldest batch in flight (once ``in_flight`` are),
+and only then lets the next one write its visits. So the CRM's limit keeps working while a create waits out
+a 429 or the engine prepares, claims and resolves the next batch, and still:
 
-* batches are completed (their outcomes written to the ledger) in order, and one visit send at a time;
-* a batch's visits are written only after every batch before it is complete: what an earlier batch
-  re-sends or learns (a stale account fact, a customer re-resolved) is in place first;
+* batches are completed (their outcomes written to the ledger) in order, at most ``in_flight`` of them with
+  visit creates in flight;
+* a batch writes its visits only after the batches before it are complete, but up to ``in_flight`` - 1
+  still sending: what an earlier batch re-sends or learns is in place first, and a stale account fact met
+  by two batches is checked again once and serves both (:meth:`IntegrationSync._recheck_facts`);
 * whatever error ends the run, the batches in flight are completed (their outcomes recorded, nothing left
   claimed without one), and the next one, paused before its visits, is abandoned: its rows are finished as
   not sent. A worker killed (``SystemExit``, ``KeyboardInterrupt``) completes nothing more: its claimed rows
