@@ -651,9 +651,7 @@ class IntegrationSync:
             try:
                 refs = self._resolve_customers(destination, prepared, outcomes) if self.settings.sync_customers else {}
                 yield from self._pause()  # customers decided: the batches before complete, but those in flight
-                yield from self._write_visits(
-                    destination, prepared, previous, refs, outcomes, attempt_id, overlap=self._sender is not None
-                )
+                yield from self._write_visits(destination, prepared, previous, refs, outcomes, attempt_id)
             except BadRecordError as exc:
                 if not self._recheck_facts(destination, [str(exc)]):
                     raise
@@ -1054,11 +1052,9 @@ class IntegrationSync:
         refs: dict[str, CustomerRef],
         outcomes: dict[int, dict[str, Any]],
         attempt_id: str | None = None,
-        *,
-        overlap: bool = False,
     ) -> Iterator[None]:
-        """The batch's visits: updated, recovered, created. Steps (:meth:`_batch_steps`): with ``overlap`` they
-        pause while the creates are in flight (:meth:`_send_visits`)."""
+        """The batch's visits: updated, recovered, created. Steps (:meth:`_batch_steps`): they pause while the
+        creates are in flight (:meth:`_send_visits`)."""
         result = self.result
         ready = [r for r in rows if r.check_in_id not in outcomes]
         if not self.settings.sync_check_ins_as_jobs:
@@ -1087,7 +1083,7 @@ class IntegrationSync:
             if row.visit_key in found:
                 self._recovered(row, found[row.visit_key], refs.get(row.customer_key), outcomes)
         if to_create:
-            yield from self._create_visits(destination, to_create, refs, outcomes, attempt_id, overlap=overlap)
+            yield from self._create_visits(destination, to_create, refs, outcomes, attempt_id)
             self._retry_cured(destination, to_create, refs, outcomes, attempt_id)
 
     def _create_visits(
@@ -1097,8 +1093,6 @@ class IntegrationSync:
         refs: dict[str, CustomerRef],
         outcomes: dict[int, dict[str, Any]],
         attempt_id: str | None,
-        *,
-        overlap: bool = False,
     ) -> Iterator[None]:
         if attempt_id is not None:
             # Committed before the create call: where the visit goes, so a re-run that resolves the row to
@@ -1115,7 +1109,7 @@ class IntegrationSync:
             )
         try:
             created = yield from self._send_visits(
-                destination, [(r, refs.get(r.customer_key)) for r in rows], self._progress(rows, attempt_id), overlap
+                destination, [(r, refs.get(r.customer_key)) for r in rows], self._progress(rows, attempt_id)
             )
         except RetryableError as exc:
             # The request may have reached the CRM: keep in_flight, resolve by lookup next run.
@@ -1129,11 +1123,11 @@ class IntegrationSync:
         destination: Destination,
         items: list[tuple[PreparedCheckIn, CustomerRef | None]],
         progress: Progress,
-        overlap: bool,
     ) -> Generator[None, None, dict[str, RecordResult]]:
-        """:meth:`Destination.create_visits`; with ``overlap``, in the visit sender's thread, the steps pausing
-        meanwhile (the next batch prepares, claims and decides its customers). Its errors are raised here."""
-        if not overlap or self._sender is None:
+        """:meth:`Destination.create_visits`; where visit creates overlap, in the visit sender's thread, the steps
+        pausing meanwhile (the next batch prepares, claims and decides its customers; a re-send run to its end
+        with :func:`~crm_sync.overlap.complete` goes straight on). Its errors are raised here."""
+        if self._sender is None:
             return destination.create_visits(items, progress)
         sending = self._sender.submit(destination.create_visits, items, progress)
         self._in_flight.add(sending)
