@@ -546,23 +546,28 @@ class CrmHook(BaseHook):
         extra_headers = dict(kwargs.pop("headers", None) or {})
 
         def attempt() -> requests.Response:
-            limiter = self.limiter(limit)
-            self.stats.add(waited_seconds=limiter.acquire(deadline=self.deadline))
-            self.check_budget()
             try:
+                # Before the slot: a token request takes a slot of its own, and must not wait on this one.
                 auth = self.auth_headers() if authenticated else {}
             except RetryableError as exc:
                 # The token request already had its own retries: do not multiply them here.
                 raise _TokenUnavailable(exc) from None
             send_headers = {**extra_headers, **auth}
-            self.stats.add(api_calls=1, endpoint=label)
-            _SENT.count = requests_sent() + 1
+            limiter = self.limiter(limit)
+            self.stats.add(waited_seconds=limiter.acquire(deadline=self.deadline, in_flight=True))
             try:
-                response = self.get_conn().request(
-                    method, url, headers=send_headers, timeout=self.request_timeout(), **kwargs
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise RetryableError(f"{self.crm_type} {label}: {type(exc).__name__}") from None
+                # The slot's window runs from the answer (rate_limit's docstring): released however this ends.
+                self.check_budget()
+                self.stats.add(api_calls=1, endpoint=label)
+                _SENT.count = requests_sent() + 1
+                try:
+                    response = self.get_conn().request(
+                        method, url, headers=send_headers, timeout=self.request_timeout(), **kwargs
+                    )
+                except (requests.ConnectionError, requests.Timeout) as exc:
+                    raise RetryableError(f"{self.crm_type} {label}: {type(exc).__name__}") from None
+            finally:
+                limiter.release()
             log.debug("%s -> %s", label, response.status_code)
             if response.status_code < 400 and response.status_code != 300:
                 self.observe_response(response)

@@ -6,6 +6,14 @@ last N calls and lets a call through only when fewer than N fell inside the
 window: exactly the vendor's rule, so a sync can run at the full limit without
 ever drawing a 429 (a token bucket of N would allow up to 2N in the first window).
 
+**A call's slot is freed one window after its answer came back**, not after it was sent
+(:meth:`RollingWindowLimiter.acquire` with ``in_flight=True``, then :meth:`~RollingWindowLimiter.release`).
+The vendor counts a call at some moment between our send and its answer; the next call to take the slot
+is sent a whole window after that answer, so the vendor sees the two at least a window apart whatever
+the network or the scheduler did in between. A window stamped at the send needed a margin guessed for
+that jitter (5% + 50 ms): it cost 5 to 10% of every limit and still drew 429s on a busy machine
+(HubSpot's search limit, 5 / s, when a thread was descheduled between taking a slot and sending).
+
 **A 429 is not a whole window.** A 429 is waited out by the hook (``Retry-After``, else exponential
 backoff, :mod:`crm_hooks.base`); the limiter blocks a whole window only when the vendor says the window
 is exhausted (:meth:`RollingWindowLimiter.drain`; see :func:`hubspot_window_exhausted`,
@@ -77,10 +85,9 @@ class RateLimit:
 class RollingWindowLimiter:
     """Thread-safe: at most ``current`` calls in any ``limit.per_seconds`` window, ``current`` <= the ceiling."""
 
-    #: The CRM counts a call when it arrives, we when it leaves: a window 5% (+50 ms) longer than
-    #: the vendor's keeps network jitter from tipping a full window into a 429.
-    MARGIN = 1.05
-    SLACK_SECONDS = 0.05
+    #: Slots are stamped when the answer arrives (see the module docstring): the window needs no margin
+    #: for jitter, only this much for a vendor whose clock ticks coarser than ours.
+    SLACK_SECONDS = 0.01
     #: Multiplicative decrease on a 429 that shows a lower limit.
     DECREASE = 0.85
     #: ... or to this share of the calls the vendor accepted in the last window, when lower.
@@ -105,17 +112,20 @@ class RollingWindowLimiter:
 
     def __init__(self, limit: RateLimit, *, paced: bool = False):
         self.limit = limit
-        self.window = limit.per_seconds * self.MARGIN + self.SLACK_SECONDS
+        self.window = limit.per_seconds + self.SLACK_SECONDS
         #: the ceiling (requests per window) and the adapted rate (never above it)
         self.ceiling = max(1.0, float(limit.requests or 1))
         self.current = self.ceiling
         self.paced = paced
+        #: when the answers of the calls in the window came back (oldest first), and the calls still awaiting one
         self._calls: deque[float] = deque()
+        self._in_flight = 0
         self._refused: deque[float] = deque()
         self._outcomes: deque[bool] = deque(maxlen=self.CLUSTER_SENDS)  # True: refused (429)
         self._next_start = 0.0
         self._started_at: float | None = None
         self._lock = threading.Lock()
+        self._released = threading.Condition(self._lock)
         self.waited_seconds = 0.0
         #: 429s that lowered the rate (for tests and summaries)
         self.decreases = 0
@@ -149,43 +159,72 @@ class RollingWindowLimiter:
             self.current = max(1.0, min(self.ceiling, rate_per_second * self.limit.per_seconds))
             self.refused_at = self.current / self.PROBE_SHARE  # the rate held last run: hold it again, probe above
 
-    def acquire(self, deadline: float | None = None) -> float:
+    def acquire(self, deadline: float | None = None, *, in_flight: bool = False) -> float:
         """Wait for a free slot and take it; return the seconds spent waiting.
 
         :param deadline: a ``time.monotonic()`` value: a wait that would end past it raises
             :class:`BudgetExhaustedError` at once instead of sleeping (and takes no slot).
+        :param in_flight: the slot is held until :meth:`release`, and its window runs from then (the time
+            the answer came back). Without it the window runs from now (a call already answered).
         """
         if self.limit.rate is None:
             return 0.0
         window = self.window
         waited = 0.0
-        while True:
-            with self._lock:
+        with self._lock:
+            while True:
                 now = time.monotonic()
                 while self._calls and self._calls[0] <= now - window:
                     self._calls.popleft()
                 while self._refused and self._refused[0] <= now - window:
                     self._refused.popleft()
-                capacity = self.capacity
-                sleep_for = 0.0
-                if len(self._calls) >= capacity:
-                    sleep_for = self._calls[-capacity] + window - now
+                # Free when fewer than ``capacity`` calls are in the window or awaiting their answer; else
+                # the ``over``-th oldest answer must leave the window (or, if that many are in flight, come back).
+                over = len(self._calls) + self._in_flight - self.capacity + 1
+                sleep_for: float | None = 0.0
+                if over > 0:
+                    sleep_for = self._calls[over - 1] + window - now if over <= len(self._calls) else None
                 if self.paced:
-                    sleep_for = max(sleep_for, self._next_start - now)
-                if sleep_for <= 0:
-                    self._calls.append(now)
+                    pace = self._next_start - now
+                    sleep_for = max(sleep_for, pace) if sleep_for is not None else sleep_for
+                if sleep_for is not None and sleep_for <= 0:
+                    if in_flight:
+                        self._in_flight += 1
+                    else:
+                        self._calls.append(now)
                     if self._started_at is None:
                         self._started_at = now
                     self._next_start = now + window / self.current
                     self.waited_seconds += waited
                     return waited
-            if deadline is not None and now + sleep_for > deadline:
-                raise BudgetExhaustedError(
-                    f"time budget reached: the next slot of this rate limit ({self.capacity:g} per "
-                    f"{self.limit.per_seconds:g} s) is {sleep_for:.0f} s away"
-                )
-            time.sleep(sleep_for)
-            waited += sleep_for
+                if deadline is not None and now + (sleep_for or 0.0) > deadline:
+                    raise BudgetExhaustedError(
+                        f"time budget reached: the next slot of this rate limit ({self.capacity:g} per "
+                        f"{self.limit.per_seconds:g} s) is {sleep_for or window:.0f} s away"
+                    )
+                if sleep_for is None:
+                    # Every slot awaits an answer: wait for one to come back (not sleeping: no clock to read).
+                    started = time.monotonic()
+                    timeout = window if deadline is None else max(0.0, min(window, deadline - started))
+                    self._released.wait(timeout)
+                    waited += time.monotonic() - started
+                    continue
+                self._lock.release()
+                try:
+                    time.sleep(sleep_for)
+                finally:
+                    self._lock.acquire()
+                waited += sleep_for
+
+    def release(self) -> None:
+        """The answer to a call taken with ``acquire(in_flight=True)`` came back (or it was never sent):
+        its window runs from now."""
+        if self.limit.rate is None:
+            return
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._calls.append(time.monotonic())
+            self._released.notify()
 
     def drain(self) -> None:
         """The vendor said the window is exhausted: treat it as full, so the next call waits a whole window."""
