@@ -166,6 +166,23 @@ def test_401_refreshes_token_once_then_succeeds(rsps):
     assert hook.stats.token_refreshes == 2 and hook.stats.retries == 0
 
 
+def test_a_401_for_a_token_already_replaced_keeps_the_new_one(rsps):
+    """Calls take their token before waiting for a rate-limit slot: one still carrying the old token after
+    another call's 401 replaced it must not throw the new one away (one fetch per refusal, not per call)."""
+    rsps.add(responses.POST, TOKEN_URL, json={"access_token": "tok-old1", "expires_in": 3600})
+    rsps.add(responses.POST, TOKEN_URL, json={"access_token": "tok-new2", "expires_in": 3600})
+    hook = make_hook()
+    stale = hook.auth_headers()  # a call waiting for its slot with the old token
+    hook.invalidate_token(refused=hook.auth_headers())  # the first 401: replaced
+    assert hook.auth_headers() == {"Authorization": "Bearer tok-new2"}
+    hook.invalidate_token(refused=stale)  # the waiting call's 401 names the old token: nothing forgotten
+    assert hook.auth_headers() == {"Authorization": "Bearer tok-new2"}
+    assert len(calls_to(rsps, TOKEN_URL)) == 2
+    hook.invalidate_token()  # no headers (the Test button, credential health): always forgotten
+    hook.auth_headers()
+    assert len(calls_to(rsps, TOKEN_URL)) == 3
+
+
 def test_401_twice_is_bad_credentials(rsps):
     token_ok(rsps)
     rsps.add(responses.GET, f"{BASE}/items", status=401, json={"message": "nope"})

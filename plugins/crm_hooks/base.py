@@ -363,9 +363,16 @@ class CrmHook(BaseHook):
                 self._token_expires_at = time.monotonic() + max(float(expires_in), 61.0)
             return self._token
 
-    def invalidate_token(self) -> None:
-        """Forget the token (the CRM refused it), the one kept for the next runs included."""
+    def invalidate_token(self, refused: Mapping[str, str] | None = None) -> None:
+        """Forget the token (the CRM refused it), the one kept for the next runs included.
+
+        :param refused: the headers of the refused call. A token is fetched before a call waits for its
+            rate-limit slot, so calls waiting meanwhile still carry the old one: their 401s must not throw
+            away (and fetch again) the token the first 401 already replaced.
+        """
         with self._token_lock:
+            if refused is not None and self._token is not None and not any(self._token in v for v in refused.values()):
+                return
             self._token = None
             forget = getattr(self.credentials_writer, "forget_session", None)
             if forget is not None:
@@ -594,7 +601,7 @@ class CrmHook(BaseHook):
             ):
                 # One refresh per call: a token can expire between our clock and theirs.
                 auth_retry["done"] = True
-                self.invalidate_token()
+                self.invalidate_token(refused=auth)
                 raise _RefreshAndRetry()
             raise error
 
