@@ -166,6 +166,11 @@ def test_401_refreshes_once_and_never_reuses_the_refused_token(rsps):
         f"Bearer {stored}",
         f"Bearer {fresh}",
     ]
+    # A call that took the stored token before waiting for its rate-limit slot answers 401 too: the fresh
+    # token is kept, nothing is redeemed again.
+    h.invalidate_token(refused={"Authorization": f"Bearer {stored}"})
+    assert h.auth_headers() == {"Authorization": f"Bearer {fresh}"}
+    assert len([c for c in rsps.calls if c.request.url == TOKEN]) == 1
 
 
 def test_without_a_writer_the_refresh_token_is_never_redeemed(rsps):

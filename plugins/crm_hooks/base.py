@@ -371,12 +371,17 @@ class CrmHook(BaseHook):
             away (and fetch again) the token the first 401 already replaced.
         """
         with self._token_lock:
-            if refused is not None and self._token is not None and not any(self._token in v for v in refused.values()):
+            if not self.refused_current_token(refused):
                 return
             self._token = None
             forget = getattr(self.credentials_writer, "forget_session", None)
             if forget is not None:
                 forget()
+
+    def refused_current_token(self, refused: Mapping[str, str] | None) -> bool:
+        """Whether the headers of a refused call carry the token this hook holds now (no headers: assume so).
+        Called with the token lock held."""
+        return refused is None or self._token is None or any(self._token in v for v in refused.values())
 
     @contextlib.contextmanager
     def credential_rotation(self) -> Iterator[None]:

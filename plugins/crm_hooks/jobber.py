@@ -379,9 +379,12 @@ class JobberHook(CrmHook):
                 f"(Jobber only offers OAuth; {RECONNECT})"
             )
 
-    def invalidate_token(self) -> None:
-        """After a 401: remember that this token is refused, so a stored one is not tried again."""
+    def invalidate_token(self, refused: Mapping[str, str] | None = None) -> None:
+        """After a 401: remember that this token is refused, so a stored one is not tried again (a token
+        fetched since the refused call took its own is kept: :meth:`CrmHook.invalidate_token`)."""
         with self._token_lock:
+            if not self.refused_current_token(refused):
+                return
             if self._token:
                 self._rejected.add(self._token)
             self._token = None
